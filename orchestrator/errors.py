@@ -1,0 +1,39 @@
+"""The project's own exceptions. Library code raises these; the CLI maps them to exit codes."""
+
+from __future__ import annotations
+
+
+class OpsError(Exception):
+    """Base class of every error the orchestrator raises on purpose."""
+
+    exit_code = 1
+
+
+class BadInput(OpsError):
+    """The caller asked for something invalid (unknown operation, environment, bad -e, ...)."""
+
+    exit_code = 2
+
+
+class NotFound(BadInput):
+    """A named thing (record id, operation, environment) does not exist."""
+
+
+class LockHeld(OpsError):
+    """Another run holds the lock on an overlapping set of hosts."""
+
+    exit_code = 1
+
+
+class ArchiveError(OpsError):
+    """The archive is unreadable or inconsistent."""
+
+    exit_code = 1
+
+
+class ChainBroken(ArchiveError):
+    """Verification found an edited, removed, inserted or reordered record."""
+
+    def __init__(self, message: str, record_id: str | None = None) -> None:
+        super().__init__(message)
+        self.record_id = record_id
