@@ -1,0 +1,130 @@
+# envcredit-ops: every target an engineer, CI or an auditor needs. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV     := $(CURDIR)/.venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+OPSCTL   := $(BIN)/opsctl
+ENV      ?= lab
+SCALE    ?= 0
+TICKET   ?=
+REASON   ?=
+LIMIT    ?=
+ARGS     ?=
+APT_PKGS := podman runc debootstrap openssh-client git sqlite3 zstd
+
+export PATH := $(BIN):$(PATH)
+export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+RUN_OPTS = --env $(ENV) $(if $(LIMIT),--limit '$(LIMIT)') $(if $(TICKET),--ticket '$(TICKET)') \
+           $(if $(REASON),--reason '$(REASON)') $(ARGS)
+
+.PHONY: help setup apt venv lab lab-down lab-reset lab-status image ops ping inspect \
+        records verify-records export-html lint mypy pytest unit e2e molecule test demo \
+        bench bench-overhead bench-archive clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  make %-16s %s\n", $$1, $$2}'
+	@echo "  variables: ENV=$(ENV) TICKET= REASON= LIMIT= ARGS= SCALE=$(SCALE)"
+
+setup: apt venv ## Install the Debian packages and the Python venv (what is missing)
+
+apt: ## Install the Debian packages the lab needs, when missing
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	fi
+
+venv: $(STAMP) ## Create .venv with the pinned tool versions
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $@
+
+image: setup ## Build the lab's Debian 12 image (once; cached by content hash)
+	lab/build-image.sh
+
+lab: setup ## Start the lab (idempotent); SCALE=N adds N fleet hosts
+	lab/lab.sh up $(SCALE)
+
+lab-down: ## Remove the lab's containers, network, key (keeps the image)
+	lab/lab.sh down
+
+lab-reset: setup ## Recreate the lab from scratch
+	lab/lab.sh reset $(SCALE)
+
+lab-status: ## One line per lab host
+	lab/lab.sh status
+
+ops: venv ## List the operations catalog
+	$(OPSCTL) ops
+
+ping: venv ## Connectivity and facts: make ping ENV=lab
+	$(OPSCTL) run ping $(RUN_OPTS)
+
+inspect: venv ## Read-only health probe: make inspect ENV=lab
+	$(OPSCTL) run inspect $(RUN_OPTS)
+
+records: venv ## List the change records
+	$(OPSCTL) records list $(ARGS)
+
+verify-records: venv ## Verify the change-record chain
+	$(OPSCTL) records verify
+
+export-html: venv ## Export the archive as an offline HTML browser (var/reports/archive.html)
+	@mkdir -p var/reports
+	$(OPSCTL) records export --format html --out var/reports/archive.html
+
+lint: venv ## yamllint, ansible-lint (production profile), mypy
+	$(BIN)/yamllint -s .
+	$(BIN)/ansible-lint
+	$(BIN)/mypy
+
+mypy: venv
+	$(BIN)/mypy
+
+unit: venv ## pytest without the lab
+	$(BIN)/pytest -m "not lab" -q
+
+e2e: lab ## pytest end-to-end tests against the running lab
+	$(BIN)/pytest -m lab -q
+
+pytest: lab ## All pytest tests (unit + lab end-to-end)
+	$(BIN)/pytest -q
+
+molecule: image ## Every role's molecule scenario (create, converge, idempotence, check, verify, destroy)
+	lab/molecule-all.sh
+
+test: setup lint pytest molecule ## Everything CI runs: lint, pytest, molecule
+
+demo: lab ## Start the lab, run the read-only operations, show the records and the HTML archive
+	$(OPSCTL) ops
+	$(OPSCTL) run ping --env lab --reason demo
+	$(OPSCTL) run inspect --env lab --reason demo
+	$(OPSCTL) records list --limit 10
+	$(OPSCTL) records verify
+	@mkdir -p var/reports
+	$(OPSCTL) records export --format html --out var/reports/archive.html
+	@echo; echo "change records: $${OPSCTL_ARCHIVE:-$(CURDIR)/var/archive}"; \
+	 echo "HTML archive:   $(CURDIR)/var/reports/archive.html"
+
+bench: bench-overhead bench-archive ## All benchmarks (ratios, not timed tests)
+
+bench-overhead: lab ## opsctl run vs bare ansible-playbook, alternated
+	$(BIN)/python bench/overhead/run.py $(ARGS)
+
+bench-archive: venv ## 100,000 synthetic records: list with a filter, verify
+	$(BIN)/python bench/archive/run.py $(ARGS)
+
+clean: ## Remove caches (not the archive, not the lab)
+	rm -rf .pytest_cache .mypy_cache var/facts var/run

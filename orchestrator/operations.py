@@ -1,0 +1,131 @@
+"""The operations catalog: name, playbook, description, risk and required inputs."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import paths
+from .errors import BadInput, NotFound
+
+RISKS = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    playbook: str
+    description: str
+    risk: str = "low"
+    read_only: bool = False
+    high_risk_in: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    def playbook_path(self) -> Path:
+        return paths.playbooks_dir() / self.playbook
+
+    def risk_in(self, env: str) -> str:
+        """The effective risk level of this operation in ``env``."""
+        return "high" if env in self.high_risk_in else self.risk
+
+    def requirements(self) -> list[str]:
+        """Human-readable list of what the operation needs besides --env."""
+        reqs = [f"-e {name}=..." for name in self.requires]
+        reqs.append("--reason or --ticket in production" if self.read_only else "--ticket in production")
+        return reqs
+
+
+@dataclass(frozen=True)
+class Environment:
+    """An inventory under ``inventories/<name>`` plus its optional ``opsctl.yml`` policy."""
+
+    name: str
+    inventory: Path
+    requires_ticket: bool
+    vault_password_file: Path | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def catalog_path() -> Path:
+    env = os.environ.get("OPSCTL_CATALOG")
+    return Path(env) if env else Path(__file__).with_name("catalog.yml")
+
+
+def _parse_operation(name: str, raw: Any) -> Operation:
+    if not isinstance(raw, dict) or "playbook" not in raw:
+        raise BadInput(f"catalog entry {name!r} must be a mapping with a playbook")
+    risk = str(raw.get("risk", "low"))
+    if risk not in RISKS:
+        raise BadInput(f"catalog entry {name!r}: risk must be one of {', '.join(RISKS)}")
+    return Operation(
+        name=name,
+        playbook=str(raw["playbook"]),
+        description=str(raw.get("description", "")),
+        risk=risk,
+        read_only=bool(raw.get("read_only", False)),
+        high_risk_in=tuple(str(e) for e in raw.get("high_risk_in", ())),
+        requires=tuple(str(v) for v in raw.get("requires", ())),
+        outputs=tuple(str(v) for v in raw.get("outputs", ())),
+    )
+
+
+def load_catalog(path: Path | None = None) -> dict[str, Operation]:
+    path = path or catalog_path()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise BadInput(f"cannot read the operations catalog {path}: {exc}") from exc
+    ops = data.get("operations") if isinstance(data, dict) else None
+    if not isinstance(ops, dict):
+        raise BadInput(f"{path}: expected a top-level 'operations' mapping")
+    return {name: _parse_operation(name, raw) for name, raw in ops.items()}
+
+
+def get_operation(name: str, catalog: dict[str, Operation] | None = None) -> Operation:
+    catalog = catalog if catalog is not None else load_catalog()
+    try:
+        return catalog[name]
+    except KeyError:
+        known = ", ".join(sorted(catalog)) or "none"
+        raise NotFound(f"unknown operation {name!r} (known: {known})") from None
+
+
+def list_environments() -> list[str]:
+    root = paths.inventories_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def get_environment(name: str) -> Environment:
+    """Resolve ``--env NAME`` to its inventory and policy; unknown names are bad input."""
+    known = list_environments()
+    if name not in known:
+        raise NotFound(f"unknown environment {name!r} (known: {', '.join(known) or 'none'})")
+    inv = paths.inventories_dir() / name
+    policy_file = inv / "opsctl.yml"
+    settings: dict[str, Any] = {}
+    if policy_file.is_file():
+        try:
+            loaded = yaml.safe_load(policy_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise BadInput(f"{policy_file}: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise BadInput(f"{policy_file}: expected a mapping")
+        settings = loaded
+    requires_ticket = bool(settings.get("requires_ticket", name == "production"))
+    vault: Path | None = None
+    env_vault = os.environ.get("OPSCTL_VAULT_PASSWORD_FILE")
+    if env_vault:
+        vault = Path(env_vault).resolve()
+    elif settings.get("vault_password_file"):
+        vault = (inv / str(settings["vault_password_file"])).resolve()
+    if vault is not None and not vault.is_file():
+        raise BadInput(f"vault password file {vault} for environment {name!r} does not exist")
+    return Environment(name=name, inventory=inv, requires_ticket=requires_ticket,
+                       vault_password_file=vault, settings=settings)

@@ -1,0 +1,441 @@
+"""Run one catalog operation through ansible-runner and record it.
+
+The flow: validate the request against the catalog and the environment's
+policy, recover runs an earlier ``opsctl`` left unfinished, resolve the target
+hosts, take the host lock, start a pending record, stream ansible-runner's
+events (redacted) into the record builder, the pending record and the live
+progress callback, and finally commit the change record to the archive. Every
+attempt that gets this far leaves a record, refused ones included.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import types
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from . import __version__, paths
+from .archive import Archive
+from .errors import BadInput, LockHeld, OpsError
+from .lock import HostLock
+from .operations import Environment, Operation, get_environment, get_operation, load_catalog
+from .records import RecordBuilder, RunMeta, new_record_id
+from .redact import Redactor, vault_values
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_CANCELED = 130
+
+ProgressFn = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunRequest:
+    operation: str
+    env: str
+    limit: str | None = None
+    tags: list[str] = field(default_factory=list)
+    skip_tags: list[str] = field(default_factory=list)
+    check: bool = False
+    diff: bool = False
+    ticket: str | None = None
+    reason: str | None = None
+    incident: str | None = None
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    extra_args: list[str] = field(default_factory=list)
+    confirmed: bool = False
+    timeout: int | None = None
+    launch_type: str = field(default_factory=lambda: os.environ.get("OPSCTL_LAUNCH", "manual"))
+
+
+@dataclass
+class RunResult:
+    record: dict[str, Any]
+    exit_code: int
+
+
+# ----------------------------------------------------------------------------- inputs
+
+def parse_extra_vars(items: list[str]) -> dict[str, Any]:
+    """Parse ``-e key=value`` and ``-e @file.yml`` the way an engineer expects; errors are BadInput."""
+    result: dict[str, Any] = {}
+    for item in items:
+        if item.startswith("@"):
+            path = Path(item[1:])
+            try:
+                data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            except OSError as exc:
+                raise BadInput(f"-e {item}: cannot read {path}: {exc.strerror}") from exc
+            except yaml.YAMLError as exc:
+                raise BadInput(f"-e {item}: not valid YAML: {exc}") from exc
+            if not isinstance(data, dict):
+                raise BadInput(f"-e {item}: the file must contain a mapping of variables")
+            result.update(data)
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+            raise BadInput(f"-e {item!r}: expected key=value with a valid variable name, or @file.yml")
+        result[key] = value
+    return result
+
+
+def needs_confirmation(op: Operation, env: str) -> bool:
+    return op.risk_in(env) == "high"
+
+
+def check_policy(req: RunRequest, op: Operation, env: Environment) -> None:
+    """Refuse what the catalog and the environment's policy do not allow."""
+    if env.requires_ticket and not req.ticket:
+        if op.read_only and req.reason:
+            pass
+        elif op.read_only:
+            raise BadInput(f"environment {env.name!r} requires --ticket or --reason for {op.name!r}")
+        else:
+            raise BadInput(f"environment {env.name!r} requires --ticket for {op.name!r}")
+    missing = [name for name in op.requires if name not in req.extra_vars]
+    if missing:
+        raise BadInput(f"operation {op.name!r} requires " + ", ".join(f"-e {m}=..." for m in missing))
+    if needs_confirmation(op, env.name) and not req.confirmed:
+        raise BadInput(f"operation {op.name!r} is high risk in {env.name!r}: not confirmed "
+                       "(confirm at the terminal prompt, or pass --yes)")
+
+
+# ----------------------------------------------------------------------------- context
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(paths.repo_root()), *args], capture_output=True,
+                             text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def operator_info() -> dict[str, Any]:
+    user = os.environ.get("OPSCTL_OPERATOR") or os.environ.get("SUDO_USER") or getpass.getuser()
+    return {
+        "user": user,
+        "host": socket.gethostname(),
+        "git_name": _git("config", "user.name"),
+        "git_email": _git("config", "user.email"),
+    }
+
+
+def source_info() -> dict[str, Any]:
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": _git("rev-parse", "HEAD"),
+        "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+    }
+
+
+def tool_versions() -> dict[str, str | None]:
+    def ver(dist: str) -> str | None:
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "opsctl": __version__,
+        "ansible_core": ver("ansible-core"),
+        "ansible": ver("ansible"),
+        "ansible_runner": ver("ansible-runner"),
+        "python": platform.python_version(),
+    }
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_hashes(op: Operation, env: Environment) -> dict[str, Any]:
+    root = paths.repo_root()
+
+    def rel(p: Path) -> str:
+        try:
+            return str(p.resolve().relative_to(root))
+        except ValueError:
+            return str(p)
+
+    inventory = [
+        {"path": rel(p), "sha256": _sha256(p)}
+        for p in sorted(env.inventory.rglob("*")) if p.is_file()
+    ]
+    pb = op.playbook_path()
+    return {
+        "playbook": {"path": rel(pb), "sha256": _sha256(pb) if pb.is_file() else None},
+        "inventory": inventory,
+    }
+
+
+def resolve_targets(op: Operation, env: Environment, limit: str | None) -> list[str]:
+    """The hosts the playbook's plays would run on, after ``--limit``."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    pb = op.playbook_path()
+    if not pb.is_file():
+        raise BadInput(f"operation {op.name!r}: playbook {pb} is missing")
+    try:
+        plays = yaml.safe_load(pb.read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{pb}: {exc}") from exc
+    patterns: list[str] = []
+    for play in plays if isinstance(plays, list) else []:
+        if isinstance(play, dict) and "hosts" in play:
+            hosts = play["hosts"]
+            patterns.extend(hosts if isinstance(hosts, list) else [str(hosts)])
+    if not patterns:
+        patterns = ["all"]
+    inventory = InventoryManager(loader=DataLoader(), sources=[str(env.inventory)])
+    if limit:
+        inventory.subset(limit)
+    found: set[str] = set()
+    for pattern in patterns:
+        if "{{" in pattern:  # templated pattern: be conservative
+            pattern = "all"
+        found.update(h.name for h in inventory.get_hosts(pattern))
+    if not found:
+        raise BadInput(f"no host of environment {env.name!r} matches "
+                       f"{'limit ' + repr(limit) if limit else 'the playbook'}")
+    return sorted(found)
+
+
+# ----------------------------------------------------------------------------- running
+
+class _Cancel:
+    """SIGINT/SIGTERM handler that asks ansible-runner to cancel instead of dying mid-write."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, _frame: types.FrameType | None) -> None:
+        self.requested = signal.Signals(signum).name
+
+    def __enter__(self) -> _Cancel:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    def __call__(self) -> bool:
+        return self.requested is not None
+
+
+class Executor:
+    """Runs requests against one archive and lock directory."""
+
+    def __init__(self, archive: Archive | None = None, lock_root: Path | None = None) -> None:
+        self.archive = archive or Archive(paths.archive_dir())
+        self.lock_root = lock_root or paths.lock_dir()
+
+    def run(self, req: RunRequest, progress: ProgressFn | None = None) -> RunResult:
+        self.archive.recover_interrupted()
+        run_id = new_record_id(datetime.now(UTC))
+        started = datetime.now(UTC)
+        redactor = Redactor()
+        raw_vars = dict(req.extra_vars)
+        parse_error: OpsError | None = None
+        try:
+            raw_vars.update(parse_extra_vars(req.extra_args))
+        except OpsError as err:
+            parse_error = err
+        safe_vars, _ = redactor.redact_vars(raw_vars)
+        meta = RunMeta(
+            id=run_id,
+            operation=req.operation,
+            playbook=None,
+            environment=req.env,
+            inventory=None,
+            limit=req.limit,
+            tags=list(req.tags),
+            skip_tags=list(req.skip_tags),
+            check_mode=req.check,
+            diff_mode=req.diff,
+            extra_vars=safe_vars,
+            ticket=req.ticket,
+            reason=req.reason,
+            incident=req.incident,
+            launch={"type": req.launch_type},
+            operator=operator_info(),
+            source=source_info(),
+            files={},
+            versions=tool_versions(),
+            targets=[],
+            started=started.isoformat(),
+        )
+        try:
+            if parse_error is not None:
+                raise parse_error
+            op = get_operation(req.operation, load_catalog())
+            meta.playbook = str(Path("playbooks") / op.playbook)
+            env = get_environment(req.env)
+            meta.inventory = str(Path("inventories") / env.name)
+            check_policy(req, op, env)
+            meta.files = file_hashes(op, env)
+            if env.vault_password_file is not None or _has_vault(env.inventory):
+                redactor.add_values(vault_values(_var_files(env.inventory), env.vault_password_file))
+            meta.targets = resolve_targets(op, env, req.limit)
+        except OpsError as err:
+            return self._refused(meta, redactor, err)
+
+        lock = HostLock(self.lock_root, env.name, meta.targets, run_id, holder={
+            "operation": op.name, "operator": meta.operator["user"], "started": meta.started})
+        try:
+            lock.acquire()
+        except LockHeld as err:
+            return self._refused(meta, redactor, err)
+        try:
+            return self._execute(req, op, env, meta, raw_vars, redactor, progress)
+        finally:
+            lock.release()
+
+    # -- pieces
+
+    def _refused(self, meta: RunMeta, redactor: Redactor, err: OpsError) -> RunResult:
+        ended = datetime.now(UTC)
+        pending = self.archive.begin(meta.id, _pending_meta(meta))
+        pending.write_stdout(redactor.redact_text(f"opsctl: refused: {err}\n"))
+        builder = RecordBuilder()
+        record = builder.finish(meta, status="refused", rc=err.exit_code, ended=ended.isoformat(),
+                                error=redactor.redact_text(str(err)), redaction=redactor.report())
+        final = self.archive.commit(pending, record)
+        return RunResult(final, err.exit_code)
+
+    def _execute(self, req: RunRequest, op: Operation, env: Environment, meta: RunMeta,
+                 raw_vars: dict[str, Any], redactor: Redactor,
+                 progress: ProgressFn | None) -> RunResult:
+        import ansible_runner
+
+        pending = self.archive.begin(meta.id, _pending_meta(meta))
+        builder = RecordBuilder()
+        workdir = Path(tempfile.mkdtemp(prefix=f"run-{meta.id}-", dir=_workdir_root()))
+        cmdline: list[str] = []
+        if req.check:
+            cmdline.append("--check")
+        if req.diff:
+            cmdline.append("--diff")
+        if req.tags:
+            cmdline += ["--tags", ",".join(req.tags)]
+        if req.skip_tags:
+            cmdline += ["--skip-tags", ",".join(req.skip_tags)]
+        if env.vault_password_file is not None:
+            cmdline += ["--vault-password-file", str(env.vault_password_file)]
+        envvars = {
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0",
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+        }
+
+        cfg = paths.repo_root() / "ansible.cfg"
+        if cfg.is_file():
+            envvars["ANSIBLE_CONFIG"] = str(cfg)
+
+        def on_event(event: dict[str, Any]) -> bool:
+            clean = redactor.redact_obj(event)
+            builder.feed(clean)
+            pending.write_event(clean)
+            text = clean.get("stdout")
+            if text:
+                pending.write_stdout(text + "\n")
+            if progress is not None:
+                progress(dict(builder.progress(), event=clean.get("event"), stdout=text or ""))
+            return False  # the pending record keeps the events; runner's copy is not needed
+
+        status = "failed"
+        rc = -1
+        error: str | None = None
+        try:
+            with _Cancel() as cancel:
+                r = ansible_runner.run(
+                    private_data_dir=str(workdir),
+                    ident="run",
+                    playbook=str(op.playbook_path()),
+                    inventory=str(env.inventory),
+                    limit=req.limit,
+                    extravars=raw_vars or None,
+                    cmdline=" ".join(_quote(c) for c in cmdline) or None,
+                    envvars=envvars,
+                    quiet=True,
+                    event_handler=on_event,
+                    cancel_callback=cancel,
+                    timeout=req.timeout,
+                    fact_cache=str(paths.var_dir() / "facts"),
+                    settings={"pexpect_timeout": 1, "suppress_ansible_output": True},
+                    project_dir=str(paths.repo_root()),
+                )
+            status = str(r.status)
+            rc = int(r.rc) if r.rc is not None else -1
+            if status == "canceled" and cancel.requested:
+                error = f"canceled by {cancel.requested}"
+            elif status == "timeout":
+                error = f"timed out after {req.timeout} s"
+        except Exception as exc:  # noqa: BLE001 - any runner failure must still end in a record
+            status, rc, error = "failed", -1, f"ansible-runner error: {exc}"
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        ended = datetime.now(UTC)
+        record = builder.finish(meta, status=status, rc=rc, ended=ended.isoformat(),
+                                error=redactor.redact_text(error) if error else None,
+                                redaction=redactor.report(), output_keys=list(op.outputs))
+        final = self.archive.commit(pending, record)
+        code = {"successful": EXIT_OK, "canceled": EXIT_CANCELED}.get(status, EXIT_FAILED)
+        return RunResult(final, code)
+
+
+def _quote(arg: str) -> str:
+    import shlex
+    return shlex.quote(arg)
+
+
+def _workdir_root() -> str:
+    root = paths.var_dir() / "run"
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(root, 0o700)
+    return str(root)
+
+
+def _pending_meta(meta: RunMeta) -> dict[str, Any]:
+    return meta.to_dict()
+
+
+def _var_files(inventory: Path) -> list[Path]:
+    return [p for p in sorted(inventory.rglob("*")) if p.is_file() and p.suffix in (".yml", ".yaml", "")]
+
+
+def _has_vault(inventory: Path) -> bool:
+    for p in _var_files(inventory):
+        try:
+            if b"$ANSIBLE_VAULT" in p.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False

@@ -1,0 +1,213 @@
+"""Shared fixtures.
+
+``opsctl_home`` builds a small, real repository layout in a temporary directory:
+an inventory ``test`` of two local-connection hosts (with a vault-encrypted
+group_vars file), a ``production`` inventory, playbooks that succeed, change
+files, fail, sleep and print secrets, and a catalog naming them. Runs against
+it are real ansible-runner / ansible-playbook runs on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ansible.parsing.vault import VaultLib, VaultSecret
+
+REPO = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+VAULT_PASSWORD = "test-vault-pass-8c1d"
+VAULT_SECRET_VALUE = "Vaulted-Secret-7f3a9b2e"
+CLI_SECRET_VALUE = "Cli-Secret-41d0c6aa"
+
+CATALOG = """\
+operations:
+  ok:
+    playbook: ok.yml
+    description: Succeeds and reports outputs
+    risk: low
+    read_only: true
+    outputs: [probe]
+  change:
+    playbook: change.yml
+    description: Writes a file (changes something)
+    risk: medium
+  fail:
+    playbook: fail.yml
+    description: Fails on purpose
+    risk: low
+  slow:
+    playbook: slow.yml
+    description: Sleeps, to be canceled or killed
+    risk: low
+    read_only: true
+  leak:
+    playbook: leak.yml
+    description: Prints secrets, to prove they are masked
+    risk: low
+  danger:
+    playbook: change.yml
+    description: High risk everywhere
+    risk: high
+  needs:
+    playbook: ok.yml
+    description: Requires a backup id
+    risk: low
+    requires: [backup_id]
+"""
+
+PLAYBOOKS = {
+    "ok.yml": """\
+        - name: Succeed
+          hosts: all
+          gather_facts: false
+          tasks:
+            - name: Report a probe value
+              ansible.builtin.set_stats:
+                data:
+                  probe: "{{ {inventory_hostname: {'alive': true}} }}"
+                per_host: false
+                aggregate: true
+        """,
+    "change.yml": """\
+        - name: Change a file
+          hosts: all
+          gather_facts: false
+          tasks:
+            - name: Write the marker file
+              ansible.builtin.copy:
+                dest: "{{ marker_dir }}/{{ inventory_hostname }}.txt"
+                content: "marker {{ marker_value | default('1') }}\\n"
+                mode: "0600"
+        """,
+    "fail.yml": """\
+        - name: Fail
+          hosts: all
+          gather_facts: false
+          tasks:
+            - name: Fail on purpose
+              ansible.builtin.fail:
+                msg: deliberate failure for the test
+        """,
+    "slow.yml": """\
+        - name: Sleep
+          hosts: all
+          gather_facts: false
+          tasks:
+            - name: Announce the sleep
+              ansible.builtin.debug:
+                msg: sleeping now
+            - name: Sleep for a long time
+              ansible.builtin.command: sleep 60
+              changed_when: false
+        """,
+    "leak.yml": """\
+        - name: Print secrets
+          hosts: all
+          gather_facts: false
+          tasks:
+            - name: Print the vaulted value
+              ansible.builtin.debug:
+                msg: "vault says {{ vault_test_secret }}"
+            - name: Print the command-line secret
+              ansible.builtin.debug:
+                msg: "cli says {{ api_token }}"
+            - name: Use the secret in a changed task with a diff
+              ansible.builtin.copy:
+                dest: "{{ marker_dir }}/{{ inventory_hostname }}-secret.txt"
+                content: "{{ vault_test_secret }} {{ api_token }}\\n"
+                mode: "0600"
+            - name: Hide a result with no_log
+              ansible.builtin.command: echo {{ vault_test_secret }}
+              changed_when: false
+              no_log: true
+        """,
+}
+
+
+def _hosts_yml(python: str) -> str:
+    return textwrap.dedent(f"""\
+        all:
+          vars:
+            ansible_connection: local
+            ansible_python_interpreter: {python}
+          children:
+            app:
+              hosts:
+                node1: {{}}
+                node2: {{}}
+        """)
+
+
+def build_home(root: Path) -> Path:
+    (root / "playbooks").mkdir(parents=True)
+    for name, body in PLAYBOOKS.items():
+        (root / "playbooks" / name).write_text(textwrap.dedent(body), encoding="utf-8")
+    (root / "catalog.yml").write_text(CATALOG, encoding="utf-8")
+    vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
+    for env in ("test", "production"):
+        inv = root / "inventories" / env
+        (inv / "group_vars" / "all").mkdir(parents=True)
+        (inv / "hosts.yml").write_text(_hosts_yml(sys.executable), encoding="utf-8")
+        (inv / "group_vars" / "all" / "main.yml").write_text(
+            f"marker_dir: {root / 'markers'}\n", encoding="utf-8")
+        plaintext = f"vault_test_secret: {VAULT_SECRET_VALUE}\n".encode()
+        (inv / "group_vars" / "all" / "vault.yml").write_bytes(vault.encrypt(plaintext))
+        (inv / "opsctl.yml").write_text("vault_password_file: ../../vault-password\n", encoding="utf-8")
+    (root / "vault-password").write_text(VAULT_PASSWORD + "\n", encoding="utf-8")
+    (root / "markers").mkdir()
+    (root / "ansible.cfg").write_text("[defaults]\nforks = 5\nretry_files_enabled = False\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def opsctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    home = build_home(tmp_path / "home")
+    env = home_env(home)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("OPSCTL_VAULT_PASSWORD_FILE", raising=False)
+    yield home
+
+
+def home_env(home: Path) -> dict[str, str]:
+    return {
+        "OPSCTL_HOME": str(home),
+        "OPSCTL_CATALOG": str(home / "catalog.yml"),
+        "OPSCTL_ARCHIVE": str(home / "var" / "archive"),
+        "OPSCTL_LOCKS": str(home / "var" / "locks"),
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+def opsctl_cmd(*args: str) -> list[str]:
+    return [str(VENV_BIN / "opsctl"), *args]
+
+
+def run_opsctl(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run(opsctl_cmd(*args), capture_output=True, text=True, env=full_env,
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+def all_text_under(path: Path) -> str:
+    """Every byte under ``path`` decoded leniently (for leak checks), including the SQLite index."""
+    chunks: list[str] = []
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            chunks.append(p.read_bytes().decode("utf-8", errors="replace"))
+    return "\n".join(chunks)
+
+
+def only(items: list[Any]) -> Any:
+    assert len(items) == 1, items
+    return items[0]

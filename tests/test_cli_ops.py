@@ -1,0 +1,70 @@
+"""`opsctl ops`, the real catalog, and the lock's stale-holder handling."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import cli
+from orchestrator.errors import LockHeld
+from orchestrator.lock import HostLock
+from orchestrator.operations import load_catalog
+from orchestrator.runner import parse_extra_vars
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_real_catalog_playbooks_exist() -> None:
+    catalog = load_catalog(REPO / "orchestrator" / "catalog.yml")
+    assert {"ping", "inspect"} <= set(catalog)
+    for op in catalog.values():
+        assert (REPO / "playbooks" / op.playbook).is_file(), op.playbook
+        assert op.description
+
+
+def test_ops_lists_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPSCTL_CATALOG", raising=False)
+    monkeypatch.delenv("OPSCTL_HOME", raising=False)
+    result = CliRunner().invoke(cli, ["ops", "--json"])
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["ping"]["read_only"] is True and rows["ping"]["playbook"] == "playbooks/ping.yml"
+    assert rows["inspect"]["risk"] == "low"
+    text = CliRunner().invoke(cli, ["ops"]).stdout
+    assert "inspect" in text and "lab" in text and "production" in text
+
+
+def test_parse_extra_vars(tmp_path: Path) -> None:
+    f = tmp_path / "vars.yml"
+    f.write_text("a: 1\nb: [x]\n")
+    assert parse_extra_vars(["x=1", "y=a=b", f"@{f}"]) == {"x": "1", "y": "a=b", "a": 1, "b": ["x"]}
+    f.write_text("- not a mapping\n")
+    for bad in (["=1"], ["1x=2"], ["x-y=1"], [f"@{f}"]):
+        with pytest.raises(Exception) as exc:
+            parse_extra_vars(bad)
+        assert getattr(exc.value, "exit_code", None) == 2
+
+
+def test_lock_overlap_and_stale_holders(tmp_path: Path) -> None:
+    a = HostLock(tmp_path, "lab", ["h1", "h2"], "run-a", holder={"operation": "patch", "operator": "alice"})
+    a.acquire()
+    with pytest.raises(LockHeld) as exc:
+        HostLock(tmp_path, "lab", ["h2", "h3"], "run-b").acquire()
+    assert "run-a" in str(exc.value) and "h2" in str(exc.value) and "alice" in str(exc.value)
+    # Another environment, or disjoint hosts, are independent.
+    with HostLock(tmp_path, "staging", ["h1"], "run-c"), HostLock(tmp_path, "lab", ["h3"], "run-d"):
+        pass
+    a.release()
+    HostLock(tmp_path, "lab", ["h2"], "run-e").acquire()
+    # A holder whose process is gone is stale and does not block.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = tmp_path / "lab" / "run-x.json"
+    stale.write_text(json.dumps({"run_id": "run-x", "hosts": ["h9"], "pid": int(dead.stdout), "pid_start": "1"}))
+    HostLock(tmp_path, "lab", ["h9"], "run-f").acquire()
+    assert not stale.exists()

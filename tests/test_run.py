@@ -1,0 +1,217 @@
+"""`opsctl run` end to end on real ansible-runner runs (local-connection hosts), and its refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import (CLI_SECRET_VALUE, VAULT_SECRET_VALUE, all_text_under, home_env, only,
+                      opsctl_cmd, run_opsctl)
+from orchestrator.archive import Archive
+from orchestrator.cli import cli
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def records(home: Path) -> list[dict[str, Any]]:
+    archive = Archive(home / "var" / "archive")
+    return [archive.get(row["id"]) for row in archive.list()]
+
+
+def latest(home: Path) -> dict[str, Any]:
+    return records(home)[0]
+
+
+def test_successful_read_only_run(opsctl_home: Path) -> None:
+    code, out, _ = invoke("run", "ok", "--env", "test", "--json")
+    assert code == 0, out
+    printed = json.loads(out)
+    rec = latest(opsctl_home)
+    assert printed["id"] == rec["id"]
+    assert rec["status"] == "successful" and rec["rc"] == 0
+    assert rec["operation"] == "ok" and rec["environment"] == "test"
+    assert sorted(rec["hosts"]) == ["node1", "node2"] == rec["targets"]
+    assert all(h["failed"] == 0 and h["changed"] == 0 for h in rec["hosts"].values())
+    assert rec["changes"] == []
+    assert rec["outputs"]["probe"] == {"node1": {"alive": True}, "node2": {"alive": True}}
+    assert rec["files"]["playbook"]["path"] == "playbooks/ok.yml"
+    assert len(rec["files"]["playbook"]["sha256"]) == 64
+    assert {f["path"] for f in rec["files"]["inventory"]} >= {"inventories/test/hosts.yml"}
+    assert rec["versions"]["ansible_core"].startswith("2.19")
+    assert rec["operator"]["user"]
+    assert rec["duration_s"] >= 0
+
+
+def test_changes_with_diff_are_recorded(opsctl_home: Path) -> None:
+    code, out, _ = invoke("run", "change", "--env", "test", "--diff", "-e", "marker_value=42")
+    assert code == 0, out
+    rec = latest(opsctl_home)
+    assert rec["extra_vars"] == {"marker_value": "42"}
+    assert sorted(c["host"] for c in rec["changes"]) == ["node1", "node2"]
+    change = rec["changes"][0]
+    assert change["task"] == "Write the marker file"
+    assert change["module"] in ("ansible.builtin.copy", "copy")
+    assert change["diff"], "copy with --diff must carry a diff"
+    assert (opsctl_home / "markers" / "node1.txt").read_text() == "marker 42\n"
+    # Check mode changes nothing on disk and says so.
+    (opsctl_home / "markers" / "node1.txt").unlink()
+    code, _, _ = invoke("run", "change", "--env", "test", "--check", "--limit", "node1")
+    assert code == 0
+    rec = latest(opsctl_home)
+    assert rec["check_mode"] is True and rec["limit"] == "node1" and rec["targets"] == ["node1"]
+    assert not (opsctl_home / "markers" / "node1.txt").exists()
+
+
+def test_failed_run_exits_1_with_failures(opsctl_home: Path) -> None:
+    code, out, _ = invoke("run", "fail", "--env", "test")
+    assert code == 1
+    rec = latest(opsctl_home)
+    assert rec["status"] == "failed" and rec["rc"] != 0
+    assert {f["host"] for f in rec["failures"]} == {"node1", "node2"}
+    assert all("deliberate failure" in f["msg"] for f in rec["failures"])
+    assert "FAILED" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "ok", "--env", "nowhere"], "unknown environment 'nowhere'"),
+        (["run", "nosuchop", "--env", "test"], "unknown operation 'nosuchop'"),
+        (["run", "change", "--env", "production"], "requires --ticket"),
+        (["run", "ok", "--env", "production"], "requires --ticket or --reason"),
+        (["run", "needs", "--env", "test"], "-e backup_id=..."),
+        (["run", "ok", "--env", "test", "-e", "novalue"], "expected key=value"),
+        (["run", "ok", "--env", "test", "-e", "@/nonexistent/vars.yml"], "cannot read"),
+        (["run", "ok", "--env", "test", "--limit", "nomatch"], "no host"),
+        (["run", "danger", "--env", "test"], "not confirmed"),
+    ],
+)
+def test_bad_input_exits_2_and_is_recorded(opsctl_home: Path, args: list[str], message: str) -> None:
+    code, out, err = invoke(*args)
+    assert code == 2, (out, err)
+    assert message in err
+    assert "Traceback" not in out + err
+    rec = latest(opsctl_home)
+    assert rec["status"] == "refused" and message in rec["error"]
+    assert rec["hosts"] == {} and rec["changes"] == []
+    assert list((opsctl_home / "markers").iterdir()) == []
+
+
+def test_production_read_only_with_reason_and_ticket(opsctl_home: Path) -> None:
+    assert invoke("run", "ok", "--env", "production", "--reason", "weekly check")[0] == 0
+    assert latest(opsctl_home)["reason"] == "weekly check"
+    assert invoke("run", "change", "--env", "production", "--ticket", "CHG-1", "--incident", "INC-7")[0] == 0
+    rec = latest(opsctl_home)
+    assert rec["ticket"] == "CHG-1" and rec["incident"] == "INC-7" and rec["status"] == "successful"
+
+
+def test_high_risk_with_yes_runs(opsctl_home: Path) -> None:
+    assert invoke("run", "danger", "--env", "test", "--yes")[0] == 0
+    assert latest(opsctl_home)["status"] == "successful"
+
+
+def test_secrets_never_reach_the_archive_or_stdout(opsctl_home: Path) -> None:
+    proc = run_opsctl("run", "leak", "--env", "test", "--diff", "-e", f"api_token={CLI_SECRET_VALUE}",
+                      env=home_env(opsctl_home))
+    assert proc.returncode == 0, proc.stderr
+    # The play really used both secrets ...
+    written = (opsctl_home / "markers" / "node1-secret.txt").read_text()
+    assert VAULT_SECRET_VALUE in written and CLI_SECRET_VALUE in written
+    # ... and neither appears anywhere in the archive, in opsctl's output, or in leftover run dirs.
+    archive_text = all_text_under(opsctl_home / "var")
+    for secret in (VAULT_SECRET_VALUE, CLI_SECRET_VALUE):
+        assert secret not in archive_text
+        assert secret not in proc.stdout + proc.stderr
+    rec = latest(opsctl_home)
+    assert rec["extra_vars"]["api_token"] != CLI_SECRET_VALUE
+    assert "api_token" in rec["redaction"]["keys"]
+    assert rec["redaction"]["values_masked"] > 0
+    stdout = Archive(opsctl_home / "var" / "archive").stdout(rec["id"])
+    assert "vault says ********" in stdout
+
+
+def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def _started_sleeping(home: Path) -> bool:
+    pending = home / "var" / "archive" / ".pending"
+    return any("Sleep for a long time" in p.read_text(errors="replace")
+               for p in pending.glob("*/events.jsonl"))
+
+
+def _spawn(home: Path, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, **home_env(home))
+    return subprocess.Popen(opsctl_cmd(*args), env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_lock_refuses_overlap_then_sigint_cancels(opsctl_home: Path) -> None:
+    slow = _spawn(opsctl_home, "run", "slow", "--env", "test", "--limit", "node1")
+    try:
+        _wait_for(lambda: _started_sleeping(opsctl_home))
+        holder = only(list((opsctl_home / "var" / "locks" / "test").glob("*.json"))).stem
+        # Overlapping hosts: refused, naming the holder.
+        code, _, err = invoke("run", "ok", "--env", "test")
+        assert code == 1
+        assert holder in err and "node1" in err
+        refused = latest(opsctl_home)
+        assert refused["status"] == "refused" and holder in refused["error"]
+        # Disjoint hosts: allowed while the slow run holds node1.
+        assert invoke("run", "ok", "--env", "test", "--limit", "node2")[0] == 0
+        slow.send_signal(signal.SIGINT)
+        slow.communicate(timeout=60)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+    assert slow.returncode == 130
+    rec = next(r for r in records(opsctl_home) if r["id"] == holder)
+    assert rec["status"] == "canceled"
+    assert "SIGINT" in rec["error"]
+    assert rec["targets"] == ["node1"]
+    assert not list((opsctl_home / "var" / "locks" / "test").glob("*.json"))
+    assert Archive(opsctl_home / "var" / "archive").verify().ok
+
+
+def test_killed_opsctl_is_recorded_as_interrupted(opsctl_home: Path) -> None:
+    slow = _spawn(opsctl_home, "run", "slow", "--env", "test")
+    try:
+        _wait_for(lambda: _started_sleeping(opsctl_home))
+        slow.send_signal(signal.SIGKILL)
+        slow.communicate(timeout=30)
+    finally:
+        if slow.poll() is None:
+            slow.kill()
+    # The next opsctl call finds the unfinished run and records it.
+    code, out, _ = invoke("records", "list", "--json")
+    assert code == 0, out
+    rec = latest(opsctl_home)
+    assert rec["operation"] == "slow" and rec["status"] == "interrupted"
+    assert any(c for c in [rec["targets"]]) and rec["targets"] == ["node1", "node2"]
+    assert not (opsctl_home / "var" / "archive" / ".pending" / rec["id"]).exists()
+    # The stale lock of the killed run does not block the next run.
+    assert invoke("run", "ok", "--env", "test")[0] == 0
+    assert Archive(opsctl_home / "var" / "archive").verify().ok
+
+
+def test_timeout_is_recorded(opsctl_home: Path) -> None:
+    code, _, _ = invoke("run", "slow", "--env", "test", "--timeout", "3")
+    assert code == 1
+    rec = latest(opsctl_home)
+    assert rec["status"] == "timeout"
