@@ -1,0 +1,316 @@
+"""Keeping secrets out of change records, stdout included.
+
+Two sources of secrets are known before a run starts:
+
+* variables whose *name* looks secret (``db_password``, ``api_key``,
+  ``vault_token`` ...): their values are masked where they appear as
+  variables and remembered as secret values;
+* vault-encrypted values of the inventory (``!vault`` scalars and fully
+  encrypted ``group_vars``/``host_vars`` files): :func:`vault_values`
+  decrypts them so their plaintext can be masked wherever it shows up.
+
+:class:`Redactor` then replaces every known secret value (of at least
+``MIN_LENGTH`` characters) in free text with ``MASK``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import BadInput
+
+MASK = "********"
+MIN_LENGTH = 4
+
+#: Word parts that make a variable name secret wherever they appear in it.
+#: Matched against the *normalised* key (lower case, camelCase split with "_").
+SECRET_KEY_RE = re.compile(
+    r"""
+    (?:password|passwd|passphrase|secret|credential)         # anywhere in the name
+    |
+    (?:^|[_.\-\s])                                            # or as a whole word part
+    (?:token|key|apikey|privkey|pwd|pass|vault)s?
+    (?=$|[_.\-\s])
+    """,
+    re.VERBOSE,
+)
+
+#: Bare names that match the pattern but are not secrets: loops over dicts give
+#: items ``{"key": ..., "value": ...}``, and ``key`` of authorized_key is public.
+_NOT_SECRET = frozenset({"key", "keys"})
+
+_CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def looks_secret(key: object) -> bool:
+    """True if a variable (or dict key) name looks like it holds a secret.
+
+    ``api_key``, ``ssh-key``, ``db.password``, ``dbPassword``, ``VAULT_TOKEN`` are
+    secret; ``keyboard``, ``monkey``, ``tokenizer``, ``passive`` are not.
+    """
+    if not isinstance(key, str) or not key:
+        return False
+    norm = _CAMEL_RE.sub("_", key).lower()
+    if norm in _NOT_SECRET:
+        return False
+    return SECRET_KEY_RE.search(norm) is not None
+
+
+def _scalar_leaves(value: Any) -> Iterator[str]:
+    """Every scalar leaf of a nested structure, as text (booleans and None skipped)."""
+    if isinstance(value, Mapping):
+        for v in value.values():
+            yield from _scalar_leaves(v)
+    elif isinstance(value, (list, tuple, set)):
+        for v in value:
+            yield from _scalar_leaves(v)
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, (str, int, float)):
+        yield str(value)
+    elif isinstance(value, bytes):
+        yield value.decode("utf-8", "replace")
+
+
+class Redactor:
+    """Masks secret values in variables, free text and nested event data."""
+
+    def __init__(self, secret_values: Iterable[str] = ()) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._dirty = False
+        self._keys: set[str] = set()
+        self.values_masked = 0
+        self.add_values(secret_values)
+
+    # -- the value set -------------------------------------------------------------
+
+    def add_values(self, values: Iterable[str]) -> None:
+        """Remember more secret values (shorter than ``MIN_LENGTH`` ones are ignored)."""
+        for value in values:
+            if not isinstance(value, str):
+                value = str(value)
+            for candidate in {value, value.strip()}:
+                if len(candidate) >= MIN_LENGTH and candidate.strip("*") and candidate not in self._values:
+                    self._values.add(candidate)
+                    self._dirty = True
+
+    @property
+    def values(self) -> frozenset[str]:
+        return frozenset(self._values)
+
+    def _compiled(self) -> re.Pattern[str] | None:
+        if self._dirty or (self._pattern is None and self._values):
+            ordered = sorted(self._values, key=lambda v: (-len(v), v))
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered)) if ordered else None
+            self._dirty = False
+        return self._pattern
+
+    # -- masking -------------------------------------------------------------------
+
+    def redact_text(self, text: str) -> str:
+        """Replace every known secret value in ``text`` with ``MASK`` (longest first)."""
+        pattern = self._compiled()
+        if pattern is None or not text:
+            return text
+        result, count = pattern.subn(MASK, text)
+        self.values_masked += count
+        return result
+
+    def redact_vars(self, variables: Mapping[str, Any], _prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+        """Mask the values of secret-looking keys, recursively.
+
+        Returns the masked copy and the dotted paths of the masked keys
+        (``["db.password", "api_key"]``). The masked values join the value set,
+        so they are masked in free text (stdout, messages) too.
+        """
+        out: dict[str, Any] = {}
+        masked: list[str] = []
+        for key, value in variables.items():
+            path = f"{_prefix}{key}"
+            if looks_secret(key):
+                self.add_values(_scalar_leaves(value))
+                out[key] = MASK
+                masked.append(path)
+                self._keys.add(path)
+            elif isinstance(value, Mapping):
+                out[key], sub = self.redact_vars(value, _prefix=f"{path}.")
+                masked.extend(sub)
+            elif isinstance(value, (list, tuple)):
+                items: list[Any] = []
+                for i, item in enumerate(value):
+                    if isinstance(item, Mapping):
+                        red, sub = self.redact_vars(item, _prefix=f"{path}[{i}].")
+                        items.append(red)
+                        masked.extend(sub)
+                    else:
+                        items.append(self.redact_obj(item))
+                out[key] = items
+            else:
+                out[key] = self.redact_obj(value)
+        return out, masked
+
+    def redact_obj(self, obj: Any) -> Any:
+        """Redact a nested structure: strings through :meth:`redact_text`, and the
+        whole value under a secret-looking key replaced by ``MASK``."""
+        if isinstance(obj, str):
+            return self.redact_text(obj)
+        if isinstance(obj, Mapping):
+            # Collect values under secret keys first so that sibling text is masked too.
+            secret_leaves = [v for k, v in obj.items() if looks_secret(k) and v is not None and v != MASK]
+            for v in secret_leaves:
+                self.add_values(_scalar_leaves(v))
+            result: dict[Any, Any] = {}
+            for k, v in obj.items():
+                key = self.redact_text(k) if isinstance(k, str) else k
+                if looks_secret(k) and v is not None and not isinstance(v, bool):
+                    result[key] = MASK
+                else:
+                    result[key] = self.redact_obj(v)
+            return result
+        if isinstance(obj, (list, tuple)):
+            return [self.redact_obj(v) for v in obj]
+        return obj
+
+    def report(self) -> dict[str, Any]:
+        """What was masked, for the record's ``redaction`` field (never the values)."""
+        return {"keys": sorted(self._keys), "values_masked": self.values_masked, "min_length": MIN_LENGTH}
+
+
+# -- vault ---------------------------------------------------------------------------
+
+_VAULT_HEADER = b"$ANSIBLE_VAULT"
+_YAML_SUFFIXES = {".yml", ".yaml", ".json", ""}
+
+
+class _VaultCipher:
+    __slots__ = ("ciphertext",)
+
+    def __init__(self, ciphertext: str) -> None:
+        self.ciphertext = ciphertext
+
+
+class _VaultAwareLoader(yaml.SafeLoader):
+    """Safe YAML loader that keeps ``!vault`` scalars as :class:`_VaultCipher` and
+    tolerates ansible's other tags."""
+
+
+def _construct_vault(loader: yaml.SafeLoader, node: yaml.Node) -> _VaultCipher:
+    return _VaultCipher(str(loader.construct_scalar(node)))  # type: ignore[arg-type,unused-ignore]
+
+
+def _construct_plain(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node)
+    return None
+
+
+_VaultAwareLoader.add_constructor("!vault", _construct_vault)
+_VaultAwareLoader.add_constructor("!unsafe", _construct_plain)
+_VaultAwareLoader.add_constructor(None, _construct_plain)
+
+
+def _candidate_files(paths: Iterable[Path]) -> Iterator[Path]:
+    for path in paths:
+        path = Path(path)
+        if path.is_file():
+            yield path
+        elif path.is_dir():
+            for dirpath, dirnames, filenames in os.walk(path):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for name in sorted(filenames):
+                    candidate = Path(dirpath) / name
+                    if not name.startswith(".") and candidate.suffix in _YAML_SUFFIXES:
+                        yield candidate
+
+
+def _leaves_with_ciphers(value: Any) -> Iterator[Any]:
+    if isinstance(value, Mapping):
+        for v in value.values():
+            yield from _leaves_with_ciphers(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _leaves_with_ciphers(v)
+    else:
+        yield value
+
+
+def vault_values(paths: Iterable[Path], vault_password_file: Path | None) -> set[str]:
+    """The plaintext of every vault-encrypted value in the given inventory files.
+
+    ``paths`` are files or directories (an inventory directory, its
+    ``group_vars``/``host_vars``); directories are walked for YAML files. Both
+    inline ``!vault`` scalars and fully encrypted files are decrypted; for the
+    latter every scalar leaf of the decrypted YAML is returned.
+
+    Raises :class:`BadInput` if encrypted content is found but no (readable)
+    password file is given, or the password does not decrypt it.
+    """
+    found: list[tuple[Path, str, bool]] = []  # (file, vaulttext, whole_file)
+    for file in _candidate_files(paths):
+        try:
+            data = file.read_bytes()
+        except OSError:
+            continue
+        if data.lstrip().startswith(_VAULT_HEADER):
+            found.append((file, data.decode("ascii", "replace"), True))
+        elif b"!vault" in data:
+            try:
+                doc = yaml.load(data, Loader=_VaultAwareLoader)  # noqa: S506 - safe loader subclass
+            except yaml.YAMLError as exc:
+                raise BadInput(f"cannot parse {file} while looking for vault values: {exc}") from exc
+            for leaf in _leaves_with_ciphers(doc):
+                if isinstance(leaf, _VaultCipher):
+                    found.append((file, leaf.ciphertext, False))
+    if not found:
+        return set()
+
+    vault = _vault_lib(vault_password_file, found[0][0])
+    from ansible.errors import AnsibleError
+
+    values: set[str] = set()
+    for file, vaulttext, whole in found:
+        try:
+            plaintext = vault.decrypt(vaulttext.strip().encode("ascii"))
+        except AnsibleError as exc:
+            raise BadInput(f"cannot decrypt vault content in {file} with {vault_password_file}: {exc}") from exc
+        text = plaintext.decode("utf-8", "replace")
+        if whole:
+            try:
+                doc = yaml.load(text, Loader=_VaultAwareLoader)  # noqa: S506
+            except yaml.YAMLError:
+                doc = text
+            values.update(_scalar_leaves(doc) if isinstance(doc, (dict, list)) else [text.strip()])
+        else:
+            values.add(text)
+    return {v for v in values if v}
+
+
+def _vault_lib(password_file: Path | None, first_encrypted: Path) -> Any:
+    if password_file is None:
+        raise BadInput(
+            f"{first_encrypted} holds vault-encrypted data but no vault password file was given; "
+            "set --vault-password-file (or ANSIBLE_VAULT_PASSWORD_FILE) so its values can be redacted"
+        )
+    if not Path(password_file).is_file():
+        raise BadInput(f"vault password file {password_file} does not exist or is not a file")
+    from ansible.errors import AnsibleError
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.vault import VaultLib, get_file_vault_secret
+
+    try:
+        secret = get_file_vault_secret(filename=str(password_file), vault_id="default", loader=DataLoader())
+        secret.load()
+    except AnsibleError as exc:
+        raise BadInput(f"cannot read vault password file {password_file}: {exc}") from exc
+    return VaultLib(secrets=[("default", secret)])
