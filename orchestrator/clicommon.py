@@ -1,0 +1,41 @@
+"""Small helpers shared by the Click commands: turning library errors into exits."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NoReturn, ParamSpec, TypeVar
+
+import click
+
+from .errors import OpsError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class OpsClickError(click.ClickException):
+    """A ClickException carrying the exit code of the OpsError it came from."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]
+
+
+def fail(err: OpsError) -> NoReturn:
+    """Raise the Click form of ``err``: ``Error: <message>`` on stderr, exit ``err.exit_code``
+    (2 for BadInput/NotFound, 1 otherwise), no traceback."""
+    raise OpsClickError(str(err) or type(err).__name__, exit_code=err.exit_code) from err
+
+
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Decorator for Click commands: OpsError -> :func:`fail`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except OpsError as err:
+            fail(err)
+
+    return wrapper

@@ -1,0 +1,474 @@
+"""The change record: built from the ansible-runner event stream of one run.
+
+A record is a plain JSON dict (``SCHEMA_VERSION`` 1). :class:`RecordBuilder`
+is fed the events exactly as ansible-runner's ``event_handler`` receives them
+(already redacted by the caller) and :meth:`RecordBuilder.finish` returns the
+record without the fields the archive adds (``seq``, ``prev_hash``,
+``artifacts``, ``hash``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import hashlib
+import os
+import platform
+import re
+import secrets
+import socket
+import subprocess
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput
+
+SCHEMA_VERSION = 1
+
+STATUSES = ("successful", "failed", "canceled", "interrupted", "timeout")
+LAUNCH_TYPES = ("manual", "scheduled", "ci")
+
+#: ``20261128T134500123Z-a1b2c3``: UTC time to the millisecond + 6 random hex digits.
+RECORD_ID_RE = re.compile(r"[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}", re.ASCII)
+
+_RECAP_FIELDS = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
+#: playbook_on_stats key -> recap field
+_STATS_KEYS = {
+    "ok": "ok",
+    "changed": "changed",
+    "failures": "failed",
+    "dark": "unreachable",
+    "skipped": "skipped",
+    "rescued": "rescued",
+    "ignored": "ignored",
+}
+_MSG_TAIL_CHARS = 2000
+
+
+# -- ids and times -----------------------------------------------------------------------
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(dt: datetime) -> str:
+    """ISO 8601 UTC with milliseconds: ``2026-11-28T13:45:00.123Z``."""
+    dt = dt.astimezone(timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_iso(text: str) -> datetime:
+    """Parse an ISO 8601 time; naive times are taken as UTC."""
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except (ValueError, AttributeError) as exc:
+        raise BadInput(f"not an ISO 8601 time: {text!r}") from exc
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.astimezone(timezone.utc)
+
+
+def new_record_id(now: datetime | None = None) -> str:
+    """A new time-sortable record id, e.g. ``20261128T134500123Z-a1b2c3``."""
+    now = (now or utc_now()).astimezone(timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z-{secrets.token_hex(3)}"
+
+
+def validate_record_id(value: object) -> str:
+    """Return ``value`` if it is a well-formed record id, else raise :class:`BadInput`.
+
+    This is the guard against path traversal: only ids matching
+    :data:`RECORD_ID_RE` exactly are ever joined to the archive path.
+    """
+    if not isinstance(value, str) or RECORD_ID_RE.fullmatch(value) is None:
+        shown = repr(value)[:60]
+        raise BadInput(f"invalid record id {shown}: expected the form 20261128T134500123Z-a1b2c3")
+    return value
+
+
+# -- metadata ----------------------------------------------------------------------------
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_entry(path: Path, base: Path | None = None) -> dict[str, str | None]:
+    """``{"path": ..., "sha256": ...}`` for the record's ``files`` field (path relative to base)."""
+    shown = str(path)
+    if base is not None:
+        try:
+            shown = str(Path(path).resolve().relative_to(Path(base).resolve()))
+        except ValueError:
+            pass
+    try:
+        digest: str | None = sha256_file(path) if Path(path).is_file() else None
+    except OSError:
+        digest = None
+    return {"path": shown, "sha256": digest}
+
+
+def inventory_entries(inventory: Path, base: Path | None = None) -> list[dict[str, str | None]]:
+    """Digests of every file of an inventory (a file, or a directory walked in sorted order)."""
+    inventory = Path(inventory)
+    if inventory.is_file():
+        return [file_entry(inventory, base)]
+    entries: list[dict[str, str | None]] = []
+    if inventory.is_dir():
+        for dirpath, dirnames, filenames in os.walk(inventory):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                if not name.startswith("."):
+                    entries.append(file_entry(Path(dirpath) / name, base))
+    return entries
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def collect_operator(repo: Path | None = None) -> dict[str, str | None]:
+    """Who runs this: OS user, host and git identity."""
+    try:
+        user: str | None = getpass.getuser()
+    except (OSError, KeyError):
+        user = None
+    repo = repo or Path.cwd()
+    return {
+        "user": user,
+        "host": socket.gethostname(),
+        "git_name": _git(repo, "config", "user.name"),
+        "git_email": _git(repo, "config", "user.email"),
+    }
+
+
+def collect_source(repo: Path) -> dict[str, Any]:
+    """The repository state the run came from: commit, branch, dirty tree."""
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": _git(repo, "rev-parse", "HEAD"),
+        "branch": _git(repo, "rev-parse", "--abbrev-ref", "HEAD"),
+        "dirty": None if status is None else bool(status),
+    }
+
+
+def collect_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+
+    def _v(dist: str) -> str | None:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return None
+
+    return {
+        "opsctl": __version__,
+        "ansible_core": _v("ansible-core"),
+        "ansible_runner": _v("ansible-runner"),
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class RunMeta:
+    """Everything about a run that is known before it starts (the record's inputs).
+
+    ``extra_vars`` must already be redacted by the caller.
+    """
+
+    id: str
+    operation: str
+    playbook: str
+    environment: str
+    inventory: str
+    started: str = field(default_factory=lambda: iso(utc_now()))
+    limit: str | None = None
+    tags: list[str] = field(default_factory=list)
+    skip_tags: list[str] = field(default_factory=list)
+    check_mode: bool = False
+    diff_mode: bool = False
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    ticket: str | None = None
+    reason: str | None = None
+    incident: str | None = None
+    launch: str = "manual"
+    operator: dict[str, str | None] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str | None] = field(default_factory=dict)
+    targets: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        validate_record_id(self.id)
+        if self.launch not in LAUNCH_TYPES:
+            raise BadInput(f"launch type must be one of {', '.join(LAUNCH_TYPES)}, not {self.launch!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunMeta:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# -- the builder -------------------------------------------------------------------------
+
+
+def _tail(text: Any, limit: int = _MSG_TAIL_CHARS) -> str:
+    if not isinstance(text, str):
+        return ""
+    stripped: str = text.rstrip()
+    return stripped if len(stripped) <= limit else "..." + stripped[-limit:]
+
+
+def _failure_msg(res: Mapping[str, Any]) -> str:
+    msg = res.get("msg")
+    if isinstance(msg, str) and msg.strip():
+        return _tail(msg)
+    for key in ("stderr", "module_stderr", "stdout", "module_stdout"):
+        text = _tail(res.get(key))
+        if text:
+            return text
+    results = res.get("results")
+    if isinstance(results, list):
+        msgs = [
+            _failure_msg(item)
+            for item in results
+            if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable"))
+        ]
+        msgs = [m for m in msgs if m]
+        if msgs:
+            return _tail("; ".join(msgs))
+    if msg is not None:
+        return _tail(str(msg))
+    return ""
+
+
+def _item_label(item: Mapping[str, Any]) -> Any:
+    label = item.get("_ansible_item_label", item.get("item"))
+    if isinstance(label, (str, int, float, bool)) or label is None:
+        return label
+    return str(label)[:200]
+
+
+class RecordBuilder:
+    """Builds a change record incrementally from ansible-runner events."""
+
+    def __init__(self) -> None:
+        self._recap: dict[str, dict[str, int]] = {}
+        self._stats: dict[str, dict[str, int]] | None = None
+        self.changes: list[dict[str, Any]] = []
+        self.failures: list[dict[str, Any]] = []
+        self.outputs: dict[str, Any] = {}
+        self.events = 0
+        self.last_created: str | None = None
+        self._play: str | None = None
+        self._task: str | None = None
+        self._task_hosts: set[str] = set()
+        self._hosts_failed: set[str] = set()
+        self._hosts_seen: set[str] = set()
+
+    # -- feeding --------------------------------------------------------------
+
+    def _count(self, host: str, what: str) -> None:
+        recap = self._recap.setdefault(host, dict.fromkeys(_RECAP_FIELDS, 0))
+        recap[what] += 1
+
+    def feed(self, event: Mapping[str, Any]) -> None:
+        """Take one event (as given to ansible-runner's ``event_handler``)."""
+        self.events += 1
+        created = event.get("created")
+        if isinstance(created, str):
+            self.last_created = created
+        kind = event.get("event")
+        data = event.get("event_data") or {}
+        if not isinstance(data, Mapping):
+            return
+        host = data.get("host")
+        if kind == "playbook_on_play_start":
+            self._play = data.get("play") or data.get("name")
+        elif kind in ("playbook_on_task_start", "playbook_on_handler_task_start"):
+            self._task = data.get("task") or data.get("name")
+            self._task_hosts = set()
+        elif kind == "playbook_on_stats":
+            self._on_stats(data)
+        elif isinstance(host, str) and kind in (
+            "runner_on_ok",
+            "runner_on_failed",
+            "runner_on_unreachable",
+            "runner_on_skipped",
+            "runner_on_async_failed",
+        ):
+            self._hosts_seen.add(host)
+            self._task_hosts.add(host)
+            res = data.get("res")
+            res = res if isinstance(res, Mapping) else {}
+            if kind == "runner_on_ok":
+                self._on_ok(host, data, res)
+            elif kind == "runner_on_skipped":
+                self._count(host, "skipped")
+            else:
+                self._on_failed(host, data, res, unreachable=kind == "runner_on_unreachable")
+
+    def _base(self, host: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            "host": host,
+            "task": data.get("task"),
+            "role": data.get("role") or None,
+            "module": data.get("resolved_action") or data.get("task_action"),
+        }
+
+    def _on_ok(self, host: str, data: Mapping[str, Any], res: Mapping[str, Any]) -> None:
+        changed = bool(res.get("changed"))
+        self._count(host, "ok")  # as in Ansible's recap, ok includes changed
+        if changed:
+            self._count(host, "changed")
+        if not changed:
+            return
+        results = res.get("results")
+        added = False
+        if isinstance(results, list):
+            for item in results:
+                if isinstance(item, Mapping) and item.get("changed"):
+                    change = self._base(host, data)
+                    change["item"] = _item_label(item)
+                    change["diff"] = item.get("diff")
+                    self.changes.append(change)
+                    added = True
+        if not added:
+            change = self._base(host, data)
+            change["diff"] = res.get("diff")
+            self.changes.append(change)
+
+    def _on_failed(self, host: str, data: Mapping[str, Any], res: Mapping[str, Any], *, unreachable: bool) -> None:
+        ignored = bool(data.get("ignore_errors")) and not unreachable
+        if unreachable:
+            self._count(host, "unreachable")
+            self._hosts_failed.add(host)
+        elif ignored:
+            self._count(host, "ok")
+            self._count(host, "ignored")
+        else:
+            self._count(host, "failed")
+            self._hosts_failed.add(host)
+        failure = self._base(host, data)
+        failure.update({"msg": _failure_msg(res), "unreachable": unreachable, "ignored": ignored})
+        self.failures.append(failure)
+
+    def _on_stats(self, data: Mapping[str, Any]) -> None:
+        stats: dict[str, dict[str, int]] = {}
+        for key, field_name in _STATS_KEYS.items():
+            per_host = data.get(key)
+            if not isinstance(per_host, Mapping):
+                continue
+            for host, count in per_host.items():
+                stats.setdefault(str(host), dict.fromkeys(_RECAP_FIELDS, 0))[field_name] = int(count or 0)
+        self._stats = stats
+        artifact = data.get("artifact_data")
+        if isinstance(artifact, Mapping):
+            self.outputs = dict(artifact)
+
+    # -- reading ---------------------------------------------------------------
+
+    @property
+    def hosts(self) -> dict[str, dict[str, int]]:
+        """The per-host recap: from the stats event if there was one, else counted from events."""
+        source = self._stats if self._stats is not None else self._recap
+        return {host: dict(source[host]) for host in sorted(source)}
+
+    @property
+    def has_stats(self) -> bool:
+        return self._stats is not None
+
+    def progress(self) -> dict[str, Any]:
+        """What the run is doing now, for live progress output."""
+        return {
+            "play": self._play,
+            "task": self._task,
+            "task_hosts_done": len(self._task_hosts),
+            "hosts_seen": len(self._hosts_seen),
+            "hosts_failed": sorted(self._hosts_failed),
+            "changes": len(self.changes),
+            "events": self.events,
+        }
+
+    def finish(
+        self,
+        meta: RunMeta,
+        *,
+        status: str,
+        rc: int,
+        ended: str | None = None,
+        redaction: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The record (without ``seq``, ``prev_hash``, ``artifacts``, ``hash``)."""
+        if status not in STATUSES:
+            raise BadInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        ended = ended or iso(utc_now())
+        duration = max(0.0, (parse_iso(ended) - parse_iso(meta.started)).total_seconds())
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "id": meta.id,
+            "operation": meta.operation,
+            "playbook": meta.playbook,
+            "environment": meta.environment,
+            "inventory": meta.inventory,
+            "limit": meta.limit,
+            "tags": list(meta.tags),
+            "skip_tags": list(meta.skip_tags),
+            "check_mode": meta.check_mode,
+            "diff_mode": meta.diff_mode,
+            "extra_vars": dict(meta.extra_vars),
+            "ticket": meta.ticket,
+            "reason": meta.reason,
+            "incident": meta.incident,
+            "launch": {"type": meta.launch},
+            "operator": dict(meta.operator),
+            "source": dict(meta.source),
+            "files": dict(meta.files),
+            "versions": dict(meta.versions),
+            "targets": list(meta.targets),
+            "started": meta.started,
+            "ended": ended,
+            "duration_s": round(duration, 3),
+            "status": status,
+            "rc": rc,
+            "hosts": self.hosts,
+            "changes": list(self.changes),
+            "failures": list(self.failures),
+            "outputs": dict(self.outputs),
+            "redaction": dict(redaction) if redaction is not None else {"keys": [], "values_masked": 0, "min_length": 4},
+        }
+
+
+def build_from_events(
+    events: Iterable[Mapping[str, Any]],
+    meta: RunMeta,
+    *,
+    status: str,
+    rc: int,
+    ended: str | None = None,
+    redaction: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Build a whole record from a finished (or interrupted) event stream."""
+    builder = RecordBuilder()
+    for event in events:
+        builder.feed(event)
+    return builder.finish(meta, status=status, rc=rc, ended=ended, redaction=redaction)

@@ -1,0 +1,470 @@
+"""The archive: atomic, private, chained, indexed, verifiable, recoverable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest_archive import BASE_TIME, commit_record, fill  # noqa: E402
+
+from orchestrator.archive import Archive, canonical_json, record_bytes, record_hash  # noqa: E402
+from orchestrator.errors import ArchiveError, BadInput, NotFound  # noqa: E402
+from orchestrator.records import RunMeta, iso, new_record_id  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def archive(tmp_path: Path) -> Archive:
+    return Archive(tmp_path / "archive")
+
+
+@pytest.fixture()
+def filled(archive: Archive) -> tuple[Archive, list[dict[str, Any]]]:
+    return archive, fill(archive, 6)
+
+
+def _rewrite(archive: Archive, rid: str, **changes: Any) -> None:
+    path = archive.root / rid / "record.json"
+    rec = json.loads(path.read_bytes())
+    rec.update(changes)
+    path.write_bytes(canonical_json(rec) + b"\n")
+
+
+# -- commit ------------------------------------------------------------------------------
+
+
+def test_commit_chains_and_hashes(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    assert [r["seq"] for r in recs] == [1, 2, 3, 4, 5, 6]
+    assert recs[0]["prev_hash"] is None
+    for prev, cur in zip(recs, recs[1:]):
+        assert cur["prev_hash"] == prev["hash"]
+    for rec in recs:
+        on_disk = archive.get(rec["id"])
+        assert on_disk == rec
+        assert record_hash(on_disk) == rec["hash"]
+        assert (archive.root / rec["id"] / "record.json").read_bytes() == record_bytes(rec)
+        assert set(rec["artifacts"]) == {"stdout.txt", "events.jsonl"}
+    head = archive.head()
+    assert head == {"seq": 6, "id": recs[-1]["id"], "hash": recs[-1]["hash"]}
+    assert archive.verify().ok
+    assert archive.verify().count == 6
+
+
+def test_record_content(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    failed = archive.get(recs[2]["id"])
+    assert failed["status"] == "failed"
+    assert failed["hosts"]["db1"]["failed"] == 1
+    assert failed["failures"][0]["msg"] == "non-zero return code"
+    assert failed["changes"][0]["host"] == "app1"
+    assert "changed: [app1]" in archive.stdout(recs[2]["id"])
+    events = list(archive.events(recs[2]["id"]))
+    assert events[-1]["event"] == "playbook_on_stats"
+
+
+def test_permissions_and_no_temp_files(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    archive.list()  # builds the index
+    for dirpath, dirnames, filenames in os.walk(archive.root):
+        assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
+        for name in filenames:
+            path = Path(dirpath) / name
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+            assert not name.endswith(".tmp"), path
+    assert list((archive.root / ".pending").iterdir()) == []
+    for rec in recs:
+        assert sorted(p.name for p in (archive.root / rec["id"]).iterdir()) == [
+            "events.jsonl",
+            "record.json",
+            "stdout.txt",
+        ]
+
+
+def test_permissions_despite_permissive_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        archive = Archive(tmp_path / "open-umask")
+        rec = commit_record(archive)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((archive.root / rec["id"]).stat().st_mode) == 0o700
+    assert stat.S_IMODE((archive.root / rec["id"] / "stdout.txt").stat().st_mode) == 0o600
+    assert stat.S_IMODE((archive.root / "HEAD").stat().st_mode) == 0o600
+
+
+def test_commit_rejects_mismatched_id(archive: Archive) -> None:
+    rid = new_record_id()
+    pending = archive.begin(rid, RunMeta(id=rid, operation="x", playbook="p", environment="lab", inventory="i"))
+    with pytest.raises(ArchiveError):
+        archive.commit(pending, {"id": new_record_id(), "status": "successful"})
+
+
+# -- verify: tampering -------------------------------------------------------------------
+
+
+def test_verify_empty(archive: Archive) -> None:
+    report = archive.verify()
+    assert report.ok and report.count == 0
+
+
+def test_edit_field_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    _rewrite(archive, recs[2]["id"], status="successful")
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == recs[2]["id"]
+    assert "edited" in report.problem
+
+
+def test_edit_reformatted_but_identical_is_ok(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    path = archive.root / recs[1]["id"] / "record.json"
+    path.write_text(json.dumps(json.loads(path.read_bytes()), indent=4))
+    assert archive.verify().ok
+
+
+def test_edit_and_rehash_detected_at_next(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    rec = archive.get(recs[2]["id"])
+    rec["rc"] = 0
+    rec["hash"] = record_hash(rec)
+    (archive.root / rec["id"] / "record.json").write_bytes(record_bytes(rec))
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == recs[3]["id"]
+    assert "prev_hash" in report.problem
+
+
+def test_edit_stdout_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    with open(archive.root / recs[1]["id"] / "stdout.txt", "a") as fh:
+        fh.write("nothing to see\n")
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == recs[1]["id"]
+    assert "stdout.txt" in report.problem
+
+
+def test_edit_events_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    path = archive.root / recs[4]["id"] / "events.jsonl"
+    path.write_bytes(path.read_bytes().replace(b"FAILED", b"ok").replace(b"changed", b"ok"))
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == recs[4]["id"]
+    assert "events.jsonl" in report.problem
+
+
+def test_delete_middle_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    shutil.rmtree(archive.root / recs[2]["id"])
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == recs[3]["id"]
+    assert "missing" in report.problem and "seq 3" in report.problem
+
+
+def test_delete_first_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    shutil.rmtree(archive.root / recs[0]["id"])
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == recs[1]["id"]
+
+
+def test_delete_newest_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    shutil.rmtree(archive.root / recs[-1]["id"])
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == recs[-1]["id"]
+    assert "removed" in report.problem
+
+
+def test_delete_all_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    for rec in recs:
+        shutil.rmtree(archive.root / rec["id"])
+    report = archive.verify()
+    assert not report.ok and "removed" in report.problem
+
+
+def test_head_missing_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    (archive.root / "HEAD").unlink()
+    report = archive.verify()
+    assert not report.ok and "HEAD" in report.problem
+    with pytest.raises(ArchiveError, match="HEAD"):
+        commit_record(archive)
+
+
+def test_swap_folders_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    a, b = archive.root / recs[1]["id"], archive.root / recs[3]["id"]
+    tmp = archive.root / "swap"
+    a.rename(tmp)
+    b.rename(a)
+    tmp.rename(b)
+    report = archive.verify()
+    assert not report.ok
+    # In seq order the first bad one is seq 2, now lying in the folder named after seq 4.
+    assert report.first_bad_id == recs[3]["id"]
+    assert "swapped" in report.problem and recs[1]["id"] in report.problem
+
+
+def test_swap_seq_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    _rewrite(archive, recs[1]["id"], seq=4)
+    _rewrite(archive, recs[3]["id"], seq=2)
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == recs[3]["id"]  # now claims seq 2: the first in seq order
+
+
+def test_swap_seq_and_rehash_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    for idx, seq in ((1, 4), (3, 2)):
+        rec = archive.get(recs[idx]["id"])
+        rec["seq"] = seq
+        rec["hash"] = record_hash(rec)
+        (archive.root / rec["id"] / "record.json").write_bytes(record_bytes(rec))
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == recs[3]["id"]
+    assert "prev_hash" in report.problem
+
+
+def _forge_copy(archive: Archive, source: dict[str, Any], seq: int, *, rehash: bool, prev_hash: str | None = None) -> str:
+    new_id = new_record_id(BASE_TIME)
+    shutil.copytree(archive.root / source["id"], archive.root / new_id)
+    rec = archive.get(new_id)
+    rec["id"] = new_id
+    rec["seq"] = seq
+    rec["status"] = "successful"
+    if prev_hash is not None:
+        rec["prev_hash"] = prev_hash
+    if rehash:
+        rec["hash"] = record_hash(rec)
+    (archive.root / new_id / "record.json").write_bytes(record_bytes(rec))
+    return new_id
+
+
+@pytest.mark.parametrize("rehash", [False, True])
+def test_insert_forged_in_middle_detected(filled: tuple[Archive, list[dict[str, Any]]], rehash: bool) -> None:
+    archive, recs = filled
+    forged = _forge_copy(archive, recs[2], seq=4, rehash=rehash, prev_hash=recs[2]["hash"])
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == forged
+    assert "inserted" in report.problem or "edited" in report.problem
+
+
+@pytest.mark.parametrize("rehash", [False, True])
+def test_insert_forged_at_end_detected(filled: tuple[Archive, list[dict[str, Any]]], rehash: bool) -> None:
+    archive, recs = filled
+    forged = _forge_copy(archive, recs[-1], seq=7, rehash=rehash, prev_hash=recs[-1]["hash"])
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == forged
+
+
+def test_junk_folder_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    (archive.root / "extra").mkdir()
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == "extra"
+
+
+def test_corrupt_json_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    (archive.root / recs[4]["id"] / "record.json").write_text("{not json")
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == recs[4]["id"]
+
+
+# -- get / list / index ------------------------------------------------------------------
+
+
+def test_get_unknown_and_bad_ids(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, _ = filled
+    with pytest.raises(NotFound, match="no record"):
+        archive.get(new_record_id())
+    for bad in ("../HEAD", "..", "a/b", "", ".pending"):
+        with pytest.raises(BadInput):
+            archive.get(bad)
+        with pytest.raises(BadInput):
+            archive.stdout(bad)
+
+
+def test_list_filters(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    rows = archive.list()
+    assert [r["id"] for r in rows] == [r["id"] for r in reversed(recs)]
+    assert {r["environment"] for r in archive.list(env="lab")} == {"lab"}
+    assert [r["seq"] for r in archive.list(env="production", status="failed")] == [6, 3]
+    assert [r["seq"] for r in archive.list(op="patch")] == [6, 4, 2]
+    assert [r["seq"] for r in archive.list(host="app1")] == [5, 3, 1]
+    assert [r["seq"] for r in archive.list(ticket="CHG-103")] == [4]
+    assert [r["seq"] for r in archive.list(limit=2)] == [6, 5]
+    since = iso(BASE_TIME.replace(minute=20))
+    assert [r["seq"] for r in archive.list(since=since)] == [6, 5, 4, 3]
+    assert [r["seq"] for r in archive.list(until=since)] == [2, 1]
+    assert len(archive.list(until="2026-11-28")) == 6  # a bare date includes the whole day
+    assert archive.list(since="2026-11-29") == []
+    row = rows[0]
+    assert row["hosts"] == ["app2", "db1"] and row["failed"] == 1 and row["changed"] == 1
+    with pytest.raises(BadInput):
+        archive.list(since="yesterday")
+
+
+def test_index_rebuild_equals_incremental(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    archive.list()  # index exists from here on and is appended to by commit
+    recs.append(commit_record(archive, env="lab", ticket="CHG-999"))
+    incremental = archive.list()
+    assert incremental[0]["ticket"] == "CHG-999"
+    archive.index_path.unlink()
+    rebuilt = archive.list()
+    assert rebuilt == incremental
+    assert archive.reindex() == 7
+    assert archive.list() == incremental
+
+
+def test_stale_index_is_rebuilt(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    archive.list()
+    saved = archive.index_path.read_bytes()
+    commit_record(archive)
+    archive.index_path.write_bytes(saved)  # an index from before the last commit
+    assert len(archive.list()) == 7
+
+
+# -- export ------------------------------------------------------------------------------
+
+
+def test_export_formats(filled: tuple[Archive, list[dict[str, Any]]], tmp_path: Path) -> None:
+    archive, recs = filled
+    assert archive.export("json", tmp_path / "r.json", env="lab") == 2
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [r["seq"] for r in data] == [4, 1] and data[0] == archive.get(recs[3]["id"])
+    archive.export("csv", tmp_path / "r.csv")
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].startswith("seq,id,operation,environment,status")
+    assert len(lines) == 7
+    archive.export("html", tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert all(r["id"] in html and r["hash"] in html for r in recs)
+    assert "chain intact" in html
+    assert "http://" not in html and "https://" not in html  # offline: no external assets
+    with pytest.raises(BadInput):
+        archive.export("xml", tmp_path / "r.xml")
+
+
+def test_export_escapes_and_defuses(archive: Archive, tmp_path: Path) -> None:
+    commit_record(archive, ticket="<script>alert(1)</script>")
+    commit_record(archive, ticket="=HYPERLINK(\"http://evil\")")
+    archive.export("html", tmp_path / "r.html")
+    html = (tmp_path / "r.html").read_text()
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    archive.export("csv", tmp_path / "r.csv")
+    assert "'=HYPERLINK" in (tmp_path / "r.csv").read_text()
+
+
+# -- interrupted runs --------------------------------------------------------------------
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import os, signal, sys
+    from orchestrator.archive import Archive
+    from orchestrator.records import RunMeta
+    archive = Archive(sys.argv[1])
+    meta = RunMeta(id=sys.argv[2], operation="patch", playbook="playbooks/patch.yml",
+                   environment="staging", inventory="inventories/staging", started=sys.argv[3],
+                   ticket="CHG-7", targets=["app1", "app2"])
+    run = archive.begin(sys.argv[2], meta)
+    events = [
+        {"event": "playbook_on_task_start", "counter": 1, "created": "2026-11-28T08:00:05.000000",
+         "event_data": {"task": "Upgrade packages"}},
+        {"event": "runner_on_ok", "counter": 2, "created": "2026-11-28T08:00:09.500000", "stdout": "changed: [app1]",
+         "event_data": {"host": "app1", "task": "Upgrade packages", "task_action": "ansible.builtin.apt",
+                        "res": {"changed": True}}},
+    ]
+    for ev in events:
+        run.write_event(ev)
+        run.write_stdout(ev.get("stdout", "") + "\\n")
+    run._events.write(b'{"event": "runner_on_ok", "torn')  # a line cut by the kill
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def test_recover_interrupted_after_sigkill(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    run_id = new_record_id()
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(archive.root), run_id, iso(BASE_TIME)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    assert proc.returncode == -signal.SIGKILL
+    assert (archive.root / ".pending" / run_id / "events.jsonl").exists()
+    assert archive.recover_interrupted() == [run_id]
+    rec = archive.get(run_id)
+    assert rec["status"] == "interrupted" and rec["rc"] == -1
+    assert rec["seq"] == 7 and rec["prev_hash"] == recs[-1]["hash"]
+    assert rec["operation"] == "patch" and rec["ticket"] == "CHG-7"
+    assert rec["changes"] == [
+        {"host": "app1", "task": "Upgrade packages", "role": None, "module": "ansible.builtin.apt", "diff": None}
+    ]
+    assert rec["ended"] == "2026-11-28T08:00:09.500Z"
+    assert rec["duration_s"] == 9.5
+    assert "changed: [app1]" in archive.stdout(run_id)
+    assert not (archive.root / ".pending" / run_id).exists()
+    assert archive.verify().ok
+    assert archive.recover_interrupted() == []
+
+
+def test_recover_leaves_live_runs_alone(archive: Archive) -> None:
+    run_id = new_record_id()
+    pending = archive.begin(run_id, RunMeta(id=run_id, operation="x", playbook="p", environment="lab", inventory="i"))
+    assert archive.recover_interrupted() == []  # our own process is alive
+    pending.discard()
+    assert not (archive.root / ".pending" / run_id).exists()
+
+
+def test_recover_pid_reused(archive: Archive) -> None:
+    run_id = new_record_id()
+    pending = archive.begin(run_id, RunMeta(id=run_id, operation="x", playbook="p", environment="lab", inventory="i"))
+    pending.close()
+    path = archive.root / ".pending" / run_id / "pending.json"
+    info = json.loads(path.read_text())
+    info["pid_start"] = "1"  # same pid, different process start time: the pid was reused
+    path.write_text(json.dumps(info))
+    assert archive.recover_interrupted() == [run_id]
+    assert archive.get(run_id)["status"] == "interrupted"
+
+
+def test_roll_forward_after_crash_between_head_and_rename(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    last = recs[-1]
+    # Simulate the crash: the final folder is still in .pending although HEAD names it.
+    (archive.root / last["id"]).rename(archive.root / ".pending" / last["id"])
+    report = archive.verify()
+    assert not report.ok and "interrupted" in report.problem
+    assert archive.recover_interrupted() == []
+    assert archive.verify().ok
+    assert archive.get(last["id"]) == last
