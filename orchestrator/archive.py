@@ -761,6 +761,10 @@ class Archive:
         limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Summary rows of the matching records, newest (highest seq) first."""
+        since_bound = _time_bound(since, upper=False) if since is not None else None
+        until_bound = _time_bound(until, upper=True) if until is not None else None
+        if limit is not None and limit < 0:
+            raise BadInput("limit must not be negative")
         if not self.root.is_dir():
             return []
         if not self._index_current():
@@ -774,19 +778,17 @@ class Archive:
         if host is not None:
             where.append("id IN (SELECT id FROM record_hosts WHERE host = ?)")
             args.append(host)
-        if since is not None:
+        if since_bound is not None:
             where.append("started >= ?")
-            args.append(_time_bound(since, upper=False))
-        if until is not None:
+            args.append(since_bound)
+        if until_bound is not None:
             where.append("started < ?")
-            args.append(_time_bound(until, upper=True))
+            args.append(until_bound)
         sql = f"SELECT {_SUMMARY_COLUMNS} FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY seq DESC"
         if limit is not None:
-            if limit < 0:
-                raise BadInput("limit must not be negative")
             sql += " LIMIT ?"
             args.append(limit)
         try:

@@ -1,0 +1,241 @@
+"""``opsctl records ...``: list, show, export, verify and reindex the change records.
+
+The lead's CLI registers the group with ``cli.add_command(records)``. The
+archive comes from ``ctx.obj.archive`` when the root context object has one,
+else ``Archive(paths.archive_dir())``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from . import paths
+from .archive import EXPORT_FORMATS, Archive
+from .clicommon import handle_errors
+from .records import STATUSES, validate_record_id
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _archive(ctx: click.Context) -> Archive:
+    obj = ctx.find_root().obj
+    archive = getattr(obj, "archive", None) if obj is not None else None
+    if isinstance(archive, Archive):
+        return archive
+    return Archive(paths.archive_dir())
+
+
+def _filters(func: F) -> F:
+    """The filter options shared by ``list`` and ``export``."""
+    options = [
+        click.option("--env", help="Environment (lab, staging, production ...)."),
+        click.option("--op", help="Operation name (backup, patch ...)."),
+        click.option("--host", help="Only runs that targeted this host."),
+        click.option("--status", type=click.Choice(STATUSES), help="Run status."),
+        click.option("--ticket", help="Change ticket."),
+        click.option("--since", help="Started at or after (ISO 8601 date or time, UTC if no zone)."),
+        click.option("--until", help="Started before (a bare date includes that whole day)."),
+        click.option("--limit", type=click.IntRange(min=0), help="At most N records (newest first)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, v in enumerate(row):
+            widths[i] = max(widths[i], len(v))
+    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+    return "\n".join(lines)
+
+
+def _short_hosts(hosts: Sequence[str], width: int = 30) -> str:
+    text = ",".join(hosts)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+@click.group("records")
+def records() -> None:
+    """The change records: list, show, export and verify the archive."""
+
+
+@records.command("list")
+@_filters
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (summary rows).")
+@click.pass_context
+@handle_errors
+def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
+    """List records, newest first."""
+    rows = _archive(ctx).list(**filters)
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    if not rows:
+        click.echo("no records")
+        return
+    headers = ("ID", "OP", "ENV", "STATUS", "RC", "HOSTS", "TICKET", "STARTED", "DURATION")
+    table = [
+        (
+            r["id"],
+            r["operation"] + (" (check)" if r["check_mode"] else ""),
+            r["environment"],
+            r["status"],
+            r["rc"],
+            _short_hosts(r["hosts"]),
+            r["ticket"] or "-",
+            (r["started"] or "")[:19].replace("T", " "),
+            f"{r['duration_s']:.1f}s" if isinstance(r["duration_s"], (int, float)) else "-",
+        )
+        for r in rows
+    ]
+    click.echo(_table(headers, table))
+
+
+def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
+    out: list[str] = []
+    operator = rec.get("operator") or {}
+    source = rec.get("source") or {}
+    out.append(f"Record {rec.get('id')}  (seq {rec.get('seq')})")
+    out.append(
+        f"  {rec.get('operation')} on {rec.get('environment')}: {rec.get('status')} (rc {rec.get('rc')})"
+        + ("  [check mode]" if rec.get("check_mode") else "")
+    )
+    out.append(f"  playbook   {rec.get('playbook')}   inventory {rec.get('inventory')}")
+    if rec.get("limit") or rec.get("tags") or rec.get("skip_tags"):
+        out.append(
+            f"  limit {rec.get('limit') or '-'}   tags {','.join(rec.get('tags') or []) or '-'}"
+            f"   skip-tags {','.join(rec.get('skip_tags') or []) or '-'}"
+        )
+    out.append(f"  ticket     {rec.get('ticket') or '-'}   incident {rec.get('incident') or '-'}")
+    if rec.get("reason"):
+        out.append(f"  reason     {rec.get('reason')}")
+    out.append(
+        f"  operator   {operator.get('user')}@{operator.get('host')}"
+        + (f" ({operator.get('git_name')} <{operator.get('git_email')}>)" if operator.get("git_name") else "")
+        + f"   launch {(rec.get('launch') or {}).get('type')}"
+    )
+    dirty = " (dirty)" if source.get("dirty") else ""
+    out.append(f"  source     {source.get('commit') or '-'} on {source.get('branch') or '-'}{dirty}")
+    out.append(f"  time       {rec.get('started')} -> {rec.get('ended')} ({rec.get('duration_s')} s)")
+    hosts = rec.get("hosts") or {}
+    out.append("")
+    out.append("Recap")
+    if hosts:
+        fields = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
+        table = _table(("HOST", *(f.upper() for f in fields)), [(h, *(c.get(f, 0) for f in fields)) for h, c in hosts.items()])
+        out.extend("  " + line for line in table.splitlines())
+    else:
+        out.append("  (no host results)")
+    changes = rec.get("changes") or []
+    out.append("")
+    out.append(f"Changes ({len(changes)})")
+    for c in changes:
+        item = f" [{c.get('item')}]" if c.get("item") is not None else ""
+        role = f"{c.get('role')} : " if c.get("role") else ""
+        out.append(f"  {c.get('host')}: {role}{c.get('task')}{item} ({c.get('module')})" + (" +diff" if c.get("diff") else ""))
+        if show_diff and c.get("diff"):
+            diff = json.dumps(c.get("diff"), ensure_ascii=False, indent=2)
+            out.extend("      " + line for line in diff.splitlines())
+    failures = rec.get("failures") or []
+    out.append("")
+    out.append(f"Failures ({len(failures)})")
+    for f in failures:
+        kind = "UNREACHABLE" if f.get("unreachable") else ("ignored" if f.get("ignored") else "FAILED")
+        msg = (f.get("msg") or "").strip().splitlines()
+        first = msg[0] if msg else ""
+        out.append(f"  {f.get('host')}: {f.get('task')} ({f.get('module')}) {kind}: {first}")
+        out.extend("      " + line for line in msg[1:6])
+    outputs = rec.get("outputs") or {}
+    out.append("")
+    out.append("Outputs: " + (", ".join(sorted(outputs)) if outputs else "(none)"))
+    redaction = rec.get("redaction") or {}
+    if redaction.get("keys") or redaction.get("values_masked"):
+        out.append(
+            f"Redacted: keys {', '.join(redaction.get('keys') or []) or '-'}; "
+            f"{redaction.get('values_masked', 0)} value(s) masked in output"
+        )
+    out.append("")
+    out.append("Hashes")
+    for name, digest in sorted((rec.get("artifacts") or {}).items()):
+        out.append(f"  {name:<13} {digest}")
+    out.append(f"  {'prev_hash':<13} {rec.get('prev_hash')}")
+    out.append(f"  {'hash':<13} {rec.get('hash')}")
+    return "\n".join(out)
+
+
+@records.command("show")
+@click.argument("record_id", metavar="ID")
+@click.option("--stdout", "show_stdout", is_flag=True, help="Print the run's captured stdout instead.")
+@click.option("--diff", "show_diff", is_flag=True, help="Include the diffs of the changes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full record as JSON.")
+@click.pass_context
+@handle_errors
+def show_cmd(ctx: click.Context, record_id: str, show_stdout: bool, show_diff: bool, as_json: bool) -> None:
+    """Show one record."""
+    validate_record_id(record_id)
+    archive = _archive(ctx)
+    if show_stdout:
+        click.echo(archive.stdout(record_id), nl=False)
+        return
+    rec = archive.get(record_id)
+    if as_json:
+        click.echo(json.dumps(rec, ensure_ascii=False, indent=2, sort_keys=True))
+    else:
+        click.echo(_show_text(rec, show_diff))
+
+
+@records.command("export")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), required=True, help="Output format.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
+@_filters
+@click.pass_context
+@handle_errors
+def export_cmd(ctx: click.Context, /, fmt: str, out: Path, **filters: Any) -> None:
+    """Export records as CSV, JSON or a static HTML page for auditors."""
+    count = _archive(ctx).export(fmt, out, **filters)
+    click.echo(f"exported {count} record(s) to {out}")
+
+
+@records.command("verify")
+@click.pass_context
+@handle_errors
+def verify_cmd(ctx: click.Context) -> None:
+    """Verify the hash chain; exit 1 naming the first bad record."""
+    report = _archive(ctx).verify()
+    if report.ok:
+        click.echo(f"OK: {report.count} records, chain intact")
+        return
+    where = f"record {report.first_bad_id}" if report.first_bad_id else "archive"
+    click.echo(f"BROKEN: {where}: {report.problem}", err=True)
+    ctx.exit(1)
+
+
+@records.command("reindex")
+@click.pass_context
+@handle_errors
+def reindex_cmd(ctx: click.Context) -> None:
+    """Rebuild the SQLite index from the record folders."""
+    count = _archive(ctx).reindex()
+    click.echo(f"indexed {count} record(s)")
+
+
+@records.command("recover")
+@click.pass_context
+@handle_errors
+def recover_cmd(ctx: click.Context) -> None:
+    """Record runs whose process died (status interrupted)."""
+    ids = _archive(ctx).recover_interrupted()
+    for rid in ids:
+        click.echo(f"recovered {rid} (interrupted)")
+    if not ids:
+        click.echo("nothing to recover")

@@ -1,0 +1,309 @@
+"""The record builder, fed by a real ansible-runner run against localhost."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+import pytest
+
+from orchestrator.archive import Archive
+from orchestrator.errors import BadInput
+from orchestrator.records import (
+    RecordBuilder,
+    RunMeta,
+    build_from_events,
+    collect_versions,
+    inventory_entries,
+    iso,
+    new_record_id,
+    parse_iso,
+    validate_record_id,
+)
+from orchestrator.redact import MASK, Redactor
+
+VENV_BIN = Path(sys.executable).parent
+SECRET = "Pg-Admin-Secret-42"
+
+PLAYBOOK = """
+- name: Exercise the recorder
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Write the motd
+      ansible.builtin.copy:
+        content: "hello\\n"
+        dest: "{{ out_dir }}/motd.txt"
+        mode: "0600"
+    - name: Write one file per item
+      ansible.builtin.copy:
+        content: "{{ item }}\\n"
+        dest: "{{ out_dir }}/{{ item }}.txt"
+        mode: "0600"
+      loop: [alpha, beta]
+    - name: Probe something that fails
+      ansible.builtin.command: /bin/false
+      changed_when: false
+      ignore_errors: true
+    - name: Skip this
+      ansible.builtin.debug:
+        msg: never
+      when: false
+    - name: Show the connection string
+      ansible.builtin.debug:
+        msg: "postgres://admin:{{ db_password }}@db1/app"
+    - name: Publish the outputs
+      ansible.builtin.set_stats:
+        data:
+          backup_id: b-20261128-01
+          checksum: sha256:abc123
+        per_host: false
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One real ansible-runner run; events redacted and recorded as the runner would."""
+    base = tmp_path_factory.mktemp("runner")
+    (base / "out").mkdir()
+    (base / "play.yml").write_text(PLAYBOOK)
+    private = base / "private"
+    private.mkdir()
+    redactor = Redactor()
+    extra, _ = redactor.redact_vars({"out_dir": str(base / "out"), "db_password": SECRET})
+    archive = Archive(base / "archive")
+    started = datetime.now(timezone.utc)
+    meta = RunMeta(
+        id=new_record_id(started),
+        operation="selftest",
+        playbook="play.yml",
+        environment="lab",
+        inventory="localhost",
+        started=iso(started),
+        diff_mode=True,
+        extra_vars=extra,
+        versions=collect_versions(),
+        targets=["localhost"],
+    )
+    pending = archive.begin(meta.id, meta)
+    builder = RecordBuilder()
+    raw: list[dict[str, Any]] = []
+    progress: list[dict[str, Any]] = []
+
+    def handler(event: dict[str, Any]) -> bool:
+        raw.append(event)
+        clean = redactor.redact_obj(event)
+        builder.feed(clean)
+        pending.write_event(clean)
+        if clean.get("stdout"):
+            pending.write_stdout(clean["stdout"] + "\n")
+        progress.append(builder.progress())
+        return True
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        mp.setenv("ANSIBLE_NOCOLOR", "1")
+        result = ansible_runner.run(
+            private_data_dir=str(private),
+            playbook=str(base / "play.yml"),
+            inventory=f"localhost ansible_connection=local ansible_python_interpreter={sys.executable}",
+            extravars={"out_dir": str(base / "out"), "db_password": SECRET},
+            cmdline="--diff",
+            quiet=True,
+            event_handler=handler,
+        )
+    record = builder.finish(meta, status=result.status, rc=result.rc, redaction=redactor.report())
+    final = archive.commit(pending, record)
+    yield {
+        "result": result,
+        "builder": builder,
+        "record": final,
+        "raw": raw,
+        "progress": progress,
+        "archive": archive,
+        "meta": meta,
+        "base": base,
+    }
+
+
+def test_run_succeeded(run: dict[str, Any]) -> None:
+    assert run["result"].status == "successful"
+    assert run["record"]["status"] == "successful"
+    assert run["record"]["rc"] == 0
+
+
+def test_recap(run: dict[str, Any]) -> None:
+    recap = run["record"]["hosts"]
+    assert list(recap) == ["localhost"]
+    assert recap["localhost"]["changed"] == 2
+    assert recap["localhost"]["skipped"] == 1
+    assert recap["localhost"]["ignored"] == 1
+    assert recap["localhost"]["failed"] == 0
+    assert recap["localhost"]["unreachable"] == 0
+    assert recap["localhost"]["ok"] >= 4
+
+
+def test_counted_recap_matches_stats(run: dict[str, Any]) -> None:
+    """Without the stats event (an interrupted run) the recap is counted from events."""
+    events = [e for e in run["raw"] if e["event"] != "playbook_on_stats"]
+    builder = RecordBuilder()
+    for event in events:
+        builder.feed(event)
+    assert not builder.has_stats
+    assert builder.hosts == run["record"]["hosts"]
+
+
+def test_changes_with_diffs(run: dict[str, Any]) -> None:
+    changes = run["record"]["changes"]
+    assert [(c["task"], c.get("item")) for c in changes] == [
+        ("Write the motd", None),
+        ("Write one file per item", "alpha"),
+        ("Write one file per item", "beta"),
+    ]
+    for change in changes:
+        assert change["host"] == "localhost"
+        assert change["module"] == "ansible.builtin.copy"
+        assert change["diff"], change
+    assert "hello" in str(changes[0]["diff"])
+
+
+def test_failures_ignored_flagged(run: dict[str, Any]) -> None:
+    failures = run["record"]["failures"]
+    assert len(failures) == 1
+    failure = failures[0]
+    assert failure["task"] == "Probe something that fails"
+    assert failure["module"] == "ansible.builtin.command"
+    assert failure["ignored"] is True and failure["unreachable"] is False
+    assert failure["msg"]
+
+
+def test_outputs_from_set_stats(run: dict[str, Any]) -> None:
+    assert run["record"]["outputs"] == {"backup_id": "b-20261128-01", "checksum": "sha256:abc123"}
+
+
+def test_metadata_fields(run: dict[str, Any]) -> None:
+    rec = run["record"]
+    for key in (
+        "schema_version", "id", "operation", "playbook", "environment", "inventory", "limit", "tags",
+        "skip_tags", "check_mode", "diff_mode", "extra_vars", "ticket", "reason", "incident", "launch",
+        "operator", "source", "files", "versions", "targets", "started", "ended", "duration_s", "status",
+        "rc", "hosts", "changes", "failures", "outputs", "redaction", "seq", "prev_hash", "artifacts", "hash",
+    ):
+        assert key in rec, key
+    assert rec["schema_version"] == 1
+    assert rec["launch"] == {"type": "manual"}
+    assert rec["versions"]["ansible_core"].startswith("2.19")
+    assert parse_iso(rec["ended"]) >= parse_iso(rec["started"])
+    assert rec["duration_s"] > 0
+
+
+def test_secret_never_reaches_the_archive(run: dict[str, Any]) -> None:
+    rec = run["record"]
+    assert rec["extra_vars"]["db_password"] == MASK
+    assert rec["redaction"]["keys"] == ["db_password"]
+    assert rec["redaction"]["values_masked"] > 0
+    assert any(SECRET in str(e) for e in run["raw"])  # the raw stream did carry it
+    archive: Archive = run["archive"]
+    assert f"postgres://admin:{MASK}@db1/app" in archive.stdout(rec["id"])
+    for path in archive.root.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+    assert archive.verify().ok
+
+
+def test_progress(run: dict[str, Any]) -> None:
+    tasks = [p["task"] for p in run["progress"]]
+    assert "Write the motd" in tasks and "Publish the outputs" in tasks
+    last = run["progress"][-1]
+    assert last["hosts_failed"] == []  # an ignored failure is not a failed host
+    assert last["changes"] == 3
+
+
+def test_build_from_events_equals_incremental(run: dict[str, Any]) -> None:
+    events = list(run["archive"].events(run["record"]["id"]))
+    rebuilt = build_from_events(
+        events, run["meta"], status="successful", rc=0, ended=run["record"]["ended"], redaction=run["record"]["redaction"]
+    )
+    strip = {k: v for k, v in run["record"].items() if k not in ("seq", "prev_hash", "artifacts", "hash")}
+    assert rebuilt == strip
+
+
+# -- synthetic events: unreachable, real failures ------------------------------------------
+
+
+def _ev(kind: str, **data: Any) -> dict[str, Any]:
+    return {"event": kind, "created": "2026-11-28T08:00:01.000000", "event_data": data}
+
+
+def test_unreachable_and_failed() -> None:
+    builder = RecordBuilder()
+    builder.feed(_ev("playbook_on_task_start", task="Ping"))
+    builder.feed(_ev("runner_on_unreachable", host="app2", task="Ping", task_action="ping",
+                     res={"msg": "ssh: connect to host app2 port 22: No route to host", "unreachable": True}))
+    builder.feed(_ev("runner_on_failed", host="db1", task="Dump", task_action="ansible.builtin.command",
+                     resolved_action="ansible.builtin.command", role="db_backup", ignore_errors=None,
+                     res={"rc": 1, "stderr": "line1\n" + "x" * 5000}))
+    builder.feed(_ev("runner_on_failed", host="app1", task="Loop", task_action="ansible.builtin.file",
+                     res={"results": [{"failed": True, "msg": "item one broke"}, {"changed": False}]}))
+    progress = builder.progress()
+    assert progress["task"] == "Ping" and progress["hosts_failed"] == ["app1", "app2", "db1"]
+    meta = RunMeta(id=new_record_id(), operation="backup", playbook="p.yml", environment="lab", inventory="i",
+                   started="2026-11-28T08:00:00.000Z")
+    rec = builder.finish(meta, status="failed", rc=2, ended="2026-11-28T08:00:02.000Z")
+    unreachable, dump, loop = rec["failures"]
+    assert unreachable["unreachable"] is True and "No route" in unreachable["msg"]
+    assert dump["role"] == "db_backup" and dump["ignored"] is False
+    assert dump["msg"].startswith("...") and len(dump["msg"]) <= 2003
+    assert loop["msg"] == "item one broke"
+    assert rec["hosts"]["app2"]["unreachable"] == 1 and rec["hosts"]["db1"]["failed"] == 1
+    assert rec["duration_s"] == 2.0
+    with pytest.raises(BadInput):
+        builder.finish(meta, status="exploded", rc=1)
+
+
+# -- ids --------------------------------------------------------------------------------------
+
+
+def test_record_ids_sort_by_time() -> None:
+    a = new_record_id(datetime(2026, 11, 28, 13, 45, 0, 123000, tzinfo=timezone.utc))
+    b = new_record_id(datetime(2026, 11, 28, 13, 45, 0, 124000, tzinfo=timezone.utc))
+    assert a.startswith("20261128T134500123Z-") and a < b
+    assert validate_record_id(a) == a
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "", "../x", "a/b", "..", ".", "/etc/passwd",
+        "20261128T134500123Z-a1b2c3/..", "../20261128T134500123Z-a1b2c3",
+        "20261128T134500123Z-A1B2C3", "20261128T134500123Z-a1b2c", "20261128T134500123Z-a1b2c3\n",
+        "２０２６1128T134500123Z-a1b2c3",  # full-width digits
+        "20261128T134500123Z-a1b2c３",
+        "20261128T134500123Z-a1b2c3" + "0" * 300,
+        None, 42,
+    ],
+)
+def test_record_id_validation_rejects(bad: Any) -> None:
+    with pytest.raises(BadInput):
+        validate_record_id(bad)
+
+
+def test_run_meta_round_trip_and_validation(tmp_path: Path) -> None:
+    meta = RunMeta(id=new_record_id(), operation="patch", playbook="p.yml", environment="staging", inventory="i",
+                   tags=["security"], launch="scheduled")
+    assert RunMeta.from_dict(meta.to_dict()) == meta
+    with pytest.raises(BadInput):
+        RunMeta(id="../x", operation="patch", playbook="p", environment="e", inventory="i")
+    with pytest.raises(BadInput):
+        RunMeta(id=new_record_id(), operation="patch", playbook="p", environment="e", inventory="i", launch="cron")
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text("all: {}\n")
+    (tmp_path / "group_vars" / "all.yml").write_text("x: 1\n")
+    entries = inventory_entries(tmp_path, base=tmp_path)
+    assert [e["path"] for e in entries] == ["hosts.yml", "group_vars/all.yml"]
+    assert all(e["sha256"] and len(e["sha256"]) == 64 for e in entries)
