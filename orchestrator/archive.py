@@ -581,7 +581,11 @@ class Archive:
         if parse_iso(ended) < parse_iso(meta.started):
             ended = meta.started
         redaction: dict[str, Any] = {"keys": [], "values_masked": 0, "min_length": 4, "recovered": True}
-        record = build_from_events(events, meta, status="interrupted", rc=-1, ended=ended, redaction=redaction)
+        pid = pending.get("pid") if isinstance(pending, dict) else None
+        error = f"interrupted: the opsctl process (pid {pid}) died before the run finished; rebuilt from its events"
+        record = build_from_events(
+            events, meta, status="interrupted", rc=-1, ended=ended, redaction=redaction, error=error
+        )
         if redactor_factory is not None:
             redactor = redactor_factory()
             record = redactor.redact_obj(record)

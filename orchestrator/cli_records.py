@@ -127,6 +127,8 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
     dirty = " (dirty)" if source.get("dirty") else ""
     out.append(f"  source     {source.get('commit') or '-'} on {source.get('branch') or '-'}{dirty}")
     out.append(f"  time       {rec.get('started')} -> {rec.get('ended')} ({rec.get('duration_s')} s)")
+    if rec.get("error"):
+        out.append(f"  error      {rec.get('error')}")
     hosts = rec.get("hosts") or {}
     out.append("")
     out.append("Recap")
@@ -158,6 +160,8 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
     outputs = rec.get("outputs") or {}
     out.append("")
     out.append("Outputs: " + (", ".join(sorted(outputs)) if outputs else "(none)"))
+    if rec.get("outputs_missing"):
+        out.append("Outputs missing: " + ", ".join(rec.get("outputs_missing") or []))
     redaction = rec.get("redaction") or {}
     if redaction.get("keys") or redaction.get("values_masked"):
         out.append(

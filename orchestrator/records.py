@@ -28,7 +28,8 @@ from .errors import BadInput
 
 SCHEMA_VERSION = 1
 
-STATUSES = ("successful", "failed", "canceled", "interrupted", "timeout")
+#: How a run ended. ``refused``: opsctl declined to start it (missing ticket, lock held, bad input).
+STATUSES = ("successful", "failed", "canceled", "interrupted", "timeout", "refused")
 LAUNCH_TYPES = ("manual", "scheduled", "ci")
 
 #: ``20261128T134500123Z-a1b2c3``: UTC time to the millisecond + 6 random hex digits.
@@ -194,9 +195,9 @@ class RunMeta:
 
     id: str
     operation: str
-    playbook: str
+    playbook: str | None
     environment: str
-    inventory: str
+    inventory: str | None
     started: str = field(default_factory=lambda: iso(utc_now()))
     limit: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -207,7 +208,7 @@ class RunMeta:
     ticket: str | None = None
     reason: str | None = None
     incident: str | None = None
-    launch: str = "manual"
+    launch: str | Mapping[str, Any] = "manual"  # "manual" | "scheduled" | "ci" (or {"type": ...})
     operator: dict[str, str | None] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Any] = field(default_factory=dict)
@@ -216,8 +217,15 @@ class RunMeta:
 
     def __post_init__(self) -> None:
         validate_record_id(self.id)
+        if isinstance(self.launch, Mapping):
+            self.launch = str(self.launch.get("type", ""))
+        self.started = iso(parse_iso(self.started))  # one format everywhere: index range queries compare text
         if self.launch not in LAUNCH_TYPES:
             raise BadInput(f"launch type must be one of {', '.join(LAUNCH_TYPES)}, not {self.launch!r}")
+
+    @property
+    def launch_type(self) -> str:
+        return self.launch if isinstance(self.launch, str) else str(self.launch.get("type", ""))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -417,11 +425,18 @@ class RecordBuilder:
         rc: int,
         ended: str | None = None,
         redaction: Mapping[str, Any] | None = None,
+        error: str | None = None,
+        output_keys: Iterable[str] | None = None,
     ) -> dict[str, Any]:
-        """The record (without ``seq``, ``prev_hash``, ``artifacts``, ``hash``)."""
+        """The record (without ``seq``, ``prev_hash``, ``artifacts``, ``hash``).
+
+        ``error``: why the run did not succeed, in words (redacted by the caller).
+        ``output_keys``: the outputs the operation promises; any not produced are
+        listed in ``outputs_missing``.
+        """
         if status not in STATUSES:
             raise BadInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
-        ended = ended or iso(utc_now())
+        ended = iso(parse_iso(ended)) if ended else iso(utc_now())
         duration = max(0.0, (parse_iso(ended) - parse_iso(meta.started)).total_seconds())
         return {
             "schema_version": SCHEMA_VERSION,
@@ -439,7 +454,7 @@ class RecordBuilder:
             "ticket": meta.ticket,
             "reason": meta.reason,
             "incident": meta.incident,
-            "launch": {"type": meta.launch},
+            "launch": {"type": meta.launch_type},
             "operator": dict(meta.operator),
             "source": dict(meta.source),
             "files": dict(meta.files),
@@ -454,6 +469,8 @@ class RecordBuilder:
             "changes": list(self.changes),
             "failures": list(self.failures),
             "outputs": dict(self.outputs),
+            "outputs_missing": sorted(k for k in (output_keys or ()) if k not in self.outputs),
+            "error": error,
             "redaction": dict(redaction) if redaction is not None else {"keys": [], "values_masked": 0, "min_length": 4},
         }
 
@@ -466,9 +483,13 @@ def build_from_events(
     rc: int,
     ended: str | None = None,
     redaction: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    output_keys: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """Build a whole record from a finished (or interrupted) event stream."""
     builder = RecordBuilder()
     for event in events:
         builder.feed(event)
-    return builder.finish(meta, status=status, rc=rc, ended=ended, redaction=redaction)
+    return builder.finish(
+        meta, status=status, rc=rc, ended=ended, redaction=redaction, error=error, output_keys=output_keys
+    )

@@ -307,3 +307,18 @@ def test_run_meta_round_trip_and_validation(tmp_path: Path) -> None:
     entries = inventory_entries(tmp_path, base=tmp_path)
     assert [e["path"] for e in entries] == ["hosts.yml", "group_vars/all.yml"]
     assert all(e["sha256"] and len(e["sha256"]) == 64 for e in entries)
+
+
+def test_finish_error_outputs_missing_and_time_normalisation() -> None:
+    builder = RecordBuilder()
+    builder.feed(_ev("playbook_on_stats", ok={"db1": 1}, artifact_data={"backup_id": "b-1"}))
+    meta = RunMeta(id=new_record_id(), operation="backup", playbook=None, environment="lab", inventory=None,
+                   started="2026-11-28T16:00:00.250000+08:00", launch={"type": "ci"})
+    assert meta.started == "2026-11-28T08:00:00.250Z"
+    rec = builder.finish(meta, status="refused", rc=2, ended="2026-11-28T08:00:01.250000+00:00",
+                         error="a ticket is required for production", output_keys=["backup_id", "checksum"])
+    assert rec["ended"] == "2026-11-28T08:00:01.250Z" and rec["duration_s"] == 1.0
+    assert rec["launch"] == {"type": "ci"}
+    assert rec["error"] == "a ticket is required for production"
+    assert rec["outputs"] == {"backup_id": "b-1"} and rec["outputs_missing"] == ["checksum"]
+    assert rec["playbook"] is None and rec["status"] == "refused"
