@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import click
 
 from . import __version__, paths
 from .archive import Archive
 from .cli_records import records
+from .clicommon import fail
 from .errors import OpsError
 from .operations import get_environment, get_operation, list_environments, load_catalog
 from .runner import Executor, RunRequest, needs_confirmation
@@ -27,11 +28,6 @@ class Context:
         if self._archive is None:
             self._archive = Archive(paths.archive_dir())
         return self._archive
-
-
-def fail(err: OpsError) -> NoReturn:
-    click.echo(f"opsctl: error: {err}", err=True)
-    sys.exit(err.exit_code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,7 +55,7 @@ def ops_cmd(as_json: bool) -> None:
         catalog = load_catalog()
     except OpsError as err:
         fail(err)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"name": op.name, "playbook": f"playbooks/{op.playbook}", "risk": op.risk,
          "high_risk_in": list(op.high_risk_in), "read_only": op.read_only,
          "requires": op.requirements(), "description": op.description}
@@ -90,8 +86,8 @@ class Progress:
         task = p.get("task")
         if self.tty:
             line = (f"\r\x1b[K[{p.get('play') or '-'}] {task or '...'}  "
-                    f"hosts ok {p.get('hosts_ok', 0)} changed {p.get('hosts_changed', 0)} "
-                    f"failed {p.get('hosts_failed', 0)}/{p.get('hosts_total', 0)}")
+                    f"hosts done {p.get('task_hosts_done', 0)}/{p.get('hosts_seen', 0)}  "
+                    f"failed {len(p.get('hosts_failed') or [])}  changes {p.get('changes', 0)}")
             self.stream.write(line[:200])
             if event in ("runner_on_failed", "runner_on_unreachable") and p.get("stdout"):
                 self.stream.write("\r\x1b[K" + str(p["stdout"]).strip() + "\n")

@@ -144,10 +144,12 @@ def _git(repo: Path, *args: str) -> str | None:
 
 def collect_operator(repo: Path | None = None) -> dict[str, str | None]:
     """Who runs this: OS user, host and git identity."""
-    try:
-        user: str | None = getpass.getuser()
-    except (OSError, KeyError):
-        user = None
+    user: str | None = os.environ.get("OPSCTL_OPERATOR") or os.environ.get("SUDO_USER")
+    if not user:
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):
+            user = None
     repo = repo or Path.cwd()
     return {
         "user": user,
@@ -181,6 +183,7 @@ def collect_versions() -> dict[str, str | None]:
     return {
         "opsctl": __version__,
         "ansible_core": _v("ansible-core"),
+        "ansible": _v("ansible"),
         "ansible_runner": _v("ansible-runner"),
         "python": platform.python_version(),
     }

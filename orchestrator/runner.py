@@ -10,38 +10,36 @@ attempt that gets this far leaves a record, refused ones included.
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import os
-import platform
+import re
 import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from . import __version__, paths
+from . import paths
 from .archive import Archive
 from .errors import BadInput, LockHeld, OpsError
 from .lock import HostLock
 from .operations import Environment, Operation, get_environment, get_operation, load_catalog
-from .records import RecordBuilder, RunMeta, new_record_id
+from .records import (RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions,
+                      file_entry, inventory_entries, new_record_id)
 from .redact import Redactor, vault_values
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANCELED = 130
+
+_WORKDIR_RE = re.compile(r"^run-(.+Z-[0-9a-f]+)-[^-]+$")
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -120,76 +118,9 @@ def check_policy(req: RunRequest, op: Operation, env: Environment) -> None:
 
 # ----------------------------------------------------------------------------- context
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(paths.repo_root()), *args], capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def operator_info() -> dict[str, Any]:
-    user = os.environ.get("OPSCTL_OPERATOR") or os.environ.get("SUDO_USER") or getpass.getuser()
-    return {
-        "user": user,
-        "host": socket.gethostname(),
-        "git_name": _git("config", "user.name"),
-        "git_email": _git("config", "user.email"),
-    }
-
-
-def source_info() -> dict[str, Any]:
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "commit": _git("rev-parse", "HEAD"),
-        "branch": _git("rev-parse", "--abbrev-ref", "HEAD"),
-        "dirty": bool(status) if status is not None else None,
-    }
-
-
-def tool_versions() -> dict[str, str | None]:
-    def ver(dist: str) -> str | None:
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            return None
-
-    return {
-        "opsctl": __version__,
-        "ansible_core": ver("ansible-core"),
-        "ansible": ver("ansible"),
-        "ansible_runner": ver("ansible-runner"),
-        "python": platform.python_version(),
-    }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_hashes(op: Operation, env: Environment) -> dict[str, Any]:
     root = paths.repo_root()
-
-    def rel(p: Path) -> str:
-        try:
-            return str(p.resolve().relative_to(root))
-        except ValueError:
-            return str(p)
-
-    inventory = [
-        {"path": rel(p), "sha256": _sha256(p)}
-        for p in sorted(env.inventory.rglob("*")) if p.is_file()
-    ]
-    pb = op.playbook_path()
-    return {
-        "playbook": {"path": rel(pb), "sha256": _sha256(pb) if pb.is_file() else None},
-        "inventory": inventory,
-    }
+    return {"playbook": file_entry(op.playbook_path(), root), "inventory": inventory_entries(env.inventory, root)}
 
 
 def resolve_targets(op: Operation, env: Environment, limit: str | None) -> list[str]:
@@ -259,6 +190,7 @@ class Executor:
 
     def run(self, req: RunRequest, progress: ProgressFn | None = None) -> RunResult:
         self.archive.recover_interrupted()
+        self._remove_stale_workdirs()
         run_id = new_record_id(datetime.now(UTC))
         started = datetime.now(UTC)
         redactor = Redactor()
@@ -285,10 +217,10 @@ class Executor:
             reason=req.reason,
             incident=req.incident,
             launch={"type": req.launch_type},
-            operator=operator_info(),
-            source=source_info(),
+            operator=collect_operator(paths.repo_root()),
+            source=collect_source(paths.repo_root()),
             files={},
-            versions=tool_versions(),
+            versions=collect_versions(),
             targets=[],
             started=started.isoformat(),
         )
@@ -319,6 +251,16 @@ class Executor:
             lock.release()
 
     # -- pieces
+
+    def _remove_stale_workdirs(self) -> None:
+        """Remove ansible-runner work dirs of runs that are no longer pending (a killed opsctl's)."""
+        root = paths.var_dir() / "run"
+        if not root.is_dir():
+            return
+        for entry in root.iterdir():
+            match = _WORKDIR_RE.match(entry.name)
+            if match and not (self.archive.pending_root / match.group(1)).exists():
+                shutil.rmtree(entry, ignore_errors=True)
 
     def _refused(self, meta: RunMeta, redactor: Redactor, err: OpsError) -> RunResult:
         ended = datetime.now(UTC)
