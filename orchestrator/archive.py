@@ -45,6 +45,7 @@ from typing import IO, Any
 
 from . import paths
 from .errors import ArchiveError, BadInput, NotFound, OpsError
+from .proc import process_matches, process_start_time, stop_gracefully
 from .records import RECORD_ID_RE, RunMeta, build_from_events, iso, parse_iso, utc_now, validate_record_id
 from .redact import Redactor
 
@@ -119,34 +120,19 @@ def _mkdir_private(path: Path) -> None:
     os.chmod(path, DIR_MODE)
 
 
-def _process_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/<pid>/stat (start time in clock ticks since boot), or None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read().decode("ascii", "replace")
-    except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def _pid_alive(pid: int, start_time: str | None) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    if start_time is not None:
-        now = _process_start_time(pid)
-        if now is not None and now != start_time:
-            return False  # the pid was reused by another process
-    return True
-
-
 # -- pending runs ----------------------------------------------------------------------
+
+
+def _stop_orphan(folder: Path) -> str | None:
+    """Stop the ansible-playbook a killed opsctl left running (recorded in child.json)."""
+    try:
+        child = json.loads((folder / "child.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    pid = child.get("pid") if isinstance(child, dict) else None
+    if not isinstance(pid, int) or not stop_gracefully(pid, child.get("pid_start")):
+        return None
+    return f"pid {pid}"
 
 
 class PendingRun:
@@ -178,6 +164,10 @@ class PendingRun:
             raise ArchiveError(f"pending run {self.id} is already closed")
         line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
         self._events.write(line.encode("utf-8"))
+
+    def write_child(self, pid: int, pid_start: str | None) -> None:
+        """Remember the ansible-playbook process, so recovery can stop it if opsctl dies."""
+        atomic_write(self.path / "child.json", json.dumps({"pid": pid, "pid_start": pid_start}).encode())
 
     def write_stdout(self, text: str) -> None:
         """Append text to the captured stdout."""
@@ -448,7 +438,7 @@ class Archive:
         pending = {
             "id": run_id,
             "pid": pid,
-            "pid_start": _process_start_time(pid),
+            "pid_start": process_start_time(pid),
             "started": meta_dict.get("started") or iso(utc_now()),
             "meta": meta_dict,
         }
@@ -547,13 +537,14 @@ class Archive:
             pending = None
         if isinstance(pending, dict):
             pid = pending.get("pid")
-            if isinstance(pid, int) and _pid_alive(pid, pending.get("pid_start")):
+            if isinstance(pid, int) and process_matches(pid, pending.get("pid_start")):
                 return None  # still running
         elif not (folder / "record.json").exists():
             # No pending.json: begin() has not finished or the folder is junk; leave it alone
             # unless it is older than an hour.
             if time.time() - folder.stat().st_mtime < 3600:
                 return None
+        stopped_child = _stop_orphan(folder)
         if (folder / "record.json").exists():
             try:
                 done = json.loads((folder / "record.json").read_bytes())
@@ -583,6 +574,8 @@ class Archive:
         redaction: dict[str, Any] = {"keys": [], "values_masked": 0, "min_length": 4, "recovered": True}
         pid = pending.get("pid") if isinstance(pending, dict) else None
         error = f"interrupted: the opsctl process (pid {pid}) died before the run finished; rebuilt from its events"
+        if stopped_child:
+            error += f"; its orphaned ansible-playbook ({stopped_child}) was still running and was stopped"
         record = build_from_events(
             events, meta, status="interrupted", rc=-1, ended=ended, redaction=redaction, error=error
         )

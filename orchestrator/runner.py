@@ -16,6 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from . import paths
 from .archive import Archive
 from .errors import BadInput, LockHeld, OpsError
 from .lock import HostLock
+from .proc import process_identity, process_matches
 from .operations import Environment, Operation, get_environment, get_operation, load_catalog
 from .records import (RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions,
                       file_entry, inventory_entries, new_record_id)
@@ -158,17 +160,29 @@ def resolve_targets(op: Operation, env: Environment, limit: str | None) -> list[
 
 # ----------------------------------------------------------------------------- running
 
-class _Cancel:
-    """SIGINT/SIGTERM handler that asks ansible-runner to cancel instead of dying mid-write."""
+class _Stopper:
+    """Cancellation and timeout for one run, handed to ansible-runner as its cancel callback.
 
-    def __init__(self) -> None:
+    SIGINT/SIGTERM (or the timeout) first send SIGINT to ansible-playbook, which stops its
+    workers and closes connections the way Ctrl-C does; only if it is still running after
+    ``GRACE`` seconds does ansible-runner kill it. Killing the process group at once would
+    leave ansible's worker processes (each in a session of their own) running their task.
+    """
+
+    GRACE = 15.0
+
+    def __init__(self, timeout: int | None) -> None:
         self.requested: str | None = None
+        self.child: tuple[int, str | None] | None = None
+        self._deadline = time.monotonic() + timeout if timeout else None
+        self._sent_at: float | None = None
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, _frame: types.FrameType | None) -> None:
-        self.requested = signal.Signals(signum).name
+        if self.requested is None:
+            self.requested = signal.Signals(signum).name
 
-    def __enter__(self) -> _Cancel:
+    def __enter__(self) -> _Stopper:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._old[sig] = signal.signal(sig, self._handler)
         return self
@@ -178,7 +192,23 @@ class _Cancel:
             signal.signal(sig, old)
 
     def __call__(self) -> bool:
-        return self.requested is not None
+        if self.requested is None and self._deadline is not None and time.monotonic() > self._deadline:
+            self.requested = "timeout"
+        if self.requested is None:
+            return False
+        if self.child is None:
+            return True
+        pid, start = self.child
+        if self._sent_at is None:
+            self._sent_at = time.monotonic()
+            try:
+                os.kill(pid, signal.SIGINT)
+            except ProcessLookupError:
+                return True
+            return False
+        if time.monotonic() - self._sent_at < self.GRACE and process_matches(pid, start):
+            return False
+        return True
 
 
 class Executor:
@@ -301,7 +331,12 @@ class Executor:
         if cfg.is_file():
             envvars["ANSIBLE_CONFIG"] = str(cfg)
 
+        stopper = _Stopper(req.timeout)
+
         def on_event(event: dict[str, Any]) -> bool:
+            if stopper.child is None and isinstance(event.get("pid"), int):
+                stopper.child = process_identity(int(event["pid"]))
+                pending.write_child(*stopper.child)
             clean = redactor.redact_obj(event)
             builder.feed(clean)
             pending.write_event(clean)
@@ -316,7 +351,7 @@ class Executor:
         rc = -1
         error: str | None = None
         try:
-            with _Cancel() as cancel:
+            with stopper:
                 r = ansible_runner.run(
                     private_data_dir=str(workdir),
                     ident="run",
@@ -328,18 +363,17 @@ class Executor:
                     envvars=envvars,
                     quiet=True,
                     event_handler=on_event,
-                    cancel_callback=cancel,
-                    timeout=req.timeout,
+                    cancel_callback=stopper,
                     fact_cache=str(paths.var_dir() / "facts"),
                     settings={"pexpect_timeout": 1, "suppress_ansible_output": True},
                     project_dir=str(paths.repo_root()),
                 )
             status = str(r.status)
             rc = int(r.rc) if r.rc is not None else -1
-            if status == "canceled" and cancel.requested:
-                error = f"canceled by {cancel.requested}"
-            elif status == "timeout":
-                error = f"timed out after {req.timeout} s"
+            if stopper.requested == "timeout":
+                status, error = "timeout", f"timed out after {req.timeout} s"
+            elif stopper.requested:
+                status, error = "canceled", f"canceled by {stopper.requested}"
         except Exception as exc:  # noqa: BLE001 - any runner failure must still end in a record
             status, rc, error = "failed", -1, f"ansible-runner error: {exc}"
         finally:

@@ -156,6 +156,22 @@ def _started_sleeping(home: Path) -> bool:
                for p in pending.glob("*/events.jsonl"))
 
 
+def _playbook_pids(home: Path) -> list[int]:
+    """ansible-playbook processes (main and workers) running a playbook of ``home``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            continue
+        if "ansible-playbook" in cmd and str(home) in cmd and state != "Z":
+            pids.append(int(proc.name))
+    return pids
+
+
 def _spawn(home: Path, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, **home_env(home))
     return subprocess.Popen(opsctl_cmd(*args), env=env, stdin=subprocess.DEVNULL,
@@ -181,6 +197,8 @@ def test_lock_refuses_overlap_then_sigint_cancels(opsctl_home: Path) -> None:
         if slow.poll() is None:
             slow.kill()
     assert slow.returncode == 130
+    # Cancel stops ansible-playbook and its workers, not just opsctl.
+    _wait_for(lambda: not _playbook_pids(opsctl_home), timeout=20)
     rec = next(r for r in records(opsctl_home) if r["id"] == holder)
     assert rec["status"] == "canceled"
     assert "SIGINT" in rec["error"]
@@ -198,6 +216,9 @@ def test_killed_opsctl_is_recorded_as_interrupted(opsctl_home: Path) -> None:
     finally:
         if slow.poll() is None:
             slow.kill()
+    # ansible-playbook survives its killed parent (ansible-runner spawns it ignoring SIGHUP) ...
+    child = json.loads(only(list((opsctl_home / "var" / "archive" / ".pending").glob("*/child.json"))).read_text())
+    assert child["pid"] in _playbook_pids(opsctl_home)
     # The next opsctl call finds the unfinished run and records it.
     code, out, _ = invoke("records", "list", "--json")
     assert code == 0, out
@@ -205,6 +226,9 @@ def test_killed_opsctl_is_recorded_as_interrupted(opsctl_home: Path) -> None:
     assert rec["operation"] == "slow" and rec["status"] == "interrupted"
     assert rec["targets"] == ["node1", "node2"]
     assert not (opsctl_home / "var" / "archive" / ".pending" / rec["id"]).exists()
+    # ... and the recovery stopped it before recording the run.
+    assert "orphaned ansible-playbook" in rec["error"]
+    _wait_for(lambda: not _playbook_pids(opsctl_home), timeout=20)
     # The stale lock of the killed run does not block the next run, which also removes
     # the killed run's ansible-runner work dir (it held the unredacted extra vars file).
     assert invoke("run", "ok", "--env", "test")[0] == 0
@@ -216,4 +240,6 @@ def test_timeout_is_recorded(opsctl_home: Path) -> None:
     code, _, _ = invoke("run", "slow", "--env", "test", "--timeout", "3")
     assert code == 1
     rec = latest(opsctl_home)
-    assert rec["status"] == "timeout"
+    assert rec["status"] == "timeout" and "timed out after 3 s" in rec["error"]
+    assert rec["duration_s"] < 30
+    _wait_for(lambda: not _playbook_pids(opsctl_home), timeout=20)
