@@ -126,5 +126,8 @@ bench-overhead: lab ## opsctl run vs bare ansible-playbook, alternated
 bench-archive: venv ## 100,000 synthetic records: list with a filter, verify
 	$(BIN)/python bench/archive/run.py $(ARGS)
 
+# Each area of duty adds its targets in mk/<area>.mk.
+-include mk/*.mk
+
 clean: ## Remove caches (not the archive, not the lab)
 	rm -rf .pytest_cache .mypy_cache var/facts var/run

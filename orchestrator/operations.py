@@ -74,8 +74,7 @@ def _parse_operation(name: str, raw: Any) -> Operation:
     )
 
 
-def load_catalog(path: Path | None = None) -> dict[str, Operation]:
-    path = path or catalog_path()
+def _load_file(path: Path) -> dict[str, Operation]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
@@ -83,7 +82,21 @@ def load_catalog(path: Path | None = None) -> dict[str, Operation]:
     ops = data.get("operations") if isinstance(data, dict) else None
     if not isinstance(ops, dict):
         raise BadInput(f"{path}: expected a top-level 'operations' mapping")
-    return {name: _parse_operation(name, raw) for name, raw in ops.items()}
+    return {str(name): _parse_operation(str(name), raw) for name, raw in ops.items()}
+
+
+def load_catalog(path: Path | None = None) -> dict[str, Operation]:
+    """The catalog: ``catalog.yml`` plus every ``catalog.d/*.yml`` beside it (one file per
+    area of duty). An operation defined twice is an error, not a silent override."""
+    path = path or catalog_path()
+    catalog = _load_file(path)
+    extra_dir = path.parent / "catalog.d"
+    for extra in sorted(extra_dir.glob("*.yml")) if extra_dir.is_dir() else []:
+        for name, op in _load_file(extra).items():
+            if name in catalog:
+                raise BadInput(f"operation {name!r} is defined twice (again in {extra})")
+            catalog[name] = op
+    return catalog
 
 
 def get_operation(name: str, catalog: dict[str, Operation] | None = None) -> Operation:

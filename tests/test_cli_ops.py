@@ -68,3 +68,18 @@ def test_lock_overlap_and_stale_holders(tmp_path: Path) -> None:
     stale.write_text(json.dumps({"run_id": "run-x", "hosts": ["h9"], "pid": int(dead.stdout), "pid_start": "1"}))
     HostLock(tmp_path, "lab", ["h9"], "run-f").acquire()
     assert not stale.exists()
+
+
+def test_catalog_d_files_extend_and_duplicates_are_refused(tmp_path: Path) -> None:
+    main = tmp_path / "catalog.yml"
+    main.write_text("operations:\n  ping:\n    playbook: ping.yml\n")
+    (tmp_path / "catalog.d").mkdir()
+    (tmp_path / "catalog.d" / "db.yml").write_text(
+        "operations:\n  backup:\n    playbook: backup.yml\n    risk: medium\n")
+    assert set(load_catalog(main)) == {"ping", "backup"}
+    (tmp_path / "catalog.d" / "dup.yml").write_text("operations:\n  ping:\n    playbook: other.yml\n")
+    with pytest.raises(Exception, match="defined twice"):
+        load_catalog(main)
+    (tmp_path / "catalog.d" / "dup.yml").write_text("operations:\n  bad:\n    playbook: x.yml\n    risk: extreme\n")
+    with pytest.raises(Exception, match="risk must be one of"):
+        load_catalog(main)
