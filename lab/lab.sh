@@ -35,6 +35,11 @@ ssh_base() {   # ssh options shared by every check the lab makes
         -o ControlMaster=no -o ControlPath=none -o LogLevel=ERROR
 }
 
+# Cached facts of a host that is recreated or removed are stale.
+forget_facts() {
+    rm -f "$REPO_ROOT"/var/facts/*"$1"
+}
+
 # Close ansible's ControlPersist masters for a port (their peer is going away).
 close_masters() {
     local port=$1 dir
@@ -99,6 +104,7 @@ ensure_host() {
         if [ "$have" != "$cfg" ]; then
             log "$name: configuration or image changed, recreating"
             close_masters "$port"
+            forget_facts "$name"
             podman rm -f -t 5 "$name" >/dev/null
         elif [ "$state" = "running" ]; then
             log "$name: running, kept"
@@ -194,6 +200,14 @@ write_fleet_inventory() {
     mv -f "$tmp" "$FLEET_FILE"
 }
 
+# Lab images of older build inputs that no container uses any more.
+prune_old_images() {
+    local keep=$1 old
+    for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep -F "$LAB_IMAGE_REPO:" | grep -vxF "$keep" || true); do
+        if podman rmi "$old" >/dev/null 2>&1; then log "removed unused old image $old"; fi
+    done
+}
+
 cmd_up() {
     local scale=${1:-${SCALE:-0}}
     [[ "$scale" =~ ^[0-9]+$ ]] || die "SCALE must be a number, got '$scale'"
@@ -214,6 +228,7 @@ cmd_up() {
             log "$have: not part of this lab (SCALE=$scale), removing"
             close_masters "$(podman inspect -f "{{index .Config.Labels \"$LAB_LABEL.port\"}}" "$have" 2>/dev/null || echo 0)"
             podman rm -f -t 5 "$have" >/dev/null
+            forget_facts "$have"
         fi
     done
 
@@ -239,6 +254,7 @@ cmd_up() {
         check_login "$name" "$port"
     done
     write_fleet_inventory "$scale"
+    prune_old_images "$image"
     log "lab up: ${#hosts[@]} hosts (SCALE=$scale) ready in $((SECONDS - start))s; image $image"
     log "known_hosts: $LAB_KNOWN_HOSTS; key: $LAB_SSH_KEY; inventory: inventories/lab"
 }
@@ -250,6 +266,7 @@ cmd_down() {
         close_masters "$port"
         log "$name: removing"
         podman rm -f -t 5 "$name" >/dev/null
+        forget_facts "$name"
     done
     if podman network exists "$LAB_NETWORK"; then
         log "removing podman network $LAB_NETWORK"
