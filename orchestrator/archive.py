@@ -53,7 +53,7 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 ARTIFACTS = ("stdout.txt", "events.jsonl")
 INDEX_NAME = "index.sqlite"
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"  # 2: index on incident
 EXPORT_FORMATS = ("csv", "json", "html")
 _ARCHIVE_FIELDS = ("seq", "prev_hash", "artifacts", "hash")
 
@@ -297,6 +297,7 @@ CREATE INDEX records_env ON records (environment, seq);
 CREATE INDEX records_op ON records (operation, seq);
 CREATE INDEX records_status ON records (status, seq);
 CREATE INDEX records_ticket ON records (ticket, seq);
+CREATE INDEX records_incident ON records (incident, seq);
 CREATE INDEX records_started ON records (started);
 CREATE INDEX record_hosts_id ON record_hosts (id);
 """
@@ -756,6 +757,7 @@ class Archive:
         since: str | None = None,
         until: str | None = None,
         limit: int | None = None,
+        incident: str | None = None,
     ) -> list[dict[str, Any]]:
         """Summary rows of the matching records, newest (highest seq) first."""
         since_bound = _time_bound(since, upper=False) if since is not None else None
@@ -768,7 +770,9 @@ class Archive:
             self.reindex()
         where: list[str] = []
         args: list[Any] = []
-        for column, value in (("environment", env), ("operation", op), ("status", status), ("ticket", ticket)):
+        for column, value in (
+            ("environment", env), ("operation", op), ("status", status), ("ticket", ticket), ("incident", incident)
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 args.append(value)
