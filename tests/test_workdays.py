@@ -1,0 +1,197 @@
+"""The working-day calendar: official holidays and make-up days, the SLA rule, unknown years."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator import workdays
+from orchestrator.cli import cli
+from orchestrator.incidents import compute_deadlines
+from orchestrator.workdays import TZ, Calendar, CalendarError, CalendarWarning, add_hours, isoformat, parse_time
+
+D = dt.date
+
+# The State Council's official schedules (国务院办公厅关于2025年/2026年部分节假日安排的通知,
+# 2024-11-12 and 2025-11-04): rest days and make-up working days.
+OFFICIAL = {
+    2025: {
+        "rest": [("01-01", "01-01"), ("01-28", "02-04"), ("04-04", "04-06"), ("05-01", "05-05"),
+                 ("05-31", "06-02"), ("10-01", "10-08")],
+        "makeup": ["01-26", "02-08", "04-27", "09-28", "10-11"],
+    },
+    2026: {
+        "rest": [("01-01", "01-03"), ("02-15", "02-23"), ("04-04", "04-06"), ("05-01", "05-05"),
+                 ("06-19", "06-21"), ("09-25", "09-27"), ("10-01", "10-07")],
+        "makeup": ["01-04", "02-14", "02-28", "05-09", "09-20", "10-10"],
+    },
+}
+
+
+def _days(year: int, first: str, last: str) -> list[dt.date]:
+    start, end = D.fromisoformat(f"{year}-{first}"), D.fromisoformat(f"{year}-{last}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+@pytest.fixture
+def cal(tmp_path: Path) -> Calendar:
+    """The package's calendar with an empty project file."""
+    empty = tmp_path / "workdays.yml"
+    empty.write_text("years: {}\n", encoding="utf-8")
+    return Calendar(empty)
+
+
+def at(text: str) -> dt.datetime:
+    return parse_time(text)
+
+
+@pytest.mark.parametrize("year", sorted(OFFICIAL))
+def test_package_knows_the_official_schedule(cal: Calendar, year: int) -> None:
+    assert cal.source_of(year) == "package" and cal.known(year)
+    rest = {d for first, last in OFFICIAL[year]["rest"] for d in _days(year, first, last)}
+    makeup = {D.fromisoformat(f"{year}-{m}") for m in OFFICIAL[year]["makeup"]}
+    for day in _days(year, "01-01", "12-31"):
+        expected = day in makeup or (day.weekday() < 5 and day not in rest)
+        assert cal.is_workday(day) == (expected, True), day
+    assert all(d.weekday() >= 5 for d in makeup)
+
+
+def test_the_shipped_project_file_loads() -> None:
+    Calendar(workdays.DATA_FILE)  # no error; comments only until a year is added
+
+
+def test_general_fault_friday_evening_before_national_day_2025(cal: Calendar) -> None:
+    # Fri 26 Sep 2025, 19:30. Sun 28 Sep is a make-up working day; 1-8 Oct off; Sat 11 Oct works.
+    reported = at("2025-09-26T19:30")
+    deadlines, warnings = compute_deadlines("general", reported, cal)
+    assert not warnings
+    assert isoformat(deadlines["respond"]) == "2025-09-27T19:30:00+08:00"  # 24 clock hours, Saturday
+    # 28 Sep (1), 29 (2), 30 (3), 9 Oct (4), 10 Oct (5)
+    assert isoformat(deadlines["resolve"]) == "2025-10-10T19:30:00+08:00"
+
+
+def test_general_fault_before_national_day_2026(cal: Calendar) -> None:
+    # Fri 25 Sep 2026 is already Mid-Autumn (25-27 Sep off), so that Friday evening is a rest
+    # day: it counts from 00:00 Mon 28 Sep; 29, 30, 8 Oct, 9 Oct, Sat 10 Oct (make-up) -> 10 Oct 00:00.
+    assert cal.add_working_days(at("2026-09-25T19:00"), 5).at == dt.datetime(2026, 10, 10, 0, 0, tzinfo=TZ)
+    # Thu 24 Sep 19:00, the last working evening before the break: 28, 29, 30, 8, 9 Oct.
+    assert cal.add_working_days(at("2026-09-24T19:00"), 5).at == dt.datetime(2026, 10, 9, 19, 0, tzinfo=TZ)
+
+
+def test_outage_during_spring_festival_with_makeup_saturday(cal: Calendar) -> None:
+    # Thu 30 Jan 2025, Spring Festival (28 Jan - 4 Feb off, Sat 8 Feb a make-up working day).
+    reported = at("2025-01-30T10:00")
+    deadlines, _ = compute_deadlines("outage", reported, cal)
+    assert isoformat(deadlines["respond"]) == "2025-01-30T14:00:00+08:00"  # clock hours, holiday or not
+    # counts from Wed 5 Feb 00:00: recovery 1 working day -> 6 Feb 00:00 (all of 5 Feb)
+    assert isoformat(deadlines["recover"]) == "2025-02-06T00:00:00+08:00"
+    # resolution: 6 Feb (1), 7 Feb (2), Sat 8 Feb make-up day (3)
+    assert isoformat(deadlines["resolve"]) == "2025-02-08T00:00:00+08:00"
+
+
+def test_outage_on_a_makeup_saturday_2026(cal: Calendar) -> None:
+    # Sat 14 Feb 2026 is a working day; 15-23 Feb off; Sat 28 Feb works again.
+    deadlines, _ = compute_deadlines("outage", at("2026-02-14T09:00"), cal)
+    assert deadlines["recover"] == dt.datetime(2026, 2, 24, 9, 0, tzinfo=TZ)
+    assert deadlines["resolve"] == dt.datetime(2026, 2, 26, 9, 0, tzinfo=TZ)
+    deadlines, _ = compute_deadlines("outage", at("2026-02-27T16:00"), cal)
+    assert deadlines["recover"] == dt.datetime(2026, 2, 28, 16, 0, tzinfo=TZ)  # the make-up Saturday
+    assert deadlines["resolve"] == dt.datetime(2026, 3, 3, 16, 0, tzinfo=TZ)  # 28 Feb, 2 Mar, 3 Mar
+
+
+def test_rest_day_rule_is_continuous(cal: Calendar) -> None:
+    late_sunday = cal.add_working_days(at("2026-03-08T23:59"), 1).at
+    monday_midnight = cal.add_working_days(at("2026-03-09T00:00"), 1).at
+    assert late_sunday == monday_midnight == dt.datetime(2026, 3, 10, 0, 0, tzinfo=TZ)
+    assert cal.add_working_days(at("2026-03-09T10:15"), 0).at == at("2026-03-09T10:15")
+
+
+def test_asia_shanghai_decides_the_day(cal: Calendar) -> None:
+    # 11:30 UTC = 19:30 in Shaoguan: the same report as the Friday-evening case.
+    assert isoformat(cal.add_working_days(at("2025-09-26T11:30Z"), 5).at) == "2025-10-10T19:30:00+08:00"
+    # 17:00 UTC on Friday is 01:00 on Saturday in Shaoguan: a rest day, counted from Sun 28 Sep
+    # (make-up working day) 00:00 -> 29, 30, 9, 10, Sat 11 Oct (make-up) 00:00.
+    due = cal.add_working_days(at("2025-09-26T17:00+00:00"), 5).at
+    assert isoformat(due) == "2025-10-11T00:00:00+08:00"
+    assert due.tzinfo is not None and due.utcoffset() == dt.timedelta(hours=8)
+    assert isoformat(add_hours(at("2025-09-26T23:00Z"), 4)) == "2025-09-27T11:00:00+08:00"
+    assert parse_time("2025-09-26 19:30").utcoffset() == dt.timedelta(hours=8)
+
+
+def test_unknown_year_warns_and_falls_back_to_weekdays(cal: Calendar) -> None:
+    assert cal.source_of(2031) == "weekdays"
+    assert cal.is_workday(D(2031, 1, 1)) == (True, False)  # a Wednesday: weekday fallback, not known
+    assert cal.is_workday(D(2031, 1, 4)) == (False, False)  # a Saturday
+    deadline = cal.add_working_days(at("2031-01-03T10:00"), 5)  # Fri -> 6, 7, 8, 9, 10 Jan
+    assert deadline.at == dt.datetime(2031, 1, 10, 10, 0, tzinfo=TZ)
+    assert deadline.warnings == (CalendarWarning(2031),)
+    assert "2031" in str(deadline.warnings[0]) and "workdays.yml" in str(deadline.warnings[0])
+    # a known year whose deadline crosses into an unknown one warns too
+    crossing = cal.add_working_days(at("2026-12-30T10:00"), 3)
+    assert crossing.warnings == (CalendarWarning(2027),)
+    # a deadline inside a known year does not
+    assert not cal.add_working_days(at("2026-06-01T10:00"), 3).warnings
+
+
+def test_unknown_year_warning_on_the_cli() -> None:
+    result = CliRunner().invoke(cli, ["incident", "calendar", "2031"])
+    assert result.exit_code == 0, result.output
+    assert "NOT KNOWN" in result.stdout
+    assert "warning: the official holiday schedule of 2031 is not known" in result.stderr
+    result = CliRunner().invoke(cli, ["incident", "calendar", "2026", "--json"])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert '"source": "package"' in result.stdout and '"2026-02-14"' in result.stdout
+
+
+PROJECT_2027 = """\
+years:
+  2027:
+    source: test schedule
+    holidays:
+      - {from: 2027-02-06, to: 2027-02-12, name: 春节}
+      - 2027-04-05
+    workdays:
+      - {date: 2027-02-13, name: 春节调休}
+  2026:
+    holidays:
+      - 2026-03-02
+"""
+
+
+def test_project_file_adds_a_year_and_wins_over_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(PROJECT_2027, encoding="utf-8")
+    cal = Calendar(path)
+    assert cal.source_of(2027) == "project" and cal.known(2027)
+    assert cal.is_workday(D(2027, 2, 8)) == (False, True)  # a Monday in the holiday
+    assert cal.is_workday(D(2027, 2, 13)) == (True, True)  # the make-up Saturday
+    assert cal.day(D(2027, 2, 13)).name == "春节调休"
+    assert cal.is_workday(D(2027, 2, 14)) == (False, True)  # an ordinary Sunday
+    deadline = cal.add_working_days(at("2027-02-05T18:00"), 1)  # Fri -> next working day is Sat 13 Feb
+    assert deadline.at == dt.datetime(2027, 2, 13, 18, 0, tzinfo=TZ) and not deadline.warnings
+    # 2026 in the project file replaces the package's 2026 entirely (its holidays are gone here)
+    assert cal.source_of(2026) == "project"
+    assert cal.is_workday(D(2026, 3, 2)) == (False, True)
+    assert cal.is_workday(D(2026, 2, 16)) == (True, True)
+    # the default calendar follows OPSCTL_WORKDAYS
+    monkeypatch.setenv("OPSCTL_WORKDAYS", str(path))
+    assert workdays.is_workday(D(2027, 4, 5)) == (False, True)
+    assert workdays.add_working_days(at("2027-02-05T18:00"), 1).at.day == 13
+
+
+@pytest.mark.parametrize("body, message", [
+    ("years:\n  2027:\n    workdays: [2027-02-10]\n", "is a weekday"),
+    ("years:\n  2027:\n    holidays: [2027-02-13]\n    workdays: [2027-02-13]\n", "both as a holiday"),
+    ("years:\n  2027:\n    holidays: [2028-01-01]\n", "is not in 2027"),
+    ("years:\n  2027:\n    holidays: [not-a-date]\n", "is not a date"),
+    ("years:\n  2027:\n    holiday: []\n", "unknown key"),
+    ("years: [\n", "not valid YAML"),
+])
+def test_malformed_project_file(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(CalendarError, match=message):
+        Calendar(path)
