@@ -10,7 +10,10 @@ import click
 
 from . import __version__, paths
 from .archive import Archive
+from .cli_incident import incident
+from .cli_oncall import oncall
 from .cli_records import records
+from .cli_report import report
 from .clicommon import fail
 from .errors import OpsError
 from .operations import get_environment, get_operation, list_environments, load_catalog
@@ -45,6 +48,9 @@ def cli(ctx: click.Context) -> None:
 
 
 cli.add_command(records)
+cli.add_command(incident)
+cli.add_command(oncall)
+cli.add_command(report)
 
 
 @cli.command("ops")

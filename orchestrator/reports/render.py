@@ -1,0 +1,161 @@
+"""Rendering of the project's reports (SLA, and later inspection, monthly, patches).
+
+One helper for every report:
+
+* templates in ``orchestrator/reports/templates/``: ``<name>.html.j2`` (extends
+  ``base.html.j2``: printable CSS inline, no external assets) and
+  ``<name>.md.j2``; JSON is the report's data as is, no template;
+* Jinja2 with autoescape for HTML templates (Markdown templates escape table
+  cells with the ``md`` filter instead), ``StrictUndefined`` so a missing
+  string or field fails loudly;
+* a strings table per report, ``<name>.strings.yml``, one entry per key with
+  its ``zh`` and ``en`` text side by side, merged over ``base.strings.yml``;
+  every key must have both languages;
+* :func:`write_output` writes atomically (0600) or returns the text for stdout.
+
+A report module builds a JSON-ready dict and calls
+``render_report("sla", fmt, lang, data)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from ..errors import BadInput, OpsError
+
+LANGS = ("zh", "en")
+FORMATS = ("html", "md", "json")
+HTML_LANG = {"zh": "zh-CN", "en": "en"}
+
+
+class ReportError(OpsError):
+    """A template or strings table is broken."""
+
+
+def _templates() -> Any:
+    return resources.files("orchestrator.reports").joinpath("templates")
+
+
+@lru_cache(maxsize=32)
+def _strings_file(name: str) -> dict[str, dict[str, str]]:
+    node = _templates().joinpath(f"{name}.strings.yml")
+    if not node.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(node.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ReportError(f"{name}.strings.yml is not valid YAML: {exc}") from exc
+    if not isinstance(data, Mapping):
+        raise ReportError(f"{name}.strings.yml must map keys to {{zh, en}}")
+    out: dict[str, dict[str, str]] = {}
+    for key, texts in data.items():
+        if not isinstance(texts, Mapping) or any(not isinstance(texts.get(lang), str) for lang in LANGS):
+            raise ReportError(f"{name}.strings.yml: {key!r} needs a text for each of {', '.join(LANGS)}")
+        out[str(key)] = {lang: str(texts[lang]) for lang in LANGS}
+    return out
+
+
+def strings(name: str, lang: str) -> dict[str, str]:
+    """The strings of report ``name`` in ``lang`` (the base table, overridden by the report's)."""
+    check_lang(lang)
+    merged = {**_strings_file("base"), **_strings_file(name)}
+    return {key: texts[lang] for key, texts in merged.items()}
+
+
+def check_lang(lang: str) -> str:
+    if lang not in LANGS:
+        raise BadInput(f"language must be one of {', '.join(LANGS)}, not {lang!r}")
+    return lang
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise BadInput(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt
+
+
+# -- filters ---------------------------------------------------------------------------------
+
+
+def md_cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell (and not interpreted as HTML)."""
+    text = "" if value is None else str(value)
+    text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def when(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """An ISO 8601 time (string or datetime) as local wall time, e.g. ``2026-10-10 19:30``."""
+    if value is None or value == "":
+        return "-"
+    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, dt.datetime):
+        return str(value)
+    return moment.strftime(fmt)
+
+
+def number(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (int, float)):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+@lru_cache(maxsize=1)
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("orchestrator.reports", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "htm", "html.j2"), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["md"] = md_cell
+    env.filters["when"] = when
+    env.filters["num"] = number
+    return env
+
+
+def render_report(name: str, fmt: str, lang: str, data: Mapping[str, Any]) -> str:
+    """Render report ``name``'s data as ``fmt`` (html, md, json) in ``lang`` (zh, en)."""
+    check_format(fmt)
+    check_lang(lang)
+    if fmt == "json":
+        return json.dumps({"report": name, "lang": lang, **data}, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
+    try:
+        template = environment().get_template(f"{name}.{fmt}.j2")
+        return template.render(data=data, t=strings(name, lang), lang=lang, html_lang=HTML_LANG[lang])
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"cannot render the {name} report ({fmt}, {lang}): {exc}") from exc
+
+
+def write_output(text: str, out: Path | None) -> None:
+    """Write a rendered report to ``out`` atomically (mode 0600); nothing for ``None``."""
+    if out is None:
+        return
+    from ..archive import atomic_write
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, text.encode("utf-8"))
+    except OSError as exc:
+        raise OpsError(f"cannot write {out}: {exc}") from exc
+
+
+def format_for(out: Path | None, fmt: str | None) -> str:
+    """The format asked for, or the one the output file's suffix names (default Markdown)."""
+    if fmt:
+        return check_format(fmt)
+    suffix = out.suffix.lower() if out is not None else ""
+    return {".html": "html", ".htm": "html", ".json": "json"}.get(suffix, "md")

@@ -1,0 +1,259 @@
+"""The incident register through the CLI: life cycle, errors, breaches, timeline with real runs, the chain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from orchestrator.archive import Archive
+from orchestrator.cli import cli
+from orchestrator.workdays import TZ
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Archive:
+    root = tmp_path / "archive"
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(root))
+    monkeypatch.setenv("OPSCTL_ROSTER", str(REPO / "oncall" / "roster.yml"))
+    monkeypatch.delenv("OPSCTL_SLA_MARGIN_HOURS", raising=False)
+    return Archive(root)
+
+
+def open_incident(*args: str) -> dict[str, Any]:
+    result = invoke("incident", "open", "--json", *args)
+    assert result.exit_code == 0, result.output + result.stderr
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def ago(hours: float) -> str:
+    return (dt.datetime.now(TZ) - dt.timedelta(hours=hours)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_outage_life_cycle(archive: Archive) -> None:
+    # Fri 27 Feb 2026 16:00; Sat 28 Feb is a make-up working day.
+    opened = open_incident("--severity", "outage", "--summary", "Portal returns 502", "--reported-at",
+                           "2026-02-27T16:00", "--reporter", "Bureau hotline call")
+    inc = opened["id"]
+    assert re.fullmatch(r"INC-[0-9]{8}-001", inc)
+    assert opened["deadlines"] == {
+        "respond": "2026-02-27T20:00:00+08:00",
+        "recover": "2026-02-28T16:00:00+08:00",
+        "resolve": "2026-03-03T16:00:00+08:00",
+    }
+    assert opened["hotline"] == "0751-555-0100" and opened["on_call"]["primary"]["phone"].startswith("+86")
+    assert opened["calendar_warnings"] == []
+
+    text = invoke("incident", "open", "--severity", "general", "--summary", "Slow search",
+                  "--reported-at", "2026-02-27T16:00")
+    assert text.exit_code == 0
+    assert "respond" in text.stdout and "2026-02-28 Sat 16:00 +0800" in text.stdout  # 24 clock hours
+    assert "2026-03-05 Thu 16:00 +0800" in text.stdout  # 5 working days: 28 Feb, 2, 3, 4, 5 Mar
+    assert "on call:" in text.stdout and "hotline: 0751-555-0100" in text.stdout
+    assert re.search(r"opened INC-[0-9]{8}-002", text.stdout)
+
+    assert invoke("incident", "ack", inc, "--at", "2026-02-27T17:10", "--by", "chen").exit_code == 0
+    assert invoke("incident", "note", inc, "nginx upstream timeouts; restarting app1", "--at", "2026-02-27T17:30").exit_code == 0
+    assert invoke("incident", "recovered", inc, "--at", "2026-02-28T11:00", "--note", "app restarted").exit_code == 0
+    result = invoke("incident", "resolve", inc, "--cause", "connection pool exhausted; pool size raised",
+                    "--at", "2026-03-02T15:00", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    assert data["state"] == "resolved" and data["cause"].startswith("connection pool")
+    assert [(c["clock"], c["status"]) for c in data["clocks"]] == [("respond", "met"), ("recover", "met"), ("resolve", "met")]
+
+    shown = invoke("incident", "show", inc)
+    assert shown.exit_code == 0
+    kinds = [line.split()[4] for line in shown.stdout.splitlines() if re.match(r"  20[0-9]{2}-", line)]
+    # in time order: the actions were back-dated with --at, so the register entry itself comes last
+    assert kinds == ["reported", "acknowledged", "note", "recovered", "resolved", "opened"]
+
+    listed = json.loads(invoke("incident", "list", "--json").stdout)
+    assert [i["id"] for i in listed][-1] == inc and len(listed) == 2
+    assert [i["severity"] for i in json.loads(invoke("incident", "list", "--open", "--json").stdout)] == ["general"]
+
+    # every action is a record in the change-record chain
+    rows = archive.list()
+    assert [r["operation"] for r in reversed(rows)] == [
+        "incident-open", "incident-open", "incident-ack", "incident-note", "incident-recovered", "incident-resolve"]
+    assert all(r["status"] == "successful" and r["incident"] for r in rows)
+    verify = invoke("records", "verify")
+    assert verify.exit_code == 0 and "OK: 6 records" in verify.stdout
+    rec = archive.get(rows[0]["id"])
+    assert rec["incident_event"]["action"] == "resolve" and rec["incident"] == inc
+    assert "resolve" in archive.stdout(rows[0]["id"])
+
+
+def records_count(archive: Archive) -> int:
+    return len(archive.list())
+
+
+@pytest.mark.parametrize("args, message", [
+    (("ack", "INC-20990101-001"), "no incident INC-20990101-001"),
+    (("ack", "INC-1"), "invalid incident id"),
+    (("show", "INC-20990101-001"), "no incident"),
+    (("recovered", "{general}"), "applies to outages only"),
+    (("resolve", "{resolved}", "--cause", "again"), "already resolved"),
+    (("ack", "{resolved}"), "already resolved"),
+    (("recovered", "{resolved}"), "already resolved"),
+    (("ack", "{general}", "--at", "yesterday-ish"), "not a time"),
+    (("ack", "{general}", "--at", "2026-01-01T00:00"), "before the report"),
+    (("ack", "{general}", "--at", "2099-01-01T00:00"), "in the future"),
+    (("resolve", "{general}", "--cause", "   "), "needs a cause"),
+    (("note", "{general}", " "), "needs text"),
+    (("open", "--severity", "general", "--summary", "x", "--reported-at", "2099-01-01"), "in the future"),
+    (("open", "--severity", "general", "--summary", "x", "--reported-at", "31/12/2025"), "not a time"),
+    (("open", "--severity", "general", "--summary", "  "), "needs a summary"),
+    (("open", "--severity", "critical", "--summary", "x"), "critical"),
+])
+def test_bad_input_exits_2_and_writes_nothing(archive: Archive, args: tuple[str, ...], message: str) -> None:
+    general = open_incident("--severity", "general", "--summary", "g", "--reported-at", "2026-02-02T10:00")["id"]
+    resolved = open_incident("--severity", "outage", "--summary", "o", "--reported-at", "2026-02-02T10:00")["id"]
+    assert invoke("incident", "resolve", resolved, "--cause", "fixed", "--at", "2026-02-02T12:00").exit_code == 0
+    before = records_count(archive)
+    argv = [a.format(general=general, resolved=resolved) for a in args]
+    result = CliRunner().invoke(cli, ["incident", *argv])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert records_count(archive) == before
+
+
+def test_breach_detection_and_check(archive: Archive) -> None:
+    assert invoke("incident", "check").exit_code == 0  # empty register
+    # a general fault from January, never acknowledged: both clocks breached
+    old = open_incident("--severity", "general", "--summary", "Report export fails", "--reported-at", "2026-01-05T09:00")["id"]
+    # an outage reported 3 h ago: response due in 1 h -> within the default 2 h margin
+    soon = open_incident("--severity", "outage", "--summary", "Login page down", "--reported-at", ago(3))["id"]
+    # an outage answered late but resolved: history, not a running breach
+    done = open_incident("--severity", "outage", "--summary", "DB failover", "--reported-at", "2026-02-02T10:00")["id"]
+    assert invoke("incident", "ack", done, "--at", "2026-02-02T16:00").exit_code == 0
+    assert invoke("incident", "resolve", done, "--cause", "failover", "--at", "2026-02-03T09:00").exit_code == 0
+
+    breaching = json.loads(invoke("incident", "list", "--breaching", "--json").stdout)
+    assert sorted(i["id"] for i in breaching) == sorted([old, soon])
+    statuses = {i["id"]: {c["clock"]: c["status"] for c in i["clocks"]} for i in breaching}
+    assert statuses[old] == {"respond": "breached", "resolve": "breached"}
+    assert statuses[soon]["respond"] == "due-soon" and statuses[soon]["recover"] == "running"
+    # a smaller margin: the outage is not yet within it
+    narrow = json.loads(invoke("incident", "list", "--breaching", "--margin", "0.5", "--json").stdout)
+    assert [i["id"] for i in narrow] == [old]
+    shown = json.loads(invoke("incident", "show", done, "--json").stdout)
+    assert shown["clocks"][0]["status"] == "late" and shown["clocks"][0]["late_hours"] == 2.0
+
+    check = CliRunner().invoke(cli, ["incident", "check"])
+    assert check.exit_code == 1
+    assert f"BREACHED {old} (general) respond due 2026-01-06T09:00:00+08:00" in check.stdout
+    assert f"due soon {soon} (outage) respond" in check.stdout and done not in check.stdout
+    report = json.loads(CliRunner().invoke(cli, ["incident", "check", "--json"]).stdout)
+    assert report["ok"] is False and {b["clock"] for b in report["breached"]} == {"respond", "resolve"}
+
+    # acknowledging and resolving the old one clears the breach; the due-soon one only warns
+    assert invoke("incident", "resolve", old, "--cause", "template fixed").exit_code == 0
+    check = invoke("incident", "check")
+    assert check.exit_code == 0 and "due soon" in check.stdout and "BREACHED" not in check.stdout
+
+
+def test_margin_from_the_environment(archive: Archive, monkeypatch: pytest.MonkeyPatch) -> None:
+    open_incident("--severity", "outage", "--summary", "x", "--reported-at", ago(1))  # respond due in 3 h
+    assert json.loads(invoke("incident", "list", "--breaching", "--json").stdout) == []
+    monkeypatch.setenv("OPSCTL_SLA_MARGIN_HOURS", "4")
+    assert len(json.loads(invoke("incident", "list", "--breaching", "--json").stdout)) == 1
+
+
+def test_unknown_year_warns_on_open(archive: Archive) -> None:
+    # 2003 is before the package's range and not in the project file: Monday-Friday, with a warning.
+    result = invoke("incident", "open", "--severity", "general", "--summary", "old", "--reported-at",
+                    "2003-06-06T10:00", "--json")
+    assert result.exit_code == 0
+    assert "warning: the official holiday schedule of 2003 is not known" in result.stderr
+    data = json.loads(result.stdout)
+    assert data["deadlines"]["resolve"] == "2003-06-13T10:00:00+08:00"  # Fri -> next Fri, weekdays only
+    assert data["calendar_warnings"] and "2003" in data["calendar_warnings"][0]
+    shown = invoke("incident", "show", data["id"])
+    assert "2003 is not known" in shown.stderr
+
+
+def test_timeline_with_real_linked_runs(opsctl_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSCTL_ROSTER", str(REPO / "oncall" / "roster.yml"))
+    inc = open_incident("--severity", "outage", "--summary", "App tier down", "--env", "test",
+                        "--reported-at", ago(0.5))["id"]
+    other = open_incident("--severity", "general", "--summary", "unrelated", "--env", "test")["id"]
+    assert invoke("incident", "ack", inc).exit_code == 0
+    ok = CliRunner().invoke(cli, ["run", "ok", "--env", "test", "--incident", inc, "--json"])
+    assert ok.exit_code == 0, ok.output
+    ok_id = json.loads(ok.stdout)["id"]
+    failed = CliRunner().invoke(cli, ["run", "fail", "--env", "test", "--incident", inc, "--json"])
+    assert failed.exit_code != 0
+    failed_id = json.loads(failed.stdout)["id"]
+    assert invoke("incident", "recovered", inc).exit_code == 0
+    assert invoke("incident", "resolve", inc, "--cause", "app restarted").exit_code == 0
+
+    shown = json.loads(invoke("incident", "show", inc, "--json").stdout)
+    timeline = shown["timeline"]
+    assert [e["kind"] for e in timeline] == ["reported", "opened", "acknowledged", "run", "run", "recovered", "resolved"]
+    runs = [e for e in timeline if e["kind"] == "run"]
+    assert [(r["record_id"], r["status"]) for r in runs] == [(ok_id, "successful"), (failed_id, "failed")]
+    assert "run ok on test: successful (rc 0)" in runs[0]["text"]
+    text = invoke("incident", "show", inc).stdout
+    assert ok_id in text and failed_id in text and "run fail on test: failed" in text
+    assert all(e["kind"] != "run" for e in json.loads(invoke("incident", "show", other, "--json").stdout)["timeline"])
+    assert invoke("records", "verify").exit_code == 0
+
+
+def test_chain_verification_covers_incident_records(archive: Archive) -> None:
+    inc = open_incident("--severity", "general", "--summary", "Disk 91% on db1", "--reported-at", "2026-02-02T10:00")["id"]
+    assert invoke("incident", "ack", inc, "--at", "2026-02-02T11:00").exit_code == 0
+    assert invoke("incident", "resolve", inc, "--cause", "logs rotated", "--at", "2026-02-03T11:00").exit_code == 0
+    assert invoke("records", "verify").exit_code == 0
+    ack_row = next(r for r in archive.list() if r["operation"] == "incident-ack")
+    path = archive.root / ack_row["id"] / "record.json"
+    path.write_text(path.read_text(encoding="utf-8").replace("2026-02-02T11:00:00.000+08:00", "2026-02-02T10:30:00.000+08:00"),
+                    encoding="utf-8")
+    result = CliRunner().invoke(cli, ["records", "verify"])
+    assert result.exit_code == 1
+    assert f"BROKEN: record {ack_row['id']}" in result.stderr and "edited" in result.stderr
+
+
+def test_incident_records_export(archive: Archive, tmp_path: Path) -> None:
+    inc = open_incident("--severity", "outage", "--summary", "<b>Site</b> down", "--reported-at", "2026-02-02T10:00")["id"]
+    for fmt in ("csv", "json", "html"):
+        out = tmp_path / f"export.{fmt}"
+        result = invoke("records", "export", "--format", fmt, "--out", str(out))
+        assert result.exit_code == 0, result.output
+        assert inc in out.read_text(encoding="utf-8")
+    assert "<b>Site</b>" not in (tmp_path / "export.html").read_text(encoding="utf-8")
+    show = invoke("records", "show", archive.list()[0]["id"])
+    assert show.exit_code == 0 and f"incident {inc}" in show.stdout
+
+
+def test_interrupted_incident_action_is_ignored(archive: Archive) -> None:
+    """An incident action whose process died is recovered as an 'interrupted' record and does not count."""
+    from orchestrator.incidents import IncidentRegister
+    from orchestrator.records import RunMeta, new_record_id
+
+    inc = open_incident("--severity", "general", "--summary", "x", "--reported-at", "2026-02-02T10:00")["id"]
+    rid = new_record_id()
+    meta = RunMeta(id=rid, operation="incident-resolve", playbook=None, environment="production",
+                   inventory=None, incident=inc)
+    pending = archive.begin(rid, meta)
+    pending.close()
+    info = json.loads((pending.path / "pending.json").read_text())
+    info["pid"] = 2 ** 22 + 12345  # a pid that does not run
+    (pending.path / "pending.json").write_text(json.dumps(info))
+    assert archive.recover_interrupted() == [rid]
+    assert archive.get(rid)["status"] == "interrupted"
+    assert IncidentRegister(archive).get(inc).state == "open"
+    assert invoke("records", "verify").exit_code == 0
