@@ -211,3 +211,40 @@ def all_text_under(path: Path) -> str:
 def only(items: list[Any]) -> Any:
     assert len(items) == 1, items
     return items[0]
+
+
+LAB_HOSTS = ["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-web1"]
+
+
+@pytest.fixture(scope="session")
+def lab_ready() -> list[str]:
+    """The running lab (started by `make lab`, which `make pytest` depends on).
+
+    Fails, never skips, when the lab is down: a lab test that silently skips proves nothing.
+    Returns the lab's base hosts (fleet hosts excluded).
+    """
+    key = REPO / "var" / "lab" / "ssh" / "id_ed25519"
+    if not key.is_file():
+        pytest.fail("the lab is not running: start it with `make lab`")
+    proc = subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "all:!fleet",
+         "-m", "ansible.builtin.ping", "-o"],
+        capture_output=True, text=True, timeout=180, cwd=REPO, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")),
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"the lab does not answer (start it with `make lab`):\n{proc.stdout}\n{proc.stderr}")
+    return LAB_HOSTS
+
+
+@pytest.fixture
+def lab_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lab_ready: list[str]) -> Path:
+    """A fresh archive and lock directory for one lab test; the real repository and inventory."""
+    archive = tmp_path / "archive"
+    for key in ("OPSCTL_HOME", "OPSCTL_CATALOG", "OPSCTL_VAULT_PASSWORD_FILE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(archive))
+    monkeypatch.setenv("OPSCTL_LOCKS", str(tmp_path / "locks"))
+    monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    return archive

@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
 
     sys.path.insert(0, str(REPO))
-    from orchestrator.operations import get_operation
+    from orchestrator.operations import get_environment, get_operation
 
     playbook = REPO / "playbooks" / get_operation(args.op).playbook
     with tempfile.TemporaryDirectory(prefix="bench-archive-") as archive:
@@ -51,7 +51,10 @@ def main() -> None:
                    ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                    PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
         limit = ["--limit", args.limit] if args.limit else []
-        bare = [str(BIN / "ansible-playbook"), "-i", str(REPO / "inventories" / args.env), str(playbook), *limit]
+        vault = get_environment(args.env).vault_password_file
+        vault_opt = ["--vault-password-file", str(vault)] if vault else []
+        bare = [str(BIN / "ansible-playbook"), "-i", str(REPO / "inventories" / args.env), *vault_opt,
+                str(playbook), *limit]
         ops = [str(BIN / "opsctl"), "run", args.op, "--env", args.env, "--reason", "benchmark", *limit]
         # One warm-up of each (SSH control masters, fact cache, page cache).
         timed(bare, env)

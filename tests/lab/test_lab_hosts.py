@@ -15,10 +15,8 @@ KEY = REPO / "var" / "lab" / "ssh" / "id_ed25519"
 HOSTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225}
 SERVICES = {"lab-web1": "nginx", "lab-db1": "postgresql", "lab-db2": "mariadb"}
 
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(not KNOWN_HOSTS.exists(), reason="lab not running (lab/lab.sh up)"),
-]
+# lab_ready fails (never skips) when the lab is down.
+pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("lab_ready")]
 
 
 @pytest.fixture(scope="module")
