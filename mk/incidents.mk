@@ -1,0 +1,25 @@
+# Incidents, SLA clocks, on-call (issue 7). Included by the Makefile.
+#   make incident-check                      for a timer: exit 1 when an SLA clock is breached
+#   make sla-report MONTH=2026-11 SLA_LANG=zh SLA_FORMAT=html
+MONTH      ?= $(shell date +%Y-%m)
+SLA_LANG   ?= zh
+SLA_FORMAT ?= html
+SLA_OUT    ?= var/reports/sla-$(MONTH).$(SLA_LANG).$(SLA_FORMAT)
+
+.PHONY: incidents incident-check sla-report oncall oncall-week
+
+incidents: venv ## Open incidents with their next deadline
+	$(OPSCTL) incident list --open $(ARGS)
+
+incident-check: venv ## Exit 1 when an SLA clock is breached (run it from a timer); warns of deadlines due soon
+	$(OPSCTL) incident check $(ARGS)
+
+sla-report: venv ## SLA report of a month: MONTH=YYYY-MM SLA_LANG=zh|en SLA_FORMAT=html|md|json
+	@mkdir -p $(dir $(SLA_OUT))
+	$(OPSCTL) report sla --month $(MONTH) --lang $(SLA_LANG) --format $(SLA_FORMAT) --out $(SLA_OUT)
+
+oncall: venv ## Who is on call now, the escalation order and the hotline
+	$(OPSCTL) oncall now
+
+oncall-week: venv ## The on-call shifts of this week
+	$(OPSCTL) oncall list --week
