@@ -257,3 +257,24 @@ def test_interrupted_incident_action_is_ignored(archive: Archive) -> None:
     assert archive.get(rid)["status"] == "interrupted"
     assert IncidentRegister(archive).get(inc).state == "open"
     assert invoke("records", "verify").exit_code == 0
+
+
+def test_concurrent_opens_get_distinct_ids(archive: Archive) -> None:
+    """Real opsctl processes opening incidents at once: one id each, one unbroken chain."""
+    import os
+    import subprocess
+
+    from conftest import opsctl_cmd
+
+    env = dict(os.environ)
+    procs = [subprocess.Popen(opsctl_cmd("incident", "open", "--severity", "general", "--summary", f"parallel {i}", "--json"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for i in range(4)]
+    ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        ids.append(json.loads(out)["id"])
+    assert len(set(ids)) == 4
+    assert sorted(int(i.rsplit("-", 1)[1]) for i in ids) == [1, 2, 3, 4]
+    assert invoke("records", "verify").exit_code == 0
