@@ -358,7 +358,9 @@ class Executor:
                     playbook=str(op.playbook_path()),
                     inventory=str(env.inventory),
                     limit=req.limit,
-                    extravars=raw_vars or None,
+                    # Playbooks may stamp what they produce (backup manifests, release
+                    # markers) with the id of the change record that made it.
+                    extravars={**raw_vars, "opsctl_record_id": meta.id, "opsctl_env": env.name},
                     cmdline=" ".join(_quote(c) for c in cmdline) or None,
                     envvars=envvars,
                     quiet=True,
