@@ -38,6 +38,7 @@ def _filters(func: F) -> F:
         click.option("--host", help="Only runs that targeted this host."),
         click.option("--status", type=click.Choice(STATUSES), help="Run status."),
         click.option("--ticket", help="Change ticket."),
+        click.option("--incident", help="Incident id (runs and incident actions)."),
         click.option("--since", help="Started at or after (ISO 8601 date or time, UTC if no zone)."),
         click.option("--until", help="Started before (a bare date includes that whole day)."),
         click.option("--limit", type=click.IntRange(min=0), help="At most N records (newest first)."),

@@ -243,3 +243,12 @@ def test_timeout_is_recorded(opsctl_home: Path) -> None:
     assert rec["status"] == "timeout" and "timed out after 3 s" in rec["error"]
     assert rec["duration_s"] < 30
     _wait_for(lambda: not _playbook_pids(opsctl_home), timeout=20)
+
+
+def test_records_list_filters_by_incident(opsctl_home: Path) -> None:
+    assert invoke("run", "ok", "--env", "test", "--incident", "INC-20261128-001")[0] == 0
+    assert invoke("run", "ok", "--env", "test")[0] == 0
+    code, out, _ = invoke("records", "list", "--incident", "INC-20261128-001", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert len(rows) == 1 and rows[0]["operation"] == "ok"
