@@ -13,6 +13,7 @@ from . import paths
 from .errors import BadInput, NotFound
 
 RISKS = ("low", "medium", "high")
+POLICY_FILE = ".opsctl.yml"
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,8 @@ class Operation:
 
 @dataclass(frozen=True)
 class Environment:
-    """An inventory under ``inventories/<name>`` plus its optional ``opsctl.yml`` policy."""
+    """An inventory under ``inventories/<name>`` plus its optional ``.opsctl.yml`` policy
+    (a dot file, so Ansible never reads it as an inventory source)."""
 
     name: str
     inventory: Path
@@ -121,7 +123,7 @@ def get_environment(name: str) -> Environment:
     if name not in known:
         raise NotFound(f"unknown environment {name!r} (known: {', '.join(known) or 'none'})")
     inv = paths.inventories_dir() / name
-    policy_file = inv / "opsctl.yml"
+    policy_file = inv / POLICY_FILE
     settings: dict[str, Any] = {}
     if policy_file.is_file():
         try:

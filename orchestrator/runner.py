@@ -10,14 +10,15 @@ attempt that gets this far leaves a record, refused ones included.
 
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import signal
 import sys
 import tempfile
 import time
 import types
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,17 +32,24 @@ from .archive import Archive
 from .errors import BadInput, LockHeld, OpsError
 from .lock import HostLock
 from .proc import process_identity, process_matches
-from .operations import Environment, Operation, get_environment, get_operation, load_catalog
+from .operations import POLICY_FILE, Environment, Operation, get_environment, get_operation, load_catalog
 from .records import (RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions,
                       file_entry, inventory_entries, new_record_id)
 from .redact import Redactor, vault_values
+
+# ptyprocess sleeps 0.1 s after closing the pty of a child that ansible-runner has
+# already seen exit (EOF); a 10 ms grace is plenty and saves that fixed cost per run.
+try:
+    import ptyprocess
+
+    ptyprocess.PtyProcess.delayafterclose = 0.01
+except ImportError:  # pragma: no cover - ansible-runner depends on pexpect/ptyprocess
+    pass
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_CANCELED = 130
-
-_WORKDIR_RE = re.compile(r"^run-(.+Z-[0-9a-f]+)-[^-]+$")
 
 ProgressFn = Callable[[dict[str, Any]], None]
 
@@ -122,7 +130,12 @@ def check_policy(req: RunRequest, op: Operation, env: Environment) -> None:
 
 def file_hashes(op: Operation, env: Environment) -> dict[str, Any]:
     root = paths.repo_root()
-    return {"playbook": file_entry(op.playbook_path(), root), "inventory": inventory_entries(env.inventory, root)}
+    files: dict[str, Any] = {"playbook": file_entry(op.playbook_path(), root),
+                             "inventory": inventory_entries(env.inventory, root)}
+    policy = env.inventory / POLICY_FILE
+    if policy.is_file():
+        files["policy"] = file_entry(policy, root)
+    return files
 
 
 def resolve_targets(op: Operation, env: Environment, limit: str | None) -> list[str]:
@@ -262,10 +275,14 @@ class Executor:
             env = get_environment(req.env)
             meta.inventory = str(Path("inventories") / env.name)
             check_policy(req, op, env)
-            meta.files = file_hashes(op, env)
-            if env.vault_password_file is not None or _has_vault(env.inventory):
-                redactor.add_values(vault_values(_var_files(env.inventory), env.vault_password_file))
-            meta.targets = resolve_targets(op, env, req.limit)
+            # Decrypting the vault (PBKDF2) is the slowest step before the run: do it
+            # while the inventory is parsed and files are hashed, and wait for it
+            # before anything starts (a wrong vault password refuses the run).
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                secrets = pool.submit(_vault_secrets, env)
+                meta.files = file_hashes(op, env)
+                meta.targets = resolve_targets(op, env, req.limit)
+                redactor.add_values(secrets.result())
         except OpsError as err:
             return self._refused(meta, redactor, err)
 
@@ -283,13 +300,24 @@ class Executor:
     # -- pieces
 
     def _remove_stale_workdirs(self) -> None:
-        """Remove ansible-runner work dirs of runs that are no longer pending (a killed opsctl's)."""
+        """Remove ansible-runner work dirs whose opsctl process is gone (a killed run's).
+
+        They hold the run's extra vars file unredacted, so they must not linger. The
+        work dir directory is shared by every archive, so ownership is decided by the
+        process recorded in it, never by this archive's pending runs.
+        """
         root = paths.var_dir() / "run"
         if not root.is_dir():
             return
         for entry in root.iterdir():
-            match = _WORKDIR_RE.match(entry.name)
-            if match and not (self.archive.pending_root / match.group(1)).exists():
+            if not entry.is_dir():
+                continue
+            try:
+                owner = json.loads((entry / "owner.json").read_text(encoding="utf-8"))
+                alive = process_matches(int(owner["pid"]), owner.get("pid_start"))
+            except (OSError, ValueError, KeyError, TypeError):
+                alive = time.time() - entry.stat().st_mtime < 3600  # being created, or junk
+            if not alive:
                 shutil.rmtree(entry, ignore_errors=True)
 
     def _refused(self, meta: RunMeta, redactor: Redactor, err: OpsError) -> RunResult:
@@ -310,6 +338,8 @@ class Executor:
         pending = self.archive.begin(meta.id, _pending_meta(meta))
         builder = RecordBuilder()
         workdir = Path(tempfile.mkdtemp(prefix=f"run-{meta.id}-", dir=_workdir_root()))
+        pid, pid_start = process_identity()
+        (workdir / "owner.json").write_text(json.dumps({"pid": pid, "pid_start": pid_start}), encoding="utf-8")
         cmdline: list[str] = []
         if req.check:
             cmdline.append("--check")
@@ -403,6 +433,12 @@ def _workdir_root() -> str:
 
 def _pending_meta(meta: RunMeta) -> dict[str, Any]:
     return meta.to_dict()
+
+
+def _vault_secrets(env: Environment) -> set[str]:
+    if env.vault_password_file is None and not _has_vault(env.inventory):
+        return set()
+    return vault_values(_var_files(env.inventory), env.vault_password_file)
 
 
 def _var_files(inventory: Path) -> list[Path]:

@@ -160,7 +160,7 @@ def build_home(root: Path) -> Path:
             f"marker_dir: {root / 'markers'}\n", encoding="utf-8")
         plaintext = f"vault_test_secret: {VAULT_SECRET_VALUE}\n".encode()
         (inv / "group_vars" / "all" / "vault.yml").write_bytes(vault.encrypt(plaintext))
-        (inv / "opsctl.yml").write_text("vault_password_file: ../../vault-password\n", encoding="utf-8")
+        (inv / ".opsctl.yml").write_text("vault_password_file: ../../vault-password\n", encoding="utf-8")
     (root / "vault-password").write_text(VAULT_PASSWORD + "\n", encoding="utf-8")
     (root / "markers").mkdir()
     (root / "ansible.cfg").write_text("[defaults]\nforks = 5\nretry_files_enabled = False\n", encoding="utf-8")

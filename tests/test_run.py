@@ -252,3 +252,18 @@ def test_records_list_filters_by_incident(opsctl_home: Path) -> None:
     assert code == 0
     rows = json.loads(out)
     assert len(rows) == 1 and rows[0]["operation"] == "ok"
+
+
+def test_only_work_dirs_of_dead_runs_are_removed(opsctl_home: Path) -> None:
+    from orchestrator.proc import process_identity
+
+    run_root = opsctl_home / "var" / "run"
+    live, dead = run_root / "run-live", run_root / "run-dead"
+    for d in (live, dead):
+        d.mkdir(parents=True)
+    pid, start = process_identity()  # this test process: alive, like a concurrent opsctl
+    (live / "owner.json").write_text(json.dumps({"pid": pid, "pid_start": start}))
+    (dead / "owner.json").write_text(json.dumps({"pid": pid, "pid_start": "not-its-start-time"}))
+    assert invoke("run", "ok", "--env", "test")[0] == 0
+    assert live.is_dir(), "a concurrent run's work dir must survive"
+    assert not dead.exists()

@@ -46,8 +46,8 @@ def main() -> None:
     from orchestrator.operations import get_environment, get_operation
 
     playbook = REPO / "playbooks" / get_operation(args.op).playbook
-    with tempfile.TemporaryDirectory(prefix="bench-archive-") as archive:
-        env = dict(os.environ, OPSCTL_ARCHIVE=archive, OPSCTL_LOCKS=str(Path(archive) / "locks"),
+    with tempfile.TemporaryDirectory(prefix="bench-overhead-") as tmp:
+        env = dict(os.environ, OPSCTL_ARCHIVE=str(Path(tmp) / "archive"), OPSCTL_LOCKS=str(Path(tmp) / "locks"),
                    ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                    PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
         limit = ["--limit", args.limit] if args.limit else []
