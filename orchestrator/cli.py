@@ -12,6 +12,7 @@ from . import __version__, paths
 from .archive import Archive
 from .cli_incident import incident
 from .cli_oncall import oncall
+from .cli_patches import patches_report
 from .cli_records import records
 from .cli_report import report
 from .clicommon import fail
@@ -51,6 +52,7 @@ cli.add_command(records)
 cli.add_command(incident)
 cli.add_command(oncall)
 cli.add_command(report)
+report.add_command(patches_report, "patches")
 
 
 @cli.command("ops")

@@ -1,0 +1,46 @@
+"""``opsctl report patches``: the patch compliance report of an environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import paths
+from .archive import Archive
+from .clicommon import handle_errors
+from .patches import build_patches, latest_scan
+from .reports.patches import FORMATS, render_patches
+from .reports.render import LANGS, write_output
+
+
+def _archive(ctx: click.Context) -> Archive:
+    obj = ctx.find_root().obj
+    archive = getattr(obj, "archive", None) if obj is not None else None
+    return archive if isinstance(archive, Archive) else Archive(paths.archive_dir())
+
+
+def _format_for(out: Path | None, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
+    return {"htm": "html"}.get(suffix, suffix) if suffix in ("html", "htm", "csv", "json", "md") else "html"
+
+
+@click.command("patches")
+@click.option("--env", "env", required=True, help="Environment whose newest patch-scan record is reported.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: from --out's suffix, else html).")
+@click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language (html, md).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
+@click.pass_context
+@handle_errors
+def patches_report(ctx: click.Context, env: str, fmt: str | None, lang: str, out: Path | None) -> None:
+    """Patch compliance per host from the newest patch-scan record: pending and security
+    updates with versions, held packages, pending reboot, last patch date."""
+    data = build_patches(latest_scan(_archive(ctx), env))
+    text = render_patches(_format_for(out, fmt), lang, data)
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    write_output(text, out)
+    click.echo(f"wrote the patch report of {env} (record {data['record']['id']}) to {out}")
