@@ -10,6 +10,7 @@ import click
 
 from . import __version__, paths
 from .archive import Archive
+from .cli_app import logs, releases
 from .cli_incident import incident
 from .cli_oncall import oncall
 from .cli_patches import patches_report
@@ -49,6 +50,8 @@ def cli(ctx: click.Context) -> None:
 
 
 cli.add_command(records)
+cli.add_command(releases)
+cli.add_command(logs)
 cli.add_command(incident)
 cli.add_command(oncall)
 cli.add_command(report)
