@@ -12,10 +12,12 @@ from . import __version__, paths
 from .archive import Archive
 from .cli_app import logs, releases
 from .cli_incident import incident
+from .cli_inspection import inspect_cmd, monthly_cmd
 from .cli_oncall import oncall
 from .cli_patches import patches_report
 from .cli_records import records
 from .cli_report import report
+from .cli_schedule import schedule
 from .clicommon import fail
 from .errors import OpsError
 from .operations import get_environment, get_operation, list_environments, load_catalog
@@ -55,6 +57,9 @@ cli.add_command(logs)
 cli.add_command(incident)
 cli.add_command(oncall)
 cli.add_command(report)
+report.add_command(inspect_cmd)
+report.add_command(monthly_cmd)
+cli.add_command(schedule)
 report.add_command(patches_report, "patches")
 
 

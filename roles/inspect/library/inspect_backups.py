@@ -160,9 +160,11 @@ def main():
                   "verified_count": len(verified), "newest": _entry(newest, now),
                   "newest_verified": _entry(newest_verified, now), "expected": p["expected"]}
     if result["status"] == "none" and (p["expected"] or result["count"]):
-        findings.append({"check": "backup", "severity": "critical", "target": p["host"], "value": None,
+        # Backups that were never verified are better than none, but not proof of a restore.
+        findings.append({"check": "backup", "severity": "warning" if result["count"] else "critical", "target": p["host"], "value": None,
                          "threshold": p["max_age_h"], "action": ACTION,
-                         "message": "no verified backup of %s in %s" % (p["host"], p["store"])})
+                         "message": "no verified backup of %s in %s (%d unverified)"
+                                    % (p["host"], p["store"], result["count"])})
     elif result["status"] == "ok":
         age = result["newest_verified"]["age_h"]
         sev = "critical" if age >= p["crit_age_h"] else "warning" if age >= p["max_age_h"] else None
