@@ -17,6 +17,7 @@ from .cli_oncall import oncall
 from .cli_patches import patches_report
 from .cli_records import records
 from .cli_report import report
+from .cli_store import store
 from .cli_schedule import schedule
 from .clicommon import fail
 from .errors import OpsError
@@ -57,6 +58,7 @@ cli.add_command(logs)
 cli.add_command(incident)
 cli.add_command(oncall)
 cli.add_command(report)
+cli.add_command(store)
 report.add_command(inspect_cmd)
 report.add_command(monthly_cmd)
 cli.add_command(schedule)

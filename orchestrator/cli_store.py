@@ -1,0 +1,66 @@
+"""``opsctl store ...``: push the local change records to the shared archive store, verify it."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import paths
+from .archive import Archive
+from .clicommon import handle_errors
+from .store import open_store, pending_count
+
+
+def _local(ctx: click.Context) -> Archive:
+    obj = ctx.find_root().obj
+    archive = getattr(obj, "archive", None) if obj is not None else None
+    return archive if isinstance(archive, Archive) else Archive(paths.archive_dir())
+
+
+_STORE_OPTION = click.option(
+    "--store", "spec", metavar="SPEC",
+    help="Git URL or path of the store repository, or dir:/path for a shared folder (default: $OPSCTL_STORE).")
+
+
+@click.group("store")
+def store() -> None:
+    """The shared archive store: one hash chain for every engineer and CI job."""
+
+
+@store.command("push")
+@_STORE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_context
+@handle_errors
+def push_cmd(ctx: click.Context, spec: str | None, as_json: bool) -> None:
+    """Append the local records the store lacks to the store's chain (idempotent)."""
+    target = open_store(spec)
+    result = target.push(_local(ctx))
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    head = result.head or {}
+    click.echo(f"pushed {len(result.pushed)} record(s) to {result.store} "
+               f"({result.skipped} already there, {result.attempts} attempt(s)); "
+               f"store HEAD seq {head.get('seq', 0)}")
+    for rid in result.pushed:
+        click.echo(f"  {rid}")
+
+
+@store.command("verify")
+@_STORE_OPTION
+@click.pass_context
+@handle_errors
+def verify_cmd(ctx: click.Context, spec: str | None) -> None:
+    """Fetch the store and verify its chain; also say how many local records it lacks."""
+    target = open_store(spec)
+    archive, report = target.verify_store()
+    missing = pending_count(archive, _local(ctx))
+    if report.ok:
+        click.echo(f"OK: {report.count} records in {target.description}, chain intact; "
+                   f"{missing} local record(s) not pushed yet")
+        return
+    where = f"record {report.first_bad_id}" if report.first_bad_id else "store"
+    click.echo(f"BROKEN: {where}: {report.problem}", err=True)
+    ctx.exit(1)

@@ -1,0 +1,161 @@
+"""The shared archive store: real git, a temporary bare repository, two writer processes at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.archive import Archive
+from orchestrator.cli import cli
+from orchestrator.errors import ArchiveError
+from orchestrator.store import FolderStore, GitStore, open_store
+
+from conftest_archive import commit_record, fill
+
+TESTS = Path(__file__).resolve().parent
+
+# One writer: records runs in its own local archive and pushes after each one, like a CI job
+# or an engineer's machine. Runs as a separate process (the race is between processes).
+WRITER = textwrap.dedent("""\
+    import sys
+    from datetime import timedelta
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[1])
+    from conftest_archive import BASE_TIME, commit_record
+    from orchestrator.archive import Archive
+    from orchestrator.store import FolderStore, GitStore
+    local = Archive(Path(sys.argv[3]))
+    spec, name, n = sys.argv[2], sys.argv[4], int(sys.argv[5])
+    store = FolderStore(Path(spec[4:])) if spec.startswith("dir:") else GitStore(spec, workdir=Path(sys.argv[3] + "-clone"))
+    attempts = 0
+    for i in range(n):
+        commit_record(local, op="backup", env=name, hosts=[f"{name}-h{i}"], when=BASE_TIME + timedelta(minutes=i))
+        attempts += store.push(local).attempts
+    print(attempts)
+""")
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def run_writers(tmp_path: Path, spec: str, n: int) -> tuple[list[Archive], list[int]]:
+    procs = []
+    for name in ("alice", "ci"):
+        procs.append(subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(TESTS), spec, str(tmp_path / f"local-{name}"), name, str(n)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+            env=dict(os.environ, OPSCTL_HOME=str(tmp_path))))
+    attempts = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        attempts.append(int(out.strip()))
+    return [Archive(tmp_path / f"local-{n_}") for n_ in ("alice", "ci")], attempts
+
+
+def check_store(store_root: Path, locals_: list[Archive], n: int) -> None:
+    store = Archive(store_root)
+    report = store.verify()
+    assert report.ok, report
+    assert report.count == 2 * n
+    wanted = {rid for a in locals_ for rid in a.record_ids()}
+    assert set(store.record_ids()) == wanted  # no record lost, none duplicated
+    for a in locals_:
+        for rid in a.record_ids():
+            local_rec, stored = a.get(rid), store.get(rid)
+            assert stored["origin"]["hash"] == local_rec["hash"]
+            assert stored["origin"]["seq"] == local_rec["seq"]
+            same = {k: v for k, v in local_rec.items() if k not in ("seq", "prev_hash", "hash", "origin")}
+            assert {k: v for k, v in stored.items() if k in same} == same
+            assert (store_root / rid / "stdout.txt").read_bytes() == (a.root / rid / "stdout.txt").read_bytes()
+
+
+def test_two_writers_push_to_one_git_store(tmp_path: Path) -> None:
+    bare = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(bare))
+    n = 6
+    locals_, attempts = run_writers(tmp_path, str(bare), n)
+    clone = tmp_path / "auditor"
+    git("clone", "-q", "--branch", "records", str(bare), str(clone))
+    check_store(clone, locals_, n)
+    # store seq order is append order; each commit only fast-forwards: a linear history
+    log = git("log", "--format=%s", cwd=clone).splitlines()
+    assert len(log) >= 2 and all(line.startswith("record") for line in log)
+    assert git("rev-list", "--merges", "--count", "HEAD", "--", cwd=clone).strip() == "0"
+    print("push attempts per writer:", attempts)
+    assert sum(attempts) >= 2 * n
+    # the auditor's way: opsctl records verify on the fresh clone
+    res = CliRunner().invoke(cli, ["records", "verify"], env={"OPSCTL_ARCHIVE": str(clone)})
+    assert res.exit_code == 0, res.output
+    assert f"OK: {2 * n} records" in res.output
+
+
+def test_two_writers_on_a_shared_folder(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    n = 5
+    locals_, _ = run_writers(tmp_path, f"dir:{shared}", n)
+    check_store(shared, locals_, n)
+
+
+def test_push_is_idempotent_and_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bare = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(bare))
+    local = Archive(tmp_path / "local")
+    fill(local, 3)
+    monkeypatch.setenv("OPSCTL_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(local.root))
+    monkeypatch.setenv("OPSCTL_STORE", str(bare))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["store", "push", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert len(out["pushed"]) == 3 and out["head"]["seq"] == 3
+    res = runner.invoke(cli, ["store", "push"])
+    assert res.exit_code == 0 and "pushed 0 record(s)" in res.output and "3 already there" in res.output
+    commit_record(local, op="patch")
+    res = runner.invoke(cli, ["store", "verify"])
+    assert res.exit_code == 0 and "OK: 3 records" in res.output and "1 local record(s) not pushed" in res.output
+    res = runner.invoke(cli, ["store", "push"])
+    assert "pushed 1 record(s)" in res.output
+    assert isinstance(open_store(), GitStore)
+    assert isinstance(open_store(f"dir:{tmp_path / 'x'}"), FolderStore)
+
+
+def test_push_refuses_tampered_local_and_broken_store(tmp_path: Path) -> None:
+    bare = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(bare))
+    local = Archive(tmp_path / "local")
+    recs = fill(local, 2)
+    store = GitStore(str(bare), workdir=tmp_path / "clone")
+    assert len(store.push(local).pushed) == 2
+    # an edited local record is never re-sealed into the store
+    path = local.root / recs[0]["id"] / "record.json"
+    os.chmod(path, 0o600)
+    path.write_bytes(path.read_bytes().replace(b'"status":"successful"', b'"status":"failed"'))
+    with pytest.raises(ArchiveError, match="local archive"):
+        store.push(local)
+    # a store whose history was rewritten by hand is not extended
+    other = tmp_path / "other"
+    git("clone", "-q", "--branch", "records", str(bare), str(other))
+    rec = other / recs[1]["id"] / "record.json"
+    rec.write_bytes(rec.read_bytes().replace(b'"rc":0', b'"rc":1'))
+    git("-c", "user.name=x", "-c", "user.email=x@x", "commit", "-qam", "edit", cwd=other)
+    git("push", "-q", "origin", "records", cwd=other)
+    good = Archive(tmp_path / "good")
+    fill(good, 1)
+    with pytest.raises(ArchiveError, match="fails verification"):
+        store.push(good)
+
+
+def test_no_store_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPSCTL_STORE", raising=False)
+    res = CliRunner().invoke(cli, ["store", "push"])
+    assert res.exit_code == 2 and "no archive store configured" in res.output
