@@ -116,6 +116,7 @@ def load(path: Path | None = None, env: str | None = None) -> list[Timer]:
 # -- scripts -------------------------------------------------------------------------------
 
 _LIST_SCRIPT = f"""
+export SYSTEMD_COLORS=0 SYSTEMD_PAGER= COLUMNS=200
 for f in {UNIT_DIR}/{PREFIX}*.timer; do
   [ -e "$f" ] || continue
   grep -qF '{MARKER}' "$f" || continue
@@ -125,13 +126,15 @@ for f in {UNIT_DIR}/{PREFIX}*.timer; do
     "$(systemctl show -P NextElapseUSecRealtime "$u")" "$(grep -m1 '^OnCalendar=' "$f" | cut -d= -f2-)"
 done
 echo '--- list-timers'
-systemctl list-timers --all --no-pager '{PREFIX}*' || true
+systemctl list-timers --all --no-pager --full '{PREFIX}*' || true
 """
 
 _REMOVE_FN = f"""
 remove_unit() {{
   systemctl disable --now "$1.timer" >/dev/null 2>&1 || true
   systemctl stop "$1.service" >/dev/null 2>&1 || true
+  systemctl reset-failed "$1.service" "$1.timer" >/dev/null 2>&1 || true
+  rm -f "/var/lib/systemd/timers/stamp-$1.timer"
   for s in timer service; do
     f={UNIT_DIR}/$1.$s
     if [ -e "$f" ] && grep -qF '{MARKER}' "$f"; then rm -f "$f"; echo "REMOVED $1.$s"; fi
@@ -194,8 +197,9 @@ def _run_remote(script: str, host: str, env: str) -> str:
         fh.write("#!/bin/bash\n" + script)
         script_path = fh.name
     try:
-        cmd = [_ansible(), host, "-i", str(environment.inventory), "--become", "-m", "ansible.builtin.script",
-               "-a", script_path]
+        # ansible_become as an extra var: the lab inventory's `ansible_become: false` beats --become.
+        cmd = [_ansible(), host, "-i", str(environment.inventory), "--become", "-e", "ansible_become=true",
+               "-m", "ansible.builtin.script", "-a", script_path]
         if environment.vault_password_file is not None:
             cmd += ["--vault-password-file", str(environment.vault_password_file)]
         proc_env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
@@ -227,6 +231,7 @@ def _ansible() -> str:
 def parse_list(output: str) -> dict[str, Any]:
     """Rows of the list part of a script's output, and the raw `systemctl list-timers` text."""
     rows = []
+    output = output.replace("\r", "")
     for line in output.splitlines():
         if line.startswith("TIMER\t"):
             _tag, unit, active, enabled, next_run, calendar = (line.split("\t") + [""] * 6)[:6]
