@@ -42,7 +42,7 @@ RETURN = r"""
 current: {description: Release current points to (null when none)., type: str, returned: always}
 previous: {description: Release current pointed to before., type: str, returned: always}
 releases: {description: Releases on disk, oldest first., type: list, returned: always}
-failed: {description: Releases that failed their health gate., type: list, returned: always}
+failed_releases: {description: Releases that failed their health gate., type: list, returned: always}
 removed: {description: Releases removed by prune., type: list, returned: always}
 """
 
@@ -161,7 +161,7 @@ def main():
 
     module.exit_json(changed=changed, current=current, previous=state["previous"],
                      releases=[r for r in _releases(root) if r not in removed or module.check_mode],
-                     failed=state["failed"], removed=removed)
+                     failed_releases=state["failed"], removed=removed)
 
 
 if __name__ == "__main__":
