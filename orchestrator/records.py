@@ -30,7 +30,7 @@ SCHEMA_VERSION = 1
 
 #: How a run ended. ``refused``: opsctl declined to start it (missing ticket, lock held, bad input).
 STATUSES = ("successful", "failed", "canceled", "interrupted", "timeout", "refused")
-LAUNCH_TYPES = ("manual", "scheduled", "ci")
+LAUNCH_TYPES = ("manual", "scheduled", "ci", "awx")  # awx: imported from an AWX job (opsctl awx import)
 
 #: ``20261128T134500123Z-a1b2c3``: UTC time to the millisecond + 6 random hex digits.
 RECORD_ID_RE = re.compile(r"[0-9]{8}T[0-9]{9}Z-[0-9a-f]{6}", re.ASCII)
@@ -211,7 +211,7 @@ class RunMeta:
     ticket: str | None = None
     reason: str | None = None
     incident: str | None = None
-    launch: str | Mapping[str, Any] = "manual"  # "manual" | "scheduled" | "ci" (or {"type": ...})
+    launch: str | Mapping[str, Any] = "manual"  # "manual" | "scheduled" | "ci" | "awx" (or {"type": ...})
     operator: dict[str, str | None] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
     files: dict[str, Any] = field(default_factory=dict)
