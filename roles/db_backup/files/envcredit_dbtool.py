@@ -1,0 +1,535 @@
+#!/usr/bin/python3
+"""Backup, check, restore and compare envcredit databases on the database host.
+
+Runs as `postgres` (PostgreSQL, peer authentication) or root (MariaDB, unix
+socket). No shell pipelines: where two programs are chained (dump | zstd) both
+are started here and BOTH exit statuses are checked. Every command prints one
+JSON object on stdout; errors go to stderr with exit status 1.
+
+  backup   --engine E --root DIR --id ID --db NAME... [--record-id R --env ENV
+           --jobs N --level L --min-free-mb M --free-factor F]
+  check    --root DIR --id ID                     sha256 of every file against the manifest
+  restore  --engine E --root DIR --id ID --source-db NAME --into NEWDB [--jobs N]
+           restore one database of a backup into a NEW database and compare
+           its row counts with the manifest (the new database is dropped on failure)
+  counts   --engine E --db NAME                   exact row count of every table
+  checksum --engine E --db NAME                   per-table checksum of the data
+  drop     --engine E --db NAME                   drop a database (never the --protect one)
+  swap     --engine E --live NAME --new NAME --old NAME
+           live -> old, new -> live (PostgreSQL: rename; MariaDB: one RENAME TABLE)
+  exists   --engine E --db NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
+FORMAT = 1
+
+
+class Fail(Exception):
+    pass
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(argv, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise Fail(f"{argv[0]} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    return proc
+
+
+def chain(first: list[str], second: list[str], stdout: Any = None, stdin: Any = None) -> None:
+    """first | second, both exit statuses checked (the equivalent of set -o pipefail)."""
+    p1 = subprocess.Popen(first, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p2 = subprocess.Popen(second, stdin=p1.stdout, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert p1.stdout is not None
+    p1.stdout.close()
+    err2 = p2.communicate()[1]
+    err1 = p1.communicate()[1]
+    if p1.returncode != 0:
+        raise Fail(f"{first[0]} exited {p1.returncode}: {err1.decode(errors='replace').strip()[-2000:]}")
+    if p2.returncode != 0:
+        raise Fail(f"{second[0]} exited {p2.returncode}: {err2.decode(errors='replace').strip()[-2000:]}")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- engines
+
+class Engine:
+    name = ""
+
+    def connect(self, db: str) -> Any:
+        raise NotImplementedError
+
+    def query(self, db: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        conn = self.connect(db)
+        try:
+            cur = conn.cursor()
+            cur.execute(sql, args)
+            rows = list(cur.fetchall()) if cur.description else []
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    def tables(self, conn: Any, db: str) -> list[str]:
+        raise NotImplementedError
+
+    def count_tables(self, conn: Any, db: str) -> dict[str, int]:
+        cur = conn.cursor()
+        out: dict[str, int] = {}
+        for t in self.tables(conn, db):
+            cur.execute(f"SELECT count(*) FROM {self.quote(t)}")
+            out[t] = int(cur.fetchone()[0])
+        return out
+
+    def quote(self, ident: str) -> str:
+        raise NotImplementedError
+
+
+class Postgres(Engine):
+    name = "postgresql"
+
+    def connect(self, db: str) -> Any:
+        import psycopg2
+
+        return psycopg2.connect(dbname=db)
+
+    def quote(self, ident: str) -> str:
+        return '"' + ident.replace('"', '""') + '"'
+
+    def tables(self, conn: Any, db: str) -> list[str]:
+        cur = conn.cursor()
+        cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
+        return [r[0] for r in cur.fetchall()]
+
+    def version(self) -> str:
+        return str(self.query("postgres", "SHOW server_version")[0][0])
+
+    def exists(self, db: str) -> bool:
+        return bool(self.query("postgres", "SELECT 1 FROM pg_database WHERE datname = %s", (db,)))
+
+    def size(self, db: str) -> int:
+        return int(self.query("postgres", "SELECT pg_database_size(%s)", (db,))[0][0])
+
+    def owner(self, db: str) -> str:
+        return str(self.query("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
+                              (db,))[0][0])
+
+    def dump(self, db: str, dest: Path, jobs: int, level: int) -> tuple[dict[str, int], list[Path]]:
+        """pg_dump directory format in the snapshot the row counts were taken in."""
+        conn = self.connect(db)
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        try:
+            cur = conn.cursor()
+            cur.execute("SELECT pg_export_snapshot()")
+            snapshot = cur.fetchone()[0]
+            counts = self.count_tables(conn, db)
+            out = dest / f"{db}.dir"
+            run(["pg_dump", "-Fd", "-Z", "0", "-j", str(jobs), "--snapshot", snapshot, "-f", str(out), db])
+        finally:
+            conn.rollback()
+            conn.close()
+        files = sorted(p for p in out.iterdir() if p.is_file())
+        for p in files:
+            run(["zstd", "-q", "--rm", f"-{level}", "-T0", str(p)])
+        return counts, sorted(p for p in out.iterdir() if p.is_file())
+
+    def dump_globals(self, dest: Path, level: int) -> Path:
+        out = dest / "globals.sql.zst"
+        with out.open("wb") as f:
+            chain(["pg_dumpall", "--globals-only"], ["zstd", "-q", f"-{level}", "-c"], stdout=f)
+        return out
+
+    def create(self, db: str, owner: str) -> None:
+        run(["createdb", "-T", "template0", "-E", "UTF8", "-O", owner, db])
+
+    def restore(self, files: list[Path], source_db: str, into: str, jobs: int, owner: str, tmp: Path) -> None:
+        work = tmp / f"{source_db}.dir"
+        work.mkdir()
+        for p in files:
+            if p.parent.name != f"{source_db}.dir":
+                continue
+            target = work / p.name.removesuffix(".zst")
+            run(["zstd", "-q", "-d", "-o", str(target), str(p)])
+        self.create(into, owner)
+        run(["pg_restore", "--exit-on-error", "-j", str(jobs), "-d", into, str(work)])
+
+    def drop(self, db: str) -> None:
+        run(["dropdb", "--if-exists", "--force", db])
+
+    def swap(self, live: str, new: str, old: str) -> None:
+        conn = self.connect("postgres")
+        conn.autocommit = True
+        try:
+            cur = conn.cursor()
+            for name in (live, new):
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                            "AND pid <> pg_backend_pid()", (name,))
+            cur.execute(f"ALTER DATABASE {self.quote(live)} RENAME TO {self.quote(old)}")
+            try:
+                cur.execute(f"ALTER DATABASE {self.quote(new)} RENAME TO {self.quote(live)}")
+            except Exception:
+                cur.execute(f"ALTER DATABASE {self.quote(old)} RENAME TO {self.quote(live)}")
+                raise
+        finally:
+            conn.close()
+
+    def checksums(self, db: str) -> dict[str, str]:
+        conn = self.connect(db)
+        try:
+            out = {}
+            cur = conn.cursor()
+            for t in self.tables(conn, db):
+                cur.execute(f"SELECT md5(coalesce(string_agg(md5(r::text), '' ORDER BY r.id), '')) "
+                            f"FROM {self.quote(t)} r")
+                out[t] = str(cur.fetchone()[0])
+            return out
+        finally:
+            conn.close()
+
+
+class MariaDB(Engine):
+    name = "mariadb"
+
+    def connect(self, db: str) -> Any:
+        import pymysql
+
+        return pymysql.connect(unix_socket=MY_SOCKET, user="root", database=db or None, charset="utf8mb4")
+
+    def quote(self, ident: str) -> str:
+        return "`" + ident.replace("`", "``") + "`"
+
+    def tables(self, conn: Any, db: str) -> list[str]:
+        cur = conn.cursor()
+        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+                    "AND table_type = 'BASE TABLE' ORDER BY table_name", (db,))
+        return [r[0] for r in cur.fetchall()]
+
+    def version(self) -> str:
+        return str(self.query("", "SELECT VERSION()")[0][0])
+
+    def exists(self, db: str) -> bool:
+        return bool(self.query("", "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (db,)))
+
+    def size(self, db: str) -> int:
+        rows = self.query("", "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+                              "WHERE table_schema = %s", (db,))
+        return int(rows[0][0])
+
+    def owner(self, db: str) -> str:
+        return "root"
+
+    def dump(self, db: str, dest: Path, jobs: int, level: int) -> tuple[dict[str, int], list[Path]]:
+        conn = self.connect(db)
+        try:
+            cur = conn.cursor()
+            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+            counts = self.count_tables(conn, db)
+            conn.rollback()
+        finally:
+            conn.close()
+        out = dest / f"{db}.sql.zst"
+        with out.open("wb") as f:
+            chain(["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events",
+                   "--hex-blob", "--default-character-set=utf8mb4", db],
+                  ["zstd", "-q", f"-{level}", "-T0", "-c"], stdout=f)
+        return counts, [out]
+
+    def dump_globals(self, dest: Path, level: int) -> Path:
+        out = dest / "users.sql.zst"
+        with out.open("wb") as f:
+            chain(["mariadb-dump", "--system=users", "--insert-ignore"], ["zstd", "-q", f"-{level}", "-c"], stdout=f)
+        return out
+
+    def create(self, db: str, owner: str) -> None:
+        self.query("", f"CREATE DATABASE {self.quote(db)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+
+    def restore(self, files: list[Path], source_db: str, into: str, jobs: int, owner: str, tmp: Path) -> None:
+        src = [p for p in files if p.name == f"{source_db}.sql.zst"]
+        if not src:
+            raise Fail(f"the backup holds no dump of {source_db}")
+        self.create(into, owner)
+        chain(["zstd", "-q", "-d", "-c", str(src[0])], ["mariadb", "--default-character-set=utf8mb4", into])
+
+    def drop(self, db: str) -> None:
+        self.query("", f"DROP DATABASE IF EXISTS {self.quote(db)}")
+
+    def swap(self, live: str, new: str, old: str) -> None:
+        conn = self.connect("")
+        try:
+            cur = conn.cursor()
+            live_t = self.tables(conn, live)
+            new_t = self.tables(conn, new)
+            cur.execute(f"CREATE DATABASE {self.quote(old)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            pairs = [f"{self.quote(live)}.{self.quote(t)} TO {self.quote(old)}.{self.quote(t)}" for t in live_t]
+            pairs += [f"{self.quote(new)}.{self.quote(t)} TO {self.quote(live)}.{self.quote(t)}" for t in new_t]
+            cur.execute("SET foreign_key_checks = 0")
+            cur.execute("RENAME TABLE " + ", ".join(pairs))  # one atomic statement
+            cur.execute(f"DROP DATABASE {self.quote(new)}")
+        finally:
+            conn.close()
+
+    def checksums(self, db: str) -> dict[str, str]:
+        conn = self.connect(db)
+        try:
+            out = {}
+            cur = conn.cursor()
+            for t in self.tables(conn, db):
+                cur.execute(f"CHECKSUM TABLE {self.quote(t)} EXTENDED")
+                out[t] = str(cur.fetchone()[1])
+            return out
+        finally:
+            conn.close()
+
+
+def engine(name: str) -> Engine:
+    return Postgres() if name == "postgresql" else MariaDB()
+
+
+# ----------------------------------------------------------------------------- commands
+
+def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
+    eng = engine(a.engine)
+    root = Path(a.root)
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for stale in root.glob("*.partial"):  # left by a killed run: never listed, removed here
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / a.id
+    if final.exists():
+        raise Fail(f"backup {a.id} already exists in {root}")
+    missing = [db for db in a.db if not eng.exists(db)]
+    if missing:
+        raise Fail(f"no such database: {', '.join(missing)}")
+    estimate = sum(eng.size(db) for db in a.db)
+    free = shutil.disk_usage(root).free
+    need = int(estimate * a.free_factor) + a.min_free_mb * 1024 * 1024
+    if free < need:
+        raise Fail(f"not enough free space in {root}: {free} bytes free, {need} needed "
+                   f"({estimate} bytes of data x {a.free_factor} + {a.min_free_mb} MB reserve)")
+    partial = root / f"{a.id}.partial"
+    partial.mkdir(mode=0o700)
+    started = now()
+    try:
+        databases = []
+        files: list[Path] = []
+        for db in a.db:
+            counts, dumped = eng.dump(db, partial, a.jobs, a.level)
+            files += dumped
+            databases.append({"name": db, "owner": eng.owner(db), "size_bytes": eng.size(db), "tables": counts})
+        files.append(eng.dump_globals(partial, a.level))
+        manifest = {
+            "format": FORMAT,
+            "backup_id": a.id,
+            "engine": eng.name,
+            "server_version": eng.version(),
+            "host": a.host or socket.gethostname(),
+            "env": a.env,
+            "record_id": a.record_id,
+            "databases": databases,
+            "files": [{"path": str(p.relative_to(partial)), "bytes": p.stat().st_size, "sha256": sha256(p)}
+                      for p in files],
+            "started": started,
+            "ended": now(),
+        }
+        manifest["total_bytes"] = sum(f["bytes"] for f in manifest["files"])
+        mpath = partial / "manifest.json"
+        with mpath.open("w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, ensure_ascii=False)
+            f.flush()
+            os.fsync(f.fileno())
+        for p in partial.rglob("*"):
+            if p.is_file():
+                fd = os.open(p, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+        os.rename(partial, final)
+        fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return manifest
+
+
+def load_manifest(root: Path, backup_id: str) -> tuple[Path, dict[str, Any]]:
+    base = root / backup_id
+    mpath = base / "manifest.json"
+    if not mpath.is_file():
+        raise Fail(f"backup {backup_id} not found in {root}")
+    try:
+        return base, json.loads(mpath.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise Fail(f"backup {backup_id}: manifest unreadable: {exc}") from exc
+
+
+def verify_files(base: Path, manifest: dict[str, Any]) -> list[str]:
+    bad = []
+    for f in manifest.get("files", []):
+        p = base / f["path"]
+        if not p.is_file():
+            bad.append(f"{f['path']}: missing")
+        elif p.stat().st_size != f["bytes"] or sha256(p) != f["sha256"]:
+            bad.append(f"{f['path']}: checksum mismatch")
+    return bad
+
+
+def cmd_check(a: argparse.Namespace) -> dict[str, Any]:
+    base, manifest = load_manifest(Path(a.root), a.id)
+    bad = verify_files(base, manifest)
+    if bad:
+        raise Fail(f"backup {a.id} is corrupt: {'; '.join(bad)}")
+    return {"backup_id": a.id, "files": len(manifest["files"]), "ok": True}
+
+
+def cmd_restore(a: argparse.Namespace) -> dict[str, Any]:
+    eng = engine(a.engine)
+    base, manifest = load_manifest(Path(a.root), a.id)
+    if manifest.get("engine") != eng.name:
+        raise Fail(f"backup {a.id} is a {manifest.get('engine')} backup, not {eng.name}")
+    bad = verify_files(base, manifest)
+    if bad:
+        raise Fail(f"backup {a.id} is corrupt: {'; '.join(bad)}")
+    dbs = {d["name"]: d for d in manifest["databases"]}
+    if a.source_db not in dbs:
+        raise Fail(f"backup {a.id} holds no database {a.source_db} (it holds {', '.join(dbs)})")
+    if a.into in a.protect:
+        raise Fail(f"refusing to restore into the protected database {a.into}")
+    if eng.exists(a.into):
+        raise Fail(f"database {a.into} already exists; restore only goes into a new database")
+    started = now()
+    files = [base / f["path"] for f in manifest["files"]]
+    try:
+        with tempfile.TemporaryDirectory(prefix="envcredit-restore-", dir=a.tmp) as tmp:
+            eng.restore(files, a.source_db, a.into, a.jobs, dbs[a.source_db]["owner"], Path(tmp))
+        conn = eng.connect(a.into)
+        try:
+            counts = eng.count_tables(conn, a.into)
+        finally:
+            conn.close()
+        expected = dbs[a.source_db]["tables"]
+        if counts != expected:
+            diff = {t: {"expected": expected.get(t), "restored": counts.get(t)}
+                    for t in set(expected) | set(counts) if expected.get(t) != counts.get(t)}
+            raise Fail(f"row counts of {a.into} differ from the manifest: {json.dumps(diff)}")
+    except BaseException:
+        try:
+            eng.drop(a.into)
+        finally:
+            pass
+        raise
+    return {"backup_id": a.id, "database": a.into, "tables": counts, "started": started, "ended": now()}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("backup")
+    b.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
+    b.add_argument("--root", required=True)
+    b.add_argument("--id", required=True)
+    b.add_argument("--db", action="append", required=True)
+    b.add_argument("--record-id", default="")
+    b.add_argument("--env", default="")
+    b.add_argument("--host", default="")
+    b.add_argument("--jobs", type=int, default=1)
+    b.add_argument("--level", type=int, default=3)
+    b.add_argument("--min-free-mb", type=int, default=64)
+    b.add_argument("--free-factor", type=float, default=1.0)
+    c = sub.add_parser("check")
+    c.add_argument("--root", required=True)
+    c.add_argument("--id", required=True)
+    r = sub.add_parser("restore")
+    r.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
+    r.add_argument("--root", required=True)
+    r.add_argument("--id", required=True)
+    r.add_argument("--source-db", required=True)
+    r.add_argument("--into", required=True)
+    r.add_argument("--jobs", type=int, default=1)
+    r.add_argument("--tmp", default=None)
+    r.add_argument("--protect", action="append", default=[])
+    for name in ("counts", "checksum", "drop", "exists"):
+        s = sub.add_parser(name)
+        s.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
+        s.add_argument("--db", required=True)
+        s.add_argument("--protect", action="append", default=[])
+    w = sub.add_parser("swap")
+    w.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
+    w.add_argument("--live", required=True)
+    w.add_argument("--new", required=True)
+    w.add_argument("--old", required=True)
+    a = ap.parse_args()
+    os.umask(0o077)
+    try:
+        if a.cmd == "backup":
+            out = cmd_backup(a)
+        elif a.cmd == "check":
+            out = cmd_check(a)
+        elif a.cmd == "restore":
+            out = cmd_restore(a)
+        else:
+            eng = engine(a.engine)
+            if a.cmd == "exists":
+                out = {"database": a.db, "exists": eng.exists(a.db)}
+            elif a.cmd == "counts":
+                conn = eng.connect(a.db)
+                try:
+                    out = {"database": a.db, "tables": eng.count_tables(conn, a.db)}
+                finally:
+                    conn.close()
+            elif a.cmd == "checksum":
+                out = {"database": a.db, "tables": eng.checksums(a.db)}
+            elif a.cmd == "drop":
+                if a.db in a.protect:
+                    raise Fail(f"refusing to drop the protected database {a.db}")
+                existed = eng.exists(a.db)
+                eng.drop(a.db)
+                out = {"database": a.db, "dropped": existed}
+            else:
+                for db in (a.live, a.new):
+                    if not eng.exists(db):
+                        raise Fail(f"no such database: {db}")
+                if eng.exists(a.old):
+                    raise Fail(f"database {a.old} already exists")
+                eng.swap(a.live, a.new, a.old)
+                out = {"live": a.live, "previous": a.old}
+    except Fail as exc:
+        print(f"envcredit_dbtool: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
