@@ -1,0 +1,1 @@
+../../db_backup/library/db_backup_store.py
