@@ -14,7 +14,8 @@ Packages (Architecture: all), each installing /usr/share/envcredit/<name>.versio
 The Packages and Release indexes are written here in Python (dpkg-scanpackages and
 apt-ftparchive are not needed). The output is deterministic: rebuilding an unchanged
 repository leaves every file byte-for-byte the same (SOURCE_DATE_EPOCH, fixed mtimes),
-so copying it to the hosts again changes nothing. Prints "changed" or "unchanged".
+so copying it to the hosts again changes nothing. Also writes ``<OUT>.tar`` (one file to
+copy to the hosts). Prints "changed" or "unchanged".
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 from pathlib import Path
 
@@ -147,10 +149,34 @@ def build(out: Path) -> bool:
     return False
 
 
+def write_tarball(out: Path) -> bool:
+    """``<out>.tar`` beside the tree (fixed owner and times: byte-identical when the tree is)."""
+    tar_path = out.parent / (out.name + ".tar")
+    tmp = tar_path.with_suffix(".tar.part")
+    with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
+        for p in sorted(out.rglob("*")):
+            info = tar.gettarinfo(str(p), arcname=str(p.relative_to(out)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            info.mtime = EPOCH
+            if p.is_file():
+                with p.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    if tar_path.exists() and tar_path.read_bytes() == tmp.read_bytes():
+        tmp.unlink()
+        return False
+    tmp.replace(tar_path)
+    return True
+
+
 def main() -> int:
     repo_root = Path(__file__).resolve().parents[2]
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else repo_root / "var" / "localrepo"
-    print("changed" if build(out.resolve()) else "unchanged")
+    changed = build(out.resolve())
+    changed = write_tarball(out.resolve()) or changed
+    print("changed" if changed else "unchanged")
     return 0
 
 
