@@ -12,6 +12,7 @@ from . import __version__, paths
 from .archive import Archive
 from .cli_app import logs, releases
 from .cli_awx import awx
+from .cli_backups import backups
 from .cli_incident import incident
 from .cli_inspection import inspect_cmd, monthly_cmd
 from .cli_oncall import oncall
@@ -59,6 +60,7 @@ cli.add_command(logs)
 cli.add_command(incident)
 cli.add_command(oncall)
 cli.add_command(report)
+cli.add_command(backups)
 cli.add_command(store)
 cli.add_command(awx)
 report.add_command(inspect_cmd)

@@ -1,0 +1,138 @@
+"""The backup store as the CLI sees it: ``<store>/<env>/<host>/<backup id>/``.
+
+Each backup directory holds ``manifest.json`` (written on the database host by
+roles/db_backup/files/envcredit_dbtool.py) and ``status.json`` (written by the
+db_backup_store module after the copy was checked, and by backup-verify).
+Copies in progress (``*.partial``) are never listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import paths
+from .errors import BadInput, NotFound
+
+
+def store_root() -> Path:
+    """``OPSCTL_BACKUPS`` if set, else ``var/backups`` of the repository."""
+    env = os.environ.get("OPSCTL_BACKUPS")
+    return Path(env).resolve() if env else paths.var_dir() / "backups"
+
+
+@dataclass(frozen=True)
+class Backup:
+    env: str
+    host: str
+    backup_id: str
+    path: Path
+    manifest: dict[str, Any]
+    status: dict[str, Any]
+
+    @property
+    def databases(self) -> list[str]:
+        return [str(d.get("name")) for d in self.manifest.get("databases", [])]
+
+    @property
+    def started(self) -> datetime | None:
+        try:
+            return datetime.fromisoformat(str(self.manifest["started"]))
+        except (KeyError, ValueError):
+            return None
+
+    @property
+    def verification(self) -> str:
+        verified = self.status.get("verified")
+        if not verified:
+            return "unverified"
+        return "verified" if verified.get("ok") else "FAILED"
+
+    def age_s(self, now: datetime | None = None) -> float | None:
+        started = self.started
+        if started is None:
+            return None
+        return ((now or datetime.now(UTC)) - started).total_seconds()
+
+    def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
+        verified = self.status.get("verified") or {}
+        return {
+            "env": self.env, "host": self.host, "backup_id": self.backup_id, "path": str(self.path),
+            "engine": self.manifest.get("engine"), "server_version": self.manifest.get("server_version"),
+            "databases": self.databases, "total_bytes": self.manifest.get("total_bytes"),
+            "started": self.manifest.get("started"), "ended": self.manifest.get("ended"),
+            "age_s": self.age_s(now), "record_id": self.manifest.get("record_id"),
+            "verification": self.verification, "verified_at": verified.get("at"),
+            "verify_record_id": verified.get("record_id"),
+            "files": self.manifest.get("files", []),
+        }
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def list_backups(root: Path | None = None, env: str | None = None, host: str | None = None,
+                 db: str | None = None) -> list[Backup]:
+    """Complete backups, newest first, filtered by environment, host and database."""
+    root = root or store_root()
+    if env is not None and (not env or "/" in env):
+        raise BadInput(f"invalid environment {env!r}")
+    out: list[Backup] = []
+    if not root.is_dir():
+        return out
+    for env_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if env and env_dir.name != env:
+            continue
+        for host_dir in sorted(p for p in env_dir.iterdir() if p.is_dir()):
+            if host and host_dir.name != host:
+                continue
+            for bdir in host_dir.iterdir():
+                if not bdir.is_dir() or bdir.name.endswith(".partial"):
+                    continue
+                manifest = _read(bdir / "manifest.json")
+                status = _read(bdir / "status.json")
+                if manifest is None or status is None:
+                    continue
+                b = Backup(env_dir.name, host_dir.name, bdir.name, bdir, manifest, status)
+                if db and db not in b.databases:
+                    continue
+                out.append(b)
+    out.sort(key=lambda b: (str(b.manifest.get("started", "")), b.backup_id), reverse=True)
+    return out
+
+
+def get_backup(backup_id: str, root: Path | None = None) -> Backup:
+    for b in list_backups(root):
+        if b.backup_id == backup_id:
+            return b
+    raise NotFound(f"no backup {backup_id!r} in {root or store_root()}")
+
+
+def human_age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400 * 2:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds / 86400:.1f}d"
+
+
+def human_size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}GB"
