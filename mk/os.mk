@@ -1,0 +1,27 @@
+# OS maintenance (issue 4): patching with compliance reports, fault diagnosis.
+# Included by the Makefile.
+#   make patch-scan ENV=lab                 read-only scan of pending updates
+#   make patch ENV=lab ARGS='-e os_patch_scope=security'
+#   make patch-report ENV=lab PATCH_FORMAT=csv
+#   make diagnose ENV=lab LIMIT=lab-app1
+PATCH_FORMAT ?= html
+PATCH_LANG   ?= zh
+PATCH_OUT    ?= var/reports/patches-$(ENV).$(PATCH_LANG).$(PATCH_FORMAT)
+
+.PHONY: patch-scan patch diagnose patch-report lab-localrepo
+
+patch-scan: venv ## Read-only: pending updates per host (security, held, reboot pending, last patch)
+	$(OPSCTL) run patch-scan $(RUN_OPTS)
+
+patch: venv ## Install updates, rolling, db hosts last (ARGS='-e os_patch_scope=security -e os_patch_reboot=never')
+	$(OPSCTL) run patch $(RUN_OPTS)
+
+diagnose: venv ## Diagnostic bundle per host (var/diagnostics) and findings by rules
+	$(OPSCTL) run diagnose $(RUN_OPTS)
+
+patch-report: venv ## Patch compliance report from the newest patch-scan: PATCH_FORMAT=html|csv|json|md PATCH_LANG=zh|en
+	@mkdir -p $(dir $(PATCH_OUT))
+	$(OPSCTL) report patches --env $(ENV) --format $(PATCH_FORMAT) --lang $(PATCH_LANG) --out $(PATCH_OUT)
+
+lab-localrepo: venv ## Lab: serve the local apt repository to the hosts, packages at the patching baseline
+	ANSIBLE_VAULT_PASSWORD_FILE=lab/vault-password $(BIN)/ansible-playbook -i inventories/lab lab/localrepo/prepare.yml
