@@ -1,15 +1,17 @@
 # CI (issue 9): the targets the pipelines call (.gitlab-ci.yml, .github/workflows/); docs/ci.md.
 #   make ci-plan ENV=staging [BASE=origin/main] [OPS=inspect,ping]      check + diff, artifacts in var/ci/
-#   make ci-apply ENV=production TICKET=CHG-2026-001 [BASE=<before sha>]
+#   make ci-apply ENV=production TICKET=CHG-2026-001 [BASE=<before sha>] [CI_VARS="app_version=1.2.0"]
 # With OPSCTL_STORE set, ci-apply pushes its records to the shared archive store.
 BASE    ?= $(or $(CI_MERGE_REQUEST_DIFF_BASE_SHA),origin/main)
 OPS     ?=
+CI_VARS ?=
 CI_OUT  ?= var/ci/$@-$(ENV)
 # package.json + lock in ci/node; installed under var/ (ignored by git, yamllint, ansible-lint)
 CI_NODE := $(CURDIR)/var/ci-node
 CI_NODE_STAMP := $(CI_NODE)/node_modules/.installed
 CI_PLAN_OPTS = --env '$(ENV)' --base '$(BASE)' --out '$(CI_OUT)' $(if $(OPS),--ops '$(OPS)') \
-               $(if $(TICKET),--ticket '$(TICKET)') $(if $(REASON),--reason '$(REASON)')
+               $(if $(TICKET),--ticket '$(TICKET)') $(if $(REASON),--reason '$(REASON)') \
+               $(foreach v,$(CI_VARS),-e '$(v)')
 
 .PHONY: ci-plan ci-apply ci-tools ci-validate ci-ee
 

@@ -22,6 +22,7 @@ def test_ansible_builder_create(tmp_path: Path) -> None:
     containerfile = (ctx / "Containerfile").read_text(encoding="utf-8")
     assert "ansible-galaxy collection install" in containerfile
     assert "ansible-core>=2.19.14,<2.20" in containerfile
+    assert "ENV ANSIBLE_COLLECTIONS_PATH=/usr/share/ansible/collections" in containerfile
     galaxy = yaml.safe_load((ctx / "_build" / "requirements.yml").read_text(encoding="utf-8"))
     assert {c["name"] for c in galaxy["collections"]} >= {"community.general", "community.postgresql",
                                                          "community.mysql", "ansible.posix"}
