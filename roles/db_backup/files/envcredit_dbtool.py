@@ -212,7 +212,7 @@ class Postgres(Engine):
             out = {}
             cur = conn.cursor()
             for t in self.tables(conn, db):
-                cur.execute(f"SELECT md5(coalesce(string_agg(md5(r::text), '' ORDER BY r.id), '')) "
+                cur.execute(f"SELECT md5(coalesce(string_agg(md5(r::text), '' ORDER BY md5(r::text)), '')) "
                             f"FROM {self.quote(t)} r")
                 out[t] = str(cur.fetchone()[0])
             return out

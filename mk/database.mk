@@ -1,0 +1,22 @@
+# Database operations (issue 3). Included by the Makefile.
+#   make backup ENV=lab [LIMIT=lab-db1]
+#   make restore ENV=lab LIMIT=lab-db1 BACKUP_ID=latest-verified [TARGET_DB=envcredit_check] ARGS=--yes
+BACKUP_ID ?= latest-verified
+TARGET_DB ?=
+
+.PHONY: seed backup backup-verify restore backups
+
+seed: venv ## Create the envcredit database, accounts, schema and seeded data (ARGS="-e db_seed_size=bench")
+	$(OPSCTL) run seed $(RUN_OPTS)
+
+backup: venv ## Back up the databases to the store (zstd, manifest, sha256, retention)
+	$(OPSCTL) run backup $(RUN_OPTS)
+
+backup-verify: venv ## Restore the latest backup into a scratch database and mark it verified
+	$(OPSCTL) run backup-verify $(RUN_OPTS)
+
+restore: venv ## HIGH RISK: restore BACKUP_ID (default latest-verified) [TARGET_DB= beside the live one]
+	$(OPSCTL) run restore -e backup_id=$(BACKUP_ID) $(if $(TARGET_DB),-e target_db=$(TARGET_DB)) $(RUN_OPTS)
+
+backups: venv ## List the backups in the store with verification status and age
+	$(OPSCTL) backups list --env $(ENV) $(ARGS)

@@ -1,0 +1,205 @@
+"""Database operations on the lab, for real: seed, backup, verify, restore, retention.
+
+Each test uses its own backup store (a temporary directory) and archive, so tests
+do not depend on each other or on backups left by engineers. Tests that change
+the live database put back the same data (a restore of the seeded data set).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, VENV_BIN, run_opsctl
+
+pytestmark = pytest.mark.lab
+
+TOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
+ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
+RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
+
+
+def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
+    """Run a command on a lab host over the inventory's SSH connection."""
+    return subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
+         "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
+         "-a", json.dumps({"argv": argv})],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")))
+
+
+def tool(host: str, *args: str) -> dict[str, Any]:
+    proc = on_host(host, ["/usr/bin/python3", TOOL, args[0], f"--engine={ENGINE[host]}", *args[1:]], RUN_AS[host])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.split("(stdout) ", 1)[1])  # type: ignore[no-any-return]
+
+
+def sql(host: str, statement: str) -> None:
+    argv = (["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "envcredit", "-c", statement] if ENGINE[host] == "postgresql"
+            else ["mariadb", "envcredit", "-e", statement])
+    proc = on_host(host, argv, RUN_AS[host])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def checksums(host: str, db: str = "envcredit") -> dict[str, str]:
+    return tool(host, "checksum", f"--db={db}")["tables"]  # type: ignore[no-any-return]
+
+
+def opsctl(*args: str) -> tuple[int, dict[str, Any]]:
+    proc = run_opsctl("run", *args, "--env", "lab", "--json", timeout=600)
+    assert proc.stdout.strip(), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+@pytest.fixture
+def store(lab_archive: Path) -> Iterator[Path]:
+    """A fresh backup store root for one test (<root>/lab/<host>/<id>).
+
+    Not under pytest's tmp_path: a concurrent pytest session may prune that base directory
+    while a run is still copying into it."""
+    root = Path(tempfile.mkdtemp(prefix="envcredit-test-store-"))
+    (root / "lab").mkdir()
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def reseed(host: str) -> None:
+    """Put the seeded data set back (after a failed test left the live tables changed)."""
+    if ENGINE[host] == "postgresql":
+        sql(host, "TRUNCATE behaviour_events, ratings, enterprises, indicators, publications RESTART IDENTITY")
+    else:
+        sql(host, "SET FOREIGN_KEY_CHECKS=0; TRUNCATE behaviour_events; TRUNCATE ratings; TRUNCATE enterprises; "
+                  "TRUNCATE indicators; TRUNCATE publications")
+    proc = run_opsctl("run", "seed", "--env", "lab", "--limit", host, "--json", timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def store_vars(store: Path) -> list[str]:
+    return ["-e", f"db_backup_store_dir={store / 'lab'}", "-e", f"db_restore_store_dir={store / 'lab'}"]
+
+
+@pytest.fixture(scope="module")
+def seeded(lab_ready: list[str]) -> None:
+    proc = run_opsctl("run", "seed", "--env", "lab", "--json", timeout=600,
+                      env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    # The tests read checksums with the repository's version of the tool.
+    src = REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py"
+    copy = subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
+         "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": TOOL, "mode": "0755"})],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")))
+    assert copy.returncode == 0, copy.stdout + copy.stderr
+
+
+def test_round_trip_both_engines(seeded: None, store: Path) -> None:
+    before = {h: checksums(h) for h in ENGINE}
+    assert all({"enterprises", "ratings", "behaviour_events"} <= set(c) for c in before.values())
+    rc, rec = opsctl("backup", *store_vars(store))
+    assert rc == 0, rec.get("failures")
+    out = rec["outputs"]["backup"]
+    for host in ENGINE:
+        b = out[host]
+        assert b["engine"] == ENGINE[host]
+        assert b["files"] and all(len(f["sha256"]) == 64 for f in b["files"])
+        assert b["databases"][0]["tables"]["enterprises"] == 400
+        assert (store / "lab" / host / b["backup_id"] / "status.json").is_file()
+    # Destroy data, then restore the latest backup in place of the live database.
+    try:
+        for host in ENGINE:
+            sql(host, "DELETE FROM behaviour_events WHERE id % 3 = 0")
+            sql(host, "UPDATE enterprises SET name = 'X' WHERE id < 10")
+            assert checksums(host) != before[host]
+        rc, rec = opsctl("restore", "--yes", "-e", "backup_id=latest", "-e", "db_restore_drop_previous=true",
+                         *store_vars(store))
+        assert rc == 0, rec.get("failures") or rec.get("error")
+    finally:
+        for host in ENGINE:
+            if checksums(host) != before[host]:
+                reseed(host)
+    for host in ENGINE:
+        assert rec["outputs"]["restore"][host]["live_replaced"] is True
+        assert checksums(host) == before[host], host
+        # the safety backup of the damaged data was taken first: two backups in the store now
+        assert len([p for p in (store / "lab" / host).iterdir() if not p.name.endswith(".partial")]) == 2
+
+
+def test_corrupt_backup_refused_before_touching_live(seeded: None, store: Path) -> None:
+    rc, rec = opsctl("backup", "--limit", "lab-db1", *store_vars(store))
+    assert rc == 0, rec.get("failures")
+    bid = rec["outputs"]["backup"]["lab-db1"]["backup_id"]
+    victim = next(p for p in sorted((store / "lab" / "lab-db1" / bid).rglob("*.zst")))
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    sql("lab-db1", "UPDATE indicators SET weight = weight WHERE id = 1")
+    before = checksums("lab-db1")
+    rc, rec = opsctl("restore", "--yes", "--limit", "lab-db1", "-e", f"backup_id={bid}", *store_vars(store))
+    assert rc != 0
+    msg = " ".join(f["msg"] for f in rec["failures"])
+    assert "corrupt" in msg and "sha256 mismatch" in msg, msg
+    assert not rec["changes"] or all(c["task"] != "Swap the databases (live -> previous, restored -> live)"
+                                     for c in rec["changes"])
+    assert checksums("lab-db1") == before
+    assert len(list((store / "lab" / "lab-db1").iterdir())) == 1  # no safety backup either: nothing touched
+
+
+def test_nonexistent_backup_id_refused(seeded: None, store: Path) -> None:
+    before = checksums("lab-db2")
+    rc, rec = opsctl("restore", "--yes", "--limit", "lab-db2", "-e", "backup_id=20000101T000000Z-nope",
+                     *store_vars(store))
+    assert rc != 0
+    assert "not found" in " ".join(f["msg"] for f in rec["failures"])
+    assert rec["changes"] == []
+    assert checksums("lab-db2") == before
+
+
+def test_retention_keeps_the_newest_verified_backup(seeded: None, store: Path) -> None:
+    rc, rec = opsctl("backup", "--limit", "lab-db2", *store_vars(store))
+    assert rc == 0, rec.get("failures")
+    real = store / "lab" / "lab-db2" / rec["outputs"]["backup"]["lab-db2"]["backup_id"]
+    # Three older backups (copies with older dates); the middle one is the verified one.
+    olds = []
+    for day, verified in (("20260101", False), ("20260201", True), ("20260301", False)):
+        bid = f"{day}T010000Z-lab-db2"
+        dest = store / "lab" / "lab-db2" / bid
+        shutil.copytree(real, dest)
+        manifest = json.loads((dest / "manifest.json").read_text())
+        manifest.update(backup_id=bid, started=f"{day[:4]}-{day[4:6]}-{day[6:]}T01:00:00+00:00")
+        (dest / "manifest.json").write_text(json.dumps(manifest))
+        status = json.loads((dest / "status.json").read_text())
+        status.update(backup_id=bid, verified={"ok": True, "at": "2026-03-02T00:00:00+00:00"} if verified else None)
+        (dest / "status.json").write_text(json.dumps(status))
+        olds.append(bid)
+    shutil.rmtree(real)
+    keep = ["-e", "db_backup_keep_last=1", "-e", "db_backup_keep_daily=0", "-e", "db_backup_keep_weekly=0",
+            "-e", "db_backup_keep_monthly=0"]
+    # Every new backup fails: nothing is removed.
+    bad = store.parent / "bad.yml"
+    bad.write_text("db_backup_databases: [no_such_db]\n")
+    rc, rec = opsctl("backup", "--limit", "lab-db2", "-e", f"@{bad}", *keep, *store_vars(store))
+    assert rc != 0
+    assert sorted(p.name for p in (store / "lab" / "lab-db2").iterdir()) == olds
+    # A good backup: retention keeps it and the newest verified one, removes the rest.
+    rc, rec = opsctl("backup", "--limit", "lab-db2", *keep, *store_vars(store))
+    assert rc == 0, rec.get("failures")
+    new = rec["outputs"]["backup"]["lab-db2"]["backup_id"]
+    assert sorted(rec["outputs"]["backup"]["lab-db2"]["retention_removed"]) == [olds[0], olds[2]]
+    assert sorted(p.name for p in (store / "lab" / "lab-db2").iterdir()) == sorted([olds[1], new])
+    listed = run_opsctl("backups", "list", "--store", str(store), "--host", "lab-db2", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [r["backup_id"] for r in rows] == [new, olds[1]]
+    assert [r["verification"] for r in rows] == ["unverified", "verified"]
