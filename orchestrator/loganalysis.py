@@ -132,7 +132,7 @@ class Analyzer:
         return (self.since is None or moment >= self.since) and (self.until is None or moment < self.until)
 
     def _bucket(self, moment: datetime) -> str:
-        local = moment.astimezone()
+        local = moment  # the log's own offset (the hosts run Asia/Shanghai)
         start = local - timedelta(minutes=local.minute % int(self.window.total_seconds() // 60),
                                   seconds=local.second, microseconds=local.microsecond)
         return start.strftime("%Y-%m-%dT%H:%M")
