@@ -156,7 +156,6 @@ def test_gitlab_plan_job_against_the_lab(ci_tools: Path, clone: Path, lab_ready:
     assert Archive(clone / "var" / "ci" / "archive").verify().ok
 
 
-@pytest.mark.lab
 def test_gitlab_lint_job(ci_tools: Path, clone: Path) -> None:
     """The merge request's lint job (yamllint -s, ansible-lint production profile, mypy) over the clone."""
     lint = gcl(clone, "lint")

@@ -159,3 +159,11 @@ def test_no_store_configured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPSCTL_STORE", raising=False)
     res = CliRunner().invoke(cli, ["store", "push"])
     assert res.exit_code == 2 and "no archive store configured" in res.output
+
+
+def test_unreachable_store_is_an_error(tmp_path: Path) -> None:
+    local = Archive(tmp_path / "local")
+    fill(local, 1)
+    store = GitStore(str(tmp_path / "missing.git"), workdir=tmp_path / "clone")
+    with pytest.raises(ArchiveError, match="cannot reach the store"):
+        store.push(local)
