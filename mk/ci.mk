@@ -13,7 +13,7 @@ CI_PLAN_OPTS = --env '$(ENV)' --base '$(BASE)' --out '$(CI_OUT)' $(if $(OPS),--o
                $(if $(TICKET),--ticket '$(TICKET)') $(if $(REASON),--reason '$(REASON)') \
                $(foreach v,$(CI_VARS),-e '$(v)')
 
-.PHONY: ci-plan ci-apply ci-tools ci-validate ci-ee
+.PHONY: ci-plan ci-apply ci-tools ci-validate ci-ee store-push store-verify
 
 ci-plan: venv ## Check + diff of the operations the change touches (vs BASE): make ci-plan ENV=staging
 	$(BIN)/python ci/plan.py plan $(CI_PLAN_OPTS)
@@ -45,3 +45,9 @@ ci-validate: venv ci-tools ## Validate the pipeline files: JSON schemas (vendore
 
 ci-ee: venv ## Generate the AWX execution environment's build context (var/ee-context) with ansible-builder
 	$(BIN)/ansible-builder create -f execution-environment.yml -c var/ee-context
+
+store-push: venv ## Push the local change records to the shared archive store (OPSCTL_STORE, or STORE=url)
+	$(OPSCTL) store push $(if $(STORE),--store '$(STORE)')
+
+store-verify: venv ## Fetch the shared archive store and verify its chain
+	$(OPSCTL) store verify $(if $(STORE),--store '$(STORE)')
