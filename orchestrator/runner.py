@@ -109,8 +109,13 @@ def needs_confirmation(op: Operation, env: str) -> bool:
     return op.risk_in(env) == "high"
 
 
-def check_policy(req: RunRequest, op: Operation, env: Environment) -> None:
-    """Refuse what the catalog and the environment's policy do not allow."""
+def check_policy(req: RunRequest, op: Operation, env: Environment,
+                 extra_vars: dict[str, Any] | None = None) -> None:
+    """Refuse what the catalog and the environment's policy do not allow.
+
+    ``extra_vars`` are all the run's extra vars (``req.extra_vars`` plus the parsed ``-e``).
+    """
+    given = req.extra_vars if extra_vars is None else extra_vars
     if env.requires_ticket and not req.ticket:
         if op.read_only and req.reason:
             pass
@@ -118,7 +123,7 @@ def check_policy(req: RunRequest, op: Operation, env: Environment) -> None:
             raise BadInput(f"environment {env.name!r} requires --ticket or --reason for {op.name!r}")
         else:
             raise BadInput(f"environment {env.name!r} requires --ticket for {op.name!r}")
-    missing = [name for name in op.requires if name not in req.extra_vars]
+    missing = [name for name in op.requires if name not in given or given[name] in ("", None)]
     if missing:
         raise BadInput(f"operation {op.name!r} requires " + ", ".join(f"-e {m}=..." for m in missing))
     if needs_confirmation(op, env.name) and not req.confirmed:
@@ -274,7 +279,7 @@ class Executor:
             meta.playbook = str(Path("playbooks") / op.playbook)
             env = get_environment(req.env)
             meta.inventory = str(Path("inventories") / env.name)
-            check_policy(req, op, env)
+            check_policy(req, op, env, raw_vars)
             # Decrypting the vault (PBKDF2) is the slowest step before the run: do it
             # while the inventory is parsed and files are hashed, and wait for it
             # before anything starts (a wrong vault password refuses the run).

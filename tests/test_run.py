@@ -116,6 +116,13 @@ def test_production_read_only_with_reason_and_ticket(opsctl_home: Path) -> None:
     assert rec["ticket"] == "CHG-1" and rec["incident"] == "INC-7" and rec["status"] == "successful"
 
 
+def test_required_extra_var_given_with_e_runs(opsctl_home: Path) -> None:
+    assert invoke("run", "needs", "--env", "test", "-e", "backup_id=20261128-1")[0] == 0
+    rec = latest(opsctl_home)
+    assert rec["status"] == "successful" and rec["extra_vars"] == {"backup_id": "20261128-1"}
+    assert invoke("run", "needs", "--env", "test", "-e", "backup_id=")[0] == 2
+
+
 def test_high_risk_with_yes_runs(opsctl_home: Path) -> None:
     assert invoke("run", "danger", "--env", "test", "--yes")[0] == 0
     assert latest(opsctl_home)["status"] == "successful"
