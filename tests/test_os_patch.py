@@ -141,3 +141,28 @@ def test_unreachable_host_stops_the_rolling_update(lab_archive: Path, lab_ready:
     now = versions(PATCHED)
     assert now["lab-app1"]["envcredit-agent"] == "1.1 install"
     assert now["lab-web1"] == BASELINE and now["lab-app2"] == BASELINE, "hosts after the failure were touched"
+
+
+def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
+        lab_archive: Path, tmp_path: Path, lab_ready: list[str], baseline: None) -> None:
+    # The database hosts are not patched in tests: the check is pointed at an app host instead.
+    store = tmp_path / "backups"
+    (store / "lab-app1").mkdir(parents=True)
+    old = {"host": "lab-app1", "verified": True, "finished_at": "2020-01-01T00:00:00Z"}
+    (store / "lab-app1" / "old.json").write_text(json.dumps(old), encoding="utf-8")
+    vars_file = tmp_path / "vars.yml"
+    vars_file.write_text(json.dumps({"os_patch_backup_check": True, "os_patch_backup_groups": ["app"],
+                                     "os_patch_backup_store": str(store), "os_patch_backup_max_age_h": 6,
+                                     "os_patch_reboot": "never"}), encoding="utf-8")
+    proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}", timeout=600)
+    assert proc.returncode == 1, proc.stdout
+    rec = newest_record(lab_archive)
+    assert any("no verified backup" in str(f["msg"]) for f in rec["failures"]), rec["failures"]
+    assert versions("lab-app1")["lab-app1"] == BASELINE
+
+    from datetime import UTC, datetime
+    fresh = {"host": "lab-app1", "verified": True, "finished_at": datetime.now(UTC).isoformat()}
+    (store / "lab-app1" / "fresh.json").write_text(json.dumps(fresh), encoding="utf-8")
+    rec = run_json("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}")
+    assert [p["name"] for p in rec["outputs"]["patch"]["lab-app1"]["packages"]] == [
+        "envcredit-agent", "envcredit-kernel-stub"]
