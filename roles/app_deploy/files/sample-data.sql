@@ -6,7 +6,7 @@ INSERT INTO enterprises (credit_code, name, district, industry, legal_rep, addre
   ('91440200MA4UTEST03', '乐昌市示例水泥有限公司', '乐昌市', '非金属矿物制品业', '王芳', '乐昌市坪石镇', '2015-11-20')
 ON CONFLICT (credit_code) DO NOTHING;
 INSERT INTO ratings (enterprise_id, year, score, grade, rated_on)
-  SELECT id, 2025, 92.5, '环保诚信', '2026-03-31' FROM enterprises WHERE credit_code = '91440200MA4UTEST01'
-  UNION ALL SELECT id, 2025, 71.0, '环保警示', '2026-03-31' FROM enterprises WHERE credit_code = '91440200MA4UTEST02'
-  UNION ALL SELECT id, 2025, 84.0, '环保良好', '2026-03-31' FROM enterprises WHERE credit_code = '91440200MA4UTEST03'
+  SELECT id, 2025, 92.5, '环保诚信', DATE '2026-03-31' FROM enterprises WHERE credit_code = '91440200MA4UTEST01'
+  UNION ALL SELECT id, 2025, 71.0, '环保警示', DATE '2026-03-31' FROM enterprises WHERE credit_code = '91440200MA4UTEST02'
+  UNION ALL SELECT id, 2025, 84.0, '环保良好', DATE '2026-03-31' FROM enterprises WHERE credit_code = '91440200MA4UTEST03'
 ON CONFLICT (enterprise_id, year) DO NOTHING;
