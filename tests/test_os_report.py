@@ -1,0 +1,106 @@
+"""The patch compliance report (issue 4) without the lab: data, CSV, HTML/Markdown, CLI errors,
+and the os_patch role's filters (backup manifests, targets, kept versions)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from click.testing import CliRunner
+
+from orchestrator.cli import cli
+from orchestrator.errors import BadInput
+from orchestrator.patches import build_patches
+from orchestrator.reports.patches import render_patches
+
+REPO = Path(__file__).resolve().parent.parent
+
+RECORD = {
+    "id": "20261128T000000000Z-abcdef", "environment": "lab", "status": "successful",
+    "started": "2026-11-28T00:00:00.000Z", "targets": ["h1", "h2", "h3"], "operator": {"user": "ops"},
+    "outputs": {"patch_scan": {
+        "h1": {"os": "Debian 12", "updates": [
+            {"name": "agent", "current": "1.0", "candidate": "1.1", "security": True, "held": False, "excluded": False},
+            {"name": "=cmd", "current": "1", "candidate": "2", "security": False, "held": True, "excluded": False}],
+            "held": [{"name": "=cmd", "version": "1", "candidate": "2"}], "reboot_required": False,
+            "last_patch": "2026-11-01T10:00:00"},
+        "h2": {"os": "Debian 12", "updates": [], "held": [], "reboot_required": True, "last_patch": None},
+    }},
+}
+
+
+def test_build_patches_compliance() -> None:
+    data = build_patches(RECORD)
+    hosts = {h["host"]: h for h in data["hosts"]}
+    assert hosts["h1"]["compliant"] is False and hosts["h1"]["problems"] == ["security_pending"]
+    assert hosts["h1"]["pending"] == 1 and hosts["h1"]["security"] == 1
+    assert hosts["h2"]["compliant"] is False and hosts["h2"]["problems"] == ["reboot_pending"]
+    assert data["summary"]["compliant"] == 0 and data["summary"]["not_scanned"] == ["h3"]
+
+
+def test_csv_and_templates() -> None:
+    data = build_patches(RECORD)
+    rows = list(csv.DictReader(io.StringIO(render_patches("csv", "en", data))))
+    assert [(r["host"], r["package"]) for r in rows] == [("h1", "agent"), ("h1", "'=cmd"), ("h2", "")]
+    for lang in ("zh", "en"):
+        html = render_patches("html", lang, data)
+        assert "h3" in html and "agent" in html and "=cmd" in html
+        assert "| h1 |" in render_patches("md", lang, data)
+    assert json.loads(render_patches("json", "en", data))["summary"]["hosts"] == 2
+    with pytest.raises(BadInput):
+        render_patches("pdf", "en", data)
+
+
+def test_cli_without_a_scan_is_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "archive"))
+    result = CliRunner().invoke(cli, ["report", "patches", "--env", "lab", "--format", "json"])
+    assert result.exit_code == 2 and "patch-scan" in result.output
+
+
+def _filters() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("os_patch_filters", REPO / "roles/os_patch/filter_plugins/os_patch.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_backup_status_filter(tmp_path: Path) -> None:
+    f = _filters()
+    now = datetime.now(UTC)
+    files = []
+    for name, body in {
+        "old.json": {"host": "db1", "verified": True, "finished_at": (now - timedelta(hours=30)).isoformat()},
+        "unverified.json": {"host": "db1", "verified": False, "finished_at": now.isoformat()},
+        "other.json": {"host": "db2", "verified": True, "finished_at": now.isoformat()},
+        "broken.json": "not json",
+    }.items():
+        path = tmp_path / name
+        path.write_text(body if isinstance(body, str) else json.dumps(body), encoding="utf-8")
+        files.append(str(path))
+    status = f.os_patch_backup_status(files, "db1", 24)
+    assert status["ok"] is False and status["manifest"] == "old.json" and status["age_h"] > 24
+    fresh = tmp_path / "fresh.json"
+    fresh.write_text(json.dumps({"hosts": ["db1"], "verify": {"ok": True},
+                                 "created_at": (now - timedelta(hours=1)).isoformat()}), encoding="utf-8")
+    status = f.os_patch_backup_status(files + [str(fresh)], "db1", 24)
+    assert status["ok"] is True and status["manifest"] == "fresh.json"
+    assert f.os_patch_backup_status([], "db1", 24)["ok"] is False
+
+
+def test_target_and_kept_filters() -> None:
+    f = _filters()
+    ups = [{"name": "a", "current": "1", "security": True}, {"name": "b", "current": "1", "security": False},
+           {"name": "h", "current": "1", "held": True}, {"name": "x", "current": "1", "excluded": True}]
+    assert f.os_patch_targets(ups, "all") == ["a", "b"]
+    assert f.os_patch_targets(ups, "security") == ["a"]
+    kept = f.os_patch_kept(ups, [{"name": "h", "version": "1"}], {"h": "1", "x": "2"})
+    assert kept == [{"name": "h", "before": "1", "after": "1", "unchanged": True},
+                    {"name": "x", "before": "1", "after": "2", "unchanged": False}]
+    assert f.os_patch_free_mb("Mounted on Avail\n/ 1234M\n/var 99M\n") == {"/": 1234, "/var": 99}
