@@ -8,7 +8,7 @@ PATCH_FORMAT ?= html
 PATCH_LANG   ?= zh
 PATCH_OUT    ?= var/reports/patches-$(ENV).$(PATCH_LANG).$(PATCH_FORMAT)
 
-.PHONY: patch-scan patch diagnose patch-report lab-localrepo
+.PHONY: patch-scan patch diagnose patch-report lab-localrepo bench-fanout
 
 patch-scan: venv ## Read-only: pending updates per host (security, held, reboot pending, last patch)
 	$(OPSCTL) run patch-scan $(RUN_OPTS)
@@ -25,3 +25,6 @@ patch-report: venv ## Patch compliance report from the newest patch-scan: PATCH_
 
 lab-localrepo: venv ## Lab: serve the local apt repository to the hosts, packages at the patching baseline
 	ANSIBLE_VAULT_PASSWORD_FILE=lab/vault-password $(BIN)/ansible-playbook -i inventories/lab lab/localrepo/prepare.yml
+
+bench-fanout: venv ## Fan-out benchmark: inspect over the fleet, project ansible.cfg vs stock (make lab SCALE=20 first)
+	$(BIN)/python bench/fanout/run.py $(ARGS)
