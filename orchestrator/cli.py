@@ -10,6 +10,7 @@ import click
 
 from . import __version__, paths
 from .archive import Archive
+from .baseline import baseline_report
 from .cli_app import logs, releases
 from .cli_awx import awx
 from .cli_backups import backups
@@ -67,6 +68,7 @@ report.add_command(inspect_cmd)
 report.add_command(monthly_cmd)
 cli.add_command(schedule)
 report.add_command(patches_report, "patches")
+report.add_command(baseline_report)
 
 
 @cli.command("ops")

@@ -1,0 +1,48 @@
+"""Rendering of the security baseline report: HTML/JSON through :mod:`.render`, CSV here."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import BadInput
+from .render import render_report, strings
+
+FORMATS = ("html", "csv", "json")
+CSV_COLUMNS = ("environment", "record_id", "host", "control", "description", "requirement", "status",
+               "reason", "waiver_approved_by", "waiver_reason", "waiver_until")
+
+
+def _cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas (a cell starting with = + - @)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+        return "'" + value
+    return value
+
+
+def to_csv(data: Mapping[str, Any], lang: str) -> str:
+    """One row per host and control; status words in the report's language."""
+    t = strings("baseline", lang)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for host in data["hosts"]:
+        for c in host["controls"]:
+            w = c.get("waiver") or {}
+            row = {"environment": data["environment"], "record_id": data["record"]["id"], "host": host["host"],
+                   "control": c["id"], "description": c[lang], "requirement": c["ref"],
+                   "status": t[f"status_{c['status']}"], "reason": c["reason"],
+                   "waiver_approved_by": w.get("approved_by") or "", "waiver_reason": w.get("reason") or "",
+                   "waiver_until": w.get("until") or ""}
+            writer.writerow([_cell(row[col]) for col in CSV_COLUMNS])
+    return buf.getvalue()
+
+
+def render_baseline(fmt: str, lang: str, data: Mapping[str, Any]) -> str:
+    if fmt not in FORMATS:
+        raise BadInput(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    if fmt == "csv":
+        return to_csv(data, lang)
+    return render_report("baseline", fmt, lang, data)
