@@ -20,3 +20,20 @@ restore: venv ## HIGH RISK: restore BACKUP_ID (default latest-verified) [TARGET_
 
 backups: venv ## List the backups in the store with verification status and age
 	$(OPSCTL) backups list --env $(ENV) $(ARGS)
+
+# Export and import (role db_transfer).
+#   make export ENV=lab [LIMIT=lab-db1] TABLES=enterprises,ratings [QUERY="SELECT ..."] [NAME=report]
+#   make import ENV=lab LIMIT=lab-db1 FILE=path.csv TABLE=indicators ARGS=--yes
+TABLES ?=
+QUERY ?=
+NAME ?=
+FILE ?=
+TABLE ?=
+
+.PHONY: export import
+
+export: venv ## Export TABLES=a,b and/or QUERY="SELECT ..." to CSV under var/exports/<env>/<host>/<record id>/
+	$(OPSCTL) run export $(if $(TABLES),-e db_export_tables=$(TABLES)) $(if $(QUERY),-e "db_export_query=$(QUERY)") $(if $(NAME),-e db_export_name=$(NAME)) $(RUN_OPTS)
+
+import: venv ## HIGH RISK: import FILE=path.csv into TABLE= (validated, table backed up, all or nothing)
+	$(OPSCTL) run import -e db_import_file=$(abspath $(FILE)) -e db_import_table=$(TABLE) $(RUN_OPTS)

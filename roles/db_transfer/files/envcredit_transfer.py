@@ -1,0 +1,724 @@
+#!/usr/bin/python3
+"""Bulk export to CSV and validated, all-or-nothing CSV import for the envcredit databases.
+
+Runs on the database host as `postgres` (PostgreSQL, peer authentication) or
+root (MariaDB, unix socket); Python 3 stdlib + psycopg2 / pymysql. Prints one
+JSON object on stdout; on a refusal or error prints the reason on stderr
+(``envcredit_transfer: line N: ...``) and exits 1.
+
+CSV convention (both directions): UTF-8 without BOM (a BOM is accepted on
+import), RFC 4180 quoting (``"`` doubled inside quoted fields, fields may span
+lines), ``\\n`` line ends (``\\r\\n`` accepted), a header line with the column
+names. **NULL is an empty unquoted field; the empty string is ``""``** (the
+convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
+``YYYY-MM-DD HH:MM:SS[.ffffff]``, numerics as plain decimals, booleans
+``true``/``false``, binary as ``\\x`` + hex.
+
+  export --engine E --db DB --out DIR [--table T]... [--query SQL --name N]
+         [--role R] [--dry-run]
+      Tables and the query are read in ONE read-only transaction (PostgreSQL
+      SET TRANSACTION READ ONLY, repeatable read; MariaDB START TRANSACTION
+      WITH CONSISTENT SNAPSHOT, READ ONLY). The query must be one statement
+      (no ``;``); in PostgreSQL it runs as the role R (a non-superuser: the
+      database owner by default) and through a cursor (SELECT/VALUES only);
+      in MariaDB INTO OUTFILE/DUMPFILE and LOAD_FILE are refused. A file whose
+      content did not change is left as it was (``changed`` false).
+  import --engine E --db DB --table T --file CSV --backup-dir DIR [--record-id R]
+         [--keep-backups N] [--done-dir DIR] [--dry-run]
+      1. decode (strict UTF-8), parse, check the header against the table's
+         columns and every value against its column type, duplicate keys in
+         the file; 2. dry run: insert every row inside a transaction that is
+         rolled back (the database's own checks: existing keys, foreign keys,
+         lengths); 3. unless --dry-run: back up the table (PostgreSQL pg_dump
+         -Fc -t in the snapshot of the import transaction, whose table lock
+         keeps writers out; MariaDB mariadb-dump --single-transaction | zstd),
+         then insert every row in ONE transaction and commit. Any failure:
+         refused with the line number and the reason, the table unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import decimal
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
+BATCH = 500
+IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+class Fail(Exception):
+    pass
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def chain(first: list[str], second: list[str], stdout: Any) -> None:
+    """first | second with both exit statuses checked (no shell pipe)."""
+    p1 = subprocess.Popen(first, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p2 = subprocess.Popen(second, stdin=p1.stdout, stdout=stdout, stderr=subprocess.PIPE)
+    assert p1.stdout is not None
+    p1.stdout.close()
+    err2 = p2.communicate()[1]
+    err1 = p1.communicate()[1]
+    if p1.returncode != 0:
+        raise Fail(f"{first[0]} exited {p1.returncode}: {err1.decode(errors='replace').strip()[-1000:]}")
+    if p2.returncode != 0:
+        raise Fail(f"{second[0]} exited {p2.returncode}: {err2.decode(errors='replace').strip()[-1000:]}")
+
+
+# ----------------------------------------------------------------------------- CSV
+
+def csv_field(value: Any) -> str:
+    """One value in the file's convention (NULL: nothing; empty string: "")."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+    elif isinstance(value, (dt.date, dt.time)):
+        text = value.isoformat()
+    elif isinstance(value, decimal.Decimal):
+        text = format(value, "f")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        text = "\\x" + bytes(value).hex()
+    elif isinstance(value, (dict, list)):
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    else:
+        text = str(value)
+    if text == "" or any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_line(values: list[Any] | tuple[Any, ...]) -> str:
+    return ",".join(csv_field(v) for v in values) + "\n"
+
+
+def parse_csv(text: str) -> Iterator[tuple[int, list[str | None]]]:
+    """Records of an RFC 4180 text as (line where the record starts, fields).
+
+    An unquoted empty field is None (NULL); a quoted one is a string. Strict:
+    a quote inside an unquoted field, text after a closing quote or an
+    unterminated quoted field is refused with its line number."""
+    i, n, line = 0, len(text), 1
+    while i < n:
+        start = line
+        fields: list[str | None] = []
+        while True:  # one field per turn
+            if i < n and text[i] == '"':
+                opened = line
+                i += 1
+                buf = []
+                while True:
+                    j = text.find('"', i)
+                    if j < 0:
+                        raise Fail(f"line {opened}: quoted field not closed before the end of the file")
+                    buf.append(text[i:j])
+                    line += text.count("\n", i, j)
+                    if j + 1 < n and text[j + 1] == '"':
+                        buf.append('"')
+                        i = j + 2
+                        continue
+                    i = j + 1
+                    break
+                fields.append("".join(buf))
+                if i < n and text[i] not in ",\r\n":
+                    raise Fail(f"line {line}: text after a closing quote")
+            else:
+                j = i
+                while j < n and text[j] not in ",\r\n":
+                    j += 1
+                raw = text[i:j]
+                if '"' in raw:
+                    raise Fail(f"line {line}: quote inside an unquoted field (quote the whole field)")
+                fields.append(raw if raw else None)
+                i = j
+            if i < n and text[i] == ",":
+                i += 1
+                continue
+            break
+        if i < n and text[i] == "\r":
+            i += 1
+            if i >= n or text[i] != "\n":
+                raise Fail(f"line {line}: carriage return without line feed")
+        if i < n and text[i] == "\n":
+            i += 1
+            line += 1
+        yield start, fields
+
+
+# ----------------------------------------------------------------------------- types
+
+class Column:
+    def __init__(self, name: str, kind: str, nullable: bool, has_default: bool, length: int | None = None,
+                 precision: int | None = None, scale: int | None = None, lo: int | None = None,
+                 hi: int | None = None, serial: bool = False) -> None:
+        self.name, self.kind, self.nullable, self.has_default = name, kind, nullable, has_default
+        self.length, self.precision, self.scale, self.lo, self.hi = length, precision, scale, lo, hi
+        self.serial = serial
+
+    def check(self, value: str | None) -> str | None:
+        """Why the value does not fit the column, or None."""
+        if value is None:
+            return None if self.nullable else "NULL (empty unquoted field) in a NOT NULL column"
+        if "\x00" in value:
+            return "NUL character"
+        k = self.kind
+        if k == "int":
+            if not re.fullmatch(r"[+-]?\d+", value):
+                return f"{value[:40]!r} is not an integer"
+            v = int(value)
+            if (self.lo is not None and v < self.lo) or (self.hi is not None and v > self.hi):
+                return f"{value} is out of range [{self.lo}, {self.hi}]"
+        elif k == "numeric":
+            if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", value):
+                return f"{value[:40]!r} is not a decimal number"
+            d = decimal.Decimal(value)
+            if self.precision is not None and self.scale is not None:
+                exp = d.as_tuple().exponent
+                if isinstance(exp, int) and -exp > self.scale:
+                    return f"{value} has more than {self.scale} decimal places"
+                if abs(d) >= decimal.Decimal(10) ** (self.precision - self.scale):
+                    return f"{value} does not fit NUMERIC({self.precision},{self.scale})"
+        elif k == "float":
+            try:
+                float(value)
+            except ValueError:
+                return f"{value[:40]!r} is not a number"
+        elif k == "bool":
+            if value.lower() not in ("true", "false", "t", "f", "1", "0", "yes", "no"):
+                return f"{value[:40]!r} is not a boolean (true/false)"
+        elif k == "date":
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                return f"{value[:40]!r} is not a date (YYYY-MM-DD)"
+        elif k == "timestamp":
+            try:
+                dt.datetime.fromisoformat(value)
+            except ValueError:
+                return f"{value[:40]!r} is not a timestamp (YYYY-MM-DD HH:MM:SS)"
+        elif k == "text":
+            if self.length is not None and len(value) > self.length:
+                return f"{len(value)} characters, longer than the column's {self.length}"
+        return None
+
+
+INT_RANGE = {
+    "smallint": 16, "integer": 32, "bigint": 64, "tinyint": 8, "mediumint": 24, "int": 32,
+}
+
+
+def classify(data_type: str, unsigned: bool = False) -> tuple[str, int | None, int | None]:
+    t = data_type.lower()
+    if t in INT_RANGE:
+        bits = INT_RANGE[t]
+        if unsigned:
+            return "int", 0, 2 ** bits - 1
+        return "int", -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if t in ("numeric", "decimal"):
+        return "numeric", None, None
+    if t in ("real", "double precision", "float", "double"):
+        return "float", None, None
+    if t == "boolean":
+        return "bool", None, None
+    if t == "date":
+        return "date", None, None
+    if t.startswith("timestamp") or t == "datetime":
+        return "timestamp", None, None
+    if t in ("character varying", "character", "text", "varchar", "char", "tinytext", "mediumtext",
+             "longtext"):
+        return "text", None, None
+    return "other", None, None  # left to the database's dry run
+
+
+# ----------------------------------------------------------------------------- engines
+
+class Engine:
+    name = ""
+    placeholder = "%s"
+
+    def connect(self, db: str) -> Any:
+        raise NotImplementedError
+
+    def quote(self, ident: str) -> str:
+        raise NotImplementedError
+
+    def columns(self, conn: Any, db: str, table: str) -> list[Column]:
+        raise NotImplementedError
+
+    def unique_keys(self, conn: Any, db: str, table: str) -> list[list[str]]:
+        raise NotImplementedError
+
+    def begin_read_only(self, conn: Any) -> None:
+        raise NotImplementedError
+
+    def cursor_for(self, conn: Any, sql: str, role: str) -> Any:
+        raise NotImplementedError
+
+    def check_query(self, sql: str) -> None:
+        if ";" in sql.strip().rstrip(";"):
+            raise Fail("the query must be one statement (no ';' inside)")
+
+    def begin_import(self, conn: Any, table: str) -> None:
+        raise NotImplementedError
+
+    def backup_table(self, conn: Any, db: str, table: str, dest: Path) -> Path:
+        raise NotImplementedError
+
+    def after_import(self, conn: Any, table: str, cols: list[Column], names: list[str]) -> None:
+        pass
+
+    def error_text(self, exc: Exception) -> str:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class Postgres(Engine):
+    name = "postgresql"
+
+    def connect(self, db: str) -> Any:
+        import psycopg2
+
+        return psycopg2.connect(dbname=db)
+
+    def quote(self, ident: str) -> str:
+        return '"' + ident.replace('"', '""') + '"'
+
+    def columns(self, conn: Any, db: str, table: str) -> list[Column]:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT column_name, data_type, is_nullable = 'YES', column_default IS NOT NULL OR is_identity = 'YES',"
+            " character_maximum_length, numeric_precision, numeric_scale, coalesce(column_default, '') LIKE 'nextval(%%'"
+            " FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s"
+            " ORDER BY ordinal_position", (table,))
+        out = []
+        for name, dtype, nullable, has_default, length, prec, scale, serial in cur.fetchall():
+            kind, lo, hi = classify(dtype)
+            out.append(Column(name, kind, nullable, has_default, length, prec, scale, lo, hi, serial))
+        return out
+
+    def unique_keys(self, conn: Any, db: str, table: str) -> list[list[str]]:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i"
+            " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)"
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+            " WHERE i.indrelid = ('public.' || quote_ident(%s))::regclass AND i.indisunique"
+            " GROUP BY i.indexrelid", (table,))
+        return [list(r[0]) for r in cur.fetchall()]
+
+    def begin_read_only(self, conn: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("SET TRANSACTION READ ONLY")
+
+    def cursor_for(self, conn: Any, sql: str, role: str) -> Any:
+        cur = conn.cursor()
+        if role:
+            cur.execute(f"SET LOCAL ROLE {self.quote(role)}")
+        named = conn.cursor(name=f"envcredit_export_{os.getpid()}")  # DECLARE ... CURSOR: SELECT/VALUES only
+        named.itersize = 2000
+        named.execute(sql)
+        return named
+
+    def begin_import(self, conn: Any, table: str) -> None:
+        cur = conn.cursor()
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        # Writers wait until the import commits; readers go on. Taken before the snapshot.
+        cur.execute(f"LOCK TABLE {self.quote(table)} IN SHARE ROW EXCLUSIVE MODE")
+
+    def backup_table(self, conn: Any, db: str, table: str, dest: Path) -> Path:
+        cur = conn.cursor()
+        cur.execute("SELECT pg_export_snapshot()")
+        snapshot = cur.fetchone()[0]
+        out = dest.with_name(dest.name + ".dump")
+        proc = subprocess.run(["pg_dump", "-Fc", "--snapshot", snapshot, "-t", f"public.{self.quote(table)}",
+                               "-f", str(out), db], capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            out.unlink(missing_ok=True)
+            raise Fail(f"pg_dump of table {table} exited {proc.returncode}: {proc.stderr.strip()[-1000:]}")
+        return out
+
+    def after_import(self, conn: Any, table: str, cols: list[Column], names: list[str]) -> None:
+        cur = conn.cursor()
+        for c in cols:
+            if c.serial and c.name in names:  # explicit ids: move the sequence past them
+                cur.execute(
+                    f"SELECT setval(pg_get_serial_sequence(%s, %s), "
+                    f"GREATEST((SELECT max({self.quote(c.name)}) FROM {self.quote(table)}), 1))",
+                    (f"public.{self.quote(table)}", c.name))
+
+
+class MariaDB(Engine):
+    name = "mariadb"
+
+    def connect(self, db: str) -> Any:
+        import pymysql  # type: ignore[import-untyped]
+
+        return pymysql.connect(unix_socket=MY_SOCKET, user="root", database=db, charset="utf8mb4",
+                               autocommit=False)
+
+    def quote(self, ident: str) -> str:
+        return "`" + ident.replace("`", "``") + "`"
+
+    def columns(self, conn: Any, db: str, table: str) -> list[Column]:
+        cur = conn.cursor()
+        cur.execute(
+            "SELECT column_name, data_type, is_nullable = 'YES', column_default IS NOT NULL"
+            " OR extra LIKE '%%auto_increment%%', character_maximum_length, numeric_precision, numeric_scale,"
+            " column_type LIKE '%%unsigned%%', extra LIKE '%%auto_increment%%'"
+            " FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+            " ORDER BY ordinal_position", (db, table))
+        out = []
+        for name, dtype, nullable, has_default, length, prec, scale, unsigned, serial in cur.fetchall():
+            kind, lo, hi = classify(dtype, bool(unsigned))
+            if dtype.lower() not in ("varchar", "char"):
+                length = None  # TEXT limits are in bytes: left to the database
+            out.append(Column(name, kind, bool(nullable), bool(has_default), length, prec, scale, lo, hi,
+                              bool(serial)))
+        return out
+
+    def unique_keys(self, conn: Any, db: str, table: str) -> list[list[str]]:
+        cur = conn.cursor()
+        cur.execute("SELECT index_name, column_name FROM information_schema.statistics WHERE table_schema = %s"
+                    " AND table_name = %s AND non_unique = 0 ORDER BY index_name, seq_in_index", (db, table))
+        keys: dict[str, list[str]] = {}
+        for index, col in cur.fetchall():
+            keys.setdefault(index, []).append(col)
+        return list(keys.values())
+
+    def begin_read_only(self, conn: Any) -> None:
+        cur = conn.cursor()
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+
+    def check_query(self, sql: str) -> None:
+        super().check_query(sql)
+        if re.search(r"\bINTO\s+(OUTFILE|DUMPFILE)\b|\bLOAD_FILE\s*\(", sql, re.IGNORECASE):
+            raise Fail("the query may not read or write server files (INTO OUTFILE/DUMPFILE, LOAD_FILE)")
+
+    def cursor_for(self, conn: Any, sql: str, role: str) -> Any:
+        import pymysql.cursors  # type: ignore[import-untyped]
+
+        cur = conn.cursor(pymysql.cursors.SSCursor)  # streamed, not held in memory
+        cur.execute(sql)
+        return cur
+
+    def begin_import(self, conn: Any, table: str) -> None:
+        cur = conn.cursor()
+        cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
+                    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'")
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION")
+
+    def backup_table(self, conn: Any, db: str, table: str, dest: Path) -> Path:
+        out = dest.with_name(dest.name + ".sql.zst")
+        try:
+            with out.open("wb") as f:
+                chain(["mariadb-dump", "--single-transaction", "--hex-blob", "--default-character-set=utf8mb4",
+                       db, table], ["zstd", "-q", "-c"], stdout=f)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+        return out
+
+
+def engine(name: str) -> Engine:
+    return Postgres() if name == "postgresql" else MariaDB()
+
+
+# ----------------------------------------------------------------------------- export
+
+def write_if_changed(path: Path, lines: Iterator[str]) -> tuple[int, bool]:
+    """Write the lines to path unless the same bytes are there already. Returns (rows, changed)."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    tmp = Path(tmp_name)
+    rows = -1  # the header is not a row
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            for line in lines:
+                f.write(line)
+                rows += 1
+            f.flush()
+            os.fsync(f.fileno())
+        if path.is_file() and sha256(path) == sha256(tmp):
+            tmp.unlink()
+            return rows, False
+        os.replace(tmp, path)
+        return rows, True
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def rows_of(cur: Any) -> Iterator[str]:
+    batch = cur.fetchmany(2000)  # a PostgreSQL named cursor has a description only after a fetch
+    yield csv_line([d[0] for d in cur.description])
+    while batch:
+        for row in batch:
+            yield csv_line(row)
+        batch = cur.fetchmany(2000)
+
+
+def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
+    eng = engine(a.engine)
+    jobs: list[tuple[str, str, str]] = []  # (file name, source, sql)
+    for t in a.table:
+        if not IDENT.match(t):
+            raise Fail(f"not a table name: {t!r}")
+        jobs.append((f"{t}.csv", f"table {t}", f"SELECT * FROM {eng.quote(t)} ORDER BY 1"))
+    if a.query:
+        eng.check_query(a.query)
+        if not IDENT.match(a.name):
+            raise Fail(f"not a file name for the query: {a.name!r}")
+        jobs.append((f"{a.name}.csv", "query", a.query.strip().rstrip(";")))
+    if not jobs:
+        raise Fail("nothing to export: give tables or a query")
+    if len({j[0] for j in jobs}) != len(jobs):
+        raise Fail("two exports would write the same file")
+    out = Path(a.out)
+    conn = eng.connect(a.db)
+    files = []
+    try:
+        eng.begin_read_only(conn)
+        for _, source, _ in jobs:
+            if source.startswith("table ") and not eng.columns(conn, a.db, source[6:]):
+                raise Fail(f"no such table: {source[6:]}")
+        if a.dry_run:
+            for name, source, sql in jobs:
+                cur = eng.cursor_for(conn, f"SELECT * FROM ({sql}) AS q LIMIT 0", a.role if source == "query" else "")
+                cur.fetchall()
+                cur.close()
+            return {"dry_run": True, "changed": False, "files": [{"name": n, "source": s} for n, s, _ in jobs]}
+        out.mkdir(parents=True, exist_ok=True, mode=0o700)
+        changed = False
+        for name, source, sql in jobs:
+            cur = eng.cursor_for(conn, sql, a.role if source == "query" else "")
+            try:
+                path = out / name
+                rows, file_changed = write_if_changed(path, rows_of(cur))
+            finally:
+                cur.close()
+            changed = changed or file_changed
+            files.append({"name": name, "source": source, "rows": rows, "bytes": path.stat().st_size,
+                          "sha256": sha256(path), "changed": file_changed})
+            if source == "query":
+                files[-1]["query"] = sql
+    except Fail:
+        raise
+    except Exception as exc:  # the database refused: say why
+        raise Fail(f"export refused by the database: {eng.error_text(exc)}") from exc
+    finally:
+        conn.rollback()
+        conn.close()
+    return {"dir": str(out), "changed": changed, "files": files, "read_only": True, "ended": now()}
+
+
+# ----------------------------------------------------------------------------- import
+
+def read_csv(path: Path) -> list[tuple[int, list[str | None]]]:
+    data = path.read_bytes()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise Fail(f"line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                   "save the file as UTF-8") from exc
+    records = list(parse_csv(text))
+    if not records:
+        raise Fail("line 1: empty file (a header line is required)")
+    return records
+
+
+def validate(records: list[tuple[int, list[str | None]]], cols: list[Column], keys: list[list[str]],
+             table: str) -> tuple[list[str], list[tuple[int, list[str | None]]]]:
+    by_name = {c.name: c for c in cols}
+    line, header = records[0]
+    names: list[str] = []
+    for i, h in enumerate(header):
+        if h is None or h == "":
+            raise Fail(f"line {line}: column {i + 1} of the header has no name")
+        if h not in by_name:
+            raise Fail(f"line {line}: unknown column {h!r} (table {table} has: {', '.join(by_name)})")
+        if h in names:
+            raise Fail(f"line {line}: column {h!r} appears twice in the header")
+        names.append(h)
+    missing = [c.name for c in cols if not c.nullable and not c.has_default and c.name not in names]
+    if missing:
+        raise Fail(f"line {line}: missing column(s) {', '.join(missing)} (NOT NULL, no default)")
+    checks = [by_name[n] for n in names]
+    seen: list[dict[tuple[str, ...], int]] = [{} for _ in keys]
+    usable = [all(k in names for k in key) for key in keys]
+    rows = records[1:]
+    for line, fields in rows:
+        if len(fields) != len(names):
+            raise Fail(f"line {line}: {len(fields)} field(s), the header has {len(names)}")
+        for col, value in zip(checks, fields):
+            why = col.check(value)
+            if why:
+                raise Fail(f"line {line}: column {col.name!r}: {why}")
+        for i, key in enumerate(keys):
+            if not usable[i]:
+                continue
+            values = [fields[names.index(k)] for k in key]
+            if any(v is None for v in values):
+                continue  # NULLs never collide
+            norm = tuple(str(int(v)) if by_name[k].kind == "int" and v is not None else str(v)
+                         for k, v in zip(key, values))
+            if norm in seen[i]:
+                raise Fail(f"line {line}: duplicate key ({', '.join(key)})=({', '.join(norm)}), "
+                           f"already on line {seen[i][norm]}")
+            seen[i][norm] = line
+    return names, rows
+
+
+def insert_all(eng: Engine, conn: Any, table: str, names: list[str],
+               rows: list[tuple[int, list[str | None]]]) -> int:
+    """Insert every row in the current transaction; a refused row raises Fail with its line."""
+    cur = conn.cursor()
+    sql = (f"INSERT INTO {eng.quote(table)} ({', '.join(eng.quote(n) for n in names)}) "
+           f"VALUES ({', '.join([eng.placeholder] * len(names))})")
+    done = 0
+    for start in range(0, len(rows), BATCH):
+        batch = rows[start:start + BATCH]
+        cur.execute("SAVEPOINT envcredit_batch")
+        try:
+            cur.executemany(sql, [fields for _, fields in batch])
+        except Exception:
+            cur.execute("ROLLBACK TO SAVEPOINT envcredit_batch")
+            for line, fields in batch:  # find the row the database refuses
+                try:
+                    cur.execute(sql, fields)
+                except Exception as exc:
+                    raise Fail(f"line {line}: refused by the database: {eng.error_text(exc)}") from exc
+            raise Fail("the database refused a batch but no single row of it") from None
+        done += len(batch)
+    return done
+
+
+def prune_backups(backup_dir: Path, db: str, table: str, keep: int) -> list[str]:
+    mine = sorted(p for p in backup_dir.glob(f"{db}.{table}.*") if p.is_file())
+    old = mine[:-keep] if keep > 0 else []
+    for p in old:
+        p.unlink()
+    return [p.name for p in old]
+
+
+def cmd_import(a: argparse.Namespace) -> dict[str, Any]:
+    eng = engine(a.engine)
+    if not IDENT.match(a.table):
+        raise Fail(f"not a table name: {a.table!r}")
+    path = Path(a.file)
+    if not path.is_file():
+        raise Fail(f"no such file: {path}")
+    file_sha = sha256(path)
+    conn = eng.connect(a.db)
+    try:
+        cols = eng.columns(conn, a.db, a.table)
+        if not cols:
+            raise Fail(f"no such table: {a.table}")
+        keys = eng.unique_keys(conn, a.db, a.table)
+        conn.rollback()
+        names, rows = validate(read_csv(path), cols, keys, a.table)
+        result: dict[str, Any] = {"table": a.table, "database": a.db, "file_sha256": file_sha,
+                                  "columns": names, "rows": len(rows), "started": now()}
+        # Dry run: every row inserted inside a transaction that is rolled back.
+        eng.begin_import(conn, a.table)
+        try:
+            insert_all(eng, conn, a.table, names, rows)
+        finally:
+            conn.rollback()
+        result["validated"] = True
+        if a.dry_run:
+            result.update(dry_run=True, imported=0, changed=False, ended=now())
+            return result
+        # The import: back up the table, then all rows in one transaction.
+        backup_dir = Path(a.backup_dir)
+        backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        base = backup_dir / f"{a.db}.{a.table}.{stamp}{'-' + a.record_id if a.record_id else ''}"
+        eng.begin_import(conn, a.table)
+        try:
+            backup = eng.backup_table(conn, a.db, a.table, base)
+            imported = insert_all(eng, conn, a.table, names, rows)
+            eng.after_import(conn, a.table, cols, names)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        result.update(dry_run=False, imported=imported, changed=imported > 0,
+                      table_backup=str(backup), table_backup_sha256=sha256(backup),
+                      table_backup_bytes=backup.stat().st_size,
+                      backups_removed=prune_backups(backup_dir, a.db, a.table, a.keep_backups), ended=now())
+        if a.done_dir:  # marks this file as imported into this table (the role's `creates`)
+            done = Path(a.done_dir)
+            done.mkdir(parents=True, exist_ok=True, mode=0o700)
+            (done / f"{a.db}.{a.table}.{file_sha}").write_text(json.dumps(result, ensure_ascii=False),
+                                                               encoding="utf-8")
+        return result
+    except Fail:
+        raise
+    except Exception as exc:
+        raise Fail(f"import refused by the database: {eng.error_text(exc)}") from exc
+    finally:
+        conn.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export")
+    e.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
+    e.add_argument("--db", required=True)
+    e.add_argument("--out", required=True)
+    e.add_argument("--table", action="append", default=[])
+    e.add_argument("--query", default="")
+    e.add_argument("--name", default="query")
+    e.add_argument("--role", default="")
+    e.add_argument("--dry-run", action="store_true")
+    i = sub.add_parser("import")
+    i.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
+    i.add_argument("--db", required=True)
+    i.add_argument("--table", required=True)
+    i.add_argument("--file", required=True)
+    i.add_argument("--backup-dir", required=True)
+    i.add_argument("--record-id", default="")
+    i.add_argument("--keep-backups", type=int, default=10)
+    i.add_argument("--done-dir", default="")
+    i.add_argument("--dry-run", action="store_true")
+    a = ap.parse_args()
+    os.umask(0o077)
+    try:
+        out = cmd_export(a) if a.cmd == "export" else cmd_import(a)
+    except Fail as exc:
+        print(f"envcredit_transfer: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,262 @@
+"""Export and import on the lab, for real, on both engines (lab-db1 PostgreSQL, lab-db2 MariaDB).
+
+Imports go into scratch tables this module creates and drops (names carry the
+process id), so the seeded tables are never written; exports only read. Each
+test uses its own archive; export files land in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, VENV_BIN, run_opsctl
+
+sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
+import envcredit_transfer as transfer  # noqa: E402  (the role's own parser reads the exported files)
+
+pytestmark = pytest.mark.lab
+
+DBTOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
+ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
+RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
+SCRATCH = f"xfer_test_{os.getpid()}"
+
+
+def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
+         "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
+         "-a", json.dumps({"argv": argv})],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")))
+
+
+def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.split("(stdout) ", 1)[1].strip() if "(stdout) " in proc.stdout else ""
+
+
+def sql(host: str, statement: str) -> str:
+    """Run one statement in envcredit; its output (one value per line, tab-separated)."""
+    argv = (["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "envcredit", "-c", statement]
+            if ENGINE[host] == "postgresql" else ["mariadb", "-NB", "envcredit", "-e", statement])
+    return stdout_of(on_host(host, argv, RUN_AS[host]))
+
+
+def checksums(host: str) -> dict[str, str]:
+    out = stdout_of(on_host(host, ["/usr/bin/python3", DBTOOL, "checksum", f"--engine={ENGINE[host]}",
+                                   "--db=envcredit"], RUN_AS[host]))
+    return json.loads(out)["tables"]  # type: ignore[no-any-return]
+
+
+def opsctl(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    proc = run_opsctl("run", *args, "--env", "lab", "--json", timeout=600, env=env)
+    assert proc.stdout.strip(), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def create_scratch(host: str, table: str) -> None:
+    if ENGINE[host] == "postgresql":
+        sql(host, f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, "
+                  "name VARCHAR(100) NOT NULL, score NUMERIC(5,2), day DATE, note TEXT)")
+    else:
+        sql(host, f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, "
+                  "name VARCHAR(100) NOT NULL, score DECIMAL(5,2), day DATE, note TEXT) "
+                  "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci")
+
+
+def drop_scratch(host: str, table: str) -> None:
+    sql(host, f"DROP TABLE IF EXISTS {table}")
+
+
+@pytest.fixture(scope="module")
+def tools(lab_ready: list[str]) -> None:
+    """The checksum tool (role db_backup) on the database hosts, the repository's version."""
+    src = REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py"
+    copy = subprocess.run(
+        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
+         "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": DBTOOL, "mode": "0755"})],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")))
+    assert copy.returncode == 0, copy.stdout + copy.stderr
+
+
+@pytest.fixture
+def exports() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="envcredit-test-exports-"))
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch(tools: None, lab_archive: Path) -> Iterator[str]:
+    """An empty scratch table on both engines, dropped afterwards."""
+    table = f"{SCRATCH}_good"
+    for host in ENGINE:
+        drop_scratch(host, table)
+        create_scratch(host, table)
+    yield table
+    for host in ENGINE:
+        drop_scratch(host, table)
+
+
+@pytest.fixture(scope="module")
+def bad_target(tools: None, lab_ready: list[str]) -> Iterator[str]:
+    """A scratch table holding one row (id 1, code E001), for the refused imports."""
+    table = f"{SCRATCH}_bad"
+    for host in ENGINE:
+        drop_scratch(host, table)
+        create_scratch(host, table)
+        sql(host, f"INSERT INTO {table} (id, code, name, score, day, note) "
+                  "VALUES (1, 'E001', '韶关市第一企业', 90.50, '2026-01-05', NULL)")
+    yield table
+    for host in ENGINE:
+        drop_scratch(host, table)
+
+
+def read_csv(path: Path) -> list[list[str | None]]:
+    return [fields for _, fields in transfer.parse_csv(path.read_bytes().decode("utf-8"))]
+
+
+def test_export_tables_and_query_both_engines(tools: None, lab_archive: Path, exports: Path) -> None:
+    query = "SELECT id, name, district, legal_rep FROM enterprises WHERE district = '浈江区'"
+    rc, rec = opsctl("export", "-e", "db_export_tables=enterprises,ratings", "-e", f"db_export_query={query}",
+                     "-e", "db_export_name=zhenjiang", "-e", f"db_transfer_export_dir={exports}")
+    assert rc == 0, rec.get("failures")
+    for host in ENGINE:
+        out = rec["outputs"]["export"][host]
+        folder = Path(out["dir"])
+        assert folder == exports / host / rec["id"]
+        files = {f["name"]: f for f in out["files"]}
+        assert set(files) == {"enterprises.csv", "ratings.csv", "zhenjiang.csv"}
+        expected = {
+            "enterprises.csv": int(sql(host, "SELECT count(*) FROM enterprises")),
+            "ratings.csv": int(sql(host, "SELECT count(*) FROM ratings")),
+            "zhenjiang.csv": int(sql(host, "SELECT count(*) FROM enterprises WHERE district = '浈江区'")),
+        }
+        for name, meta in files.items():
+            path = folder / name
+            assert meta["rows"] == expected[name] > 0, (host, name)
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == meta["sha256"]
+            assert path.stat().st_size == meta["bytes"]
+            assert path.stat().st_mode & 0o077 == 0
+            records = read_csv(path)
+            assert len(records) - 1 == meta["rows"]
+        ent = read_csv(folder / "enterprises.csv")
+        assert ent[0][:3] == ["id", "credit_code", "name"]
+        assert any("有限公司" in (r[2] or "") for r in ent[1:])
+        zj = read_csv(folder / "zhenjiang.csv")
+        assert zj[0] == ["id", "name", "district", "legal_rep"]
+        assert {r[2] for r in zj[1:]} == {"浈江区"}
+    # Same seed on both engines: the same table exports byte for byte.
+    sums = {h: rec["outputs"]["export"][h]["files"][0]["sha256"] for h in ENGINE}
+    assert sums["lab-db1"] == sums["lab-db2"]
+
+
+@pytest.mark.parametrize("query", [
+    "UPDATE enterprises SET name = 'X' WHERE id = 1",
+    "SELECT 1; UPDATE enterprises SET name = 'X' WHERE id = 1",
+    "WITH d AS (DELETE FROM ratings WHERE id = 1 RETURNING id) SELECT * FROM d",
+])
+def test_export_query_cannot_write(tools: None, lab_archive: Path, exports: Path, query: str) -> None:
+    before = {h: checksums(h) for h in ENGINE}
+    rc, rec = opsctl("export", "-e", f"db_export_query={query}", "-e", f"db_transfer_export_dir={exports}")
+    assert rc != 0
+    failed = {f["host"]: f["msg"] for f in rec["failures"]}
+    assert set(failed) == set(ENGINE), failed
+    for host in ENGINE:
+        assert checksums(host) == before[host]
+    assert not list(exports.rglob("*.csv"))
+
+
+GOOD = (
+    "id,code,name,score,day,note\n"
+    "1,E001,韶关市浈江区绿源环保科技有限公司,98.50,2026-03-01,\n"
+    '2,E002,"乳源瑶族自治县东阳光化成箔有限公司, 第二分厂",75.00,2026-03-02,""\n'
+    '3,E003,"名称含""引号""",,,"第一行\n第二行"\n'
+    "4,E004,Ascii Name Ltd,0.25,2024-02-29,普通备注\n"
+)
+
+
+def test_import_good_csv_both_engines(scratch: str, exports: Path, tmp_path: Path) -> None:
+    src = tmp_path / "good.csv"
+    src.write_text(GOOD, encoding="utf-8")
+    rc, rec = opsctl("import", "--yes", "-e", f"db_import_file={src}", "-e", f"db_import_table={scratch}")
+    assert rc == 0, rec.get("failures")
+    for host in ENGINE:
+        out = rec["outputs"]["import"][host]
+        assert out["already_imported"] is False
+        res = out["result"]
+        assert res["rows"] == res["imported"] == 4 and res["validated"] is True
+        assert res["file_sha256"] == hashlib.sha256(GOOD.encode()).hexdigest()
+        assert res["table_backup"].startswith("/var/backups/envcredit-tables/envcredit.")
+        assert f"-{rec['id']}" in res["table_backup"]
+        on_host(host, ["test", "-s", res["table_backup"]]).check_returncode()
+        assert sql(host, f"SELECT count(*) FROM {scratch} WHERE note IS NULL") == "1"
+        assert sql(host, f"SELECT count(*) FROM {scratch} WHERE note = ''") == "1"
+        assert sql(host, f"SELECT count(*) FROM {scratch} WHERE score IS NULL AND day IS NULL") == "1"
+        assert sql(host, f"SELECT name FROM {scratch} WHERE id = 1") == "韶关市浈江区绿源环保科技有限公司"
+    # Round trip: the export of the table is the imported file, byte for byte (NULL vs "" kept).
+    rc, rec = opsctl("export", "-e", f"db_export_tables={scratch}", "-e", f"db_transfer_export_dir={exports}")
+    assert rc == 0, rec.get("failures")
+    for host in ENGINE:
+        out = rec["outputs"]["export"][host]
+        assert (Path(out["dir"]) / f"{scratch}.csv").read_text(encoding="utf-8") == GOOD
+    # The same file again: recognised as imported already, nothing changes.
+    before = {h: checksums(h) for h in ENGINE}
+    rc, rec = opsctl("import", "--yes", "-e", f"db_import_file={src}", "-e", f"db_import_table={scratch}")
+    assert rc == 0, rec.get("failures")
+    assert all(rec["outputs"]["import"][h]["already_imported"] for h in ENGINE)
+    assert rec["changes"] == []
+    assert {h: checksums(h) for h in ENGINE} == before
+
+
+BAD = {
+    "unknown column": ("id,code,name,colour\n5,E005,某企业,红\n", 1, "unknown column 'colour'"),
+    "missing column": ("id,code\n5,E005\n", 1, "missing column(s) name"),
+    "bad type": ("id,code,name,score,day\n5,E005,某企业,80,2026-03-01\n6,E006,某企业,80,昨天\n", 3,
+                 "column 'day': '昨天' is not a date"),
+    "bad number": ("id,code,name,score\n5,E005,某企业,abc\n", 2, "column 'score': 'abc' is not a decimal number"),
+    "null in not null": ("id,code,name\n5,E005,\n", 2, "column 'name': NULL"),
+    "wrong field count": ("id,code,name\n5,E005,甲\n6,E006,乙,多余\n", 3, "4 field(s), the header has 3"),
+    "duplicate key in file": ("id,code,name\n5,E005,甲\n6,E006,乙\n7,E005,丙\n", 4,
+                              "duplicate key (code)=(E005), already on line 2"),
+    "duplicate key in table": ("id,code,name\n5,E005,甲\n6,E001,乙\n", 3, "refused by the database"),
+    "unclosed quote": ('id,code,name\n5,E005,"甲\n', 2, "quoted field not closed"),
+}
+
+
+@pytest.mark.parametrize("kind", [*BAD, "broken encoding"])
+def test_malformed_csv_refused_table_unchanged(bad_target: str, lab_archive: Path, tmp_path: Path,
+                                               kind: str) -> None:
+    src = tmp_path / "bad.csv"
+    if kind == "broken encoding":
+        data = "id,code,name\n5,E005,甲\n".encode() + "6,E006,韶关".encode("gbk") + b"\n"
+        line, reason = 3, "not valid UTF-8"
+    else:
+        text, line, reason = BAD[kind]
+        data = text.encode()
+    src.write_bytes(data)
+    before = {h: checksums(h) for h in ENGINE}
+    rc, rec = opsctl("import", "--yes", "-e", f"db_import_file={src}", "-e", f"db_import_table={bad_target}")
+    assert rc != 0
+    failed = {f["host"]: f["msg"] for f in rec["failures"]}
+    assert set(failed) == set(ENGINE), failed
+    for host, msg in failed.items():
+        assert f"line {line}: " in msg and reason in msg, (host, msg)
+        assert "Back up the table" not in " ".join(c["task"] for c in rec["changes"])
+        assert checksums(host) == before[host]
+        assert sql(host, f"SELECT count(*) FROM {bad_target}") == "1"
