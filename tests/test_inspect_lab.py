@@ -55,8 +55,10 @@ systemctl daemon-reload && systemctl enable {unit} >/dev/null 2>&1""")
     folder = store / "lab-db1" / "20261101T020000Z-lab-db1"
     folder.mkdir(parents=True)
     ended = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)).isoformat()
+    # The db_backup store's layout: manifest.json + status.json (verified by backup-verify).
     (folder / "manifest.json").write_text(json.dumps(
-        {"backup_id": folder.name, "host": "lab-db1", "ended": ended, "verified": True}), encoding="utf-8")
+        {"backup_id": folder.name, "host": "lab-db1", "started": ended, "ended": ended}), encoding="utf-8")
+    (folder / "status.json").write_text(json.dumps({"verified": {"ok": True, "at": ended}}), encoding="utf-8")
     extra = tmp_path / "extra.yml"
     extra.write_text(yaml.safe_dump({
         "inspect_services": ["nginx", "envcredit", "postgresql", "mariadb", TAG],

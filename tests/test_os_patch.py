@@ -147,10 +147,18 @@ def test_unreachable_host_stops_the_rolling_update(lab_archive: Path, lab_ready:
 def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
         lab_archive: Path, tmp_path: Path, lab_ready: list[str], baseline: None) -> None:
     # The database hosts are not patched in tests: the check is pointed at an app host instead.
+    # The db_backup store's layout: <env>/<host>/<backup id>/manifest.json + status.json.
     store = tmp_path / "backups"
-    (store / "lab-app1").mkdir(parents=True)
-    old = {"host": "lab-app1", "verified": True, "finished_at": "2020-01-01T00:00:00Z"}
-    (store / "lab-app1" / "old.json").write_text(json.dumps(old), encoding="utf-8")
+
+    def stored_backup(backup_id: str, ended: str, verified: bool) -> None:
+        folder = store / "lab" / "lab-app1" / backup_id
+        folder.mkdir(parents=True)
+        (folder / "manifest.json").write_text(json.dumps(
+            {"backup_id": backup_id, "host": "lab-app1", "started": ended, "ended": ended}), encoding="utf-8")
+        (folder / "status.json").write_text(json.dumps(
+            {"verified": {"ok": verified, "at": ended}}), encoding="utf-8")
+
+    stored_backup("old", "2020-01-01T00:00:00+00:00", verified=True)
     vars_file = tmp_path / "vars.yml"
     vars_file.write_text(json.dumps({"os_patch_backup_check": True, "os_patch_backup_groups": ["app"],
                                      "os_patch_backup_store": str(store), "os_patch_backup_max_age_h": 6,
@@ -162,8 +170,10 @@ def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
     assert versions("lab-app1")["lab-app1"] == BASELINE
 
     from datetime import UTC, datetime
-    fresh = {"host": "lab-app1", "verified": True, "finished_at": datetime.now(UTC).isoformat()}
-    (store / "lab-app1" / "fresh.json").write_text(json.dumps(fresh), encoding="utf-8")
+    stored_backup("fresh-unverified", datetime.now(UTC).isoformat(), verified=False)
+    proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}", timeout=600)
+    assert proc.returncode == 1, "an unverified backup must not satisfy the pre-check"
+    stored_backup("fresh", datetime.now(UTC).isoformat(), verified=True)
     rec = run_json("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}")
     assert [p["name"] for p in rec["outputs"]["patch"]["lab-app1"]["packages"]] == [
         "envcredit-agent", "envcredit-kernel-stub"]

@@ -14,7 +14,8 @@ description:
     verified one, with their age in hours.
   - A manifest counts as verified when it says C(verified: true) or carries a
     C(verification) (or C(verify)) object whose C(status) is C(ok),
-    C(verified) or C(passed), or when a C(verification.json) (or
+    C(verified) or C(passed), or when a C(status.json) with C(verified.ok) (the db_backup
+    store), a C(verification.json) (or
     C(verify.json)) beside it says so. Its time is the first of C(finished),
     C(finished_at), C(completed), C(created), C(created_at), C(timestamp),
     C(started) found (C(ended) first), else the manifest file's modification time.
@@ -91,15 +92,20 @@ def _verified(manifest):
 
 
 def _verified_beside(folder):
-    """A verification result written next to the manifest (verification.json or verify.json)."""
-    for name in ("verification.json", "verify.json"):
+    """A verification result written next to the manifest: status.json (db_backup's store:
+    ``{"verified": {"ok": true, "at": ..., "record_id": ...}}``), or verification.json/verify.json."""
+    for name in ("status.json", "verification.json", "verify.json"):
         try:
             with open(os.path.join(folder, name), encoding="utf-8") as handle:
                 data = json.load(handle)
         except (OSError, ValueError):
             continue
-        if isinstance(data, dict) and (data.get("verified") is True
-                                       or str(data.get("status", "")).lower() in OK_STATES):
+        if not isinstance(data, dict):
+            continue
+        verified = data.get("verified")
+        if verified is True or (isinstance(verified, dict) and verified.get("ok") is True):
+            return True
+        if str(data.get("status", "")).lower() in OK_STATES:
             return True
     return False
 

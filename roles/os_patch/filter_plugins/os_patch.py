@@ -8,7 +8,7 @@ import os
 
 DOCUMENTATION = ""
 
-_TIME_KEYS = ("finished_at", "finished", "completed_at", "created_at", "time")
+_TIME_KEYS = ("ended", "finished_at", "finished", "completed_at", "created_at", "time")
 
 
 def _parse_time(value):
@@ -23,12 +23,22 @@ def _parse_time(value):
     return moment
 
 
+def _read_status(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def os_patch_backup_status(paths, host, max_age_h):
     """The newest verified backup of ``host`` among the JSON manifests ``paths``.
 
     A manifest counts when it names the host (``host``, or ``hosts`` containing it) and says
-    ``verified: true`` (or ``verify: {ok: true}``); its time is the first of
-    finished_at/finished/completed_at/created_at/time. Returns {ok, newest, age_h, manifest, checked}.
+    ``verified: true`` (or ``verify: {ok: true}``), or the db_backup store's ``status.json`` beside
+    it says ``verified: {ok: true}``; its time is the first of ended/finished_at/finished/
+    completed_at/created_at/time. Returns {ok, newest, age_h, manifest, checked}.
     """
     now = datetime.datetime.now(datetime.timezone.utc)
     best = None
@@ -40,11 +50,17 @@ def os_patch_backup_status(paths, host, max_age_h):
             continue
         if not isinstance(data, dict):
             continue
+        if os.path.basename(path) == "status.json":
+            continue  # read beside its manifest below
         hosts = data.get("hosts") if isinstance(data.get("hosts"), list) else [data.get("host")]
+        # The db_backup store keeps <env>/<host>/<backup id>/manifest.json: the folder names the host.
+        hosts = hosts + [os.path.basename(os.path.dirname(os.path.dirname(path)))]
         if host not in hosts:
             continue
         verify = data.get("verify")
         verified = data.get("verified") is True or (isinstance(verify, dict) and verify.get("ok") is True)
+        status = _read_status(os.path.join(os.path.dirname(path), "status.json"))
+        verified = verified or (isinstance(status.get("verified"), dict) and status["verified"].get("ok") is True)
         if not verified:
             continue
         moment = next((m for m in (_parse_time(data.get(k)) for k in _TIME_KEYS) if m), None)
