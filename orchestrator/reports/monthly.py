@@ -93,7 +93,10 @@ def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_
             applied = 0
             for res in _per_host(rec, "patch").values():
                 if isinstance(res, Mapping):
-                    applied += _count_items(_first(res, "upgraded", "applied", "packages", "updated"))
+                    items = _first(res, "packages", "upgraded", "applied", "updated")
+                    if isinstance(items, list):  # os_patch: one entry per target, upgraded or not
+                        items = [p for p in items if not isinstance(p, Mapping) or p.get("upgraded", True)]
+                    applied += _count_items(items)
             patches.append(base | {"hosts": sorted(rec.get("hosts") or {}), "packages": applied})
         elif op in SCAN_OPS and status == "successful":
             for host, res in _per_host(rec, "patch_scan").items():
