@@ -17,7 +17,7 @@ set -euo pipefail
 LAB_TIMEOUT="${LAB_TIMEOUT:-120}"
 FLEET_FILE="$REPO_ROOT/inventories/lab/fleet.yml"
 FLEET_BASE_PORT=2300         # lab-fleetN listens on 127.0.0.1:(2300+N)
-SPEC_VERSION=1               # bump when the container options below change
+SPEC_VERSION=2               # bump when the container options below change
 
 # name  ssh-port  extra publish (or -)  services to enable (comma list or -)
 FIXED_HOSTS=(
@@ -91,6 +91,8 @@ ensure_host() {
         --network "$LAB_NETWORK"
         -p "127.0.0.1:$port:22"
         -v "$LAB_SSH_KEY.pub:/home/ops/.ssh/authorized_keys:ro"
+        # nftables (the baseline's host firewall) needs it; the network namespace is the container's own
+        --cap-add NET_ADMIN
     )
     [ "$pub" = "-" ] || args+=(-p "$pub")
     local cfg

@@ -23,6 +23,14 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
+# Modules that change the lab for good (hardening) run after every other test.
+RUN_LAST = ("test_baseline_lab_apply.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name in RUN_LAST)  # stable: keeps the order otherwise
+
+
 VAULT_PASSWORD = "test-vault-pass-8c1d"
 VAULT_SECRET_VALUE = "Vaulted-Secret-7f3a9b2e"
 CLI_SECRET_VALUE = "Cli-Secret-41d0c6aa"
