@@ -1,0 +1,99 @@
+"""Retention rules of the backup store (roles/db_backup/library/db_backup_store.py), without the lab."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from conftest import REPO
+
+
+def _load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "db_backup_store", REPO / "roles" / "db_backup" / "library" / "db_backup_store.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+store = _load()
+
+
+def b(started: str, verified: bool = False) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    bid = started.replace("-", "").replace(":", "")[:15] + "Z-h"
+    return bid, {"started": started + "+00:00"}, {"verified": {"ok": True} if verified else None}
+
+
+def plan(backups: list[Any], last: int = 0, daily: int = 0, weekly: int = 0, monthly: int = 0,
+         protect: list[str] | None = None) -> tuple[list[str], list[str]]:
+    newest_first = sorted(backups, key=lambda x: x[1]["started"], reverse=True)
+    keep, remove = store.retention_plan(newest_first, last, daily, weekly, monthly, protect or [])
+    return keep, remove
+
+
+def ids(*items: Any) -> list[str]:
+    return sorted(i[0] for i in items)
+
+
+def test_keep_last_keeps_the_newest_n() -> None:
+    bs = [b(f"2026-03-0{d}T01:00:00") for d in range(1, 6)]
+    keep, remove = plan(bs, last=2)
+    assert keep == ids(bs[3], bs[4])
+    assert sorted(remove) == ids(*bs[:3])
+
+
+def test_daily_weekly_monthly_keep_the_newest_of_each_bucket() -> None:
+    same_day = [b("2026-03-10T01:00:00"), b("2026-03-10T13:00:00")]
+    older = [b("2026-03-02T01:00:00"), b("2026-02-15T01:00:00"), b("2026-01-20T01:00:00")]
+    bs = same_day + older
+    assert plan(bs, daily=1)[0] == ids(same_day[1])                     # the newest of the newest day
+    assert plan(bs, daily=2)[0] == ids(same_day[1], older[0])
+    assert plan(bs, weekly=2)[0] == ids(same_day[1], older[0])          # ISO weeks 11 and 10
+    assert plan(bs, monthly=3)[0] == ids(same_day[1], older[1], older[2])
+
+
+def test_the_newest_verified_backup_is_never_removed() -> None:
+    bs = [b("2026-01-01T01:00:00"), b("2026-02-01T01:00:00", verified=True), b("2026-03-01T01:00:00", verified=True),
+          b("2026-04-01T01:00:00")]
+    keep, remove = plan(bs, last=1)
+    assert keep == ids(bs[2], bs[3])
+    assert sorted(remove) == ids(bs[0], bs[1])
+
+
+def test_without_any_verified_backup_the_newest_one_stays_even_with_zero_counts() -> None:
+    bs = [b("2026-01-01T01:00:00"), b("2026-02-01T01:00:00")]
+    keep, remove = plan(bs)
+    assert keep == ids(bs[1]) and remove == [bs[0][0]]
+
+
+def test_protected_ids_stay() -> None:
+    bs = [b("2026-01-01T01:00:00"), b("2026-02-01T01:00:00"), b("2026-03-01T01:00:00")]
+    keep, _ = plan(bs, last=1, protect=[bs[0][0]])
+    assert keep == ids(bs[0], bs[2])
+
+
+def test_list_ignores_partial_and_unreadable_backups(tmp_path: Path) -> None:
+    for name, started in (("20260101T010000Z-h", "2026-01-01T01:00:00+00:00"),
+                          ("20260201T010000Z-h", "2026-02-01T01:00:00+00:00")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text(json.dumps({"started": started}))
+        (tmp_path / name / "status.json").write_text("{}")
+    (tmp_path / "20260301T010000Z-h.partial").mkdir()
+    (tmp_path / "20260401T010000Z-h").mkdir()  # no manifest: not a backup
+    (tmp_path / "20260401T010000Z-h" / "manifest.json").write_text("{not json")
+    listed = [x[0] for x in store.list_backups(str(tmp_path))]
+    assert listed == ["20260201T010000Z-h", "20260101T010000Z-h"]
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_every_new_backup_failing_removes_nothing_new(verified: bool) -> None:
+    """When the newest backups are all gone (failed runs leave nothing), the last good one stays."""
+    bs = [b("2026-01-01T01:00:00", verified=verified)]
+    keep, remove = plan(bs)
+    assert keep == ids(bs[0]) and remove == []
