@@ -19,8 +19,8 @@ convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
       Tables and the query are read in ONE read-only transaction (PostgreSQL
       SET TRANSACTION READ ONLY, repeatable read; MariaDB START TRANSACTION
       WITH CONSISTENT SNAPSHOT, READ ONLY). The query must be one statement
-      (no ``;``); in PostgreSQL it runs as the role R (a non-superuser: the
-      database owner by default) and through a cursor (SELECT/VALUES only);
+      (no ``;``); in PostgreSQL it runs as the role R (a non-superuser, e.g.
+      pg_read_all_data) and through a cursor (SELECT/VALUES only);
       in MariaDB INTO OUTFILE/DUMPFILE and LOAD_FILE are refused. A file whose
       content did not change is left as it was (``changed`` false).
   import --engine E --db DB --table T --file CSV --backup-dir DIR [--record-id R]
