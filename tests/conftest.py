@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -243,6 +244,14 @@ def lab_ready() -> list[str]:
     )
     if proc.returncode != 0:
         pytest.fail(f"the lab does not answer (start it with `make lab`):\n{proc.stdout}\n{proc.stderr}")
+    # The system's data set comes first: the seed owns the `envcredit` database (it loads
+    # only into empty tables), so it must run before anything else (e.g. the application's
+    # install) puts rows there. Idempotent: a seeded lab is left as it is.
+    archive = tempfile.mkdtemp(prefix="opsctl-seed-archive-")
+    seed = run_opsctl("run", "seed", "--env", "lab", "--reason", "test session", timeout=900,
+                      env={"OPSCTL_ARCHIVE": archive, "OPSCTL_LOCKS": archive + "-locks"})
+    if seed.returncode != 0:
+        pytest.fail(f"seeding the lab databases failed:\n{seed.stdout[-3000:]}\n{seed.stderr[-3000:]}")
     return LAB_HOSTS
 
 
