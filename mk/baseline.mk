@@ -6,7 +6,7 @@ BASELINE_LANG   ?= zh
 BASELINE_FORMAT ?= html
 BASELINE_OUT    ?= var/reports/baseline-$(ENV).$(BASELINE_LANG).$(BASELINE_FORMAT)
 
-.PHONY: baseline-check baseline baseline-report test-baseline molecule-baseline
+.PHONY: baseline-check baseline baseline-report test-baseline test-baseline-lab molecule-baseline
 
 baseline-check: venv ## Read-only security baseline check of ENV (per host and control: pass/fail/waived/not applicable)
 	$(OPSCTL) run baseline-check --env $(ENV) $(if $(REASON),--reason "$(REASON)") $(ARGS)
@@ -23,3 +23,6 @@ test-baseline: venv ## Baseline tests: report unit tests and the read-only lab c
 
 molecule-baseline: venv ## Molecule scenario of the baseline role (converge, idempotence, check, verify)
 	lab/molecule-all.sh baseline
+
+test-baseline-lab: lab ## Apply the baseline to the lab and prove nobody is locked out (hardens the lab; 10+ min; not in `make test`)
+	OPSCTL_BASELINE_LAB=1 $(VENV)/bin/pytest -q tests/test_baseline_lab_apply.py
