@@ -87,7 +87,7 @@ export-html: venv ## Export the archive as an offline HTML browser (var/reports/
 
 lint: venv ## yamllint, ansible-lint (production profile), mypy
 	$(BIN)/yamllint -s .
-	ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/lab/vault-password $(BIN)/ansible-lint
+	ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/lab/lab-only-vault-password $(BIN)/ansible-lint
 	$(BIN)/mypy
 
 mypy: venv

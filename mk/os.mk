@@ -24,7 +24,7 @@ patch-report: venv ## Patch compliance report from the newest patch-scan: PATCH_
 	$(OPSCTL) report patches --env $(ENV) --format $(PATCH_FORMAT) --lang $(PATCH_LANG) --out $(PATCH_OUT)
 
 lab-localrepo: venv ## Lab: serve the local apt repository to the hosts, packages at the patching baseline
-	ANSIBLE_VAULT_PASSWORD_FILE=lab/vault-password $(BIN)/ansible-playbook -i inventories/lab lab/localrepo/prepare.yml
+	ANSIBLE_VAULT_PASSWORD_FILE=lab/lab-only-vault-password $(BIN)/ansible-playbook -i inventories/lab lab/localrepo/prepare.yml
 
 bench-fanout: venv ## Fan-out benchmark: inspect over the fleet, project ansible.cfg vs stock (make lab SCALE=20 first)
 	$(BIN)/python bench/fanout/run.py $(ARGS)

@@ -240,7 +240,7 @@ def lab_ready() -> list[str]:
          "-m", "ansible.builtin.ping", "-o"],
         capture_output=True, text=True, timeout=180, cwd=REPO, check=False,
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")),
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")),
     )
     if proc.returncode != 0:
         pytest.fail(f"the lab does not answer (start it with `make lab`):\n{proc.stdout}\n{proc.stderr}")

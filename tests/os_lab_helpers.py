@@ -11,7 +11,7 @@ from typing import Any
 from conftest import REPO, VENV_BIN, run_opsctl
 
 ANSIBLE_ENV = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                   ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password"))
+                   ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password"))
 
 
 def shell(hosts: str, command: str, become: bool = True) -> dict[str, str]:

@@ -55,7 +55,7 @@ def ansible(pattern: str, module: str, args: str, become: bool = True) -> dict[s
         cmd += ["-e", "ansible_become=true"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
                           env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                                   ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password"),
+                                   ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password"),
                                    ANSIBLE_LOAD_CALLBACK_PLUGINS="0"))
     out: dict[str, dict[str, Any]] = {}
     for line in proc.stdout.splitlines():

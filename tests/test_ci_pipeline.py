@@ -226,8 +226,12 @@ def test_secrets_into_0600_files_and_removed(tmp_path: Path) -> None:
     script = (". ci/secrets.sh >/dev/null; "
               "stat -c '%a %n' \"$OPSCTL_CI_SECRETS\" \"$OPSCTL_VAULT_PASSWORD_FILE\" \"$ANSIBLE_PRIVATE_KEY_FILE\"; "
               "cat \"$OPSCTL_VAULT_PASSWORD_FILE\"; echo \"$ANSIBLE_SSH_COMMON_ARGS\"")
+    # A throw-away key made now (never committed), with CRLF line ends as CI variables may carry.
+    keyfile = tmp_path / "throwaway"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keyfile)], check=True)
+    private_key = keyfile.read_text(encoding="utf-8").replace("\n", "\r\n")
     env = {"OPSCTL_CI_SECRETS": str(secrets_dir), "VAULT_PASSWORD": "vault-pw-123",
-           "SSH_PRIVATE_KEY": "-----BEGIN OPENSSH PRIVATE KEY-----\r\nabc\r\n-----END OPENSSH PRIVATE KEY-----",
+           "SSH_PRIVATE_KEY": private_key,
            "SSH_KNOWN_HOSTS": "host ssh-ed25519 AAAA", "GITHUB_ENV": str(github_env)}
     proc = run(["sh", "-c", script], env=env)
     assert proc.returncode == 0, proc.stderr

@@ -35,7 +35,7 @@ def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.Comple
          "-a", json.dumps({"argv": argv})],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")))
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")))
 
 
 def tool(host: str, *args: str) -> dict[str, Any]:
@@ -100,7 +100,7 @@ def seeded(lab_ready: list[str]) -> None:
          "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": TOOL, "mode": "0755"})],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")))
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")))
     assert copy.returncode == 0, copy.stdout + copy.stderr
 
 

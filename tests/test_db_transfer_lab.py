@@ -40,7 +40,7 @@ def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.Comple
          "-a", json.dumps({"argv": argv})],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")))
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")))
 
 
 def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:
@@ -100,7 +100,7 @@ def tools(lab_ready: list[str]) -> None:
          "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": DBTOOL, "mode": "0755"})],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password")))
+                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")))
     assert copy.returncode == 0, copy.stdout + copy.stderr
 
 

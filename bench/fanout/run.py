@@ -75,7 +75,7 @@ def main() -> None:
     args = ap.parse_args()
 
     base = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-                ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "vault-password"))
+                ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password"))
     project_env = dict(base, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
     hosts = fleet_hosts(args.limit, project_env)
     if len(hosts) < args.min_hosts:
