@@ -8,7 +8,7 @@ LOGS_LANG   ?= zh
 
 APP_VERSION_ARG = $(if $(VERSION),-e app_version='$(VERSION)')
 
-.PHONY: app-release releases site-app deploy rollback recover logs logs-analyze maintenance-on maintenance-off
+.PHONY: app-release releases site-app deploy rollback update-stack recover logs logs-analyze maintenance-on maintenance-off
 
 app-release: venv ## Build the release artifact from app/: VERSION=x -> var/releases/envcredit-x.tar.gz + .sha256
 	@test -n "$(VERSION)" || { echo "usage: make app-release VERSION=x" >&2; exit 2; }
@@ -26,6 +26,9 @@ deploy: venv ## Rolling deploy of VERSION=x behind the health gate (automatic ro
 
 rollback: venv ## Rolling rollback to the previous release, or VERSION=x
 	$(OPSCTL) run rollback $(RUN_OPTS) $(APP_VERSION_ARG)
+
+update-stack: venv ## Security updates of nginx and the runtime, rolling behind the health gate [PACKAGES=nginx,python3*]
+	$(OPSCTL) run update-stack $(RUN_OPTS) $(if $(PACKAGES),-e update_stack_packages='$(PACKAGES)')
 
 recover: venv ## Fault recovery: database, app, nginx in order, health-gated
 	$(OPSCTL) run recover $(RUN_OPTS)

@@ -100,6 +100,11 @@ def test_target_and_kept_filters() -> None:
            {"name": "h", "current": "1", "held": True}, {"name": "x", "current": "1", "excluded": True}]
     assert f.os_patch_targets(ups, "all") == ["a", "b"]
     assert f.os_patch_targets(ups, "security") == ["a"]
+    # update-stack's filter: names or shell patterns; held/excluded stay out even when named.
+    ups.append({"name": "nginx-common", "current": "1", "security": True})
+    assert f.os_patch_targets(ups, "all", ["nginx*", "h", "b"]) == ["b", "nginx-common"]
+    assert f.os_patch_targets(ups, "security", ["nginx*", "b"]) == ["nginx-common"]
+    assert f.os_patch_targets(ups, "all", []) == ["a", "b", "nginx-common"]
     kept = f.os_patch_kept(ups, [{"name": "h", "version": "1"}], {"h": "1", "x": "2"})
     assert kept == [{"name": "h", "before": "1", "after": "1", "unchanged": True},
                     {"name": "x", "before": "1", "after": "2", "unchanged": False}]

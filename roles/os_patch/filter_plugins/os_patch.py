@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import json
 import os
 
@@ -75,10 +76,15 @@ def os_patch_backup_status(paths, host, max_age_h):
             "manifest": os.path.basename(best[1]), "checked": len(paths or [])}
 
 
-def os_patch_targets(updates, scope, exclude_patterns=()):
-    """Names ``patch`` installs: pending updates, not held, not excluded, security ones only if asked."""
+def os_patch_targets(updates, scope, only=()):
+    """Names ``patch`` installs: pending updates, not held, not excluded, security ones only if asked.
+
+    ``only`` (names or shell patterns) narrows the choice to those packages (update-stack);
+    empty means every package.
+    """
     return [u["name"] for u in updates or []
-            if not u.get("held") and not u.get("excluded") and (scope != "security" or u.get("security"))]
+            if not u.get("held") and not u.get("excluded") and (scope != "security" or u.get("security"))
+            and (not only or any(fnmatch.fnmatchcase(u["name"], pattern) for pattern in only))]
 
 
 def os_patch_changes(updates, targets, installed):
