@@ -162,7 +162,8 @@ def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
     vars_file = tmp_path / "vars.yml"
     vars_file.write_text(json.dumps({"os_patch_backup_check": True, "os_patch_backup_groups": ["app"],
                                      "os_patch_backup_store": str(store), "os_patch_backup_max_age_h": 6,
-                                     "os_patch_reboot": "never"}), encoding="utf-8")
+                                     "os_patch_reboot": "never", "os_patch_backup_fresh": False}),
+                          encoding="utf-8")
     proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}", timeout=600)
     assert proc.returncode == 1, proc.stdout
     rec = newest_record(lab_archive)
@@ -177,3 +178,35 @@ def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
     rec = run_json("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}")
     assert [p["name"] for p in rec["outputs"]["patch"]["lab-app1"]["packages"]] == [
         "envcredit-agent", "envcredit-kernel-stub"]
+
+
+def test_database_host_without_a_verified_backup_gets_a_fresh_one_first(
+        lab_archive: Path, lab_ready: list[str], tmp_path: Path) -> None:
+    """os_patch_backup_fresh: no verified backup young enough -> backup + backup-verify, then patch."""
+    restore_baseline("lab-db1")
+    store = tmp_path / "backups"
+    (store / "lab").mkdir(parents=True)
+    vars_file = tmp_path / "vars.yml"
+    vars_file.write_text(json.dumps({
+        "os_patch_backup_check": True, "os_patch_backup_store": str(store), "os_patch_backup_max_age_h": 6,
+        "db_backup_store_dir": str(store / "lab"), "db_restore_store_dir": str(store / "lab"),
+        "os_patch_reboot": "never", "os_patch_only": ["envcredit-agent"]}), encoding="utf-8")
+    try:
+        check = run_json("run", "patch", "--env", "lab", "--limit", "lab-db1", "-e", f"@{vars_file}", "--check")
+        assert check["status"] == "successful"
+        assert not list((store / "lab").rglob("manifest.json")), "check mode takes no backup"
+
+        rec = run_json("run", "patch", "--env", "lab", "--limit", "lab-db1", "-e", f"@{vars_file}")
+        backup = rec["outputs"]["patch"]["lab-db1"]["backup"]
+        assert backup["ok"] is True and backup["fresh"] is True and backup["age_h"] < 1, backup
+        manifests = list((store / "lab" / "lab-db1").rglob("manifest.json"))
+        assert len(manifests) == 1
+        status = json.loads((manifests[0].parent / "status.json").read_text(encoding="utf-8"))
+        assert status["verified"]["ok"] is True, "the fresh backup was verified by restoring it"
+        assert versions("lab-db1")["lab-db1"]["envcredit-agent"] == "1.1 install"
+
+        # A second patch run finds that backup young enough and takes none.
+        run_json("run", "patch", "--env", "lab", "--limit", "lab-db1", "-e", f"@{vars_file}")
+        assert len(list((store / "lab" / "lab-db1").rglob("manifest.json"))) == 1
+    finally:
+        restore_baseline("lab-db1")
