@@ -223,6 +223,13 @@ def only(items: list[Any]) -> Any:
 
 
 LAB_HOSTS = ["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-web1"]
+LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
+
+
+def lab_ansible_env(**extra: str) -> dict[str, str]:
+    """The environment of an ad-hoc ansible command against the lab (the repository's config and vault key)."""
+    return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                ANSIBLE_VAULT_PASSWORD_FILE=str(LAB_VAULT_PASSWORD_FILE), **extra)
 
 
 @pytest.fixture(scope="session")
@@ -239,8 +246,7 @@ def lab_ready() -> list[str]:
         [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "all:!fleet",
          "-m", "ansible.builtin.ping", "-o"],
         capture_output=True, text=True, timeout=180, cwd=REPO, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")),
+        env=lab_ansible_env(),
     )
     if proc.returncode != 0:
         pytest.fail(f"the lab does not answer (start it with `make lab`):\n{proc.stdout}\n{proc.stderr}")

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, VENV_BIN, run_opsctl
+from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
 
-ANSIBLE_ENV = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                   ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password"))
+ANSIBLE_ENV = lab_ansible_env()
 
 
 def shell(hosts: str, command: str, become: bool = True) -> dict[str, str]:

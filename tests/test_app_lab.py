@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, run_opsctl
+from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
 from orchestrator.archive import Archive
 from orchestrator.releases import build_release
 
@@ -54,9 +54,7 @@ def ansible(pattern: str, module: str, args: str, become: bool = True) -> dict[s
     if become:
         cmd += ["-e", "ansible_become=true"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-                          env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                                   ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password"),
-                                   ANSIBLE_LOAD_CALLBACK_PLUGINS="0"))
+                          env=lab_ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="0"))
     out: dict[str, dict[str, Any]] = {}
     for line in proc.stdout.splitlines():
         m = re.match(r"^(\S+) \| (\S+)(?: \| rc=\d+)? => (\{.*\})$", line)

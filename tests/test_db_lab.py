@@ -8,7 +8,6 @@ the live database put back the same data (a restore of the seeded data set).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, run_opsctl
+from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
 
 pytestmark = pytest.mark.lab
 
@@ -34,8 +33,7 @@ def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.Comple
          "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
          "-a", json.dumps({"argv": argv})],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")))
+        env=lab_ansible_env())
 
 
 def tool(host: str, *args: str) -> dict[str, Any]:
@@ -99,8 +97,7 @@ def seeded(lab_ready: list[str]) -> None:
         [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
          "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": TOOL, "mode": "0755"})],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")))
+        env=lab_ansible_env())
     assert copy.returncode == 0, copy.stdout + copy.stderr
 
 

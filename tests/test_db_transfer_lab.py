@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, run_opsctl
+from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
 import envcredit_transfer as transfer  # noqa: E402  (the role's own parser reads the exported files)
@@ -39,8 +39,7 @@ def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.Comple
          "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
          "-a", json.dumps({"argv": argv})],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")))
+        env=lab_ansible_env())
 
 
 def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:
@@ -99,8 +98,7 @@ def tools(lab_ready: list[str]) -> None:
         [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
          "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": DBTOOL, "mode": "0755"})],
         capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                 ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password")))
+        env=lab_ansible_env())
     assert copy.returncode == 0, copy.stdout + copy.stderr
 
 
