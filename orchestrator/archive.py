@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import hashlib
 import json
 import os
@@ -45,6 +44,7 @@ from typing import IO, Any
 
 from . import paths
 from .errors import ArchiveError, BadInput, NotFound, OpsError
+from .lock import flock_file
 from .proc import process_matches, process_start_time, stop_gracefully
 from .records import RECORD_ID_RE, RunMeta, build_from_events, iso, parse_iso, utc_now, validate_record_id
 from .redact import Redactor
@@ -391,13 +391,8 @@ class Archive:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self._ensure()
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, FILE_MODE)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flock_file(self.root / ".lock", FILE_MODE):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _folder(self, record_id: str) -> Path:
         return self.root / validate_record_id(record_id)

@@ -14,9 +14,8 @@ from typing import Any
 
 import click
 
-from . import paths
 from .archive import Archive
-from .clicommon import handle_errors
+from .clicommon import archive_of, handle_errors
 from .errors import BadInput, NotFound
 from .reports.baseline import FORMATS, render_baseline
 from .reports.render import LANGS, write_output
@@ -108,11 +107,6 @@ def build_baseline(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _archive(ctx: click.Context) -> Archive:
-    obj = ctx.find_root().obj
-    archive = getattr(obj, "archive", None) if obj is not None else None
-    return archive if isinstance(archive, Archive) else Archive(paths.archive_dir())
-
 
 def _format_for(out: Path | None, fmt: str | None) -> str:
     if fmt:
@@ -131,7 +125,7 @@ def _format_for(out: Path | None, fmt: str | None) -> str:
 def baseline_report(ctx: click.Context, env: str, fmt: str | None, lang: str, out: Path | None) -> None:
     """Security baseline evidence per host and control (pass, fail, waived, not applicable,
     with the reason, the 等保 clause and the waiver) from the newest baseline-check record."""
-    data = build_baseline(latest_check(_archive(ctx), env))
+    data = build_baseline(latest_check(archive_of(ctx), env))
     text = render_baseline(_format_for(out, fmt), lang, data)
     if out is None:
         click.echo(text, nl=False)

@@ -9,17 +9,10 @@ from typing import Any
 
 import click
 
-from . import paths
-from .archive import Archive
 from .awx import fetch_job, import_job, read_json_file
-from .clicommon import handle_errors
+from .clicommon import archive_of, handle_errors
 from .errors import BadInput
 
-
-def _archive(ctx: click.Context) -> Archive:
-    obj = ctx.find_root().obj
-    archive = getattr(obj, "archive", None) if obj is not None else None
-    return archive if isinstance(archive, Archive) else Archive(paths.archive_dir())
 
 
 @click.group("awx")
@@ -68,7 +61,7 @@ def import_cmd(ctx: click.Context, events_file: Path | None, job_file: Path | No
             job_data = loaded if isinstance(loaded, dict) else None
     else:
         raise BadInput("give --job-events FILE (and optionally --job FILE), or --from-api JOB_ID")
-    record = import_job(_archive(ctx), events, job_data, operation=operation, env=env, ticket=ticket,
+    record = import_job(archive_of(ctx), events, job_data, operation=operation, env=env, ticket=ticket,
                         reason=reason, launch_type=launch_type, instance=instance)
     if as_json:
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))

@@ -16,26 +16,17 @@ from typing import Any
 
 import click
 
-from . import paths
-from .archive import Archive
 from .cli_oncall import on_call_lines
-from .clicommon import handle_errors
+from .clicommon import archive_of, handle_errors
 from .errors import OpsError
 from .incidents import SEVERITIES, ClockState, Incident, IncidentRegister, default_margin
 from .oncall import OnCall, Roster
 from .workdays import CalendarWarning, default_calendar, isoformat, local, parse_time
 
 
-def _archive(ctx: click.Context) -> Archive:
-    obj = ctx.find_root().obj
-    archive = getattr(obj, "archive", None) if obj is not None else None
-    if isinstance(archive, Archive):
-        return archive
-    return Archive(paths.archive_dir())
-
 
 def _register(ctx: click.Context) -> IncidentRegister:
-    return IncidentRegister(_archive(ctx))
+    return IncidentRegister(archive_of(ctx))
 
 
 def _fmt(moment: dt.datetime | None) -> str:

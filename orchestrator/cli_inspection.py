@@ -7,22 +7,13 @@ from typing import Any
 
 import click
 
-from . import paths
-from .archive import Archive
-from .clicommon import handle_errors
+from .clicommon import archive_of, handle_errors
 from .inspection import Thresholds
 from .reports import inspect as inspect_report
 from .reports.monthly import build_monthly
 from .reports.monthly import charts as monthly_charts
 from .reports.render import FORMATS, LANGS, render_report, strings, write_output
 
-
-def _archive(ctx: click.Context) -> Archive:
-    obj = ctx.find_root().obj
-    archive = getattr(obj, "archive", None) if obj is not None else None
-    if isinstance(archive, Archive):
-        return archive
-    return Archive(paths.archive_dir())
 
 
 def _emit(text: str, out: Path | None, what: str) -> None:
@@ -54,7 +45,7 @@ def inspect_cmd(ctx: click.Context, record_id: str | None, latest: bool, env: st
     if record_id and latest:
         raise click.UsageError("--record and --latest exclude each other")
     th = Thresholds(history=history, disk_warn_days=disk_warn_days, disk_crit_days=disk_crit_days)
-    data = inspect_report.build_inspect(_archive(ctx), record_id, env, th)
+    data = inspect_report.build_inspect(archive_of(ctx), record_id, env, th)
     payload: dict[str, Any] = inspect_report.public(data)
     if fmt == "html":
         payload["charts"] = inspect_report.charts(data, strings("inspect", lang))
@@ -75,7 +66,7 @@ def inspect_cmd(ctx: click.Context, record_id: str | None, latest: bool, env: st
 def monthly_cmd(ctx: click.Context, month: str, env: str | None, lang: str, fmt: str, out: Path | None,
                 inspect_env: str) -> None:
     """Monthly service report: runs, backups, patches, deploys, inspections on schedule, incidents and SLA."""
-    data = build_monthly(_archive(ctx), month, env=env, inspect_env=env or inspect_env)
+    data = build_monthly(archive_of(ctx), month, env=env, inspect_env=env or inspect_env)
     payload: dict[str, Any] = dict(data)
     if fmt == "html":
         payload["charts"] = monthly_charts(data, strings("monthly", lang))

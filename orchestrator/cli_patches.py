@@ -6,18 +6,11 @@ from pathlib import Path
 
 import click
 
-from . import paths
-from .archive import Archive
-from .clicommon import handle_errors
+from .clicommon import archive_of, handle_errors
 from .patches import build_patches, latest_scan
 from .reports.patches import FORMATS, render_patches
 from .reports.render import LANGS, write_output
 
-
-def _archive(ctx: click.Context) -> Archive:
-    obj = ctx.find_root().obj
-    archive = getattr(obj, "archive", None) if obj is not None else None
-    return archive if isinstance(archive, Archive) else Archive(paths.archive_dir())
 
 
 def _format_for(out: Path | None, fmt: str | None) -> str:
@@ -37,7 +30,7 @@ def _format_for(out: Path | None, fmt: str | None) -> str:
 def patches_report(ctx: click.Context, env: str, fmt: str | None, lang: str, out: Path | None) -> None:
     """Patch compliance per host from the newest patch-scan record: pending and security
     updates with versions, held packages, pending reboot, last patch date."""
-    data = build_patches(latest_scan(_archive(ctx), env))
+    data = build_patches(latest_scan(archive_of(ctx), env))
     text = render_patches(_format_for(out, fmt), lang, data)
     if out is None:
         click.echo(text, nl=False)

@@ -16,18 +16,11 @@ import click
 
 from . import paths
 from .archive import EXPORT_FORMATS, Archive
-from .clicommon import handle_errors
+from .clicommon import archive_of, handle_errors
 from .records import STATUSES, validate_record_id
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-def _archive(ctx: click.Context) -> Archive:
-    obj = ctx.find_root().obj
-    archive = getattr(obj, "archive", None) if obj is not None else None
-    if isinstance(archive, Archive):
-        return archive
-    return Archive(paths.archive_dir())
 
 
 def _filters(func: F) -> F:
@@ -77,7 +70,7 @@ def records() -> None:
 @handle_errors
 def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
     """List records, newest first."""
-    rows = _archive(ctx).list(**filters)
+    rows = archive_of(ctx).list(**filters)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -188,7 +181,7 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
 def show_cmd(ctx: click.Context, record_id: str, show_stdout: bool, show_diff: bool, as_json: bool) -> None:
     """Show one record."""
     validate_record_id(record_id)
-    archive = _archive(ctx)
+    archive = archive_of(ctx)
     if show_stdout:
         click.echo(archive.stdout(record_id), nl=False)
         return
@@ -207,7 +200,7 @@ def show_cmd(ctx: click.Context, record_id: str, show_stdout: bool, show_diff: b
 @handle_errors
 def export_cmd(ctx: click.Context, /, fmt: str, out: Path, **filters: Any) -> None:
     """Export records as CSV, JSON or a static HTML page for auditors."""
-    count = _archive(ctx).export(fmt, out, **filters)
+    count = archive_of(ctx).export(fmt, out, **filters)
     click.echo(f"exported {count} record(s) to {out}")
 
 
@@ -216,7 +209,7 @@ def export_cmd(ctx: click.Context, /, fmt: str, out: Path, **filters: Any) -> No
 @handle_errors
 def verify_cmd(ctx: click.Context) -> None:
     """Verify the hash chain; exit 1 naming the first bad record."""
-    report = _archive(ctx).verify()
+    report = archive_of(ctx).verify()
     if report.ok:
         click.echo(f"OK: {report.count} records, chain intact")
         return
@@ -230,7 +223,7 @@ def verify_cmd(ctx: click.Context) -> None:
 @handle_errors
 def reindex_cmd(ctx: click.Context) -> None:
     """Rebuild the SQLite index from the record folders."""
-    count = _archive(ctx).reindex()
+    count = archive_of(ctx).reindex()
     click.echo(f"indexed {count} record(s)")
 
 
@@ -239,7 +232,7 @@ def reindex_cmd(ctx: click.Context) -> None:
 @handle_errors
 def recover_cmd(ctx: click.Context) -> None:
     """Record runs whose process died (status interrupted)."""
-    ids = _archive(ctx).recover_interrupted()
+    ids = archive_of(ctx).recover_interrupted()
     for rid in ids:
         click.echo(f"recovered {rid} (interrupted)")
     if not ids:

@@ -8,21 +8,12 @@ from pathlib import Path
 
 import click
 
-from . import paths
-from .archive import Archive
-from .clicommon import handle_errors
+from .clicommon import archive_of, handle_errors
 from .incidents import IncidentRegister
 from .reports.render import FORMATS, LANGS, format_for, render_report, write_output
 from .reports.sla import build_sla
 from .workdays import parse_time
 
-
-def _archive(ctx: click.Context) -> Archive:
-    obj = ctx.find_root().obj
-    archive = getattr(obj, "archive", None) if obj is not None else None
-    if isinstance(archive, Archive):
-        return archive
-    return Archive(paths.archive_dir())
 
 
 @click.group("report")
@@ -40,7 +31,7 @@ def report() -> None:
 @handle_errors
 def sla_cmd(ctx: click.Context, month: str, lang: str, fmt: str | None, out: Path | None, as_of: str | None) -> None:
     """Monthly SLA report: incidents by severity, times against the targets, compliance, breaches."""
-    data = build_sla(IncidentRegister(_archive(ctx)), month, parse_time(as_of) if as_of else None)
+    data = build_sla(IncidentRegister(archive_of(ctx)), month, parse_time(as_of) if as_of else None)
     for warning in data["calendar_warnings"]:
         click.echo(f"warning: {warning}", err=True)
     text = render_report("sla", format_for(out, fmt), lang, data)

@@ -8,6 +8,8 @@ from typing import NoReturn, ParamSpec, TypeVar
 
 import click
 
+from . import paths
+from .archive import Archive
 from .errors import OpsError
 
 P = ParamSpec("P")
@@ -39,3 +41,10 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail(err)
 
     return wrapper
+
+
+def archive_of(ctx: click.Context) -> Archive:
+    """The archive of this invocation: the one the root command set up, or the configured one."""
+    obj = ctx.find_root().obj
+    archive = getattr(obj, "archive", None) if obj is not None else None
+    return archive if isinstance(archive, Archive) else Archive(paths.archive_dir())

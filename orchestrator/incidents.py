@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -42,6 +41,7 @@ from typing import Any
 from . import paths
 from .archive import Archive
 from .errors import BadInput, NotFound
+from .lock import flock_file
 from .records import (
     RecordBuilder,
     RunMeta,
@@ -399,13 +399,8 @@ class IncidentRegister:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise BadInput(f"cannot create the archive at {root}: {exc}") from exc
-        fd = os.open(root / ".incidents.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flock_file(root / ".incidents.lock"):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _write(self, incident_id: str, action: str, environment: str, payload: dict[str, Any],
                reason: str | None, text: str) -> dict[str, Any]:

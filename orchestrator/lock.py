@@ -23,15 +23,22 @@ from .proc import process_identity, process_matches
 
 
 @contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+def flock_file(path: Path, mode: int = 0o600) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created with ``mode``; its folder must exist)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+@contextmanager
+def _flock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with flock_file(path):
+        yield
 
 
 @dataclass

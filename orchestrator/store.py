@@ -33,7 +33,6 @@ anything else (``ssh://...``, ``git@host:repo.git``, ``file://...``, a path to a
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import hashlib
 import json
@@ -51,6 +50,7 @@ from typing import Any, Protocol
 from . import paths
 from .archive import ARTIFACTS, Archive, atomic_write, record_bytes
 from .errors import ArchiveError, BadInput
+from .lock import flock_file
 
 DEFAULT_BRANCH = "records"
 STORE_GITIGNORE = "# opsctl archive store: only record folders and HEAD are shared\n.pending/\n.lock\nindex.sqlite\n.index.*\n"
@@ -176,13 +176,8 @@ class GitStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.workdir.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(str(self.workdir) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with flock_file(Path(str(self.workdir) + ".lock")):
             yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
 
     def _identity(self) -> list[str]:
         name = _git(self.workdir, "config", "user.name", check=False).stdout.strip()
