@@ -5,10 +5,13 @@ Runs the same read-only playbook (default playbooks/inspect.yml) over the `fleet
 (`make lab SCALE=20` first; at least --min-hosts hosts) with
 
 * project: the repository's ansible.cfg (forks 20, pipelining, ControlPersist, fact cache);
-* stock:   forks 5, no pipelining, no fact cache (`gathering = implicit`), stock ssh_args,
+* stock:   forks 5, no pipelining, no fact cache (`gathering = implicit`), stock ssh_args;
+* project + Mitogen: the project's settings with Mitogen's `mitogen_linear` strategy
+  (PyPI `mitogen`, in requirements.txt; skipped with --no-mitogen or when not installed),
 
-alternating the two so drift on the machine hits both, and prints the median wall time of
-each and the median of the per-round ratios stock/project. A benchmark, not a test: it never
+rotating the order every round so drift on the machine hits all of them, and prints the
+median wall time of each and the medians of the per-round ratios stock/project and
+mitogen/project. A benchmark, not a test: it never
 fails on a time. Results also go to bench/results/fanout-<time>.json (git-ignored).
 
     .venv/bin/python bench/fanout/run.py [--rounds 5] [--playbook playbooks/inspect.yml]
@@ -72,6 +75,7 @@ def main() -> None:
     ap.add_argument("--playbook", default="playbooks/inspect.yml")
     ap.add_argument("--limit", default="fleet")
     ap.add_argument("--min-hosts", type=int, default=20)
+    ap.add_argument("--no-mitogen", action="store_true", help="skip the project + Mitogen variant")
     args = ap.parse_args()
 
     base = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -81,42 +85,64 @@ def main() -> None:
     if len(hosts) < args.min_hosts:
         sys.exit(f"{len(hosts)} host(s) match {args.limit!r}, need {args.min_hosts}: start them with "
                  f"`make lab SCALE={args.min_hosts}` (or lower --min-hosts)")
+    variants: list[tuple[str, dict[str, str]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         (Path(tmp) / "cp").mkdir()
         cfg = Path(tmp) / "stock.cfg"
         cfg.write_text(STOCK_CFG.format(repo=REPO, tmp=tmp), encoding="utf-8")
-        stock_env = dict(base, ANSIBLE_CONFIG=str(cfg))
+        variants.append(("project", project_env))
+        variants.append(("stock", dict(base, ANSIBLE_CONFIG=str(cfg))))
+        strategy_dir = mitogen_strategy_dir()
+        if strategy_dir and not args.no_mitogen:
+            variants.append(("project+mitogen", dict(project_env, ANSIBLE_STRATEGY_PLUGINS=strategy_dir,
+                                                     ANSIBLE_STRATEGY="mitogen_linear")))
         cmd = [str(BIN / "ansible-playbook"), "-i", str(REPO / "inventories" / "lab"),
                str(REPO / args.playbook), "--limit", args.limit]
         # One warm-up of each (SSH control masters, fact cache, page cache): steady state is
         # what a day of operations sees.
-        timed(cmd, project_env)
-        timed(cmd, stock_env)
-        t_proj: list[float] = []
-        t_stock: list[float] = []
+        for _, env in variants:
+            timed(cmd, env)
+        times: dict[str, list[float]] = {name: [] for name, _ in variants}
         for i in range(args.rounds):
-            pair = [(project_env, t_proj), (stock_env, t_stock)]
-            if i % 2:
-                pair.reverse()
-            for env, sink in pair:
-                sink.append(timed(cmd, env))
+            # Rotate the order every round so drift on the machine hits every variant alike.
+            k = i % len(variants)
+            for name, env in variants[k:] + variants[:k]:
+                times[name].append(timed(cmd, env))
+    t_proj, t_stock = times["project"], times["stock"]
     ratios = [s / p for s, p in zip(t_stock, t_proj, strict=True)]
-    result = {
+    result: dict[str, object] = {
         "benchmark": "fanout", "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "playbook": args.playbook, "hosts": len(hosts), "rounds": args.rounds,
         "project_s": t_proj, "stock_s": t_stock,
         "median_project_s": statistics.median(t_proj), "median_stock_s": statistics.median(t_stock),
         "median_ratio_stock_over_project": statistics.median(ratios),
     }
+    if "project+mitogen" in times:
+        t_mit = times["project+mitogen"]
+        result.update({"mitogen_s": t_mit, "median_mitogen_s": statistics.median(t_mit),
+                       "median_ratio_mitogen_over_project": statistics.median(
+                           [m / p for m, p in zip(t_mit, t_proj, strict=True)])})
     out = REPO / "bench" / "results" / f"fanout-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"{args.playbook} over {len(hosts)} host(s) ({args.limit}), {args.rounds} alternated rounds")
-    print(f"  project ansible.cfg  median {result['median_project_s']:6.2f} s   runs: "
-          f"{', '.join(f'{t:.2f}' for t in t_proj)}")
-    print(f"  stock settings       median {result['median_stock_s']:6.2f} s   runs: "
-          f"{', '.join(f'{t:.2f}' for t in t_stock)}")
-    print(f"  ratio stock/project  median {result['median_ratio_stock_over_project']:.2f}   (results: {out})")
+    print(f"{args.playbook} over {len(hosts)} host(s) ({args.limit}), {args.rounds} rotated rounds")
+    labels = {"project": "project ansible.cfg", "stock": "stock settings", "project+mitogen": "project + Mitogen"}
+    for name, series in times.items():
+        print(f"  {labels[name]:<20} median {statistics.median(series):6.2f} s   runs: "
+              f"{', '.join(f'{t:.2f}' for t in series)}")
+    print(f"  ratio stock/project  median {result['median_ratio_stock_over_project']:.2f}")
+    if "median_ratio_mitogen_over_project" in result:
+        print(f"  ratio mitogen/project median {result['median_ratio_mitogen_over_project']:.2f}")
+    print(f"  (results: {out})")
+
+
+def mitogen_strategy_dir() -> str | None:
+    """The strategy plugins of Mitogen for Ansible (PyPI `mitogen`), when installed."""
+    try:
+        import ansible_mitogen
+    except ImportError:
+        return None
+    return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
 
 
 if __name__ == "__main__":
