@@ -37,3 +37,11 @@ export: venv ## Export TABLES=a,b and/or QUERY="SELECT ..." to CSV under var/exp
 
 import: venv ## HIGH RISK: import FILE=path.csv into TABLE= (validated, table backed up, all or nothing)
 	$(OPSCTL) run import -e db_import_file=$(abspath $(FILE)) -e db_import_table=$(TABLE) $(RUN_OPTS)
+
+# Benchmark on the `bench` data set (seeded into envcredit_bench on lab-db1 and lab-db2 when
+# missing): opsctl backup/restore against the bare tools, zstd against gzip. See bench/db/README.md.
+#   make bench-db ARGS="--rounds 3 --hosts lab-db1"
+.PHONY: bench-db
+
+bench-db: lab ## DB benchmark: opsctl backup/restore vs bare pg_dump/mariadb-dump, zstd vs gzip (bench data set)
+	$(BIN)/python bench/db/run.py $(ARGS)
