@@ -12,7 +12,7 @@ TICKET   ?=
 REASON   ?=
 LIMIT    ?=
 ARGS     ?=
-APT_PKGS := podman runc debootstrap openssh-client git sqlite3 zstd chromium fonts-noto-cjk
+APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd chromium fonts-noto-cjk
 
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf

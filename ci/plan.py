@@ -9,6 +9,8 @@
 2. each one through `opsctl run OP --env ENV --diff --json --yes` -- with `--check` for a plan.
    `--yes`: in a pipeline the merge request review and the manual gate are the confirmation;
    operations that need inputs (`requires` in the catalog) are skipped unless given with -e;
+   operations marked `on_demand` (patching, recovery, restores, maintenance...) are skipped
+   unless named with --ops: a merge that touches their roles never runs them;
 3. the artifacts in DIR (default var/ci/<plan|apply>-<env>): plan.md (what would change /
    what changed, with the diffs), plan.json, one <op>.json record and <op>.log per run, and
    records.json + records.html (`opsctl records export` of this job's records).
@@ -151,6 +153,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{', '.join(i.operation for i in impacts) or 'no operation'}")
     for impact in impacts:
         op = catalog[impact.operation]
+        if op.on_demand and not args.ops:
+            runs.append({"operation": op.name, "status": "skipped",
+                         "reason": "on demand only: a merge never runs it (name it with OPS=)"})
+            print(f"  {op.name}: skipped (on demand only; name it with OPS= to run it)")
+            continue
         missing = [r for r in op.requires if r not in given]
         if missing:
             runs.append({"operation": op.name, "status": "skipped", "reason": f"needs -e {', '.join(missing)}"})

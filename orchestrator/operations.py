@@ -26,6 +26,9 @@ class Operation:
     high_risk_in: tuple[str, ...] = ()
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    #: Run only when someone asks for it (patching, recovery, restores...): CI never runs it
+    #: because a merge touched its playbook or roles, only when named (OPS=...).
+    on_demand: bool = False
 
     def playbook_path(self) -> Path:
         return paths.playbooks_dir() / self.playbook
@@ -73,6 +76,7 @@ def _parse_operation(name: str, raw: Any) -> Operation:
         high_risk_in=tuple(str(e) for e in raw.get("high_risk_in", ())),
         requires=tuple(str(v) for v in raw.get("requires", ())),
         outputs=tuple(str(v) for v in raw.get("outputs", ())),
+        on_demand=bool(raw.get("on_demand", False)),
     )
 
 

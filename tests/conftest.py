@@ -70,6 +70,11 @@ operations:
     description: Requires a backup id
     risk: low
     requires: [backup_id]
+  ondemand:
+    playbook: ondemand.yml
+    description: Changes something, only when asked for (CI skips it unless named)
+    risk: medium
+    on_demand: true
 """
 
 PLAYBOOKS = {
@@ -139,6 +144,7 @@ PLAYBOOKS = {
               no_log: true
         """,
 }
+PLAYBOOKS["ondemand.yml"] = PLAYBOOKS["change.yml"]  # the same change, as an on-demand operation
 
 
 def _hosts_yml(python: str) -> str:

@@ -199,6 +199,23 @@ def test_plan_then_apply_with_store(opsctl_home: Path, tmp_path: Path) -> None:
     assert json.loads((out / "plan.json").read_text(encoding="utf-8"))["runs"][0]["status"] == "refused"
 
 
+def test_on_demand_operations_run_only_when_named(opsctl_home: Path, tmp_path: Path) -> None:
+    """A merge touching both playbooks plans `change`, never the on-demand `ondemand`."""
+    env = {"OPSCTL_LAUNCH": "ci", "OPSCTL_OPERATOR": "ci-bot"}
+    out = tmp_path / "plan-files"
+    proc = run([*PLAN, "plan", "--env", "test", "--files", "playbooks/change.yml,playbooks/ondemand.yml",
+                "--out", str(out)], env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = {r["operation"]: r for r in json.loads((out / "plan.json").read_text(encoding="utf-8"))["runs"]}
+    assert runs["change"]["status"] == "successful"
+    assert runs["ondemand"]["status"] == "skipped" and "on demand" in runs["ondemand"]["reason"]
+    out = tmp_path / "plan-named"
+    proc = run([*PLAN, "plan", "--env", "test", "--ops", "ondemand", "--out", str(out)], env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = {r["operation"]: r for r in json.loads((out / "plan.json").read_text(encoding="utf-8"))["runs"]}
+    assert runs["ondemand"]["status"] == "successful" and runs["ondemand"]["changes"] == 2
+
+
 # -- ci/ticket.sh and ci/secrets.sh -------------------------------------------------------
 
 
