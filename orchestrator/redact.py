@@ -15,6 +15,7 @@ Two sources of secrets are known before a run starts:
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -47,6 +48,9 @@ _NOT_SECRET = frozenset({"key", "keys"})
 
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
+#: Values that hold no text: returned as they are by :meth:`Redactor.redact_obj`.
+_PLAIN_LEAVES = frozenset({int, float, bool, type(None)})
+
 
 def looks_secret(key: object) -> bool:
     """True if a variable (or dict key) name looks like it holds a secret.
@@ -56,6 +60,12 @@ def looks_secret(key: object) -> bool:
     """
     if not isinstance(key, str) or not key:
         return False
+    return _str_looks_secret(key)
+
+
+@functools.lru_cache(maxsize=8192)
+def _str_looks_secret(key: str) -> bool:
+    # Cached: event data repeats the same few hundred keys thousands of times per run.
     norm = _CAMEL_RE.sub("_", key).lower()
     if norm in _NOT_SECRET:
         return False
@@ -159,23 +169,32 @@ class Redactor:
     def redact_obj(self, obj: Any) -> Any:
         """Redact a nested structure: strings through :meth:`redact_text`, and the
         whole value under a secret-looking key replaced by ``MASK``."""
-        if isinstance(obj, str):
+        # Exact-type checks first: event data is JSON (str, dict, list, numbers), and the
+        # ABC checks below cost several times more per value.
+        kind = type(obj)
+        if kind is str:
             return self.redact_text(obj)
-        if isinstance(obj, Mapping):
+        if kind in _PLAIN_LEAVES:
+            return obj
+        if kind is dict or isinstance(obj, Mapping):
             # Collect values under secret keys first so that sibling text is masked too.
-            secret_leaves = [v for k, v in obj.items() if looks_secret(k) and v is not None and v != MASK]
-            for v in secret_leaves:
-                self.add_values(_scalar_leaves(v))
+            secret = [k for k in obj if looks_secret(k)]
+            for k in secret:
+                v = obj[k]
+                if v is not None and v != MASK:
+                    self.add_values(_scalar_leaves(v))
             result: dict[Any, Any] = {}
             for k, v in obj.items():
                 key = self.redact_text(k) if isinstance(k, str) else k
-                if looks_secret(k) and v is not None and not isinstance(v, bool):
+                if secret and k in secret and v is not None and not isinstance(v, bool):
                     result[key] = MASK
                 else:
                     result[key] = self.redact_obj(v)
             return result
-        if isinstance(obj, (list, tuple)):
+        if kind is list or isinstance(obj, (list, tuple)):
             return [self.redact_obj(v) for v in obj]
+        if isinstance(obj, str):  # a str subclass
+            return self.redact_text(obj)
         return obj
 
     def report(self) -> dict[str, Any]:

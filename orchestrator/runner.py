@@ -37,14 +37,13 @@ from .records import (RecordBuilder, RunMeta, collect_operator, collect_source, 
                       file_entry, inventory_entries, new_record_id)
 from .redact import Redactor, vault_values
 
-# ptyprocess sleeps 0.1 s after closing the pty of a child that ansible-runner has
-# already seen exit (EOF); a 10 ms grace is plenty and saves that fixed cost per run.
-try:
-    import ptyprocess
+#: Seconds ptyprocess sleeps after closing the pty of ansible-playbook (its default: 0.1).
+PTY_CLOSE_DELAY = 0.01
 
-    ptyprocess.PtyProcess.delayafterclose = 0.01
-except ImportError:  # pragma: no cover - ansible-runner depends on pexpect/ptyprocess
-    pass
+#: ansible-runner settings of every run. suppress_output_file: the pending record keeps the
+#: (redacted) stdout; runner's own copy would be unredacted and is deleted unread anyway.
+RUNNER_SETTINGS: dict[str, Any] = {"pexpect_timeout": 1, "suppress_ansible_output": True,
+                                   "suppress_output_file": True}
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -340,6 +339,7 @@ class Executor:
                  progress: ProgressFn | None) -> RunResult:
         import ansible_runner
 
+        _shorten_pty_close_delay()
         pending = self.archive.begin(meta.id, _pending_meta(meta))
         builder = RecordBuilder()
         workdir = Path(tempfile.mkdtemp(prefix=f"run-{meta.id}-", dir=_workdir_root()))
@@ -402,7 +402,7 @@ class Executor:
                     event_handler=on_event,
                     cancel_callback=stopper,
                     fact_cache=str(paths.var_dir() / "facts"),
-                    settings={"pexpect_timeout": 1, "suppress_ansible_output": True},
+                    settings=dict(RUNNER_SETTINGS),
                     project_dir=str(paths.repo_root()),
                 )
             status = str(r.status)
@@ -422,6 +422,31 @@ class Executor:
         final = self.archive.commit(pending, record)
         code = {"successful": EXIT_OK, "canceled": EXIT_CANCELED}.get(status, EXIT_FAILED)
         return RunResult(final, code)
+
+
+def _shorten_pty_close_delay() -> None:
+    """Make ptyprocess's sleep after closing ansible-playbook's pty ``PTY_CLOSE_DELAY``.
+
+    ansible-runner only closes the pty once ``isalive()`` has reaped the child, so the
+    0.1 s "give the kernel time" sleep in ``PtyProcess.close`` is a fixed cost of every
+    run for nothing. ``PtyProcess.__init__`` sets the delay per instance (a class
+    attribute would be shadowed), so it is set on each instance pexpect spawns.
+    Idempotent; affects only pexpect spawns of this process.
+    """
+    from pexpect import pty_spawn
+
+    spawn_cls: Any = pty_spawn.spawn
+    original = spawn_cls._spawnpty
+    if getattr(original, "_opsctl_short_close", False):
+        return
+
+    def _spawnpty(self: Any, args: Any, **kwargs: Any) -> Any:
+        proc = original(self, args, **kwargs)
+        proc.delayafterclose = min(proc.delayafterclose, PTY_CLOSE_DELAY)
+        return proc
+
+    _spawnpty._opsctl_short_close = True  # type: ignore[attr-defined]
+    spawn_cls._spawnpty = _spawnpty
 
 
 def _quote(arg: str) -> str:

@@ -274,3 +274,23 @@ def test_only_work_dirs_of_dead_runs_are_removed(opsctl_home: Path) -> None:
     assert invoke("run", "ok", "--env", "test")[0] == 0
     assert live.is_dir(), "a concurrent run's work dir must survive"
     assert not dead.exists()
+
+
+def test_pty_close_delay_is_short_and_exit_status_kept() -> None:
+    """ptyprocess sleeps 0.1 s on close by default (set per instance, so a class attribute
+    does not change it); opsctl shortens it on each spawn, without losing the exit status."""
+    import pexpect
+
+    from orchestrator.runner import PTY_CLOSE_DELAY, _shorten_pty_close_delay
+
+    _shorten_pty_close_delay()
+    _shorten_pty_close_delay()  # idempotent: wraps once
+    child = pexpect.spawn("sh", ["-c", "echo done; exit 3"], encoding="utf-8")
+    assert child.ptyproc.delayafterclose == PTY_CLOSE_DELAY
+    while child.isalive():  # as ansible-runner does: close only once the child is reaped
+        child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=1)
+    child.expect(pexpect.EOF, timeout=5)
+    start = time.perf_counter()
+    child.close()
+    assert time.perf_counter() - start < 0.09
+    assert child.exitstatus == 3
