@@ -24,5 +24,5 @@ test-baseline: venv ## Baseline tests: report unit tests and the read-only lab c
 molecule-baseline: venv ## Molecule scenario of the baseline role (converge, idempotence, check, verify)
 	lab/molecule-all.sh baseline
 
-test-baseline-lab: lab ## Apply the baseline to the lab and prove nobody is locked out (hardens the lab; 10+ min; not in `make test`)
+test-baseline-lab: lab ## Apply the baseline to the lab and prove nobody is locked out (hardens the lab; about 9 min; `make test` runs it last)
 	OPSCTL_BASELINE_LAB=1 $(VENV)/bin/pytest -q tests/test_baseline_lab_apply.py

@@ -2,9 +2,9 @@
 locked out and the system still works.
 
 It hardens the lab hosts for good (sshd, PAM, firewall) and runs Lynis twice per host
-(10+ minutes on 2 cores), so it is not part of `make test`: run it with
-`make test-baseline-lab` (which sets OPSCTL_BASELINE_LAB=1). When it runs in a session
-with other tests, tests/conftest.py orders it after all of them. The lab hosts carry
+(about 9 minutes on 2 cores), so it runs only when OPSCTL_BASELINE_LAB=1: `make test`
+(which sets it) and `make test-baseline-lab`. tests/conftest.py orders it after every
+other test of the session; `make lab-reset` returns to an unhardened lab. The lab hosts carry
 lynis and `--cap-add NET_ADMIN` (so NET-01 acts). `make lab-reset` returns to an
 unhardened lab.
 
