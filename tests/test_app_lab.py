@@ -27,11 +27,13 @@ import pytest
 from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
 from orchestrator.archive import Archive
 from orchestrator.releases import build_release
+from test_db_transfer_lab import on_host, stdout_of
 
 pytestmark = pytest.mark.lab
 
 URL = "http://127.0.0.1:8080"
 V1, V2, BROKEN = "9.1.0-test", "9.2.0-test", "9.3.0-broken"
+MIGRATING = "9.4.0-migrate"
 APP_HOSTS = ["lab-app1", "lab-app2"]
 
 
@@ -201,6 +203,44 @@ def test_broken_release_rolls_back_automatically(app: list[str], lab_archive: Pa
     # the backend of lab-app1 is back in nginx: both hosts answer
     seen = {http_get("/version")[1] for _ in range(10)}
     assert seen == {json.dumps({"version": V2})}
+
+
+def test_release_with_a_migration_gets_the_backup_operations_backup_first(
+        app: list[str], lab_archive: Path, tmp_path: Path) -> None:
+    """A migration in the release: db_backup's backup (manifest, checksums, store), then migrate once."""
+    ensure(app, V1, V2)
+    src = tmp_path / "src" / "app"
+    shutil.copytree(REPO / "app", src, ignore=shutil.ignore_patterns("__pycache__"))
+    name = f"0002_deploy_test_{os.getpid()}.sql"
+    table = f"deploy_test_{os.getpid()}"
+    (src / "migrations" / name).write_text(f"CREATE TABLE {table} (id integer PRIMARY KEY);\n", encoding="utf-8")
+    out = tmp_path / "releases"
+    build_release(MIGRATING, src=src, out_dir=out)
+    store = tmp_path / "store"
+    psql = ["psql", "--no-psqlrc", "-AtX", "-d", "envcredit", "-c"]
+    try:
+        rec = opsctl_run("deploy", "-e", f"app_version={MIGRATING}", "-e", f"app_deploy_artifact_dir={out}",
+                         "-e", f"db_backup_store_dir={store}")
+        assert rec["status"] == "successful"
+        backup = rec["outputs"]["backup"]["lab-db1"]
+        manifests = list((store / "lab-db1").glob("*/manifest.json"))
+        assert len(manifests) == 1 and backup["backup_id"] == manifests[0].parent.name, (backup, manifests)
+        manifest = json.loads(manifests[0].read_text(encoding="utf-8"))
+        assert manifest["record_id"] == rec["id"], "the backup names the deploy's change record"
+        migrations = rec["outputs"]["deploy_migrations"]
+        assert migrations["applied"] == [name] and migrations["backup_operation"] is True, migrations
+        assert {h: s["current"] for h, s in release_state().items()} == {h: MIGRATING for h in APP_HOSTS}
+        assert stdout_of(on_host("lab-db1", [*psql, f"SELECT count(*) FROM {table}"], "postgres")) == "0", \
+            "the migration's table exists"
+        # Nothing pending any more: a second deploy of the release takes no backup.
+        again = opsctl_run("deploy", "-e", f"app_version={MIGRATING}", "-e", f"app_deploy_artifact_dir={out}",
+                           "-e", f"db_backup_store_dir={store}")
+        assert "backup" not in again["outputs"]
+        assert len(list((store / "lab-db1").glob("*/manifest.json"))) == 1
+    finally:
+        ensure(app, V1, V2)
+        stdout_of(on_host("lab-db1", [*psql, f"DROP TABLE IF EXISTS {table}; "
+                                         f"DELETE FROM schema_migrations WHERE name = '{name}'"], "postgres"))
 
 
 def test_rollback_to_previous_and_to_a_named_release(app: list[str], lab_archive: Path) -> None:
