@@ -9,6 +9,7 @@ it are real ansible-runner / ansible-playbook runs on this machine.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -236,6 +237,21 @@ def lab_ansible_env(**extra: str) -> dict[str, str]:
     """The environment of an ad-hoc ansible command against the lab (the repository's config and vault key)."""
     return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
                 ANSIBLE_VAULT_PASSWORD_FILE=str(LAB_VAULT_PASSWORD_FILE), **extra)
+
+
+def lab_run(op: str, *args: str, rc: int = 0, timeout: float = 600) -> dict[str, Any]:
+    """``opsctl run OP --env lab ARGS --json``; the change record it prints. Fails the test unless it exits ``rc``."""
+    proc = run_opsctl("run", op, "--env", "lab", *args, "--json", timeout=timeout)
+    assert proc.returncode == rc, f"rc {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return dict(json.loads(proc.stdout))
+
+
+def newest_record(archive: Path) -> dict[str, Any]:
+    """The newest change record in ``archive`` (for runs whose output is not JSON)."""
+    from orchestrator.archive import Archive
+
+    arch = Archive(archive)
+    return arch.get(arch.list()[0]["id"])
 
 
 @pytest.fixture(scope="session")

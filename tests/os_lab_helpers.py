@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
-from pathlib import Path
-from typing import Any
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
+from conftest import REPO, VENV_BIN, lab_ansible_env
 
 ANSIBLE_ENV = lab_ansible_env()
 
@@ -55,16 +52,3 @@ def versions(hosts: str) -> dict[str, dict[str, str]]:
 def pid1_start(hosts: str) -> dict[str, str]:
     """PID 1's start time per host: it changes when the container reboots."""
     return {h: v.strip() for h, v in shell(hosts, "cut -d' ' -f22 /proc/1/stat", become=False).items()}
-
-
-def run_json(*args: str, expect_rc: int = 0) -> dict[str, Any]:
-    proc = run_opsctl(*args, "--json", timeout=600)
-    assert proc.returncode == expect_rc, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return json.loads(proc.stdout)
-
-
-def newest_record(archive: Path) -> dict[str, Any]:
-    from orchestrator.archive import Archive
-
-    arch = Archive(archive)
-    return arch.get(arch.list()[0]["id"])

@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
-from orchestrator.archive import Archive
+from conftest import REPO, VENV_BIN, lab_ansible_env, lab_run, run_opsctl
 from orchestrator.releases import build_release
 from test_db_transfer_lab import on_host, stdout_of
 
@@ -69,17 +68,6 @@ def ansible(pattern: str, module: str, args: str, become: bool = True) -> dict[s
 
 def release_state() -> dict[str, dict[str, Any]]:
     return ansible("app", "envcredit_release", "root=/opt/envcredit action=info")
-
-
-def last_record(archive: Path) -> dict[str, Any]:
-    a = Archive(archive)
-    return a.get(a.list()[0]["id"])
-
-
-def opsctl_run(op: str, *args: str, rc: int = 0) -> dict[str, Any]:
-    proc = run_opsctl("run", op, "--env", "lab", *args, "--json", timeout=600)
-    assert proc.returncode == rc, f"rc {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    return dict(json.loads(proc.stdout))
 
 
 class Client(threading.Thread):
@@ -129,7 +117,7 @@ def app(lab_archive: Path, artifacts: Path) -> Iterator[list[str]]:
     status, _ = http_get("/healthz")
     state = release_state()
     if status != 200 or any(not s.get("current") for s in state.values()):
-        opsctl_run("site-app", "-e", f"app_version={V1}", "-e", f"app_deploy_artifact_dir={artifacts}")
+        lab_run("site-app", "-e", f"app_version={V1}", "-e", f"app_deploy_artifact_dir={artifacts}")
     yield [f"app_deploy_artifact_dir={artifacts}"]
     # Leave the lab as found: out of maintenance, everything running.
     if http_get("/")[0] == 503:
@@ -140,7 +128,7 @@ def app(lab_archive: Path, artifacts: Path) -> Iterator[list[str]]:
 
 def deploy(extra: list[str], version: str, *more: str, rc: int = 0) -> dict[str, Any]:
     args = ["-e", f"app_version={version}", *[x for e in extra for x in ("-e", e)], *more]
-    return opsctl_run("deploy", *args, rc=rc)
+    return lab_run("deploy", *args, rc=rc)
 
 
 def ensure(extra: list[str], previous: str, current: str) -> None:
@@ -219,7 +207,7 @@ def test_release_with_a_migration_gets_the_backup_operations_backup_first(
     store = tmp_path / "store"
     psql = ["psql", "--no-psqlrc", "-AtX", "-d", "envcredit", "-c"]
     try:
-        rec = opsctl_run("deploy", "-e", f"app_version={MIGRATING}", "-e", f"app_deploy_artifact_dir={out}",
+        rec = lab_run("deploy", "-e", f"app_version={MIGRATING}", "-e", f"app_deploy_artifact_dir={out}",
                          "-e", f"db_backup_store_dir={store}")
         assert rec["status"] == "successful"
         backup = rec["outputs"]["backup"]["lab-db1"]
@@ -233,7 +221,7 @@ def test_release_with_a_migration_gets_the_backup_operations_backup_first(
         assert stdout_of(on_host("lab-db1", [*psql, f"SELECT count(*) FROM {table}"], "postgres")) == "0", \
             "the migration's table exists"
         # Nothing pending any more: a second deploy of the release takes no backup.
-        again = opsctl_run("deploy", "-e", f"app_version={MIGRATING}", "-e", f"app_deploy_artifact_dir={out}",
+        again = lab_run("deploy", "-e", f"app_version={MIGRATING}", "-e", f"app_deploy_artifact_dir={out}",
                            "-e", f"db_backup_store_dir={store}")
         assert "backup" not in again["outputs"]
         assert len(list((store / "lab-db1").glob("*/manifest.json"))) == 1
@@ -245,15 +233,15 @@ def test_release_with_a_migration_gets_the_backup_operations_backup_first(
 
 def test_rollback_to_previous_and_to_a_named_release(app: list[str], lab_archive: Path) -> None:
     ensure(app, V1, V2)
-    rec = opsctl_run("rollback", *[x for e in app for x in ("-e", e)])
+    rec = lab_run("rollback", *[x for e in app for x in ("-e", e)])
     assert rec["status"] == "successful"
     assert {h: rec["outputs"]["deploy"][h]["running"] for h in APP_HOSTS} == {h: V1 for h in APP_HOSTS}
     assert json.loads(http_get("/version")[1])["version"] == V1
-    rec = opsctl_run("rollback", "-e", f"app_version={V2}")
+    rec = lab_run("rollback", "-e", f"app_version={V2}")
     assert {h: rec["outputs"]["deploy"][h]["running"] for h in APP_HOSTS} == {h: V2 for h in APP_HOSTS}
     assert {h: s["current"] for h, s in release_state().items()} == {h: V2 for h in APP_HOSTS}
     # a release that is not installed is refused before anything changes
-    rec = opsctl_run("rollback", "-e", "app_version=0.0.0-never", rc=1)
+    rec = lab_run("rollback", "-e", "app_version=0.0.0-never", rc=1)
     assert rec["changes"] == [] and {h: s["current"] for h, s in release_state().items()} == {h: V2 for h in APP_HOSTS}
 
 
@@ -267,7 +255,7 @@ def test_corrupt_artifact_is_refused_before_anything_changes(app: list[str], lab
     (bad / "envcredit-9.9.9-corrupt.tar.gz").write_bytes(bytes(data))
     shutil.copy(artifacts / f"envcredit-{V2}.tar.gz.sha256", bad / "envcredit-9.9.9-corrupt.tar.gz.sha256")
     before = release_state()
-    rec = opsctl_run("deploy", "-e", "app_version=9.9.9-corrupt", "-e", f"app_deploy_artifact_dir={bad}", rc=1)
+    rec = lab_run("deploy", "-e", "app_version=9.9.9-corrupt", "-e", f"app_deploy_artifact_dir={bad}", rc=1)
     assert rec["status"] == "failed"
     assert rec["changes"] == [], "nothing may change before the artifact is verified"
     assert any("refused" in f["msg"] and "does not match" in f["msg"] for f in rec["failures"]), rec["failures"]
@@ -282,7 +270,7 @@ def test_recover_brings_back_app_and_nginx_then_changes_nothing(app: list[str], 
     time.sleep(1)
     with pytest.raises(OSError):
         urllib.request.urlopen(URL + "/healthz", timeout=2)
-    rec = opsctl_run("recover")
+    rec = lab_run("recover")
     assert rec["status"] == "successful"
     found = rec["outputs"]["recover"]
     for host in APP_HOSTS:
@@ -290,7 +278,7 @@ def test_recover_brings_back_app_and_nginx_then_changes_nothing(app: list[str], 
     assert found["lab-web1"]["web"]["found"] == "inactive" and found["lab-web1"]["web"]["action"] == "started"
     assert found["lab-db1"]["database"]["action"] == "none"
     assert http_get("/healthz")[0] == 200
-    again = opsctl_run("recover")
+    again = lab_run("recover")
     assert again["changes"] == [], again["changes"]
     assert all(t["action"] == "none" for host in again["outputs"]["recover"].values() for t in host.values())
 
@@ -305,7 +293,7 @@ def test_logs_analyze_counts_injected_errors(app: list[str], lab_archive: Path) 
         assert http_get(marker)[0] == 404
     for _ in range(2):
         assert http_get("/_fault/slow?ms=800")[0] == 200
-    rec = opsctl_run("logs")
+    rec = lab_run("logs")
     logs = rec["outputs"]["logs"]
     folder = Path(logs["dir"])
     try:
@@ -331,11 +319,11 @@ def test_logs_analyze_counts_injected_errors(app: list[str], lab_archive: Path) 
 
 
 def test_maintenance_page_on_and_off(app: list[str], lab_archive: Path) -> None:
-    rec = opsctl_run("maintenance-on")
+    rec = lab_run("maintenance-on")
     assert rec["outputs"]["web_frontend"]["lab-web1"]["maintenance"] is True
     status, body = http_get("/")
     assert status == 503 and "系统维护中" in body and 'lang="zh-CN"' in body
-    rec = opsctl_run("maintenance-off")
+    rec = lab_run("maintenance-off")
     assert rec["outputs"]["web_frontend"]["lab-web1"]["maintenance"] is False
     status, body = http_get("/")
     assert status == 200 and "企业环境信用评价结果" in body

@@ -12,7 +12,6 @@ out of maintenance, with the seeded data.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tarfile
@@ -26,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, run_opsctl
+from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
 from orchestrator.releases import build_release
 
 pytestmark = pytest.mark.lab
@@ -38,8 +37,7 @@ TOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
 MAINTENANCE_TEXT = "系统维护中"
 APP_TEXT = "企业环境信用评价结果"
 STEPS = ["preflight", "maintenance_on", "restore", "health_check", "maintenance_off"]
-ANSIBLE_ENV = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                   ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password"))
+ANSIBLE_ENV = lab_ansible_env()
 
 
 # ----------------------------------------------------------------------------- helpers

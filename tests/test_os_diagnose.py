@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from os_lab_helpers import run_json, shell
+from conftest import lab_run
+from os_lab_helpers import shell
 
 pytestmark = pytest.mark.lab
 
@@ -39,8 +40,8 @@ def clean_host(lab_ready: list[str]) -> Iterator[None]:
 
 
 def _diagnose(tmp: Path) -> dict:
-    rec = run_json("run", "diagnose", "--env", "lab", "--limit", HOST,
-                   "-e", "os_diagnose_proc_mem_warn_pct=1", "-e", f"os_diagnose_dest={tmp}")
+    rec = lab_run("diagnose", "--limit", HOST,
+                  "-e", "os_diagnose_proc_mem_warn_pct=1", "-e", f"os_diagnose_dest={tmp}")
     assert rec["status"] == "successful" and rec["changes"] == []
     return rec
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_opsctl
+from conftest import lab_run, newest_record, run_opsctl
 from orchestrator.archive import Archive
-from os_lab_helpers import newest_record, pid1_start, restore_baseline, run_json, shell, versions
+from os_lab_helpers import pid1_start, restore_baseline, shell, versions
 
 pytestmark = pytest.mark.lab
 
@@ -37,7 +37,7 @@ def test_patch_scan_lists_the_local_repository_updates(lab_archive: Path, lab_re
                                                        baseline: None) -> None:
     before = versions("all:!fleet")
     for extra in ([], ["--check"]):
-        rec = run_json("run", "patch-scan", "--env", "lab", "--limit", "all:!fleet", *extra)
+        rec = lab_run("patch-scan", "--limit", "all:!fleet", *extra)
         assert rec["status"] == "successful"
         assert rec["changes"] == [], "patch-scan is read-only"
         scans = rec["outputs"]["patch_scan"]
@@ -80,7 +80,7 @@ def test_patch_applies_updates_keeps_holds_and_reboots_only_where_needed(
     boots = pid1_start(PATCHED)
 
     # All three in one batch (the rolling order is the subject of the unreachable-host test).
-    rec = run_json("run", "patch", "--env", "lab", "--limit", "web:app", "--ticket", "CHG-4", "-e", "os_patch_serial=3")
+    rec = lab_run("patch", "--limit", "web:app", "--ticket", "CHG-4", "-e", "os_patch_serial=3")
     assert rec["status"] == "successful", rec.get("failures")
     out = rec["outputs"]["patch"]
     assert sorted(out) == ["lab-app1", "lab-app2", "lab-web1"]
@@ -104,25 +104,25 @@ def test_patch_applies_updates_keeps_holds_and_reboots_only_where_needed(
     assert after["lab-app2"] == boots["lab-app2"], "lab-app2 needed no reboot but was rebooted"
 
     # Nothing left to do: a second run changes nothing.
-    again = run_json("run", "patch", "--env", "lab", "--limit", "web:app", "-e", "os_patch_serial=3")
+    again = lab_run("patch", "--limit", "web:app", "-e", "os_patch_serial=3")
     assert again["status"] == "successful" and again["changes"] == []
     assert all(h["packages"] == [] and h["reboot"]["done"] is False for h in again["outputs"]["patch"].values())
     assert Archive(lab_archive).verify().ok
 
 
 def test_security_scope_and_no_reboot_policy(lab_archive: Path, lab_ready: list[str], baseline: None) -> None:
-    rec = run_json("run", "patch", "--env", "lab", "--limit", "lab-app1",
-                   "-e", "os_patch_scope=security", "-e", "os_patch_reboot=never")
+    rec = lab_run("patch", "--limit", "lab-app1",
+                  "-e", "os_patch_scope=security", "-e", "os_patch_reboot=never")
     pk = {p["name"]: (p["before"], p["after"], p["security"]) for p in rec["outputs"]["patch"]["lab-app1"]["packages"]}
     assert pk == {"envcredit-agent": ("1.0", "1.1", True)}
     assert versions("lab-app1")["lab-app1"]["envcredit-kernel-stub"] == "1.0 install"
     # All updates, reboot forbidden: the reboot stays pending and is reported so.
     boot = pid1_start("lab-app1")
-    rec = run_json("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", "os_patch_reboot=never")
+    rec = lab_run("patch", "--limit", "lab-app1", "-e", "os_patch_reboot=never")
     reboot = rec["outputs"]["patch"]["lab-app1"]["reboot"]
     assert reboot == {"policy": "never", "required": True, "done": False, "pending": True}
     assert pid1_start("lab-app1") == boot
-    scan = run_json("run", "patch-scan", "--env", "lab", "--limit", "lab-app1")
+    scan = lab_run("patch-scan", "--limit", "lab-app1")
     assert scan["outputs"]["patch_scan"]["lab-app1"]["reboot_required"] is True
 
 
@@ -175,7 +175,7 @@ def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
     proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}", timeout=600)
     assert proc.returncode == 1, "an unverified backup must not satisfy the pre-check"
     stored_backup("fresh", datetime.now(UTC).isoformat(), verified=True)
-    rec = run_json("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}")
+    rec = lab_run("patch", "--limit", "lab-app1", "-e", f"@{vars_file}")
     assert [p["name"] for p in rec["outputs"]["patch"]["lab-app1"]["packages"]] == [
         "envcredit-agent", "envcredit-kernel-stub"]
 
@@ -192,11 +192,11 @@ def test_database_host_without_a_verified_backup_gets_a_fresh_one_first(
         "db_backup_store_dir": str(store / "lab"), "db_restore_store_dir": str(store / "lab"),
         "os_patch_reboot": "never", "os_patch_only": ["envcredit-agent"]}), encoding="utf-8")
     try:
-        check = run_json("run", "patch", "--env", "lab", "--limit", "lab-db1", "-e", f"@{vars_file}", "--check")
+        check = lab_run("patch", "--limit", "lab-db1", "-e", f"@{vars_file}", "--check")
         assert check["status"] == "successful"
         assert not list((store / "lab").rglob("manifest.json")), "check mode takes no backup"
 
-        rec = run_json("run", "patch", "--env", "lab", "--limit", "lab-db1", "-e", f"@{vars_file}")
+        rec = lab_run("patch", "--limit", "lab-db1", "-e", f"@{vars_file}")
         backup = rec["outputs"]["patch"]["lab-db1"]["backup"]
         assert backup["ok"] is True and backup["fresh"] is True and backup["age_h"] < 1, backup
         manifests = list((store / "lab" / "lab-db1").rglob("manifest.json"))
@@ -206,7 +206,7 @@ def test_database_host_without_a_verified_backup_gets_a_fresh_one_first(
         assert versions("lab-db1")["lab-db1"]["envcredit-agent"] == "1.1 install"
 
         # A second patch run finds that backup young enough and takes none.
-        run_json("run", "patch", "--env", "lab", "--limit", "lab-db1", "-e", f"@{vars_file}")
+        lab_run("patch", "--limit", "lab-db1", "-e", f"@{vars_file}")
         assert len(list((store / "lab" / "lab-db1").rglob("manifest.json"))) == 1
     finally:
         restore_baseline("lab-db1")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from os_lab_helpers import pid1_start, restore_baseline, run_json, shell, versions
+from conftest import lab_run
+from os_lab_helpers import pid1_start, restore_baseline, shell, versions
 from test_app_lab import Client, app, artifacts, http_get  # noqa: F401  (app, artifacts: fixtures)
 
 pytestmark = pytest.mark.lab
@@ -41,7 +42,7 @@ def stack(lab_ready: list[str], app: list[str]) -> Iterator[None]:
           "(systemctl is-active -q envcredit || systemctl restart envcredit)")
     restore_baseline(HOSTS)
     if any("down" in backend_state(h) for h in ("lab-app1", "lab-app2")):
-        run_json("run", "update-stack", "--env", "lab", "-e", "update_stack_packages=envcredit-agent")
+        lab_run("update-stack", "-e", "update_stack_packages=envcredit-agent")
 
 
 def test_update_stack_upgrades_only_the_filter_rolling_without_a_failed_request(stack: None) -> None:
@@ -50,7 +51,7 @@ def test_update_stack_upgrades_only_the_filter_rolling_without_a_failed_request(
     client = Client()
     client.start()
     try:
-        rec = run_json("run", "update-stack", "--env", "lab", "-e", "update_stack_packages=envcredit-agent")
+        rec = lab_run("update-stack", "-e", "update_stack_packages=envcredit-agent")
     finally:
         client.stop.set()
         client.join(30)
@@ -76,7 +77,7 @@ def test_update_stack_upgrades_only_the_filter_rolling_without_a_failed_request(
     assert all("down" not in backend_state(h) for h in ("lab-app1", "lab-app2"))
 
     # Nothing left to do: a second run changes no package and restarts nothing.
-    again = run_json("run", "update-stack", "--env", "lab", "-e", "update_stack_packages=envcredit-agent")
+    again = lab_run("update-stack", "-e", "update_stack_packages=envcredit-agent")
     assert all(h["restarted"] == [] for h in again["outputs"]["patch"].values())
     assert service_started("lab-app1:lab-app2", "envcredit") == restarted
 
@@ -88,8 +89,7 @@ def test_failed_health_gate_stops_the_rollout_and_keeps_the_host_out(stack: None
     client = Client()
     client.start()
     try:
-        rec = run_json("run", "update-stack", "--env", "lab", "-e", "update_stack_packages=envcredit-agent",
-                       expect_rc=1)
+        rec = lab_run("update-stack", "-e", "update_stack_packages=envcredit-agent", rc=1)
     finally:
         client.stop.set()
         client.join(30)
@@ -107,7 +107,7 @@ def test_failed_health_gate_stops_the_rollout_and_keeps_the_host_out(stack: None
 
     # Repaired, the same operation finishes the rollout and puts lab-app1 back.
     shell("lab-app1", f"rm -f {BROKEN_DROPIN} && systemctl daemon-reload && systemctl restart envcredit")
-    rec = run_json("run", "update-stack", "--env", "lab", "-e", "update_stack_packages=envcredit-agent")
+    rec = lab_run("update-stack", "-e", "update_stack_packages=envcredit-agent")
     assert {h: s["state"] for h, s in rec["outputs"]["update_stack"].items()} == \
         {h: "updated" for h in HOSTS.split(":")}
     assert all(v["envcredit-agent"] == "1.1 install" for v in versions(HOSTS).values())
