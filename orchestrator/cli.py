@@ -1,31 +1,82 @@
-"""``opsctl``: the command line. Commands parse, call the library, print; nothing more."""
+"""``opsctl``: the command line. Commands parse, call the library, print; nothing more.
+
+Each command lives in a module of its own, imported only when the command runs (``opsctl
+--help`` lists them from :data:`COMMANDS` without importing any): a call of ``opsctl run``
+does not pay for the reports, the incident register or the AWX client.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
-from typing import Any, TextIO
+import importlib
+from typing import TYPE_CHECKING
 
 import click
 
 from . import __version__, paths
-from .archive import Archive
-from .baseline import baseline_report
-from .cli_app import logs, releases
-from .cli_awx import awx
-from .cli_backups import backups
-from .cli_incident import incident
-from .cli_inspection import inspect_cmd, monthly_cmd
-from .cli_oncall import oncall
-from .cli_patches import patches_report
-from .cli_records import records
-from .cli_report import report
-from .cli_store import store
-from .cli_schedule import schedule
-from .clicommon import fail
 from .errors import OpsError
-from .operations import get_environment, get_operation, list_environments, load_catalog
-from .runner import Executor, RunRequest, needs_confirmation
+
+if TYPE_CHECKING:
+    from .archive import Archive
+
+# name -> (module of this package, attribute, short help as `opsctl --help` shows it).
+# tests/test_cli_ops.py checks the table against the commands themselves.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "awx": ("cli_awx", "awx", "Runs launched from AWX / Automation Platform: import them as change records."),
+    "backups": ("cli_backups", "backups",
+                "The database backups in the store (var/backups/<env>/<host>/<id>, or $OPSCTL_BACKUPS)."),
+    "incident": ("cli_incident", "incident",
+                 "Incidents and their SLA clocks (general: respond 24 h, resolve 5 working days; outage: respond 4 h,"
+                 " recover 1 working day, resolve 3 working days)."),
+    "logs": ("cli_app", "logs", "Analyse the logs collected by the `logs` operation (var/logs/<record id>/)."),
+    "oncall": ("cli_oncall", "oncall", "The on-call roster of the repair hotline (oncall/roster.yml)."),
+    "ops": ("cli_run", "ops_cmd", "List the operations of the catalog."),
+    "records": ("cli_records", "records", "The change records: list, show, export and verify the archive."),
+    "releases": ("cli_app", "releases",
+                 "Which release runs on which host (--env ENV), or build an artifact (releases build)."),
+    "report": ("cli_report", "report",
+               "Reports for the client and the auditors (zh-CN and English; HTML, Markdown, JSON)."),
+    "run": ("cli_run", "run_cmd", "Run OPERATION against an environment and save the change record."),
+    "schedule": ("cli_schedule", "schedule",
+                 "Timers of the scheduled operations (daily inspection, nightly backup, ...),"
+                 " from schedules/schedules.yml."),
+    "store": ("cli_store", "store", "The shared archive store: one hash chain for every engineer and CI job."),
+}
+
+# Subcommands that other modules add to a group of COMMANDS, when that group is loaded.
+SUBCOMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "report": (("cli_inspection", "inspect_cmd"), ("cli_inspection", "monthly_cmd"),
+               ("cli_patches", "patches_report"), ("baseline", "baseline_report")),
+}
+
+
+def _load(module: str, attribute: str) -> click.Command:
+    command = getattr(importlib.import_module(f".{module}", __package__), attribute)
+    if not isinstance(command, click.Command):
+        raise TypeError(f"orchestrator.{module}.{attribute} is not a Click command")
+    return command
+
+
+class LazyGroup(click.Group):
+    """A group whose commands (:data:`COMMANDS`) are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attribute, _ = COMMANDS[cmd_name]
+            command = _load(module, attribute)
+            if isinstance(command, click.Group):
+                for sub_module, sub_attribute in SUBCOMMANDS.get(cmd_name, ()):
+                    command.add_command(_load(sub_module, sub_attribute))
+            self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """``--help``'s command list by Click's own code, with stand-ins for the commands not loaded."""
+        stand_ins = {name: click.Command(name, help=short_help)
+                     for name, (_, _, short_help) in COMMANDS.items() if name not in self.commands}
+        click.Group(commands={**self.commands, **stand_ins}).format_commands(ctx, formatter)
 
 
 class Context:
@@ -37,11 +88,13 @@ class Context:
     @property
     def archive(self) -> Archive:
         if self._archive is None:
+            from .archive import Archive  # on first use: `opsctl --help` and `opsctl ops` need none
+
             self._archive = Archive(paths.archive_dir())
         return self._archive
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="opsctl")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -52,157 +105,9 @@ def cli(ctx: click.Context) -> None:
         try:
             ctx.obj.archive.recover_interrupted()  # a killed opsctl's run becomes an 'interrupted' record
         except OpsError as err:
+            from .clicommon import fail
+
             fail(err)
-
-
-cli.add_command(records)
-cli.add_command(releases)
-cli.add_command(logs)
-cli.add_command(incident)
-cli.add_command(oncall)
-cli.add_command(report)
-cli.add_command(backups)
-cli.add_command(store)
-cli.add_command(awx)
-report.add_command(inspect_cmd)
-report.add_command(monthly_cmd)
-cli.add_command(schedule)
-report.add_command(patches_report, "patches")
-report.add_command(baseline_report)
-
-
-@cli.command("ops")
-@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
-def ops_cmd(as_json: bool) -> None:
-    """List the operations of the catalog."""
-    try:
-        catalog = load_catalog()
-    except OpsError as err:
-        fail(err)
-    rows: list[dict[str, Any]] = [
-        {"name": op.name, "playbook": f"playbooks/{op.playbook}", "risk": op.risk,
-         "high_risk_in": list(op.high_risk_in), "read_only": op.read_only,
-         "requires": op.requirements(), "description": op.description}
-        for op in catalog.values()
-    ]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
-        return
-    width = max((len(r["name"]) for r in rows), default=4)
-    click.echo(f"{'OPERATION':<{width}}  {'RISK':<6}  {'PLAYBOOK':<24}  DESCRIPTION / REQUIRES")
-    for r in rows:
-        risk = r["risk"] + ("*" if r["high_risk_in"] else "")
-        click.echo(f"{r['name']:<{width}}  {risk:<6}  {r['playbook']:<24}  {r['description']}")
-        click.echo(f"{'':<{width}}  {'':<6}  {'':<24}  requires: {'; '.join(r['requires'])}")
-    click.echo(f"\nenvironments: {', '.join(list_environments())}   (* high risk in: production)")
-
-
-class Progress:
-    """Live progress: one rewritten status line on a terminal, one line per task otherwise."""
-
-    def __init__(self, stream: TextIO, tty: bool) -> None:
-        self.stream = stream
-        self.tty = tty
-        self._last_task: str | None = None
-
-    def __call__(self, p: dict[str, Any]) -> None:
-        event = p.get("event")
-        task = p.get("task")
-        if self.tty:
-            line = (f"\r\x1b[K[{p.get('play') or '-'}] {task or '...'}  "
-                    f"hosts done {p.get('task_hosts_done', 0)}/{p.get('hosts_seen', 0)}  "
-                    f"failed {len(p.get('hosts_failed') or [])}  changes {p.get('changes', 0)}")
-            self.stream.write(line[:200])
-            if event in ("runner_on_failed", "runner_on_unreachable") and p.get("stdout"):
-                self.stream.write("\r\x1b[K" + str(p["stdout"]).strip() + "\n")
-        else:
-            if task and task != self._last_task and event in ("playbook_on_task_start",):
-                self.stream.write(f"TASK {task}\n")
-            if event in ("runner_on_failed", "runner_on_unreachable") and p.get("stdout"):
-                self.stream.write(str(p["stdout"]).strip() + "\n")
-        self._last_task = task
-        self.stream.flush()
-
-    def done(self) -> None:
-        if self.tty:
-            self.stream.write("\r\x1b[K")
-            self.stream.flush()
-
-
-def summary(record: dict[str, Any]) -> str:
-    lines = [
-        f"{record.get('operation')} on {record.get('environment')}: {str(record.get('status')).upper()}"
-        f" (rc {record.get('rc')}, {record.get('duration_s', 0):.1f} s)",
-    ]
-    if record.get("error"):
-        lines.append(f"  reason: {record['error']}")
-    hosts = record.get("hosts") or {}
-    if hosts:
-        lines.append(f"  {'HOST':<20} {'ok':>4} {'chg':>4} {'fail':>4} {'unrch':>5} {'skip':>4}")
-        for name, h in sorted(hosts.items()):
-            lines.append(f"  {name:<20} {h.get('ok', 0):>4} {h.get('changed', 0):>4} "
-                         f"{h.get('failed', 0):>4} {h.get('unreachable', 0):>5} {h.get('skipped', 0):>4}")
-    for f in (record.get("failures") or [])[:10]:
-        if not f.get("ignored"):
-            lines.append(f"  FAILED {f.get('host')}: {f.get('task')}: {f.get('msg')}")
-    changes = record.get("changes") or []
-    lines.append(f"  changed tasks: {len(changes)}")
-    lines.append(f"  record: {record.get('id')}   (opsctl records show {record.get('id')})")
-    return "\n".join(lines)
-
-
-@cli.command("run", context_settings={"ignore_unknown_options": False})
-@click.argument("operation")
-@click.option("--env", "env", required=True, help="Environment: a directory under inventories/.")
-@click.option("--limit", help="Ansible host pattern to restrict the run.")
-@click.option("--tags", multiple=True, help="Only tasks with these tags (repeatable or comma list).")
-@click.option("--skip-tags", multiple=True, help="Skip tasks with these tags.")
-@click.option("--check", is_flag=True, help="Dry run: report what would change.")
-@click.option("--diff", is_flag=True, help="Show and record the differences of changed files.")
-@click.option("--ticket", help="Change ticket id (required in production).")
-@click.option("--reason", help="Why this run (enough for read-only operations in production).")
-@click.option("--incident", help="Incident id this run belongs to.")
-@click.option("-e", "--extra-vars", "extra", multiple=True, help="key=value or @file.yml (repeatable).")
-@click.option("--timeout", type=click.IntRange(min=1), help="Cancel the run after this many seconds.")
-@click.option("--yes", is_flag=True, help="Confirm a high-risk operation without asking.")
-@click.option("--json", "as_json", is_flag=True, help="Print the change record as JSON instead of the summary.")
-@click.pass_obj
-def run_cmd(obj: Context, operation: str, env: str, limit: str | None, tags: tuple[str, ...],
-            skip_tags: tuple[str, ...], check: bool, diff: bool, ticket: str | None,
-            reason: str | None, incident: str | None, extra: tuple[str, ...], timeout: int | None,
-            yes: bool, as_json: bool) -> None:
-    """Run OPERATION against an environment and save the change record."""
-    confirmed = yes
-    # High-risk operations are confirmed at a terminal; without one (CI, cron) only --yes confirms.
-    # An unconfirmed request still goes to the executor, which records the refusal.
-    try:
-        high = needs_confirmation(get_operation(operation, load_catalog()), env)
-        get_environment(env)
-    except OpsError:
-        high = False  # the executor records the refusal with the precise reason
-    if high and not yes and sys.stdin.isatty():
-        confirmed = click.confirm(f"{operation} is HIGH RISK in {env}. Proceed?", default=False)
-    req = RunRequest(
-        operation=operation, env=env, limit=limit,
-        tags=[t for group in tags for t in group.split(",") if t],
-        skip_tags=[t for group in skip_tags for t in group.split(",") if t],
-        check=check, diff=diff, ticket=ticket, reason=reason, incident=incident,
-        extra_args=list(extra), confirmed=confirmed, timeout=timeout,
-    )
-    progress = None if as_json else Progress(sys.stderr, sys.stderr.isatty())
-    try:
-        result = Executor(archive=obj.archive).run(req, progress)
-    except OpsError as err:
-        fail(err)
-    if progress is not None:
-        progress.done()
-    if as_json:
-        click.echo(json.dumps(result.record, indent=2, ensure_ascii=False))
-    else:
-        if result.record.get("status") == "refused":
-            click.echo(f"opsctl: error: {result.record.get('error')}", err=True)
-        click.echo(summary(result.record))
-    sys.exit(result.exit_code)
 
 
 def main() -> None:

@@ -83,3 +83,29 @@ def test_catalog_d_files_extend_and_duplicates_are_refused(tmp_path: Path) -> No
     (tmp_path / "catalog.d" / "dup.yml").write_text("operations:\n  bad:\n    playbook: x.yml\n    risk: extreme\n")
     with pytest.raises(Exception, match="risk must be one of"):
         load_catalog(main)
+
+
+def test_lazy_command_table_matches_the_commands() -> None:
+    """cli.COMMANDS names every command with the short help its own docstring gives."""
+    import click
+
+    from orchestrator import cli as cli_module
+
+    group = cli_module.LazyGroup(commands={})  # a fresh group: loads every command from the table
+    for name, (_, _, short_help) in cli_module.COMMANDS.items():
+        command = group.get_command(click.Context(group), name)
+        assert command is not None and command.name == name
+        assert command.get_short_help_str(limit=1000) == short_help, name
+    report = group.get_command(click.Context(group), "report")
+    assert isinstance(report, click.Group)
+    assert sorted(report.commands) == ["baseline", "inspect", "monthly", "patches", "sla"]
+
+
+def test_help_lists_every_command_without_importing_them() -> None:
+    code = ("import sys; from click.testing import CliRunner; from orchestrator.cli import COMMANDS, cli; "
+            "out = CliRunner().invoke(cli, ['--help']).stdout; "
+            "assert all(f'  {name} ' in out for name in COMMANDS), out; "
+            "print(sorted(m for m in sys.modules if m.startswith('orchestrator.')))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['orchestrator.cli', 'orchestrator.errors', 'orchestrator.paths']"
