@@ -200,3 +200,76 @@ def test_retention_keeps_the_newest_verified_backup(seeded: None, store: Path) -
     rows = json.loads(listed.stdout)
     assert [r["backup_id"] for r in rows] == [new, olds[1]]
     assert [r["verification"] for r in rows] == ["unverified", "verified"]
+
+
+LOAD_DB = "envcredit_load"
+LOAD_SETUP = {
+    "postgresql": f"dropdb --if-exists --force {LOAD_DB}; createdb {LOAD_DB}; psql -XAtq -v ON_ERROR_STOP=1 -d {LOAD_DB} "
+                  "-c 'CREATE TABLE t (id bigserial PRIMARY KEY, v text)' "
+                  "-c 'INSERT INTO t (v) SELECT repeat(md5(g::text), 6) FROM generate_series(1, 300000) g'",
+    "mariadb": f"mariadb -e 'DROP DATABASE IF EXISTS {LOAD_DB}; CREATE DATABASE {LOAD_DB}; "
+               f"USE {LOAD_DB}; CREATE TABLE t (id bigint AUTO_INCREMENT PRIMARY KEY, v text) ENGINE=InnoDB; "
+               "INSERT INTO t (v) SELECT REPEAT(MD5(seq), 6) FROM seq_1_to_300000'",
+}
+# One session inserting a row every few ms, each in its own transaction, for about a minute.
+LOAD_WRITER = {
+    "postgresql": f"psql -XAtq -d {LOAD_DB} -c 'DO $$ BEGIN FOR i IN 1..8000 LOOP "
+                  "INSERT INTO t (v) VALUES (i::text); COMMIT; PERFORM pg_sleep(0.005); END LOOP; END $$'",
+    "mariadb": f"printf '%s\\n' 'DELIMITER //' 'BEGIN NOT ATOMIC DECLARE i INT DEFAULT 0; WHILE i < 8000 DO "
+               "INSERT INTO t (v) VALUES (i); DO SLEEP(0.005); SET i = i + 1; END WHILE; END//' "
+               f"| mariadb {LOAD_DB}",
+}
+
+
+def load_rows(host: str) -> int:
+    argv = (["psql", "-XAtq", "-d", LOAD_DB, "-c", "SELECT count(*) FROM t"] if ENGINE[host] == "postgresql"
+            else ["mariadb", "-NB", LOAD_DB, "-e", "SELECT count(*) FROM t"])
+    proc = on_host(host, argv, RUN_AS[host])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return int(proc.stdout.split("(stdout) ", 1)[1].strip())
+
+
+def test_backup_taken_under_write_load_verifies_on_both_engines(seeded: None, store: Path) -> None:
+    """Rows are inserted and committed all through the backup. PostgreSQL's counts share the
+    dump's snapshot (tolerance 0); MariaDB's cannot, so the manifest carries the measured number
+    of rows written meanwhile, and backup-verify (a real restore into a scratch database) passes."""
+    writers = []
+    try:
+        for host, engine in ENGINE.items():
+            setup = on_host(host, ["bash", "-c", LOAD_SETUP[engine]], RUN_AS[host])
+            assert setup.returncode == 0, setup.stdout + setup.stderr
+        for host, engine in ENGINE.items():
+            writers.append(subprocess.Popen(
+                [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
+                 "-e", "ansible_become=true", "--become-user", RUN_AS[host], "-m", "ansible.builtin.command",
+                 "-a", json.dumps({"argv": ["bash", "-c", LOAD_WRITER[engine]]})],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=lab_ansible_env()))
+        before = {h: load_rows(h) for h in ENGINE}
+        for _ in range(60):  # until both writers are seen writing
+            if all(load_rows(h) > before[h] for h in ENGINE):
+                break
+        else:
+            pytest.fail("the writers never wrote")
+        varsfile = store / "load-vars.yml"
+        varsfile.write_text(json.dumps({"db_backup_databases": [LOAD_DB]}), encoding="utf-8")
+        rc, rec = opsctl("backup", "-e", f"@{varsfile}", *store_vars(store))
+        assert rc == 0, rec.get("failures") or rec.get("error")
+        manifests = {h: json.loads((store / "lab" / h / rec["outputs"]["backup"][h]["backup_id"] / "manifest.json")
+                                   .read_text(encoding="utf-8")) for h in ENGINE}
+        assert all(load_rows(h) > m["databases"][0]["tables"]["t"] for h, m in manifests.items()), \
+            "the writers stopped before the backup ended: nothing was tested"
+        assert manifests["lab-db1"]["databases"][0]["count_tolerance"] == 0
+        assert manifests["lab-db2"]["databases"][0]["count_tolerance"] > 0
+        rc, rec = opsctl("backup-verify", "-e", "backup_id=latest", "-e", f"db_restore_database={LOAD_DB}",
+                         *store_vars(store))
+        assert rc == 0, rec.get("failures") or rec.get("error")
+        for host in ENGINE:
+            status = json.loads((store / "lab" / host / manifests[host]["backup_id"] / "status.json")
+                                .read_text(encoding="utf-8"))
+            assert status["verified"] and status["verified"]["ok"] is True, status
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
+        on_host("lab-db1", ["dropdb", "--if-exists", "--force", LOAD_DB], "postgres")
+        on_host("lab-db2", ["bash", "-c", f"pkill -f 'mariadb {LOAD_DB}'; mariadb -e 'DROP DATABASE IF EXISTS {LOAD_DB}'"])

@@ -213,7 +213,7 @@ def bench_host(host: str, db: str, rounds: int, store: Path, archive: Path, env:
                     "copy_task_s": sum(v for k, v in prof.items() if k.startswith("Copy the backup")),
                     "store_check_s": prof.get("Verify the checksums in the store and commit the backup", 0.0),
                     "other_tasks_s": sum(prof.values()) - prof.get(DUMP_TASK, 0.0),
-                    "profile": dict(sorted(prof.items(), key=lambda kv: -kv[1])[:8]),
+                    "profile": dict(sorted(prof.items(), key=lambda kv: -kv[1])),
                 }
         b, o = rnd["bare_backup"], rnd["opsctl_backup"]
         rnd["ratio_wall"] = o["wall_s"] / b["wall_s"]

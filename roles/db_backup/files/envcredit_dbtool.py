@@ -7,7 +7,7 @@ are started here and BOTH exit statuses are checked. Every command prints one
 JSON object on stdout; errors go to stderr with exit status 1.
 
   backup   --engine E --root DIR --id ID --db NAME... [--record-id R --env ENV
-           --jobs N --level L --min-free-mb M --free-factor F]
+           --jobs N --level L --min-free-mb M --free-factor F --keep-on-host K]
   check    --root DIR --id ID                     sha256 of every file against the manifest
   restore  --engine E --root DIR --id ID --source-db NAME --into NEWDB [--jobs N]
            restore one database of a backup into a NEW database and compare
@@ -32,6 +32,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,10 +86,127 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def open_by_others(path: Path) -> bool:
+    """Whether any other process of this user holds `path` open (from /proc/<pid>/fd)."""
+    target, me = str(path), os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+class Follower(threading.Thread):
+    """Compresses one file of pg_dump's directory output WHILE pg_dump still writes it.
+
+    pg_dump opens each data file once, writes it and closes it. The follower streams
+    what is there into `zstd` (sendfile into its stdin), and at end of file waits until
+    either more data comes or no process holds the file open any more (then it reads
+    the rest: nothing more can be written). The raw file is removed once `<file>.zst`
+    is complete; a failure (zstd or read error) is kept in `.error` and the caller
+    fails the backup. The same result as `pg_dump ...; zstd --rm <dir>/*.dat`, but
+    the compression runs beside the dump instead of after it.
+    """
+
+    def __init__(self, raw: Path, level: int, writer_gone: threading.Event) -> None:
+        super().__init__(name=f"zstd {raw.name}", daemon=True)
+        self.raw, self.level, self.writer_gone = raw, level, writer_gone
+        self.error: str | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _finished_writing(self) -> bool:
+        return self.writer_gone.is_set() or not open_by_others(self.raw)
+
+    def run(self) -> None:
+        out = self.raw.with_name(self.raw.name + ".zst")
+        try:
+            with self.raw.open("rb") as src, out.open("wb") as dst, \
+                    tempfile.TemporaryFile() as err:
+                self.proc = subprocess.Popen(["zstd", "-q", f"-{self.level}", "-T0", "-c"], stdin=subprocess.PIPE,
+                                             stdout=dst, stderr=err)
+                assert self.proc.stdin is not None
+                pipe, offset, last_round = self.proc.stdin.fileno(), 0, False
+                try:
+                    while True:
+                        sent = os.sendfile(pipe, src.fileno(), offset, 1 << 22)
+                        if sent:
+                            offset += sent
+                            continue
+                        if last_round:
+                            break
+                        if self._finished_writing():
+                            last_round = True  # closed: one more pass reads what came before the close
+                        else:
+                            time.sleep(0.02)
+                finally:
+                    self.proc.stdin.close()
+                    rc = self.proc.wait()
+                if rc != 0:
+                    err.seek(0)
+                    raise Fail(f"zstd exited {rc} on {self.raw.name}: {err.read().decode(errors='replace')[-500:]}")
+            self.raw.unlink()
+        except BaseException as exc:  # reported to the caller, which fails the backup
+            self.error = str(exc) or type(exc).__name__
+            if self.proc is not None and self.proc.poll() is None:
+                self.proc.kill()
+
+
+def dump_directory_compressed(argv: list[str], out: Path, level: int) -> None:
+    """Run pg_dump -Fd (uncompressed, no sync) into `out` and zstd every file as it is written."""
+    gone = threading.Event()
+    followers: dict[str, Follower] = {}
+
+    def follow_new() -> None:
+        if not out.is_dir():
+            return
+        for p in sorted(out.iterdir()):
+            if p.is_file() and not p.name.endswith(".zst") and p.name not in followers:
+                followers[p.name] = Follower(p, level, gone)
+                followers[p.name].start()
+
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            while proc.poll() is None:
+                follow_new()
+                time.sleep(0.05)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            gone.set()  # pg_dump and its workers are gone: nothing is written any more
+        if proc.returncode != 0:
+            for f in followers.values():
+                f.join()
+            err.seek(0)
+            raise Fail(f"{argv[0]} exited {proc.returncode}: {err.read().decode(errors='replace').strip()[-2000:]}")
+    follow_new()  # files opened right before the end (toc.dat)
+    for f in followers.values():
+        f.join()
+    failed = [f.error for f in followers.values() if f.error]
+    if failed:
+        raise Fail("compression failed: " + "; ".join(failed))
+
+
 # ----------------------------------------------------------------------------- engines
 
 class Engine:
     name = ""
+
+    def __init__(self) -> None:
+        # database -> how far the manifest's row counts may be from the dump's snapshot
+        # (0: exact, taken in the same snapshot)
+        self.tolerance: dict[str, int] = {}
 
     def connect(self, db: str) -> Any:
         raise NotImplementedError
@@ -157,13 +276,13 @@ class Postgres(Engine):
             snapshot = cur.fetchone()[0]
             counts = self.count_tables(conn, db)
             out = dest / f"{db}.dir"
-            run(["pg_dump", "-Fd", "-Z", "0", "-j", str(jobs), "--snapshot", snapshot, "-f", str(out), db])
+            # --no-sync: the raw files are compressed and removed as they are written; the
+            # compressed files are fsynced with the manifest before the backup is renamed.
+            dump_directory_compressed(["pg_dump", "-Fd", "-Z", "0", "-j", str(jobs), "--no-sync",
+                                       "--snapshot", snapshot, "-f", str(out), db], out, level)
         finally:
             conn.rollback()
             conn.close()
-        files = sorted(p for p in out.iterdir() if p.is_file())
-        for p in files:
-            run(["zstd", "-q", "--rm", f"-{level}", "-T0", str(p)])
         return counts, sorted(p for p in out.iterdir() if p.is_file())
 
     def dump_globals(self, dest: Path, level: int) -> Path:
@@ -251,22 +370,59 @@ class MariaDB(Engine):
     def owner(self, db: str) -> str:
         return "root"
 
+    def snapshot_counts(self, conn: Any, db: str) -> dict[str, int]:
+        cur = conn.cursor()
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        try:
+            return self.count_tables(conn, db)
+        finally:
+            conn.rollback()
+
     def dump(self, db: str, dest: Path, jobs: int, level: int) -> tuple[dict[str, int], list[Path]]:
+        """mariadb-dump --single-transaction | zstd, with the row counts taken beside it.
+
+        mariadb-dump's snapshot cannot be shared. The manifest's counts come from a snapshot
+        opened just before it starts (counted while it runs); a second count in a snapshot
+        opened after it ends measures how much each table changed in between. The sum of
+        those changes is the database's `count_tolerance`: 0 when nothing was written (the
+        counts are exact), otherwise the most the restored counts may differ from the
+        manifest in total (a table that only grows, or only shrinks, during the dump is
+        always within it; one written both ways can still fail verification: a false alarm,
+        never a false pass beyond the measured change).
+        """
         conn = self.connect(db)
+        counted: dict[str, Any] = {}
+
+        def count() -> None:
+            try:
+                counted["tables"] = self.count_tables(conn, db)
+            except BaseException as exc:
+                counted["error"] = exc
+
         try:
             cur = conn.cursor()
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
-            counts = self.count_tables(conn, db)
+            counter = threading.Thread(target=count, name="row counts", daemon=True)
+            counter.start()
+            out = dest / f"{db}.sql.zst"
+            try:
+                with out.open("wb") as f:
+                    chain(["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events",
+                           "--hex-blob", "--default-character-set=utf8mb4", db],
+                          ["zstd", "-q", f"-{level}", "-T0", "-c"], stdout=f)
+            finally:
+                counter.join()
             conn.rollback()
+            if "error" in counted:
+                raise Fail(f"row counts of {db} failed: {counted['error']}")
+            before: dict[str, int] = counted["tables"]
+            after = self.snapshot_counts(conn, db)
+            self.tolerance[db] = sum(abs(after.get(t, 0) - before.get(t, 0)) for t in set(before) | set(after))
         finally:
             conn.close()
-        out = dest / f"{db}.sql.zst"
-        with out.open("wb") as f:
-            chain(["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events",
-                   "--hex-blob", "--default-character-set=utf8mb4", db],
-                  ["zstd", "-q", f"-{level}", "-T0", "-c"], stdout=f)
-        return counts, [out]
+        return before, [out]
 
     def dump_globals(self, dest: Path, level: int) -> Path:
         out = dest / "users.sql.zst"
@@ -348,7 +504,8 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
         for db in a.db:
             counts, dumped = eng.dump(db, partial, a.jobs, a.level)
             files += dumped
-            databases.append({"name": db, "owner": eng.owner(db), "size_bytes": eng.size(db), "tables": counts})
+            databases.append({"name": db, "owner": eng.owner(db), "size_bytes": eng.size(db), "tables": counts,
+                              "count_tolerance": eng.tolerance.get(db, 0)})
         files.append(eng.dump_globals(partial, a.level))
         manifest = {
             "format": FORMAT,
@@ -380,6 +537,12 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    if a.keep_on_host > 0:  # only once the new backup is complete; the store keeps the history
+        mine = sorted(p for p in root.glob(f"*Z-{a.host or socket.gethostname()}") if p.is_dir())
+        for old in mine[:-a.keep_on_host]:
+            shutil.rmtree(old)
+        manifest["removed_on_host"] = [p.name for p in mine[:-a.keep_on_host]]
+    manifest["rsync_on_host"] = shutil.which("rsync") is not None
     return manifest
 
 
@@ -413,6 +576,25 @@ def cmd_check(a: argparse.Namespace) -> dict[str, Any]:
     return {"backup_id": a.id, "files": len(manifest["files"]), "ok": True}
 
 
+def compare_counts(expected: dict[str, int], restored: dict[str, int], tolerance: int) -> str | None:
+    """None when the restored row counts match the manifest; otherwise why they do not.
+
+    Same tables always; the counts exactly, or within `tolerance` rows in total when the
+    manifest says its counts and the dump came from snapshots that writes fell between.
+    """
+    if set(expected) != set(restored):
+        diff = {t: {"expected": expected.get(t), "restored": restored.get(t)}
+                for t in sorted(set(expected) ^ set(restored))}
+        return f"tables differ: {json.dumps(diff)}"
+    diff = {t: {"expected": expected[t], "restored": restored[t]} for t in sorted(expected)
+            if expected[t] != restored[t]}
+    total = sum(abs(d["expected"] - d["restored"]) for d in diff.values())
+    if total > tolerance:
+        within = f" (more than the {tolerance} rows written during the backup)" if tolerance else ""
+        return f"{json.dumps(diff)}{within}"
+    return None
+
+
 def cmd_restore(a: argparse.Namespace) -> dict[str, Any]:
     eng = engine(a.engine)
     base, manifest = load_manifest(Path(a.root), a.id)
@@ -439,17 +621,19 @@ def cmd_restore(a: argparse.Namespace) -> dict[str, Any]:
         finally:
             conn.close()
         expected = dbs[a.source_db]["tables"]
-        if counts != expected:
-            diff = {t: {"expected": expected.get(t), "restored": counts.get(t)}
-                    for t in set(expected) | set(counts) if expected.get(t) != counts.get(t)}
-            raise Fail(f"row counts of {a.into} differ from the manifest: {json.dumps(diff)}")
+        tolerance = int(dbs[a.source_db].get("count_tolerance", 0))
+        off = compare_counts(expected, counts, tolerance)
+        if off is not None:
+            raise Fail(f"row counts of {a.into} differ from the manifest: {off}")
     except BaseException:
         try:
             eng.drop(a.into)
         finally:
             pass
         raise
-    return {"backup_id": a.id, "database": a.into, "tables": counts, "started": started, "ended": now()}
+    return {"backup_id": a.id, "database": a.into, "tables": counts, "count_tolerance": tolerance,
+            "counts_differ_by": sum(abs(counts[t] - expected[t]) for t in expected),
+            "started": started, "ended": now()}
 
 
 def main() -> int:
@@ -467,6 +651,8 @@ def main() -> int:
     b.add_argument("--level", type=int, default=3)
     b.add_argument("--min-free-mb", type=int, default=64)
     b.add_argument("--free-factor", type=float, default=1.0)
+    b.add_argument("--keep-on-host", type=int, default=0, help="complete backups of this host kept in --root "
+                   "(older ones removed after the new one is complete; 0 keeps all)")
     c = sub.add_parser("check")
     c.add_argument("--root", required=True)
     c.add_argument("--id", required=True)

@@ -1,0 +1,138 @@
+"""Parts of roles/db_backup/files/envcredit_dbtool.py that need no database server.
+
+The lab tests (test_db_lab.py, test_db_faults_lab.py) run the whole tool against PostgreSQL
+and MariaDB; these pin two pieces on their own: the compression of pg_dump's directory output
+while it is being written (with a writer that pauses with files open, real zstd), and the
+comparison of restored row counts with the manifest (exact, or within the measured tolerance).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+sys.path.insert(0, str(REPO / "roles" / "db_backup" / "files"))
+import envcredit_dbtool as tool  # noqa: E402
+
+# A stand-in for pg_dump -Fd: writes its files the way pg_dump does (each opened once, written
+# in pieces with pauses while open, closed), toc.dat last, then exits with the given status.
+WRITER = r"""
+import os, sys, time
+out, status = sys.argv[1], int(sys.argv[2])
+os.mkdir(out)
+def chunk(i, n):
+    # compressible but not trivial: text with a counter, plus some random bytes
+    text = (f"row {i} 环境信用评价 " * (n // 8)).encode()[:n - n // 2]
+    return text + os.urandom(n // 2)
+with open(os.path.join(out, "1.dat"), "wb") as big, open(os.path.join(out, "2.dat"), "wb") as small:
+    for i in range(12):
+        big.write(chunk(i, 1 << 20))
+        big.flush()
+        if i == 3:
+            small.write(chunk(i, 4096))
+        time.sleep(0.15)   # longer than the follower's poll: it must wait, not stop
+with open(os.path.join(out, "toc.dat"), "wb") as toc:
+    toc.write(b"toc")
+sys.exit(status)
+"""
+
+
+def writer(tmp: Path, status: int = 0) -> tuple[list[str], Path]:
+    """argv of a writer into tmp/out.dir, and that directory."""
+    script = tmp / "writer.py"
+    script.write_text(WRITER, encoding="utf-8")
+    return [sys.executable, str(script), str(tmp / "out.dir"), str(status)], tmp / "out.dir"
+
+
+def unzstd(path: Path) -> bytes:
+    return subprocess.run(["zstd", "-q", "-d", "-c", str(path)], check=True, capture_output=True).stdout
+
+
+def test_files_are_compressed_while_written_and_match_byte_for_byte(tmp_path: Path) -> None:
+    argv, out = writer(tmp_path)
+    # The content has random parts: the reference is each raw file as it is just before the
+    # tool removes it (after its .zst is complete).
+    seen: dict[str, bytes] = {}
+    orig_unlink = Path.unlink
+
+    def keep_then_unlink(self: Path, missing_ok: bool = False) -> None:
+        seen[self.name] = self.read_bytes()
+        orig_unlink(self, missing_ok=missing_ok)
+
+    Path.unlink = keep_then_unlink  # type: ignore[method-assign]
+    try:
+        tool.dump_directory_compressed(argv, out, 3)
+    finally:
+        Path.unlink = orig_unlink  # type: ignore[method-assign]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["1.dat.zst", "2.dat.zst", "toc.dat.zst"], names
+    assert sorted(seen) == ["1.dat", "2.dat", "toc.dat"]
+    assert len(seen["1.dat"]) == 12 << 20 and len(seen["2.dat"]) == 4096
+    for name, raw in seen.items():
+        restored = unzstd(out / f"{name}.zst")
+        assert hashlib.sha256(restored).hexdigest() == hashlib.sha256(raw).hexdigest(), name
+
+
+def test_a_failing_dump_fails_with_its_status_and_message(tmp_path: Path) -> None:
+    argv, out = writer(tmp_path, status=3)
+    with pytest.raises(tool.Fail, match=r"exited 3"):
+        tool.dump_directory_compressed(argv, out, 3)
+
+
+def test_a_missing_dump_program_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        tool.dump_directory_compressed([str(tmp_path / "no-such-pg_dump")], tmp_path / "x.dir", 3)
+
+
+def test_open_by_others_sees_a_file_another_process_holds(tmp_path: Path) -> None:
+    f = tmp_path / "held"
+    f.write_bytes(b"x")
+    holder = subprocess.Popen([sys.executable, "-c", f"f = open({str(f)!r}); import time; time.sleep(30)"])
+    try:
+        for _ in range(100):
+            if tool.open_by_others(f):
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert tool.open_by_others(f)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not tool.open_by_others(f)
+
+
+EXPECTED = {"enterprises": 400, "ratings": 1700, "indicators": 20}
+
+
+def test_counts_equal_pass_and_report_nothing() -> None:
+    assert tool.compare_counts(EXPECTED, dict(EXPECTED), 0) is None
+
+
+def test_any_difference_fails_when_the_counts_were_exact() -> None:
+    msg = tool.compare_counts(EXPECTED, {**EXPECTED, "ratings": 1699}, 0)
+    assert msg is not None and '"ratings": {"expected": 1700, "restored": 1699}' in msg
+    assert "written during the backup" not in msg
+
+
+def test_differences_within_the_measured_tolerance_pass() -> None:
+    restored = {**EXPECTED, "ratings": 1702, "enterprises": 399}
+    assert tool.compare_counts(EXPECTED, restored, 3) is None
+
+
+def test_differences_beyond_the_tolerance_fail_and_say_so() -> None:
+    restored = {**EXPECTED, "ratings": 1702, "enterprises": 399}
+    msg = tool.compare_counts(EXPECTED, restored, 2)
+    assert msg is not None and "more than the 2 rows written during the backup" in msg
+
+
+def test_a_missing_or_extra_table_fails_whatever_the_tolerance() -> None:
+    restored = {k: v for k, v in EXPECTED.items() if k != "indicators"}
+    msg = tool.compare_counts(EXPECTED, restored, 10_000)
+    assert msg is not None and "tables differ" in msg and "indicators" in msg
+    msg = tool.compare_counts(EXPECTED, {**EXPECTED, "extra": 0}, 10_000)
+    assert msg is not None and "extra" in msg
