@@ -77,6 +77,23 @@ def test_files_are_compressed_while_written_and_match_byte_for_byte(tmp_path: Pa
     for name, raw in seen.items():
         restored = unzstd(out / f"{name}.zst")
         assert hashlib.sha256(restored).hexdigest() == hashlib.sha256(raw).hexdigest(), name
+        # the manifest's sha256, taken while the .zst was written, is the file's
+        zst = out / f"{name}.zst"
+        assert tool.SEALED[str(zst)] == hashlib.sha256(zst.read_bytes()).hexdigest(), name
+
+
+def test_chain_writes_hashes_and_checks_both_statuses(tmp_path: Path) -> None:
+    dest = tmp_path / "out.zst"
+    tool.chain(["printf", "环境信用 %s\\n", "a", "b"], ["zstd", "-q", "-c"], hashed_to=dest)
+    assert unzstd(dest).decode() == "环境信用 a\n环境信用 b\n"
+    assert tool.SEALED[str(dest)] == hashlib.sha256(dest.read_bytes()).hexdigest()
+    with pytest.raises(tool.Fail, match=r"^sh exited 4: boom"):  # the first stage fails behind the pipe
+        tool.chain(["sh", "-c", "echo boom >&2; exit 4"], ["zstd", "-q", "-c"], hashed_to=tmp_path / "x.zst")
+
+
+def test_a_full_disk_while_writing_is_a_clear_error() -> None:
+    with pytest.raises(tool.Fail, match=r"writing /dev/full: No space left on device"):
+        tool.chain(["head", "-c", "4000000", "/dev/zero"], ["cat"], hashed_to=Path("/dev/full"))
 
 
 def test_a_failing_dump_fails_with_its_status_and_message(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+STARTED = time.monotonic()
 MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
 FORMAT = 1
 
@@ -56,18 +57,57 @@ def run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def chain(first: list[str], second: list[str], stdout: Any = None, stdin: Any = None) -> None:
-    """first | second, both exit statuses checked (the equivalent of set -o pipefail)."""
-    p1 = subprocess.Popen(first, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    p2 = subprocess.Popen(second, stdin=p1.stdout, stdout=stdout or subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert p1.stdout is not None
-    p1.stdout.close()
-    err2 = p2.communicate()[1]
-    err1 = p1.communicate()[1]
-    if p1.returncode != 0:
-        raise Fail(f"{first[0]} exited {p1.returncode}: {err1.decode(errors='replace').strip()[-2000:]}")
-    if p2.returncode != 0:
-        raise Fail(f"{second[0]} exited {p2.returncode}: {err2.decode(errors='replace').strip()[-2000:]}")
+# sha256 of the files written (and fsynced) by write_hashed, by path: the manifest takes them
+# from here instead of reading the files again after the dump.
+SEALED: dict[str, str] = {}
+SEALED_LOCK = threading.Lock()
+
+
+def write_hashed(pipe: Any, dest: Path) -> None:
+    """Write what comes out of `pipe` (a binary file object) to `dest`, hashing on the way; fsync."""
+    h = hashlib.sha256()
+    try:
+        with dest.open("wb") as f:
+            src = pipe.fileno()
+            while True:
+                chunk = os.read(src, 1 << 20)
+                if not chunk:
+                    break
+                h.update(chunk)
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:  # ENOSPC and the like: a clear message, not a traceback
+        raise Fail(f"writing {dest}: {exc.strerror or exc}") from exc
+    with SEALED_LOCK:
+        SEALED[str(dest)] = h.hexdigest()
+
+
+def chain(first: list[str], second: list[str], stdout: Any = None, stdin: Any = None,
+          hashed_to: Path | None = None) -> None:
+    """first | second, both exit statuses checked (the equivalent of set -o pipefail).
+
+    With `hashed_to`, second's output goes to that file through write_hashed."""
+    with tempfile.TemporaryFile() as err1, tempfile.TemporaryFile() as err2:
+        p1 = subprocess.Popen(first, stdin=stdin, stdout=subprocess.PIPE, stderr=err1)
+        out = subprocess.PIPE if hashed_to is not None else (stdout or subprocess.DEVNULL)
+        p2 = subprocess.Popen(second, stdin=p1.stdout, stdout=out, stderr=err2)
+        assert p1.stdout is not None
+        p1.stdout.close()
+        try:
+            if hashed_to is not None:
+                write_hashed(p2.stdout, hashed_to)
+        except BaseException:
+            p1.kill()
+            p2.kill()
+            raise
+        finally:
+            p2.wait()
+            p1.wait()
+        for proc, argv, err in ((p1, first, err1), (p2, second, err2)):
+            if proc.returncode != 0:
+                err.seek(0)
+                raise Fail(f"{argv[0]} exited {proc.returncode}: {err.read().decode(errors='replace').strip()[-2000:]}")
 
 
 def sha256(path: Path) -> str:
@@ -129,11 +169,20 @@ class Follower(threading.Thread):
     def run(self) -> None:
         out = self.raw.with_name(self.raw.name + ".zst")
         try:
-            with self.raw.open("rb") as src, out.open("wb") as dst, \
-                    tempfile.TemporaryFile() as err:
+            with self.raw.open("rb") as src, tempfile.TemporaryFile() as err:
                 self.proc = subprocess.Popen(["zstd", "-q", f"-{self.level}", "-T0", "-c"], stdin=subprocess.PIPE,
-                                             stdout=dst, stderr=err)
+                                             stdout=subprocess.PIPE, stderr=err)
                 assert self.proc.stdin is not None
+                written: dict[str, BaseException] = {}
+
+                def drain() -> None:
+                    try:
+                        write_hashed(self.proc.stdout, out)  # type: ignore[union-attr]
+                    except BaseException as exc:
+                        written["error"] = exc
+
+                writer = threading.Thread(target=drain, name=f"write {out.name}", daemon=True)
+                writer.start()
                 pipe, offset, last_round = self.proc.stdin.fileno(), 0, False
                 try:
                     while True:
@@ -149,7 +198,10 @@ class Follower(threading.Thread):
                             time.sleep(0.02)
                 finally:
                     self.proc.stdin.close()
+                    writer.join()
                     rc = self.proc.wait()
+                if "error" in written:
+                    raise written["error"]
                 if rc != 0:
                     err.seek(0)
                     raise Fail(f"zstd exited {rc} on {self.raw.name}: {err.read().decode(errors='replace')[-500:]}")
@@ -287,8 +339,7 @@ class Postgres(Engine):
 
     def dump_globals(self, dest: Path, level: int) -> Path:
         out = dest / "globals.sql.zst"
-        with out.open("wb") as f:
-            chain(["pg_dumpall", "--globals-only"], ["zstd", "-q", f"-{level}", "-c"], stdout=f)
+        chain(["pg_dumpall", "--globals-only"], ["zstd", "-q", f"-{level}", "-c"], hashed_to=out)
         return out
 
     def create(self, db: str, owner: str) -> None:
@@ -408,10 +459,9 @@ class MariaDB(Engine):
             counter.start()
             out = dest / f"{db}.sql.zst"
             try:
-                with out.open("wb") as f:
-                    chain(["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events",
-                           "--hex-blob", "--default-character-set=utf8mb4", db],
-                          ["zstd", "-q", f"-{level}", "-T0", "-c"], stdout=f)
+                chain(["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events",
+                       "--hex-blob", "--default-character-set=utf8mb4", db],
+                      ["zstd", "-q", f"-{level}", "-T0", "-c"], hashed_to=out)
             finally:
                 counter.join()
             conn.rollback()
@@ -426,8 +476,7 @@ class MariaDB(Engine):
 
     def dump_globals(self, dest: Path, level: int) -> Path:
         out = dest / "users.sql.zst"
-        with out.open("wb") as f:
-            chain(["mariadb-dump", "--system=users", "--insert-ignore"], ["zstd", "-q", f"-{level}", "-c"], stdout=f)
+        chain(["mariadb-dump", "--system=users", "--insert-ignore"], ["zstd", "-q", f"-{level}", "-c"], hashed_to=out)
         return out
 
     def create(self, db: str, owner: str) -> None:
@@ -516,8 +565,8 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
             "env": a.env,
             "record_id": a.record_id,
             "databases": databases,
-            "files": [{"path": str(p.relative_to(partial)), "bytes": p.stat().st_size, "sha256": sha256(p)}
-                      for p in files],
+            "files": [{"path": str(p.relative_to(partial)), "bytes": p.stat().st_size,
+                       "sha256": SEALED.get(str(p)) or sha256(p)} for p in files],
             "started": started,
             "ended": now(),
         }
@@ -528,7 +577,7 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
             f.flush()
             os.fsync(f.fileno())
         for p in partial.rglob("*"):
-            if p.is_file():
+            if p.is_file() and str(p) not in SEALED:  # the others were fsynced as they were written
                 fd = os.open(p, os.O_RDONLY)
                 os.fsync(fd)
                 os.close(fd)
@@ -543,6 +592,7 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(old)
         manifest["removed_on_host"] = [p.name for p in mine[:-a.keep_on_host]]
     manifest["rsync_on_host"] = shutil.which("rsync") is not None
+    manifest["elapsed_s"] = round(time.monotonic() - STARTED, 3)  # the whole tool run, for bench/db
     return manifest
 
 
@@ -583,9 +633,9 @@ def compare_counts(expected: dict[str, int], restored: dict[str, int], tolerance
     manifest says its counts and the dump came from snapshots that writes fell between.
     """
     if set(expected) != set(restored):
-        diff = {t: {"expected": expected.get(t), "restored": restored.get(t)}
-                for t in sorted(set(expected) ^ set(restored))}
-        return f"tables differ: {json.dumps(diff)}"
+        missing = {t: {"expected": expected.get(t), "restored": restored.get(t)}
+                   for t in sorted(set(expected) ^ set(restored))}
+        return f"tables differ: {json.dumps(missing)}"
     diff = {t: {"expected": expected[t], "restored": restored[t]} for t in sorted(expected)
             if expected[t] != restored[t]}
     total = sum(abs(d["expected"] - d["restored"]) for d in diff.values())
