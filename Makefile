@@ -113,16 +113,24 @@ test: setup lint ## Everything CI runs: lint, then pytest (unit + lab) and molec
 	@# (`make lab-reset` returns to a plain lab; every test also passes on a hardened one).
 	$(MAKE) -j2 --output-sync=target pytest molecule BASELINE_LAB=1
 
-demo: lab ## Start the lab, run the read-only operations, show the records and the HTML archive
+demo: lab ## Start the lab; ping, inspect, seed + backup + backup-verify; records, reports, HTML archive
 	$(OPSCTL) ops
 	$(OPSCTL) run ping --env lab --reason demo
 	$(OPSCTL) run inspect --env lab --reason demo
+	$(OPSCTL) run seed --env lab --reason demo
+	$(OPSCTL) run backup --env lab --reason demo
+	$(OPSCTL) run backup-verify --env lab --reason demo
+	$(OPSCTL) backups list --env lab
 	$(OPSCTL) records list --limit 10
 	$(OPSCTL) records verify
 	@mkdir -p var/reports
+	$(OPSCTL) report inspect --lang zh --out var/reports/inspect-zh.html
+	$(OPSCTL) report inspect --lang en --out var/reports/inspect-en.html
 	$(OPSCTL) records export --format html --out var/reports/archive.html
-	@echo; echo "change records: $${OPSCTL_ARCHIVE:-$(CURDIR)/var/archive}"; \
-	 echo "HTML archive:   $(CURDIR)/var/reports/archive.html"
+	@echo; echo "change records:    $${OPSCTL_ARCHIVE:-$(CURDIR)/var/archive}"; \
+	 echo "backup store:      $(CURDIR)/var/backups/lab"; \
+	 echo "inspection report: $(CURDIR)/var/reports/inspect-zh.html (en: inspect-en.html)"; \
+	 echo "HTML archive:      $(CURDIR)/var/reports/archive.html"
 
 bench: bench-overhead bench-archive ## All benchmarks (ratios, not timed tests)
 

@@ -112,6 +112,7 @@ def test_round_trip_both_engines(seeded: None, store: Path) -> None:
         assert b["engine"] == ENGINE[host]
         assert b["files"] and all(len(f["sha256"]) == 64 for f in b["files"])
         assert b["databases"][0]["tables"]["enterprises"] == 400
+        assert b["databases"][0]["dump_jobs"] == 1  # a small database: parallel jobs would not pay
         assert (store / "lab" / host / b["backup_id"] / "status.json").is_file()
     # Destroy data, then restore the latest backup in place of the live database.
     try:

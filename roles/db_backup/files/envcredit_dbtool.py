@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 STARTED = time.monotonic()
+# A table this big (with its TOAST and indexes) is worth a pg_dump worker of its own.
+PARALLEL_TABLE_BYTES = 256 * 1024 * 1024
 MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
 FORMAT = 1
 
@@ -259,6 +261,8 @@ class Engine:
         # database -> how far the manifest's row counts may be from the dump's snapshot
         # (0: exact, taken in the same snapshot)
         self.tolerance: dict[str, int] = {}
+        # database -> parallel dump jobs used (PostgreSQL; 1 elsewhere)
+        self.jobs: dict[str, int] = {}
 
     def connect(self, db: str) -> Any:
         raise NotImplementedError
@@ -327,10 +331,20 @@ class Postgres(Engine):
             cur.execute("SELECT pg_export_snapshot()")
             snapshot = cur.fetchone()[0]
             counts = self.count_tables(conn, db)
+            # Parallel jobs only where they pay: each pg_dump worker takes whole tables, so
+            # more workers than big tables cannot help (and cost a connection each). Sizes
+            # from the catalog's page counts (table + TOAST, as of the last VACUUM/ANALYZE):
+            # pg_total_relation_size() would wait on a table another session has locked.
+            cur.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "LEFT JOIN pg_class t ON t.oid = c.reltoastrelid "
+                        "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                        "AND (c.relpages::bigint + coalesce(t.relpages, 0)) "
+                        "* current_setting('block_size')::bigint >= %s", (PARALLEL_TABLE_BYTES,))
+            self.jobs[db] = max(1, min(jobs, int(cur.fetchone()[0])))
             out = dest / f"{db}.dir"
             # --no-sync: the raw files are compressed and removed as they are written; the
             # compressed files are fsynced with the manifest before the backup is renamed.
-            dump_directory_compressed(["pg_dump", "-Fd", "-Z", "0", "-j", str(jobs), "--no-sync",
+            dump_directory_compressed(["pg_dump", "-Fd", "-Z", "0", "-j", str(self.jobs[db]), "--no-sync",
                                        "--snapshot", snapshot, "-f", str(out), db], out, level)
         finally:
             conn.rollback()
@@ -554,7 +568,7 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
             counts, dumped = eng.dump(db, partial, a.jobs, a.level)
             files += dumped
             databases.append({"name": db, "owner": eng.owner(db), "size_bytes": eng.size(db), "tables": counts,
-                              "count_tolerance": eng.tolerance.get(db, 0)})
+                              "count_tolerance": eng.tolerance.get(db, 0), "dump_jobs": eng.jobs.get(db, 1)})
         files.append(eng.dump_globals(partial, a.level))
         manifest = {
             "format": FORMAT,
