@@ -332,7 +332,8 @@ class Postgres(Engine):
             snapshot = cur.fetchone()[0]
             counts = self.count_tables(conn, db)
             # Parallel jobs only where they pay: each pg_dump worker takes whole tables, so
-            # more workers than big tables cannot help (and cost a connection each). Sizes
+            # beyond one worker per big table plus one for all the small ones, more cannot
+            # help (and cost a connection each); no big table at all: one job. Sizes
             # from the catalog's page counts (table + TOAST, as of the last VACUUM/ANALYZE):
             # pg_total_relation_size() would wait on a table another session has locked.
             cur.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -340,7 +341,8 @@ class Postgres(Engine):
                         "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
                         "AND (c.relpages::bigint + coalesce(t.relpages, 0)) "
                         "* current_setting('block_size')::bigint >= %s", (PARALLEL_TABLE_BYTES,))
-            self.jobs[db] = max(1, min(jobs, int(cur.fetchone()[0])))
+            big = int(cur.fetchone()[0])
+            self.jobs[db] = max(1, min(jobs, big + 1 if big else 1))
             out = dest / f"{db}.dir"
             # --no-sync: the raw files are compressed and removed as they are written; the
             # compressed files are fsynced with the manifest before the backup is renamed.
