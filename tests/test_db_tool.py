@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,31 @@ def test_a_failing_dump_fails_with_its_status_and_message(tmp_path: Path) -> Non
     argv, out = writer(tmp_path, status=3)
     with pytest.raises(tool.Fail, match=r"exited 3"):
         tool.dump_directory_compressed(argv, out, 3)
+
+
+def test_a_failing_output_stops_the_follower_with_its_reason(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The writer of zstd's output fails (a full disk): zstd must be stopped so the follower's
+    feeding fails instead of blocking for ever, and the reason reported is the disk's."""
+    def full_disk(pipe: object, dest: Path) -> None:
+        raise tool.Fail(f"writing {dest}: No space left on device")
+
+    monkeypatch.setattr(tool, "write_hashed", full_disk)
+    argv, out = writer(tmp_path)
+    failure: list[BaseException] = []
+
+    def dump() -> None:
+        try:
+            tool.dump_directory_compressed(argv, out, 3)
+        except BaseException as exc:
+            failure.append(exc)
+
+    t = threading.Thread(target=dump, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert not t.is_alive(), "the follower blocked feeding a zstd nobody reads"
+    assert failure and isinstance(failure[0], tool.Fail)
+    assert "1.dat.zst: No space left on device" in str(failure[0])
 
 
 def test_a_missing_dump_program_is_a_clear_error(tmp_path: Path) -> None:

@@ -170,18 +170,21 @@ class Follower(threading.Thread):
 
     def run(self) -> None:
         out = self.raw.with_name(self.raw.name + ".zst")
+        written: dict[str, BaseException] = {}  # the output writer's failure, the real cause
         try:
             with self.raw.open("rb") as src, tempfile.TemporaryFile() as err:
                 self.proc = subprocess.Popen(["zstd", "-q", f"-{self.level}", "-T0", "-c"], stdin=subprocess.PIPE,
                                              stdout=subprocess.PIPE, stderr=err)
                 assert self.proc.stdin is not None
-                written: dict[str, BaseException] = {}
 
                 def drain() -> None:
                     try:
                         write_hashed(self.proc.stdout, out)  # type: ignore[union-attr]
                     except BaseException as exc:
                         written["error"] = exc
+                        # nobody reads zstd's output any more: stop it, so that feeding it
+                        # fails (broken pipe) instead of blocking for ever
+                        self.proc.kill()  # type: ignore[union-attr]
 
                 writer = threading.Thread(target=drain, name=f"write {out.name}", daemon=True)
                 writer.start()
@@ -209,7 +212,7 @@ class Follower(threading.Thread):
                     raise Fail(f"zstd exited {rc} on {self.raw.name}: {err.read().decode(errors='replace')[-500:]}")
             self.raw.unlink()
         except BaseException as exc:  # reported to the caller, which fails the backup
-            self.error = str(exc) or type(exc).__name__
+            self.error = str(written.get("error") or exc) or type(exc).__name__
             if self.proc is not None and self.proc.poll() is None:
                 self.proc.kill()
 
