@@ -26,14 +26,17 @@ ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
 RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
 
 
+def host_command(host: str, argv: list[str], user: str = "root") -> list[str]:
+    """The `ansible` command line that runs argv on a lab host over the inventory's SSH connection."""
+    return [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
+            "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
+            "-a", json.dumps({"argv": argv})]
+
+
 def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
     """Run a command on a lab host over the inventory's SSH connection."""
-    return subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
-         "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
-         "-a", json.dumps({"argv": argv})],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=lab_ansible_env())
+    return subprocess.run(host_command(host, argv, user), capture_output=True, text=True, timeout=120, cwd=REPO,
+                          check=False, env=lab_ansible_env())
 
 
 def tool(host: str, *args: str) -> dict[str, Any]:
@@ -241,9 +244,7 @@ def test_backup_taken_under_write_load_verifies_on_both_engines(seeded: None, st
             assert setup.returncode == 0, setup.stdout + setup.stderr
         for host, engine in ENGINE.items():
             writers.append(subprocess.Popen(
-                [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
-                 "-e", "ansible_become=true", "--become-user", RUN_AS[host], "-m", "ansible.builtin.command",
-                 "-a", json.dumps({"argv": ["bash", "-c", LOAD_WRITER[engine]]})],
+                host_command(host, ["bash", "-c", LOAD_WRITER[engine]], RUN_AS[host]),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=lab_ansible_env()))
         before = {h: load_rows(h) for h in ENGINE}
         for _ in range(60):  # until both writers are seen writing
