@@ -12,7 +12,10 @@ TICKET   ?=
 REASON   ?=
 LIMIT    ?=
 ARGS     ?=
-APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd chromium fonts-noto-cjk
+ROLES    ?=
+PYTEST_ARGS ?=
+comma    := ,
+APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk
 
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
@@ -89,9 +92,11 @@ lint: venv ## yamllint, ansible-lint (production profile), mypy
 	$(BIN)/yamllint -s .
 	ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/lab/lab-only-vault-password $(BIN)/ansible-lint
 	$(BIN)/mypy
+	$(BIN)/mypy ci/test_times.py
 
 mypy: venv
 	$(BIN)/mypy
+	$(BIN)/mypy ci/test_times.py
 
 unit: venv ## pytest without the lab
 	$(BIN)/pytest -m "not lab" -q
@@ -100,35 +105,54 @@ e2e: lab ## pytest end-to-end tests against the running lab
 	$(BIN)/pytest -m lab -q
 
 pytest: lab ## All pytest tests (unit + lab end-to-end); BASELINE_LAB=1 adds the baseline apply flow (last)
-	$(if $(BASELINE_LAB),OPSCTL_BASELINE_LAB=1) $(BIN)/pytest -q
+	$(if $(BASELINE_LAB),OPSCTL_BASELINE_LAB=1) $(BIN)/pytest -q $(PYTEST_ARGS)
 
-molecule: image ## Every role's molecule scenario (create, converge, idempotence, check, verify, destroy)
-	lab/molecule-all.sh
+molecule: image ## Every role's molecule scenario (create, converge, idempotence, check, verify, destroy); ROLES=a,b for some
+	lab/molecule-all.sh $(subst $(comma), ,$(ROLES))
 
-test: setup lint ## Everything CI runs: lint, then pytest (unit + lab) and molecule side by side
-	$(MAKE) lab
+TIMES_DIR := $(CURDIR)/var/test-times.d
+
+test: ## Everything CI runs: setup, lint, lab, then pytest and molecule side by side; prints the time table
 	@# pytest drives the lab's hosts, molecule its own containers: on two cores they
 	@# overlap well (each waits on SSH and systemd much of the time). Output per target.
 	@# The baseline's apply flow runs last in pytest and leaves the lab hardened
 	@# (`make lab-reset` returns to a plain lab; every test also passes on a hardened one).
-	$(MAKE) -j2 --output-sync=target pytest molecule BASELINE_LAB=1
+	@# Each part's wall time goes to var/test-times.d; ci/test_times.py prints the table
+	@# (also when a part failed) and writes var/test-times.json.
+	@rm -rf $(TIMES_DIR); mkdir -p $(TIMES_DIR); export TEST_TIMES_DIR=$(TIMES_DIR); rc=0; \
+	ci/timed.sh setup $(MAKE) --no-print-directory setup \
+	&& ci/timed.sh lint $(MAKE) --no-print-directory lint \
+	&& ci/timed.sh lab $(MAKE) --no-print-directory lab \
+	&& ci/timed.sh pytest+molecule $(MAKE) --no-print-directory -j2 --output-sync=target pytest molecule \
+	     BASELINE_LAB=1 PYTEST_ARGS='--junitxml=$(TIMES_DIR)/pytest.xml' \
+	|| rc=$$?; \
+	python3 ci/test_times.py $(TIMES_DIR) $(CURDIR)/var/test-times.json || true; \
+	exit $$rc
 
-demo: lab ## Start the lab; ping, inspect, seed + backup + backup-verify; records, reports, HTML archive
+demo: lab ## Start the lab and the system: seed, release + site-app, inspect, backup + verify; records, reports
 	$(OPSCTL) ops
 	$(OPSCTL) run ping --env lab --reason demo
-	$(OPSCTL) run inspect --env lab --reason demo
 	$(OPSCTL) run seed --env lab --reason demo
+	$(OPSCTL) releases build --version '$(DEMO_VERSION)'
+	$(OPSCTL) run site-app --env lab --reason demo -e app_version='$(DEMO_VERSION)'
+	lab/lab.sh check
+	@code=$$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/healthz); \
+	 test "$$code" = 200 || { echo "demo: the site does not answer through nginx (healthz: $$code)" >&2; exit 1; }
+	$(OPSCTL) run inspect --env lab --reason demo
 	$(OPSCTL) run backup --env lab --reason demo
 	$(OPSCTL) run backup-verify --env lab --reason demo
 	$(OPSCTL) backups list --env lab
+	$(OPSCTL) releases --env lab
 	$(OPSCTL) records list --limit 10
 	$(OPSCTL) records verify
 	@mkdir -p var/reports
 	$(OPSCTL) report inspect --lang zh --out var/reports/inspect-zh.html
 	$(OPSCTL) report inspect --lang en --out var/reports/inspect-en.html
 	$(OPSCTL) records export --format html --out var/reports/archive.html
-	@echo; echo "change records:    $${OPSCTL_ARCHIVE:-$(CURDIR)/var/archive}"; \
+	@echo; echo "the system:        http://127.0.0.1:8080/  (release $(DEMO_VERSION); health: /healthz)"; \
+	 echo "change records:    $${OPSCTL_ARCHIVE:-$(CURDIR)/var/archive}  (make records; opsctl records show ID)"; \
 	 echo "backup store:      $(CURDIR)/var/backups/lab"; \
+	 echo "releases:          $(CURDIR)/var/releases"; \
 	 echo "inspection report: $(CURDIR)/var/reports/inspect-zh.html (en: inspect-en.html)"; \
 	 echo "HTML archive:      $(CURDIR)/var/reports/archive.html"
 

@@ -158,7 +158,9 @@ EOF
 in_root /usr/sbin/sshd -t -f /etc/ssh/sshd_config -h /dev/null 2>/dev/null || true
 
 # --- 7. systemd: services the lab enables per host, units that misbehave -----
-in_root systemctl disable nginx.service postgresql.service mariadb.service auditd.service nftables.service >/dev/null 2>&1
+# mariadb.socket too: with it, any client connecting to the socket starts MariaDB.
+in_root systemctl disable nginx.service postgresql.service mariadb.service mariadb.socket \
+    auditd.service nftables.service >/dev/null 2>&1
 in_root systemctl enable ssh.service cron.service >/dev/null 2>&1
 # - gettys and udev have no terminals/devices in a container;
 # - kernel/pseudo filesystems cannot be mounted/remounted by the container;

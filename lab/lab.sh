@@ -7,6 +7,8 @@
 #   lab/lab.sh reset [SCALE]  down, then up
 #   lab/lab.sh status         one line per host
 #
+#   lab/lab.sh check         the self-check alone (names, tier ports)
+#
 # SCALE may also come from the environment (SCALE=3 lab/lab.sh up).
 # LAB_TIMEOUT (seconds, default 120) bounds the wait for each host.
 set -euo pipefail
@@ -17,18 +19,44 @@ set -euo pipefail
 LAB_TIMEOUT="${LAB_TIMEOUT:-120}"
 FLEET_FILE="$REPO_ROOT/inventories/lab/fleet.yml"
 FLEET_BASE_PORT=2300         # lab-fleetN listens on 127.0.0.1:(2300+N)
-SPEC_VERSION=2               # bump when the container options below change
+SPEC_VERSION=3               # bump when the container options below change
 
-# name  ssh-port  extra publish (or -)  services to enable (comma list or -)
+# The lab network has a fixed subnet and every host a fixed address, and each
+# container carries an /etc/hosts entry (--add-host) for every fixed host: the
+# hosts find each other by name whatever podman's network backend is (CNI
+# without the dnsname plugin resolves nothing, netavark+aardvark does).
+LAB_SUBNET_PREFIX="10.89.77"
+LAB_SUBNET="$LAB_SUBNET_PREFIX.0/24"
+LAB_GATEWAY="$LAB_SUBNET_PREFIX.1"
+FLEET_BASE_IP=100            # lab-fleetN has address .(100+N)
+
+# name  ssh-port  address  extra publish (or -)  services to enable (comma list or -)
+# Only the services of the host's role are enabled: the image has every
+# package but starts none of nginx, PostgreSQL or MariaDB by itself.
 FIXED_HOSTS=(
-    "lab-web1 2221 127.0.0.1:8080:80 nginx"
-    "lab-app1 2222 - -"
-    "lab-app2 2223 - -"
-    "lab-db1  2224 - postgresql"
-    "lab-db2  2225 - mariadb"
+    "lab-web1 2221 11 127.0.0.1:8080:80 nginx"
+    "lab-app1 2222 12 - -"
+    "lab-app2 2223 13 - -"
+    "lab-db1  2224 14 - postgresql"
+    "lab-db2  2225 15 - mariadb"
 )
 
-usage() { sed -n '2,12s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+# Services that must not run on a host unless its role names them above.
+ROLE_SERVICES="nginx postgresql mariadb"
+
+# What each tier must reach once the tier behind it is installed (its service
+# active and listening beyond loopback on the port):
+# from-host  to-host  port  service on to-host
+TIER_PATHS=(
+    "lab-web1 lab-app1 8000 envcredit"
+    "lab-web1 lab-app2 8000 envcredit"
+    "lab-app1 lab-db1 5432 postgresql"
+    "lab-app2 lab-db1 5432 postgresql"
+    "lab-app1 lab-db2 3306 mariadb"
+    "lab-app2 lab-db2 3306 mariadb"
+)
+
+usage() { sed -n '2,14s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 ssh_base() {   # ssh options shared by every check the lab makes
     printf '%s\n' -i "$LAB_SSH_KEY" -o BatchMode=yes -o ConnectTimeout=5 \
@@ -49,14 +77,25 @@ close_masters() {
     done
 }
 
-desired_hosts() {   # prints: name port publish services group
-    local scale=$1 spec name port pub svc i
+desired_hosts() {   # prints: name port ip publish services group
+    local scale=$1 spec name port ip pub svc i
     for spec in "${FIXED_HOSTS[@]}"; do
-        read -r name port pub svc <<<"$spec"
-        printf '%s %s %s %s core\n' "$name" "$port" "$pub" "$svc"
+        read -r name port ip pub svc <<<"$spec"
+        printf '%s %s %s %s %s core\n' "$name" "$port" "$LAB_SUBNET_PREFIX.$ip" "$pub" "$svc"
     done
     for ((i = 1; i <= scale; i++)); do
-        printf 'lab-fleet%d %d - - fleet\n' "$i" $((FLEET_BASE_PORT + i))
+        printf 'lab-fleet%d %d %s - - fleet\n' "$i" $((FLEET_BASE_PORT + i)) "$LAB_SUBNET_PREFIX.$((FLEET_BASE_IP + i))"
+    done
+}
+
+fixed_names() { printf '%s\n' "${FIXED_HOSTS[@]}" | awk '{print $1}'; }
+
+# --add-host NAME:IP for every fixed host (fleet hosts are reached by no one).
+host_entries() {
+    local spec name port ip rest
+    for spec in "${FIXED_HOSTS[@]}"; do
+        read -r name port ip rest <<<"$spec"
+        printf -- '--add-host\n%s:%s\n' "$name" "$LAB_SUBNET_PREFIX.$ip"
     done
 }
 
@@ -75,20 +114,41 @@ ensure_key() {
     chmod 0644 "$LAB_SSH_KEY.pub"
 }
 
+# The network's options as a label: a network made by anything else (an older
+# lab.sh, by hand, with another subnet) is removed, with the containers on it,
+# and made again, so the lab never depends on what a machine happens to have.
+network_spec() { printf 'subnet=%s gateway=%s v1' "$LAB_SUBNET" "$LAB_GATEWAY" | sha256sum | cut -c1-12; }
+
 ensure_network() {
-    if ! podman network exists "$LAB_NETWORK"; then
-        log "creating podman network $LAB_NETWORK"
-        podman network create "$LAB_NETWORK" >/dev/null
+    local want have c
+    want="$(network_spec)"
+    if podman network exists "$LAB_NETWORK"; then
+        have="$(podman network inspect -f "{{index .Labels \"$LAB_LABEL.netspec\"}}" "$LAB_NETWORK" 2>/dev/null || true)"
+        [ "$have" = "$want" ] && return 0
+        log "network $LAB_NETWORK: options differ (${have:-not made by lab.sh}), recreating it and its containers"
+        for c in $(podman ps -a --filter "network=$LAB_NETWORK" --format '{{.Names}}'); do
+            close_masters "$(podman inspect -f "{{index .Config.Labels \"$LAB_LABEL.port\"}}" "$c" 2>/dev/null || echo 0)"
+            forget_facts "$c"
+            podman rm -f -t 5 "$c" >/dev/null
+        done
+        podman network rm -f "$LAB_NETWORK" >/dev/null
     fi
+    log "creating podman network $LAB_NETWORK ($LAB_SUBNET)"
+    podman network create --subnet "$LAB_SUBNET" --gateway "$LAB_GATEWAY" \
+        --label "$LAB_LABEL=1" --label "$LAB_LABEL.netspec=$want" "$LAB_NETWORK" >/dev/null \
+        || die "could not create the podman network $LAB_NETWORK ($LAB_SUBNET); another network may use that subnet: podman network ls"
 }
 
 # Start one host, keeping it when it runs with the wanted configuration.
 ensure_host() {
-    local image=$1 name=$2 port=$3 pub=$4 group=$5
+    local image=$1 name=$2 port=$3 ip=$4 pub=$5 group=$6
+    local -a hosts_args
+    mapfile -t hosts_args < <(host_entries)
     local -a args=(
         --name "$name" --hostname "$name"
         --systemd=always --restart=always
-        --network "$LAB_NETWORK"
+        --network "$LAB_NETWORK" --ip "$ip"
+        "${hosts_args[@]}"
         -p "127.0.0.1:$port:22"
         -v "$LAB_SSH_KEY.pub:/home/ops/.ssh/authorized_keys:ro"
         # nftables (the baseline's host firewall) needs it; the network namespace is the container's own
@@ -151,6 +211,72 @@ enable_services() {
         podman exec "$name" systemctl enable --now -q "$svc" >/dev/null 2>&1 \
             || die "$name: could not start $svc; see: podman exec $name journalctl -u $svc"
     done
+}
+
+# Stop and disable the role services this host has no role for (the image
+# carries every package; a host runs only what its role names).
+only_role_services() {
+    local name=$1 svcs=$2 svc stop=""
+    for svc in $ROLE_SERVICES; do
+        [[ ",$svcs," == *",$svc,"* ]] || stop="$stop $svc"
+    done
+    [ -n "$stop" ] || return 0
+    # one exec per host: prints the services it had to stop
+    local stopped
+    stopped="$(podman exec "$name" sh -c '
+        for s in "$@"; do
+            for u in "$s.socket" "$s.service"; do   # a socket unit would start the service on demand
+                systemctl -q cat "$u" >/dev/null 2>&1 || continue
+                if systemctl -q is-enabled "$u" 2>/dev/null || systemctl -q is-active "$u" 2>/dev/null; then
+                    systemctl disable --now -q "$u" >/dev/null 2>&1 && printf "%s " "$u"
+                fi
+            done
+        done' sh $stop)" || die "$name: could not stop the services it has no role for:$stop"
+    [ -z "$stopped" ] || log "$name: stopped and disabled $stopped(not this host's role)"
+}
+
+# Each tier reaches the next by name: every fixed host resolves every other to
+# its lab address, and once a tier is installed (its service active), the tier
+# in front reaches its port. Fails naming the host and what is missing.
+self_check() {
+    local spec name port ip rest from to svc out problems=()
+    local -A addr=()
+    for spec in "${FIXED_HOSTS[@]}"; do
+        read -r name port ip rest <<<"$spec"
+        addr[$name]="$LAB_SUBNET_PREFIX.$ip"
+    done
+    local names
+    names="$(fixed_names | tr '\n' ' ')"
+    for from in $names; do
+        # one exec per host: "name address" for each name, "name -" when it does not resolve
+        out="$(podman exec "$from" sh -c 'for n in "$@"; do a=$(getent ahostsv4 "$n" | awk "NR==1{print \$1}"); echo "$n ${a:--}"; done' sh $names 2>&1)" \
+            || { problems+=("$from: getent failed: $out"); continue; }
+        while read -r to ip; do
+            if [ "$ip" = "-" ]; then
+                problems+=("$from cannot resolve $to (no /etc/hosts entry and no DNS on network $LAB_NETWORK)")
+            elif [ "$ip" != "${addr[$to]}" ]; then
+                problems+=("$from resolves $to to $ip, not its lab address ${addr[$to]}")
+            fi
+        done <<<"$out"
+    done
+    local checked=0 skipped=0
+    for spec in "${TIER_PATHS[@]}"; do
+        read -r from to port svc <<<"$spec"
+        # installed = the service is active and listens beyond loopback on the port
+        if ! podman exec "$to" sh -c 'systemctl -q is-active "$1" && ss -Hltn "( sport = :$2 )" | awk "{print \$4}" | grep -qvE "^(127\.|\[::1\]|\[::ffff:127\.)"' sh "$svc" "$port" 2>/dev/null; then
+            skipped=$((skipped + 1))   # that tier is not installed (for the network) yet
+            continue
+        fi
+        checked=$((checked + 1))
+        podman exec "$from" timeout 5 bash -c "exec 3<>/dev/tcp/$to/$port" 2>/dev/null \
+            || problems+=("$from cannot connect to $to:$port ($svc is active on $to)")
+    done
+    if [ "${#problems[@]}" -gt 0 ]; then
+        printf '[lab] self-check FAILED:\n' >&2
+        printf '[lab]   %s\n' "${problems[@]}" >&2
+        die "the lab's hosts cannot reach each other; see lab/README.md (Names and addresses)"
+    fi
+    log "self-check: names resolve between all $(fixed_names | wc -l) hosts; $checked tier connections ok, $skipped not installed yet"
 }
 
 # Wait until sshd answers on the port and return its host keys.
@@ -234,17 +360,18 @@ cmd_up() {
         fi
     done
 
-    local name port pub svc group
+    local name port ip pub svc group
     for h in "${hosts[@]}"; do
-        read -r name port pub svc group <<<"$h"
-        ensure_host "$image" "$name" "$port" "$pub" "$group"
+        read -r name port ip pub svc group <<<"$h"
+        ensure_host "$image" "$name" "$port" "$ip" "$pub" "$group"
     done
 
     local keys_tmp
     keys_tmp="$(mktemp "$LAB_VAR/known_hosts.XXXXXX")"
     for h in "${hosts[@]}"; do
-        read -r name port pub svc group <<<"$h"
+        read -r name port ip pub svc group <<<"$h"
         wait_systemd "$name"
+        only_role_services "$name" "$svc"
         enable_services "$name" "$svc"
         scan_host "$name" "$port" >>"$keys_tmp"
     done
@@ -252,9 +379,10 @@ cmd_up() {
     mv -f "$keys_tmp" "$LAB_KNOWN_HOSTS"
 
     for h in "${hosts[@]}"; do
-        read -r name port pub svc group <<<"$h"
+        read -r name port ip pub svc group <<<"$h"
         check_login "$name" "$port"
     done
+    self_check
     write_fleet_inventory "$scale"
     prune_old_images "$image"
     log "lab up: ${#hosts[@]} hosts (SCALE=$scale) ready in $((SECONDS - start))s; image $image"
@@ -327,6 +455,7 @@ main() {
         down) cmd_down ;;
         reset) cmd_down; cmd_up "$@" ;;
         status) cmd_status ;;
+        check) self_check ;;
         -h | --help | help) usage ;;
         *) usage ;;
     esac

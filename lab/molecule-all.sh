@@ -9,6 +9,8 @@
 # Builds the lab image when missing and exports MOLECULE_LAB_IMAGE and
 # CONTAINERS_CONF for the shared base config (.config/molecule/config.yml).
 # Exit code: 0 when every scenario passed, 1 otherwise; a summary at the end.
+# With TEST_TIMES_DIR set (make test), the time of each scenario goes to
+# $TEST_TIMES_DIR/molecule.json for the run's time table (ci/test_times.py).
 set -euo pipefail
 
 # shellcheck source=lab/common.sh
@@ -49,6 +51,7 @@ done
 
 log "image $MOLECULE_LAB_IMAGE; ${#runs[@]} scenario(s)"
 results=()
+times=()
 failed=0
 total_start=$SECONDS
 for r in "${runs[@]}"; do
@@ -61,13 +64,20 @@ for r in "${runs[@]}"; do
     start=$SECONDS
     if (cd "$dir" && molecule test -s "$scen"); then
         results+=("PASS  $label/$scen  $((SECONDS - start))s")
+        times+=("{\"name\": \"$label/$scen\", \"seconds\": $((SECONDS - start)), \"result\": \"passed\"}")
     else
         results+=("FAIL  $label/$scen  $((SECONDS - start))s")
+        times+=("{\"name\": \"$label/$scen\", \"seconds\": $((SECONDS - start)), \"result\": \"FAILED\", \"failed\": 1}")
         failed=$((failed + 1))
         # never leave an instance behind
         (cd "$dir" && molecule destroy -s "$scen" >/dev/null 2>&1) || true
     fi
 done
+
+if [ -n "${TEST_TIMES_DIR:-}" ]; then
+    mkdir -p "$TEST_TIMES_DIR"
+    { echo "["; (IFS=,; printf '%s\n' "${times[*]}"); echo "]"; } >"$TEST_TIMES_DIR/molecule.json"
+fi
 
 echo
 echo "molecule summary ($((SECONDS - total_start))s):"

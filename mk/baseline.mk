@@ -6,7 +6,7 @@ BASELINE_LANG   ?= zh
 BASELINE_FORMAT ?= html
 BASELINE_OUT    ?= var/reports/baseline-$(ENV).$(BASELINE_LANG).$(BASELINE_FORMAT)
 
-.PHONY: baseline-check baseline baseline-report test-baseline test-baseline-lab molecule-baseline
+.PHONY: baseline-check baseline baseline-report test-baseline-lab molecule-baseline
 
 baseline-check: venv ## Read-only security baseline check of ENV (per host and control: pass/fail/waived/not applicable)
 	$(OPSCTL) run baseline-check --env $(ENV) $(if $(REASON),--reason "$(REASON)") $(ARGS)
@@ -17,9 +17,6 @@ baseline: venv ## Apply the security baseline to ENV, one host at a time (TICKET
 baseline-report: venv ## Baseline evidence report of the newest baseline-check: BASELINE_LANG=zh|en BASELINE_FORMAT=html|csv|json
 	@mkdir -p $(dir $(BASELINE_OUT))
 	$(OPSCTL) report baseline --env $(ENV) --lang $(BASELINE_LANG) --format $(BASELINE_FORMAT) --out $(BASELINE_OUT)
-
-test-baseline: venv ## Baseline tests: report unit tests and the read-only lab check (OPSCTL_BASELINE_LAB=1 adds the apply flow)
-	$(VENV)/bin/pytest -q tests/test_baseline_report.py tests/test_baseline_lab.py tests/test_baseline_lab_apply.py
 
 molecule-baseline: venv ## Molecule scenario of the baseline role (converge, idempotence, check, verify)
 	lab/molecule-all.sh baseline

@@ -11,7 +11,7 @@ MONTHLY_FORMAT ?= html
 MONTHLY_OUT    ?= var/reports/monthly-$(MONTH).$(MONTHLY_LANG).$(MONTHLY_FORMAT)
 TARGET         ?= local
 
-.PHONY: inspect-report monthly-report schedule-install schedule-list schedule-remove test-inspection
+.PHONY: inspect-report monthly-report schedule-install schedule-list schedule-remove
 
 inspect-report: venv ## Report of the newest inspection of ENV: INSPECT_LANG=zh|en INSPECT_FORMAT=html|md|json
 	@mkdir -p $(dir $(INSPECT_OUT))
@@ -30,5 +30,3 @@ schedule-list: venv ## List the installed envcredit-ops timers on TARGET
 schedule-remove: venv ## Remove the envcredit-ops timers from TARGET
 	$(OPSCTL) schedule remove --target $(TARGET) $(ARGS)
 
-test-inspection: venv ## Tests of issue 6 (forecasts, reports, schedules, lab inspection)
-	$(BIN)/pytest -q tests/test_forecast.py tests/test_report_monthly.py tests/test_schedule.py tests/test_inspect_lab.py

@@ -91,7 +91,11 @@ def summary(record: dict[str, Any]) -> str:
                          f"{h.get('failed', 0):>4} {h.get('unreachable', 0):>5} {h.get('skipped', 0):>4}")
     for f in (record.get("failures") or [])[:10]:
         if not f.get("ignored"):
-            lines.append(f"  FAILED {f.get('host')}: {f.get('task')}: {f.get('msg')}")
+            msg_lines = str(f.get("msg") or "").splitlines()
+            if len(msg_lines) > 8:  # the head says what failed, the tail of stderr why
+                msg_lines = [msg_lines[0], "...", *msg_lines[-6:]]
+            msg = "\n      ".join(msg_lines)
+            lines.append(f"  FAILED {f.get('host')}: {f.get('task')}: {msg}")
     changes = record.get("changes") or []
     lines.append(f"  changed tasks: {len(changes)}")
     lines.append(f"  record: {record.get('id')}   (opsctl records show {record.get('id')})")

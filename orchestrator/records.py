@@ -249,9 +249,21 @@ def _tail(text: Any, limit: int = _MSG_TAIL_CHARS) -> str:
     return stripped if len(stripped) <= limit else "..." + stripped[-limit:]
 
 
+#: Characters of a failed command's stderr kept beside its message.
+_STDERR_TAIL_CHARS = 600
+
+
 def _failure_msg(res: Mapping[str, Any]) -> str:
     msg = res.get("msg")
     if isinstance(msg, str) and msg.strip():
+        # A failed command/shell task says only "non-zero return code": the reason is
+        # in its stderr (or, for programs that report there, its stdout).
+        detail = _tail(res.get("stderr"), _STDERR_TAIL_CHARS) or (
+            _tail(res.get("stdout"), _STDERR_TAIL_CHARS) if "rc" in res else ""
+        )
+        if detail and detail not in msg:
+            rc = res.get("rc")
+            return _tail(f"{msg.strip()}{f' (rc {rc})' if isinstance(rc, int) else ''}: {detail}")
         return _tail(msg)
     for key in ("stderr", "module_stderr", "stdout", "module_stdout"):
         text = _tail(res.get(key))

@@ -264,6 +264,12 @@ def lab_ready() -> list[str]:
     key = REPO / "var" / "lab" / "ssh" / "id_ed25519"
     if not key.is_file():
         pytest.fail("the lab is not running: start it with `make lab`")
+    # Names and tier ports first: when the hosts cannot reach each other, every lab
+    # test fails with the one reason instead of each in its own way.
+    check = subprocess.run([str(REPO / "lab" / "lab.sh"), "check"], capture_output=True, text=True,
+                           timeout=120, cwd=REPO, check=False)
+    if check.returncode != 0:
+        pytest.fail(f"the lab's self-check fails:\n{check.stderr}")
     proc = subprocess.run(
         [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "all:!fleet",
          "-m", "ansible.builtin.ping", "-o"],

@@ -69,7 +69,7 @@ def test_record_content(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
     failed = archive.get(recs[2]["id"])
     assert failed["status"] == "failed"
     assert failed["hosts"]["db1"]["failed"] == 1
-    assert failed["failures"][0]["msg"] == "non-zero return code"
+    assert failed["failures"][0]["msg"] == "non-zero return code (rc 1): pg_dump: error: connection refused"
     assert failed["changes"][0]["host"] == "app1"
     assert "changed: [app1]" in archive.stdout(recs[2]["id"])
     events = list(archive.events(recs[2]["id"]))

@@ -94,6 +94,15 @@ def test_injected_conditions_become_findings_in_the_report(injected: dict, tmp_p
     assert any(d["engine"] == "postgresql" and d["status"] == "ok" and d["databases"]
                for d in out["lab-db1"]["databases"])
     assert out["lab-app2"]["backup"]["status"] == "not_applicable"
+    # Each host runs only its role's services, and the read-only probe started none
+    # (connecting to a socket-activated MariaDB would start it on every host).
+    role = {"lab-web1": "nginx", "lab-app2": "envcredit", "lab-db1": "postgresql"}
+    for host, state in out.items():
+        running = {s["name"] for s in state["services"] if s["active"]}
+        assert running <= {role[host]}, f"{host} runs {running - {role[host]}}, which is not its role's"
+        assert {d["engine"] for d in state["databases"] if d["status"] == "ok"} <= {"postgresql"} & {role[host]}
+        active = sh(host, "systemctl is-active mariadb.service mariadb.socket || true").stdout.split()
+        assert active == ["inactive", "inactive"], (host, active)
 
     data = json.loads(_report("--latest", "--format", "json", "--lang", "en"))
     found = {(f["host"], f["check"]): f for f in data["findings"]}

@@ -266,6 +266,34 @@ def test_unreachable_and_failed() -> None:
         builder.finish(meta, status="exploded", rc=1)
 
 
+def test_failed_command_carries_the_tail_of_its_stderr() -> None:
+    """A command that fails says why: "non-zero return code" plus the end of its stderr."""
+    builder = RecordBuilder()
+    builder.feed(_ev("runner_on_failed", host="lab-web1", task="Check the whole nginx configuration",
+                     task_action="ansible.builtin.command",
+                     res={"rc": 1, "msg": "non-zero return code", "stdout": "",
+                          "stderr": "nginx: [emerg] host not found in upstream \"lab-app1:8000\"\n"
+                                    "nginx: configuration file /etc/nginx/nginx.conf test failed"}))
+    builder.feed(_ev("runner_on_failed", host="lab-db1", task="Run the tool", task_action="ansible.builtin.command",
+                     res={"rc": 3, "msg": "non-zero return code", "stderr": "", "stdout": "tool: disk full"}))
+    builder.feed(_ev("runner_on_failed", host="lab-db2", task="Assert", task_action="ansible.builtin.assert",
+                     res={"msg": "Assertion failed", "stderr": "Assertion failed"}))
+    meta = RunMeta(id=new_record_id(), operation="site-app", playbook="p.yml", environment="lab", inventory="i",
+                   started="2026-11-28T08:00:00.000Z")
+    nginx, tool, plain = builder.finish(meta, status="failed", rc=2, ended="2026-11-28T08:00:02.000Z")["failures"]
+    assert nginx["msg"].startswith("non-zero return code (rc 1): nginx: [emerg] host not found")
+    assert nginx["msg"].endswith("test failed")
+    assert tool["msg"] == "non-zero return code (rc 3): tool: disk full"
+    assert plain["msg"] == "Assertion failed"  # nothing repeated
+    # a long stderr keeps its end, the part that says why
+    builder = RecordBuilder()
+    builder.feed(_ev("runner_on_failed", host="h", task="t", task_action="ansible.builtin.shell",
+                     res={"rc": 1, "msg": "non-zero return code", "stderr": "noise\n" * 500 + "the real reason"}))
+    (long_fail,) = builder.finish(meta, status="failed", rc=2, ended="2026-11-28T08:00:02.000Z")["failures"]
+    assert long_fail["msg"].startswith("non-zero return code (rc 1): ...")
+    assert long_fail["msg"].endswith("the real reason") and len(long_fail["msg"]) < 700
+
+
 # -- ids --------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +15,10 @@ REPO = Path(__file__).resolve().parents[2]
 KNOWN_HOSTS = REPO / "var" / "lab" / "known_hosts"
 KEY = REPO / "var" / "lab" / "ssh" / "id_ed25519"
 
+LAB_SH = REPO / "lab" / "lab.sh"
+PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
+ADDRESSES = {"lab-web1": "10.89.77.11", "lab-app1": "10.89.77.12", "lab-app2": "10.89.77.13",
+             "lab-db1": "10.89.77.14", "lab-db2": "10.89.77.15"}
 HOSTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225}
 SERVICES = {"lab-web1": "nginx", "lab-db1": "postgresql", "lab-db2": "mariadb"}
 
@@ -87,3 +94,50 @@ def test_web_port_published_on_loopback() -> None:
     out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8080/"],
                          capture_output=True, text=True, check=False)
     assert out.stdout == "200"
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=60,
+                          env=PODMAN_ENV, check=check)
+
+
+@pytest.mark.parametrize("name", sorted(HOSTS))
+def test_every_host_resolves_every_other_to_its_lab_address(name: str) -> None:
+    """Whatever podman's network backend (CNI without a DNS plugin resolves nothing)."""
+    for other, address in ADDRESSES.items():
+        out = podman("exec", name, "getent", "ahostsv4", other).stdout.split()
+        assert out and out[0] == address, f"{name} resolves {other} to {out[:1]}, want {address}"
+
+
+def test_the_lab_network_is_the_one_lab_sh_made() -> None:
+    (net,) = json.loads(podman("network", "inspect", "envcredit-lab").stdout)
+    labels = net.get("labels") or {}
+    assert labels.get("io.envcredit.lab") == "1" and labels.get("io.envcredit.lab.netspec")
+    subnets = [s.get("subnet") for s in net.get("subnets") or []]
+    if not subnets:  # CNI's inspect output nests the ranges in the plugin configuration
+        subnets = [r[0]["subnet"] for p in net.get("plugins", []) for r in p.get("ipam", {}).get("ranges", [])]
+    assert subnets == ["10.89.77.0/24"]
+
+
+@pytest.fixture
+def hosts_file_without_db1() -> Iterator[None]:
+    """lab-app2 loses its /etc/hosts entry of lab-db1 (restored afterwards)."""
+    podman("exec", "lab-app2", "sh", "-c", "cp /etc/hosts /root/hosts.saved && grep -v lab-db1 /root/hosts.saved > /etc/hosts")
+    try:
+        yield
+    finally:
+        podman("exec", "lab-app2", "sh", "-c", "cat /root/hosts.saved > /etc/hosts && rm /root/hosts.saved")
+
+
+def test_self_check_names_the_host_and_the_name_it_cannot_resolve(hosts_file_without_db1: None) -> None:
+    proc = subprocess.run([str(LAB_SH), "check"], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 1
+    assert "self-check FAILED" in proc.stderr
+    assert "lab-app2 cannot resolve lab-db1" in proc.stderr
+    assert "lab-app1 cannot resolve" not in proc.stderr  # only what is broken
+
+
+def test_self_check_passes_and_counts_the_tier_connections() -> None:
+    proc = subprocess.run([str(LAB_SH), "check"], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "names resolve between all 5 hosts" in proc.stderr

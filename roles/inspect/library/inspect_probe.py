@@ -476,6 +476,14 @@ def mariadb(module, long_s):
         db["status"] = "not_applicable"
         return db
     enabled = _enabled(module, "mariadb") or _enabled(module, "mysql")
+    units = [unit_state(module, u) for u in ("mariadb", "mysql")]
+    if not any(u["active"] for u in units):
+        # A read-only probe never starts a server: connecting to the socket of a
+        # socket-activated MariaDB (mariadb.socket) would.
+        db["status"] = "down" if enabled else "not_applicable"
+        if enabled:
+            db["error"] = "mariadb.service is enabled but not running"
+        return db
 
     def query(sql, headers=False):
         argv = [client, "--no-defaults", "--protocol=socket", "-u", "root", "-B", "-e", sql]
