@@ -114,7 +114,8 @@ def series(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             for c in res.get("certificates") or []:
                 if c.get("days_left") is not None:
                     certs.setdefault((host, str(c.get("path"))), []).append((t, float(c["days_left"])))
-            newest = (res.get("backup") or {}).get("newest_verified")
+            backup = res.get("backup") or {}
+            newest = backup.get("newest") or backup.get("newest_verified")  # records before both were kept
             if newest and newest.get("age_h") is not None:
                 backups.setdefault(host, []).append((t, float(newest["age_h"])))
     return {"disk": disk, "db_size": sizes, "cert_days": certs, "backup_age_h": backups}
@@ -162,9 +163,11 @@ def forecasts(trend: Mapping[str, Any], latest: Mapping[str, dict[str, Any]], th
         b = res.get("backup") or {}
         if b.get("status") in (None, "not_applicable"):
             continue
-        newest = b.get("newest_verified") or {}
+        newest = b.get("newest") or b.get("newest_verified") or {}
+        verified = b.get("newest_verified") or {}
         backup_rows.append({"host": host, "status": b.get("status"), "newest_id": newest.get("id"),
-                            "age_h": newest.get("age_h"), "verified_count": b.get("verified_count"),
+                            "age_h": newest.get("age_h"), "verified_id": verified.get("id"),
+                            "verified_age_h": verified.get("age_h"), "verified_count": b.get("verified_count"),
                             "count": b.get("count")})
     return {"disk": disk_rows, "db_growth": db_rows, "certificates": cert_rows, "backups": backup_rows,
             "findings": findings}

@@ -19,7 +19,7 @@ def test_the_config_file_defines_the_four_timers() -> None:
     assert timers["inspection"].on_calendar == "*-*-* 08:30:00"
     assert timers["backup"].on_calendar == "*-*-* 02:00:00"
     assert timers["patch-scan"].operation == "patch-scan" and timers["patch-scan"].on_calendar.startswith("Mon")
-    assert timers["backup-verify"].on_calendar == "*-*-01 04:00:00"
+    assert timers["backup-verify"].on_calendar == "*-*-* 03:00:00"
     svc = timers["inspection"].service_text()
     assert "Environment=OPSCTL_LAUNCH=scheduled" in svc
     assert "Environment=OPSCTL_OPERATOR=timer:inspection" in svc

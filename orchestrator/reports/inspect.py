@@ -153,7 +153,8 @@ def _host_row(host: str, res: Mapping[str, Any]) -> dict[str, Any]:
                        "connections": d.get("connections"), "max_connections": d.get("max_connections")}
                       for d in dbs],
         "cert_min_days": min(certs) if certs else None,
-        "backup_age_h": (backup.get("newest_verified") or {}).get("age_h"),
+        "backup_age_h": (backup.get("newest") or backup.get("newest_verified") or {}).get("age_h"),
+        "backup_verified_age_h": (backup.get("newest_verified") or {}).get("age_h"),
         "backup_status": backup.get("status"),
         "security_updates": (res.get("updates") or {}).get("security"),
         "failed_units": len(res.get("failed_units") or []),

@@ -1,13 +1,14 @@
 #!/usr/bin/python
 # -*- coding: utf-8 -*-
-"""Age of the newest verified backup of a host, from the controller's backup store (inspect role)."""
+"""Age of the newest backup and of the newest verified backup of a host, from the controller's
+backup store (inspect role)."""
 
 from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
 module: inspect_backups
-short_description: Age of the newest verified backup of a host in the controller's backup store
+short_description: Age of the newest backup and newest verified backup of a host in the backup store
 description:
   - Reads the C(manifest.json) files under C(<store>/<host>/<id>/) (the layout
     of the database backup roles) and returns the newest backup and the newest
@@ -22,12 +23,25 @@ description:
   - Meant to run on the controller (C(delegate_to: localhost)). Read-only.
   - Without a store there is nothing to judge (not applicable); a host without
     a folder in an existing store has no backup, a finding when C(expected).
+  - The two ages are judged separately, each against its own schedule: the
+    newest backup (nightly) against C(max_age_h)/C(crit_age_h) (finding
+    C(backup)), the newest verified backup (verification runs less often)
+    against C(verify_max_age_h)/C(verify_crit_age_h) (finding C(backup_verify)).
+    So a healthy system never has a finding only because verification runs on its own schedule.
 options:
   store: {type: path, required: true, description: The environment's backup store (var/backups/<env>).}
   host: {type: str, required: true, description: Inventory name of the host.}
   expected: {type: bool, default: false, description: The host must have backups (a database host).}
-  max_age_h: {type: float, default: 26, description: Age (hours) of the newest verified backup for a warning.}
-  crit_age_h: {type: float, default: 50, description: Age (hours) of the newest verified backup for a critical finding.}
+  max_age_h: {type: float, default: 26, description: Age (hours) of the newest backup for a warning.}
+  crit_age_h: {type: float, default: 50, description: Age (hours) of the newest backup for a critical finding.}
+  verify_max_age_h:
+    type: float
+    default: 50
+    description: Age (hours) of the newest verified backup for a warning (the verification period plus a margin).
+  verify_crit_age_h:
+    type: float
+    default: 170
+    description: Age (hours) of the newest verified backup for a critical finding.
 author: envcredit-ops
 """
 
@@ -61,6 +75,8 @@ TIME_KEYS = ("ended", "ended_at", "finished", "finished_at", "completed", "compl
              "timestamp", "started", "started_at")
 OK_STATES = ("ok", "verified", "passed", "successful", "success")
 ACTION = "Run the backup now (opsctl run backup), then verify it; find why the scheduled backup did not run."
+VERIFY_ACTION = ("Verify the newest backup by a restore (opsctl run backup-verify); find why the scheduled"
+                 " verification did not run.")
 
 
 def _stamp(manifest, path):
@@ -137,6 +153,49 @@ def _entry(backup, now):
             "age_h": round((now - backup["stamp"]) / 3600.0, 1)}
 
 
+def _age_finding(check, sev, host, age, threshold, action, message):
+    return {"check": check, "severity": sev, "target": host, "value": age, "threshold": threshold,
+            "action": action, "message": message}
+
+
+def _judge_newest(p, result):
+    """The newest backup, verified or not, against the nightly schedule."""
+    if result["status"] == "not_applicable":
+        return []
+    if result["count"] == 0:
+        if not p["expected"]:
+            return []
+        return [_age_finding("backup", "critical", p["host"], None, p["max_age_h"], ACTION,
+                             "no backup of %s in %s" % (p["host"], p["store"]))]
+    age = result["newest"]["age_h"]
+    sev = "critical" if age >= p["crit_age_h"] else "warning" if age >= p["max_age_h"] else None
+    if not sev:
+        return []
+    return [_age_finding("backup", sev, p["host"], age, p["crit_age_h"] if sev == "critical" else p["max_age_h"],
+                         ACTION, "the newest backup (%s) is %.1f h old (allowed %s h)"
+                         % (result["newest"]["id"], age, p["max_age_h"]))]
+
+
+def _judge_verified(p, result):
+    """The newest backup proven by a restore, against the verification schedule."""
+    if result["count"] == 0:
+        return []  # nothing to verify: the finding above says so
+    if result["newest_verified"] is None:
+        # Backups that were never verified are better than none, but not proof of a restore.
+        return [_age_finding("backup_verify", "warning", p["host"], None, p["verify_max_age_h"], VERIFY_ACTION,
+                             "no verified backup of %s in %s (%d unverified)"
+                             % (p["host"], p["store"], result["count"]))]
+    age = result["newest_verified"]["age_h"]
+    sev = ("critical" if age >= p["verify_crit_age_h"] else
+           "warning" if age >= p["verify_max_age_h"] else None)
+    if not sev:
+        return []
+    return [_age_finding("backup_verify", sev, p["host"], age,
+                         p["verify_crit_age_h"] if sev == "critical" else p["verify_max_age_h"], VERIFY_ACTION,
+                         "the newest verified backup (%s) is %.1f h old (allowed %s h)"
+                         % (result["newest_verified"]["id"], age, p["verify_max_age_h"]))]
+
+
 def main():
     module = AnsibleModule(
         argument_spec={
@@ -145,6 +204,8 @@ def main():
             "expected": {"type": "bool", "default": False},
             "max_age_h": {"type": "float", "default": 26},
             "crit_age_h": {"type": "float", "default": 50},
+            "verify_max_age_h": {"type": "float", "default": 50},
+            "verify_crit_age_h": {"type": "float", "default": 170},
         },
         supports_check_mode=True,
     )
@@ -165,21 +226,8 @@ def main():
         result = {"status": "ok" if newest_verified else "none", "store": p["store"], "count": len(backups),
                   "verified_count": len(verified), "newest": _entry(newest, now),
                   "newest_verified": _entry(newest_verified, now), "expected": p["expected"]}
-    if result["status"] == "none" and (p["expected"] or result["count"]):
-        # Backups that were never verified are better than none, but not proof of a restore.
-        findings.append({"check": "backup", "severity": "warning" if result["count"] else "critical", "target": p["host"], "value": None,
-                         "threshold": p["max_age_h"], "action": ACTION,
-                         "message": "no verified backup of %s in %s (%d unverified)"
-                                    % (p["host"], p["store"], result["count"])})
-    elif result["status"] == "ok":
-        age = result["newest_verified"]["age_h"]
-        sev = "critical" if age >= p["crit_age_h"] else "warning" if age >= p["max_age_h"] else None
-        if sev:
-            findings.append({"check": "backup", "severity": sev, "target": p["host"], "value": age,
-                             "threshold": p["crit_age_h"] if sev == "critical" else p["max_age_h"],
-                             "action": ACTION,
-                             "message": "the newest verified backup (%s) is %.1f h old (allowed %s h)"
-                                        % (result["newest_verified"]["id"], age, p["max_age_h"])})
+    findings += _judge_newest(p, result)
+    findings += _judge_verified(p, result)
     module.exit_json(changed=False, backup=result, findings=findings)
 
 
