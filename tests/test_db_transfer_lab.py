@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -193,6 +194,62 @@ def test_export_query_cannot_write(tools: None, lab_archive: Path, exports: Path
     for host in ENGINE:
         assert checksums(host) == before[host]
     assert not list(exports.rglob("*.csv"))
+
+
+# What an operator's query must not do, each tried on the engine it targets. The export account
+# is the first line (the server refuses), the tool's statement checks the second.
+ESCAPES = [
+    ("lab-db1", "SELECT set_config('role','postgres',true) AS r, "
+                "query_to_xml('select pg_read_file(''/etc/hostname'') AS f',false,false,'') AS x",
+     "permission denied to set role"),
+    ("lab-db1", "SELECT pg_read_file('/etc/hostname') AS f", "permission denied for function pg_read_file"),
+    ("lab-db1", "SELECT name FROM pg_ls_dir('.') AS name", "permission denied for function pg_ls_dir"),
+    ("lab-db1", "SELECT pg_reload_conf() AS r", "permission denied for function pg_reload_conf"),
+    ("lab-db1", "SELECT nextval('enterprises_id_seq') AS n", "permission denied for sequence|read-only transaction"),
+    ("lab-db1", "DROP TABLE ratings", "refused by the database"),
+    ("lab-db2", "SELECT name INTO/**/OUTFILE '/tmp/envcredit-escape.csv' FROM enterprises", "server files"),
+    ("lab-db2", "SELECT LOAD_FILE/**/('/etc/hostname') AS f", "server files"),
+    ("lab-db2", "DROP TABLE ratings", "refused by the database"),
+]
+
+
+@pytest.mark.parametrize(("host", "query", "reason"), ESCAPES, ids=[f"{h}-{i}" for i, (h, _, _) in enumerate(ESCAPES)])
+def test_export_query_cannot_escape_its_account(tools: None, lab_archive: Path, exports: Path,
+                                                 host: str, query: str, reason: str) -> None:
+    before = checksums(host)
+    rc, rec = opsctl("export", "--limit", host, "-e", f"db_export_query={query}",
+                     "-e", f"db_transfer_export_dir={exports}")
+    assert rc == 1 and rec["status"] == "failed"
+    (failure,) = [f for f in rec["failures"] if not f["ignored"]]
+    assert failure["host"] == host and re.search(reason, failure["msg"]), failure
+    assert checksums(host) == before
+    assert not list(exports.rglob("*.csv"))
+    if ENGINE[host] == "mariadb":
+        assert on_host(host, ["test", "-e", "/tmp/envcredit-escape.csv"]).returncode != 0
+
+
+def test_export_account_has_select_only(tools: None, lab_archive: Path, exports: Path) -> None:
+    """After an export: the account exists with SELECT and nothing else, on both engines."""
+    rc, rec = opsctl("export", "-e", "db_export_tables=ratings", "-e", f"db_transfer_export_dir={exports}")
+    assert rc == 0, rec.get("failures")
+    pg = sql("lab-db1", "SELECT r.rolsuper, r.rolcreaterole, (SELECT count(*) FROM pg_auth_members m"
+                        " WHERE m.member = r.oid), has_table_privilege(r.oid, 'ratings', 'SELECT'),"
+                        " has_table_privilege(r.oid, 'ratings', 'INSERT')"
+                        " FROM pg_roles r WHERE r.rolname = 'envcredit_export'")
+    assert pg.split("|") == ["f", "f", "0", "t", "f"]
+    grants = lines(sql("lab-db2", "SHOW GRANTS FOR 'envcredit_export'@'localhost'"))
+    assert len(grants) == 2 and "FILE" not in " ".join(grants)
+    assert grants[1] == "GRANT SELECT ON `envcredit`.* TO `envcredit_export`@`localhost`"
+    # the password never reached the record (module arguments, stdout, events)
+    secret = subprocess.run([str(VENV_BIN / "ansible-vault"), "view", "--vault-password-file",
+                             str(REPO / "lab" / "lab-only-vault-password"),
+                             str(REPO / "inventories" / "lab" / "group_vars" / "all" / "vault.yml")],
+                            capture_output=True, text=True, check=True).stdout
+    password = next(line.split(": ", 1)[1] for line in secret.splitlines()
+                    if line.startswith("vault_lab_db_export_password:"))
+    folder = lab_archive / rec["id"]
+    for f in folder.iterdir():
+        assert password not in f.read_text(encoding="utf-8", errors="replace"), f.name
 
 
 GOOD = (

@@ -93,3 +93,28 @@ def test_query_must_be_one_statement() -> None:
     t.Postgres().check_query("SELECT 1;")
     with pytest.raises(t.Fail, match="server files"):
         t.MariaDB().check_query("SELECT * FROM enterprises INTO OUTFILE '/tmp/x'")
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT name INTO OUTFILE '/tmp/x' FROM enterprises",
+    "SELECT name INTO/**/OUTFILE '/tmp/x' FROM enterprises",
+    "SELECT name INTO/* a comment */DUMPFILE '/tmp/x' FROM enterprises",
+    "SELECT LOAD_FILE/**/('/etc/hostname') AS f",
+    "SELECT load_file ('/etc/hostname') AS f",
+    "SELECT name /*!50000 INTO OUTFILE '/tmp/x' */ FROM enterprises",
+    "SELECT name INTO -- a line comment\n OUTFILE '/tmp/x' FROM enterprises",
+    "SELECT name INTO # a hash comment\n OUTFILE '/tmp/x' FROM enterprises",
+])
+def test_mariadb_server_file_access_is_refused_around_comments(query: str) -> None:
+    """The second line of defence (the export account has no FILE privilege: the first)."""
+    with pytest.raises(t.Fail, match="server files"):
+        t.MariaDB().check_query(query)
+
+
+@pytest.mark.parametrize("query", [
+    "SELECT id, name FROM enterprises WHERE note = 'into outfile later'",
+    "SELECT load_file_count, outfile_name FROM reports",
+    "SELECT id /* the key */ FROM enterprises",
+])
+def test_mariadb_ordinary_queries_pass_the_check(query: str) -> None:
+    t.MariaDB().check_query(query)

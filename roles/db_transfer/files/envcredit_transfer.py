@@ -15,14 +15,17 @@ convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
 ``true``/``false``, binary as ``\\x`` + hex.
 
   export --engine E --db DB --out DIR [--table T]... [--query SQL --name N]
-         [--role R] [--dry-run]
-      Tables and the query are read in ONE read-only transaction (PostgreSQL
-      SET TRANSACTION READ ONLY, repeatable read; MariaDB START TRANSACTION
-      WITH CONSISTENT SNAPSHOT, READ ONLY). The query must be one statement
-      (no ``;``); in PostgreSQL it runs as the role R (a non-superuser, e.g.
-      pg_read_all_data) and through a cursor (SELECT/VALUES only);
-      in MariaDB INTO OUTFILE/DUMPFILE and LOAD_FILE are refused. A file whose
-      content did not change is left as it was (``changed`` false).
+         --user U --password-stdin [--dry-run]
+      Connects as the export account U (SELECT only; password on stdin, never
+      in an argument or the environment): PostgreSQL over TCP to 127.0.0.1,
+      MariaDB over the unix socket. Tables and the query are read in ONE
+      read-only transaction (PostgreSQL SET TRANSACTION READ ONLY, repeatable
+      read; MariaDB START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY). The
+      account's privileges are the first line; the tool's checks the second:
+      one statement (no ``;``); in PostgreSQL through a cursor (SELECT/VALUES
+      only); in MariaDB INTO OUTFILE/DUMPFILE and LOAD_FILE are refused, also
+      around comments. A file whose content did not change is left as it was
+      (``changed`` false).
   import --engine E --db DB --table T --file CSV --backup-dir DIR [--record-id R]
          [--keep-backups N] [--done-dir DIR] [--dry-run]
       1. decode (strict UTF-8), parse, check the header against the table's
@@ -52,6 +55,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
+PG_HOST = os.environ.get("ENVCREDIT_PG_HOST", "127.0.0.1")
 BATCH = 500
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -255,11 +259,18 @@ def classify(data_type: str, unsigned: bool = False) -> tuple[str, int | None, i
 
 # ----------------------------------------------------------------------------- engines
 
+class Login:
+    """An account with a password (the export account); None: the administrator (peer/socket)."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self.user, self.password = user, password
+
+
 class Engine:
     name = ""
     placeholder = "%s"
 
-    def connect(self, db: str) -> Any:
+    def connect(self, db: str, login: Login | None = None) -> Any:
         raise NotImplementedError
 
     def quote(self, ident: str) -> str:
@@ -274,7 +285,7 @@ class Engine:
     def begin_read_only(self, conn: Any) -> None:
         raise NotImplementedError
 
-    def cursor_for(self, conn: Any, sql: str, role: str) -> Any:
+    def cursor_for(self, conn: Any, sql: str) -> Any:
         raise NotImplementedError
 
     def check_query(self, sql: str) -> None:
@@ -297,10 +308,13 @@ class Engine:
 class Postgres(Engine):
     name = "postgresql"
 
-    def connect(self, db: str) -> Any:
+    def connect(self, db: str, login: Login | None = None) -> Any:
         import psycopg2
 
-        return psycopg2.connect(dbname=db)
+        if login is None:
+            return psycopg2.connect(dbname=db)
+        return psycopg2.connect(dbname=db, host=PG_HOST, user=login.user, password=login.password,
+                                application_name="envcredit_transfer")
 
     def quote(self, ident: str) -> str:
         return '"' + ident.replace('"', '""') + '"'
@@ -333,10 +347,7 @@ class Postgres(Engine):
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute("SET TRANSACTION READ ONLY")
 
-    def cursor_for(self, conn: Any, sql: str, role: str) -> Any:
-        cur = conn.cursor()
-        if role:
-            cur.execute(f"SET LOCAL ROLE {self.quote(role)}")
+    def cursor_for(self, conn: Any, sql: str) -> Any:
         named = conn.cursor(name=f"envcredit_export_{os.getpid()}")  # DECLARE ... CURSOR: SELECT/VALUES only
         named.itersize = 2000
         named.execute(sql)
@@ -373,11 +384,14 @@ class Postgres(Engine):
 class MariaDB(Engine):
     name = "mariadb"
 
-    def connect(self, db: str) -> Any:
+    def connect(self, db: str, login: Login | None = None) -> Any:
         import pymysql  # type: ignore[import-untyped]
 
-        return pymysql.connect(unix_socket=MY_SOCKET, user="root", database=db, charset="utf8mb4",
-                               autocommit=False)
+        if login is None:
+            return pymysql.connect(unix_socket=MY_SOCKET, user="root", database=db, charset="utf8mb4",
+                                   autocommit=False)
+        return pymysql.connect(unix_socket=MY_SOCKET, user=login.user, password=login.password, database=db,
+                               charset="utf8mb4", autocommit=False)
 
     def quote(self, ident: str) -> str:
         return "`" + ident.replace("`", "``") + "`"
@@ -413,12 +427,21 @@ class MariaDB(Engine):
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
 
+    #: Server-file access, looked for with comments read both ways (see below).
+    FILE_ACCESS = re.compile(r"\bINTO\s+(OUTFILE|DUMPFILE)\b|\bLOAD_FILE\s*\(", re.IGNORECASE)
+
     def check_query(self, sql: str) -> None:
         super().check_query(sql)
-        if re.search(r"\bINTO\s+(OUTFILE|DUMPFILE)\b|\bLOAD_FILE\s*\(", sql, re.IGNORECASE):
+        # MariaDB runs the text of /*! ... */ comments and ignores the others, so the
+        # statement is checked with comments as blanks and with their markers removed.
+        # String literals are blanked first: their text is data, not code.
+        code = re.sub(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"", "''", sql, flags=re.S)
+        as_blank = re.sub(r"/\*.*?\*/|#[^\n]*|--(\s[^\n]*|$)", " ", code, flags=re.S)
+        as_code = re.sub(r"/\*!?[0-9]*|\*/", " ", code)
+        if self.FILE_ACCESS.search(as_blank) or self.FILE_ACCESS.search(as_code):
             raise Fail("the query may not read or write server files (INTO OUTFILE/DUMPFILE, LOAD_FILE)")
 
-    def cursor_for(self, conn: Any, sql: str, role: str) -> Any:
+    def cursor_for(self, conn: Any, sql: str) -> Any:
         import pymysql.cursors  # type: ignore[import-untyped]
 
         cur = conn.cursor(pymysql.cursors.SSCursor)  # streamed, not held in memory
@@ -498,7 +521,13 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
     if len({j[0] for j in jobs}) != len(jobs):
         raise Fail("two exports would write the same file")
     out = Path(a.out)
-    conn = eng.connect(a.db)
+    if not a.user:
+        raise Fail("export needs the export account: --user U --password-stdin")
+    login = Login(a.user, sys.stdin.readline().rstrip("\n") if a.password_stdin else "")
+    try:
+        conn = eng.connect(a.db, login)
+    except Exception as exc:  # wrong password, no such account, server down: say which
+        raise Fail(f"cannot connect as the export account {a.user}: {eng.error_text(exc)}") from exc
     files = []
     try:
         eng.begin_read_only(conn)
@@ -507,14 +536,14 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
                 raise Fail(f"no such table: {source[6:]}")
         if a.dry_run:
             for name, source, sql in jobs:
-                cur = eng.cursor_for(conn, f"SELECT * FROM ({sql}) AS q LIMIT 0", a.role if source == "query" else "")
+                cur = eng.cursor_for(conn, f"SELECT * FROM ({sql}) AS q LIMIT 0")
                 cur.fetchall()
                 cur.close()
             return {"dry_run": True, "changed": False, "files": [{"name": n, "source": s} for n, s, _ in jobs]}
         out.mkdir(parents=True, exist_ok=True, mode=0o700)
         changed = False
         for name, source, sql in jobs:
-            cur = eng.cursor_for(conn, sql, a.role if source == "query" else "")
+            cur = eng.cursor_for(conn, sql)
             try:
                 path = out / name
                 rows, file_changed = write_if_changed(path, rows_of(cur))
@@ -697,7 +726,8 @@ def main() -> int:
     e.add_argument("--table", action="append", default=[])
     e.add_argument("--query", default="")
     e.add_argument("--name", default="query")
-    e.add_argument("--role", default="")
+    e.add_argument("--user", default="")
+    e.add_argument("--password-stdin", action="store_true")
     e.add_argument("--dry-run", action="store_true")
     i = sub.add_parser("import")
     i.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
