@@ -117,3 +117,17 @@ def test_json_carries_the_record_reference(archive: Archive) -> None:
     data = json.loads(result.output)
     assert data["report"] == "baseline"
     assert data["record"]["operation"] == "baseline-check" and data["record"]["hash"]
+
+
+def test_check_time_is_beijing_time(archive: Archive, tmp_path: Path) -> None:
+    """The newest successful check started at BASE_TIME + 1 h (UTC); the report shows Beijing time."""
+    from orchestrator.workdays import TZ
+
+    shown = (BASE_TIME + timedelta(hours=1)).astimezone(TZ).strftime("%Y-%m-%d %H:%M")
+    utc = (BASE_TIME + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M")
+    assert shown != utc
+    out = tmp_path / "baseline.html"
+    result = CliRunner().invoke(cli, ["report", "baseline", "--env", "lab", "--lang", "zh", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    html = out.read_text(encoding="utf-8")
+    assert shown in html and f"{utc}<" not in html

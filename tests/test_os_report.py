@@ -109,3 +109,13 @@ def test_target_and_kept_filters() -> None:
     assert kept == [{"name": "h", "before": "1", "after": "1", "unchanged": True},
                     {"name": "x", "before": "1", "after": "2", "unchanged": False}]
     assert f.os_patch_free_mb("Mounted on Avail\n/ 1234M\n/var 99M\n") == {"/": 1234, "/var": 99}
+
+
+def test_report_times_are_beijing_time() -> None:
+    """The scan record says 00:00 UTC; the report (whose footer says Beijing time) shows 08:00."""
+    data = build_patches(RECORD)
+    for lang in ("zh", "en"):
+        for fmt in ("html", "md"):
+            text = render_patches(fmt, lang, data)
+            assert "2026-11-28 08:00" in text, (lang, fmt)
+            assert "2026-11-28 00:00" not in text, (lang, fmt)

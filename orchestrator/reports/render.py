@@ -31,6 +31,7 @@ import jinja2
 import yaml
 
 from ..errors import BadInput, OpsError
+from ..workdays import TZ
 
 LANGS = ("zh", "en")
 FORMATS = ("html", "md", "json")
@@ -94,12 +95,21 @@ def md_cell(value: Any) -> str:
 
 
 def when(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """An ISO 8601 time (string or datetime) as local wall time, e.g. ``2026-10-10 19:30``."""
+    """An ISO 8601 time (string or datetime) as Beijing wall time, e.g. ``2026-10-10 19:30``.
+
+    Records keep UTC (``...Z``); every report states Beijing time (its footer says so),
+    so an aware time is converted, whatever its offset. A naive time is shown as it is.
+    """
     if value is None or value == "":
         return "-"
-    moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    try:
+        moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+    except ValueError:
+        return str(value)
     if not isinstance(moment, dt.datetime):
         return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(TZ)
     return moment.strftime(fmt)
 
 
