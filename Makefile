@@ -15,7 +15,7 @@ ARGS     ?=
 ROLES    ?=
 PYTEST_ARGS ?=
 comma    := ,
-APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk
+APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus
 
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf

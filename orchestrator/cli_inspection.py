@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
+from . import availability as site_availability
 from .clicommon import archive_of, handle_errors
+from .operations import get_environment
+from .errors import OpsError
+from .reports.sla import month_bounds
+from .workdays import now
 from .inspection import Thresholds
 from .reports import inspect as inspect_report
 from .reports.monthly import build_monthly
@@ -60,15 +66,42 @@ def inspect_cmd(ctx: click.Context, record_id: str | None, latest: bool, env: st
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True, help="Output format.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @click.option("--inspect-env", default="production", show_default=True,
-              help="Environment whose daily inspections are checked for missed days.")
+              help="Environment whose daily inspections are checked for missed days (and whose site is measured).")
+@click.option("--prometheus", "prometheus_url", default=None,
+              help="Prometheus to measure the site's availability (default: the environment policy's "
+                   "availability.prometheus_url, or OPSCTL_PROMETHEUS_URL).")
 @click.pass_context
 @handle_errors
 def monthly_cmd(ctx: click.Context, month: str, env: str | None, lang: str, fmt: str, out: Path | None,
-                inspect_env: str) -> None:
-    """Monthly service report: runs, backups, patches, deploys, inspections on schedule, incidents and SLA."""
-    data = build_monthly(archive_of(ctx), month, env=env, inspect_env=env or inspect_env)
+                inspect_env: str, prometheus_url: str | None) -> None:
+    """Monthly service report: runs, backups, patches, deploys, inspections on schedule, incidents, SLA, availability."""
+    measured = _availability(month, env or inspect_env, prometheus_url)
+    data = build_monthly(archive_of(ctx), month, env=env, inspect_env=env or inspect_env, availability=measured)
     payload: dict[str, Any] = dict(data)
     if fmt == "html":
         payload["charts"] = monthly_charts(data, strings("monthly", lang))
     text = render_report("monthly", fmt, lang, payload)
     _emit(text, out, f"the monthly report of {month} ({lang})")
+
+
+def _availability(month: str, env: str, url: str | None) -> dict[str, Any]:
+    """The site's availability in the month (up to now), or why it was not measured.
+
+    Not measuring is never an error: the report says so instead of a figure."""
+    settings: dict[str, Any] = {}
+    try:
+        settings = dict(get_environment(env).settings.get("availability") or {})
+    except OpsError:
+        pass  # an environment without a policy file: only --prometheus or the variable
+    url = url or os.environ.get("OPSCTL_PROMETHEUS_URL") or settings.get("prometheus_url")
+    if not url:
+        return {"source": "none", "reason": "no Prometheus configured (availability.prometheus_url)"}
+    start, end = month_bounds(month)
+    end = min(end, now())
+    if end <= start:
+        return {"source": "none", "reason": "the month has not begun"}
+    try:
+        return site_availability.measure(str(url), start, end, query=str(settings.get("query") or
+                                                                           site_availability.DEFAULT_QUERY))
+    except site_availability.AvailabilityError as exc:
+        return {"source": "none", "reason": str(exc)}

@@ -3,7 +3,8 @@
 Runs and changes by operation, backups taken and verified, patches applied
 and pending, deploys and rollbacks, daily inspections on schedule (missed
 days listed), incidents and SLA compliance (from :mod:`orchestrator.reports.sla`)
-when incident data exists.
+when incident data exists, and the site's availability from the monitoring's
+probes (:mod:`orchestrator.availability`) when Prometheus is configured.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
 
 
 def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_env: str = "production",
-                  as_of: dt.datetime | None = None) -> dict[str, Any]:
+                  as_of: dt.datetime | None = None, availability: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The month's figures; ``availability`` is the site's, measured by the caller
+    (:func:`orchestrator.availability.measure`), or None: not measured."""
     start, end = month_bounds(month)
     moment = as_of or now()
     rows = archive.list(env=env, since=start.astimezone(dt.timezone.utc).isoformat(),
@@ -132,6 +135,7 @@ def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_
         "period": {"from": isoformat(start), "to": isoformat(end)},
         "generated": isoformat(now()),
         "totals": totals,
+        "availability": dict(availability) if availability is not None else {"source": "none"},
         "by_operation": sorted(by_op.values(), key=lambda s: (-s["runs"], s["operation"])),
         "backups": {"runs": backups, "taken": sum(b["count"] for b in backups if b["status"] == "successful"),
                     "failed_runs": sum(1 for b in backups if b["status"] != "successful"),
