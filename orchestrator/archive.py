@@ -36,7 +36,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -210,6 +210,9 @@ class _Entry:
     hash: str | None = None
     prev_hash: str | None = None
     problem: str | None = None
+    #: What the index must hold for this record (derived from it).
+    index_row: tuple[Any, ...] | None = None
+    hosts: tuple[str, ...] = ()
 
 
 def _check_folder(root: Path, name: str) -> _Entry:
@@ -263,7 +266,18 @@ def _check_folder(root: Path, name: str) -> _Entry:
                 if actual != artifacts.get(art):
                     entry.problem = f"{art} hash mismatch: {art} was edited"
                     break
+            else:
+                extra = sorted(set(os.listdir(folder)) - _FOLDER_FILES)
+                if extra:
+                    entry.problem = f"unexpected file(s) in the record folder: {', '.join(extra)}: added"
+    if entry.problem is None:
+        entry.index_row = _index_row(rec)
+        entry.hosts = tuple(_hosts_of(rec))
     return entry
+
+
+#: Every file a record folder holds; anything else was put there afterwards.
+_FOLDER_FILES = frozenset({"record.json", *ARTIFACTS})
 
 
 def _hash_ok(raw: bytes, rec: Mapping[str, Any], stored: str) -> bool:
@@ -471,8 +485,9 @@ class Archive:
         out["artifacts"] = {art: _sha256_bytes(folder / art) for art in ARTIFACTS}
         out["hash"] = record_hash(out)
         atomic_write(folder / "record.json", record_bytes(out))
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(folder / "pending.json")
+        for transient in ("pending.json", "child.json"):  # run state, not evidence
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(folder / transient)
         atomic_write(self.root / "HEAD", canonical_json({"seq": out["seq"], "id": run_id, "hash": out["hash"]}) + b"\n")
         os.rename(folder, final)
         _fsync_dir(folder.parent)
@@ -494,8 +509,9 @@ class Archive:
         except (OSError, ValueError):
             return
         if isinstance(rec, dict) and rec.get("hash") == head["hash"] and record_hash(rec) == head["hash"]:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(pend / "pending.json")
+            for transient in ("pending.json", "child.json"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(pend / transient)
             os.rename(pend, final)
             _fsync_dir(self.pending_root)
             _fsync_dir(self.root)
@@ -884,7 +900,46 @@ class Archive:
             return bad(beyond.name, f"record {beyond.name} (seq {beyond.seq}) is beyond HEAD (seq {head['seq']}): inserted")
         if head["hash"] != last.hash or head.get("id") != last.name:
             return bad(last.name, "the newest record does not match HEAD: edited and re-hashed, or replaced")
+        problem = self._index_differs(entries)
+        if problem:
+            return bad(problem[0], problem[1])
         return VerifyReport(ok=True, count=count)
+
+    def _index_differs(self, entries: Sequence[_Entry]) -> tuple[str | None, str] | None:
+        """The index is derived from the records: any row that differs from its record,
+        is missing or has no record is reported (``records list`` reads the index)."""
+        if not self.index_path.exists():
+            return None  # nothing derived yet: list() rebuilds it
+        fix = "index.sqlite edited; `opsctl records reindex` rebuilds it from the records"
+        try:
+            conn = self._connect(self.index_path)
+            try:
+                rows = {r[0]: tuple(r) for r in conn.execute(f"SELECT {_SUMMARY_COLUMNS} FROM records")}
+                hosts: dict[str, set[str]] = {}
+                for host, rid in conn.execute("SELECT host, id FROM record_hosts"):
+                    hosts.setdefault(rid, set()).add(host)
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return None, f"index.sqlite is unreadable ({exc}): {fix}"
+        keys = [c.strip() for c in _SUMMARY_COLUMNS.split(",")]
+        for e in sorted(entries, key=lambda e: e.seq or 0):
+            assert e.id is not None and e.index_row is not None
+            row = rows.pop(e.id, None)
+            if row is None:
+                return e.id, f"record {e.id} is missing from the index: {fix}"
+            if row != e.index_row:
+                diff = next(k for k, a, b in zip(keys, row, e.index_row, strict=True) if a != b)
+                return e.id, f"the index row of {e.id} differs from its record ({diff}): {fix}"
+            if hosts.pop(e.id, set()) != set(e.hosts):
+                return e.id, f"the index's hosts of {e.id} differ from its record: {fix}"
+        if rows:
+            extra = sorted(rows)[0]
+            return extra, f"the index lists {extra}, which is not in the archive: {fix}"
+        if hosts:
+            extra = sorted(hosts)[0]
+            return extra, f"the index lists hosts of {extra}, which is not in the archive: {fix}"
+        return None
 
     # -- export ------------------------------------------------------------------------
 

@@ -149,6 +149,52 @@ def test_edit_and_rehash_detected_at_next(filled: tuple[Archive, list[dict[str, 
     assert "prev_hash" in report.problem
 
 
+def test_edited_index_row_detected_and_reindex_repairs(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    """records list reads the index: a forged row there must fail verify, not only the records."""
+    import sqlite3
+
+    archive, recs = filled
+    assert archive.list(status="failed")  # builds the index
+    assert archive.verify().ok
+    conn = sqlite3.connect(archive.index_path)
+    conn.execute("UPDATE records SET status = 'successful' WHERE id = ?", (recs[2]["id"],))
+    conn.commit()
+    conn.close()
+    assert recs[2]["id"] in {r["id"] for r in archive.list(status="successful")}  # the forgery shows...
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == recs[2]["id"]  # ...and is caught
+    assert "index row" in report.problem and "(status)" in report.problem and "reindex" in report.problem
+    archive.reindex()
+    assert archive.verify().ok
+
+
+@pytest.mark.parametrize("sql", [
+    "DELETE FROM records WHERE seq = 4",
+    "INSERT INTO records (id, seq, operation, status, hash) VALUES ('20991231T000000000Z-ffffff', 99, 'restore',"
+    " 'successful', 'x')",
+    "DELETE FROM record_hosts WHERE id = (SELECT min(id) FROM record_hosts)",
+])
+def test_missing_or_extra_index_rows_detected(filled: tuple[Archive, list[dict[str, Any]]], sql: str) -> None:
+    import sqlite3
+
+    archive, _ = filled
+    archive.list()
+    conn = sqlite3.connect(archive.index_path)
+    conn.execute(sql)
+    conn.commit()
+    conn.close()
+    report = archive.verify()
+    assert not report.ok and "index" in report.problem, report
+
+
+def test_extra_file_in_a_record_folder_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    (archive.root / recs[3]["id"] / "approval.pdf").write_bytes(b"%PDF forged")
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == recs[3]["id"]
+    assert "unexpected file(s) in the record folder: approval.pdf" in report.problem
+
+
 def test_edit_stdout_detected(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
     archive, recs = filled
     with open(archive.root / recs[1]["id"] / "stdout.txt", "a") as fh:

@@ -210,14 +210,16 @@ def test_timeline_with_real_linked_runs(opsctl_home: Path, monkeypatch: pytest.M
     text = invoke("incident", "show", inc).stdout
     assert ok_id in text and failed_id in text and "run fail on test: failed" in text
     assert all(e["kind"] != "run" for e in json.loads(invoke("incident", "show", other, "--json").stdout)["timeline"])
-    assert invoke("records", "verify").exit_code == 0
+    verified = invoke("records", "verify")
+    assert verified.exit_code == 0, verified.output
 
 
 def test_chain_verification_covers_incident_records(archive: Archive) -> None:
     inc = open_incident("--severity", "general", "--summary", "Disk 91% on db1", "--reported-at", "2026-02-02T10:00")["id"]
     assert invoke("incident", "ack", inc, "--at", "2026-02-02T11:00").exit_code == 0
     assert invoke("incident", "resolve", inc, "--cause", "logs rotated", "--at", "2026-02-03T11:00").exit_code == 0
-    assert invoke("records", "verify").exit_code == 0
+    verified = invoke("records", "verify")
+    assert verified.exit_code == 0, verified.output
     ack_row = next(r for r in archive.list() if r["operation"] == "incident-ack")
     path = archive.root / ack_row["id"] / "record.json"
     path.write_text(path.read_text(encoding="utf-8").replace("2026-02-02T11:00:00.000+08:00", "2026-02-02T10:30:00.000+08:00"),
@@ -256,7 +258,8 @@ def test_interrupted_incident_action_is_ignored(archive: Archive) -> None:
     assert archive.recover_interrupted() == [rid]
     assert archive.get(rid)["status"] == "interrupted"
     assert IncidentRegister(archive).get(inc).state == "open"
-    assert invoke("records", "verify").exit_code == 0
+    verified = invoke("records", "verify")
+    assert verified.exit_code == 0, verified.output
 
 
 def test_concurrent_opens_get_distinct_ids(archive: Archive) -> None:
@@ -277,4 +280,5 @@ def test_concurrent_opens_get_distinct_ids(archive: Archive) -> None:
         ids.append(json.loads(out)["id"])
     assert len(set(ids)) == 4
     assert sorted(int(i.rsplit("-", 1)[1]) for i in ids) == [1, 2, 3, 4]
-    assert invoke("records", "verify").exit_code == 0
+    verified = invoke("records", "verify")
+    assert verified.exit_code == 0, verified.output
