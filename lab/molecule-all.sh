@@ -21,6 +21,17 @@ command -v molecule >/dev/null || die "molecule not found (expected in $REPO_ROO
 
 MOLECULE_LAB_IMAGE="$("$LAB_DIR/build-image.sh")"
 export MOLECULE_LAB_IMAGE
+
+# The instances are reached over SSH through `podman exec ... sshd -i`
+# (.config/molecule/config.yml): a throw-away key, made once.
+MOLECULE_SSH_KEY="$REPO_ROOT/var/molecule/ssh/id_ed25519"
+if [ ! -s "$MOLECULE_SSH_KEY" ] || [ ! -s "$MOLECULE_SSH_KEY.pub" ]; then
+    install -d -m 0700 "$(dirname "$MOLECULE_SSH_KEY")"
+    rm -f "$MOLECULE_SSH_KEY" "$MOLECULE_SSH_KEY.pub"
+    ssh-keygen -q -t ed25519 -N '' -C "envcredit-molecule" -f "$MOLECULE_SSH_KEY"
+fi
+MOLECULE_SSH_PROXY="$REPO_ROOT/molecule/resources/podman-sshd"
+export MOLECULE_SSH_KEY MOLECULE_SSH_PROXY
 export MOLECULE_NO_LOG="${MOLECULE_NO_LOG:-false}"
 export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
 
