@@ -43,6 +43,12 @@ apt: ## Install the Debian packages the lab needs, when missing
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing </dev/null; \
+	  case " $$missing " in *" prometheus "*) \
+	    if [ -d /run/systemd/system ]; then \
+	      echo "prometheus is installed for its promtool only: its service stays off on the controller"; \
+	      $$SUDO systemctl disable --now -q prometheus.service || true; \
+	    fi ;; \
+	  esac; \
 	fi
 
 venv: $(STAMP) ## Create .venv with the pinned tool versions
