@@ -41,7 +41,7 @@ def test_a_run_started_like_the_service_is_recorded_as_scheduled(opsctl_home: Pa
     rec = Archive(opsctl_home / "var" / "archive").list()[0]
     full = Archive(opsctl_home / "var" / "archive").get(rec["id"])
     assert full["launch"]["type"] == "scheduled"
-    assert full["operator"]["user"] == f"timer:{timer.name}"
+    assert full["operator"]["on_behalf_of"] == f"timer:{timer.name}"
     assert full["reason"] == "scheduled"
 
 
