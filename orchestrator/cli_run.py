@@ -13,6 +13,7 @@ from .clicommon import fail
 from .errors import OpsError
 from .operations import get_environment, get_operation, list_environments, load_catalog
 from .runner import Executor, RunRequest, needs_confirmation
+from .textclean import clean_lines
 
 if TYPE_CHECKING:
     from .cli import Context
@@ -99,7 +100,7 @@ def summary(record: dict[str, Any]) -> str:
     changes = record.get("changes") or []
     lines.append(f"  changed tasks: {len(changes)}")
     lines.append(f"  record: {record.get('id')}   (opsctl records show {record.get('id')})")
-    return "\n".join(lines)
+    return clean_lines("\n".join(lines))  # task output may carry escape sequences
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -110,7 +111,8 @@ def summary(record: dict[str, Any]) -> str:
 @click.option("--skip-tags", multiple=True, help="Skip tasks with these tags.")
 @click.option("--check", is_flag=True, help="Dry run: report what would change.")
 @click.option("--diff", is_flag=True, help="Show and record the differences of changed files.")
-@click.option("--ticket", help="Change ticket id (required in production).")
+@click.option("--ticket", help="Change ticket id (required in production; must match the "
+              "environment's ticket_pattern).")
 @click.option("--reason", help="Why this run (enough for read-only operations in production).")
 @click.option("--incident", help="Incident id this run belongs to.")
 @click.option("-e", "--extra-vars", "extra", multiple=True, help="key=value or @file.yml (repeatable).")
