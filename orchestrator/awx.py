@@ -223,7 +223,11 @@ def import_job(
     safe_vars, _ = redactor.redact_vars(raw_vars)
     if ticket is None and isinstance(raw_vars.get("opsctl_ticket"), str):
         ticket = raw_vars["opsctl_ticket"]
-    ticket = None if ticket is None else environment.check_ticket(clean_text(ticket))
+    # A scheduled AWX job may carry its standard change id (the one the policy lists for the operation).
+    ticket = None if ticket is None else clean_text(ticket)
+    standard = ticket is not None and ticket == environment.standard_changes.get(op.name)
+    if ticket is not None and not standard:
+        ticket = environment.check_ticket(ticket)
     reason = clean_optional(reason) or None
     if environment.requires_ticket and not (ticket or reason):
         raise BadInput(f"environment {env_name!r} requires --ticket (or --reason for a read-only operation) "
@@ -261,6 +265,7 @@ def import_job(
         extra_vars=safe_vars,
         ticket=ticket,
         reason=reason,
+        change_type="standard" if standard else ("normal" if ticket else None),
         launch=launch_type,
         operator={"user": clean_optional(created_by) or "awx", "on_behalf_of": None, "on_behalf_of_source": None,
                   "host": clean_optional(instance) or "awx", "git_name": None, "git_email": None},

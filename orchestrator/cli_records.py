@@ -111,7 +111,8 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
             f"  limit {rec.get('limit') or '-'}   tags {','.join(rec.get('tags') or []) or '-'}"
             f"   skip-tags {','.join(rec.get('skip_tags') or []) or '-'}"
         )
-    out.append(f"  ticket     {rec.get('ticket') or '-'}   incident {rec.get('incident') or '-'}")
+    standard = " (standard change)" if rec.get("change_type") == "standard" else ""
+    out.append(f"  ticket     {rec.get('ticket') or '-'}{standard}   incident {rec.get('incident') or '-'}")
     if rec.get("reason"):
         out.append(f"  reason     {rec.get('reason')}")
     out.append(

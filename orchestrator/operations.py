@@ -45,12 +45,18 @@ class Operation:
         return reqs
 
 
+#: What a standard change id looks like unless the policy sets ``standard_change_pattern``.
+DEFAULT_STANDARD_CHANGE_PATTERN = r"^STD-[A-Z0-9]+(-[A-Z0-9]+)*$"
+
+
 @dataclass(frozen=True)
 class Environment:
     """An inventory under ``inventories/<name>`` plus its optional ``.opsctl.yml`` policy
     (a dot file, so Ansible never reads it as an inventory source).
 
     ``ticket_pattern``: what a ``--ticket`` must match (any non-blank ticket when unset).
+    ``standard_changes``: pre-approved standard changes, operation -> change id; such an
+    operation runs with ``--standard-change`` instead of a ticket (timers use it).
     """
 
     name: str
@@ -59,6 +65,7 @@ class Environment:
     vault_password_file: Path | None
     settings: dict[str, Any] = field(default_factory=dict)
     ticket_pattern: re.Pattern[str] | None = None
+    standard_changes: dict[str, str] = field(default_factory=dict)
 
     @property
     def policy_file(self) -> Path:
@@ -81,6 +88,19 @@ class Environment:
             raise BadInput(f"--ticket {ticket!r} does not match the ticket pattern of {self.name!r}: "
                            f"{self.ticket_pattern.pattern} (ticket_pattern in {self.policy_shown()})")
         return ticket
+
+    def standard_change(self, op: Operation) -> str:
+        """The pre-approved change id of ``op`` here, else :class:`BadInput` naming the policy."""
+        change = self.standard_changes.get(op.name)
+        if change is None:
+            listed = ", ".join(sorted(self.standard_changes)) or "none"
+            raise BadInput(f"operation {op.name!r} is not a standard change in {self.name!r} "
+                           f"(standard_changes in {self.policy_shown()} lists: {listed}): "
+                           "run it with --ticket, or have it approved as a standard change and listed there")
+        if op.risk_in(self.name) == "high":
+            raise BadInput(f"operation {op.name!r} is high risk in {self.name!r} and cannot run as a standard "
+                           f"change (remove it from standard_changes in {self.policy_shown()}): run it with --ticket")
+        return change
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -175,7 +195,8 @@ def get_environment(name: str) -> Environment:
         raise BadInput(f"vault password file {vault} for environment {name!r} does not exist")
     return Environment(name=name, inventory=inv, requires_ticket=requires_ticket,
                        vault_password_file=vault, settings=settings,
-                       ticket_pattern=_pattern(settings, "ticket_pattern", None, policy_file))
+                       ticket_pattern=_pattern(settings, "ticket_pattern", None, policy_file),
+                       standard_changes=_standard_changes(settings, policy_file))
 
 
 def _load_policy(policy_file: Path) -> dict[str, Any]:
@@ -202,3 +223,19 @@ def _pattern(settings: dict[str, Any], key: str, default: str | None, policy_fil
         return re.compile(raw)
     except re.error as exc:
         raise BadInput(f"{policy_file}: {key} {raw!r} is not a valid regular expression: {exc}") from exc
+
+
+def _standard_changes(settings: dict[str, Any], policy_file: Path) -> dict[str, str]:
+    """``standard_changes`` of a policy: operation -> change id, each id matching
+    ``standard_change_pattern`` (default :data:`DEFAULT_STANDARD_CHANGE_PATTERN`)."""
+    raw = settings.get("standard_changes") or {}
+    if not isinstance(raw, dict):
+        raise BadInput(f"{policy_file}: standard_changes must be a mapping of operation -> change id")
+    pattern = _pattern(settings, "standard_change_pattern", DEFAULT_STANDARD_CHANGE_PATTERN, policy_file)
+    changes: dict[str, str] = {}
+    for op, change in raw.items():
+        if not isinstance(change, str) or (pattern is not None and not pattern.fullmatch(change)):
+            shown = pattern.pattern if pattern is not None else "a string"
+            raise BadInput(f"{policy_file}: standard change {change!r} of {op!r} must match {shown}")
+        changes[str(op)] = change
+    return changes

@@ -244,6 +244,8 @@ class RunMeta:
     ticket: str | None = None
     reason: str | None = None
     incident: str | None = None
+    #: "standard" (a pre-approved standard change: the ticket is its id), "normal" (a ticket), or None.
+    change_type: str | None = None
     launch: str | Mapping[str, Any] = "manual"  # "manual" | "scheduled" | "ci" | "awx" (or {"type": ...})
     operator: dict[str, str | None] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
@@ -502,6 +504,7 @@ class RecordBuilder:
             "ticket": meta.ticket,
             "reason": meta.reason,
             "incident": meta.incident,
+            "change_type": meta.change_type,
             "launch": {"type": meta.launch_type},
             "operator": dict(meta.operator),
             "source": dict(meta.source),

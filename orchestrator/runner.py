@@ -73,6 +73,8 @@ class RunRequest:
     extra_args: list[str] = field(default_factory=list)
     confirmed: bool = False
     timeout: int | None = None
+    #: Run as the pre-approved standard change the environment's policy lists for the operation.
+    standard_change: bool = False
     launch_type: str = field(default_factory=lambda: os.environ.get("OPSCTL_LAUNCH", "manual"))
 
 
@@ -214,13 +216,21 @@ def needs_confirmation(op: Operation, env: str) -> bool:
 
 
 def resolve_ticket(req: RunRequest, op: Operation, env: Environment) -> str | None:
-    """The run's ticket: ``--ticket`` checked against the environment's ``ticket_pattern``."""
+    """The run's ticket: the policy's change id for ``--standard-change``, else ``--ticket``
+    checked against the environment's ``ticket_pattern``."""
+    if req.standard_change:
+        if req.ticket is not None:
+            raise BadInput("--standard-change takes its change id from the policy: leave out --ticket")
+        return env.standard_change(op)
     return None if req.ticket is None else env.check_ticket(req.ticket)
 
 
 def _ticket_hint(op: Operation, env: Environment) -> str:
     """How to give what the policy asks for, for the refusal message."""
-    return f" ({env.ticket_pattern.pattern})" if env.ticket_pattern is not None else ""
+    hint = f" ({env.ticket_pattern.pattern})" if env.ticket_pattern is not None else ""
+    if op.name in env.standard_changes:
+        hint += f", or --standard-change (pre-approved {env.standard_changes[op.name]})"
+    return hint
 
 
 def check_policy(req: RunRequest, op: Operation, env: Environment,
@@ -400,6 +410,7 @@ class Executor:
             ticket=req.ticket or None,
             reason=req.reason or None,
             incident=req.incident or None,
+            change_type="standard" if req.standard_change else ("normal" if req.ticket else None),
             launch={"type": launch_type},
             operator=collect_operator(paths.repo_root()),
             source=collect_source(paths.repo_root()),

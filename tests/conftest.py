@@ -2,8 +2,9 @@
 
 ``opsctl_home`` builds a small, real repository layout in a temporary directory:
 an inventory ``test`` of two local-connection hosts (with a vault-encrypted
-group_vars file), a ``production`` inventory (a ticket pattern in its policy),
-playbooks that succeed, change files, fail, sleep and print secrets, and a catalog naming them. Runs against
+group_vars file), a ``production`` inventory (ticket pattern and standard changes
+in its policy), playbooks that succeed, change
+files, fail, sleep and print secrets, and a catalog naming them. Runs against
 it are real ansible-runner / ansible-playbook runs on this machine.
 """
 
@@ -76,12 +77,21 @@ operations:
     description: Changes something, only when asked for (CI skips it unless named)
     risk: medium
     on_demand: true
+  backup:
+    playbook: backup.yml
+    description: Backup-like (changes something, on demand); a standard change in production
+    risk: low
+    on_demand: true
 """
 
-#: The test `production` policy: tickets of the production form.
+#: The test `production` policy: tickets of the production form, pre-approved standard changes
+#: (as inventories/production/.opsctl.yml has them for the scheduled operations).
 PRODUCTION_POLICY = """\
 requires_ticket: true
 ticket_pattern: '^CHG-[0-9]+(-[0-9]+)*$'
+standard_changes:
+  backup: STD-BACKUP-2026
+  ok: STD-PROBE-2026
 vault_password_file: ../../vault-password
 """
 
@@ -153,6 +163,7 @@ PLAYBOOKS = {
         """,
 }
 PLAYBOOKS["ondemand.yml"] = PLAYBOOKS["change.yml"]  # the same change, as an on-demand operation
+PLAYBOOKS["backup.yml"] = PLAYBOOKS["change.yml"]  # a change, pre-approved as a standard change in production
 
 
 def _hosts_yml(python: str) -> str:

@@ -1,6 +1,6 @@
 """Bad input to `opsctl run`, through the real CLI: tickets and the environment's ticket
 pattern, free text with control characters, the operator's identity, ``-e @file`` and
-``--limit @file`` limits (issue 15 items 3-4).
+``--limit @file`` limits, standard changes (issue 15 items 3-4, issue 17 item 5).
 
 Every refusal: exit 2, one ``opsctl: error:`` line saying what is expected, a ``refused``
 record, no traceback, and the ``change`` operation's marker files untouched.
@@ -100,7 +100,7 @@ def test_control_characters_are_removed_before_storing_and_printing(home: Path) 
                             "INC-20261128-001\x00\x1b[1A")
     assert code == 0, (out, err)
     rec = latest(home)
-    assert rec["ticket"] == "CHG-2026-7"
+    assert rec["ticket"] == "CHG-2026-7" and rec["change_type"] == "normal"
     assert rec["reason"] == "fix the disk now"
     assert rec["incident"] == "INC-20261128-001"
     code, shown, _ = invoke("records", "show", rec["id"])
@@ -243,3 +243,55 @@ def test_broken_policy_and_launch_type_are_refused_and_recorded(home: Path, monk
     monkeypatch.setenv("OPSCTL_LAUNCH", "cron\x1b[1m")
     rec = assert_refused(home, _change(), "OPSCTL_LAUNCH 'cron' is not one of manual, scheduled, ci, awx")
     assert rec["launch"]["type"] == "manual"
+
+
+# -- C. standard changes -------------------------------------------------------------------
+
+
+def test_a_standard_change_runs_in_production_and_says_so(home: Path) -> None:
+    code, out, err = invoke("run", "backup", "--env", "production", "--standard-change")
+    assert code == 0, (out, err)
+    assert "ticket: STD-BACKUP-2026 (standard change)" in out
+    rec = latest(home)
+    assert rec["status"] == "successful"
+    assert rec["ticket"] == "STD-BACKUP-2026" and rec["change_type"] == "standard"
+    assert markers(home) == {"node1.txt": "marker 1\n", "node2.txt": "marker 1\n"}
+    code, shown, _ = invoke("records", "show", rec["id"])
+    assert code == 0 and "ticket     STD-BACKUP-2026 (standard change)" in shown
+    code, listed, _ = invoke("records", "list", "--ticket", "STD-BACKUP-2026", "--json")
+    assert code == 0 and [r["id"] for r in json.loads(listed)] == [rec["id"]]
+    # read-only operations may be standard changes too
+    assert invoke("run", "ok", "--env", "production", "--standard-change")[0] == 0
+    assert latest(home)["ticket"] == "STD-PROBE-2026"
+
+
+def test_without_the_standard_change_production_refuses(home: Path) -> None:
+    assert_refused(home, ["run", "backup", "--env", "production"],
+                   f"environment 'production' requires --ticket for 'backup' ({PATTERN}), "
+                   "or --standard-change (pre-approved STD-BACKUP-2026)")
+    # an ordinary ticket still works for the same operation: a normal change
+    assert invoke("run", "backup", "--env", "production", "--ticket", "CHG-2026-001")[0] == 0
+    assert latest(home)["change_type"] == "normal"
+
+
+def test_an_operation_not_listed_is_refused_naming_the_policy(home: Path) -> None:
+    rec = assert_refused(home, ["run", "change", "--env", "production", "--standard-change"],
+                         f"operation 'change' is not a standard change in 'production' (standard_changes in {POLICY} "
+                         "lists: backup, ok): run it with --ticket")
+    assert rec["change_type"] == "standard" and rec["ticket"] is None
+    assert_refused(home, ["run", "backup", "--env", "test", "--standard-change"],
+                   "standard_changes in inventories/test/.opsctl.yml lists: none")
+
+
+def test_standard_change_rules(home: Path) -> None:
+    assert_refused(home, ["run", "backup", "--env", "production", "--standard-change", "--ticket", "CHG-1"],
+                   "--standard-change takes its change id from the policy: leave out --ticket")
+    policy = home / POLICY
+    good = policy.read_text(encoding="utf-8")
+    policy.write_text(good.replace("standard_changes:\n", "standard_changes:\n  danger: STD-DANGER-1\n"),
+                      encoding="utf-8")
+    assert_refused(home, ["run", "danger", "--env", "production", "--standard-change", "--yes"],
+                   "operation 'danger' is high risk in 'production' and cannot run as a standard change")
+    policy.write_text(good.replace("STD-BACKUP-2026", "CHG-77"), encoding="utf-8")
+    assert_refused(home, ["run", "backup", "--env", "production", "--standard-change"],
+                   "standard change 'CHG-77' of 'backup' must match ^STD-")
