@@ -62,12 +62,12 @@ class Progress:
                     f"failed {len(p.get('hosts_failed') or [])}  changes {p.get('changes', 0)}")
             self.stream.write(line[:200])
             if event in ("runner_on_failed", "runner_on_unreachable") and p.get("stdout"):
-                self.stream.write("\r\x1b[K" + str(p["stdout"]).strip() + "\n")
+                self.stream.write("\r\x1b[K" + clean_lines(str(p["stdout"]).strip()) + "\n")
         else:
             if task and task != self._last_task and event in ("playbook_on_task_start",):
                 self.stream.write(f"TASK {task}\n")
             if event in ("runner_on_failed", "runner_on_unreachable") and p.get("stdout"):
-                self.stream.write(str(p["stdout"]).strip() + "\n")
+                self.stream.write(clean_lines(str(p["stdout"]).strip()) + "\n")
         self._last_task = task
         self.stream.flush()
 

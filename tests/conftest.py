@@ -3,9 +3,9 @@
 ``opsctl_home`` builds a small, real repository layout in a temporary directory:
 an inventory ``test`` of two local-connection hosts (with a vault-encrypted
 group_vars file), a ``production`` inventory (ticket pattern and standard changes
-in its policy), playbooks that succeed, change
-files, fail, sleep and print secrets, and a catalog naming them. Runs against
-it are real ansible-runner / ansible-playbook runs on this machine.
+in its policy), playbooks that succeed, change files, fail, sleep and print
+secrets, and a catalog naming them. Runs against it are real ansible-runner /
+ansible-playbook runs on this machine.
 """
 
 from __future__ import annotations
