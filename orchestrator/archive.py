@@ -967,7 +967,7 @@ class Archive:
 
 CSV_COLUMNS = (
     "seq", "id", "operation", "environment", "status", "rc", "check_mode", "ticket", "incident", "reason",
-    "launch", "operator_user", "operator_host", "git_name", "git_email", "started", "ended", "duration_s",
+    "launch", "operator_user", "on_behalf_of", "operator_host", "git_name", "git_email", "started", "ended", "duration_s",
     "targets", "hosts_failed", "changes", "failures", "source_commit", "source_branch", "source_dirty",
     "prev_hash", "hash",
 )
@@ -996,7 +996,8 @@ def _to_csv(records: list[dict[str, Any]]) -> str:
         row = [
             r.get("seq"), r.get("id"), r.get("operation"), r.get("environment"), r.get("status"), r.get("rc"),
             r.get("check_mode"), r.get("ticket"), r.get("incident"), r.get("reason"),
-            (r.get("launch") or {}).get("type"), operator.get("user"), operator.get("host"),
+            (r.get("launch") or {}).get("type"), operator.get("user"), operator.get("on_behalf_of"),
+            operator.get("host"),
             operator.get("git_name"), operator.get("git_email"), r.get("started"), r.get("ended"),
             r.get("duration_s"), " ".join(r.get("targets") or []),
             " ".join(h for h, c in hosts.items() if c.get("failed") or c.get("unreachable")),

@@ -27,6 +27,7 @@ from .errors import BadInput, OpsError
 from .operations import Operation, get_environment, get_operation, load_catalog
 from .records import RecordBuilder, RunMeta, iso, new_record_id, parse_iso
 from .redact import Redactor
+from .textclean import clean_optional, clean_text
 
 #: AWX job status -> record status (AWX ``error`` means the job could not run properly).
 _STATUS = {"successful": "successful", "failed": "failed", "error": "failed", "canceled": "canceled"}
@@ -222,6 +223,12 @@ def import_job(
     safe_vars, _ = redactor.redact_vars(raw_vars)
     if ticket is None and isinstance(raw_vars.get("opsctl_ticket"), str):
         ticket = raw_vars["opsctl_ticket"]
+    # A scheduled AWX job may carry its standard change id (the one the policy lists for the operation).
+    ticket = None if ticket is None else clean_text(ticket)
+    standard = ticket is not None and ticket == environment.standard_changes.get(op.name)
+    if ticket is not None and not standard:
+        ticket = environment.check_ticket(ticket)
+    reason = clean_optional(reason) or None
     if environment.requires_ticket and not (ticket or reason):
         raise BadInput(f"environment {env_name!r} requires --ticket (or --reason for a read-only operation) "
                        "for the imported record; AWX can pass it as the extra var opsctl_ticket")
@@ -258,8 +265,10 @@ def import_job(
         extra_vars=safe_vars,
         ticket=ticket,
         reason=reason,
+        change_type="standard" if standard else ("normal" if ticket else None),
         launch=launch_type,
-        operator={"user": created_by or "awx", "host": instance or "awx", "git_name": None, "git_email": None},
+        operator={"user": clean_optional(created_by) or "awx", "on_behalf_of": None, "on_behalf_of_source": None,
+                  "host": clean_optional(instance) or "awx", "git_name": None, "git_email": None},
         source={"commit": job.data.get("scm_revision") if job else None,
                 "branch": job.data.get("scm_branch") or None if job else None, "dirty": False if job else None},
         files={},

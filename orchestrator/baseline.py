@@ -17,6 +17,7 @@ import click
 from .archive import Archive
 from .clicommon import archive_of, handle_errors
 from .errors import BadInput, NotFound
+from .records import operator_name
 from .reports.baseline import FORMATS, render_baseline
 from .reports.render import LANGS, write_output
 from .workdays import isoformat, now
@@ -92,7 +93,7 @@ def build_baseline(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "environment": record.get("environment"),
         "record": {"id": record.get("id"), "operation": record.get("operation"), "started": record.get("started"),
-                   "status": record.get("status"), "operator": (record.get("operator") or {}).get("user"),
+                   "status": record.get("status"), "operator": operator_name(record.get("operator")),
                    "hash": record.get("hash")},
         "generated": isoformat(now()),
         "summary": {

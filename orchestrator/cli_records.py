@@ -18,6 +18,7 @@ from . import paths
 from .archive import EXPORT_FORMATS, Archive
 from .clicommon import archive_of, handle_errors
 from .records import STATUSES, validate_record_id
+from .textclean import clean_lines, clean_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +43,7 @@ def _filters(func: F) -> F:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    cells = [[("" if v is None else clean_text(str(v))) for v in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in cells:
         for i, v in enumerate(row):
@@ -110,7 +111,8 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
             f"  limit {rec.get('limit') or '-'}   tags {','.join(rec.get('tags') or []) or '-'}"
             f"   skip-tags {','.join(rec.get('skip_tags') or []) or '-'}"
         )
-    out.append(f"  ticket     {rec.get('ticket') or '-'}   incident {rec.get('incident') or '-'}")
+    standard = " (standard change)" if rec.get("change_type") == "standard" else ""
+    out.append(f"  ticket     {rec.get('ticket') or '-'}{standard}   incident {rec.get('incident') or '-'}")
     if rec.get("reason"):
         out.append(f"  reason     {rec.get('reason')}")
     out.append(
@@ -118,6 +120,9 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
         + (f" ({operator.get('git_name')} <{operator.get('git_email')}>)" if operator.get("git_name") else "")
         + f"   launch {(rec.get('launch') or {}).get('type')}"
     )
+    if operator.get("on_behalf_of"):
+        via = f" (from {operator['on_behalf_of_source']})" if operator.get("on_behalf_of_source") else ""
+        out.append(f"  for        {operator.get('on_behalf_of')}{via}")
     dirty = " (dirty)" if source.get("dirty") else ""
     out.append(f"  source     {source.get('commit') or '-'} on {source.get('branch') or '-'}{dirty}")
     out.append(f"  time       {rec.get('started')} -> {rec.get('ended')} ({rec.get('duration_s')} s)")
@@ -168,7 +173,9 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
         out.append(f"  {name:<13} {digest}")
     out.append(f"  {'prev_hash':<13} {rec.get('prev_hash')}")
     out.append(f"  {'hash':<13} {rec.get('hash')}")
-    return "\n".join(out)
+    # Records made before free text was cleaned, imported ones and task output may hold
+    # escape sequences: none reaches the terminal.
+    return clean_lines("\n".join(out))
 
 
 @records.command("show")

@@ -13,6 +13,7 @@ from .clicommon import fail
 from .errors import OpsError
 from .operations import get_environment, get_operation, list_environments, load_catalog
 from .runner import Executor, RunRequest, needs_confirmation
+from .textclean import clean_lines
 
 if TYPE_CHECKING:
     from .cli import Context
@@ -61,12 +62,12 @@ class Progress:
                     f"failed {len(p.get('hosts_failed') or [])}  changes {p.get('changes', 0)}")
             self.stream.write(line[:200])
             if event in ("runner_on_failed", "runner_on_unreachable") and p.get("stdout"):
-                self.stream.write("\r\x1b[K" + str(p["stdout"]).strip() + "\n")
+                self.stream.write("\r\x1b[K" + clean_lines(str(p["stdout"]).strip()) + "\n")
         else:
             if task and task != self._last_task and event in ("playbook_on_task_start",):
                 self.stream.write(f"TASK {task}\n")
             if event in ("runner_on_failed", "runner_on_unreachable") and p.get("stdout"):
-                self.stream.write(str(p["stdout"]).strip() + "\n")
+                self.stream.write(clean_lines(str(p["stdout"]).strip()) + "\n")
         self._last_task = task
         self.stream.flush()
 
@@ -81,6 +82,9 @@ def summary(record: dict[str, Any]) -> str:
         f"{record.get('operation')} on {record.get('environment')}: {str(record.get('status')).upper()}"
         f" (rc {record.get('rc')}, {record.get('duration_s', 0):.1f} s)",
     ]
+    if record.get("ticket"):
+        kind = " (standard change)" if record.get("change_type") == "standard" else ""
+        lines.append(f"  ticket: {record['ticket']}{kind}")
     if record.get("error"):
         lines.append(f"  reason: {record['error']}")
     hosts = record.get("hosts") or {}
@@ -99,7 +103,7 @@ def summary(record: dict[str, Any]) -> str:
     changes = record.get("changes") or []
     lines.append(f"  changed tasks: {len(changes)}")
     lines.append(f"  record: {record.get('id')}   (opsctl records show {record.get('id')})")
-    return "\n".join(lines)
+    return clean_lines("\n".join(lines))  # task output may carry escape sequences
 
 
 @click.command("run", context_settings={"ignore_unknown_options": False})
@@ -110,7 +114,11 @@ def summary(record: dict[str, Any]) -> str:
 @click.option("--skip-tags", multiple=True, help="Skip tasks with these tags.")
 @click.option("--check", is_flag=True, help="Dry run: report what would change.")
 @click.option("--diff", is_flag=True, help="Show and record the differences of changed files.")
-@click.option("--ticket", help="Change ticket id (required in production).")
+@click.option("--ticket", help="Change ticket id (required in production; must match the "
+              "environment's ticket_pattern).")
+@click.option("--standard-change", "standard_change", is_flag=True,
+              help="Run as the pre-approved standard change the environment's policy lists for "
+                   "OPERATION (standard_changes in inventories/ENV/.opsctl.yml); its id is the ticket.")
 @click.option("--reason", help="Why this run (enough for read-only operations in production).")
 @click.option("--incident", help="Incident id this run belongs to.")
 @click.option("-e", "--extra-vars", "extra", multiple=True, help="key=value or @file.yml (repeatable).")
@@ -120,7 +128,7 @@ def summary(record: dict[str, Any]) -> str:
 @click.pass_obj
 def run_cmd(obj: Context, operation: str, env: str, limit: str | None, tags: tuple[str, ...],
             skip_tags: tuple[str, ...], check: bool, diff: bool, ticket: str | None,
-            reason: str | None, incident: str | None, extra: tuple[str, ...], timeout: int | None,
+            standard_change: bool, reason: str | None, incident: str | None, extra: tuple[str, ...], timeout: int | None,
             yes: bool, as_json: bool) -> None:
     """Run OPERATION against an environment and save the change record."""
     confirmed = yes
@@ -138,7 +146,7 @@ def run_cmd(obj: Context, operation: str, env: str, limit: str | None, tags: tup
         tags=[t for group in tags for t in group.split(",") if t],
         skip_tags=[t for group in skip_tags for t in group.split(",") if t],
         check=check, diff=diff, ticket=ticket, reason=reason, incident=incident,
-        extra_args=list(extra), confirmed=confirmed, timeout=timeout,
+        extra_args=list(extra), confirmed=confirmed, timeout=timeout, standard_change=standard_change,
     )
     progress = None if as_json else Progress(sys.stderr, sys.stderr.isatty())
     try:

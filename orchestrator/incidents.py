@@ -50,6 +50,7 @@ from .records import (
     collect_versions,
     new_record_id,
 )
+from .textclean import clean_optional, clean_text
 from .workdays import Calendar, CalendarWarning, add_hours, default_calendar, isoformat, local, now, parse_time
 
 SEVERITIES = ("general", "outage")
@@ -99,6 +100,11 @@ def default_margin() -> float:
     if value < 0:
         raise BadInput("OPSCTL_SLA_MARGIN_HOURS must not be negative")
     return value
+
+
+def _by(name: str | None) -> str | None:
+    """Who did an incident action, as typed (control characters removed); blank is nobody."""
+    return clean_optional(name) or None
 
 
 def validate_incident_id(value: object) -> str:
@@ -443,7 +449,8 @@ class IncidentRegister:
         """Open an incident; returns it and the committed record."""
         if severity not in TARGETS:
             raise BadInput(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
-        summary = (summary or "").strip()
+        summary = clean_text(summary or "")
+        reporter = clean_optional(reporter) or None
         if not summary:
             raise BadInput("an incident needs a summary")
         if not environment or not re.fullmatch(r"[A-Za-z0-9_.-]+", environment):
@@ -518,16 +525,19 @@ class IncidentRegister:
             return incidents[incident_id], record
 
     def ack(self, incident_id: str, at: dt.datetime | None = None, by: str | None = None) -> tuple[Incident, dict[str, Any]]:
-        return self._update(incident_id, "ack", at, {"by": by}, None)
+        return self._update(incident_id, "ack", at, {"by": _by(by)}, None)
 
     def recovered(self, incident_id: str, at: dt.datetime | None = None, text: str | None = None,
                   by: str | None = None) -> tuple[Incident, dict[str, Any]]:
-        return self._update(incident_id, "recovered", at, {"text": text, "by": by}, text)
+        text = clean_optional(text, multiline=True) or None
+        return self._update(incident_id, "recovered", at, {"text": text, "by": _by(by)}, text)
 
     def resolve(self, incident_id: str, cause: str, at: dt.datetime | None = None,
                 by: str | None = None) -> tuple[Incident, dict[str, Any]]:
-        return self._update(incident_id, "resolve", at, {"cause": (cause or "").strip(), "by": by}, cause)
+        cause = clean_text(cause or "", multiline=True)
+        return self._update(incident_id, "resolve", at, {"cause": cause, "by": _by(by)}, cause)
 
     def note(self, incident_id: str, text: str, at: dt.datetime | None = None,
              by: str | None = None) -> tuple[Incident, dict[str, Any]]:
-        return self._update(incident_id, "note", at, {"text": (text or "").strip(), "by": by}, text)
+        text = clean_text(text or "", multiline=True)
+        return self._update(incident_id, "note", at, {"text": text, "by": _by(by)}, text)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,16 +45,70 @@ class Operation:
         return reqs
 
 
+#: What a standard change id looks like unless the policy sets ``standard_change_pattern``.
+DEFAULT_STANDARD_CHANGE_PATTERN = r"^STD-[A-Z0-9]+(-[A-Z0-9]+)*$"
+
+
 @dataclass(frozen=True)
 class Environment:
     """An inventory under ``inventories/<name>`` plus its optional ``.opsctl.yml`` policy
-    (a dot file, so Ansible never reads it as an inventory source)."""
+    (a dot file, so Ansible never reads it as an inventory source).
+
+    ``ticket_pattern``: what a ``--ticket`` must match (any non-blank ticket when unset).
+    ``standard_changes``: pre-approved standard changes, operation -> change id; such an
+    operation runs with ``--standard-change`` instead of a ticket (timers use it).
+    """
 
     name: str
     inventory: Path
     requires_ticket: bool
     vault_password_file: Path | None
     settings: dict[str, Any] = field(default_factory=dict)
+    ticket_pattern: re.Pattern[str] | None = None
+    standard_changes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def policy_file(self) -> Path:
+        return self.inventory / POLICY_FILE
+
+    def policy_shown(self) -> str:
+        """The policy file as a reader finds it: relative to the repository when inside it."""
+        try:
+            return str(self.policy_file.resolve().relative_to(paths.repo_root().resolve()))
+        except ValueError:
+            return str(self.policy_file)
+
+    def check_ticket(self, ticket: str) -> str:
+        """``ticket`` (already cleaned of control characters) if it is a ticket of this
+        environment, else :class:`BadInput` saying what is expected."""
+        if not ticket:
+            raise BadInput("--ticket is blank: give the change ticket id"
+                           + (f" ({self.ticket_pattern.pattern})" if self.ticket_pattern else ""))
+        if self.ticket_pattern is not None and not self.ticket_pattern.fullmatch(ticket):
+            raise BadInput(f"--ticket {ticket!r} does not match the ticket pattern of {self.name!r}: "
+                           f"{self.ticket_pattern.pattern} (ticket_pattern in {self.policy_shown()})")
+        return ticket
+
+    def standard_change(self, op: Operation) -> str:
+        """The pre-approved change id of ``op`` here, else :class:`BadInput` naming the policy."""
+        change = self.standard_changes.get(op.name)
+        if change is None:
+            listed = ", ".join(sorted(self.standard_changes)) or "none"
+            raise BadInput(f"operation {op.name!r} is not a standard change in {self.name!r} "
+                           f"(standard_changes in {self.policy_shown()} lists: {listed}): "
+                           "run it with --ticket, or have it approved as a standard change and listed there")
+        if op.risk_in(self.name) == "high":
+            raise BadInput(f"operation {op.name!r} is high risk in {self.name!r} and cannot run as a standard "
+                           f"change (remove it from standard_changes in {self.policy_shown()}): run it with --ticket")
+        return change
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def catalog_path() -> Path:
@@ -128,15 +183,7 @@ def get_environment(name: str) -> Environment:
         raise NotFound(f"unknown environment {name!r} (known: {', '.join(known) or 'none'})")
     inv = paths.inventories_dir() / name
     policy_file = inv / POLICY_FILE
-    settings: dict[str, Any] = {}
-    if policy_file.is_file():
-        try:
-            loaded = yaml.safe_load(policy_file.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise BadInput(f"{policy_file}: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise BadInput(f"{policy_file}: expected a mapping")
-        settings = loaded
+    settings = _load_policy(policy_file)
     requires_ticket = bool(settings.get("requires_ticket", name == "production"))
     vault: Path | None = None
     env_vault = os.environ.get("OPSCTL_VAULT_PASSWORD_FILE")
@@ -147,4 +194,48 @@ def get_environment(name: str) -> Environment:
     if vault is not None and not vault.is_file():
         raise BadInput(f"vault password file {vault} for environment {name!r} does not exist")
     return Environment(name=name, inventory=inv, requires_ticket=requires_ticket,
-                       vault_password_file=vault, settings=settings)
+                       vault_password_file=vault, settings=settings,
+                       ticket_pattern=_pattern(settings, "ticket_pattern", None, policy_file),
+                       standard_changes=_standard_changes(settings, policy_file))
+
+
+def _load_policy(policy_file: Path) -> dict[str, Any]:
+    if not policy_file.is_file():
+        return {}
+    try:
+        loaded = yaml.safe_load(policy_file.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read the policy {policy_file}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise BadInput(f"{policy_file}: not valid YAML: {yaml_problem(exc)}") from exc
+    if not isinstance(loaded, dict):
+        raise BadInput(f"{policy_file}: expected a mapping")
+    return loaded
+
+
+def _pattern(settings: dict[str, Any], key: str, default: str | None, policy_file: Path) -> re.Pattern[str] | None:
+    raw = settings.get(key, default)
+    if raw is None:
+        return None
+    if not isinstance(raw, str) or not raw:
+        raise BadInput(f"{policy_file}: {key} must be a regular expression")
+    try:
+        return re.compile(raw)
+    except re.error as exc:
+        raise BadInput(f"{policy_file}: {key} {raw!r} is not a valid regular expression: {exc}") from exc
+
+
+def _standard_changes(settings: dict[str, Any], policy_file: Path) -> dict[str, str]:
+    """``standard_changes`` of a policy: operation -> change id, each id matching
+    ``standard_change_pattern`` (default :data:`DEFAULT_STANDARD_CHANGE_PATTERN`)."""
+    raw = settings.get("standard_changes") or {}
+    if not isinstance(raw, dict):
+        raise BadInput(f"{policy_file}: standard_changes must be a mapping of operation -> change id")
+    pattern = _pattern(settings, "standard_change_pattern", DEFAULT_STANDARD_CHANGE_PATTERN, policy_file)
+    changes: dict[str, str] = {}
+    for op, change in raw.items():
+        if not isinstance(change, str) or (pattern is not None and not pattern.fullmatch(change)):
+            shown = pattern.pattern if pattern is not None else "a string"
+            raise BadInput(f"{policy_file}: standard change {change!r} of {op!r} must match {shown}")
+        changes[str(op)] = change
+    return changes

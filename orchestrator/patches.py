@@ -10,6 +10,7 @@ from typing import Any
 
 from .archive import Archive
 from .errors import BadInput, NotFound
+from .records import operator_name
 from .workdays import isoformat, now
 
 SCAN_OPERATION = "patch-scan"
@@ -67,7 +68,7 @@ def build_patches(record: dict[str, Any]) -> dict[str, Any]:
     return {
         "environment": record.get("environment"),
         "record": {"id": record.get("id"), "started": record.get("started"), "status": record.get("status"),
-                   "operator": (record.get("operator") or {}).get("user"), "hash": record.get("hash")},
+                   "operator": operator_name(record.get("operator")), "hash": record.get("hash")},
         "generated": isoformat(now()),
         "summary": {
             "hosts": len(hosts),

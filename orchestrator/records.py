@@ -10,10 +10,10 @@ record without the fields the archive adds (``seq``, ``prev_hash``,
 from __future__ import annotations
 
 import dataclasses
-import getpass
 import hashlib
 import os
 import platform
+import pwd
 import re
 import secrets
 import socket
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput
+from .textclean import clean_optional, clean_text
 
 SCHEMA_VERSION = 1
 
@@ -142,21 +143,53 @@ def _git(repo: Path, *args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def login_user() -> str:
+    """The real login identity of this process: its uid's account name (``pwd``), never an
+    environment variable (``USER``/``LOGNAME`` are the caller's to set); the bare uid when
+    the account has no passwd entry (a container's arbitrary uid)."""
+    uid = os.getuid()
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid:{uid}"
+
+
+#: Environment variables naming the person or job a run is made for, first one set wins.
+ON_BEHALF_OF_VARS = ("OPSCTL_OPERATOR", "SUDO_USER")
+
+
+def on_behalf_of() -> tuple[str | None, str | None]:
+    """``(name, variable)`` from :data:`ON_BEHALF_OF_VARS` (control characters removed), or ``(None, None)``."""
+    for var in ON_BEHALF_OF_VARS:
+        value = clean_text(os.environ.get(var) or "")
+        if value:
+            return value, var
+    return None, None
+
+
 def collect_operator(repo: Path | None = None) -> dict[str, str | None]:
-    """Who runs this: OS user, host and git identity."""
-    user: str | None = os.environ.get("OPSCTL_OPERATOR") or os.environ.get("SUDO_USER")
-    if not user:
-        try:
-            user = getpass.getuser()
-        except (OSError, KeyError):
-            user = None
+    """Who runs this: the real OS user, host and git identity; a claimed identity
+    (``OPSCTL_OPERATOR``: a timer, a CI job's actor; ``SUDO_USER``) is kept beside it as
+    ``on_behalf_of`` (with the variable it came from), never instead of it."""
+    behalf, source = on_behalf_of()
     repo = repo or Path.cwd()
     return {
-        "user": user,
+        "user": login_user(),
+        "on_behalf_of": behalf,
+        "on_behalf_of_source": source,
         "host": socket.gethostname(),
-        "git_name": _git(repo, "config", "user.name"),
-        "git_email": _git(repo, "config", "user.email"),
+        "git_name": clean_optional(_git(repo, "config", "user.name")) or None,
+        "git_email": clean_optional(_git(repo, "config", "user.email")) or None,
     }
+
+
+def operator_name(operator: Mapping[str, Any] | None) -> str | None:
+    """The record's operator for reports: ``user``, plus `` (for NAME)`` when the run was
+    made on someone's behalf (a timer, a CI job's actor, the user behind sudo)."""
+    if not operator or not operator.get("user"):
+        return None
+    behalf = operator.get("on_behalf_of")
+    return f"{operator['user']} (for {behalf})" if behalf else str(operator["user"])
 
 
 def collect_source(repo: Path) -> dict[str, Any]:
@@ -211,6 +244,8 @@ class RunMeta:
     ticket: str | None = None
     reason: str | None = None
     incident: str | None = None
+    #: "standard" (a pre-approved standard change: the ticket is its id), "normal" (a ticket), or None.
+    change_type: str | None = None
     launch: str | Mapping[str, Any] = "manual"  # "manual" | "scheduled" | "ci" | "awx" (or {"type": ...})
     operator: dict[str, str | None] = field(default_factory=dict)
     source: dict[str, Any] = field(default_factory=dict)
@@ -469,6 +504,7 @@ class RecordBuilder:
             "ticket": meta.ticket,
             "reason": meta.reason,
             "incident": meta.incident,
+            "change_type": meta.change_type,
             "launch": {"type": meta.launch_type},
             "operator": dict(meta.operator),
             "source": dict(meta.source),

@@ -10,10 +10,12 @@ attempt that gets this far leaves a record, refused ones included.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -32,10 +34,12 @@ from .archive import Archive
 from .errors import BadInput, LockHeld, OpsError
 from .lock import HostLock
 from .proc import process_identity, process_matches
-from .operations import POLICY_FILE, Environment, Operation, get_environment, get_operation, load_catalog
-from .records import (RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions,
+from .operations import (POLICY_FILE, Environment, Operation, get_environment, get_operation, load_catalog,
+                         yaml_problem)
+from .records import (LAUNCH_TYPES, RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions,
                       file_entry, inventory_entries, new_record_id)
 from .redact import Redactor, vault_values
+from .textclean import clean_optional, clean_text, has_controls
 
 #: Seconds ptyprocess sleeps after closing the pty of ansible-playbook (its default: 0.1).
 PTY_CLOSE_DELAY = 0.01
@@ -69,6 +73,8 @@ class RunRequest:
     extra_args: list[str] = field(default_factory=list)
     confirmed: bool = False
     timeout: int | None = None
+    #: Run as the pre-approved standard change the environment's policy lists for the operation.
+    standard_change: bool = False
     launch_type: str = field(default_factory=lambda: os.environ.get("OPSCTL_LAUNCH", "manual"))
 
 
@@ -80,48 +86,178 @@ class RunResult:
 
 # ----------------------------------------------------------------------------- inputs
 
+#: Largest file opsctl reads for ``-e @file`` and ``--limit @file``, in bytes.
+MAX_INPUT_FILE = 1 << 20
+#: Most values (mappings, lists and scalars, counted as expanded) one ``-e @file`` may hold:
+#: a few YAML aliases can otherwise stand for billions of values.
+MAX_VARS_VALUES = 100_000
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def read_input_file(path: Path, what: str) -> str:
+    """The text of a small regular file named on the command line, else :class:`BadInput`.
+
+    The file is opened without blocking (a FIFO is refused, not waited on), judged on the
+    open descriptor (it cannot be swapped after the check) and read to at most
+    :data:`MAX_INPUT_FILE` + 1 bytes: a device such as ``/dev/zero`` or a huge file is
+    never read whole.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError as exc:
+        raise BadInput(f"{what}: cannot read {path}: {exc.strerror}") from exc
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+            raise BadInput(f"{what}: {path} is {kind}; give a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_INPUT_FILE:
+            chunk = os.read(fd, MAX_INPUT_FILE + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise BadInput(f"{what}: cannot read {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    if size > MAX_INPUT_FILE:
+        raise BadInput(f"{what}: {path} is larger than {MAX_INPUT_FILE // 1024} KiB; give a smaller file")
+    try:
+        return b"".join(chunks).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from exc
+
+
+def _valid_name(key: object) -> bool:
+    return (isinstance(key, str) and bool(key) and key.replace("_", "a").isalnum()
+            and key.isascii() and not key[0].isdigit())
+
+
+def _count_values(data: Any, item: str) -> None:
+    """Refuse more than :data:`MAX_VARS_VALUES` values, counting shared (aliased) ones each time."""
+    stack, count = [data], 0
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_VARS_VALUES:
+            raise BadInput(f"-e {item}: more than {MAX_VARS_VALUES} values (YAML aliases expanded); give fewer")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def load_vars_file(item: str) -> dict[str, Any]:
+    """``-e @file``: a regular file under :data:`MAX_INPUT_FILE` holding a YAML/JSON mapping
+    of variables; anything else is :class:`BadInput`."""
+    text = read_input_file(Path(item[1:]), f"-e {item}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BadInput(f"-e {item}: not valid YAML/JSON: {yaml_problem(exc)}") from exc
+    except RecursionError as exc:
+        raise BadInput(f"-e {item}: nested too deeply") from exc
+    if not isinstance(data, dict):
+        found = "nothing" if data is None else f"a {type(data).__name__}"
+        raise BadInput(f"-e {item}: the file must hold a mapping of variables (name: value), not {found}")
+    bad = [str(k) for k in data if not _valid_name(k)]
+    if bad:
+        raise BadInput(f"-e {item}: invalid variable name {bad[0][:60]!r} (letters, digits, _; not first a digit)")
+    _count_values(data, item)
+    return data
+
+
 def parse_extra_vars(items: list[str]) -> dict[str, Any]:
     """Parse ``-e key=value`` and ``-e @file.yml`` the way an engineer expects; errors are BadInput."""
     result: dict[str, Any] = {}
     for item in items:
         if item.startswith("@"):
-            path = Path(item[1:])
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise BadInput(f"-e {item}: cannot read {path}: {exc.strerror}") from exc
-            except yaml.YAMLError as exc:
-                raise BadInput(f"-e {item}: not valid YAML: {exc}") from exc
-            if not isinstance(data, dict):
-                raise BadInput(f"-e {item}: the file must contain a mapping of variables")
-            result.update(data)
+            result.update(load_vars_file(item))
             continue
         key, sep, value = item.partition("=")
         key = key.strip()
-        if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+        if not sep or not _valid_name(key):
             raise BadInput(f"-e {item!r}: expected key=value with a valid variable name, or @file.yml")
         result[key] = value
     return result
+
+
+def check_limit(limit: str | None) -> None:
+    """Refuse a blank ``--limit``, one with control characters, and ``@file`` parts whose file
+    is not a small readable regular file (Ansible would read any file whole, or fail with a traceback)."""
+    if limit is None:
+        return
+    if not limit.strip():
+        raise BadInput("--limit is blank: give a host pattern (e.g. --limit node1), or leave the option out")
+    if has_controls(limit):
+        raise BadInput("--limit holds control characters: give a plain host pattern")
+    from ansible.inventory.manager import split_host_pattern
+
+    for part in split_host_pattern(limit):
+        if part.startswith("@"):
+            read_input_file(Path(part[1:]), f"--limit {part}")
+
+
+def clean_request(req: RunRequest) -> RunRequest:
+    """``req`` with its free text (ticket, reason, incident) cleaned of escape sequences and
+    control characters; a text that was only blanks or controls becomes ``""`` (refused later)."""
+    return dataclasses.replace(req, ticket=clean_optional(req.ticket), reason=clean_optional(req.reason),
+                               incident=clean_optional(req.incident))
 
 
 def needs_confirmation(op: Operation, env: str) -> bool:
     return op.risk_in(env) == "high"
 
 
+def resolve_ticket(req: RunRequest, op: Operation, env: Environment) -> str | None:
+    """The run's ticket: the policy's change id for ``--standard-change``, else ``--ticket``
+    checked against the environment's ``ticket_pattern``."""
+    if req.standard_change:
+        if req.ticket is not None:
+            raise BadInput("--standard-change takes its change id from the policy: leave out --ticket")
+        return env.standard_change(op)
+    return None if req.ticket is None else env.check_ticket(req.ticket)
+
+
+def _ticket_hint(op: Operation, env: Environment) -> str:
+    """How to give what the policy asks for, for the refusal message."""
+    hint = f" ({env.ticket_pattern.pattern})" if env.ticket_pattern is not None else ""
+    if op.name in env.standard_changes:
+        hint += f", or --standard-change (pre-approved {env.standard_changes[op.name]})"
+    return hint
+
+
 def check_policy(req: RunRequest, op: Operation, env: Environment,
                  extra_vars: dict[str, Any] | None = None) -> None:
     """Refuse what the catalog and the environment's policy do not allow.
 
-    ``extra_vars`` are all the run's extra vars (``req.extra_vars`` plus the parsed ``-e``).
+    ``req`` has been through :func:`clean_request`; ``extra_vars`` are all the run's extra
+    vars (``req.extra_vars`` plus the parsed ``-e``).
     """
     given = req.extra_vars if extra_vars is None else extra_vars
-    if env.requires_ticket and not req.ticket:
+    if req.reason is not None and not req.reason:
+        raise BadInput("--reason is blank: say why this run is made, or leave the option out")
+    if req.incident is not None and not req.incident:
+        raise BadInput("--incident is blank: give the incident id (INC-...), or leave the option out")
+    check_limit(req.limit)
+    for flag, values in (("--tags", req.tags), ("--skip-tags", req.skip_tags)):
+        if any(has_controls(v) for v in values):
+            raise BadInput(f"{flag} holds control characters: give plain tag names")
+    ticket = resolve_ticket(req, op, env)
+    if env.requires_ticket and not ticket:
         if op.read_only and req.reason:
             pass
         elif op.read_only:
-            raise BadInput(f"environment {env.name!r} requires --ticket or --reason for {op.name!r}")
+            raise BadInput(f"environment {env.name!r} requires --ticket or --reason for {op.name!r}"
+                           + _ticket_hint(op, env))
         else:
-            raise BadInput(f"environment {env.name!r} requires --ticket for {op.name!r}")
+            raise BadInput(f"environment {env.name!r} requires --ticket for {op.name!r}" + _ticket_hint(op, env))
     missing = [name for name in op.requires if name not in given or given[name] in ("", None)]
     if missing:
         raise BadInput(f"operation {op.name!r} requires " + ", ".join(f"-e {m}=..." for m in missing))
@@ -153,7 +289,7 @@ def resolve_targets(op: Operation, env: Environment, limit: str | None) -> list[
     try:
         plays = yaml.safe_load(pb.read_text(encoding="utf-8")) or []
     except yaml.YAMLError as exc:
-        raise BadInput(f"{pb}: {exc}") from exc
+        raise BadInput(f"{pb}: {yaml_problem(exc)}") from exc
     patterns: list[str] = []
     for play in plays if isinstance(plays, list) else []:
         if isinstance(play, dict) and "hosts" in play:
@@ -161,14 +297,20 @@ def resolve_targets(op: Operation, env: Environment, limit: str | None) -> list[
             patterns.extend(hosts if isinstance(hosts, list) else [str(hosts)])
     if not patterns:
         patterns = ["all"]
-    inventory = InventoryManager(loader=DataLoader(), sources=[str(env.inventory)])
-    if limit:
-        inventory.subset(limit)
+    from ansible.errors import AnsibleError
+
     found: set[str] = set()
-    for pattern in patterns:
-        if "{{" in pattern:  # templated pattern: be conservative
-            pattern = "all"
-        found.update(h.name for h in inventory.get_hosts(pattern))
+    try:
+        inventory = InventoryManager(loader=DataLoader(), sources=[str(env.inventory)])
+        if limit:
+            inventory.subset(limit)
+        for pattern in patterns:
+            if "{{" in pattern:  # templated pattern: be conservative
+                pattern = "all"
+            found.update(h.name for h in inventory.get_hosts(pattern))
+    except AnsibleError as exc:  # a bad pattern (e.g. an invalid ~regex) is bad input, not a traceback
+        raise BadInput(f"--limit {limit!r}: {clean_text(str(exc.message))}" if limit
+                       else f"inventory {env.name!r}: {clean_text(str(exc.message))}") from exc
     if not found:
         raise BadInput(f"no host of environment {env.name!r} matches "
                        f"{'limit ' + repr(limit) if limit else 'the playbook'}")
@@ -241,12 +383,17 @@ class Executor:
         run_id = new_record_id(datetime.now(UTC))
         started = datetime.now(UTC)
         redactor = Redactor()
+        req = clean_request(req)
         raw_vars = dict(req.extra_vars)
-        parse_error: OpsError | None = None
+        early_error: OpsError | None = None
+        launch_type = req.launch_type
+        if launch_type not in LAUNCH_TYPES:
+            early_error = BadInput(f"OPSCTL_LAUNCH {clean_text(launch_type)!r} is not one of {', '.join(LAUNCH_TYPES)}")
+            launch_type = "manual"
         try:
             raw_vars.update(parse_extra_vars(req.extra_args))
         except OpsError as err:
-            parse_error = err
+            early_error = early_error or err
         safe_vars, _ = redactor.redact_vars(raw_vars)
         meta = RunMeta(
             id=run_id,
@@ -260,10 +407,11 @@ class Executor:
             check_mode=req.check,
             diff_mode=req.diff,
             extra_vars=safe_vars,
-            ticket=req.ticket,
-            reason=req.reason,
-            incident=req.incident,
-            launch={"type": req.launch_type},
+            ticket=req.ticket or None,
+            reason=req.reason or None,
+            incident=req.incident or None,
+            change_type="standard" if req.standard_change else ("normal" if req.ticket else None),
+            launch={"type": launch_type},
             operator=collect_operator(paths.repo_root()),
             source=collect_source(paths.repo_root()),
             files={},
@@ -272,12 +420,13 @@ class Executor:
             started=started.isoformat(),
         )
         try:
-            if parse_error is not None:
-                raise parse_error
+            if early_error is not None:
+                raise early_error
             op = get_operation(req.operation, load_catalog())
             meta.playbook = str(Path("playbooks") / op.playbook)
             env = get_environment(req.env)
             meta.inventory = str(Path("inventories") / env.name)
+            meta.ticket = resolve_ticket(req, op, env)
             check_policy(req, op, env, raw_vars)
             # Decrypting the vault (PBKDF2) is the slowest step before the run: do it
             # while the inventory is parsed and files are hashed, and wait for it
@@ -327,10 +476,12 @@ class Executor:
     def _refused(self, meta: RunMeta, redactor: Redactor, err: OpsError) -> RunResult:
         ended = datetime.now(UTC)
         pending = self.archive.begin(meta.id, _pending_meta(meta))
-        pending.write_stdout(redactor.redact_text(f"opsctl: refused: {err}\n"))
+        # One line, no control characters: the message may quote what the operator typed.
+        message = redactor.redact_text(clean_text(str(err) or type(err).__name__))
+        pending.write_stdout(f"opsctl: refused: {message}\n")
         builder = RecordBuilder()
         record = builder.finish(meta, status="refused", rc=err.exit_code, ended=ended.isoformat(),
-                                error=redactor.redact_text(str(err)), redaction=redactor.report())
+                                error=message, redaction=redactor.report())
         final = self.archive.commit(pending, record)
         return RunResult(final, err.exit_code)
 

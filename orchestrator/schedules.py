@@ -1,10 +1,16 @@
 """Scheduled operations: systemd timers on the control host, configured in ``schedules/schedules.yml``.
 
 Every entry becomes ``envcredit-ops-<name>.timer`` + ``.service``; the service
-runs ``opsctl run <operation> --env <env> --reason scheduled`` with
-``OPSCTL_LAUNCH=scheduled`` and ``OPSCTL_OPERATOR=timer:<name>``, so the change
-record names the timer. Unit files carry a marker line; ``remove`` (and the
-clean-up of entries no longer configured) touches only marked files.
+runs ``opsctl run <operation> --env <env> --standard-change`` when the
+environment's policy lists the operation under ``standard_changes`` (its
+pre-approved change id becomes the run's ticket), else ``--reason scheduled``,
+which only a read-only operation may use; a changing operation that is not a
+standard change is refused at install (it would be refused every night). The
+service sets ``OPSCTL_LAUNCH=scheduled`` and ``OPSCTL_OPERATOR=timer:<name>``,
+so the change record says launch "scheduled" and names the timer as
+``operator.on_behalf_of`` (the account the service runs as is ``operator.user``).
+Unit files carry a marker line; ``remove`` (and the clean-up of entries no
+longer configured) touches only marked files.
 
 The work is a shell script run as root either here (``--target local``) or on
 an inventory host over Ansible's ``script`` module (``--target HOST``: a lab
@@ -50,13 +56,16 @@ class Timer:
     repo: str
     user: str
     timeout_s: int
+    #: The environment's policy lists the operation as a standard change: run with --standard-change.
+    standard_change: bool = False
 
     @property
     def unit(self) -> str:
         return f"{PREFIX}{self.name}"
 
     def command(self) -> list[str]:
-        return [f"{self.repo}/.venv/bin/opsctl", "run", self.operation, "--env", self.env, "--reason", "scheduled"]
+        authority = ["--standard-change"] if self.standard_change else ["--reason", "scheduled"]
+        return [f"{self.repo}/.venv/bin/opsctl", "run", self.operation, "--env", self.env, *authority]
 
     def environment(self) -> dict[str, str]:
         return {"OPSCTL_LAUNCH": "scheduled", "OPSCTL_OPERATOR": f"timer:{self.name}"}
@@ -103,14 +112,34 @@ def load(path: Path | None = None, env: str | None = None) -> list[Timer]:
             raise BadInput(f"{path}: timer {name!r}: bad on_calendar {merged['on_calendar']!r}")
         if not NAME_RE.fullmatch(str(merged["operation"]).replace("_", "-")):
             raise BadInput(f"{path}: timer {name!r}: bad operation {merged['operation']!r}")
+        timer_env = str(env or merged.get("env") or "production")
         out.append(Timer(
             name=str(name), operation=str(merged["operation"]), on_calendar=str(merged["on_calendar"]),
-            env=str(env or merged.get("env") or "production"),
+            env=timer_env,
             description=str(merged.get("description") or name).replace("\n", " "),
             repo=str(merged.get("repo") or paths.repo_root()), user=str(merged.get("user") or "root"),
             timeout_s=int(merged.get("timeout_s") or 7200),
+            standard_change=_is_standard_change(str(name), str(merged["operation"]), timer_env),
         ))
     return out
+
+
+def _is_standard_change(name: str, operation: str, env: str) -> bool:
+    """Whether the timer runs as a standard change; :class:`BadInput` when it could not run at all
+    (a changing operation that the environment's policy does not list needs a ticket)."""
+    from .operations import get_environment, get_operation
+
+    environment = get_environment(env)
+    op = get_operation(operation)
+    if operation in environment.standard_changes:
+        environment.standard_change(op)  # refuses a high-risk one
+        return True
+    if op.read_only or not environment.requires_ticket:
+        return False
+    raise BadInput(f"timer {name!r}: operation {operation!r} changes things and is not a standard change "
+                   f"in {env!r}, so every run would be refused for want of a ticket: list it under "
+                   f"standard_changes in {environment.policy_shown()} (once approved), or run it by hand "
+                   "with --ticket")
 
 
 # -- scripts -------------------------------------------------------------------------------

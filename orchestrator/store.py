@@ -33,7 +33,6 @@ anything else (``ssh://...``, ``git@host:repo.git``, ``file://...``, a path to a
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import json
 import os
@@ -51,6 +50,7 @@ from . import paths
 from .archive import ARTIFACTS, Archive, atomic_write, record_bytes
 from .errors import ArchiveError, BadInput
 from .lock import flock_file
+from .records import login_user, on_behalf_of
 
 DEFAULT_BRANCH = "records"
 STORE_GITIGNORE = "# opsctl archive store: only record folders and HEAD are shared\n.pending/\n.lock\nindex.sqlite\n.index.*\n"
@@ -183,9 +183,10 @@ class GitStore:
         name = _git(self.workdir, "config", "user.name", check=False).stdout.strip()
         email = _git(self.workdir, "config", "user.email", check=False).stdout.strip()
         if not name:
-            name = os.environ.get("OPSCTL_OPERATOR") or getpass.getuser()
+            behalf, _ = on_behalf_of()  # the login, as in the records; a claimed name beside it
+            name = f"{login_user()} (for {behalf})" if behalf else login_user()
         if not email:
-            email = f"{name}@{socket.gethostname()}"
+            email = f"{login_user()}@{socket.gethostname()}"
         return ["-c", f"user.name={name}", "-c", f"user.email={email}"]
 
     def _sync(self) -> None:

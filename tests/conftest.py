@@ -2,9 +2,10 @@
 
 ``opsctl_home`` builds a small, real repository layout in a temporary directory:
 an inventory ``test`` of two local-connection hosts (with a vault-encrypted
-group_vars file), a ``production`` inventory, playbooks that succeed, change
-files, fail, sleep and print secrets, and a catalog naming them. Runs against
-it are real ansible-runner / ansible-playbook runs on this machine.
+group_vars file), a ``production`` inventory (ticket pattern and standard changes
+in its policy), playbooks that succeed, change files, fail, sleep and print
+secrets, and a catalog naming them. Runs against it are real ansible-runner /
+ansible-playbook runs on this machine.
 """
 
 from __future__ import annotations
@@ -76,6 +77,22 @@ operations:
     description: Changes something, only when asked for (CI skips it unless named)
     risk: medium
     on_demand: true
+  backup:
+    playbook: backup.yml
+    description: Backup-like (changes something, on demand); a standard change in production
+    risk: low
+    on_demand: true
+"""
+
+#: The test `production` policy: tickets of the production form, pre-approved standard changes
+#: (as inventories/production/.opsctl.yml has them for the scheduled operations).
+PRODUCTION_POLICY = """\
+requires_ticket: true
+ticket_pattern: '^CHG-[0-9]+(-[0-9]+)*$'
+standard_changes:
+  backup: STD-BACKUP-2026
+  ok: STD-PROBE-2026
+vault_password_file: ../../vault-password
 """
 
 PLAYBOOKS = {
@@ -146,6 +163,7 @@ PLAYBOOKS = {
         """,
 }
 PLAYBOOKS["ondemand.yml"] = PLAYBOOKS["change.yml"]  # the same change, as an on-demand operation
+PLAYBOOKS["backup.yml"] = PLAYBOOKS["change.yml"]  # a change, pre-approved as a standard change in production
 
 
 def _hosts_yml(python: str) -> str:
@@ -176,7 +194,8 @@ def build_home(root: Path) -> Path:
             f"marker_dir: {root / 'markers'}\n", encoding="utf-8")
         plaintext = f"vault_test_secret: {VAULT_SECRET_VALUE}\n".encode()
         (inv / "group_vars" / "all" / "vault.yml").write_bytes(vault.encrypt(plaintext))
-        (inv / ".opsctl.yml").write_text("vault_password_file: ../../vault-password\n", encoding="utf-8")
+        policy = PRODUCTION_POLICY if env == "production" else "vault_password_file: ../../vault-password\n"
+        (inv / ".opsctl.yml").write_text(policy, encoding="utf-8")
     (root / "vault-password").write_text(VAULT_PASSWORD + "\n", encoding="utf-8")
     (root / "markers").mkdir()
     (root / "ansible.cfg").write_text("[defaults]\nforks = 5\nretry_files_enabled = False\n", encoding="utf-8")

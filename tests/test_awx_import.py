@@ -156,6 +156,10 @@ def test_import_events_only_derives_everything(awx_files: tuple[Path, Path, list
     res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(ev_file), "--env", "production",
                                    "--operation", "change"])
     assert res.exit_code == 2 and "requires --ticket" in res.output
+    # ... of the production form (the job's opsctl_ticket, or --ticket, cleaned of control characters)
+    res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(ev_file), "--env", "production",
+                                   "--operation", "change", "--ticket", "chg\x1b[31m 1"])
+    assert res.exit_code == 2 and "--ticket 'chg 1' does not match the ticket pattern of 'production'" in res.output
 
 
 def test_import_cut_off_stream_and_bad_input(awx_files: tuple[Path, Path, list[dict[str, Any]]],

@@ -20,6 +20,7 @@ import pytest
 
 from orchestrator.archive import Archive
 from orchestrator.operations import load_catalog
+from orchestrator.records import login_user
 
 from conftest import VENV_BIN
 
@@ -179,7 +180,7 @@ def test_plan_then_apply_with_store(opsctl_home: Path, tmp_path: Path) -> None:
     assert "## change: 2 task(s) would change" in md and "```diff" in md and "+marker 1" in md
     records = json.loads((out / "records.json").read_text(encoding="utf-8"))
     assert len(records) == 2 and all(r["check_mode"] and r["launch"]["type"] == "ci" for r in records)
-    assert all(r["operator"]["user"] == "ci-bot" for r in records)
+    assert all(r["operator"]["on_behalf_of"] == "ci-bot" and r["operator"]["user"] == login_user() for r in records)
     # apply through make, pushing the records to a bare git store
     bare = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)

@@ -190,7 +190,7 @@ def test_metadata_fields(run: dict[str, Any]) -> None:
     rec = run["record"]
     for key in (
         "schema_version", "id", "operation", "playbook", "environment", "inventory", "limit", "tags",
-        "skip_tags", "check_mode", "diff_mode", "extra_vars", "ticket", "reason", "incident", "launch",
+        "skip_tags", "check_mode", "diff_mode", "extra_vars", "ticket", "change_type", "reason", "incident", "launch",
         "operator", "source", "files", "versions", "targets", "started", "ended", "duration_s", "status",
         "rc", "hosts", "changes", "failures", "outputs", "redaction", "seq", "prev_hash", "artifacts", "hash",
     ):

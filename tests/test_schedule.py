@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_opsctl
+from conftest import REPO, only, run_opsctl
 from orchestrator.archive import Archive
 from orchestrator.errors import BadInput
-from orchestrator.schedules import load
+from orchestrator.operations import get_environment, load_catalog
+from orchestrator.records import login_user
+from orchestrator.schedules import Timer, load
 
 
 def test_the_config_file_defines_the_four_timers() -> None:
@@ -23,8 +25,21 @@ def test_the_config_file_defines_the_four_timers() -> None:
     svc = timers["inspection"].service_text()
     assert "Environment=OPSCTL_LAUNCH=scheduled" in svc
     assert "Environment=OPSCTL_OPERATOR=timer:inspection" in svc
-    assert "opsctl run inspect --env production --reason scheduled" in svc
+    assert "opsctl run inspect --env production --standard-change" in svc
+    # every scheduled operation is a standard change of production: none is refused at night
+    assert all(t.standard_change and t.command()[-1] == "--standard-change" for t in timers.values())
     assert "OnCalendar=*-*-* 08:30:00" in timers["inspection"].timer_text()
+
+
+@pytest.mark.parametrize("env", ["lab", "staging", "production"])
+def test_the_policies_standard_changes_are_catalog_operations(env: str) -> None:
+    environment = get_environment(env)
+    catalog = load_catalog()
+    assert set(environment.standard_changes) == {"inspect", "patch-scan", "backup", "backup-verify"}
+    for name, change in environment.standard_changes.items():
+        assert environment.standard_change(catalog[name]) == change  # known, not high risk there
+        with pytest.raises(BadInput, match="does not match the ticket pattern"):
+            environment.check_ticket(change)  # a standard change id is not a ticket: --standard-change runs it
 
 
 def test_bad_config_is_rejected(tmp_path: Path) -> None:
@@ -34,15 +49,39 @@ def test_bad_config_is_rejected(tmp_path: Path) -> None:
         load(bad)
 
 
-def test_a_run_started_like_the_service_is_recorded_as_scheduled(opsctl_home: Path) -> None:
-    timer = load(REPO / "schedules" / "schedules.yml", env="test")[0]
-    proc = run_opsctl("run", "ok", "--env", "test", "--reason", "scheduled", env=timer.environment())
-    assert proc.returncode == 0, proc.stderr
-    rec = Archive(opsctl_home / "var" / "archive").list()[0]
-    full = Archive(opsctl_home / "var" / "archive").get(rec["id"])
+def _timers(home: Path, **ops: str) -> list[Timer]:
+    path = home / "schedules.yml"
+    body = "".join(f"  {name}:\n    operation: {op}\n    on_calendar: daily\n" for name, op in ops.items())
+    path.write_text(f"defaults:\n  env: production\ntimers:\n{body}", encoding="utf-8")
+    return load(path)
+
+
+def test_a_run_started_like_the_service_is_a_standard_change_in_production(opsctl_home: Path) -> None:
+    timer = only(_timers(opsctl_home, nightly="backup"))
+    assert timer.standard_change
+    proc = run_opsctl(*timer.command()[1:], env=timer.environment())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ticket: STD-BACKUP-2026 (standard change)" in proc.stdout
+    archive = Archive(opsctl_home / "var" / "archive")
+    full = archive.get(archive.list()[0]["id"])
+    assert full["status"] == "successful" and full["environment"] == "production"
     assert full["launch"]["type"] == "scheduled"
-    assert full["operator"]["user"] == f"timer:{timer.name}"
-    assert full["reason"] == "scheduled"
+    assert full["ticket"] == "STD-BACKUP-2026" and full["change_type"] == "standard"
+    # the account the service runs as is the operator; the timer is whom it ran for
+    assert full["operator"]["user"] == login_user()
+    assert full["operator"]["on_behalf_of"] == "timer:nightly"
+    assert full["operator"]["on_behalf_of_source"] == "OPSCTL_OPERATOR"
+    assert sorted(p.name for p in (opsctl_home / "markers").iterdir()) == ["node1.txt", "node2.txt"]
+
+
+def test_timers_not_listed_as_standard_changes(opsctl_home: Path) -> None:
+    # a read-only operation still runs with a reason ...
+    timer = only(_timers(opsctl_home, probe="slow"))
+    assert not timer.standard_change and timer.command()[-2:] == ["--reason", "scheduled"]
+    # ... a changing one would be refused every night: refused at install, naming the policy
+    with pytest.raises(BadInput, match=r"'change' changes things and is not a standard change in 'production'"
+                                       r".*standard_changes in inventories/production/\.opsctl\.yml"):
+        _timers(opsctl_home, nightly="change")
 
 
 @pytest.mark.lab
@@ -62,7 +101,7 @@ def test_timers_installed_listed_and_removed_on_a_lab_host(lab_archive: Path) ->
         unit = _ssh(host, "systemctl list-timers --all --no-pager 'envcredit-ops-*'; "
                           "systemctl cat envcredit-ops-inspection.service")
         assert "envcredit-ops-backup.timer" in unit and "OPSCTL_OPERATOR=timer:inspection" in unit
-        assert "--env lab --reason scheduled" in unit
+        assert "--env lab --standard-change" in unit
     finally:
         proc = run_opsctl("schedule", "remove", "--target", host, "--json")
     assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,7 @@ from markupsafe import Markup, escape
 
 from ..archive import Archive
 from ..inspection import Thresholds, all_findings, find_record, forecasts, history, results, series, worst
-from ..records import parse_iso
+from ..records import operator_name, parse_iso
 from ..workdays import TZ, isoformat, local, now
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -184,7 +184,7 @@ def build_inspect(archive: Archive, record_id: str | None = None, env: str | Non
             meta[key] = local_iso(str(meta[key]))
     return {
         "record": meta
-                  | {"operator": (record.get("operator") or {}).get("user"),
+                  | {"operator": operator_name(record.get("operator")),
                      "launch": (record.get("launch") or {}).get("type")},
         "generated": isoformat(now()),
         "overall": overall,
