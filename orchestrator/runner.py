@@ -81,27 +81,44 @@ class RunResult:
 # ----------------------------------------------------------------------------- inputs
 
 def parse_extra_vars(items: list[str]) -> dict[str, Any]:
-    """Parse ``-e key=value`` and ``-e @file.yml`` the way an engineer expects; errors are BadInput."""
+    """Parse ``-e key=value`` and ``-e @file.yml`` the way an engineer expects; errors are BadInput.
+
+    Error messages never repeat a ``key=value`` argument or a line of a vars file: either
+    may hold a secret, and the message goes to the terminal and into the record.
+    """
     result: dict[str, Any] = {}
-    for item in items:
+    for number, item in enumerate(items, start=1):
         if item.startswith("@"):
-            path = Path(item[1:])
-            try:
-                data = yaml.safe_load(path.read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise BadInput(f"-e {item}: cannot read {path}: {exc.strerror}") from exc
-            except yaml.YAMLError as exc:
-                raise BadInput(f"-e {item}: not valid YAML: {exc}") from exc
-            if not isinstance(data, dict):
-                raise BadInput(f"-e {item}: the file must contain a mapping of variables")
-            result.update(data)
+            result.update(_vars_file(item))
             continue
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
-            raise BadInput(f"-e {item!r}: expected key=value with a valid variable name, or @file.yml")
+            raise BadInput(f"-e argument {number}: expected key=value with a valid variable name, or @file.yml "
+                           "(the argument is not repeated here: it may hold a secret)")
         result[key] = value
     return result
+
+
+def _vars_file(item: str) -> dict[str, Any]:
+    path = Path(item[1:])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BadInput(f"-e {item}: cannot read {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise BadInput(f"-e {item}: not valid YAML ({_yaml_problem(exc)})") from exc
+    if not isinstance(data, dict):
+        raise BadInput(f"-e {item}: the file must contain a mapping of variables")
+    return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """Where and what the YAML error is, without the excerpt of the file (it may hold a secret)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+    return type(exc).__name__
 
 
 def needs_confirmation(op: Operation, env: str) -> bool:

@@ -148,6 +148,30 @@ def test_secrets_never_reach_the_archive_or_stdout(opsctl_home: Path) -> None:
     assert "vault says ********" in stdout
 
 
+def test_structured_extra_vars_are_masked_in_the_record(opsctl_home: Path) -> None:
+    code, out, err = invoke("run", "ok", "--env", "test", "-e", 'x={"password":"P3q","user":"app"}',
+                            "-e", 'dsns=["postgres://u:Dsn-Pass-1@h/db"]',
+                            "-e", 'targets=["postgres://u:Url-Pass-2@h/db"]', "-e", "db_pw=ab")
+    assert code == 0, out + err
+    rec = latest(opsctl_home)
+    assert json.loads(rec["extra_vars"]["x"]) == {"password": "********", "user": "app"}
+    assert rec["extra_vars"]["dsns"] == rec["extra_vars"]["db_pw"] == "********"
+    assert json.loads(rec["extra_vars"]["targets"]) == ["postgres://u:********@h/db"]
+    assert sorted(rec["redaction"]["keys"]) == ["db_pw", "dsns", "x.password"]
+    text = all_text_under(opsctl_home / "var")
+    for secret in ("P3q", "Dsn-Pass-1", "Url-Pass-2"):
+        assert secret not in text
+
+
+def test_bad_extra_var_is_not_repeated_in_the_error(opsctl_home: Path) -> None:
+    code, out, err = invoke("run", "ok", "--env", "test", "-e", "ok=1", "-e", "Hunter2-Forgot-The-Key")
+    assert code == 2
+    assert "-e argument 2: expected key=value" in err
+    rec = latest(opsctl_home)
+    assert rec["status"] == "refused"
+    assert "Hunter2" not in out + err + json.dumps(rec)
+
+
 def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
