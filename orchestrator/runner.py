@@ -10,12 +10,9 @@ attempt that gets this far leaves a record, refused ones included.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import types
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from . import paths
+from . import paths, workdirs
 from .archive import Archive
 from .errors import BadInput, LockHeld, OpsError
 from .lock import HostLock
@@ -254,7 +251,7 @@ class Executor:
 
     def run(self, req: RunRequest, progress: ProgressFn | None = None) -> RunResult:
         self.archive.recover_interrupted()
-        self._remove_stale_workdirs()
+        workdirs.remove_stale()  # the opsctl command did too; this is for library callers
         run_id = new_record_id(datetime.now(UTC))
         started = datetime.now(UTC)
         redactor = Redactor()
@@ -320,27 +317,6 @@ class Executor:
 
     # -- pieces
 
-    def _remove_stale_workdirs(self) -> None:
-        """Remove ansible-runner work dirs whose opsctl process is gone (a killed run's).
-
-        They hold the run's extra vars file unredacted, so they must not linger. The
-        work dir directory is shared by every archive, so ownership is decided by the
-        process recorded in it, never by this archive's pending runs.
-        """
-        root = paths.var_dir() / "run"
-        if not root.is_dir():
-            return
-        for entry in root.iterdir():
-            if not entry.is_dir():
-                continue
-            try:
-                owner = json.loads((entry / "owner.json").read_text(encoding="utf-8"))
-                alive = process_matches(int(owner["pid"]), owner.get("pid_start"))
-            except (OSError, ValueError, KeyError, TypeError):
-                alive = time.time() - entry.stat().st_mtime < 3600  # being created, or junk
-            if not alive:
-                shutil.rmtree(entry, ignore_errors=True)
-
     def _refused(self, meta: RunMeta, redactor: Redactor, err: OpsError) -> RunResult:
         ended = datetime.now(UTC)
         pending = self.archive.begin(meta.id, _pending_meta(meta))
@@ -359,9 +335,7 @@ class Executor:
         _shorten_pty_close_delay()
         pending = self.archive.begin(meta.id, _pending_meta(meta))
         builder = RecordBuilder()
-        workdir = Path(tempfile.mkdtemp(prefix=f"run-{meta.id}-", dir=_workdir_root()))
-        pid, pid_start = process_identity()
-        (workdir / "owner.json").write_text(json.dumps({"pid": pid, "pid_start": pid_start}), encoding="utf-8")
+        workdir = workdirs.create(meta.id)
         cmdline: list[str] = []
         if req.check:
             cmdline.append("--check")
@@ -431,7 +405,7 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - any runner failure must still end in a record
             status, rc, error = "failed", -1, f"ansible-runner error: {exc}"
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            workdirs.remove(workdir)
         ended = datetime.now(UTC)
         record = builder.finish(meta, status=status, rc=rc, ended=ended.isoformat(),
                                 error=redactor.redact_text(error) if error else None,
@@ -469,13 +443,6 @@ def _shorten_pty_close_delay() -> None:
 def _quote(arg: str) -> str:
     import shlex
     return shlex.quote(arg)
-
-
-def _workdir_root() -> str:
-    root = paths.var_dir() / "run"
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(root, 0o700)
-    return str(root)
 
 
 def _pending_meta(meta: RunMeta) -> dict[str, Any]:

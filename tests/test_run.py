@@ -300,6 +300,30 @@ def test_only_work_dirs_of_dead_runs_are_removed(opsctl_home: Path) -> None:
     assert not dead.exists()
 
 
+@pytest.mark.parametrize("command", [["ops"], ["records", "list"], ["incident", "list"]])
+def test_every_command_removes_work_dirs_of_dead_runs(opsctl_home: Path, command: list[str]) -> None:
+    """A killed opsctl's work dir (its extra vars in plain text) goes at the next opsctl command,
+    whatever it is; a live run's and one still being created stay."""
+    from orchestrator.proc import process_identity
+
+    gone = subprocess.Popen(["sleep", "60"])
+    dead_pid, dead_start = process_identity(gone.pid)
+    gone.kill()
+    gone.wait()
+    run_root = opsctl_home / "var" / "run"
+    dead, live, new = run_root / "run-dead-x1", run_root / "run-live-x2", run_root / "run-new-x3"
+    for d in (dead, live, new):
+        (d / "env").mkdir(parents=True)
+        (d / "env" / "extravars").write_text('{"db_password": "Plain-Text-Secret"}')
+    (dead / "owner.json").write_text(json.dumps({"pid": dead_pid, "pid_start": dead_start}))
+    pid, start = process_identity()
+    (live / "owner.json").write_text(json.dumps({"pid": pid, "pid_start": start}))
+    code, out, err = invoke(*command)
+    assert code == 0, out + err
+    assert not dead.exists()
+    assert live.is_dir() and new.is_dir()
+
+
 def test_pty_close_delay_is_short_and_exit_status_kept() -> None:
     """ptyprocess sleeps 0.1 s on close by default (set per instance, so a class attribute
     does not change it); opsctl shortens it on each spawn, without losing the exit status."""
