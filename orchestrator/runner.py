@@ -293,6 +293,8 @@ class Executor:
             env = get_environment(req.env)
             meta.inventory = str(Path("inventories") / env.name)
             check_policy(req, op, env, raw_vars)
+            # ssh's ControlPersist sockets: in a directory only this user can change.
+            control_dir = paths.ensure_private_dir(paths.control_path_dir())
             # Decrypting the vault (PBKDF2) is the slowest step before the run: do it
             # while the inventory is parsed and files are hashed, and wait for it
             # before anything starts (a wrong vault password refuses the run).
@@ -311,7 +313,7 @@ class Executor:
         except LockHeld as err:
             return self._refused(meta, redactor, err)
         try:
-            return self._execute(req, op, env, meta, raw_vars, redactor, progress)
+            return self._execute(req, op, env, meta, raw_vars, redactor, progress, control_dir)
         finally:
             lock.release()
 
@@ -329,7 +331,7 @@ class Executor:
 
     def _execute(self, req: RunRequest, op: Operation, env: Environment, meta: RunMeta,
                  raw_vars: dict[str, Any], redactor: Redactor,
-                 progress: ProgressFn | None) -> RunResult:
+                 progress: ProgressFn | None, control_dir: Path) -> RunResult:
         import ansible_runner
 
         _shorten_pty_close_delay()
@@ -351,6 +353,7 @@ class Executor:
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),  # the directory checked above
         }
 
         cfg = paths.repo_root() / "ansible.cfg"

@@ -172,6 +172,32 @@ def test_bad_extra_var_is_not_repeated_in_the_error(opsctl_home: Path) -> None:
     assert "Hunter2" not in out + err + json.dumps(rec)
 
 
+def test_control_socket_dir_is_made_private_and_passed_to_ansible(opsctl_home: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(opsctl_home / "operator"))
+    monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", "~/sockets/cp")
+    code, out, err = invoke("run", "change", "--env", "test",
+                            "-e", "marker_value={{ lookup('env', 'ANSIBLE_SSH_CONTROL_PATH_DIR') }}")
+    assert code == 0, out + err
+    cp = opsctl_home / "operator" / "sockets" / "cp"
+    assert cp.is_dir() and (cp.stat().st_mode & 0o777) == 0o700
+    # ansible-playbook got the directory opsctl checked (expanded), not the raw setting
+    assert (opsctl_home / "markers" / "node1.txt").read_text() == f"marker {cp}\n"
+
+
+def test_shared_control_socket_dir_is_refused(opsctl_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp = opsctl_home / "shared-cp"
+    cp.mkdir()
+    os.chmod(cp, 0o1777)  # like /tmp: anyone could have made it, or replace a socket in it
+    monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", str(cp))
+    code, out, err = invoke("run", "ok", "--env", "test")
+    assert code == 1
+    assert f"opsctl: error: {cp} is writable by other users (mode 1777)" in err and "Traceback" not in out + err
+    rec = latest(opsctl_home)
+    assert rec["status"] == "refused" and "writable by other users" in rec["error"]
+    assert rec["hosts"] == {}
+
+
 def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
