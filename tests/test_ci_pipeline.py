@@ -120,6 +120,8 @@ def clone(tmp_path: Path) -> Iterator[Path]:
     git(REPO, "clone", "-q", str(REPO), str(dest))
     git(dest, "remote", "set-url", "origin", "git@gitlab.example.invalid:envcredit/envcredit-ops.git")
     git(dest, "checkout", "-q", "-B", "main")
+    # the default branch (gitlab-ci-local reads origin/HEAD) is main, whichever branch this checkout is on
+    git(dest, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
     borrowing_venv(dest / ".venv")
     (dest / "var").mkdir()
     if (REPO / "var" / "lab").is_dir():
