@@ -71,7 +71,7 @@ forget_facts() {
 # Close ansible's ControlPersist masters for a port (their peer is going away).
 close_masters() {
     local port=$1 dir
-    for dir in /tmp/envcredit-cp; do
+    for dir in "${ANSIBLE_SSH_CONTROL_PATH_DIR:-$HOME/.ansible/cp}"; do   # ansible.cfg's control_path_dir
         [ -d "$dir" ] || continue
         ssh -o ControlPath="$dir/%C" -p "$port" -O exit ops@127.0.0.1 >/dev/null 2>&1 || true
     done

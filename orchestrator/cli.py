@@ -101,6 +101,11 @@ def cli(ctx: click.Context) -> None:
     """Run the maintenance operations of the Environmental Credit Evaluation System
     and keep every run as a tamper-evident change record."""
     ctx.obj = Context()
+    # A killed opsctl's ansible-runner folder holds its extra vars in plain text: whatever the
+    # command, remove the folders of runs whose process is gone (a listing of var/run).
+    from . import workdirs
+
+    workdirs.remove_stale()
     if ctx.invoked_subcommand not in (None, "ops"):
         try:
             ctx.obj.archive.recover_interrupted()  # a killed opsctl's run becomes an 'interrupted' record

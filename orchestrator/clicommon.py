@@ -11,6 +11,7 @@ import click
 from . import paths
 from .archive import Archive
 from .errors import OpsError
+from .redact import mask_url_credentials
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -26,8 +27,9 @@ class OpsClickError(click.ClickException):
 
 def fail(err: OpsError) -> NoReturn:
     """Raise the Click form of ``err``: ``Error: <message>`` on stderr, exit ``err.exit_code``
-    (2 for BadInput/NotFound, 1 otherwise), no traceback."""
-    raise OpsClickError(str(err) or type(err).__name__, exit_code=err.exit_code) from err
+    (2 for BadInput/NotFound, 1 otherwise), no traceback. The password of any URL in the
+    message is masked (a store URL may carry a token)."""
+    raise OpsClickError(mask_url_credentials(str(err)) or type(err).__name__, exit_code=err.exit_code) from err
 
 
 def handle_errors(func: Callable[P, R]) -> Callable[P, R]:

@@ -25,6 +25,13 @@ class LockHeld(OpsError):
     exit_code = 1
 
 
+class UnsafeDirectory(OpsError):
+    """A directory opsctl keeps private things in (ssh control sockets) could be changed by
+    another user: owned by someone else, or group/world writable."""
+
+    exit_code = 1
+
+
 class ArchiveError(OpsError):
     """The archive is unreadable or inconsistent."""
 

@@ -3,19 +3,24 @@
 Two sources of secrets are known before a run starts:
 
 * variables whose *name* looks secret (``db_password``, ``api_key``,
-  ``vault_token`` ...): their values are masked where they appear as
-  variables and remembered as secret values;
+  ``vault_token``, ``dsn`` ...): their values are masked where they appear as
+  variables, whatever their length, and remembered as secret values. Extra
+  vars whose value is JSON or YAML text (``-e 'x={"password": "..."}'``) are
+  parsed and masked by key at any depth;
 * vault-encrypted values of the inventory (``!vault`` scalars and fully
   encrypted ``group_vars``/``host_vars`` files): :func:`vault_values`
   decrypts them so their plaintext can be masked wherever it shows up.
 
 :class:`Redactor` then replaces every known secret value (of at least
-``MIN_LENGTH`` characters) in free text with ``MASK``.
+``MIN_LENGTH`` characters: shorter ones would mask every "a" of the output) in
+free text with ``MASK``, and the password of every URL with credentials
+(``scheme://user:password@host``) wherever it appears.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
@@ -36,8 +41,11 @@ SECRET_KEY_RE = re.compile(
     (?:password|passwd|passphrase|secret|credential)         # anywhere in the name
     |
     (?:^|[_.\-\s])                                            # or as a whole word part
-    (?:token|key|apikey|privkey|pwd|pass|vault)s?
+    (?:token|key|apikey|privkey|privatekey|sshkey|pwd|pw|pass|vault|dsn
+       |(?:db|root|admin|user|login)(?:pass|pwd|pw))s?
     (?=$|[_.\-\s])
+    |
+    (?:^|[_.\-\s])(?:database|db)[_.\-\s]?ur[li]s?(?=$|[_.\-\s])  # connection URLs carry passwords
     """,
     re.VERBOSE,
 )
@@ -47,6 +55,13 @@ SECRET_KEY_RE = re.compile(
 _NOT_SECRET = frozenset({"key", "keys"})
 
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+#: The password of a URL with credentials: ``scheme://user:PASSWORD@host``. The user part may
+#: hold "@" (an e-mail address); the password runs to the last "@" before the path. A password
+#: that is already the mask does not match (it is not counted again).
+_URL_CREDENTIALS_RE = re.compile(
+    r"""(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:"'<>`]*:)"""
+    r"""(?!""" + re.escape(MASK) + r"""@)(?P<password>[^\s/"'<>`]+)(?=@)""")
 
 #: Values that hold no text: returned as they are by :meth:`Redactor.redact_obj`.
 _PLAIN_LEAVES = frozenset({int, float, bool, type(None)})
@@ -88,6 +103,40 @@ def _scalar_leaves(value: Any) -> Iterator[str]:
         yield value.decode("utf-8", "replace")
 
 
+def _url_subn(text: str) -> tuple[str, int]:
+    if "://" not in text:  # the cheap test first: this runs on every string of every event
+        return text, 0
+    return _URL_CREDENTIALS_RE.subn(r"\g<head>" + MASK, text)
+
+
+def mask_url_credentials(text: str) -> str:
+    """``text`` with the password of every URL with credentials masked:
+    ``https://user:token@host/x`` -> ``https://user:********@host/x``."""
+    return _url_subn(text)[0]
+
+
+def url_passwords(text: str) -> list[str]:
+    """The passwords of the URLs with credentials in ``text``."""
+    if "://" not in text:
+        return []
+    return [m.group("password") for m in _URL_CREDENTIALS_RE.finditer(text)]
+
+
+def parse_structured(text: str) -> dict[str, Any] | list[Any] | None:
+    """The mapping or list a JSON or YAML text holds (``{"password": "x"}``, ``[a, b]``), else None."""
+    stripped = text.strip()
+    if not stripped or stripped[0] not in "{[":
+        return None
+    try:
+        value = json.loads(stripped)
+    except ValueError:
+        try:
+            value = yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            return None
+    return value if isinstance(value, (dict, list)) else None
+
+
 class Redactor:
     """Masks secret values in variables, free text and nested event data."""
 
@@ -125,46 +174,83 @@ class Redactor:
     # -- masking -------------------------------------------------------------------
 
     def redact_text(self, text: str) -> str:
-        """Replace every known secret value in ``text`` with ``MASK`` (longest first)."""
-        pattern = self._compiled()
-        if pattern is None or not text:
+        """Replace every known secret value in ``text`` with ``MASK`` (longest first), and the
+        password of every URL with credentials."""
+        if not text:
             return text
-        result, count = pattern.subn(MASK, text)
-        self.values_masked += count
-        return result
+        pattern = self._compiled()
+        count = 0
+        if pattern is not None:
+            text, count = pattern.subn(MASK, text)
+        text, urls = _url_subn(text)
+        self.values_masked += count + urls
+        return text
 
-    def redact_vars(self, variables: Mapping[str, Any], _prefix: str = "") -> tuple[dict[str, Any], list[str]]:
+    def redact_vars(self, variables: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """Mask the values of secret-looking keys, recursively.
 
-        Returns the masked copy and the dotted paths of the masked keys
-        (``["db.password", "api_key"]``). The masked values join the value set,
-        so they are masked in free text (stdout, messages) too.
+        A value under a secret key is replaced by ``MASK`` whatever its length or type.
+        Text values holding JSON or YAML (``-e 'x={"password": "P3q"}'``) are parsed and
+        masked the same way at any depth; when that masks something the record keeps them
+        as JSON text. Returns the masked copy and the dotted paths of the masked keys
+        (``["db.password", "api_key", "x.password"]``). All secret values (and URL
+        passwords) are learnt before anything is masked, so they are masked in the text of
+        every variable whatever the order of the keys, and in free text (stdout, messages).
         """
+        self._learn(variables)
+        out, masked = self._mask_mapping(variables, "")
+        self._keys.update(masked)
+        return out, masked
+
+    def _learn(self, value: Any, secret: bool = False) -> None:
+        """Remember the leaves under secret keys and the passwords of URLs, at any depth."""
+        if isinstance(value, Mapping):
+            for key, item in value.items():
+                self._learn(item, secret or looks_secret(key))
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                self._learn(item, secret)
+        elif isinstance(value, str):
+            parsed = parse_structured(value)
+            if parsed is not None:
+                self._learn(parsed, secret)
+            if secret:
+                self.add_values([value])
+            self.add_values(url_passwords(value))
+        elif secret:
+            self.add_values(_scalar_leaves(value))
+
+    def _mask_mapping(self, variables: Mapping[str, Any], prefix: str) -> tuple[dict[str, Any], list[str]]:
         out: dict[str, Any] = {}
         masked: list[str] = []
         for key, value in variables.items():
-            path = f"{_prefix}{key}"
+            path = f"{prefix}{key}"
             if looks_secret(key):
-                self.add_values(_scalar_leaves(value))
                 out[key] = MASK
                 masked.append(path)
-                self._keys.add(path)
-            elif isinstance(value, Mapping):
-                out[key], sub = self.redact_vars(value, _prefix=f"{path}.")
-                masked.extend(sub)
-            elif isinstance(value, (list, tuple)):
-                items: list[Any] = []
-                for i, item in enumerate(value):
-                    if isinstance(item, Mapping):
-                        red, sub = self.redact_vars(item, _prefix=f"{path}[{i}].")
-                        items.append(red)
-                        masked.extend(sub)
-                    else:
-                        items.append(self.redact_obj(item))
-                out[key] = items
             else:
-                out[key] = self.redact_obj(value)
+                out[key], sub = self._mask_value(value, path)
+                masked.extend(sub)
         return out, masked
+
+    def _mask_value(self, value: Any, path: str) -> tuple[Any, list[str]]:
+        if isinstance(value, Mapping):
+            return self._mask_mapping(value, f"{path}.")
+        if isinstance(value, (list, tuple)):
+            items: list[Any] = []
+            masked: list[str] = []
+            for i, item in enumerate(value):
+                red, sub = self._mask_value(item, f"{path}[{i}]")
+                items.append(red)
+                masked.extend(sub)
+            return items, masked
+        if isinstance(value, str):
+            parsed = parse_structured(value)
+            if parsed is not None:
+                red, masked = self._mask_value(parsed, path)
+                if red != parsed:
+                    return json.dumps(red, ensure_ascii=False, default=str), masked
+        return self.redact_obj(value), []
 
     def redact_obj(self, obj: Any) -> Any:
         """Redact a nested structure: strings through :meth:`redact_text`, and the

@@ -11,13 +11,10 @@ attempt that gets this far leaves a record, refused ones included.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
 import signal
 import stat
 import sys
-import tempfile
 import time
 import types
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from . import paths
+from . import paths, workdirs
 from .archive import Archive
 from .errors import BadInput, LockHeld, OpsError
 from .lock import HostLock
@@ -174,16 +171,21 @@ def load_vars_file(item: str) -> dict[str, Any]:
 
 
 def parse_extra_vars(items: list[str]) -> dict[str, Any]:
-    """Parse ``-e key=value`` and ``-e @file.yml`` the way an engineer expects; errors are BadInput."""
+    """Parse ``-e key=value`` and ``-e @file.yml`` the way an engineer expects; errors are BadInput.
+
+    Error messages never repeat a ``key=value`` argument or a line of a vars file: either
+    may hold a secret, and the message goes to the terminal and into the record.
+    """
     result: dict[str, Any] = {}
-    for item in items:
+    for number, item in enumerate(items, start=1):
         if item.startswith("@"):
             result.update(load_vars_file(item))
             continue
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not _valid_name(key):
-            raise BadInput(f"-e {item!r}: expected key=value with a valid variable name, or @file.yml")
+            raise BadInput(f"-e argument {number}: expected key=value with a valid variable name, or @file.yml "
+                           "(the argument is not repeated here: it may hold a secret)")
         result[key] = value
     return result
 
@@ -379,7 +381,7 @@ class Executor:
 
     def run(self, req: RunRequest, progress: ProgressFn | None = None) -> RunResult:
         self.archive.recover_interrupted()
-        self._remove_stale_workdirs()
+        workdirs.remove_stale()  # the opsctl command did too; this is for library callers
         run_id = new_record_id(datetime.now(UTC))
         started = datetime.now(UTC)
         redactor = Redactor()
@@ -428,6 +430,8 @@ class Executor:
             meta.inventory = str(Path("inventories") / env.name)
             meta.ticket = resolve_ticket(req, op, env)
             check_policy(req, op, env, raw_vars)
+            # ssh's ControlPersist sockets: in a directory only this user can change.
+            control_dir = paths.ensure_private_dir(paths.control_path_dir())
             # Decrypting the vault (PBKDF2) is the slowest step before the run: do it
             # while the inventory is parsed and files are hashed, and wait for it
             # before anything starts (a wrong vault password refuses the run).
@@ -446,32 +450,11 @@ class Executor:
         except LockHeld as err:
             return self._refused(meta, redactor, err)
         try:
-            return self._execute(req, op, env, meta, raw_vars, redactor, progress)
+            return self._execute(req, op, env, meta, raw_vars, redactor, progress, control_dir)
         finally:
             lock.release()
 
     # -- pieces
-
-    def _remove_stale_workdirs(self) -> None:
-        """Remove ansible-runner work dirs whose opsctl process is gone (a killed run's).
-
-        They hold the run's extra vars file unredacted, so they must not linger. The
-        work dir directory is shared by every archive, so ownership is decided by the
-        process recorded in it, never by this archive's pending runs.
-        """
-        root = paths.var_dir() / "run"
-        if not root.is_dir():
-            return
-        for entry in root.iterdir():
-            if not entry.is_dir():
-                continue
-            try:
-                owner = json.loads((entry / "owner.json").read_text(encoding="utf-8"))
-                alive = process_matches(int(owner["pid"]), owner.get("pid_start"))
-            except (OSError, ValueError, KeyError, TypeError):
-                alive = time.time() - entry.stat().st_mtime < 3600  # being created, or junk
-            if not alive:
-                shutil.rmtree(entry, ignore_errors=True)
 
     def _refused(self, meta: RunMeta, redactor: Redactor, err: OpsError) -> RunResult:
         ended = datetime.now(UTC)
@@ -487,15 +470,13 @@ class Executor:
 
     def _execute(self, req: RunRequest, op: Operation, env: Environment, meta: RunMeta,
                  raw_vars: dict[str, Any], redactor: Redactor,
-                 progress: ProgressFn | None) -> RunResult:
+                 progress: ProgressFn | None, control_dir: Path) -> RunResult:
         import ansible_runner
 
         _shorten_pty_close_delay()
         pending = self.archive.begin(meta.id, _pending_meta(meta))
         builder = RecordBuilder()
-        workdir = Path(tempfile.mkdtemp(prefix=f"run-{meta.id}-", dir=_workdir_root()))
-        pid, pid_start = process_identity()
-        (workdir / "owner.json").write_text(json.dumps({"pid": pid, "pid_start": pid_start}), encoding="utf-8")
+        workdir = workdirs.create(meta.id)
         cmdline: list[str] = []
         if req.check:
             cmdline.append("--check")
@@ -511,6 +492,7 @@ class Executor:
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0",
             "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(control_dir),  # the directory checked above
         }
 
         cfg = paths.repo_root() / "ansible.cfg"
@@ -565,7 +547,7 @@ class Executor:
         except Exception as exc:  # noqa: BLE001 - any runner failure must still end in a record
             status, rc, error = "failed", -1, f"ansible-runner error: {exc}"
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            workdirs.remove(workdir)
         ended = datetime.now(UTC)
         record = builder.finish(meta, status=status, rc=rc, ended=ended.isoformat(),
                                 error=redactor.redact_text(error) if error else None,
@@ -603,13 +585,6 @@ def _shorten_pty_close_delay() -> None:
 def _quote(arg: str) -> str:
     import shlex
     return shlex.quote(arg)
-
-
-def _workdir_root() -> str:
-    root = paths.var_dir() / "run"
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(root, 0o700)
-    return str(root)
 
 
 def _pending_meta(meta: RunMeta) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from .archive import ARTIFACTS, Archive, atomic_write, record_bytes
 from .errors import ArchiveError, BadInput
 from .lock import flock_file
 from .records import login_user, on_behalf_of
+from .redact import mask_url_credentials
 
 DEFAULT_BRANCH = "records"
 STORE_GITIGNORE = "# opsctl archive store: only record folders and HEAD are shared\n.pending/\n.lock\nindex.sqlite\n.index.*\n"
@@ -155,10 +156,16 @@ def _git(cwd: Path, *args: str, check: bool = True, timeout: float = 120) -> sub
         proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                               env=env, stdin=subprocess.DEVNULL, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ArchiveError(f"git {' '.join(args)} failed: {exc}") from exc
+        raise ArchiveError(_safe(f"git {' '.join(args)} failed: {exc}")) from exc
     if check and proc.returncode != 0:
-        raise ArchiveError(f"git {' '.join(args)} failed in {cwd}: {(proc.stderr or proc.stdout).strip()}")
+        raise ArchiveError(_safe(f"git {' '.join(args)} failed in {cwd}: {(proc.stderr or proc.stdout).strip()}"))
     return proc
+
+
+def _safe(message: str) -> str:
+    """A message without the password of any URL in it (a store URL may carry a token:
+    ``https://user:token@host/x`` is shown as ``https://user:********@host/x``)."""
+    return mask_url_credentials(message)
 
 
 class GitStore:
@@ -171,7 +178,7 @@ class GitStore:
         self.branch = branch or os.environ.get("OPSCTL_STORE_BRANCH") or DEFAULT_BRANCH
         digest = hashlib.sha256(f"{url}#{self.branch}".encode()).hexdigest()[:16]
         self.workdir = workdir or (paths.var_dir() / "store" / digest)
-        self.description = f"{url}#{self.branch}"
+        self.description = _safe(f"{url}#{self.branch}")
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -202,12 +209,12 @@ class GitStore:
         remote_ref = f"refs/remotes/origin/{self.branch}"
         has_remote = _git(self.workdir, "rev-parse", "-q", "--verify", remote_ref, check=False).returncode == 0
         if fetch.returncode != 0 and has_remote:
-            raise ArchiveError(f"cannot fetch the store {self.description}: {fetch.stderr.strip()}")
+            raise ArchiveError(f"cannot fetch the store {self.description}: {_safe(fetch.stderr.strip())}")
         if fetch.returncode != 0 and "couldn't find remote ref" not in fetch.stderr.lower():
             # An unreachable store is an error; an empty repository (no branch yet) is not.
             ls = _git(self.workdir, "ls-remote", "origin", check=False)
             if ls.returncode != 0:
-                raise ArchiveError(f"cannot reach the store {self.description}: {ls.stderr.strip()}")
+                raise ArchiveError(f"cannot reach the store {self.description}: {_safe(ls.stderr.strip())}")
         if has_remote:
             _git(self.workdir, "checkout", "-q", "-B", self.branch, remote_ref)
             _git(self.workdir, "reset", "-q", "--hard", remote_ref)
@@ -250,7 +257,7 @@ class GitStore:
                 # from the store's new HEAD. Nothing was published, so nothing is re-chained.
                 time.sleep(random.uniform(0.05, 0.3) * min(attempt, 5))
             raise ArchiveError(f"could not push to the store {self.description} after {self.MAX_ATTEMPTS} attempts: "
-                               f"{proc.stderr.strip()}")
+                               f"{_safe(proc.stderr.strip())}")
 
     def verify_store(self) -> tuple[Archive, Any]:
         with self._locked():

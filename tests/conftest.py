@@ -218,6 +218,8 @@ def home_env(home: Path) -> dict[str, str]:
         "OPSCTL_CATALOG": str(home / "catalog.yml"),
         "OPSCTL_ARCHIVE": str(home / "var" / "archive"),
         "OPSCTL_LOCKS": str(home / "var" / "locks"),
+        # ssh control sockets: opsctl creates the directory; not in the tester's ~/.ansible
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(home / "var" / "cp"),
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
     }
 

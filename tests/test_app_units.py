@@ -49,7 +49,8 @@ def _module(root: Path, **args: object) -> dict[str, object]:
          "-m", "envcredit_release", "-a", f"root={root} {argstr}"],
         capture_output=True, text=True, check=False, timeout=120,
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-                 ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=str(VENV_BIN / "python")))
+                 ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=str(VENV_BIN / "python"),
+                 ANSIBLE_CACHE_PLUGIN="memory"))  # not the checkout's var/facts (ansible.cfg's fact cache)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return dict(json.loads(proc.stdout.split("=>", 1)[1]))
 

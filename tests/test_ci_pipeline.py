@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,18 +87,47 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def borrowing_venv(venv: Path) -> None:
+    """A venv of the clone's own that uses this venv's packages and tools but cannot change them.
+
+    A `.venv` symlink to this checkout's venv lets the clone's jobs write into it: a rebuild
+    there (`make venv`) reinstalls the package in editable mode from the clone, and this
+    checkout's `opsctl` then imports a pytest temporary folder. Here the clone's venv adds
+    this venv's site-packages to its path (a .pth file), its scripts are copies pointing at
+    its own python, and anything installed lands in the clone's venv.
+    """
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+    own_site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
+    (own_site / "_borrowed_venv.pth").write_text(
+        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n", encoding="utf-8")
+    our_python = str(VENV_BIN / "python")
+    for script in VENV_BIN.iterdir():
+        target = venv / "bin" / script.name
+        if script.is_symlink() or not script.is_file() or target.exists():
+            continue
+        text = script.read_bytes()
+        if text.startswith(b"#!") and our_python.encode() in text:
+            target.write_bytes(text.replace(our_python.encode(), str(venv / "bin" / "python").encode()))
+            target.chmod(0o755)
+    (venv / ".installed").touch()  # current: make has nothing to rebuild
+
+
 @pytest.fixture
 def clone(tmp_path: Path) -> Iterator[Path]:
-    """A clone of this repository's committed state, wired to this venv and the lab's key."""
+    """A clone of this repository's committed state, with a venv borrowing this one's packages
+    (without write access through it) and a copy of the lab's key: the jobs' files stay in
+    ``tmp_path``, not in this checkout."""
     dest = tmp_path / "clone"
     git(REPO, "clone", "-q", str(REPO), str(dest))
     git(dest, "remote", "set-url", "origin", "git@gitlab.example.invalid:envcredit/envcredit-ops.git")
     git(dest, "checkout", "-q", "-B", "main")
-    (dest / ".venv").symlink_to(REPO / ".venv")
+    # the default branch (gitlab-ci-local reads origin/HEAD) is main, whichever branch this checkout is on
+    git(dest, "symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main")
+    borrowing_venv(dest / ".venv")
     (dest / "var").mkdir()
     if (REPO / "var" / "lab").is_dir():
-        (dest / "var" / "lab").symlink_to(REPO / "var" / "lab")
-    # the shared venv is current: make must never rebuild it from the clone
+        shutil.copytree(REPO / "var" / "lab", dest / "var" / "lab", symlinks=True)
+    # the venv is current: make must not rebuild it (it could only rebuild the clone's own)
     for name in ("requirements.txt", "pyproject.toml"):
         os.utime(dest / name, (0, 0))
     yield dest
@@ -109,6 +140,9 @@ def gcl(clone: Path, *args: str, mr: bool = True, timeout: float = 600) -> subpr
         variables += ["--variable", "CI_PIPELINE_SOURCE=merge_request_event", "--variable", "CI_COMMIT_BRANCH=",
                       "--variable", "CI_MERGE_REQUEST_IID=12",
                       "--ignore-predefined-vars", "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH"]
+    # ci/secrets.sh's folder (default: under /tmp) and ansible's home: in the test's folder too
+    variables += ["--variable", f"OPSCTL_CI_SECRETS={clone.parent}/ci-secrets",
+                  "--variable", f"ANSIBLE_HOME={clone.parent}/ansible-home"]
     return run([str(GCL), "--state-dir", "../gcl-state", *variables, *args], cwd=clone, timeout=timeout,
                env={"OPSCTL_LAUNCH": "", "OPSCTL_ARCHIVE": "", "OPSCTL_HOME": "", "OPSCTL_CATALOG": ""})
 

@@ -148,6 +148,56 @@ def test_secrets_never_reach_the_archive_or_stdout(opsctl_home: Path) -> None:
     assert "vault says ********" in stdout
 
 
+def test_structured_extra_vars_are_masked_in_the_record(opsctl_home: Path) -> None:
+    code, out, err = invoke("run", "ok", "--env", "test", "-e", 'x={"password":"P3q","user":"app"}',
+                            "-e", 'dsns=["postgres://u:Dsn-Pass-1@h/db"]',
+                            "-e", 'targets=["postgres://u:Url-Pass-2@h/db"]', "-e", "db_pw=ab")
+    assert code == 0, out + err
+    rec = latest(opsctl_home)
+    assert json.loads(rec["extra_vars"]["x"]) == {"password": "********", "user": "app"}
+    assert rec["extra_vars"]["dsns"] == rec["extra_vars"]["db_pw"] == "********"
+    assert json.loads(rec["extra_vars"]["targets"]) == ["postgres://u:********@h/db"]
+    assert sorted(rec["redaction"]["keys"]) == ["db_pw", "dsns", "x.password"]
+    text = all_text_under(opsctl_home / "var")
+    for secret in ("P3q", "Dsn-Pass-1", "Url-Pass-2"):
+        assert secret not in text
+
+
+def test_bad_extra_var_is_not_repeated_in_the_error(opsctl_home: Path) -> None:
+    code, out, err = invoke("run", "ok", "--env", "test", "-e", "ok=1", "-e", "Hunter2-Forgot-The-Key")
+    assert code == 2
+    assert "-e argument 2: expected key=value" in err
+    rec = latest(opsctl_home)
+    assert rec["status"] == "refused"
+    assert "Hunter2" not in out + err + json.dumps(rec)
+
+
+def test_control_socket_dir_is_made_private_and_passed_to_ansible(opsctl_home: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(opsctl_home / "operator"))
+    monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", "~/sockets/cp")
+    code, out, err = invoke("run", "change", "--env", "test",
+                            "-e", "marker_value={{ lookup('env', 'ANSIBLE_SSH_CONTROL_PATH_DIR') }}")
+    assert code == 0, out + err
+    cp = opsctl_home / "operator" / "sockets" / "cp"
+    assert cp.is_dir() and (cp.stat().st_mode & 0o777) == 0o700
+    # ansible-playbook got the directory opsctl checked (expanded), not the raw setting
+    assert (opsctl_home / "markers" / "node1.txt").read_text() == f"marker {cp}\n"
+
+
+def test_shared_control_socket_dir_is_refused(opsctl_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cp = opsctl_home / "shared-cp"
+    cp.mkdir()
+    os.chmod(cp, 0o1777)  # like /tmp: anyone could have made it, or replace a socket in it
+    monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", str(cp))
+    code, out, err = invoke("run", "ok", "--env", "test")
+    assert code == 1
+    assert f"opsctl: error: {cp} is writable by other users (mode 1777)" in err and "Traceback" not in out + err
+    rec = latest(opsctl_home)
+    assert rec["status"] == "refused" and "writable by other users" in rec["error"]
+    assert rec["hosts"] == {}
+
+
 def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -274,6 +324,30 @@ def test_only_work_dirs_of_dead_runs_are_removed(opsctl_home: Path) -> None:
     assert invoke("run", "ok", "--env", "test")[0] == 0
     assert live.is_dir(), "a concurrent run's work dir must survive"
     assert not dead.exists()
+
+
+@pytest.mark.parametrize("command", [["ops"], ["records", "list"], ["incident", "list"]])
+def test_every_command_removes_work_dirs_of_dead_runs(opsctl_home: Path, command: list[str]) -> None:
+    """A killed opsctl's work dir (its extra vars in plain text) goes at the next opsctl command,
+    whatever it is; a live run's and one still being created stay."""
+    from orchestrator.proc import process_identity
+
+    gone = subprocess.Popen(["sleep", "60"])
+    dead_pid, dead_start = process_identity(gone.pid)
+    gone.kill()
+    gone.wait()
+    run_root = opsctl_home / "var" / "run"
+    dead, live, new = run_root / "run-dead-x1", run_root / "run-live-x2", run_root / "run-new-x3"
+    for d in (dead, live, new):
+        (d / "env").mkdir(parents=True)
+        (d / "env" / "extravars").write_text('{"db_password": "Plain-Text-Secret"}')
+    (dead / "owner.json").write_text(json.dumps({"pid": dead_pid, "pid_start": dead_start}))
+    pid, start = process_identity()
+    (live / "owner.json").write_text(json.dumps({"pid": pid, "pid_start": start}))
+    code, out, err = invoke(*command)
+    assert code == 0, out + err
+    assert not dead.exists()
+    assert live.is_dir() and new.is_dir()
 
 
 def test_pty_close_delay_is_short_and_exit_status_kept() -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from orchestrator.archive import Archive
 from orchestrator.cli import cli
 from orchestrator.errors import ArchiveError
-from orchestrator.store import FolderStore, GitStore, open_store
+from orchestrator.store import FolderStore, GitStore, _git, open_store
 
 from conftest_archive import commit_record, fill
 
@@ -155,8 +155,10 @@ def test_push_refuses_tampered_local_and_broken_store(tmp_path: Path) -> None:
         store.push(good)
 
 
-def test_no_store_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_store_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPSCTL_STORE", raising=False)
+    monkeypatch.setenv("OPSCTL_HOME", str(tmp_path))  # not the checkout's var/
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "archive"))
     res = CliRunner().invoke(cli, ["store", "push"])
     assert res.exit_code == 2 and "no archive store configured" in res.output
 
@@ -167,3 +169,33 @@ def test_unreachable_store_is_an_error(tmp_path: Path) -> None:
     store = GitStore(str(tmp_path / "missing.git"), workdir=tmp_path / "clone")
     with pytest.raises(ArchiveError, match="cannot reach the store"):
         store.push(local)
+
+
+TOKEN = "S3cret-Store-Token"
+TOKEN_URL = f"http://ops:{TOKEN}@127.0.0.1:9/envcredit/records.git"  # port 9: nothing listens
+MASKED_URL = "http://ops:********@127.0.0.1:9/envcredit/records.git"
+
+
+def test_store_url_credentials_are_masked_in_messages(tmp_path: Path) -> None:
+    local = Archive(tmp_path / "local")
+    fill(local, 1)
+    store = GitStore(TOKEN_URL, workdir=tmp_path / "clone")
+    assert store.url == TOKEN_URL  # git itself gets the credentials ...
+    assert store.description == MASKED_URL + "#records"  # ... messages never do
+    with pytest.raises(ArchiveError) as caught:
+        store.push(local)
+    assert MASKED_URL in str(caught.value) and TOKEN not in str(caught.value)
+    with pytest.raises(ArchiveError) as caught:  # a failing git command names its arguments
+        _git(tmp_path, "ls-remote", TOKEN_URL)
+    assert f"git ls-remote {MASKED_URL} failed" in str(caught.value) and TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize("command", ["push", "verify"])
+def test_store_cli_masks_url_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    monkeypatch.setenv("OPSCTL_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "local"))
+    fill(Archive(tmp_path / "local"), 1)
+    res = CliRunner().invoke(cli, ["store", command, "--store", TOKEN_URL])
+    assert res.exit_code == 1
+    assert res.output.startswith("Error: ") and MASKED_URL in res.output
+    assert TOKEN not in res.output and "Traceback" not in res.output
