@@ -13,6 +13,13 @@ from .errors import BadInput
 from .incidents import IncidentRegister
 
 
+def _check_env(env: str) -> None:
+    """The receiver's environment must be an inventory (its notify channels live there)."""
+    from .operations import get_environment
+
+    get_environment(env)
+
+
 @click.group("alerts")
 def alerts() -> None:
     """Alertmanager webhook receiver: firing alerts open incidents, resolved ones record recovery."""
@@ -33,6 +40,7 @@ def serve_cmd(ctx: click.Context, listen: str, token_file: Path | None, env: str
               no_notify: bool) -> None:
     """Run the receiver until stopped (SIGTERM/Ctrl-C). One line per request goes to stderr."""
     token = read_token(token_file)
+    _check_env(env)
     processor = Processor(IncidentRegister(archive_of(ctx)), env, do_notify=not no_notify)
     server = make_server(listen, processor, token, max_body)
     log(f"listening on {listen.rsplit(':', 1)[0]}:{server.server_address[1]} for {env} "
@@ -59,6 +67,7 @@ def serve_cmd(ctx: click.Context, listen: str, token_file: Path | None, env: str
 @handle_errors
 def handle_cmd(ctx: click.Context, payload_file: str, env: str, no_notify: bool) -> None:
     """Process one webhook payload from FILE (- for stdin) as the receiver would; prints the outcome as JSON."""
+    _check_env(env)
     with click.open_file(payload_file, "rb") as fh:
         body = fh.read(MAX_BODY + 1)
     if len(body) > MAX_BODY:

@@ -589,6 +589,9 @@ def test_alerts_serve_command(home: Path, archive: Archive, capture: Capture, tm
     short = subprocess.run([opsctl, "alerts", "serve", "--listen", "127.0.0.1:0"], env=env, capture_output=True,
                            text=True, timeout=60)
     assert short.returncode == 2 and "no token" in short.stderr
+    unknown = subprocess.run([opsctl, "alerts", "serve", "--listen", "127.0.0.1:0", "--token-file", str(token_file),
+                              "--env", "nosuchenv"], env=env, capture_output=True, text=True, timeout=60)
+    assert unknown.returncode == 2 and "unknown environment 'nosuchenv'" in unknown.stderr
     proc = subprocess.Popen([opsctl, "alerts", "serve", "--listen", "127.0.0.1:0", "--token-file", str(token_file)],
                             env=env, stderr=subprocess.PIPE, text=True)
     try:
