@@ -428,7 +428,7 @@ def test_failed_notification_keeps_the_incident_and_masks_the_url(
     everything = json.dumps(note, ensure_ascii=False) + err + json.dumps(body) + archive.stdout(note["id"])
     assert SECRET_PASSWORD not in everything
 
-    # the SLA warning is retried by the next check because it was not delivered
+    # an undelivered notice does not count as told (incident check tries an SLA warning again)
     assert not IncidentRegister(archive).get(inc_id).notified("opened")
 
 
