@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 # name -> (module of this package, attribute, short help as `opsctl --help` shows it).
 # tests/test_cli_ops.py checks the table against the commands themselves.
 COMMANDS: dict[str, tuple[str, str, str]] = {
+    "alerts": ("cli_alerts", "alerts",
+               "Alertmanager webhook receiver: firing alerts open incidents, resolved ones record recovery."),
     "awx": ("cli_awx", "awx", "Runs launched from AWX / Automation Platform: import them as change records."),
     "backups": ("cli_backups", "backups",
                 "The database backups in the store (var/backups/<env>/<host>/<id>, or $OPSCTL_BACKUPS)."),
@@ -28,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
                  "Incidents and their SLA clocks (general: respond 24 h, resolve 5 working days; outage: respond 4 h,"
                  " recover 1 working day, resolve 3 working days)."),
     "logs": ("cli_app", "logs", "Analyse the logs collected by the `logs` operation (var/logs/<record id>/)."),
+    "notify": ("cli_notify", "notify_group",
+               "Notifications through Apprise (WeCom, DingTalk, e-mail, webhooks), configured per environment."),
     "oncall": ("cli_oncall", "oncall", "The on-call roster of the repair hotline (oncall/roster.yml)."),
     "ops": ("cli_run", "ops_cmd", "List the operations of the catalog."),
     "records": ("cli_records", "records", "The change records: list, show, export and verify the archive."),

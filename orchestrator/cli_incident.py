@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from . import notify
 from .cli_oncall import on_call_lines
 from .clicommon import archive_of, handle_errors
 from .errors import OpsError
@@ -88,19 +89,25 @@ def incident() -> None:
 @click.option("--reporter", help="Who reported it (person, unit, hotline call).")
 @click.option("--env", "env", default="production", show_default=True, help="The environment affected.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (times ISO 8601 with offset).")
+@click.option("--no-notify", is_flag=True, help="Send no notification (the environment's notify channels).")
 @click.pass_context
 @handle_errors
 def open_cmd(ctx: click.Context, severity: str, summary: str, reported_at: str | None, reporter: str | None,
-             env: str, as_json: bool) -> None:
-    """Open an incident: prints its id, every deadline and who is on call."""
+             env: str, as_json: bool, no_notify: bool) -> None:
+    """Open an incident: prints its id, every deadline and who is on call; notifies the on-call person."""
     on_call, roster_problem = _on_call_now()
-    inc, record = _register(ctx).open(
+    register = _register(ctx)
+    inc, record = register.open(
         severity, summary, _time_opt(reported_at), reporter, env,
         on_call.as_dict() if on_call is not None else None,
     )
     _warn(inc.calendar_warnings)
     if roster_problem:
         click.echo(f"warning: {roster_problem}", err=True)
+    if not no_notify:
+        title, body = notify.opened_message(inc, record["id"], on_call.as_dict() if on_call else None, roster_problem,
+                                            source=f"人工登记（{reporter}）" if reporter else "人工登记")
+        _notify(register, _notify_config(env, {}), inc, title, body, "opened")
     if as_json:
         click.echo(json.dumps({
             "id": inc.id, "severity": inc.severity, "summary": inc.summary, "environment": inc.environment,
@@ -119,6 +126,76 @@ def open_cmd(ctx: click.Context, severity: str, summary: str, reported_at: str |
         for line in on_call_lines(on_call):
             click.echo(line)
     click.echo(f"record: {record['id']}")
+
+
+def _notify_config(env: str, cache: dict[str, notify.NotifyConfig]) -> notify.NotifyConfig:
+    if env not in cache:
+        cache[env] = notify.load_config(env)
+        for problem in cache[env].problems:
+            click.echo(f"warning: notify ({env}): {problem}", err=True)
+    return cache[env]
+
+
+def _notify(register: IncidentRegister, cfg: notify.NotifyConfig, inc: Incident, title: str, body: str, kind: str,
+            **extra: Any) -> notify.Delivery | None:
+    """Send and record the outcome as a note on the incident (the record first, then the message)."""
+    if not cfg.configured:
+        return None
+    delivery = notify.send(cfg, title, body)
+    if not delivery.ok:
+        click.echo(f"warning: notification of {inc.id} ({kind}): {delivery.summary()}", err=True)
+    text = (f"通知已发送（{kind}）：{notify.channels_text(delivery.channels)}" if delivery.ok
+            else f"通知发送失败（{kind}）：{'; '.join(delivery.errors)}")
+    try:
+        register.note(inc.id, text, by="opsctl-notify", notice=delivery.as_notice(kind, **extra))
+    except OpsError as err:
+        click.echo(f"warning: could not record the notification of {inc.id}: {err}", err=True)
+    return delivery
+
+
+#: SLA warnings: at these percentages of a running clock, and 100 = breached.
+WARN_LEVELS = (50, 80, 100)
+
+
+def _level(inc: Incident, c: ClockState, at: dt.datetime) -> int | None:
+    """The highest warning level a running clock has reached at ``at`` (None: below 50 %)."""
+    if c.done_at is not None:
+        return None
+    if at > c.due:
+        return 100
+    span = (c.due - inc.reported_at).total_seconds()
+    used = 100.0 if span <= 0 else (at - inc.reported_at).total_seconds() / span * 100
+    reached = [lvl for lvl in WARN_LEVELS[:-1] if used >= lvl]
+    return max(reached) if reached else None
+
+
+def _sla_notifications(register: IncidentRegister, incidents: Iterable[Incident]) -> list[dict[str, Any]]:
+    """Send each incident's newly reached SLA warning once (remembered as a note record)."""
+    sent: list[dict[str, Any]] = []
+    configs: dict[str, notify.NotifyConfig] = {}
+    on_call: OnCall | None = None
+    problem: str | None = None
+    loaded = False
+    moment = local(dt.datetime.now(dt.timezone.utc))
+    for inc in incidents:
+        if not inc.is_open:
+            continue
+        for c in inc.clocks(moment, 0):
+            level = _level(inc, c, moment)
+            if level is None or inc.notified("sla", c.clock, level):
+                continue
+            cfg = _notify_config(inc.environment, configs)
+            if not cfg.configured:
+                break
+            if not loaded:
+                on_call, problem = _on_call_now()
+                loaded = True
+            title, body = notify.clock_message(inc, c, level, on_call.as_dict() if on_call else None, problem)
+            delivery = _notify(register, cfg, inc, title, body, "sla", clock=c.clock, level=level)
+            if delivery is not None:
+                sent.append({"id": inc.id, "clock": c.clock, "level": level, "ok": delivery.ok,
+                             "channels": delivery.channels})
+    return sent
 
 
 def _update_output(inc: Incident, record: dict[str, Any], verb: str, as_json: bool) -> None:
@@ -268,14 +345,21 @@ def list_cmd(ctx: click.Context, only_open: bool, breaching: bool, severity: str
 @incident.command("check")
 @click.option("--margin", type=click.FloatRange(min=0), help="Warning margin in hours (OPSCTL_SLA_MARGIN_HOURS, default 2).")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--no-notify", is_flag=True, help="Send no SLA warning (50 %, 80 %, breach) to the on-call person.")
 @click.pass_context
 @handle_errors
-def check_cmd(ctx: click.Context, margin: float | None, as_json: bool) -> None:
-    """For a timer: exit 1 when a running SLA clock is past its deadline; warn of those due soon."""
+def check_cmd(ctx: click.Context, margin: float | None, as_json: bool, no_notify: bool) -> None:
+    """For a timer: exit 1 when a running SLA clock is past its deadline; warn of those due soon.
+
+    Notifies (each once, remembered as a note record) when a running clock reaches 50 % and 80 %
+    of its time and when it is breached."""
     m = _margin(margin)
     breached: list[dict[str, Any]] = []
     soon: list[dict[str, Any]] = []
-    for inc in _register(ctx).load().values():
+    register = _register(ctx)
+    incidents = register.load()
+    sent = [] if no_notify else _sla_notifications(register, incidents.values())
+    for inc in incidents.values():
         for c in inc.clocks(None, m):
             item = {"id": inc.id, "severity": inc.severity, "summary": inc.summary, **c.as_dict()}
             if c.status == "breached":
@@ -283,7 +367,8 @@ def check_cmd(ctx: click.Context, margin: float | None, as_json: bool) -> None:
             elif c.status == "due-soon":
                 soon.append(item)
     if as_json:
-        click.echo(json.dumps({"ok": not breached, "breached": breached, "due_soon": soon}, ensure_ascii=False, indent=2))
+        click.echo(json.dumps({"ok": not breached, "breached": breached, "due_soon": soon, "notified": sent},
+                              ensure_ascii=False, indent=2))
     else:
         for b in breached:
             click.echo(f"BREACHED {b['id']} ({b['severity']}) {b['clock']} due {b['due']} "
@@ -292,6 +377,9 @@ def check_cmd(ctx: click.Context, margin: float | None, as_json: bool) -> None:
             click.echo(f"due soon {s['id']} ({s['severity']}) {s['clock']} due {s['due']}: {s['summary']}")
         if not breached and not soon:
             click.echo("OK: no SLA clock breached or due within the margin")
+        for n in sent:
+            click.echo(f"notified {n['id']} {n['clock']} {n['level']}%: "
+                       f"{'sent' if n['ok'] else 'FAILED'} ({notify.channels_text(n['channels'])})")
     if breached:
         ctx.exit(1)
 

@@ -32,8 +32,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import os
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,6 +204,31 @@ class Incident:
     on_call_at_open: dict[str, Any] | None = None
     deadlines: dict[str, dt.datetime] = field(default_factory=dict)
     calendar_warnings: tuple[CalendarWarning, ...] = ()
+    #: The Alertmanager alert that opened it (``alert`` of the open record: fingerprint, name, labels).
+    alert: dict[str, Any] | None = None
+    #: The digest of the alert as last recorded, and when it was last recorded (open or alert note).
+    alert_digest: str | None = None
+    alert_seen_at: dt.datetime | None = None
+    alert_resolved_at: dt.datetime | None = None
+    #: Notifications sent (or tried) about it: the ``notice`` of its note records, in chain order.
+    notices: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def alert_fingerprint(self) -> str | None:
+        fp = (self.alert or {}).get("fingerprint")
+        return fp if isinstance(fp, str) else None
+
+    def notified(self, kind: str, clock: str | None = None, level: int | None = None) -> bool:
+        """True if a notice of ``kind`` (for ``clock``, at ``level`` % or above) was delivered."""
+        for n in self.notices:
+            if n.get("kind") != kind or not n.get("ok"):
+                continue
+            if clock is not None and n.get("clock") != clock:
+                continue
+            if level is not None and int(n.get("level") or 0) < level:
+                continue
+            return True
+        return False
 
     @property
     def state(self) -> str:
@@ -291,6 +319,7 @@ class IncidentRegister:
     def __init__(self, archive: Archive | None = None, calendar: Calendar | None = None) -> None:
         self.archive = archive if archive is not None else Archive(paths.archive_dir())
         self.calendar = calendar or default_calendar()
+        self._held = threading.local()
 
     # -- reading -----------------------------------------------------------------
 
@@ -341,6 +370,11 @@ class IncidentRegister:
                 deadlines_at_open=dict(payload.get("deadlines") or {}),
                 on_call_at_open=payload.get("on_call"), deadlines=deadlines, calendar_warnings=warnings,
             )
+            alert = payload.get("alert")
+            if isinstance(alert, Mapping):
+                inc.alert = dict(alert)
+                inc.alert_digest = str(alert.get("digest") or "") or None
+                inc.alert_seen_at = at
             who = f" by {inc.reporter}" if inc.reporter else ""
             inc.events.append(TimelineEntry(reported, "reported", f"{severity}: {inc.summary}{who}"))
             inc.events.append(TimelineEntry(at, "opened", f"opened in the register ({severity})", record_id))
@@ -358,6 +392,9 @@ class IncidentRegister:
             inc.events.append(TimelineEntry(at, "acknowledged", f"acknowledged{suffix}", record_id))
         elif action == "note":
             inc.events.append(TimelineEntry(at, "note", f"{payload.get('text') or ''}{suffix}", record_id))
+            notice = payload.get("notice")
+            if isinstance(notice, Mapping):
+                inc.notices.append({**notice, "at": payload.get("at"), "record_id": record_id})
         elif action == "recovered":
             if inc.recovered_at is None:
                 inc.recovered_at = at
@@ -367,6 +404,16 @@ class IncidentRegister:
             if inc.resolved_at is None:
                 inc.resolved_at, inc.cause = at, payload.get("cause")
             inc.events.append(TimelineEntry(at, "resolved", f"resolved: {payload.get('cause') or ''}{suffix}", record_id))
+        if action in ("note", "recovered"):
+            alert = payload.get("alert")
+            if isinstance(alert, Mapping):
+                if alert.get("digest"):
+                    inc.alert_digest = str(alert["digest"])
+                inc.alert_seen_at = at
+                if alert.get("status") == "resolved" and inc.alert_resolved_at is None:
+                    inc.alert_resolved_at = at
+                elif alert.get("status") == "firing":
+                    inc.alert_resolved_at = None
 
     def get(self, incident_id: str) -> Incident:
         validate_incident_id(incident_id)
@@ -399,14 +446,38 @@ class IncidentRegister:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """Serialise incident writers (id allocation and validation against the current state)."""
+        """Serialise incident writers (id allocation and validation against the current state).
+
+        Re-entrant within a thread, so :meth:`locked` can hold it across a lookup and a write."""
+        depth = getattr(self._held, "depth", 0)
+        if depth:
+            self._held.depth = depth + 1
+            try:
+                yield
+            finally:
+                self._held.depth = depth
+            return
         root = self.archive.root
         try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise BadInput(f"cannot create the archive at {root}: {exc}") from exc
         with flock_file(root / ".incidents.lock"):
-            yield
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the register's lock across a lookup and the writes that depend on it."""
+        return self._locked()
+
+    def find_by_fingerprint(self, fingerprint: str, incidents: Mapping[str, Incident] | None = None) -> Incident | None:
+        """The open (unresolved) incident opened by the alert with this Alertmanager fingerprint."""
+        found = [i for i in (incidents if incidents is not None else self.load()).values()
+                 if i.is_open and i.alert_fingerprint == fingerprint]
+        return max(found, key=lambda i: i.opened_at) if found else None
 
     def _write(self, incident_id: str, action: str, environment: str, payload: dict[str, Any],
                reason: str | None, text: str) -> dict[str, Any]:
@@ -445,8 +516,10 @@ class IncidentRegister:
 
     def open(self, severity: str, summary: str, reported_at: dt.datetime | None = None,
              reporter: str | None = None, environment: str = "production",
-             on_call: Mapping[str, Any] | None = None) -> tuple[Incident, dict[str, Any]]:
-        """Open an incident; returns it and the committed record."""
+             on_call: Mapping[str, Any] | None = None,
+             alert: Mapping[str, Any] | None = None) -> tuple[Incident, dict[str, Any]]:
+        """Open an incident; returns it and the committed record. ``alert``: the Alertmanager alert
+        that opened it (kept in the open record; :meth:`find_by_fingerprint` finds it by that)."""
         if severity not in TARGETS:
             raise BadInput(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
         summary = clean_text(summary or "")
@@ -469,6 +542,8 @@ class IncidentRegister:
                 "calendar_warnings": [str(w) for w in warnings],
                 "on_call": dict(on_call) if on_call else None,
             }
+            if alert is not None:
+                payload["alert"] = dict(alert)
             text = f"incident {inc_id} opened ({severity}): {summary}\n" + "".join(
                 f"  {k} by {isoformat(v)}\n" for k, v in deadlines.items())
             record = self._write(inc_id, "open", environment, payload, summary, text)
@@ -538,6 +613,27 @@ class IncidentRegister:
         return self._update(incident_id, "resolve", at, {"cause": cause, "by": _by(by)}, cause)
 
     def note(self, incident_id: str, text: str, at: dt.datetime | None = None,
-             by: str | None = None) -> tuple[Incident, dict[str, Any]]:
+             by: str | None = None, alert: Mapping[str, Any] | None = None,
+             notice: Mapping[str, Any] | None = None) -> tuple[Incident, dict[str, Any]]:
+        """A note; ``alert`` (an alert's repeat or recovery) and ``notice`` (a notification sent or
+        tried: kind, clock, level, channels, ok, error) go into its payload for the fold."""
         text = clean_text(text or "", multiline=True)
-        return self._update(incident_id, "note", at, {"text": text, "by": _by(by)}, text)
+        fields: dict[str, Any] = {"text": text, "by": _by(by)}
+        if alert is not None:
+            fields["alert"] = dict(alert)
+        if notice is not None:
+            fields["notice"] = dict(notice)
+        return self._update(incident_id, "note", at, fields, text)
+
+    def recovered_by_alert(self, incident_id: str, at: dt.datetime, text: str,
+                           alert: Mapping[str, Any]) -> tuple[Incident, dict[str, Any]]:
+        """``recovered`` recorded for a resolved alert (its ``endsAt``), with the alert in the payload."""
+        return self._update(incident_id, "recovered", at, {"text": text, "by": "alertmanager", "alert": dict(alert)},
+                            text)
+
+
+def digest_of_alert(alert: Mapping[str, Any]) -> str:
+    """What makes an alert repeat a change: its status, start, labels and annotations."""
+    keys = ("status", "starts_at", "labels", "annotations")
+    body = json.dumps({k: alert.get(k) for k in keys}, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]

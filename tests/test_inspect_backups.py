@@ -17,18 +17,16 @@ import pytest
 
 from conftest import REPO, VENV_BIN
 
-NOW = datetime.now(timezone.utc)
-
-
 def _backup(store: Path, host: str, hours_ago: float, verified_hours_ago: float | None = None) -> str:
-    ended = NOW - timedelta(hours=hours_ago)
+    now = datetime.now(timezone.utc)  # the module judges a moment later: ages are compared to 0.1 h
+    ended = now - timedelta(hours=hours_ago)
     bid = ended.strftime("%Y%m%dT%H%M%SZ") + f"-{host}"
     folder = store / host / bid
     folder.mkdir(parents=True)
     (folder / "manifest.json").write_text(json.dumps({"backup_id": bid, "host": host, "ended": ended.isoformat()}),
                                           encoding="utf-8")
     if verified_hours_ago is not None:
-        at = (NOW - timedelta(hours=verified_hours_ago)).isoformat()
+        at = (now - timedelta(hours=verified_hours_ago)).isoformat()
         (folder / "status.json").write_text(json.dumps({"verified": {"ok": True, "at": at}}), encoding="utf-8")
     return bid
 
@@ -47,7 +45,9 @@ def judge(store: Path, host: str = "db1", expected: bool = True) -> dict[str, An
 
 
 def _findings(result: dict[str, Any]) -> dict[str, tuple[str, Any]]:
-    return {f["check"]: (f["severity"], f["value"]) for f in result["findings"]}
+    """check -> (severity, age in hours rounded down to the hour: the run takes a moment)."""
+    return {f["check"]: (f["severity"], None if f["value"] is None else float(int(f["value"])))
+            for f in result["findings"]}
 
 
 def test_a_healthy_night_has_no_finding(tmp_path: Path) -> None:
