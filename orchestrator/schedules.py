@@ -39,6 +39,8 @@ PREFIX = "envcredit-ops-"
 MARKER = "# managed by opsctl schedule (schedules/schedules.yml)"
 UNIT_DIR = "/etc/systemd/system"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
+#: Template unit that each timer's service names in OnFailure= (instance: the timer's name).
+FAILURE_UNIT = f"{PREFIX}notify-failure@"
 CALENDAR_RE = re.compile(r"[A-Za-z0-9*:,./~ -]{1,80}")
 
 
@@ -73,9 +75,18 @@ class Timer:
     def service_text(self) -> str:
         env = "\n".join(f"Environment={k}={v}" for k, v in self.environment().items())
         return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops: {self.description} (opsctl run {self.operation})\n"
-                f"Wants=network-online.target\nAfter=network-online.target\n\n"
+                f"Wants=network-online.target\nAfter=network-online.target\n"
+                f"OnFailure={FAILURE_UNIT}{self.name}.service\n\n"
                 f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n{env}\n"
                 f"ExecStart={shlex.join(self.command())}\nTimeoutStartSec={self.timeout_s}\n")
+
+    def failure_text(self) -> str:
+        """The template unit OnFailure= starts: ``opsctl notify scheduled-failure`` (zh-CN, Apprise)."""
+        cmd = [f"{self.repo}/.venv/bin/opsctl", "notify", "scheduled-failure", "--timer", "%i",
+               "--unit", f"{PREFIX}%i.service", "--env", self.env]
+        return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops: tell the on-call team that timer %i failed\n\n"
+                f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n"
+                f"ExecStart={' '.join(cmd)}\nTimeoutStartSec=120\n")
 
     def timer_text(self) -> str:
         return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops timer: {self.description}\n\n"
@@ -88,8 +99,11 @@ def config_path() -> Path:
     return Path(env) if env else paths.repo_root() / "schedules" / "schedules.yml"
 
 
-def load(path: Path | None = None, env: str | None = None) -> list[Timer]:
-    """The timers of the configuration file (``env`` overrides every entry's environment)."""
+def load(path: Path | None = None, env: str | None = None, *, check_policy: bool = True) -> list[Timer]:
+    """The timers of the configuration file (``env`` overrides every entry's environment).
+
+    ``check_policy`` False only reads the file (no environment policy or catalog is
+    consulted; ``standard_change`` is then False): what a failure notice needs."""
     path = path or config_path()
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -119,7 +133,8 @@ def load(path: Path | None = None, env: str | None = None) -> list[Timer]:
             description=str(merged.get("description") or name).replace("\n", " "),
             repo=str(merged.get("repo") or paths.repo_root()), user=str(merged.get("user") or "root"),
             timeout_s=int(merged.get("timeout_s") or 7200),
-            standard_change=_is_standard_change(str(name), str(merged["operation"]), timer_env),
+            standard_change=(_is_standard_change(str(name), str(merged["operation"]), timer_env)
+                             if check_policy else False),
         ))
     return out
 
@@ -179,6 +194,10 @@ def install_script(timers: list[Timer]) -> str:
         for suffix, text in (("service", t.service_text()), ("timer", t.timer_text())):
             lines.append(f"cat > {UNIT_DIR}/{t.unit}.{suffix} <<'OPSCTL_UNIT_EOF'\n{text}OPSCTL_UNIT_EOF")
             lines.append(f"chmod 0644 {UNIT_DIR}/{t.unit}.{suffix}")
+    if timers:  # the OnFailure= template: one for every timer
+        lines.append(f"cat > {UNIT_DIR}/{FAILURE_UNIT}.service <<'OPSCTL_UNIT_EOF'\n{timers[0].failure_text()}"
+                     "OPSCTL_UNIT_EOF")
+        lines.append(f"chmod 0644 {UNIT_DIR}/{FAILURE_UNIT}.service")
     lines.append(f"""for f in {UNIT_DIR}/{PREFIX}*.timer; do
   [ -e "$f" ] || continue
   u=$(basename "$f" .timer)

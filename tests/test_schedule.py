@@ -13,7 +13,7 @@ from orchestrator.archive import Archive
 from orchestrator.errors import BadInput
 from orchestrator.operations import get_environment, load_catalog
 from orchestrator.records import login_user
-from orchestrator.schedules import Timer, load
+from orchestrator.schedules import Timer, install_script, load
 
 
 def test_the_config_file_defines_the_four_timers() -> None:
@@ -29,6 +29,13 @@ def test_the_config_file_defines_the_four_timers() -> None:
     # every scheduled operation is a standard change of production: none is refused at night
     assert all(t.standard_change and t.command()[-1] == "--standard-change" for t in timers.values())
     assert "OnCalendar=*-*-* 08:30:00" in timers["inspection"].timer_text()
+    # a failed run tells the on-call team (OnFailure= starts the notify template with the timer's name)
+    assert "OnFailure=envcredit-ops-notify-failure@inspection.service" in svc
+    failure = timers["backup"].failure_text()
+    assert ("opsctl notify scheduled-failure --timer %i --unit envcredit-ops-%i.service --env production"
+            in failure)
+    script = install_script(list(timers.values()))
+    assert script.count("cat > /etc/systemd/system/envcredit-ops-notify-failure@.service") == 1
 
 
 @pytest.mark.parametrize("env", ["lab", "staging", "production"])
@@ -102,6 +109,10 @@ def test_timers_installed_listed_and_removed_on_a_lab_host(lab_archive: Path) ->
                           "systemctl cat envcredit-ops-inspection.service")
         assert "envcredit-ops-backup.timer" in unit and "OPSCTL_OPERATOR=timer:inspection" in unit
         assert "--env lab --standard-change" in unit
+        assert "OnFailure=envcredit-ops-notify-failure@inspection.service" in unit
+        template = _ssh(host, "systemctl cat envcredit-ops-notify-failure@backup.service")
+        assert "opsctl notify scheduled-failure --timer backup --unit envcredit-ops-backup.service" in template \
+            or "--timer %i --unit envcredit-ops-%i.service" in template
     finally:
         proc = run_opsctl("schedule", "remove", "--target", host, "--json")
     assert proc.returncode == 0, proc.stderr
