@@ -30,7 +30,7 @@ def ops_cmd(as_json: bool) -> None:
     rows: list[dict[str, Any]] = [
         {"name": op.name, "playbook": f"playbooks/{op.playbook}", "risk": op.risk,
          "high_risk_in": list(op.high_risk_in), "read_only": op.read_only,
-         "requires": op.requirements(), "description": op.description}
+         "requires": op.requirements(), "inputs": op.accepted(), "description": op.description}
         for op in catalog.values()
     ]
     if as_json:

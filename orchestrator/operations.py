@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,26 @@ RISKS = ("low", "medium", "high")
 POLICY_FILE = ".opsctl.yml"
 
 
+#: Names no operation accepts with -e: Ansible's own connection and behaviour variables,
+#: and role internals (``__role_x``), whatever the catalog says.
+RESERVED_VAR_RE = re.compile(r"^(ansible_|_)", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Input:
+    """One ``-e`` key an operation accepts (``name`` may be a glob such as ``db_backup_keep_*``)."""
+
+    name: str
+    secret: bool = False
+    #: In an environment that requires tickets, this input needs --ticket even on a read-only
+    #: operation (an operator's own query, say).
+    needs_ticket: bool = False
+    description: str = ""
+
+    def matches(self, key: str) -> bool:
+        return fnmatch.fnmatchcase(key, self.name)
+
+
 @dataclass(frozen=True)
 class Operation:
     name: str
@@ -30,6 +51,20 @@ class Operation:
     #: Run only when someone asks for it (patching, recovery, restores...): CI never runs it
     #: because a merge touched its playbook or roles, only when named (OPS=...).
     on_demand: bool = False
+    #: The -e keys the operation accepts (besides ``requires``); anything else is refused.
+    inputs: tuple[Input, ...] = ()
+
+    def input_for(self, key: str) -> Input | None:
+        """The declared input ``key`` falls under, or None (refused)."""
+        if RESERVED_VAR_RE.match(key):
+            return None
+        found = next((i for i in self.inputs if i.matches(key)), None)
+        if found is None and key in self.requires:
+            return Input(name=key)
+        return found
+
+    def accepted(self) -> list[str]:
+        return sorted({*self.requires, *(i.name for i in self.inputs)})
 
     def playbook_path(self) -> Path:
         return paths.playbooks_dir() / self.playbook
@@ -116,6 +151,28 @@ def catalog_path() -> Path:
     return Path(env) if env else Path(__file__).with_name("catalog.yml")
 
 
+def _parse_inputs(name: str, raw: Any) -> tuple[Input, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise BadInput(f"catalog entry {name!r}: inputs must be a list")
+    out = []
+    for item in raw:
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
+            raise BadInput(f"catalog entry {name!r}: an input must be a name or a mapping with a name")
+        if RESERVED_VAR_RE.match(item["name"]):
+            raise BadInput(f"catalog entry {name!r}: input {item['name']!r} is reserved (ansible_*, _*)")
+        unknown = set(item) - {"name", "secret", "needs_ticket", "description"}
+        if unknown:
+            raise BadInput(f"catalog entry {name!r}: input {item['name']!r} has unknown keys {sorted(unknown)}")
+        out.append(Input(name=item["name"], secret=bool(item.get("secret", False)),
+                         needs_ticket=bool(item.get("needs_ticket", False)),
+                         description=str(item.get("description", ""))))
+    return tuple(out)
+
+
 def _parse_operation(name: str, raw: Any) -> Operation:
     if not isinstance(raw, dict) or "playbook" not in raw:
         raise BadInput(f"catalog entry {name!r} must be a mapping with a playbook")
@@ -132,6 +189,7 @@ def _parse_operation(name: str, raw: Any) -> Operation:
         requires=tuple(str(v) for v in raw.get("requires", ())),
         outputs=tuple(str(v) for v in raw.get("outputs", ())),
         on_demand=bool(raw.get("on_demand", False)),
+        inputs=_parse_inputs(name, raw.get("inputs")),
     )
 
 

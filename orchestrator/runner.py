@@ -18,7 +18,7 @@ import sys
 import time
 import types
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,11 +31,12 @@ from .archive import Archive
 from .errors import BadInput, LockHeld, OpsError
 from .lock import HostLock
 from .proc import process_identity, process_matches
-from .operations import (POLICY_FILE, Environment, Operation, get_environment, get_operation, load_catalog,
+from .operations import (POLICY_FILE, RESERVED_VAR_RE, Environment, Operation, get_environment, get_operation,
+                         load_catalog,
                          yaml_problem)
 from .records import (LAUNCH_TYPES, RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions,
                       file_entry, inventory_entries, new_record_id)
-from .redact import Redactor, vault_values
+from .redact import MASK, Redactor, vault_values
 from .textclean import clean_optional, clean_text, has_controls
 
 #: Seconds ptyprocess sleeps after closing the pty of ansible-playbook (its default: 0.1).
@@ -260,12 +261,48 @@ def check_policy(req: RunRequest, op: Operation, env: Environment,
                            + _ticket_hint(op, env))
         else:
             raise BadInput(f"environment {env.name!r} requires --ticket for {op.name!r}" + _ticket_hint(op, env))
+    check_inputs(op, env, given, ticket)
     missing = [name for name in op.requires if name not in given or given[name] in ("", None)]
     if missing:
         raise BadInput(f"operation {op.name!r} requires " + ", ".join(f"-e {m}=..." for m in missing))
     if needs_confirmation(op, env.name) and not req.confirmed:
         raise BadInput(f"operation {op.name!r} is high risk in {env.name!r}: not confirmed "
                        "(confirm at the terminal prompt, or pass --yes)")
+
+
+def _leaves(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _leaves(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _leaves(v)]
+    return [] if value is None or isinstance(value, bool) else [value]
+
+
+def _declared_secrets(operation: str, given: Mapping[str, Any]) -> list[str]:
+    """The -e keys that the operation's catalog entry declares secret (none when the
+    operation is unknown: the run is refused later anyway)."""
+    try:
+        op = get_operation(operation, load_catalog())
+    except OpsError:
+        return []
+    return [k for k in given if (spec := op.input_for(k)) is not None and spec.secret]
+
+
+def check_inputs(op: Operation, env: Environment, given: Mapping[str, Any], ticket: str | None) -> None:
+    """Each -e key must be one the operation declares (catalog ``inputs``/``requires``): an
+    extra var outranks every role variable, so an undeclared one could turn the operation
+    into another (an export into an import) or reach Ansible's own settings."""
+    for key in sorted(given):
+        spec = op.input_for(key)
+        if spec is None:
+            why = ("Ansible's own variables and role internals are never accepted"
+                   if RESERVED_VAR_RE.match(key) else
+                   f"accepted: {', '.join(op.accepted()) or 'none'}")
+            raise BadInput(f"operation {op.name!r} does not accept -e {key} ({why}); "
+                           f"an input it needs is added to its catalog entry by a reviewed change")
+        if spec.needs_ticket and env.requires_ticket and not ticket:
+            raise BadInput(f"-e {key} on {op.name!r} needs --ticket in {env.name!r} (a reason is not enough)"
+                           + _ticket_hint(op, env))
 
 
 # ----------------------------------------------------------------------------- context
@@ -397,6 +434,9 @@ class Executor:
         except OpsError as err:
             early_error = early_error or err
         safe_vars, _ = redactor.redact_vars(raw_vars)
+        for key in _declared_secrets(req.operation, raw_vars):  # secret by the catalog, whatever the name
+            redactor.add_values(str(v) for v in _leaves(raw_vars[key]))
+            safe_vars[key] = MASK
         meta = RunMeta(
             id=run_id,
             operation=req.operation,

@@ -10,6 +10,7 @@ ansible-playbook runs on this machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -46,10 +47,16 @@ operations:
     risk: low
     read_only: true
     outputs: [probe]
+    # the redaction tests send it keys of every shape; ansible_* and _* stay refused
+    inputs: ["*"]
   change:
     playbook: change.yml
     description: Writes a file (changes something)
     risk: medium
+    inputs:
+      - marker_value
+      - {name: change_note, secret: true}
+      - {name: change_query, needs_ticket: true}
   fail:
     playbook: fail.yml
     description: Fails on purpose
@@ -63,10 +70,12 @@ operations:
     playbook: leak.yml
     description: Prints secrets, to prove they are masked
     risk: low
+    inputs: [api_token]
   danger:
     playbook: change.yml
     description: High risk everywhere
     risk: high
+    inputs: [marker_value]
   needs:
     playbook: ok.yml
     description: Requires a backup id
@@ -77,6 +86,7 @@ operations:
     description: Changes something, only when asked for (CI skips it unless named)
     risk: medium
     on_demand: true
+    inputs: [marker_value]
   backup:
     playbook: backup.yml
     description: Backup-like (changes something, on demand); a standard change in production
@@ -320,3 +330,30 @@ def lab_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lab_ready: list
     monkeypatch.setenv("OPSCTL_LOCKS", str(tmp_path / "locks"))
     monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
     return archive
+
+
+LAB_SSH_PORTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225,
+                 "lab-mon1": 2226}
+
+
+@contextlib.contextmanager
+def unreachable(*hosts: str) -> Iterator[None]:
+    """Lab hosts that refuse SSH for a while (sshd stopped, its sessions ended, the
+    controller's kept-open connections to them closed), started again afterwards.
+
+    Operations accept no ``ansible_*`` extra var, so a test cannot point a host at a dead
+    port with ``-e ansible_port=1``; this is the real thing instead."""
+    env = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
+    for host in hosts:
+        subprocess.run(["podman", "exec", host, "sh", "-c",
+                        "systemctl stop ssh.socket ssh.service 2>/dev/null; pkill -f 'sshd: ops' || true"],
+                       check=True, env=env, capture_output=True, timeout=60)
+        for cp in (Path.home() / ".ansible" / "cp", Path("/tmp/envcredit-cp")):
+            subprocess.run(["ssh", "-o", f"ControlPath={cp}/%C", "-p", str(LAB_SSH_PORTS[host]), "-O", "exit",
+                            "ops@127.0.0.1"], capture_output=True, timeout=30, check=False)
+    try:
+        yield
+    finally:
+        for host in hosts:
+            subprocess.run(["podman", "exec", host, "systemctl", "start", "ssh.service"],
+                           check=True, env=env, capture_output=True, timeout=60)

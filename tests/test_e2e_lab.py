@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_opsctl
+from conftest import run_opsctl, unreachable
 from orchestrator.archive import Archive
 
 pytestmark = pytest.mark.lab
@@ -50,8 +50,9 @@ def test_inspect_is_read_only_and_reports_metrics(lab_archive: Path, lab_ready: 
 
 
 def test_unreachable_host_is_a_failed_run_with_a_record(lab_archive: Path, lab_ready: list[str]) -> None:
-    # Point the host at a port nobody listens on: it drops out as unreachable.
-    proc = run_opsctl("run", "ping", "--env", "lab", "--limit", "lab-web1", "-e", "ansible_port=1")
+    # sshd stopped on the host: it drops out as unreachable.
+    with unreachable("lab-web1"):
+        proc = run_opsctl("run", "ping", "--env", "lab", "--limit", "lab-web1")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     rec = Archive(lab_archive).get(Archive(lab_archive).list()[0]["id"])
     assert rec["status"] == "failed"

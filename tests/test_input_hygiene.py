@@ -295,3 +295,81 @@ def test_standard_change_rules(home: Path) -> None:
     policy.write_text(good.replace("STD-BACKUP-2026", "CHG-77"), encoding="utf-8")
     assert_refused(home, ["run", "backup", "--env", "production", "--standard-change"],
                    "standard change 'CHG-77' of 'backup' must match ^STD-")
+
+
+# -- declared -e keys (issue 15 item 2) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-e", "undeclared=1"], "operation 'change' does not accept -e undeclared (accepted: change_note, "
+                             "change_query, marker_value)"),
+    (["-e", "ansible_become_method=su"], "does not accept -e ansible_become_method (Ansible's own variables"),
+    (["-e", "ansible_port=1"], "does not accept -e ansible_port"),
+    (["-e", "__change_internal=1"], "does not accept -e __change_internal (Ansible's own variables and role "
+                                    "internals are never accepted)"),
+    (["-e", "marker_value=1", "-e", "marker_dir=/tmp"], "does not accept -e marker_dir"),
+])
+def test_undeclared_extra_vars_are_refused_before_any_host(home: Path, args: list[str], message: str) -> None:
+    rec = assert_refused(home, _change(*args), message)
+    assert "reviewed change" in rec["error"]  # says how to do it properly
+
+
+def test_reserved_names_are_refused_even_where_everything_is_declared(home: Path) -> None:
+    """`ok` declares "*" in the test catalog: ansible_* still never passes."""
+    code, _, err = invoke("run", "ok", "--env", "test", "-e", "ansible_connection=local", "-e", "x=1")
+    assert code == 2 and "does not accept -e ansible_connection" in err
+
+
+def test_declared_secret_input_is_masked_whatever_its_name_and_length(home: Path) -> None:
+    code, out, err = invoke(*_change("-e", "marker_value=1", "-e", "change_note=Zq7"))
+    assert code == 0, (out, err)
+    rec = latest(home)
+    assert rec["extra_vars"]["change_note"] == "********" and rec["extra_vars"]["marker_value"] == "1"
+
+
+@pytest.mark.parametrize(("operation", "key"), [
+    ("export", "db_transfer_action"),          # a read-only export turned into an import
+    ("export", "db_transfer_import_file"),
+    ("export", "db_transfer_export_password"),
+    ("patch-scan", "os_patch_action"),         # a read-only scan turned into patching
+    ("baseline-check", "baseline_action"),     # a read-only check turned into hardening
+    ("inspect", "ansible_become_user"),
+    ("restore", "db_restore_app_action"),
+])
+def test_the_real_catalog_refuses_what_would_change_an_operations_nature(operation: str, key: str) -> None:
+    from orchestrator.errors import BadInput
+    from orchestrator.operations import get_environment, get_operation
+    from orchestrator.runner import check_inputs
+
+    op = get_operation(operation)
+    with pytest.raises(BadInput, match=f"does not accept -e {key}"):
+        check_inputs(op, get_environment("production"), {key: "x"}, "CHG-1")
+
+
+def test_an_operators_own_query_needs_a_ticket_in_production() -> None:
+    from orchestrator.errors import BadInput
+    from orchestrator.operations import get_environment, get_operation
+    from orchestrator.runner import check_inputs
+
+    op, prod = get_operation("export"), get_environment("production")
+    with pytest.raises(BadInput, match="-e db_export_query on 'export' needs --ticket in 'production'"):
+        check_inputs(op, prod, {"db_export_query": "SELECT 1"}, None)
+    check_inputs(op, prod, {"db_export_query": "SELECT 1"}, "CHG-7")       # with a ticket
+    check_inputs(op, prod, {"db_export_tables": "ratings"}, None)           # tables: a reason is enough
+    check_inputs(op, get_environment("lab"), {"db_export_query": "SELECT 1"}, None)  # no tickets in the lab
+
+
+def test_every_catalog_operation_declares_its_inputs_and_playbook_variables() -> None:
+    """Each key a playbook reads with `| default(...)` from the operator is declared (or required)."""
+    import re
+
+    from orchestrator.operations import load_catalog
+
+    internal = {"opsctl_env", "opsctl_record_id", "msg", "status", "version", "content", "exists", "rc",
+                "stderr", "name", "lab_db_password", "db_app_password", "db_export_password",
+                "emergency_restore_db_group", "app_deploy_port", "app_deploy_db_name"}
+    for name, op in load_catalog().items():
+        text = op.playbook_path().read_text(encoding="utf-8")
+        used = set(re.findall(r"\b([a-z][a-z0-9_]*) \| default\(", text)) - internal
+        undeclared = sorted(k for k in used if op.input_for(k) is None)
+        assert not undeclared, f"{name}: the playbook reads {undeclared} but the catalog does not declare them"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_run, newest_record, run_opsctl
+from conftest import lab_run, newest_record, run_opsctl, unreachable
 from orchestrator.archive import Archive
 from os_lab_helpers import pid1_start, restore_baseline, shell, versions
 
@@ -129,9 +129,9 @@ def test_security_scope_and_no_reboot_policy(lab_archive: Path, lab_ready: list[
 def test_unreachable_host_stops_the_rolling_update(lab_archive: Path, lab_ready: list[str],
                                                    baseline: None) -> None:
     # Hosts go one at a time in sorted order: lab-app1, lab-app2 (unreachable), lab-web1.
-    port = "{{ 1 if inventory_hostname == 'lab-app2' else {'lab-app1': 2222, 'lab-web1': 2221}[inventory_hostname] }}"
-    proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "web:app",
-                      "-e", "os_patch_reboot=never", "-e", f"ansible_port={port}", timeout=600)
+    with unreachable("lab-app2"):
+        proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "web:app",
+                          "-e", "os_patch_reboot=never", timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     rec = newest_record(lab_archive)
     assert rec["status"] == "failed"

@@ -184,12 +184,16 @@ def bench_host(host: str, db: str, rounds: int, store: Path, archive: Path, env:
     user = RUN_AS[engine]
     ssh(host, f"install -d -m 0700 -o {user} {HOST_DIR}")
     bare_out = f"{HOST_DIR}/bare." + ("dir" if engine == "postgresql" else "sql.zst")
-    varsfile = tmp / f"{host}-vars.yml"
+    # one file per operation: each accepts only the -e keys its catalog entry declares
+    varsfile = tmp / f"{host}-backup-vars.yml"
     varsfile.write_text(json.dumps({
         "db_backup_databases": [db], "db_backup_store_dir": str(store / "lab"),
         "db_backup_host_dir": f"{HOST_DIR}/role", "db_backup_retention": False,
-        "db_restore_database": db, "db_restore_store_dir": str(store / "lab"),
-        "db_restore_stage_dir": f"{HOST_DIR}/stage",
+    }), encoding="utf-8")
+    restore_vars = tmp / f"{host}-restore-vars.yml"
+    restore_vars.write_text(json.dumps({
+        "db_backup_store_dir": str(store / "lab"), "db_restore_database": db,
+        "db_restore_store_dir": str(store / "lab"), "db_restore_stage_dir": f"{HOST_DIR}/stage",
     }), encoding="utf-8")
     res: dict[str, Any] = {"engine": engine, "database": db, "size_on_disk_bytes": size_on_disk(host, db),
                            "rounds": []}
@@ -230,7 +234,7 @@ def bench_host(host: str, db: str, rounds: int, store: Path, archive: Path, env:
                     rnd["bare_restore"] = {"wall_s": wall, "host_s": host_s}
                 else:
                     wall, rec = opsctl(["run", "restore", "--limit", host, "--yes", "--reason", "bench-db",
-                                        "-e", f"@{varsfile}", "-e", f"backup_id={o['backup_id']}",
+                                        "-e", f"@{restore_vars}", "-e", f"backup_id={o['backup_id']}",
                                         "-e", f"target_db={into_role}"], env)
                     prof = task_profile(archive, rec["id"])
                     rnd["opsctl_restore"] = {
