@@ -27,7 +27,7 @@ from typing import Any
 from .errors import OpsError
 from .workdays import TZ, isoformat
 
-DEFAULT_QUERY = 'min(probe_success{probe="site"})'
+DEFAULT_QUERY = 'min(probe_success{job="site"})'
 DEFAULT_STEP_S = 60
 #: Prometheus refuses more than 11,000 points per series in one query_range.
 MAX_POINTS = 11000

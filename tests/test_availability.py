@@ -39,9 +39,9 @@ def _series() -> str:
         if GAP[0] <= t < GAP[0] + dt.timedelta(minutes=GAP[1]):
             continue
         value = 0 if OUTAGE[0] <= t < OUTAGE[0] + dt.timedelta(minutes=OUTAGE[1]) else 1
-        lines.append(f'probe_success{{probe="site",instance="http://lab-web1/"}} {value} {int(t.timestamp())}')
+        lines.append(f'probe_success{{job="site",instance="http://lab-web1/"}} {value} {int(t.timestamp())}')
         # a second probe of the site that never fails: the worst of both counts
-        lines.append(f'probe_success{{probe="site",instance="http://lab-web1/healthz"}} 1 {int(t.timestamp())}')
+        lines.append(f'probe_success{{job="site",instance="http://lab-web1/healthz"}} 1 {int(t.timestamp())}')
     return "\n".join(lines + ["# EOF", ""])
 
 

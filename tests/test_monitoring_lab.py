@@ -1,0 +1,150 @@
+"""Unattended operations end to end on the lab (issue 17): the monitoring role on lab-mon1
+(Prometheus, Alertmanager, blackbox, exporters), the controller's `opsctl alerts serve`
+(lab/alerts-receiver.sh, started by `lab/lab.sh up`), and the lab's notification channel: a
+capture receiver on 127.0.0.1:9096 that this module starts (the lab policy's Apprise
+`json://` URL), standing in for the on-call phone.
+
+nginx stopped on lab-web1 -> the blackbox probe fails -> EnvcreditSiteDown fires ->
+Alertmanager posts to the receiver -> an outage incident is opened (reported_at = the
+alert's start) -> a zh-CN message naming it reaches the capture receiver; nginx started ->
+the alert resolves -> the incident's recovery is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import REPO, lab_run
+
+pytestmark = pytest.mark.lab
+
+PROMETHEUS = "http://127.0.0.1:9090"
+CAPTURE_PORT = 9096
+PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
+ARCHIVE = REPO / "var" / "archive"  # the receiver records where `opsctl incident list` reads
+
+
+class Capture(ThreadingHTTPServer):
+    """The lab's notification channel: keeps every message Apprise posts (json://)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(inner) -> None:  # noqa: N802, N805
+                body = inner.rfile.read(int(inner.headers.get("Content-Length") or 0))
+                with self.lock:
+                    self.messages.append({"at": time.monotonic(), **json.loads(body or b"{}")})
+                inner.send_response(200)
+                inner.end_headers()
+
+            def log_message(inner, *args: Any) -> None:  # noqa: N805
+                pass
+
+        super().__init__(("127.0.0.1", CAPTURE_PORT), Handler)
+
+    def waiting_for(self, predicate: Any, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = next((m for m in self.messages if predicate(m)), None)
+            if found:
+                return found
+            time.sleep(1)
+        return None
+
+
+def query(expr: str) -> list[dict[str, Any]]:
+    url = PROMETHEUS + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return list(json.loads(resp.read())["data"]["result"])
+
+
+def podman_exec(host: str, *argv: str) -> None:
+    subprocess.run(["podman", "exec", host, *argv], check=True, env=PODMAN_ENV, capture_output=True, timeout=60)
+
+
+def incidents() -> list[dict[str, Any]]:
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "opsctl"), "incident", "list", "--all", "--json"],
+                          capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
+                          env={k: v for k, v in os.environ.items() if k != "OPSCTL_ARCHIVE"})
+    return list(json.loads(proc.stdout))
+
+
+@pytest.fixture(scope="module")
+def monitored(lab_ready: list[str]) -> Iterator[Capture]:
+    """Monitoring applied, the receiver running, the capture channel listening, the site probed up."""
+    rec = lab_run("monitoring", timeout=900)
+    assert rec["status"] == "successful"
+    subprocess.run([str(REPO / "lab" / "alerts-receiver.sh"), "start"], check=True, timeout=60)
+    capture = Capture()
+    thread = threading.Thread(target=capture.serve_forever, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 180
+    while not any(r["value"][1] == "1" for r in query('probe_success{job="site"}')):
+        assert time.monotonic() < deadline, "Prometheus never saw the site up"
+        time.sleep(2)
+    try:
+        yield capture
+    finally:
+        capture.shutdown()
+        capture.server_close()
+
+
+def test_prometheus_scrapes_every_host_and_loads_the_rules(monitored: Capture) -> None:
+    up = {r["metric"]["instance"]: r["value"][1] for r in query('up{job="node"}')}
+    assert len(up) == 6 and set(up.values()) == {"1"}, up
+    assert {r["metric"]["job"] for r in query("up == 1")} >= {"node", "site", "app_health", "postgres", "mysqld"}
+    with urllib.request.urlopen(PROMETHEUS + "/api/v1/rules", timeout=10) as resp:
+        rules = {r["name"] for g in json.loads(resp.read())["data"]["groups"] for r in g["rules"]}
+    assert {"EnvcreditSiteDown", "EnvcreditDiskFullIn3Days", "EnvcreditBackupTooOld"} <= rules
+
+
+def test_site_down_opens_an_outage_and_tells_the_on_call_person(monitored: Capture) -> None:
+    before = {i["id"] for i in incidents()}
+    stopped = datetime.now(timezone.utc)
+    t0 = time.monotonic()
+    podman_exec("lab-web1", "systemctl", "stop", "nginx")
+    try:
+        msg = monitored.waiting_for(lambda m: "网站无法访问" in json.dumps(m, ensure_ascii=False)
+                                    or "宕机" in json.dumps(m, ensure_ascii=False), timeout=240)
+        assert msg is not None, f"no notification within 4 minutes; got {monitored.messages}"
+        elapsed = msg["at"] - t0
+        new = [i for i in incidents() if i["id"] not in before]
+        assert len(new) == 1, new
+        inc = new[0]
+        assert inc["severity"] == "outage"
+        text = json.dumps(msg, ensure_ascii=False)
+        assert inc["id"] in text and "北京时间" in text
+        # reported_at is the alert's start: after nginx stopped (one evaluation of slack), before now
+        reported = datetime.fromisoformat(inc["reported_at"])
+        assert stopped - timedelta(seconds=30) <= reported <= datetime.now(timezone.utc), (stopped, reported)
+        print(f"failure to notification: {elapsed:.0f} s")
+        assert elapsed < 180, f"the notification took {elapsed:.0f} s"
+    finally:
+        podman_exec("lab-web1", "systemctl", "start", "nginx")
+    # the alert resolves: the recovery is recorded on the same incident
+    deadline = time.monotonic() + 240
+    while True:
+        state = next(i for i in incidents() if i["id"] == inc["id"])
+        if state.get("recovered_at"):
+            break
+        assert time.monotonic() < deadline, f"no recovery recorded: {state}"
+        time.sleep(3)
+    subprocess.run([str(REPO / ".venv" / "bin" / "opsctl"), "incident", "resolve", inc["id"], "--cause",
+                    "lab test: nginx stopped on purpose"], check=False, timeout=60, cwd=REPO,
+                   capture_output=True, env={k: v for k, v in os.environ.items() if k != "OPSCTL_ARCHIVE"})
