@@ -15,7 +15,8 @@ ARGS     ?=
 ROLES    ?=
 PYTEST_ARGS ?=
 comma    := ,
-APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk
+# prometheus: its promtool checks and unit-tests the alert rules in `make lint`
+APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus
 
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf
@@ -88,7 +89,7 @@ export-html: venv ## Export the archive as an offline HTML browser (var/reports/
 	@mkdir -p var/reports
 	$(OPSCTL) records export --format html --out var/reports/archive.html
 
-lint: venv ## yamllint, ansible-lint (production profile), mypy
+lint: venv lint-rules ## yamllint, ansible-lint (production profile), mypy, promtool (alert rules)
 	$(BIN)/yamllint -s .
 	ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/lab/lab-only-vault-password $(BIN)/ansible-lint
 	$(BIN)/mypy
