@@ -15,6 +15,7 @@ ARGS     ?=
 ROLES    ?=
 PYTEST_ARGS ?=
 comma    := ,
+# prometheus: its promtool checks and unit-tests the alert rules in `make lint`
 APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus
 
 export PATH := $(BIN):$(PATH)
@@ -94,7 +95,7 @@ export-html: venv ## Export the archive as an offline HTML browser (var/reports/
 	@mkdir -p var/reports
 	$(OPSCTL) records export --format html --out var/reports/archive.html
 
-lint: venv ## yamllint, ansible-lint (production profile), mypy
+lint: venv lint-rules ## yamllint, ansible-lint (production profile), mypy, promtool (alert rules)
 	$(BIN)/yamllint -s .
 	ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/lab/lab-only-vault-password $(BIN)/ansible-lint
 	$(BIN)/mypy

@@ -161,6 +161,12 @@ in_root /usr/sbin/sshd -t -f /etc/ssh/sshd_config -h /dev/null 2>/dev/null || tr
 # mariadb.socket too: with it, any client connecting to the socket starts MariaDB.
 in_root systemctl disable nginx.service postgresql.service mariadb.service mariadb.socket \
     auditd.service nftables.service >/dev/null 2>&1
+# The monitoring packages enable their services: the role monitoring enables on
+# each host only its part (node exporter everywhere, the server on the
+# monitoring host, a database exporter beside its database).
+in_root systemctl disable prometheus.service prometheus-alertmanager.service \
+    prometheus-blackbox-exporter.service prometheus-node-exporter.service \
+    prometheus-postgres-exporter.service prometheus-mysqld-exporter.service >/dev/null 2>&1
 in_root systemctl enable ssh.service cron.service >/dev/null 2>&1
 # - gettys and udev have no terminals/devices in a container;
 # - kernel/pseudo filesystems cannot be mounted/remounted by the container;

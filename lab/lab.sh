@@ -30,15 +30,17 @@ LAB_SUBNET="$LAB_SUBNET_PREFIX.0/24"
 LAB_GATEWAY="$LAB_SUBNET_PREFIX.1"
 FLEET_BASE_IP=100            # lab-fleetN has address .(100+N)
 
-# name  ssh-port  address  extra publish (or -)  services to enable (comma list or -)
+# name  ssh-port  address  extra publish (comma list, or -)  services to enable (comma list or -)
 # Only the services of the host's role are enabled: the image has every
-# package but starts none of nginx, PostgreSQL or MariaDB by itself.
+# package but starts none of nginx, PostgreSQL or MariaDB by itself (nor the
+# monitoring services: the role monitoring enables them, lab.sh does not).
 FIXED_HOSTS=(
     "lab-web1 2221 11 127.0.0.1:8080:80 nginx"
     "lab-app1 2222 12 - -"
     "lab-app2 2223 13 - -"
     "lab-db1  2224 14 - postgresql"
     "lab-db2  2225 15 - mariadb"
+    "lab-mon1 2226 16 127.0.0.1:9090:9090,127.0.0.1:9093:9093 -"
 )
 
 # Services that must not run on a host unless its role names them above.
@@ -54,6 +56,10 @@ TIER_PATHS=(
     "lab-app2 lab-db1 5432 postgresql"
     "lab-app1 lab-db2 3306 mariadb"
     "lab-app2 lab-db2 3306 mariadb"
+    # the monitoring host scrapes the exporters (role monitoring)
+    "lab-mon1 lab-web1 9100 prometheus-node-exporter"
+    "lab-mon1 lab-db1 9187 prometheus-postgres-exporter"
+    "lab-mon1 lab-db2 9104 prometheus-mysqld-exporter"
 )
 
 usage() { sed -n '2,14s/^# \{0,1\}//p' "$0" >&2; exit 2; }
@@ -154,7 +160,10 @@ ensure_host() {
         # nftables (the baseline's host firewall) needs it; the network namespace is the container's own
         --cap-add NET_ADMIN
     )
-    [ "$pub" = "-" ] || args+=(-p "$pub")
+    local p
+    if [ "$pub" != "-" ]; then
+        for p in ${pub//,/ }; do args+=(-p "$p"); done
+    fi
     local cfg
     cfg="$(printf '%s\n' "$SPEC_VERSION" "$image" "${args[@]}" "$(cat "$LAB_SSH_KEY.pub")" \
         | sha256sum | cut -c1-12)"

@@ -260,7 +260,7 @@ def only(items: list[Any]) -> Any:
     return items[0]
 
 
-LAB_HOSTS = ["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-web1"]
+LAB_HOSTS = ["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
 LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
 
 

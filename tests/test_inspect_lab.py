@@ -19,7 +19,7 @@ from conftest import REPO, VENV_BIN, run_opsctl
 
 pytestmark = pytest.mark.lab
 
-PORTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225}
+PORTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225, "lab-mon1": 2226}
 TAG = "opsctl-test-" + uuid.uuid4().hex[:6]
 
 
