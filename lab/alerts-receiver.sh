@@ -5,7 +5,7 @@
 # docs/alerting.md). lab/lab.sh up starts it (and restarts it when it died),
 # lab/lab.sh down stops it.
 #
-#   lab/alerts-receiver.sh start|stop|status
+#   lab/alerts-receiver.sh start|stop|status     (start restarts a running one)
 #
 # It listens on the lab network's gateway (the address Alertmanager on lab-mon1
 # posts to, inventories/lab/group_vars/all/monitoring.yml), checks the lab
@@ -42,10 +42,8 @@ write_token() {
 cmd_start() {
     [ -x "$OPSCTL" ] || die "opsctl is not installed ($OPSCTL): make venv"
     install -d -m 0700 "$LAB_VAR"
-    if running; then
-        log "alerts receiver: running (pid $(cat "$PIDFILE")) on $LISTEN"
-        return 0
-    fi
+    # Restarted on every start: a receiver left from an earlier `up` runs the code of then.
+    cmd_stop
     write_token
     # setsid: the receiver outlives `make lab`; its own process group for stop.
     (cd "$REPO_ROOT" && exec setsid "$OPSCTL" alerts serve --env lab --listen "$LISTEN" \

@@ -40,11 +40,11 @@ FIXED_HOSTS=(
     "lab-app2 2223 13 - -"
     "lab-db1  2224 14 - postgresql"
     "lab-db2  2225 15 - mariadb"
-    "lab-mon1 2226 16 127.0.0.1:9090:9090,127.0.0.1:9093:9093 -"
+    "lab-mon1 2226 16 127.0.0.1:9090:9090,127.0.0.1:9093:9093 prometheus,prometheus-alertmanager,prometheus-blackbox-exporter"
 )
 
 # Services that must not run on a host unless its role names them above.
-ROLE_SERVICES="nginx postgresql mariadb"
+ROLE_SERVICES="nginx postgresql mariadb prometheus prometheus-alertmanager prometheus-blackbox-exporter"
 
 # What each tier must reach once the tier behind it is installed (its service
 # active and listening beyond loopback on the port):
@@ -392,6 +392,8 @@ cmd_up() {
         check_login "$name" "$port"
     done
     self_check
+    # Alertmanager on lab-mon1 posts to the controller's receiver (a supervised process).
+    "$LAB_DIR/alerts-receiver.sh" start
     write_fleet_inventory "$scale"
     prune_old_images "$image"
     log "lab up: ${#hosts[@]} hosts (SCALE=$scale) ready in $((SECONDS - start))s; image $image"
@@ -399,6 +401,7 @@ cmd_up() {
 }
 
 cmd_down() {
+    "$LAB_DIR/alerts-receiver.sh" stop || true
     local name port
     for name in $(lab_containers); do
         port="$(podman inspect -f "{{index .Config.Labels \"$LAB_LABEL.port\"}}" "$name" 2>/dev/null || echo 0)"

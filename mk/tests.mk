@@ -11,7 +11,8 @@ TEST_AREA_db           := tests/test_db_*.py
 TEST_AREA_app          := tests/test_app_*.py tests/test_update_stack_lab.py tests/test_emergency_lab.py tests/test_e2e_lab.py
 TEST_AREA_os           := tests/test_os_*.py
 TEST_AREA_inspect      := tests/test_inspect_lab.py tests/test_forecast.py tests/test_report_*.py tests/test_incidents.py \
-                          tests/test_workdays.py tests/test_oncall.py tests/test_schedule.py tests/test_alerts.py
+                          tests/test_workdays.py tests/test_oncall.py tests/test_schedule.py tests/test_alerts.py \
+                          tests/test_monitoring_lab.py tests/test_availability.py tests/test_inspect_backups.py tests/test_alerts.py
 TEST_AREA_baseline     := tests/test_baseline_*.py
 TEST_AREA_lab          := tests/lab
 TEST_AREA_orchestrator := tests/test_run.py tests/test_records.py tests/test_archive.py tests/test_cli_*.py \

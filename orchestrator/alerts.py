@@ -171,7 +171,8 @@ def _stored(alert: Mapping[str, Any], receiver: str) -> dict[str, Any]:
 
 def _summary(alert: Mapping[str, Any]) -> str:
     labels, ann = alert["labels"], alert["annotations"]
-    text = ann.get("summary") or ann.get("description") or ""
+    # The incident's title is read by the bureau's staff: the Chinese summary first.
+    text = ann.get("summary_zh") or ann.get("summary") or ann.get("description") or ""
     where = labels.get("instance") or labels.get("job") or ""
     head = f"[{labels['alertname']}]" + (f" {where}" if where else "")
     return f"{head}: {text}" if text else head
