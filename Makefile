@@ -28,7 +28,7 @@ RUN_OPTS = --env $(ENV) $(if $(LIMIT),--limit '$(LIMIT)') $(if $(TICKET),--ticke
 
 .PHONY: help setup apt venv lab lab-down lab-reset lab-status image ops ping inspect \
         records verify-records export-html lint mypy pytest unit e2e molecule test demo \
-        bench bench-overhead bench-archive clean
+        bench bench-overhead bench-archive bench-alerting clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -167,6 +167,10 @@ bench: bench-overhead bench-archive ## All benchmarks (ratios, not timed tests)
 
 bench-overhead: lab ## opsctl run vs bare ansible-playbook, alternated
 	$(BIN)/python bench/overhead/run.py $(ARGS)
+
+bench-alerting: lab ## Failure -> on-call notification on the lab (nginx stopped; monitoring applied first)
+	$(OPSCTL) run monitoring --env lab --reason bench-alerting
+	$(BIN)/python bench/alerting/run.py $(ARGS)
 
 bench-archive: venv ## 100,000 synthetic records: list with a filter, verify
 	$(BIN)/python bench/archive/run.py $(ARGS)
