@@ -344,14 +344,15 @@ def unreachable(*hosts: str) -> Iterator[None]:
     Operations accept no ``ansible_*`` extra var, so a test cannot point a host at a dead
     port with ``-e ansible_port=1``; this is the real thing instead."""
     env = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
-    for host in hosts:
-        subprocess.run(["podman", "exec", host, "sh", "-c",
-                        "systemctl stop ssh.socket ssh.service 2>/dev/null; pkill -f 'sshd: ops' || true"],
-                       check=True, env=env, capture_output=True, timeout=60)
-        for cp in (Path.home() / ".ansible" / "cp", Path("/tmp/envcredit-cp")):
-            subprocess.run(["ssh", "-o", f"ControlPath={cp}/%C", "-p", str(LAB_SSH_PORTS[host]), "-O", "exit",
-                            "ops@127.0.0.1"], capture_output=True, timeout=30, check=False)
     try:
+        for host in hosts:
+            # '^sshd: ops': the sessions only, not this very shell (its command line holds the words)
+            subprocess.run(["podman", "exec", host, "sh", "-c",
+                            "systemctl stop ssh.socket ssh.service 2>/dev/null; pkill -f '^sshd: ops' || true"],
+                           check=True, env=env, capture_output=True, timeout=60)
+            for cp in (Path.home() / ".ansible" / "cp", Path("/tmp/envcredit-cp")):
+                subprocess.run(["ssh", "-o", f"ControlPath={cp}/%C", "-p", str(LAB_SSH_PORTS[host]), "-O", "exit",
+                                "ops@127.0.0.1"], capture_output=True, timeout=30, check=False)
         yield
     finally:
         for host in hosts:
