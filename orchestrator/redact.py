@@ -52,7 +52,9 @@ SECRET_KEY_RE = re.compile(
 
 #: Bare names that match the pattern but are not secrets: loops over dicts give
 #: items ``{"key": ..., "value": ...}``, and ``key`` of authorized_key is public.
-_NOT_SECRET = frozenset({"key", "keys"})
+_NOT_SECRET = frozenset({"key", "keys",
+                         # the fields of a passwd entry (Python's pwd module, getent): names, not passwords
+                         "pw_name", "pw_uid", "pw_gid", "pw_gecos", "pw_dir", "pw_shell"})
 
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 

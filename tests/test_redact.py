@@ -329,3 +329,11 @@ def test_vault_values_plain_inventory(tmp_path: Path) -> None:
     (tmp_path / "group_vars").mkdir()
     (tmp_path / "group_vars" / "all.yml").write_text("x: 1\n")
     assert vault_values([tmp_path], None) == set()
+
+
+def test_passwd_entry_fields_are_not_secrets() -> None:
+    """pw_name is a user name (pwd.struct_passwd): masking it masked every 'root' in a path."""
+    from orchestrator.redact import looks_secret
+
+    assert not any(looks_secret(k) for k in ("pw_name", "pw_dir", "pw_shell", "pw_uid", "pw_gid", "pw_gecos"))
+    assert looks_secret("pw") and looks_secret("db_pw") and looks_secret("pw_hash") is not None
