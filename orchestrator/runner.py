@@ -36,7 +36,7 @@ from .operations import (POLICY_FILE, RESERVED_VAR_RE, Environment, Operation, g
                          yaml_problem)
 from .records import (LAUNCH_TYPES, RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions,
                       file_entry, inventory_entries, new_record_id)
-from .redact import MASK, Redactor, vault_values
+from .redact import MASK, Redactor, _scalar_leaves, vault_values
 from .textclean import clean_optional, clean_text, has_controls
 
 #: Seconds ptyprocess sleeps after closing the pty of ansible-playbook (its default: 0.1).
@@ -270,14 +270,6 @@ def check_policy(req: RunRequest, op: Operation, env: Environment,
                        "(confirm at the terminal prompt, or pass --yes)")
 
 
-def _leaves(value: Any) -> list[Any]:
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in _leaves(v)]
-    if isinstance(value, list):
-        return [x for v in value for x in _leaves(v)]
-    return [] if value is None or isinstance(value, bool) else [value]
-
-
 def _declared_secrets(operation: str, given: Mapping[str, Any]) -> list[str]:
     """The -e keys that the operation's catalog entry declares secret (none when the
     operation is unknown: the run is refused later anyway)."""
@@ -435,7 +427,7 @@ class Executor:
             early_error = early_error or err
         safe_vars, _ = redactor.redact_vars(raw_vars)
         for key in _declared_secrets(req.operation, raw_vars):  # secret by the catalog, whatever the name
-            redactor.add_values(str(v) for v in _leaves(raw_vars[key]))
+            redactor.add_values(_scalar_leaves(raw_vars[key]))
             safe_vars[key] = MASK
         meta = RunMeta(
             id=run_id,
