@@ -26,7 +26,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 RUN_OPTS = --env $(ENV) $(if $(LIMIT),--limit '$(LIMIT)') $(if $(TICKET),--ticket '$(TICKET)') \
            $(if $(REASON),--reason '$(REASON)') $(ARGS)
 
-.PHONY: help setup apt venv lab lab-down lab-reset lab-status image ops ping inspect \
+.PHONY: help setup apt venv lab lab-down lab-reset lab-status image ops ping inspect lane-lab lane-nolab \
         records verify-records export-html lint mypy pytest unit e2e molecule test demo \
         bench bench-overhead bench-archive bench-alerting clean
 
@@ -119,21 +119,30 @@ molecule: image ## Every role's molecule scenario (create, converge, idempotence
 
 TIMES_DIR := $(CURDIR)/var/test-times.d
 
-test: ## Everything CI runs: setup, lint, lab, then pytest and molecule side by side; prints the time table
-	@# pytest drives the lab's hosts, molecule its own containers: on two cores they
-	@# overlap well (each waits on SSH and systemd much of the time). Output per target.
-	@# The baseline's apply flow runs last in pytest and leaves the lab hardened
-	@# (`make lab-reset` returns to a plain lab; every test also passes on a hardened one).
+test: ## Everything CI runs: setup, lint, lab, then two lanes side by side; prints the time table
+	@# Two lanes on two cores: (1) the lab's end-to-end tests, one at a time (they share the
+	@# lab's hosts and ports), the baseline's apply flow last; (2) every role's molecule
+	@# scenario (containers of their own), then the tests that need no lab. The lab lane is
+	@# the long one, so everything that does not need the lab runs beside it.
+	@# The apply flow leaves the lab hardened (`make lab-reset` returns to a plain lab; every
+	@# test also passes on a hardened one).
 	@# Each part's wall time goes to var/test-times.d; ci/test_times.py prints the table
 	@# (also when a part failed) and writes var/test-times.json.
 	@rm -rf $(TIMES_DIR); mkdir -p $(TIMES_DIR); export TEST_TIMES_DIR=$(TIMES_DIR); rc=0; \
 	ci/timed.sh setup $(MAKE) --no-print-directory setup \
 	&& ci/timed.sh lint $(MAKE) --no-print-directory lint \
 	&& ci/timed.sh lab $(MAKE) --no-print-directory lab \
-	&& ci/timed.sh pytest+molecule $(MAKE) --no-print-directory -j2 --output-sync=target pytest molecule \
-	     BASELINE_LAB=1 PYTEST_ARGS='--junitxml=$(TIMES_DIR)/pytest.xml' \
+	&& ci/timed.sh lanes $(MAKE) --no-print-directory -j2 --output-sync=target lane-lab lane-nolab \
 	|| rc=$$?; \
 	python3 ci/test_times.py $(TIMES_DIR) $(CURDIR)/var/test-times.json || true; \
+	exit $$rc
+
+lane-lab: lab ## (make test's first lane) the lab's end-to-end tests, baseline apply flow last
+	ci/timed.sh lanes.lab env OPSCTL_BASELINE_LAB=1 $(BIN)/pytest -q -m lab --junitxml=$(TIMES_DIR)/pytest-lab.xml
+
+lane-nolab: image ## (make test's second lane) every molecule scenario, then the tests without the lab
+	@rc=0; ci/timed.sh lanes.molecule lab/molecule-all.sh || rc=$$?; \
+	ci/timed.sh lanes.unit $(BIN)/pytest -q -m "not lab" --junitxml=$(TIMES_DIR)/pytest-unit.xml || rc=$$?; \
 	exit $$rc
 
 demo: lab ## Start the lab and the system: seed, release + site-app, inspect, backup + verify; records, reports

@@ -5,8 +5,10 @@
 
 Reads what the run left in TIMES_DIR (default var/test-times.d):
 
-- ``part-<name>.json``  from ci/timed.sh: one part of the run (setup, lint, lab, ...);
-- ``pytest.xml``        pytest's JUnit report: the time of each test file (setup,
+- ``part-<name>.json``  from ci/timed.sh: one part of the run (setup, lint, lab, lanes);
+                        a name with a dot (``lanes.lab``) is a piece of the part before
+                        the dot, shown under it and not added to the total;
+- ``pytest*.xml``       pytest's JUnit reports (one per lane): the time of each test file (setup,
                         calls and teardown of its tests, so a session fixture's cost
                         lands on the first file that used it);
 - ``molecule.json``     from lab/molecule-all.sh: the time of each scenario.
@@ -66,13 +68,26 @@ def _load(path: Path) -> Any:
         return None
 
 
+#: The parts of `make test` in the order they run (anything else after them, by name).
+ORDER = ["setup", "lint", "lab", "lanes"]
+
+
+def _part_key(part: dict[str, Any]) -> tuple[int, str, int, str]:
+    name = str(part.get("part", ""))
+    parent = name.split(".", 1)[0]
+    return (ORDER.index(parent) if parent in ORDER else len(ORDER), parent, int("." in name), name)
+
+
 def collect(times_dir: Path) -> dict[str, Any]:
-    parts = [p for p in (_load(f) for f in sorted(times_dir.glob("part-*.json"))) if isinstance(p, dict)]
-    items: list[dict[str, Any]] = pytest_files(times_dir / "pytest.xml")
+    parts = sorted((p for p in (_load(f) for f in times_dir.glob("part-*.json")) if isinstance(p, dict)),
+                   key=_part_key)
+    items: list[dict[str, Any]] = []
+    for xml_path in sorted(times_dir.glob("pytest*.xml")):
+        items += pytest_files(xml_path)
     molecule = _load(times_dir / "molecule.json")
     if isinstance(molecule, list):
         items += [{"kind": "molecule", **m} for m in molecule if isinstance(m, dict)]
-    total = round(sum(float(p.get("seconds", 0)) for p in parts), 1)
+    total = round(sum(float(p.get("seconds", 0)) for p in parts if "." not in str(p.get("part", ""))), 1)
     return {
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "budget_s": BUDGET_S,
@@ -92,13 +107,15 @@ def render(table: dict[str, Any]) -> str:
     lines = ["", "make test: wall time per part"]
     for p in table["parts"]:
         rc = "" if p.get("rc", 0) == 0 else f"  (FAILED, rc {p.get('rc')})"
-        lines.append(f"  {p.get('part', '?'):<28} {_mmss(float(p.get('seconds', 0))):>8}{rc}")
+        name = str(p.get("part", "?"))
+        label = f"  - {name.split('.', 1)[1]}" if "." in name else name  # a piece of the part above
+        lines.append(f"  {label:<28} {_mmss(float(p.get('seconds', 0))):>8}{rc}")
     for kind in ("pytest", "molecule"):
         rows = [i for i in table["items"] if i["kind"] == kind]
         if not rows:
             continue
         lines.append(f"  {kind} ({len(rows)} {'files' if kind == 'pytest' else 'scenarios'},"
-                     f" {_mmss(sum(float(r['seconds']) for r in rows))} in all; side by side with the other):")
+                     f" {_mmss(sum(float(r['seconds']) for r in rows))} in all):")
         for r in rows:
             extra = f"  {r['tests']} tests" if kind == "pytest" else f"  {r.get('result', '')}"
             if r.get("failed"):

@@ -75,6 +75,13 @@ def query(expr: str) -> list[dict[str, Any]]:
         return list(json.loads(resp.read())["data"]["result"])
 
 
+def all_targets_scraped() -> bool:
+    """True once Prometheus has scraped every active target at least once (health not 'unknown')."""
+    with urllib.request.urlopen(PROMETHEUS + "/api/v1/targets?state=active", timeout=10) as resp:
+        targets = json.loads(resp.read())["data"]["activeTargets"]
+    return bool(targets) and all(t["health"] != "unknown" for t in targets)
+
+
 def podman_exec(host: str, *argv: str) -> None:
     subprocess.run(["podman", "exec", host, *argv], check=True, env=PODMAN_ENV, capture_output=True, timeout=60)
 
@@ -106,9 +113,12 @@ def monitored(lab_ready: list[str], tmp_path_factory: pytest.TempPathFactory) ->
     capture = Capture()
     thread = threading.Thread(target=capture.serve_forever, daemon=True)
     thread.start()
-    # every probe of the site up, and no site alert left from before (it would hide a new one)
+    # every target scraped at least once (Prometheus spreads first scrapes over the interval, so
+    # the site's probes can be in while a node exporter is not yet), every probe of the site up,
+    # and no site alert left from before (it would hide a new one)
     deadline = time.monotonic() + 240
-    while not ([r["value"][1] for r in query('min(probe_success{job="site"})')] == ["1"]
+    while not (all_targets_scraped()
+               and [r["value"][1] for r in query('min(probe_success{job="site"})')] == ["1"]
                and not query('ALERTS{alertname="EnvcreditSiteDown"}')):
         assert time.monotonic() < deadline, "Prometheus never saw the whole site up"
         time.sleep(2)

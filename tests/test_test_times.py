@@ -24,9 +24,14 @@ def test_table_from_parts_pytest_files_and_molecule_scenarios(tmp_path: Path) ->
     times = tmp_path / "times"
     times.mkdir()
     (times / "pytest.xml").write_text(JUNIT, encoding="utf-8")
+    (times / "pytest-unit.xml").write_text(  # the second lane's report
+        '<testsuites><testsuite><testcase classname="tests.test_redact" name="test_a" time="3.0"/>'
+        '</testsuite></testsuites>', encoding="utf-8")
+    # a piece of a part (one lane of "lanes"): shown under it, never added to the total again
+    (times / "part-lanes.lab.json").write_text('{"part": "lanes.lab", "seconds": 2400, "rc": 0}', encoding="utf-8")
     (times / "part-setup.json").write_text('{"part": "setup", "seconds": 60.0, "rc": 0}', encoding="utf-8")
     (times / "part-lab.json").write_text('{"part": "lab", "seconds": 30.5, "rc": 0}', encoding="utf-8")
-    (times / "part-pytest+molecule.json").write_text('{"part": "pytest+molecule", "seconds": 2500, "rc": 2}',
+    (times / "part-lanes.json").write_text('{"part": "lanes", "seconds": 2500, "rc": 2}',
                                                      encoding="utf-8")
     (times / "molecule.json").write_text(json.dumps([
         {"name": "role inspect/default", "seconds": 95, "result": "passed"},
@@ -43,10 +48,13 @@ def test_table_from_parts_pytest_files_and_molecule_scenarios(tmp_path: Path) ->
                                              "tests": 2, "failed": 1, "skipped": 0}
     assert files["tests/lab/test_lab_hosts.py"]["seconds"] == 1.2  # rounded to a tenth
     assert files["tests/test_run.py"]["tests"] == 2 and files["tests/test_run.py"]["skipped"] == 1
+    assert files["tests/test_redact.py"]["seconds"] == 3.0  # from the second lane's report
+    assert [p["part"] for p in table["parts"]] == ["setup", "lab", "lanes", "lanes.lab"]
     assert [i["name"] for i in table["slowest"]][:3] == [
         "role baseline/default", "tests/test_db_lab.py", "role inspect/default"]
     # what a person reads
-    assert "pytest+molecule" in proc.stdout and "41m40s  (FAILED, rc 2)" in proc.stdout
+    assert "lanes" in proc.stdout and "41m40s  (FAILED, rc 2)" in proc.stdout
+    assert "\n    - lab " in proc.stdout  # the lane, indented under its part
     assert "TOTAL 43m10s (budget 40m00s" in proc.stdout and "OVER BUDGET" in proc.stdout
     assert "slowest ten:" in proc.stdout
 
