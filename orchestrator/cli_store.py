@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
 from . import paths
 from .archive import Archive
 from .clicommon import handle_errors
+from .errors import BadInput
+from .leases import describe
 from .store import open_store, pending_count
 
 
@@ -64,3 +67,30 @@ def verify_cmd(ctx: click.Context, spec: str | None) -> None:
     where = f"record {report.first_bad_id}" if report.first_bad_id else "store"
     click.echo(f"BROKEN: {where}: {report.problem}", err=True)
     ctx.exit(1)
+
+
+@store.command("leases")
+@_STORE_OPTION
+@click.option("--env", "env_name", required=True, help="Environment whose host leases to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print the leases as JSON.")
+@handle_errors
+def leases_cmd(spec: str | None, env_name: str, as_json: bool) -> None:
+    """The host leases held in the store now: which run holds which host, and whether it is live."""
+    from datetime import UTC, datetime
+
+    from .leases import Leases, holder_gone, machine_identity
+
+    chosen = spec or os.environ.get("OPSCTL_STORE") or ""
+    if not chosen.strip():
+        raise BadInput("no store: give --store or set OPSCTL_STORE")
+    held = Leases(spec=chosen.strip(), env=env_name, run_id="-", holder={}).list()
+    now, me = datetime.now(UTC), machine_identity()
+    rows = {h: {**lease, "stale": holder_gone(lease, now, me)} for h, lease in held.items()}
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo(f"no host leases in environment {env_name!r}")
+    for host, lease in rows.items():
+        state = f"stale: {lease['stale']}" if lease["stale"] else "live"
+        click.echo(f"{describe(host, lease)} [{state}]")

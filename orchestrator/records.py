@@ -252,6 +252,9 @@ class RunMeta:
     files: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, str | None] = field(default_factory=dict)
     targets: list[str] = field(default_factory=list)
+    #: The host leases taken in the shared store (environments with ``host_leases: store``):
+    #: ``{"store", "hosts", "took_over"}``; None where the environment takes none.
+    leases: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         validate_record_id(self.id)
@@ -523,6 +526,8 @@ class RecordBuilder:
             "outputs_missing": sorted(k for k in (output_keys or ()) if k not in self.outputs),
             "error": error,
             "redaction": dict(redaction) if redaction is not None else {"keys": [], "values_masked": 0, "min_length": 4},
+            # only where the environment takes host leases (orchestrator/leases.py)
+            **({"leases": dict(meta.leases)} if meta.leases is not None else {}),
         }
 
 

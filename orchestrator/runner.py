@@ -29,6 +29,7 @@ import yaml
 from . import paths, workdirs
 from .archive import Archive
 from .errors import BadInput, LockHeld, OpsError
+from .leases import Leases, host_leases
 from .lock import HostLock
 from .proc import process_identity, process_matches
 from .operations import (POLICY_FILE, RESERVED_VAR_RE, Environment, Operation, get_environment, get_operation,
@@ -481,10 +482,24 @@ class Executor:
             lock.acquire()
         except LockHeld as err:
             return self._refused(meta, redactor, err)
+        leases: Leases | None = None
+        try:
+            leases = host_leases(env, run_id, {"operation": op.name, "operator": meta.operator["user"],
+                                               "on_behalf_of": meta.operator.get("on_behalf_of")})
+            if leases is not None:
+                leases.acquire(meta.targets)
+                meta.leases = {"store": leases.where, "hosts": sorted(leases.taken), "took_over": leases.took_over}
+        except OpsError as err:
+            lock.release()
+            return self._refused(meta, redactor, err)
         try:
             return self._execute(req, op, env, meta, raw_vars, redactor, progress, control_dir)
         finally:
-            lock.release()
+            try:
+                if leases is not None:
+                    leases.release()
+            finally:
+                lock.release()
 
     # -- pieces
 

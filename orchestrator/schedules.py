@@ -9,6 +9,9 @@ standard change is refused at install (it would be refused every night). The
 service sets ``OPSCTL_LAUNCH=scheduled`` and ``OPSCTL_OPERATOR=timer:<name>``,
 so the change record says launch "scheduled" and names the timer as
 ``operator.on_behalf_of`` (the account the service runs as is ``operator.user``).
+What a controller adds for unattended runs, and never commits (``OPSCTL_VAULT_PASSWORD_FILE``,
+``OPSCTL_STORE`` for the records and the host leases, ``OPSCTL_NOTIFY_URLS``), goes into
+the optional ``EnvironmentFile=`` :data:`ENV_FILE` (mode 0600, owned by the service user).
 Unit files carry a marker line; ``remove`` (and the clean-up of entries no
 longer configured) touches only marked files.
 
@@ -41,6 +44,8 @@ UNIT_DIR = "/etc/systemd/system"
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 #: Template unit that each timer's service names in OnFailure= (instance: the timer's name).
 FAILURE_UNIT = f"{PREFIX}notify-failure@"
+#: The controller's own settings for unattended runs (optional: the ``-`` prefix).
+ENV_FILE = "/etc/envcredit-ops/opsctl.env"
 CALENDAR_RE = re.compile(r"[A-Za-z0-9*:,./~ -]{1,80}")
 
 
@@ -78,6 +83,7 @@ class Timer:
                 f"Wants=network-online.target\nAfter=network-online.target\n"
                 f"OnFailure={FAILURE_UNIT}{self.name}.service\n\n"
                 f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n{env}\n"
+                f"EnvironmentFile=-{ENV_FILE}\n"
                 f"ExecStart={shlex.join(self.command())}\nTimeoutStartSec={self.timeout_s}\n")
 
     def failure_text(self) -> str:
@@ -86,7 +92,7 @@ class Timer:
                "--unit", f"{PREFIX}%i.service", "--env", self.env]
         return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops: tell the on-call team that timer %i failed\n\n"
                 f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n"
-                f"ExecStart={' '.join(cmd)}\nTimeoutStartSec=120\n")
+                f"EnvironmentFile=-{ENV_FILE}\nExecStart={' '.join(cmd)}\nTimeoutStartSec=120\n")
 
     def timer_text(self) -> str:
         return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops timer: {self.description}\n\n"

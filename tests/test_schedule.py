@@ -32,6 +32,8 @@ def test_the_config_file_defines_the_four_timers() -> None:
     # a failed run tells the on-call team (OnFailure= starts the notify template with the timer's name)
     assert "OnFailure=envcredit-ops-notify-failure@inspection.service" in svc
     failure = timers["backup"].failure_text()
+    # the controller's vault key, store and channel come from its own file, never from git
+    assert all("EnvironmentFile=-/etc/envcredit-ops/opsctl.env" in unit for unit in (svc, failure))
     assert ("opsctl notify scheduled-failure --timer %i --unit envcredit-ops-%i.service --env production"
             in failure)
     script = install_script(list(timers.values()))
