@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
+from conftest import REPO, VENV_BIN, all_text_under, lab_ansible_env, run_opsctl
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
 import envcredit_transfer as transfer  # noqa: E402  (the role's own parser reads the exported files)
@@ -241,15 +241,21 @@ def test_export_account_has_select_only(tools: None, lab_archive: Path, exports:
     assert len(grants) == 2 and "FILE" not in " ".join(grants)
     assert grants[1] == "GRANT SELECT ON `envcredit`.* TO `envcredit_export`@`localhost`"
     # the password never reached the record (module arguments, stdout, events)
+    password = vault_value("vault_lab_db_export_password")
+    folder = lab_archive / rec["id"]
+    for f in folder.iterdir():
+        assert password not in f.read_text(encoding="utf-8", errors="replace"), f.name
+
+
+def vault_value(key: str) -> str:
+    """A value of the lab's vault (to prove it never reaches a record)."""
     secret = subprocess.run([str(VENV_BIN / "ansible-vault"), "view", "--vault-password-file",
                              str(REPO / "lab" / "lab-only-vault-password"),
                              str(REPO / "inventories" / "lab" / "group_vars" / "all" / "vault.yml")],
                             capture_output=True, text=True, check=True).stdout
-    password = next(line.split(": ", 1)[1] for line in secret.splitlines()
-                    if line.startswith("vault_lab_db_export_password:"))
-    folder = lab_archive / rec["id"]
-    for f in folder.iterdir():
-        assert password not in f.read_text(encoding="utf-8", errors="replace"), f.name
+    value = next(line.split(": ", 1)[1] for line in secret.splitlines() if line.startswith(f"{key}:"))
+    assert len(value) >= 8
+    return value
 
 
 GOOD = (
@@ -261,7 +267,7 @@ GOOD = (
 )
 
 
-def test_import_good_csv_both_engines(scratch: str, exports: Path, tmp_path: Path) -> None:
+def test_import_good_csv_both_engines(scratch: str, exports: Path, tmp_path: Path, lab_archive: Path) -> None:
     src = tmp_path / "good.csv"
     src.write_text(GOOD, encoding="utf-8")
     rc, rec = opsctl("import", "--yes", "-e", f"db_import_file={src}", "-e", f"db_import_table={scratch}")
@@ -279,6 +285,17 @@ def test_import_good_csv_both_engines(scratch: str, exports: Path, tmp_path: Pat
         assert sql(host, f"SELECT count(*) FROM {scratch} WHERE note = ''") == "1"
         assert sql(host, f"SELECT count(*) FROM {scratch} WHERE score IS NULL AND day IS NULL") == "1"
         assert sql(host, f"SELECT name FROM {scratch} WHERE id = 1") == "韶关市浈江区绿源环保科技有限公司"
+    # The rows went in as the import account, whose grant on the table ended with the import:
+    # a login with no privileges left, not a superuser, member of no role.
+    pg = sql("lab-db1", "SELECT r.rolsuper, (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid),"
+                        f" has_table_privilege(r.oid, '{scratch}', 'SELECT'),"
+                        f" has_table_privilege(r.oid, '{scratch}', 'INSERT'),"
+                        " has_table_privilege(r.oid, 'ratings', 'SELECT')"
+                        " FROM pg_roles r WHERE r.rolname = 'envcredit_import'")
+    assert pg.split("|") == ["f", "0", "f", "f", "f"]
+    grants = lines(sql("lab-db2", "SHOW GRANTS FOR 'envcredit_import'@'localhost'"))
+    assert len(grants) == 1 and grants[0].startswith("GRANT USAGE ON *.* TO `envcredit_import`@`localhost`"), grants
+    assert vault_value("vault_lab_db_import_password") not in all_text_under(lab_archive / rec["id"])
     # Round trip: the export of the table is the imported file, byte for byte (NULL vs "" kept).
     rc, rec = opsctl("export", "-e", f"db_export_tables={scratch}", "-e", f"db_transfer_export_dir={exports}")
     assert rc == 0, rec.get("failures")

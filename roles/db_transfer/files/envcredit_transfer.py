@@ -27,7 +27,11 @@ convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
       around comments. A file whose content did not change is left as it was
       (``changed`` false).
   import --engine E --db DB --table T --file CSV --backup-dir DIR [--record-id R]
-         [--keep-backups N] [--done-dir DIR] [--dry-run]
+         [--keep-backups N] [--done-dir DIR] --user U --password-stdin [--dry-run]
+      Connects as the import account U (the role grants it SELECT and INSERT on
+      table T only, for the length of the import; password on stdin). The
+      table backup is taken by this process's OS account (pg_dump /
+      mariadb-dump), which reads and never writes.
       1. decode (strict UTF-8), parse, check the header against the table's
          columns and every value against its column type, duplicate keys in
          the file; 2. dry run: insert every row inside a transaction that is
@@ -270,7 +274,7 @@ class Engine:
     name = ""
     placeholder = "%s"
 
-    def connect(self, db: str, login: Login | None = None) -> Any:
+    def connect(self, db: str, login: Login) -> Any:
         raise NotImplementedError
 
     def quote(self, ident: str) -> str:
@@ -308,11 +312,9 @@ class Engine:
 class Postgres(Engine):
     name = "postgresql"
 
-    def connect(self, db: str, login: Login | None = None) -> Any:
+    def connect(self, db: str, login: Login) -> Any:
         import psycopg2
 
-        if login is None:
-            return psycopg2.connect(dbname=db)
         return psycopg2.connect(dbname=db, host=PG_HOST, user=login.user, password=login.password,
                                 application_name="envcredit_transfer")
 
@@ -384,12 +386,9 @@ class Postgres(Engine):
 class MariaDB(Engine):
     name = "mariadb"
 
-    def connect(self, db: str, login: Login | None = None) -> Any:
+    def connect(self, db: str, login: Login) -> Any:
         import pymysql  # type: ignore[import-untyped]
 
-        if login is None:
-            return pymysql.connect(unix_socket=MY_SOCKET, user="root", database=db, charset="utf8mb4",
-                                   autocommit=False)
         return pymysql.connect(unix_socket=MY_SOCKET, user=login.user, password=login.password, database=db,
                                charset="utf8mb4", autocommit=False)
 
@@ -664,7 +663,13 @@ def cmd_import(a: argparse.Namespace) -> dict[str, Any]:
     if not path.is_file():
         raise Fail(f"no such file: {path}")
     file_sha = sha256(path)
-    conn = eng.connect(a.db)
+    if not a.user:
+        raise Fail("import needs the import account: --user U --password-stdin")
+    login = Login(a.user, sys.stdin.readline().rstrip("\n") if a.password_stdin else "")
+    try:
+        conn = eng.connect(a.db, login)
+    except Exception as exc:  # wrong password, no such account, server down: say which
+        raise Fail(f"cannot connect as the import account {a.user}: {eng.error_text(exc)}") from exc
     try:
         cols = eng.columns(conn, a.db, a.table)
         if not cols:
@@ -738,6 +743,8 @@ def main() -> int:
     i.add_argument("--record-id", default="")
     i.add_argument("--keep-backups", type=int, default=10)
     i.add_argument("--done-dir", default="")
+    i.add_argument("--user", default="")
+    i.add_argument("--password-stdin", action="store_true")
     i.add_argument("--dry-run", action="store_true")
     a = ap.parse_args()
     os.umask(0o077)
