@@ -43,6 +43,12 @@ FIXED_HOSTS=(
     "lab-mon1 2226 16 127.0.0.1:9090:9090,127.0.0.1:9093:9093 prometheus,prometheus-alertmanager,prometheus-blackbox-exporter"
 )
 
+# Small tmpfs "data disks" tests may fill (name  mount point  size): the monitoring role's
+# disk-full forecast is tested on a real file system filling up (tests/test_monitoring_lab.py).
+FILL_MOUNTS=(
+    "lab-app1 /srv/lab-fill 32m"
+)
+
 # Services that must not run on a host unless its role names them above.
 ROLE_SERVICES="nginx postgresql mariadb prometheus prometheus-alertmanager prometheus-blackbox-exporter"
 
@@ -160,7 +166,11 @@ ensure_host() {
         # nftables (the baseline's host firewall) needs it; the network namespace is the container's own
         --cap-add NET_ADMIN
     )
-    local p
+    local p fm_name fm_dir fm_size
+    for p in "${FILL_MOUNTS[@]}"; do
+        read -r fm_name fm_dir fm_size <<<"$p"
+        [ "$fm_name" = "$name" ] && args+=(--mount "type=tmpfs,destination=$fm_dir,tmpfs-size=$fm_size,tmpfs-mode=1777")
+    done
     if [ "$pub" != "-" ]; then
         for p in ${pub//,/ }; do args+=(-p "$p"); done
     fi

@@ -419,12 +419,38 @@ class AlertHandler(http.server.BaseHTTPRequestHandler):
         return hmac.compare_digest(given.strip().encode("utf-8"), self.server.token)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path.split("?", 1)[0] == "/healthz":
+        path = self.path.split("?", 1)[0]
+        if path == "/healthz" and self.command == "GET":
             self._answer(200, {"ok": True})
+        elif path == "/metrics" and self.command == "GET":
+            self._metrics()
         else:
-            self._answer(405, {"error": "only POST of Alertmanager's webhook JSON"}, "method not allowed")
+            self._answer(405, {"error": "only POST of Alertmanager's webhook JSON (and GET /metrics)"},
+                         "method not allowed")
 
     do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET  # noqa: N815
+
+    def _metrics(self) -> None:
+        """The timers' runs from the change records (:mod:`orchestrator.schedule_metrics`), for
+        Prometheus; the same bearer token as the webhook."""
+        if not self._authorized():
+            self._answer(401, {"error": "missing or wrong bearer token"}, "bad token")
+            return
+        from . import schedule_metrics, schedules
+
+        try:
+            runs = schedule_metrics.collect(self.server.processor.register.archive,
+                                            schedules.load(check_policy=False))
+            text = schedule_metrics.render(runs).encode("utf-8")
+        except OpsError as err:
+            self._answer(500, {"error": "the scheduled runs could not be read"}, f"{type(err).__name__}: {err}")
+            return
+        log(f"{self.client_address[0]} GET /metrics -> 200 {len(runs)} timer(s)")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
 
     def do_POST(self) -> None:  # noqa: N802
         if self.path.split("?", 1)[0] not in ("/", "/alerts"):

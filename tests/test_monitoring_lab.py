@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -82,6 +83,15 @@ def all_targets_scraped() -> bool:
     return bool(targets) and all(t["health"] != "unknown" for t in targets)
 
 
+FILL_DIR = "/srv/lab-fill"  # lab.sh's FILL_MOUNTS
+
+
+def fill_disk(steps: int = 11, mb: int = 2, every_s: float = 10) -> None:
+    for i in range(steps):
+        podman_exec("lab-app1", "dd", "if=/dev/zero", f"of={FILL_DIR}/fill-{i}", "bs=1M", f"count={mb}", "status=none")
+        time.sleep(every_s)
+
+
 def podman_exec(host: str, *argv: str) -> None:
     subprocess.run(["podman", "exec", host, *argv], check=True, env=PODMAN_ENV, capture_output=True, timeout=60)
 
@@ -122,11 +132,18 @@ def monitored(lab_ready: list[str], tmp_path_factory: pytest.TempPathFactory) ->
                and not query('ALERTS{alertname="EnvcreditSiteDown"}')):
         assert time.monotonic() < deadline, "Prometheus never saw the whole site up"
         time.sleep(2)
+    # A disk filling up on lab-app1 (a 32 MB tmpfs of lab.sh), 2 MB every 10 s to 22 MB, beside
+    # the other tests; test_a_filling_disk_... (last) asserts the forecast it raises.
+    podman_exec("lab-app1", "sh", "-c", f"rm -f {FILL_DIR}/fill-*")
+    filler = threading.Thread(target=fill_disk, daemon=True)
+    filler.start()
     try:
         yield capture
     finally:
         capture.shutdown()
         capture.server_close()
+        filler.join(timeout=180)
+        podman_exec("lab-app1", "sh", "-c", f"rm -f {FILL_DIR}/fill-*")
 
 
 def test_prometheus_scrapes_every_host_and_loads_the_rules(monitored: Capture) -> None:
@@ -172,3 +189,99 @@ def test_site_down_opens_an_outage_and_tells_the_on_call_person(monitored: Captu
     subprocess.run([str(REPO / ".venv" / "bin" / "opsctl"), "incident", "resolve", inc["id"], "--cause",
                     "lab test: nginx stopped on purpose"], check=False, timeout=60, cwd=REPO,
                    capture_output=True, env={k: v for k, v in os.environ.items() if k != "OPSCTL_ARCHIVE"})
+
+
+# -- the timers under production's policy ------------------------------------------------------
+
+STRICT = "lab-strict"  # inventories/lab-strict: the lab's hosts, production's policy (tickets, leases)
+
+
+def timer_command(name: str, env_file: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The command and environment systemd would give the timer's service (its unit text,
+    as `opsctl schedule install` writes it, for the lab under production's policy)."""
+    from orchestrator.schedules import ENV_FILE, load
+
+    (timer,) = [t for t in load(REPO / "schedules" / "schedules.yml", env=STRICT) if t.name == name]
+    unit = timer.service_text()
+    env = {k: v for line in unit.splitlines() if line.startswith("Environment=")
+           for k, _, v in [line.removeprefix("Environment=").partition("=")]}
+    assert f"EnvironmentFile=-{ENV_FILE}" in unit
+    (exec_start,) = [line.removeprefix("ExecStart=") for line in unit.splitlines() if line.startswith("ExecStart=")]
+    return shlex.split(exec_start), {**env, **env_file}
+
+
+def run_timer(name: str, env_file: dict[str, str]) -> dict[str, Any]:
+    argv, env = timer_command(name, env_file)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("OPSCTL_")} | env
+    proc = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=900, cwd=REPO, env=full,
+                          check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return dict(json.loads(proc.stdout))
+
+
+def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
+        monitored: Capture, tmp_path: Path) -> None:
+    store = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
+    env_file = {"OPSCTL_STORE": str(store)}  # what /etc/envcredit-ops/opsctl.env holds on a controller
+
+    # 02:00 backup, 03:00 verification, 08:30 inspection: the timers' own commands
+    backup = run_timer("backup", env_file)
+    for rec in [backup]:
+        assert rec["status"] == "successful" and rec["environment"] == STRICT
+        assert rec["ticket"] == "STD-BACKUP-2026" and rec["change_type"] == "standard"
+        assert rec["launch"] == {"type": "scheduled"} and rec["operator"]["on_behalf_of"] == "timer:backup"
+        assert rec["leases"]["hosts"] == rec["targets"] and rec["leases"]["took_over"] == []
+    verify = run_timer("backup-verify", env_file)
+    assert verify["status"] == "successful" and verify["change_type"] == "standard"
+    inspection = run_timer("inspection", env_file)
+    assert inspection["status"] == "successful" and inspection["ticket"] == "STD-INSPECT-2026"
+    backup_findings = [f for res in inspection["outputs"]["inspect"].values() for f in res.get("findings") or []
+                       if f.get("check") in ("backup", "backup_verify")]
+    assert backup_findings == [], backup_findings  # a healthy night: no backup alarm in the morning
+    # every lease was released
+    refs = subprocess.run(["git", "-C", str(store), "for-each-ref", "refs/leases"], capture_output=True,
+                          text=True, check=True)
+    assert refs.stdout == ""
+
+    # the same backup without its standard change is refused here (production's policy)
+    argv, env = timer_command("backup", env_file)
+    argv = [a for a in argv if a != "--standard-change"] + ["--reason", "scheduled"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("OPSCTL_")} | env)
+    assert proc.returncode == 2 and "requires --ticket" in proc.stderr, proc.stderr
+
+    # Prometheus sees the timers' runs through the controller's receiver
+    ended = datetime.fromisoformat(backup["ended"]).timestamp()
+    deadline = time.monotonic() + 120
+    expr = f'envcredit_scheduled_run_last_success_timestamp_seconds{{timer="backup",env="{STRICT}"}}'
+    while True:
+        got = [float(r["value"][1]) for r in query(expr)]
+        if got and got[0] >= ended - 1:
+            break
+        assert time.monotonic() < deadline, f"Prometheus never saw the backup timer's run: {got}"
+        time.sleep(3)
+    assert [r["value"][1] for r in query(f'envcredit_scheduled_run_interval_seconds{{timer="backup",env="{STRICT}"}}')] \
+        == ["86400"]
+
+
+def test_a_filling_disk_raises_the_forecast_warning_before_it_is_full(monitored: Capture) -> None:
+    """predict_linear over the fill of lab-app1's tmpfs: the 3-day forecast (EnvcreditDiskFullIn3Days)
+    becomes pending (then firing after its `for:`) while the file system still has room."""
+    where = 'instance="lab-app1",mountpoint="/srv/lab-fill"'
+    deadline = time.monotonic() + 300
+    while True:
+        with urllib.request.urlopen(PROMETHEUS + "/api/v1/alerts", timeout=10) as resp:
+            alerts = [a for a in json.loads(resp.read())["data"]["alerts"]
+                      if a["labels"].get("alertname") == "EnvcreditDiskFullIn3Days"
+                      and a["labels"].get("instance") == "lab-app1" and a["labels"].get("mountpoint") == FILL_DIR]
+        if alerts:
+            break
+        assert time.monotonic() < deadline, query(f"node_filesystem_avail_bytes{{{where}}}")
+        time.sleep(5)
+    assert alerts[0]["state"] in ("pending", "firing")
+    assert alerts[0]["annotations"]["summary_zh"] == f"磁盘预计 3 天内写满：lab-app1 {FILL_DIR}"
+    (avail,) = [float(r["value"][1]) for r in query(f"node_filesystem_avail_bytes{{{where}}}")]
+    (size,) = [float(r["value"][1]) for r in query(f"node_filesystem_size_bytes{{{where}}}")]
+    assert 0 < avail < 0.4 * size, (avail, size)  # warned before it is full
+    assert not [a for a in query('ALERTS{alertname="EnvcreditDiskFullIn1Day",instance="lab-app1"}')]
