@@ -86,6 +86,8 @@ def _ts(value: Any) -> float | None:
 def collect(archive: Archive, timers: Iterable[Timer], scan: int = SCAN) -> list[TimerRuns]:
     out: dict[tuple[str, str], TimerRuns] = {}
     for timer in timers:
+        if not timer.operation:  # an opsctl command (incident check): no change record of its own
+            continue
         who = f"timer:{timer.name}"
         for row in archive.list(op=timer.operation, limit=scan):
             try:

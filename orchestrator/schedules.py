@@ -47,6 +47,8 @@ FAILURE_UNIT = f"{PREFIX}notify-failure@"
 #: The controller's own settings for unattended runs (optional: the ``-`` prefix).
 ENV_FILE = "/etc/envcredit-ops/opsctl.env"
 CALENDAR_RE = re.compile(r"[A-Za-z0-9*:,./~ -]{1,80}")
+#: The opsctl commands a timer may run besides ``opsctl run OPERATION`` (``command:`` in schedules.yml).
+COMMANDS = {("incident", "check")}
 
 
 class ScheduleError(OpsError):
@@ -65,25 +67,37 @@ class Timer:
     timeout_s: int
     #: The environment's policy lists the operation as a standard change: run with --standard-change.
     standard_change: bool = False
+    #: Instead of an operation: an opsctl command of :data:`COMMANDS` (e.g. ``incident check``),
+    #: which changes no host and is no change record of its own.
+    opsctl_command: tuple[str, ...] = ()
 
     @property
     def unit(self) -> str:
         return f"{PREFIX}{self.name}"
 
     def command(self) -> list[str]:
+        if self.opsctl_command:  # incidents carry their environment: no --env
+            return [f"{self.repo}/.venv/bin/opsctl", *self.opsctl_command]
         authority = ["--standard-change"] if self.standard_change else ["--reason", "scheduled"]
         return [f"{self.repo}/.venv/bin/opsctl", "run", self.operation, "--env", self.env, *authority]
+
+    @property
+    def what(self) -> str:
+        return "opsctl " + (" ".join(self.opsctl_command) if self.opsctl_command else f"run {self.operation}")
 
     def environment(self) -> dict[str, str]:
         return {"OPSCTL_LAUNCH": "scheduled", "OPSCTL_OPERATOR": f"timer:{self.name}"}
 
     def service_text(self) -> str:
         env = "\n".join(f"Environment={k}={v}" for k, v in self.environment().items())
-        return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops: {self.description} (opsctl run {self.operation})\n"
+        return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops: {_unit_text(self.description)} ({self.what})\n"
                 f"Wants=network-online.target\nAfter=network-online.target\n"
                 f"OnFailure={FAILURE_UNIT}{self.name}.service\n\n"
                 f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n{env}\n"
                 f"EnvironmentFile=-{ENV_FILE}\n"
+                # `incident check` exits 1 for a breached clock, which it has notified itself:
+                # not a failure of the timer (that would send a second, misleading notice)
+                f"{'SuccessExitStatus=1' + chr(10) if self.opsctl_command == ('incident', 'check') else ''}"
                 f"ExecStart={shlex.join(self.command())}\nTimeoutStartSec={self.timeout_s}\n")
 
     def failure_text(self) -> str:
@@ -95,9 +109,14 @@ class Timer:
                 f"EnvironmentFile=-{ENV_FILE}\nExecStart={' '.join(cmd)}\nTimeoutStartSec=120\n")
 
     def timer_text(self) -> str:
-        return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops timer: {self.description}\n\n"
+        return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops timer: {_unit_text(self.description)}\n\n"
                 f"[Timer]\nOnCalendar={self.on_calendar}\nPersistent=true\nUnit={self.unit}.service\n\n"
                 f"[Install]\nWantedBy=timers.target\n")
+
+
+def _unit_text(text: str) -> str:
+    """Text for a unit file's value: ``%`` starts a systemd specifier, so it is doubled."""
+    return text.replace("%", "%%")
 
 
 def config_path() -> Path:
@@ -125,14 +144,32 @@ def load(path: Path | None = None, env: str | None = None, *, check_policy: bool
         merged = {**defaults, **entry}
         if not NAME_RE.fullmatch(str(name)):
             raise BadInput(f"{path}: bad timer name {name!r} (lower case, digits, dashes)")
-        for key in ("operation", "on_calendar"):
+        command = merged.get("command")
+        if command is not None:
+            if not isinstance(command, list) or tuple(str(c) for c in command) not in COMMANDS:
+                known = "; ".join(" ".join(c) for c in sorted(COMMANDS))
+                raise BadInput(f"{path}: timer {name!r}: command must be one of: {known}")
+            if merged.get("operation"):
+                raise BadInput(f"{path}: timer {name!r}: give an operation or a command, not both")
+        for key in (("on_calendar",) if command is not None else ("operation", "on_calendar")):
             if not merged.get(key):
                 raise BadInput(f"{path}: timer {name!r} needs {key}")
         if not CALENDAR_RE.fullmatch(str(merged["on_calendar"])):
             raise BadInput(f"{path}: timer {name!r}: bad on_calendar {merged['on_calendar']!r}")
-        if not NAME_RE.fullmatch(str(merged["operation"]).replace("_", "-")):
+        if command is None and not NAME_RE.fullmatch(str(merged["operation"]).replace("_", "-")):
             raise BadInput(f"{path}: timer {name!r}: bad operation {merged['operation']!r}")
         timer_env = str(env or merged.get("env") or "production")
+        if command is not None:
+            if check_policy:
+                from .operations import get_environment
+
+                get_environment(timer_env)  # an unknown environment is refused at install
+            out.append(Timer(
+                name=str(name), operation="", on_calendar=str(merged["on_calendar"]), env=timer_env,
+                description=str(merged.get("description") or name).replace("\n", " "),
+                repo=str(merged.get("repo") or paths.repo_root()), user=str(merged.get("user") or "root"),
+                timeout_s=int(merged.get("timeout_s") or 7200), opsctl_command=tuple(str(c) for c in command)))
+            continue
         out.append(Timer(
             name=str(name), operation=str(merged["operation"]), on_calendar=str(merged["on_calendar"]),
             env=timer_env,

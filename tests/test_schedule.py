@@ -27,7 +27,13 @@ def test_the_config_file_defines_the_four_timers() -> None:
     assert "Environment=OPSCTL_OPERATOR=timer:inspection" in svc
     assert "opsctl run inspect --env production --standard-change" in svc
     # every scheduled operation is a standard change of production: none is refused at night
-    assert all(t.standard_change and t.command()[-1] == "--standard-change" for t in timers.values())
+    assert all(t.standard_change and t.command()[-1] == "--standard-change" for t in timers.values() if t.operation)
+    # the SLA clocks are checked every 15 minutes (warnings at 50 %, 80 %, breach); a breach, which
+    # the check notifies itself, is no failure of the timer; "%" is doubled for systemd
+    check = timers["incident-check"]
+    assert check.command()[1:] == ["incident", "check"] and check.on_calendar == "*-*-* *:00/15:00"
+    assert "SuccessExitStatus=1" in check.service_text() and "SuccessExitStatus" not in svc
+    assert "warns at 50 %% and 80 %%" in check.service_text() and "50 % " not in check.service_text()
     assert "OnCalendar=*-*-* 08:30:00" in timers["inspection"].timer_text()
     # a failed run tells the on-call team (OnFailure= starts the notify template with the timer's name)
     assert "OnFailure=envcredit-ops-notify-failure@inspection.service" in svc
@@ -101,7 +107,8 @@ def test_timers_installed_listed_and_removed_on_a_lab_host(lab_archive: Path) ->
         assert proc.returncode == 0, proc.stderr
         res = json.loads(proc.stdout)
         names = {r["timer"] for r in res["timers"]}
-        assert names == {f"envcredit-ops-{n}.timer" for n in ("inspection", "backup", "patch-scan", "backup-verify")}
+        assert names == {f"envcredit-ops-{n}.timer"
+                         for n in ("inspection", "backup", "patch-scan", "backup-verify", "incident-check")}
         assert all(r["active"] == "active" and r["enabled"] == "enabled" for r in res["timers"]), res
         assert "envcredit-ops-inspection.timer" in res["list_timers"]
         listed = json.loads(run_opsctl("schedule", "list", "--target", host, "--json").stdout)
@@ -112,6 +119,10 @@ def test_timers_installed_listed_and_removed_on_a_lab_host(lab_archive: Path) ->
         assert "envcredit-ops-backup.timer" in unit and "OPSCTL_OPERATOR=timer:inspection" in unit
         assert "--env lab --standard-change" in unit
         assert "OnFailure=envcredit-ops-notify-failure@inspection.service" in unit
+        # systemd reads "%%" as "%" and the 15-minute calendar as such
+        shown = _ssh(host, "systemctl show -P Description envcredit-ops-incident-check.service; "
+                           "systemctl show -P TimersCalendar envcredit-ops-incident-check.timer")
+        assert "warns at 50 % and 80 %" in shown and ":00/15" in shown, shown
         template = _ssh(host, "systemctl cat envcredit-ops-notify-failure@backup.service")
         assert "opsctl notify scheduled-failure --timer backup --unit envcredit-ops-backup.service" in template \
             or "--timer %i --unit envcredit-ops-%i.service" in template
