@@ -212,17 +212,41 @@ def export_cmd(ctx: click.Context, /, fmt: str, out: Path, **filters: Any) -> No
 
 
 @records.command("verify")
+@click.option("--against", "store_spec", metavar="STORE",
+              help="Also prove the archive is a prefix of (or equal to) what it pushed to this store "
+                   "(a git URL/path or dir:/path; $OPSCTL_STORE with --against-store).")
+@click.option("--against-store", is_flag=True, help="--against $OPSCTL_STORE.")
 @click.pass_context
 @handle_errors
-def verify_cmd(ctx: click.Context) -> None:
-    """Verify the hash chain; exit 1 naming the first bad record."""
-    report = archive_of(ctx).verify()
-    if report.ok:
-        click.echo(f"OK: {report.count} records, chain intact")
+def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) -> None:
+    """Verify the hash chain; exit 1 naming the first bad record.
+
+    With --against: a record removed, rewritten or re-chained after it was pushed, or an
+    archive emptied and started again, is caught by the copy in the store (the anchor an
+    attacker with the archive folder cannot rewrite)."""
+    archive = archive_of(ctx)
+    report = archive.verify()
+    if not report.ok:
+        where = f"record {report.first_bad_id}" if report.first_bad_id else "archive"
+        click.echo(f"BROKEN: {where}: {report.problem}", err=True)
+        ctx.exit(1)
+    if store_spec or against_store:
+        from .store import divergence, open_store
+
+        store = open_store(store_spec)
+        copy, store_report = store.verify_store()
+        if not store_report.ok:
+            click.echo(f"BROKEN: the store {store.description}: {store_report.first_bad_id}: "
+                       f"{store_report.problem}", err=True)
+            ctx.exit(1)
+        diverged = divergence(archive, copy)
+        if diverged:
+            for problem in diverged:
+                click.echo(f"DIVERGED: {problem}", err=True)
+            ctx.exit(1)
+        click.echo(f"OK: {report.count} records, chain intact; matches what it pushed to {store.description}")
         return
-    where = f"record {report.first_bad_id}" if report.first_bad_id else "archive"
-    click.echo(f"BROKEN: {where}: {report.problem}", err=True)
-    ctx.exit(1)
+    click.echo(f"OK: {report.count} records, chain intact")
 
 
 @records.command("reindex")

@@ -12,7 +12,7 @@ from .archive import Archive
 from .clicommon import handle_errors
 from .errors import BadInput
 from .leases import describe
-from .store import open_store, pending_count
+from .store import divergence, open_store, pending_count
 
 
 def _local(ctx: click.Context) -> Archive:
@@ -59,14 +59,21 @@ def verify_cmd(ctx: click.Context, spec: str | None) -> None:
     """Fetch the store and verify its chain; also say how many local records it lacks."""
     target = open_store(spec)
     archive, report = target.verify_store()
-    missing = pending_count(archive, _local(ctx))
-    if report.ok:
-        click.echo(f"OK: {report.count} records in {target.description}, chain intact; "
-                   f"{missing} local record(s) not pushed yet")
-        return
-    where = f"record {report.first_bad_id}" if report.first_bad_id else "store"
-    click.echo(f"BROKEN: {where}: {report.problem}", err=True)
-    ctx.exit(1)
+    local = _local(ctx)
+    missing = pending_count(archive, local)
+    if not report.ok:
+        where = f"record {report.first_bad_id}" if report.first_bad_id else "store"
+        click.echo(f"BROKEN: {where}: {report.problem}", err=True)
+        ctx.exit(1)
+    diverged = divergence(local, archive)
+    if diverged:
+        for problem in diverged:
+            click.echo(f"DIVERGED: {problem}", err=True)
+        click.echo(f"the store's chain is intact ({report.count} records); the local archive {local.root} "
+                   "no longer matches what it pushed", err=True)
+        ctx.exit(1)
+    click.echo(f"OK: {report.count} records in {target.description}, chain intact; the local archive "
+               f"matches what it pushed; {missing} local record(s) not pushed yet")
 
 
 @store.command("leases")

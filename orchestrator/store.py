@@ -91,6 +91,33 @@ def _local_records_in_order(local: Archive) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: int(r.get("seq") or 0))
 
 
+def divergence(local: Archive, target: Archive) -> list[str]:
+    """How the local archive differs from what it pushed to the store (empty: a prefix of
+    or equal to it). Every store record copied from this archive (``origin.archive``) must
+    still be here, with the same seq and hash: a local record rewritten, removed or
+    re-chained after it was pushed, or a local archive emptied and started again, shows."""
+    label = _origin_label(local)
+    problems: list[str] = []
+    local_ids = set(local.record_ids())
+    for rid in target.record_ids():
+        try:
+            origin = target.get(rid).get("origin") or {}
+        except ArchiveError:
+            continue  # the store's own verification reports it
+        if origin.get("archive") != label:
+            continue
+        if rid not in local_ids:
+            problems.append(f"record {rid} (local seq {origin.get('seq')}) is in the store but gone from the "
+                            f"local archive: removed after it was pushed")
+            continue
+        mine = local.get(rid)
+        if mine.get("hash") != origin.get("hash") or mine.get("seq") != origin.get("seq"):
+            problems.append(f"record {rid} differs from the copy in the store (local seq {mine.get('seq')} "
+                            f"hash {str(mine.get('hash'))[:12]}, pushed as seq {origin.get('seq')} hash "
+                            f"{str(origin.get('hash'))[:12]}): rewritten or re-chained after it was pushed")
+    return problems
+
+
 def append_missing(local: Archive, target: Archive) -> tuple[list[str], int]:
     """Append the records of ``local`` that ``target`` lacks, in local chain order.
 
@@ -102,6 +129,11 @@ def append_missing(local: Archive, target: Archive) -> tuple[list[str], int]:
     if not report.ok:
         raise ArchiveError(f"the local archive {local.root} fails verification "
                            f"({report.first_bad_id}: {report.problem}); refusing to push it")
+    diverged = divergence(local, target)
+    if diverged:
+        more = f" (and {len(diverged) - 1} more)" if len(diverged) > 1 else ""
+        raise ArchiveError(f"the local archive {local.root} diverges from the store: {diverged[0]}{more}; "
+                           "refusing to push it")
     present = set(target.record_ids())
     appended: list[str] = []
     skipped = 0

@@ -199,3 +199,91 @@ def test_store_cli_masks_url_credentials(tmp_path: Path, monkeypatch: pytest.Mon
     assert res.exit_code == 1
     assert res.output.startswith("Error: ") and MASKED_URL in res.output
     assert TOKEN not in res.output and "Traceback" not in res.output
+
+
+# -- the store as the anchor (issue 18): an attacker with the archive folder, detected --------
+
+
+def _anchored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Archive, list[dict[str, object]], Path]:
+    bare = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(bare))
+    local = Archive(tmp_path / "local")
+    recs = fill(local, 4)
+    monkeypatch.setenv("OPSCTL_HOME", str(tmp_path))
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(local.root))
+    monkeypatch.setenv("OPSCTL_STORE", str(bare))
+    res = CliRunner().invoke(cli, ["store", "push"])
+    assert res.exit_code == 0, res.output
+    return local, recs, bare
+
+
+def _rechain(archive: Archive, keep: list[dict[str, object]], edit: dict[str, dict[str, object]] | None = None) -> None:
+    """The attacker's tool: rewrite the records kept so their chain and HEAD are whole again."""
+    import shutil
+
+    from orchestrator.archive import atomic_write, record_bytes, record_hash
+
+    keep_ids = {str(r["id"]) for r in keep}
+    for rid in archive.record_ids():
+        if rid not in keep_ids:
+            shutil.rmtree(archive.root / rid)
+    prev = None
+    rec: dict[str, object] = {}
+    for i, old in enumerate(keep, start=1):
+        rec = archive.get(str(old["id"]))
+        rec.update((edit or {}).get(str(rec["id"]), {}))
+        rec["seq"], rec["prev_hash"] = i, prev
+        rec["hash"] = record_hash(rec)
+        path = archive.root / str(rec["id"]) / "record.json"
+        os.chmod(path, 0o600)
+        path.write_bytes(record_bytes(rec))
+        prev = rec["hash"]
+    head = {"seq": len(keep), "id": rec.get("id"), "hash": prev} if keep else None
+    if head:
+        atomic_write(archive.root / "HEAD", (json.dumps(head) + "\n").encode())
+    else:
+        (archive.root / "HEAD").unlink(missing_ok=True)
+    archive.index_path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("attack", ["delete the newest", "rechain from the middle", "empty everything",
+                                    "insert a forged production restore"])
+def test_a_rewritten_archive_that_verifies_alone_is_caught_by_the_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attack: str) -> None:
+    import shutil
+
+    local, recs, bare = _anchored(tmp_path, monkeypatch)
+    keep = {"delete the newest": recs[:-1], "rechain from the middle": [recs[0], recs[2], recs[3]],
+            "empty everything": [], "insert a forged production restore": recs}[attack]
+    if attack.startswith("insert"):
+        elsewhere = Archive(tmp_path / "forger")
+        forged = commit_record(elsewhere, op="restore", env="production", ticket="CHG-1")
+        shutil.copytree(elsewhere.root / forged["id"], local.root / forged["id"])
+        keep = [recs[0], forged, *recs[1:]]
+    _rechain(local, keep)
+    assert local.verify().ok  # alone, the archive cannot tell
+    runner = CliRunner()
+    res = runner.invoke(cli, ["records", "verify", "--against-store"])
+    assert res.exit_code == 1 and "DIVERGED: record" in res.stderr, res.output
+    res = runner.invoke(cli, ["store", "verify"])
+    assert res.exit_code == 1 and "DIVERGED" in res.stderr and "no longer matches what it pushed" in res.stderr
+    res = runner.invoke(cli, ["store", "push"])
+    assert res.exit_code != 0 and "diverges from the store" in res.stderr
+    assert "Traceback" not in res.output
+
+
+def test_a_local_record_rewritten_after_the_push_is_never_already_there(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local, recs, _bare = _anchored(tmp_path, monkeypatch)
+    # a run re-sealed with another ticket and status, the chain after it re-hashed: whole, alone
+    _rechain(local, recs, edit={str(recs[1]["id"]): {"status": "successful", "rc": 0, "ticket": "CHG-999"}})
+    assert local.verify().ok and local.get(str(recs[1]["id"]))["ticket"] == "CHG-999"
+    res = CliRunner().invoke(cli, ["store", "push"])
+    assert res.exit_code != 0 and "diverges from the store" in res.stderr
+
+
+def test_an_honest_archive_matches_what_it_pushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    local, _recs, _bare = _anchored(tmp_path, monkeypatch)
+    commit_record(local, op="patch")  # a newer record, not pushed yet: still a prefix
+    res = CliRunner().invoke(cli, ["records", "verify", "--against-store"])
+    assert res.exit_code == 0 and "OK: 5 records, chain intact; matches what it pushed" in res.output
