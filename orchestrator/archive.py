@@ -32,6 +32,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -943,18 +944,27 @@ class Archive:
 
     # -- export ------------------------------------------------------------------------
 
+    def export_stamp(self) -> dict[str, Any]:
+        """What every export carries so a copy can be checked later against the archive
+        (``opsctl records verify-export FILE``): the chain's HEAD when it was made."""
+        head = self.head() or {}
+        return {"seq": head.get("seq", 0), "hash": head.get("hash"), "id": head.get("id"),
+                "exported_at": iso(utc_now())}
+
     def export(self, fmt: str, out: Path, **filters: Any) -> int:
         """Write the matching records as CSV, JSON or a static HTML page; returns the count."""
         if fmt not in EXPORT_FORMATS:
             raise BadInput(f"export format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
         rows = self.list(**filters)
         records = [self.get(row["id"]) for row in rows]
+        stamp = self.export_stamp()
         if fmt == "csv":
-            data = _to_csv(records).encode("utf-8")
+            data = _to_csv(records, stamp).encode("utf-8")
         elif fmt == "json":
-            data = (json.dumps(records, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+            body = {"archive_head": stamp, "records": records}
+            data = (json.dumps(body, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
         else:
-            data = _to_html(records, self, filters).encode("utf-8")
+            data = _to_html(records, self, filters, stamp).encode("utf-8")
         out = Path(out)
         try:
             if not out.parent.exists():
@@ -973,6 +983,66 @@ CSV_COLUMNS = (
 )
 
 
+def verify_export(archive: Archive, claims: Mapping[str, Any]) -> list[str]:
+    """Problems between an export's claims (``{"head": stamp, "records": [(id, seq, hash)]}``)
+    and this archive: its HEAD then must be a record of this chain now, and every record it
+    lists must be here with the same seq and hash."""
+    problems: list[str] = []
+    head = claims.get("head") or {}
+    seq, digest = head.get("seq"), head.get("hash")
+    by_seq: dict[Any, dict[str, Any]] = {}
+    for rid in archive.record_ids():
+        try:
+            rec = archive.get(rid)
+        except ArchiveError as exc:
+            problems.append(f"record {rid}: {exc}")
+            continue
+        by_seq[rec.get("seq")] = rec
+    if seq:
+        at = by_seq.get(seq)
+        if at is None:
+            problems.append(f"the export was made at HEAD seq {seq}, which this archive does not hold: "
+                            "records removed, or another archive")
+        elif at.get("hash") != digest:
+            problems.append(f"the export was made at HEAD seq {seq} hash {str(digest)[:12]}, but this archive's "
+                            f"seq {seq} has hash {str(at.get('hash'))[:12]}: the chain was rewritten since")
+    for rid, rseq, rhash in claims.get("records") or []:
+        found = by_seq.get(rseq)
+        if found is None or found.get("id") != rid:
+            problems.append(f"record {rid} (seq {rseq}) of the export is not in this archive")
+        elif found.get("hash") != rhash:
+            problems.append(f"record {rid} (seq {rseq}) differs: the export says hash {str(rhash)[:12]}, "
+                            f"the archive {str(found.get('hash'))[:12]}")
+    return problems
+
+
+
+def read_export_claims(path: Path) -> dict[str, Any]:
+    """The HEAD and (id, seq, hash) of each record an export file claims (CSV, JSON or HTML)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read the export {path}: {exc}") from exc
+    try:
+        if text.lstrip().startswith("{"):
+            data = json.loads(text)
+            return {"head": data["archive_head"],
+                    "records": [(r["id"], r["seq"], r["hash"]) for r in data["records"]]}
+        if text.lstrip().startswith("<"):
+            m = re.search(r'<script type="application/json" id="envcredit-export">(.*?)</script>', text, re.S)
+            if not m:
+                raise BadInput(f"{path}: an HTML file without the export's data (not made by records export)")
+            data = json.loads(m.group(1))
+            return {"head": data["head"], "records": [tuple(r) for r in data["records"]]}
+        rows = list(csv.DictReader(text.splitlines()))
+        if rows and "archive_head_seq" not in rows[0]:
+            raise BadInput(f"{path}: a CSV without archive_head_seq (not made by records export)")
+        head = {"seq": int(rows[0]["archive_head_seq"]), "hash": rows[0]["archive_head_hash"]} if rows else {}
+        return {"head": head, "records": [(r["id"], int(r["seq"]), r["hash"]) for r in rows]}
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise BadInput(f"{path}: not an export of records export ({type(exc).__name__}: {exc})") from exc
+
+
 def _csv_safe(value: Any) -> Any:
     """Defuse spreadsheet formulas in text cells (CSV injection)."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
@@ -983,12 +1053,12 @@ def _csv_safe(value: Any) -> Any:
     return value
 
 
-def _to_csv(records: list[dict[str, Any]]) -> str:
+def _to_csv(records: list[dict[str, Any]], stamp: Mapping[str, Any]) -> str:
     import io
 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow((*CSV_COLUMNS, "archive_head_seq", "archive_head_hash"))
     for r in records:
         operator = r.get("operator") or {}
         source = r.get("source") or {}
@@ -1003,12 +1073,14 @@ def _to_csv(records: list[dict[str, Any]]) -> str:
             " ".join(h for h, c in hosts.items() if c.get("failed") or c.get("unreachable")),
             len(r.get("changes") or []), sum(1 for f in r.get("failures") or [] if not f.get("ignored")),
             source.get("commit"), source.get("branch"), source.get("dirty"), r.get("prev_hash"), r.get("hash"),
+            stamp.get("seq"), stamp.get("hash"),
         ]
         writer.writerow(["" if v is None else _csv_safe(v) for v in row])
     return buf.getvalue()
 
 
-def _to_html(records: list[dict[str, Any]], archive: Archive, filters: Mapping[str, Any]) -> str:
+def _to_html(records: list[dict[str, Any]], archive: Archive, filters: Mapping[str, Any],
+             stamp: Mapping[str, Any]) -> str:
     import jinja2
 
     env = jinja2.Environment(
@@ -1031,6 +1103,10 @@ def _to_html(records: list[dict[str, Any]], archive: Archive, filters: Mapping[s
             archive=str(archive.root),
             filters={k: v for k, v in filters.items() if v is not None},
             verify=report,
+            stamp=stamp,
+            # what `opsctl records verify-export` reads back (inert data, no code)
+            claims=json.dumps({"head": dict(stamp), "records": [[r.get("id"), r.get("seq"), r.get("hash")]
+                                                               for r in records]}).replace("</", "<\\/"),
         )
     except jinja2.TemplateError as exc:
         raise OpsError(f"cannot render the HTML export: {exc}") from exc

@@ -249,6 +249,26 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
     click.echo(f"OK: {report.count} records, chain intact")
 
 
+@records.command("verify-export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+@handle_errors
+def verify_export_cmd(ctx: click.Context, file: Path) -> None:
+    """Check an export (CSV, JSON or HTML of `records export`) against this archive: the HEAD it
+    was made at is still in the chain, and every record it lists is here unchanged."""
+    from .archive import read_export_claims, verify_export
+
+    claims = read_export_claims(file)
+    problems = verify_export(archive_of(ctx), claims)
+    if problems:
+        for problem in problems:
+            click.echo(f"MISMATCH: {problem}", err=True)
+        ctx.exit(1)
+    head = claims.get("head") or {}
+    click.echo(f"OK: {len(claims.get('records') or [])} record(s) of {file} match the archive; "
+               f"made at HEAD seq {head.get('seq')} hash {head.get('hash')}")
+
+
 @records.command("reindex")
 @click.pass_context
 @handle_errors

@@ -403,7 +403,8 @@ def test_export_formats(filled: tuple[Archive, list[dict[str, Any]]], tmp_path: 
     archive, recs = filled
     assert archive.export("json", tmp_path / "r.json", env="lab") == 2
     data = json.loads((tmp_path / "r.json").read_text())
-    assert [r["seq"] for r in data] == [4, 1] and data[0] == archive.get(recs[3]["id"])
+    assert [r["seq"] for r in data["records"]] == [4, 1] and data["records"][0] == archive.get(recs[3]["id"])
+    assert data["archive_head"]["seq"] == 6 and data["archive_head"]["hash"] == recs[5]["hash"]
     archive.export("csv", tmp_path / "r.csv")
     lines = (tmp_path / "r.csv").read_text().splitlines()
     assert lines[0].startswith("seq,id,operation,environment,status")
@@ -514,3 +515,60 @@ def test_roll_forward_after_crash_between_head_and_rename(filled: tuple[Archive,
     assert archive.recover_interrupted() == []
     assert archive.verify().ok
     assert archive.get(last["id"]) == last
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "html"])
+def test_an_export_can_be_checked_later_against_the_archive(filled: tuple[Archive, list[dict[str, Any]]],
+                                                             tmp_path: Path, fmt: str) -> None:
+    from orchestrator.archive import read_export_claims, verify_export
+
+    archive, recs = filled
+    out = tmp_path / f"r.{fmt}"
+    archive.export(fmt, out, status="failed")
+    claims = read_export_claims(out)
+    assert claims["head"]["seq"] == 6 and claims["head"]["hash"] == recs[5]["hash"]
+    assert {c[0] for c in claims["records"]} == {r["id"] for r in recs if r["status"] == "failed"}
+    assert verify_export(archive, claims) == []
+    commit_record(archive)  # the archive grows: the export stays valid
+    assert verify_export(archive, claims) == []
+    # a record of the export re-sealed (and the chain rebuilt after it) no longer matches
+    victim = claims["records"][0][0]
+    rec = archive.get(victim)
+    rec["rc"] = 0
+    rec["hash"] = record_hash(rec)
+    (archive.root / victim / "record.json").write_bytes(record_bytes(rec))
+    problems = verify_export(archive, claims)
+    assert any(f"record {victim}" in p and "differs" in p for p in problems), problems
+    # the export file itself edited: its claims no longer match the archive either
+    if fmt == "json":
+        data = json.loads(out.read_text())
+        data["archive_head"]["hash"] = "0" * 64
+        out.write_text(json.dumps(data))
+        assert any("the chain was rewritten" in p for p in verify_export(archive, read_export_claims(out)))
+
+
+def test_verify_export_cli(filled: tuple[Archive, list[dict[str, Any]]], tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    def invoke(*args: str) -> Any:
+        return CliRunner().invoke(cli, ["records", *args])
+
+    archive, recs = filled
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(archive.root))
+    out = tmp_path / "r.html"
+    archive.export("html", out)
+    html = out.read_text()
+    assert f"seq 6, hash <code>{recs[5]['hash']}</code>" in html
+    result = invoke("verify-export", str(out))
+    assert result.exit_code == 0 and "OK: 6 record(s)" in result.output
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    result = invoke("verify-export", str(tmp_path / "x.csv"))
+    assert result.exit_code == 2 and "not made by records export" in result.output
+    import shutil
+
+    shutil.rmtree(archive.root / recs[5]["id"])  # the newest record removed
+    result = invoke("verify-export", str(out))
+    assert result.exit_code == 1 and "MISMATCH" in result.output

@@ -121,7 +121,7 @@ def test_export_all_formats(recs: list[dict[str, Any]], tmp_path: Path) -> None:
     assert [r["seq"] for r in rows] == ["4", "1"] and rows[0]["environment"] == "lab"
     assert rows[0]["hash"] == recs[3]["hash"]
     invoke("export", "--format", "json", "--out", str(out / "r.json"))
-    assert len(json.loads((out / "r.json").read_text())) == 6
+    assert len(json.loads((out / "r.json").read_text())["records"]) == 6
     invoke("export", "--format", "html", "--out", str(out / "r.html"), "--status", "failed")
     html = (out / "r.html").read_text()
     assert html.startswith("<!DOCTYPE html>")
