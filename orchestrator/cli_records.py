@@ -16,6 +16,7 @@ import click
 
 from . import paths
 from .archive import EXPORT_FORMATS, Archive
+from .reports.render import when
 from .clicommon import archive_of, handle_errors
 from .records import STATUSES, validate_record_id
 from .textclean import clean_lines, clean_text
@@ -78,7 +79,7 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
     if not rows:
         click.echo("no records")
         return
-    headers = ("ID", "OP", "ENV", "STATUS", "RC", "HOSTS", "TICKET", "STARTED", "DURATION")
+    headers = ("ID", "OP", "ENV", "STATUS", "RC", "HOSTS", "TICKET", "STARTED (UTC+8)", "DURATION")
     table = [
         (
             r["id"],
@@ -88,7 +89,7 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
             r["rc"],
             _short_hosts(r["hosts"]),
             r["ticket"] or "-",
-            (r["started"] or "")[:19].replace("T", " "),
+            when(r["started"], "%Y-%m-%d %H:%M:%S"),  # Beijing time, like every report
             f"{r['duration_s']:.1f}s" if isinstance(r["duration_s"], (int, float)) else "-",
         )
         for r in rows
@@ -125,7 +126,9 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
         out.append(f"  for        {operator.get('on_behalf_of')}{via}")
     dirty = " (dirty)" if source.get("dirty") else ""
     out.append(f"  source     {source.get('commit') or '-'} on {source.get('branch') or '-'}{dirty}")
-    out.append(f"  time       {rec.get('started')} -> {rec.get('ended')} ({rec.get('duration_s')} s)")
+    out.append(f"  time       {when(rec.get('started'), '%Y-%m-%d %H:%M:%S')} -> "
+               f"{when(rec.get('ended'), '%H:%M:%S')} Beijing time (UTC+8) ({rec.get('duration_s')} s; "
+               f"UTC {rec.get('started')})")
     if rec.get("error"):
         out.append(f"  error      {rec.get('error')}")
     hosts = rec.get("hosts") or {}

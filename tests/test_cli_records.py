@@ -45,9 +45,14 @@ def test_list_table(recs: list[dict[str, Any]]) -> None:
     result = invoke("list")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["ID", "OP", "ENV", "STATUS", "RC", "HOSTS", "TICKET", "STARTED", "DURATION"]
+    assert lines[0].split() == ["ID", "OP", "ENV", "STATUS", "RC", "HOSTS", "TICKET", "STARTED", "(UTC+8)", "DURATION"]
     assert len(lines) == 7
     assert lines[1].startswith(recs[-1]["id"])
+    # records keep UTC; a person reads Beijing time (UTC+8, marked in the header)
+    from datetime import datetime, timedelta
+
+    started = datetime.fromisoformat(recs[-1]["started"]) + timedelta(hours=8)
+    assert started.strftime("%Y-%m-%d %H:%M:%S") in lines[1]
     assert "app2,db1" in lines[1] and "CHG-105" in lines[1] and "30.0s" in lines[1]
     # columns are aligned
     assert len({line.index("  ", 26) for line in lines[1:]}) == 1
@@ -79,6 +84,10 @@ def test_show(recs: list[dict[str, Any]]) -> None:
     out = result.output
     assert f"Record {rec['id']}  (seq 3)" in out
     assert "backup on production: failed (rc 2)" in out
+    from datetime import datetime, timedelta
+
+    local = (datetime.fromisoformat(rec["started"]) + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"time       {local} -> " in out and "Beijing time (UTC+8)" in out
     assert "Recap" in out and "db1" in out
     assert "Changes (1)" in out and "app1: db_backup : Dump the database (ansible.builtin.command) +diff" in out
     assert "Failures (1)" in out and "FAILED: non-zero return code" in out
