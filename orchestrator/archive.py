@@ -1095,6 +1095,9 @@ def _to_html(records: list[dict[str, Any]], archive: Archive, filters: Mapping[s
         return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
 
     env.filters["pretty"] = pretty
+    from .reports.render import when
+
+    env.filters["when"] = when  # Beijing time, like every report
     report = archive.verify()
     try:
         html = env.get_template("archive.html.j2").render(
