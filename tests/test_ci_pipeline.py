@@ -180,7 +180,7 @@ def test_gitlab_plan_job_against_the_lab(ci_tools: Path, clone: Path, lab_ready:
     summary = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     ops = [o["operation"] for o in summary["operations"]]
     assert "inspect" in ops and all(catalog[o].read_only for o in ops)  # only read-only checks on the lab
-    records = json.loads((out / "records.json").read_text(encoding="utf-8"))
+    records = json.loads((out / "records.json").read_text(encoding="utf-8"))["records"]
     assert {r["operation"] for r in records} == set(ops)
     for rec in records:
         assert rec["status"] == "successful" and rec["check_mode"] and rec["diff_mode"]
@@ -212,7 +212,7 @@ def test_plan_then_apply_with_store(opsctl_home: Path, tmp_path: Path) -> None:
     assert not list((opsctl_home / "markers").iterdir())  # check mode changed nothing
     md = (out / "plan.md").read_text(encoding="utf-8")
     assert "## change: 2 task(s) would change" in md and "```diff" in md and "+marker 1" in md
-    records = json.loads((out / "records.json").read_text(encoding="utf-8"))
+    records = json.loads((out / "records.json").read_text(encoding="utf-8"))["records"]
     assert len(records) == 2 and all(r["check_mode"] and r["launch"]["type"] == "ci" for r in records)
     assert all(r["operator"]["on_behalf_of"] == "ci-bot" and r["operator"]["user"] == login_user() for r in records)
     # apply through make, pushing the records to a bare git store
