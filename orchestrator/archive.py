@@ -34,11 +34,12 @@ import json
 import os
 import re
 import shutil
+import sys
 import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -201,6 +202,18 @@ class VerifyReport:
     count: int
     first_bad_id: str | None = None
     problem: str = ""
+    #: With signatures checked: records per signer, and records without a signature.
+    signers: dict[str, int] = field(default_factory=dict)
+    unsigned: int = 0
+
+
+@dataclass
+class SignaturePolicy:
+    """What ``verify`` checks of the signatures: against whom, and which environments'
+    records must be signed."""
+
+    verifier: Any  # signing.Verifier
+    required_envs: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -278,7 +291,7 @@ def _check_folder(root: Path, name: str) -> _Entry:
 
 
 #: Every file a record folder holds; anything else was put there afterwards.
-_FOLDER_FILES = frozenset({"record.json", *ARTIFACTS})
+_FOLDER_FILES = frozenset({"record.json", "record.sig", *ARTIFACTS})
 
 
 def _hash_ok(raw: bytes, rec: Mapping[str, Any], stored: str) -> bool:
@@ -486,6 +499,7 @@ class Archive:
         out["artifacts"] = {art: _sha256_bytes(folder / art) for art in ARTIFACTS}
         out["hash"] = record_hash(out)
         atomic_write(folder / "record.json", record_bytes(out))
+        self._sign(folder, out)
         for transient in ("pending.json", "child.json"):  # run state, not evidence
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(folder / transient)
@@ -495,6 +509,23 @@ class Archive:
         _fsync_dir(self.root)
         self._index_append(out)
         return out
+
+    @staticmethod
+    def _sign(folder: Path, record: Mapping[str, Any]) -> None:
+        """``record.sig`` with the key of whoever files the record (``OPSCTL_SIGNING_KEY``); a
+        failure leaves the record unsigned (said on stderr) rather than lose it: environments
+        whose records must be signed check the key before the run starts."""
+        from . import signing
+
+        key = signing.signing_key()
+        if key is None:
+            return
+        try:
+            sig = signing.sign(signing.message(str(record["id"]), record["seq"], record["hash"]), key)
+        except signing.SigningError as err:
+            print(f"opsctl: warning: record {record['id']} is not signed: {err}", file=sys.stderr)
+            return
+        atomic_write(folder / signing.SIG_FILE, sig)
 
     def _roll_forward(self) -> None:
         """Finish a commit that crashed between writing HEAD and renaming its folder."""
@@ -816,8 +847,9 @@ class Archive:
 
     # -- verification ------------------------------------------------------------------
 
-    def verify(self) -> VerifyReport:
-        """Check the whole chain; report the first bad record (in seq order)."""
+    def verify(self, signatures: SignaturePolicy | None = None) -> VerifyReport:
+        """Check the whole chain; report the first bad record (in seq order). With
+        ``signatures``, also every record's signature (:mod:`orchestrator.signing`)."""
         if not self.root.is_dir():
             return VerifyReport(ok=True, count=0)
         try:
@@ -904,7 +936,36 @@ class Archive:
         problem = self._index_differs(entries)
         if problem:
             return bad(problem[0], problem[1])
+        if signatures is not None:
+            return self._verify_signatures(sorted(entries, key=lambda e: e.seq or 0), signatures)
         return VerifyReport(ok=True, count=count)
+
+    def _verify_signatures(self, entries: Sequence[_Entry], policy: SignaturePolicy) -> VerifyReport:
+        from . import signing
+
+        signers: dict[str, int] = {}
+        unsigned = 0
+        for e in entries:
+            assert e.index_row is not None
+            env = e.index_row[3]
+            sig = self.root / e.name / signing.SIG_FILE
+            if not sig.is_file():
+                # A refusal is filed even when the key is missing (that is often why it was
+                # refused); it changed nothing, and re-sealing one would break every later
+                # record's signature, so it may stay unsigned.
+                if env in policy.required_envs and e.index_row[4] != "refused":
+                    return VerifyReport(ok=False, count=len(entries), first_bad_id=e.name,
+                                        problem=f"record of {env} is not signed (its records must be): "
+                                                "signature removed, or made without a key",
+                                        signers=signers, unsigned=unsigned)
+                unsigned += 1
+                continue
+            who, why = policy.verifier.signer(sig, signing.message(e.name, e.seq, e.hash))
+            if who is None:
+                return VerifyReport(ok=False, count=len(entries), first_bad_id=e.name,
+                                    problem=f"bad signature: {why}", signers=signers, unsigned=unsigned)
+            signers[who] = signers.get(who, 0) + 1
+        return VerifyReport(ok=True, count=len(entries), signers=signers, unsigned=unsigned)
 
     def _index_differs(self, entries: Sequence[_Entry]) -> tuple[str | None, str] | None:
         """The index is derived from the records: any row that differs from its record,

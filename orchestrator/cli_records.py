@@ -18,6 +18,7 @@ from . import paths
 from .archive import EXPORT_FORMATS, Archive
 from .reports.render import when
 from .clicommon import archive_of, handle_errors
+from .errors import OpsError
 from .records import STATUSES, validate_record_id
 from .textclean import clean_lines, clean_text
 
@@ -214,6 +215,20 @@ def export_cmd(ctx: click.Context, /, fmt: str, out: Path, **filters: Any) -> No
     click.echo(f"exported {count} record(s) to {out}")
 
 
+def signed_environments() -> frozenset[str]:
+    """The environments whose policy says ``signed_records: required``."""
+    from .operations import get_environment, list_environments
+
+    out = set()
+    for name in list_environments():
+        try:
+            if get_environment(name).settings.get("signed_records") == "required":
+                out.add(name)
+        except OpsError:
+            continue
+    return frozenset(out)
+
+
 @records.command("verify")
 @click.option("--against", "store_spec", metavar="STORE",
               help="Also prove the archive is a prefix of (or equal to) what it pushed to this store "
@@ -227,12 +242,20 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
     With --against: a record removed, rewritten or re-chained after it was pushed, or an
     archive emptied and started again, is caught by the copy in the store (the anchor an
     attacker with the archive folder cannot rewrite)."""
+    from .archive import SignaturePolicy
+    from .signing import Verifier
+
     archive = archive_of(ctx)
-    report = archive.verify()
+    with Verifier() as verifier:
+        report = archive.verify(SignaturePolicy(verifier, signed_environments()))
     if not report.ok:
         where = f"record {report.first_bad_id}" if report.first_bad_id else "archive"
         click.echo(f"BROKEN: {where}: {report.problem}", err=True)
         ctx.exit(1)
+    if report.signers or report.unsigned:
+        who = ", ".join(f"{k} ({v})" for k, v in sorted(report.signers.items())) or "nobody"
+        click.echo(f"signatures: {sum(report.signers.values())} good, signed by {who}; "
+                   f"{report.unsigned} unsigned (refusals, or environments that do not require signatures)")
     if store_spec or against_store:
         from .store import divergence, open_store
 

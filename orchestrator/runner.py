@@ -463,6 +463,10 @@ class Executor:
             meta.inventory = str(Path("inventories") / env.name)
             meta.ticket = resolve_ticket(req, op, env)
             check_policy(req, op, env, raw_vars)
+            if env.settings.get("signed_records") == "required":
+                from .signing import check_key
+
+                check_key()  # refused now, not left unsigned at the end
             # ssh's ControlPersist sockets: in a directory only this user can change.
             control_dir = paths.ensure_private_dir(paths.control_path_dir())
             # Decrypting the vault (PBKDF2) is the slowest step before the run: do it

@@ -223,7 +223,13 @@ def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
         monitored: Capture, tmp_path: Path) -> None:
     store = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
-    env_file = {"OPSCTL_STORE": str(store)}  # what /etc/envcredit-ops/opsctl.env holds on a controller
+    key = tmp_path / "timer-key"  # the timers' own signing key, allowed on this machine
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "timers", "-f", str(key)], check=True)
+    signers = tmp_path / "allowed_signers"
+    signers.write_text(f'timers@lab namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}',
+                       encoding="utf-8")
+    # what /etc/envcredit-ops/opsctl.env holds on a controller
+    env_file = {"OPSCTL_STORE": str(store), "OPSCTL_SIGNING_KEY": str(key), "OPSCTL_ALLOWED_SIGNERS": str(signers)}
 
     # 02:00 backup, 03:00 verification, 08:30 inspection: the timers' own commands
     backup = run_timer("backup", env_file)
@@ -232,6 +238,7 @@ def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
         assert rec["ticket"] == "STD-BACKUP-2026" and rec["change_type"] == "standard"
         assert rec["launch"] == {"type": "scheduled"} and rec["operator"]["on_behalf_of"] == "timer:backup"
         assert rec["leases"]["hosts"] == rec["targets"] and rec["leases"]["took_over"] == []
+        assert (ARCHIVE / rec["id"] / "record.sig").is_file()  # signed with the timers' key
     verify = run_timer("backup-verify", env_file)
     assert verify["status"] == "successful" and verify["change_type"] == "standard"
     inspection = run_timer("inspection", env_file)

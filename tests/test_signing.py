@@ -1,0 +1,126 @@
+"""Signed change records (issue 18, item 1): ssh-keygen -Y sign over each record's id, seq and
+hash, verified against security/allowed_signers (+ OPSCTL_ALLOWED_SIGNERS). Real ssh-keygen keys."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest_archive import commit_record, fill
+from orchestrator.archive import Archive, SignaturePolicy
+from orchestrator.signing import Verifier
+
+
+def keypair(tmp_path: Path, name: str) -> Path:
+    key = tmp_path / "keys" / name
+    key.parent.mkdir(exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    return key
+
+
+def allowed(tmp_path: Path, *entries: tuple[str, Path]) -> Path:
+    path = tmp_path / "allowed_signers"
+    path.write_text("".join(f'{who} namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}'
+                            for who, key in entries), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> dict[str, Any]:
+    alice, mallory = keypair(tmp_path, "alice"), keypair(tmp_path, "mallory")
+    return {"alice": alice, "mallory": mallory, "allowed": allowed(tmp_path, ("alice@envcredit", alice))}
+
+
+def check(archive: Archive, allowed_file: Path, required: frozenset[str] = frozenset()) -> Any:
+    with Verifier([allowed_file]) as verifier:
+        return archive.verify(SignaturePolicy(verifier, required))
+
+
+def test_records_are_signed_by_their_maker_and_verified(tmp_path: Path, keys: dict[str, Any],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
+    recs = fill(archive, 3)
+    assert all((archive.root / r["id"] / "record.sig").read_text().startswith("-----BEGIN SSH SIGNATURE")
+               for r in recs)
+    report = check(archive, keys["allowed"], frozenset({"production"}))
+    assert report.ok and report.signers == {"alice@envcredit": 3} and report.unsigned == 0
+    assert archive.verify().ok  # the chain alone still verifies (no signature check asked)
+
+
+def test_a_key_nobody_allowed_fails(tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
+    fill(archive, 1)
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["mallory"]))
+    forged = commit_record(archive, env="production")
+    report = check(archive, keys["allowed"])
+    assert not report.ok and report.first_bad_id == forged["id"]
+    assert "not in the allowed signers" in report.problem
+
+
+def test_a_signature_of_another_record_or_edited_fails(tmp_path: Path, keys: dict[str, Any],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
+    recs = fill(archive, 2)
+    shutil.copyfile(archive.root / recs[0]["id"] / "record.sig", archive.root / recs[1]["id"] / "record.sig")
+    report = check(archive, keys["allowed"])
+    assert not report.ok and report.first_bad_id == recs[1]["id"] and "does not match the record" in report.problem
+    (archive.root / recs[1]["id"] / "record.sig").write_text("-----BEGIN SSH SIGNATURE-----\nAAAA\n"
+                                                              "-----END SSH SIGNATURE-----\n")
+    assert not check(archive, keys["allowed"]).ok
+
+
+def test_unsigned_records_fail_where_signatures_are_required(tmp_path: Path, keys: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.delenv("OPSCTL_SIGNING_KEY", raising=False)
+    lab = commit_record(archive, env="lab")
+    report = check(archive, keys["allowed"], frozenset({"production"}))
+    assert report.ok and report.unsigned == 1  # the lab does not require signatures
+    prod = commit_record(archive, env="production")
+    report = check(archive, keys["allowed"], frozenset({"production"}))
+    assert not report.ok and report.first_bad_id == prod["id"] and "is not signed" in report.problem
+    assert lab["id"] != prod["id"]
+
+
+def test_the_signature_removed_from_a_signed_record_fails(tmp_path: Path, keys: dict[str, Any],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
+    rec = commit_record(archive, env="production")
+    (archive.root / rec["id"] / "record.sig").unlink()
+    report = check(archive, keys["allowed"], frozenset({"production"}))
+    assert not report.ok and "is not signed" in report.problem
+
+
+# -- through opsctl: a production-like policy with signed_records: required
+
+
+def test_a_run_that_must_be_signed_needs_a_key_and_is_signed(opsctl_home: Path, keys: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_run import invoke, latest
+
+    policy = opsctl_home / "inventories" / "production" / ".opsctl.yml"
+    policy.write_text(policy.read_text(encoding="utf-8") + "signed_records: required\n", encoding="utf-8")
+    monkeypatch.delenv("OPSCTL_SIGNING_KEY", raising=False)
+    code, _out, err = invoke("run", "ok", "--env", "production", "--reason", "check")
+    assert code == 2 and "must be signed: set OPSCTL_SIGNING_KEY" in err
+    assert latest(opsctl_home)["status"] == "refused"
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(opsctl_home / "no-such-key"))
+    code, _out, err = invoke("run", "ok", "--env", "production", "--reason", "check")
+    assert code == 2 and "no such key file" in err
+
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
+    monkeypatch.setenv("OPSCTL_ALLOWED_SIGNERS", str(keys["allowed"]))
+    code, out, err = invoke("run", "ok", "--env", "production", "--reason", "check")
+    assert code == 0, out + err
+    rec = latest(opsctl_home)
+    assert (opsctl_home / "var" / "archive" / rec["id"] / "record.sig").is_file()
+    code, out, err = invoke("records", "verify")
+    assert code == 0 and "signed by alice@envcredit (1)" in out and "2 unsigned" in out, out + err
