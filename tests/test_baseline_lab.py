@@ -33,9 +33,10 @@ def _run_json(*args: str) -> dict[str, Any]:
 
 
 def test_baseline_check_is_read_only_and_complete(lab_archive: Path, lab_ready: list[str], tmp_path: Path) -> None:
-    # Lynis (about 30 s a host) is a read-only audit: run once, in the first pass; the --check
-    # pass proves the controls alone change nothing.
-    for extra in ([], ["--check", "-e", "baseline_lynis=false"]):
+    # Lynis (about 30 s a host) runs in the apply flow (test_baseline_lab_apply.py: before and
+    # after, the same tasks as here); these passes check the controls alone.
+    quick = ["-e", "baseline_lynis=false"]
+    for extra in (quick, ["--check", *quick]):
         rec = _run_json("run", "baseline-check", "--env", "lab", "--limit", "all:!fleet", *extra)
         assert rec["status"] == "successful"
         assert rec["changes"] == [], "baseline-check is read-only"
@@ -59,14 +60,7 @@ def test_baseline_check_is_read_only_and_complete(lab_archive: Path, lab_ready: 
             # the lab image already forbids root login (sshd_config.d drop-in)
             assert controls["SSH-02"]["status"] == "pass"
             assert res["summary"]["failed"] == sum(1 for c in controls.values() if c["status"] == "fail")
-            lynis = res["lynis"]
-            if extra:
-                assert lynis == {"installed": False, "message": "lynis not run (baseline_lynis: false)"}, lynis
-                continue
-            assert lynis["installed"] is True, lynis  # lynis is in the lab image
-            if lynis.get("current"):
-                assert lynis["current"]["hardening_index"] > 0
-                print(f"{host}: lynis hardening index {lynis['current']['hardening_index']}")
+            assert res["lynis"] == {"installed": False, "message": "lynis not run (baseline_lynis: false)"}
 
     html = tmp_path / "baseline.zh.html"
     proc = run_opsctl("report", "baseline", "--env", "lab", "--lang", "zh", "--format", "html", "--out", str(html))

@@ -12,7 +12,7 @@ After `opsctl run baseline --env lab`:
 * SSH by key as `ops` still works; password and root logins are refused;
 * the application is still served through nginx at http://127.0.0.1:8080/ (when installed);
 * the database accepts connections only from the app hosts (when nftables can act);
-* a second run changes nothing; check mode changes nothing;
+* a second run changes nothing (check mode: molecule's baseline scenario);
 * `baseline-check` passes every applicable, non-waived control;
 * the Lynis hardening index is printed before/after (when lynis is installed) and rises.
 """
@@ -68,13 +68,11 @@ def test_baseline_apply_keeps_the_lab_working(lab_archive: Path, lab_ready: list
     rec = _run_json("run", "baseline", "--env", "lab", "--limit", "all:!fleet", "--yes")
     assert rec["status"] == "successful"
     assert sorted(rec["outputs"]["baseline"]) == lab_ready
-    lynis_installed = all(r["lynis"]["installed"] for r in rec["outputs"]["baseline"].values())
-    if lynis_installed:
-        before, after = _lynis(rec, "before"), _lynis(rec, "after")
-        print(f"lynis hardening index before: {before}\nlynis hardening index after:  {after}")
-        assert all(after[h] > before[h] for h in lab_ready), (before, after)
-    else:
-        print("lynis not installed on the lab hosts: no hardening index")
+    # Lynis is in the lab image: its hardening index, before and after, on every host
+    assert all(r["lynis"]["installed"] for r in rec["outputs"]["baseline"].values())
+    before, after = _lynis(rec, "before"), _lynis(rec, "after")
+    print(f"lynis hardening index before: {before}\nlynis hardening index after:  {after}")
+    assert all(0 < before[h] < after[h] for h in lab_ready), (before, after)
 
     for host, port in PORTS.items():
         ok = _ssh(port, "ops", "-i", str(KEY), "-o", "IdentitiesOnly=yes")
@@ -104,12 +102,12 @@ def test_baseline_apply_keeps_the_lab_working(lab_archive: Path, lab_ready: list
         print(f"NET-01 not applicable on the lab hosts ({firewall}): database access not tested")
 
     # Lynis (27 s a run per host here) is a read-only audit: once before and once after the
-    # first run is the evidence; the repeat runs below check the hardening itself.
+    # first run is the evidence; the repeat run below checks the hardening itself. A second run
+    # over the whole lab changes nothing (the firewall's rule sets name the other hosts, which
+    # one container cannot show); check mode after it is molecule's `check` step (baseline).
     quick = ("-e", "baseline_lynis=false")
     again = _run_json("run", "baseline", "--env", "lab", "--limit", "all:!fleet", "--yes", *quick)
     assert again["changes"] == [], [c["task"] for c in again["changes"]]
-    check = _run_json("run", "baseline", "--env", "lab", "--limit", "all:!fleet", "--yes", "--check", *quick)
-    assert check["changes"] == [], [c["task"] for c in check["changes"]]
 
     verdict = _run_json("run", "baseline-check", "--env", "lab", "--limit", "all:!fleet", *quick)
     for host, res in verdict["outputs"]["baseline"].items():

@@ -72,6 +72,8 @@ def test_bom_is_accepted(tmp_path: Path) -> None:
     ("id,code,name,score\n1,A1,x,1.234\n", "line 2: column 'score': 1.234 has more than 2 decimal places"),
     ("id,code,name,day\n1,A1,x,2026-02-30\n", "line 2: column 'day': '2026-02-30' is not a date"),
     ("id,code,name\n1,A1,\n", "line 2: column 'name': NULL"),
+    ("id,code,name,score\n1,A1,x,abc\n", "line 2: column 'score': 'abc' is not a decimal number"),
+    ("id,code,name\n1,A1,甲\n2,A2,乙,多余\n", r"line 3: 4 field\(s\), the header has 3"),
     ("id,code,name\n1,A1,x\n2,A2,y\n01,A3,z\n", r"line 4: duplicate key \(id\)=\(1\), already on line 2"),
     ("id,code,name\n1,A1,x\n2,A1,y\n", r"line 3: duplicate key \(code\)=\(A1\), already on line 2"),
 ])
