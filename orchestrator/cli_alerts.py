@@ -78,3 +78,51 @@ def handle_cmd(ctx: click.Context, payload_file: str, env: str, no_notify: bool)
         raise BadInput(f"{payload_file}: {err}") from err
     outcome = Processor(IncidentRegister(archive_of(ctx)), env, do_notify=not no_notify).process(payload)
     click.echo(json.dumps(outcome.as_dict(), ensure_ascii=False, indent=2))
+
+
+@alerts.command("unit")
+@click.option("--listen", required=True, help="HOST:PORT the receiver binds (the control host's address on the "
+                                              "monitoring network; never 0.0.0.0 in production).")
+@click.option("--token-file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the shared bearer token (mode 0600).")
+@click.option("--env", "env", default="production", show_default=True, help="The environment the alerts are about.")
+@click.option("--user", default="root", show_default=True, help="Account the service runs as (owns the archive).")
+@handle_errors
+def unit_cmd(listen: str, token_file: Path, env: str, user: str) -> None:
+    """Print the systemd unit that runs the receiver on the control host (the same conventions as
+    the timers' units: this checkout, /etc/envcredit-ops/opsctl.env), to install as
+    /etc/systemd/system/envcredit-ops-alerts.service."""
+    import shlex
+
+    from . import paths
+    from .alerts import parse_listen
+    from .schedules import ENV_FILE, MARKER
+
+    parse_listen(listen)
+    _check_env(env)
+    if not user.replace("-", "").replace("_", "").isalnum():
+        raise BadInput(f"not an account name: {user!r}")
+    repo = paths.repo_root()
+    cmd = [f"{repo}/.venv/bin/opsctl", "alerts", "serve", "--env", env, "--listen", listen,
+           "--token-file", str(token_file)]
+    click.echo(f"""{MARKER.replace('schedule (schedules/schedules.yml)', 'alerts unit')}
+[Unit]
+Description=envcredit-ops: Alertmanager webhook receiver (opsctl alerts serve)
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=exec
+User={user}
+WorkingDirectory={repo}
+Environment=OPSCTL_OPERATOR=alertmanager
+EnvironmentFile=-{ENV_FILE}
+ExecStart={shlex.join(cmd)}
+Restart=on-failure
+RestartSec=5
+NoNewPrivileges=yes
+PrivateTmp=yes
+ProtectSystem=full
+
+[Install]
+WantedBy=multi-user.target""")

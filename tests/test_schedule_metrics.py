@@ -113,3 +113,22 @@ def test_receiver_serves_the_metrics_with_its_token(tmp_path: Path, monkeypatch:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_receivers_systemd_unit_for_the_control_host(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from orchestrator.cli import cli
+
+    result = CliRunner().invoke(cli, ["alerts", "unit", "--listen", "127.0.0.1:9095", "--token-file",
+                                      "/etc/envcredit/alerts.token", "--env", "lab"])
+    assert result.exit_code == 0, result.output
+    unit = result.output
+    assert "Type=exec" in unit and "Restart=on-failure" in unit and "WantedBy=multi-user.target" in unit
+    assert "EnvironmentFile=-/etc/envcredit-ops/opsctl.env" in unit
+    assert ("/.venv/bin/opsctl alerts serve --env lab --listen 127.0.0.1:9095 --token-file "
+            "/etc/envcredit/alerts.token") in unit
+    bad = CliRunner().invoke(cli, ["alerts", "unit", "--listen", "nope", "--token-file", "x"])
+    assert bad.exit_code == 2 and "HOST:PORT" in bad.output
+    bad = CliRunner().invoke(cli, ["alerts", "unit", "--listen", "127.0.0.1:1", "--token-file", "x", "--env", "nowhere"])
+    assert bad.exit_code == 2
