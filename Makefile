@@ -16,7 +16,7 @@ ROLES    ?=
 PYTEST_ARGS ?=
 comma    := ,
 # prometheus: its promtool checks and unit-tests the alert rules in `make lint`
-APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus
+APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus iproute2
 
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The lab's Alertmanager webhook receiver: `opsctl alerts serve` on the controller,
 # a supervised background process (the control machine of the lab has no systemd;
-# in production the monitoring role installs it as a systemd service, see
-# docs/alerting.md). lab/lab.sh up starts it (and restarts it when it died),
+# in production it is a systemd service, `opsctl alerts unit`, see docs/alerting.md). lab/lab.sh up starts it (and restarts it when it died),
 # lab/lab.sh down stops it.
 #
 #   lab/alerts-receiver.sh start|stop|status     (start restarts a running one)
@@ -39,19 +38,42 @@ write_token() {
     mv -f "$tmp" "$TOKEN_FILE"
 }
 
+# The lab's port is fixed: a receiver another checkout started (its `make lab`, a CI
+# clone) would take this checkout's alerts into its own archive. Stop it.
+stop_foreign() {
+    local port=${LISTEN##*:} pid
+    for pid in $(ss -ltnpH "sport = :$port" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+        if grep -q "alerts" "/proc/$pid/cmdline" 2>/dev/null; then
+            log "alerts receiver: stopping the one of another checkout on port $port" \
+                "(pid $pid, $(readlink "/proc/$pid/cwd" 2>/dev/null || echo '?'))"
+            kill -TERM "$pid" 2>/dev/null || true
+        else
+            die "port $port is taken by another program (pid $pid: $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null))"
+        fi
+    done
+    local deadline=$((SECONDS + 10))
+    while ss -ltnH "sport = :$port" 2>/dev/null | grep -q .; do
+        [ "$SECONDS" -lt "$deadline" ] || die "port $port still taken after stopping its receiver"
+        sleep 0.2
+    done
+}
+
 cmd_start() {
     [ -x "$OPSCTL" ] || die "opsctl is not installed ($OPSCTL): make venv"
     install -d -m 0700 "$LAB_VAR"
     # Restarted on every start: a receiver left from an earlier `up` runs the code of then.
     cmd_stop
+    stop_foreign
     write_token
+    local offset
+    offset=$(($(stat -c %s "$LOGFILE" 2>/dev/null || echo 0) + 1))  # only this start's lines count
     # setsid: the receiver outlives `make lab`; its own process group for stop.
     (cd "$REPO_ROOT" && exec setsid "$OPSCTL" alerts serve --env lab --listen "$LISTEN" \
         --token-file "$TOKEN_FILE" </dev/null >>"$LOGFILE" 2>&1) &
     echo $! >"$PIDFILE"
     local deadline=$((SECONDS + 20))
-    until grep -q "listening on" "$LOGFILE" 2>/dev/null && running; do
-        running || die "alerts receiver did not start: $(tail -n 5 "$LOGFILE" 2>/dev/null)"
+    until tail -c "+$offset" "$LOGFILE" 2>/dev/null | grep -q "listening on" && running; do
+        running || die "alerts receiver did not start: $(tail -c "+$offset" "$LOGFILE" 2>/dev/null | tail -n 5)"
         [ "$SECONDS" -lt "$deadline" ] || die "alerts receiver not listening after 20 s: $(tail -n 5 "$LOGFILE")"
         sleep 0.3
     done
