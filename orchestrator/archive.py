@@ -213,7 +213,13 @@ class SignaturePolicy:
     records must be signed."""
 
     verifier: Any  # signing.Verifier
-    required_envs: frozenset[str] = frozenset()
+    #: environment -> the time from which its runs must be signed (policy ``signed_records_since``):
+    #: an archive's history from before signing was required keeps verifying.
+    required_envs: Mapping[str, str] = field(default_factory=dict)
+    #: The operations whose runs must be signed there (the catalog's: ``opsctl run`` refuses to
+    #: start them without a key); None: every record. Register entries (incidents, notes) are
+    #: checked when signed.
+    operations: frozenset[str] | None = None
 
 
 @dataclass
@@ -940,6 +946,19 @@ class Archive:
             return self._verify_signatures(sorted(entries, key=lambda e: e.seq or 0), signatures)
         return VerifyReport(ok=True, count=count)
 
+    @staticmethod
+    def _must_be_signed(row: tuple[Any, ...], policy: SignaturePolicy) -> bool:
+        operation, env, status, started = row[2], row[3], row[4], row[8]
+        since = policy.required_envs.get(env)
+        if since is None or status == "refused":
+            return False
+        if policy.operations is not None and operation not in policy.operations:
+            return False
+        try:
+            return bool(started) and parse_iso(str(started)) >= parse_iso(since)
+        except OpsError:
+            return True
+
     def _verify_signatures(self, entries: Sequence[_Entry], policy: SignaturePolicy) -> VerifyReport:
         from . import signing
 
@@ -953,7 +972,7 @@ class Archive:
                 # A refusal is filed even when the key is missing (that is often why it was
                 # refused); it changed nothing, and re-sealing one would break every later
                 # record's signature, so it may stay unsigned.
-                if env in policy.required_envs and e.index_row[4] != "refused":
+                if self._must_be_signed(e.index_row, policy):
                     return VerifyReport(ok=False, count=len(entries), first_bad_id=e.name,
                                         problem=f"record of {env} is not signed (its records must be): "
                                                 "signature removed, or made without a key",

@@ -215,18 +215,29 @@ def export_cmd(ctx: click.Context, /, fmt: str, out: Path, **filters: Any) -> No
     click.echo(f"exported {count} record(s) to {out}")
 
 
-def signed_environments() -> frozenset[str]:
-    """The environments whose policy says ``signed_records: required``."""
+def signed_environments() -> dict[str, str]:
+    """Environment -> since when its runs must be signed (``signed_records: required`` and
+    ``signed_records_since`` in its policy; without a time, every run)."""
     from .operations import get_environment, list_environments
 
-    out = set()
+    out: dict[str, str] = {}
     for name in list_environments():
         try:
-            if get_environment(name).settings.get("signed_records") == "required":
-                out.add(name)
+            settings = get_environment(name).settings
         except OpsError:
             continue
-    return frozenset(out)
+        if settings.get("signed_records") == "required":
+            out[name] = str(settings.get("signed_records_since") or "1970-01-01T00:00:00Z")
+    return out
+
+
+def _catalog_operations() -> frozenset[str] | None:
+    from .operations import load_catalog
+
+    try:
+        return frozenset(load_catalog())
+    except OpsError:
+        return None
 
 
 @records.command("verify")
@@ -247,15 +258,16 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
 
     archive = archive_of(ctx)
     with Verifier() as verifier:
-        report = archive.verify(SignaturePolicy(verifier, signed_environments()))
+        report = archive.verify(SignaturePolicy(verifier, signed_environments(), _catalog_operations()))
     if not report.ok:
         where = f"record {report.first_bad_id}" if report.first_bad_id else "archive"
         click.echo(f"BROKEN: {where}: {report.problem}", err=True)
         ctx.exit(1)
-    if report.signers or report.unsigned:
-        who = ", ".join(f"{k} ({v})" for k, v in sorted(report.signers.items())) or "nobody"
-        click.echo(f"signatures: {sum(report.signers.values())} good, signed by {who}; "
-                   f"{report.unsigned} unsigned (refusals, or environments that do not require signatures)")
+    signed = ""
+    if report.signers:  # none signed (a lab, an archive from before signing): nothing to say
+        who = ", ".join(f"{k} ({v})" for k, v in sorted(report.signers.items()))
+        signed = (f"signatures: {sum(report.signers.values())} good, signed by {who}; {report.unsigned} "
+                  "unsigned where none is required (refusals, register entries, other environments, history)")
     if store_spec or against_store:
         from .store import divergence, open_store
 
@@ -271,8 +283,10 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
                 click.echo(f"DIVERGED: {problem}", err=True)
             ctx.exit(1)
         click.echo(f"OK: {report.count} records, chain intact; matches what it pushed to {store.description}")
-        return
-    click.echo(f"OK: {report.count} records, chain intact")
+    else:
+        click.echo(f"OK: {report.count} records, chain intact")
+    if signed:
+        click.echo(signed)
 
 
 @records.command("verify-export")

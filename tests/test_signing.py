@@ -35,9 +35,10 @@ def keys(tmp_path: Path) -> dict[str, Any]:
     return {"alice": alice, "mallory": mallory, "allowed": allowed(tmp_path, ("alice@envcredit", alice))}
 
 
-def check(archive: Archive, allowed_file: Path, required: frozenset[str] = frozenset()) -> Any:
+def check(archive: Archive, allowed_file: Path, required: frozenset[str] = frozenset(),
+          since: str = "2000-01-01T00:00:00Z", operations: frozenset[str] | None = None) -> Any:
     with Verifier([allowed_file]) as verifier:
-        return archive.verify(SignaturePolicy(verifier, required))
+        return archive.verify(SignaturePolicy(verifier, dict.fromkeys(required, since), operations))
 
 
 def test_records_are_signed_by_their_maker_and_verified(tmp_path: Path, keys: dict[str, Any],
@@ -124,3 +125,22 @@ def test_a_run_that_must_be_signed_needs_a_key_and_is_signed(opsctl_home: Path, 
     assert (opsctl_home / "var" / "archive" / rec["id"] / "record.sig").is_file()
     code, out, err = invoke("records", "verify")
     assert code == 0 and "signed by alice@envcredit (1)" in out and "2 unsigned" in out, out + err
+
+
+def test_history_before_signing_was_required_and_register_entries_keep_verifying(
+        tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An archive from before the policy (BASE_TIME 2026-11-28) and unsigned incident entries
+    stay valid; a run of a catalog operation after the time must be signed."""
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.delenv("OPSCTL_SIGNING_KEY", raising=False)
+    fill(archive, 2)  # production/staging runs of 2026-11-28, unsigned
+    ops = frozenset({"backup", "patch"})
+    assert check(archive, keys["allowed"], frozenset({"production", "staging"}), "2026-11-29T00:00:00+08:00", ops).ok
+    from datetime import datetime, timezone
+
+    late = datetime(2026, 12, 1, 2, 0, tzinfo=timezone.utc)
+    commit_record(archive, env="production", op="incident-open", when=late)  # a register entry
+    assert check(archive, keys["allowed"], frozenset({"production"}), "2026-11-29T00:00:00+08:00", ops).ok
+    run = commit_record(archive, env="production", op="backup", when=late)
+    report = check(archive, keys["allowed"], frozenset({"production"}), "2026-11-29T00:00:00+08:00", ops)
+    assert not report.ok and report.first_bad_id == run["id"] and "is not signed" in report.problem
