@@ -2,7 +2,7 @@
 """CI driver behind `make ci-plan` and `make ci-apply`.
 
     ci/plan.py plan  --env staging --base REF [--ops a,b] [--files f1,f2] [--out DIR]
-    ci/plan.py apply --env staging --base REF [--ticket CHG-1] [--ops a,b] [--out DIR]
+    ci/plan.py apply --env staging --base REF [--ticket CHG-1] [--ops a,b] [--out DIR] [--plan PLAN.json]
 
 1. the operations the change touches: `git diff --name-only BASE...HEAD` mapped by
    orchestrator.changes (or --ops naming them, or --files standing for the diff);
@@ -14,6 +14,11 @@
 3. the artifacts in DIR (default var/ci/<plan|apply>-<env>): plan.md (what would change /
    what changed, with the diffs), plan.json, one <op>.json record and <op>.log per run, and
    records.json + records.html (`opsctl records export` of this job's records).
+
+4. apply --plan: the plan the approvers saw (plan.json of a `plan` on the same environment
+   and commit, covering the same operations; refused otherwise). Its path goes to every run as
+   OPSCTL_APPROVAL_PLAN and the approvers (OPSCTL_APPROVED_BY, from ci/approver.py) with it:
+   the records carry both (``approval``).
 
 Exit status: 0 when every run succeeded (or nothing was to run), 1 when one failed, 2 on bad input.
 """
@@ -105,6 +110,33 @@ def markdown(mode: str, env: str, base: str, files: list[str], impacts: list[Imp
     return "\n".join(lines) + "\n"
 
 
+def git_commit(ref: str) -> str:
+    proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise OpsError(f"--head {ref!r} is not a commit of this repository")
+    return proc.stdout.strip()
+
+
+def check_plan(plan_file: Path, env: str, commit: str, operations: list[str]) -> None:
+    """Refuse an apply whose approved plan is not this apply's: another environment, another
+    commit, or other operations (the approvers approved what the plan showed, nothing else)."""
+    try:
+        plan = json.loads(plan_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OpsError(f"--plan {plan_file}: not a readable plan.json ({exc.__class__.__name__})") from exc
+    if not isinstance(plan, dict) or plan.get("mode") != "plan":
+        raise OpsError(f"--plan {plan_file}: not the plan.json of a `ci/plan.py plan`")
+    if plan.get("env") != env:
+        raise OpsError(f"--plan {plan_file}: a plan of {plan.get('env')!r}, not of {env!r}")
+    if plan.get("commit") != commit:
+        raise OpsError(f"--plan {plan_file}: planned at commit {str(plan.get('commit'))[:12]}, this is {commit[:12]}")
+    planned = [o.get("operation") for o in plan.get("operations") or [] if isinstance(o, dict)]
+    if planned != operations:
+        raise OpsError(f"--plan {plan_file}: the plan covers {', '.join(map(str, planned)) or 'no operation'}, "
+                       f"this apply would run {', '.join(operations) or 'no operation'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", choices=("plan", "apply"))
@@ -117,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reason", default=None)
     ap.add_argument("-e", "--extra-vars", action="append", default=[], help="passed to every run")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--plan", default=None, help="apply: the approved plan.json (same env, commit, operations)")
     args = ap.parse_args(argv)
 
     out = Path(args.out or REPO / "var" / "ci" / f"{args.mode}-{args.env}")
@@ -141,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
             impacts = [Impact(n, catalog[n].read_only, ["named with OPS="]) for n in names]
         else:
             impacts = affected_operations(files, catalog, REPO, args.env)
+        commit = git_commit(args.head)
+        run_env = dict(ENV)
+        if args.plan:
+            if args.mode != "apply":
+                raise OpsError("--plan is the approved plan of an apply; a plan makes its own")
+            plan_file = Path(args.plan).resolve()
+            check_plan(plan_file, args.env, commit, [i.operation for i in impacts])
+            run_env["OPSCTL_APPROVAL_PLAN"] = str(plan_file)
     except OpsError as err:
         print(f"ci {args.mode}: error: {err}", file=sys.stderr)
         return 2
@@ -170,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--ticket", args.ticket]
         for e in args.extra_vars:
             cmd += ["-e", e]
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, env=ENV)
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+                              env=run_env)
         (out / f"{op.name}.log").write_text(proc.stderr, encoding="utf-8")
         try:
             rec = json.loads(proc.stdout)
@@ -185,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             print(proc.stderr[-2000:], file=sys.stderr)
 
     (out / "plan.md").write_text(markdown(args.mode, args.env, args.base, files, impacts, runs), encoding="utf-8")
-    summary = {"mode": args.mode, "env": args.env, "base": args.base, "files": files,
+    summary = {"mode": args.mode, "env": args.env, "base": args.base, "commit": commit, "files": files,
                "operations": [i.to_dict() for i in impacts],
                "runs": [{k: v for k, v in r.items() if k != "record_data"} for r in runs]}
     (out / "plan.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -9,8 +9,10 @@
 #                        the path GitLab gives a variable of type File)
 #   SSH_PRIVATE_KEY      the deploy key of the `ops` account (or SSH_PRIVATE_KEY_FILE)
 #   SSH_KNOWN_HOSTS      the host keys of the targets (strict host key checking)
-# Exports: OPSCTL_VAULT_PASSWORD_FILE, ANSIBLE_PRIVATE_KEY_FILE, ANSIBLE_SSH_COMMON_ARGS,
-# OPSCTL_CI_SECRETS (the directory); on GitHub also through $GITHUB_ENV for the next steps.
+# Exports: OPSCTL_VAULT_PASSWORD_FILE, ANSIBLE_PRIVATE_KEY_FILE, OPSCTL_KNOWN_HOSTS (which the
+# staging/production inventories' ansible_ssh_common_args read: an inventory variable outranks
+# ANSIBLE_SSH_COMMON_ARGS, also exported for ad-hoc use), OPSCTL_CI_SECRETS (the directory);
+# on GitHub also through $GITHUB_ENV for the next steps.
 # Files are 0600 in a 0700 directory outside the checkout (never in an artifact).
 
 _ci_secrets_dir="${OPSCTL_CI_SECRETS:-${TMPDIR:-/tmp}/opsctl-ci-${CI_JOB_ID:-${GITHUB_RUN_ID:-local}-${GITHUB_JOB:-job}}}"
@@ -52,6 +54,7 @@ else
     if [ -n "${SSH_KNOWN_HOSTS:-}" ]; then
         printf '%s\n' "$SSH_KNOWN_HOSTS" > "$_ci_secrets_dir/known_hosts"
         chmod 600 "$_ci_secrets_dir/known_hosts"
+        _ci_export OPSCTL_KNOWN_HOSTS "$_ci_secrets_dir/known_hosts"
         _ci_export ANSIBLE_SSH_COMMON_ARGS "-o UserKnownHostsFile=$_ci_secrets_dir/known_hosts -o StrictHostKeyChecking=yes"
     fi
     _ci_export OPSCTL_CI_SECRETS "$_ci_secrets_dir"

@@ -21,5 +21,5 @@ baseline-report: venv ## Baseline evidence report of the newest baseline-check: 
 molecule-baseline: venv ## Molecule scenario of the baseline role (converge, idempotence, check, verify)
 	lab/molecule-all.sh baseline
 
-test-baseline-lab: lab ## Apply the baseline to the lab and prove nobody is locked out (hardens the lab; about 9 min; `make test` runs it last)
+test-baseline-lab: lab ## Apply the baseline to the lab and prove nobody is locked out (hardens the lab; the system installed first, e.g. `make demo`; `make test` runs it last)
 	OPSCTL_BASELINE_LAB=1 $(VENV)/bin/pytest -q tests/test_baseline_lab_apply.py

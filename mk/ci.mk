@@ -1,6 +1,8 @@
 # CI (issue 9): the targets the pipelines call (.gitlab-ci.yml, .github/workflows/); docs/ci.md.
 #   make ci-plan ENV=staging [BASE=origin/main] [OPS=inspect,ping]      check + diff, artifacts in var/ci/
 #   make ci-apply ENV=production TICKET=CHG-2026-001 [BASE=<before sha>] [CI_VARS="app_version=1.2.0"]
+#                 [PLAN=var/ci/plan-production/plan.json]   the approved plan (its env, commit, operations
+#                 must match; OPSCTL_APPROVED_BY names the approvers; both go into every record)
 # With OPSCTL_STORE set, ci-apply pushes its records to the shared archive store.
 BASE    ?= $(or $(CI_MERGE_REQUEST_DIFF_BASE_SHA),origin/main)
 OPS     ?=
@@ -11,6 +13,7 @@ CI_NODE := $(CURDIR)/var/ci-node
 CI_NODE_STAMP := $(CI_NODE)/node_modules/.installed
 CI_PLAN_OPTS = --env '$(ENV)' --base '$(BASE)' --out '$(CI_OUT)' $(if $(OPS),--ops '$(OPS)') \
                $(if $(TICKET),--ticket '$(TICKET)') $(if $(REASON),--reason '$(REASON)') \
+               $(if $(PLAN),--plan '$(PLAN)') \
                $(foreach v,$(CI_VARS),-e '$(v)')
 
 .PHONY: ci-plan ci-apply ci-tools ci-validate ci-ee store-push store-verify

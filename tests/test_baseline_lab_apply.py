@@ -10,11 +10,13 @@ unhardened lab.
 
 After `opsctl run baseline --env lab`:
 * SSH by key as `ops` still works; password and root logins are refused;
-* the application is still served through nginx at http://127.0.0.1:8080/ (when installed);
+* the application (installed before: `make demo`, or the app tests in `make test`) is still
+  served through nginx at http://127.0.0.1:8080/;
 * the database accepts connections only from the app hosts (when nftables can act);
 * a second run changes nothing (check mode: molecule's baseline scenario);
 * `baseline-check` passes every applicable, non-waived control;
-* the Lynis hardening index is printed before/after (when lynis is installed) and rises.
+* the Lynis hardening index is printed before/after and rises (on lab-app1; on every host in
+  `make test-nightly`, OPSCTL_LYNIS_ALL=1).
 """
 
 from __future__ import annotations
@@ -60,19 +62,30 @@ def _lab(host: str, command: str) -> subprocess.CompletedProcess[str]:
     return _ssh(PORTS[host], "ops", "-i", str(KEY), "-o", "IdentitiesOnly=yes", command=command)
 
 
+# Lynis is a read-only audit of about 30 s of CPU per run and host, twice per host in an
+# apply: on every lab host that was 7 of this test's 12 minutes. `make test` audits one host
+# (the application tier: most services, most findings); `make test-nightly` audits them all.
+LYNIS_ALL = os.environ.get("OPSCTL_LYNIS_ALL") == "1"
+LYNIS_HOSTS = ("-e", "baseline_lynis_hosts=lab-app1") if not LYNIS_ALL else ()
+
+
 def _lynis(rec: dict[str, Any], phase: str) -> dict[str, Any]:
     return {h: (r["lynis"].get(phase) or {}).get("hardening_index") for h, r in rec["outputs"]["baseline"].items()}
 
 
 def test_baseline_apply_keeps_the_lab_working(lab_archive: Path, lab_ready: list[str]) -> None:
-    rec = _run_json("run", "baseline", "--env", "lab", "--limit", "all:!fleet", "--yes")
+    rec = _run_json("run", "baseline", "--env", "lab", "--limit", "all:!fleet", "--yes", *LYNIS_HOSTS)
     assert rec["status"] == "successful"
     assert sorted(rec["outputs"]["baseline"]) == lab_ready
-    # Lynis is in the lab image: its hardening index, before and after, on every host
-    assert all(r["lynis"]["installed"] for r in rec["outputs"]["baseline"].values())
+    # Lynis is in the lab image: its hardening index, before and after, on each audited host
+    audited = lab_ready if LYNIS_ALL else ["lab-app1"]
+    lynis = {h: r["lynis"] for h, r in rec["outputs"]["baseline"].items()}
+    assert all(lynis[h]["installed"] for h in audited), lynis
+    for host in set(lab_ready) - set(audited):
+        assert lynis[host] == {"installed": False, "message": "lynis not run on this host (baseline_lynis_hosts)"}
     before, after = _lynis(rec, "before"), _lynis(rec, "after")
     print(f"lynis hardening index before: {before}\nlynis hardening index after:  {after}")
-    assert all(0 < before[h] < after[h] for h in lab_ready), (before, after)
+    assert all(0 < before[h] < after[h] for h in audited), (before, after)
 
     for host, port in PORTS.items():
         ok = _ssh(port, "ops", "-i", str(KEY), "-o", "IdentitiesOnly=yes")
@@ -83,12 +96,15 @@ def test_baseline_apply_keeps_the_lab_working(lab_archive: Path, lab_ready: list
                         "-o", "PubkeyAuthentication=no")
         assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr, (host, password.stderr)
 
-    if _lab("lab-app1", "systemctl cat envcredit.service >/dev/null 2>&1").returncode == 0:
-        try:
-            with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=10) as resp:
-                assert resp.status == 200
-        except urllib.error.HTTPError as exc:  # the maintenance page (503) would be a failure too
-            pytest.fail(f"nginx answers {exc.code} after the baseline")
+    # The system is installed (make test: by the app tests before this one; make test-nightly:
+    # before it), so the flow proves the site and the database still answer after the hardening.
+    assert _lab("lab-app1", "systemctl cat envcredit.service >/dev/null 2>&1").returncode == 0, \
+        "the application is not installed on the lab: run `make demo` (or the app tests) first"
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=10) as resp:
+            assert resp.status == 200
+    except urllib.error.HTTPError as exc:  # the maintenance page (503) would be a failure too
+        pytest.fail(f"nginx answers {exc.code} after the baseline")
 
     firewall = {h: {c["id"]: c for c in r["controls"]}["NET-01"]["status"] for h, r in rec["outputs"]["baseline"].items()}
     if firewall["lab-db1"] == "pass":

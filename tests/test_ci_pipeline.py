@@ -157,12 +157,21 @@ def test_gitlab_pipeline_jobs_per_event(ci_tools: Path, clone: Path) -> None:
     assert mr.returncode == 0, mr.stdout + mr.stderr
     assert job_names(mr.stdout) == ["lint", "pytest", "plan"]
     main = gcl(clone, "--list-csv", mr=False)
-    assert job_names(main.stdout) == ["lint", "pytest", "apply-staging", "approve-production", "apply-production"]
+    assert job_names(main.stdout) == ["lint", "pytest", "test-nightly", "apply-staging", "plan-production",
+                                      "apply-production"]
+    nightly = gcl(clone, "--list-csv", "--variable", "CI_PIPELINE_SOURCE=schedule",
+                  "--ignore-predefined-vars", "CI_PIPELINE_SOURCE", mr=False)
+    assert job_names(nightly.stdout) == ["lint", "pytest", "test-nightly"], nightly.stdout  # nothing applied
     listing = gcl(clone, "--list-json", mr=False).stdout
     lines = listing.splitlines()
     jobs = {j["name"]: j for j in json.loads("\n".join(lines[lines.index("["):]))}
-    assert jobs["approve-production"]["rules"][0]["when"] == "manual"
-    assert [n["job"] for n in jobs["apply-production"]["needs"]] == ["approve-production"]
+    # the production plan comes before the gate, in production's environment (its scoped secrets)
+    assert [n["job"] for n in jobs["plan-production"]["needs"]] == ["apply-staging"]
+    assert jobs["plan-production"]["environment"] == {"name": "production", "action": "prepare"}
+    # the gate: the apply itself is manual in the protected environment, after the plan
+    assert jobs["apply-production"]["rules"][0]["when"] == "manual"
+    assert jobs["apply-production"]["environment"]["name"] == "production"
+    assert [n["job"] for n in jobs["apply-production"]["needs"]] == ["plan-production"]
 
 
 @pytest.mark.lab
@@ -272,6 +281,26 @@ def test_ticket_from_the_merge_request(env: dict[str, str], expected: str | None
         assert proc.returncode == 0 and proc.stdout.strip() == expected
 
 
+@pytest.mark.parametrize("env", ["staging", "production"])
+def test_the_known_hosts_secret_reaches_the_ssh_options(env: str, tmp_path: Path) -> None:
+    """The inventory's ansible_ssh_common_args outranks ANSIBLE_SSH_COMMON_ARGS: it must read
+    the file ci/secrets.sh wrote from SSH_KNOWN_HOSTS (OPSCTL_KNOWN_HOSTS), and its own file otherwise."""
+    listing = json.loads(run([str(VENV_BIN / "ansible-inventory"), "-i", f"inventories/{env}", "--list"]).stdout)
+    host = sorted(listing["_meta"]["hostvars"])[0]
+    known = tmp_path / "ci-secrets" / "known_hosts"
+
+    def ssh_args(extra: dict[str, str]) -> str:
+        proc = run([str(VENV_BIN / "ansible"), "-i", f"inventories/{env}", host, "-m", "ansible.builtin.debug",
+                    "-a", "var=ansible_ssh_common_args"], env={k: v for k, v in os.environ.items()
+                                                               if k != "OPSCTL_KNOWN_HOSTS"} | extra)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    with_secret = ssh_args({"OPSCTL_KNOWN_HOSTS": str(known)})
+    assert f"UserKnownHostsFile={known}" in with_secret.split() and "StrictHostKeyChecking=yes" in with_secret.split()
+    assert f"UserKnownHostsFile={REPO}/inventories/{env}/known_hosts" in ssh_args({}).split()
+
+
 def test_secrets_into_0600_files_and_removed(tmp_path: Path) -> None:
     secrets_dir = tmp_path / "s"
     github_env = tmp_path / "github_env"
@@ -292,6 +321,7 @@ def test_secrets_into_0600_files_and_removed(tmp_path: Path) -> None:
     assert lines[1].startswith("600 ") and lines[2].startswith("600 ")
     assert lines[3] == "vault-pw-123"
     assert f"UserKnownHostsFile={secrets_dir}/known_hosts" in lines[4]
+    assert f"OPSCTL_KNOWN_HOSTS={secrets_dir}/known_hosts" in github_env.read_text(encoding="utf-8")
     assert b"\r" not in (secrets_dir / "id_deploy").read_bytes()
     assert f"OPSCTL_VAULT_PASSWORD_FILE={secrets_dir}/vault-password" in github_env.read_text(encoding="utf-8")
     assert stat.S_IMODE((secrets_dir / "known_hosts").stat().st_mode) == 0o600
