@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.archive import Archive
 from orchestrator.operations import load_catalog
@@ -167,10 +168,13 @@ def test_gitlab_pipeline_jobs_per_event(ci_tools: Path, clone: Path) -> None:
     jobs = {j["name"]: j for j in json.loads("\n".join(lines[lines.index("["):]))}
     # the production plan comes before the gate, in production's environment (its scoped secrets)
     assert [n["job"] for n in jobs["plan-production"]["needs"]] == ["apply-staging"]
-    assert jobs["plan-production"]["environment"] == {"name": "production", "action": "prepare"}
+    config = yaml.safe_load((clone / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    assert config["plan-production"]["environment"] == {"name": "production", "action": "prepare"}
+    assert config["plan"]["environment"] == {"name": "$PLAN_ENV", "action": "prepare"}
     # the gate: the apply itself is manual in the protected environment, after the plan
     assert jobs["apply-production"]["rules"][0]["when"] == "manual"
-    assert jobs["apply-production"]["environment"]["name"] == "production"
+    assert config["apply-production"]["environment"] == {"name": "production"}
+    assert "ci/approver.py" in " ".join(config["apply-production"]["script"])
     assert [n["job"] for n in jobs["apply-production"]["needs"]] == ["plan-production"]
 
 
