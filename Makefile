@@ -14,6 +14,8 @@ LIMIT    ?=
 ARGS     ?=
 ROLES    ?=
 PYTEST_ARGS ?=
+# The release `make demo` (and `make test-nightly`) builds from app/ and installs
+DEMO_VERSION ?= 1.0.0
 comma    := ,
 # prometheus: its promtool checks and unit-tests the alert rules in `make lint`
 APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus iproute2

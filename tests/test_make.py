@@ -1,0 +1,27 @@
+"""The make targets an engineer starts with expand to complete commands (`make -n`: nothing runs).
+
+`make demo` once expanded `--version ''` (an undefined DEMO_VERSION) and failed on a fresh
+machine after seeding; `make test-nightly` uses the same release. An empty quoted argument
+or an unexpanded variable in the commands is such a failure waiting for the lab.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("target", ["demo", "test-nightly"])
+def test_target_commands_have_no_empty_arguments(target: str) -> None:
+    proc = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    commands = [line for line in proc.stdout.splitlines() if "opsctl" in line]
+    assert any("releases build --version '1.0.0'" in line for line in commands), commands
+    empty = [line for line in commands if re.search(r"(?:=|\s)''(?:\s|$)", line)]
+    assert empty == [], empty
