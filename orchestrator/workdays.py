@@ -20,17 +20,22 @@ The SLA rules (issue 7):
 * **N working days after a report** (recovery and resolution deadlines): the
   same time of day on the Nth working day after the day of the report.
   A report made on a non-working day counts from the start (00:00) of the
-  next working day; the deadline is then 00:00 of the Nth working day after
-  that day, i.e. the end of the (N-1)th working day after it, so a whole
-  working day counts as one. Examples (2025, National Day and Mid-Autumn
+  next working day, and that day is the first of the N: the deadline is the
+  end (24:00, written as 00:00 of the next calendar day) of the Nth working
+  day counted from it, so a whole working day counts as one and the rest
+  days after the last one are not added. A report at exactly 00:00 of a
+  working day is treated the same way (that whole day is the first). Examples (2025, National Day and Mid-Autumn
   1-8 Oct off, Sun 28 Sep and Sat 11 Oct make-up working days):
 
   - general fault reported Fri 2025-09-26 19:30, 5 working days:
     Sun 28 Sep (1), Mon 29 (2), Tue 30 (3), Thu 9 Oct (4), Fri 10 Oct (5)
     -> 2025-10-10T19:30+08:00.
   - reported Sat 2025-09-27 10:00 (a rest day), 5 working days: counts from
-    Sun 28 Sep 00:00 (a make-up working day): 29, 30, 9, 10, Sat 11 Oct
-    -> 2025-10-11T00:00+08:00.
+    Sun 28 Sep 00:00 (a make-up working day): 28, 29, 30, 9, 10 Oct
+    -> the end of 10 Oct, 2025-10-11T00:00+08:00.
+  - general fault reported on Sun 2026-02-22 (Spring Festival), 5 working
+    days: Tue 24, 25, 26, 27, Sat 28 Feb (make-up) -> the end of 28 Feb,
+    2026-03-01T00:00+08:00 (not 00:00 of Mon 2 Mar: Sun 1 Mar is a rest day).
 
   This rule is continuous: a report at 23:59 on a rest day and a report at
   00:00 on the following working day get the same deadline.
@@ -333,13 +338,25 @@ class Calendar:
             raise BadInput("the number of working days must not be negative")
         start = local(report_time)
         years = {start.year}
-        if not self.day(start.date()).workday:
-            # A report on a rest day counts from 00:00 of the next working day.
-            start = dt.datetime.combine(self.next_workday(start.date(), years), dt.time(0, 0), tzinfo=TZ)
-        day = start.date()
-        for _ in range(n):
+        workday = self.day(start.date()).workday
+        if workday and start.time() != dt.time(0, 0):
+            # Same time of day on the Nth working day after the day of the report.
+            day = start.date()
+            for _ in range(n):
+                day = self.next_workday(day, years)
+            due = dt.datetime.combine(day, start.timetz().replace(tzinfo=None), tzinfo=TZ)
+            return Deadline(at=due, warnings=self.warnings_for(years))
+        # A report on a rest day counts from 00:00 of the next working day (a report at 00:00
+        # of a working day, from that day): N whole working days, so the deadline is the end
+        # (24:00) of the Nth of them, counting that day as the first; the rest days after it
+        # are not part of the time allowed.
+        first = start.date() if workday else self.next_workday(start.date(), years)
+        if n == 0:
+            return Deadline(at=dt.datetime.combine(first, dt.time(0, 0), tzinfo=TZ), warnings=self.warnings_for(years))
+        day = first
+        for _ in range(n - 1):
             day = self.next_workday(day, years)
-        due = dt.datetime.combine(day, start.timetz().replace(tzinfo=None), tzinfo=TZ)
+        due = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0, 0), tzinfo=TZ)
         return Deadline(at=due, warnings=self.warnings_for(years))
 
     def working_days_between(self, first: dt.date, last: dt.date) -> list[DayInfo]:

@@ -72,6 +72,21 @@ def test_the_shipped_project_file_loads() -> None:
     assert cal.source_of(2026) in ("package", "project") and cal.known(2026)
 
 
+def test_the_documented_example_is_the_official_schedule(tmp_path: Path, cal: Calendar) -> None:
+    """The file's commented example (what an operator copies for a new year) is valid and says
+    exactly what the package says of 2026: copying it for 2027 gives a working calendar."""
+    text = workdays.DATA_FILE.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    start = lines.index("#   2026:")
+    example = [line[2:] for line in lines[start:] if line.startswith("#   ")]
+    path = tmp_path / "workdays.yml"
+    path.write_text("years:\n" + "\n".join(example) + "\n", encoding="utf-8")
+    documented = Calendar(path, use_package=False)
+    assert documented.source_of(2026) == "project"
+    for day in _days(2026, "01-01", "12-31"):
+        assert documented.is_workday(day) == cal.is_workday(day), day
+
+
 def test_general_fault_friday_evening_before_national_day_2025(cal: Calendar) -> None:
     # Fri 26 Sep 2025, 19:30. Sun 28 Sep is a make-up working day; 1-8 Oct off; Sat 11 Oct works.
     reported = at("2025-09-26T19:30")
@@ -109,6 +124,32 @@ def test_outage_on_a_makeup_saturday_2026(cal: Calendar) -> None:
     deadlines, _ = compute_deadlines("outage", at("2026-02-27T16:00"), cal)
     assert deadlines["recover"] == dt.datetime(2026, 2, 28, 16, 0, tzinfo=TZ)  # the make-up Saturday
     assert deadlines["resolve"] == dt.datetime(2026, 3, 3, 16, 0, tzinfo=TZ)  # 28 Feb, 2 Mar, 3 Mar
+
+
+def test_rest_day_report_ends_with_the_last_of_its_working_days(cal: Calendar) -> None:
+    """A report on a rest day gets N whole working days, the first working day after it being
+    the first: the deadline is the end of the Nth, not 00:00 of the working day after the rest
+    days that follow it."""
+    # Sun 22 Feb 2026, Spring Festival (15-23 Feb off): general fault, 5 working days =
+    # Tue 24, 25, 26, 27, Sat 28 Feb (make-up): the end of 28 Feb, not Mon 2 Mar 00:00.
+    deadlines, warnings = compute_deadlines("general", at("2026-02-22T10:00"), cal)
+    assert not warnings
+    assert isoformat(deadlines["resolve"]) == "2026-03-01T00:00:00+08:00"
+    # National Day 2026 (1-7 Oct off, Sat 10 Oct make-up): an outage on Sun 4 Oct, fixed in
+    # 3 working days = Thu 8, Fri 9, Sat 10 Oct: the end of 10 Oct (Sun 11 is a rest day).
+    deadlines, _ = compute_deadlines("outage", at("2026-10-04T10:00"), cal)
+    assert isoformat(deadlines["recover"]) == "2026-10-09T00:00:00+08:00"  # all of Thu 8 Oct
+    assert isoformat(deadlines["resolve"]) == "2026-10-11T00:00:00+08:00"
+    # the report's own time of day is kept when it falls on a working day
+    assert isoformat(cal.add_working_days(at("2026-10-09T10:00"), 1).at) == "2026-10-10T10:00:00+08:00"
+
+
+def test_midnight_of_a_working_day_is_the_same_as_the_rest_day_before(cal: Calendar) -> None:
+    # Sat 7 Mar 2026, 23:59 and Mon 9 Mar, 00:00: 5 whole working days, 9-13 Mar, in both cases
+    saturday = cal.add_working_days(at("2026-03-07T23:59"), 5).at
+    monday = cal.add_working_days(at("2026-03-09T00:00"), 5).at
+    assert saturday == monday == dt.datetime(2026, 3, 14, 0, 0, tzinfo=TZ)
+    assert cal.add_working_days(at("2026-03-08T12:00"), 0).at == dt.datetime(2026, 3, 9, 0, 0, tzinfo=TZ)
 
 
 def test_rest_day_rule_is_continuous(cal: Calendar) -> None:
