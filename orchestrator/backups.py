@@ -20,9 +20,9 @@ from .errors import BadInput, NotFound
 
 
 def store_root() -> Path:
-    """``OPSCTL_BACKUPS`` if set, else ``var/backups`` of the repository."""
+    """``OPSCTL_BACKUPS`` if set, else ``backups/`` of the data root (:func:`paths.data_dir`)."""
     env = os.environ.get("OPSCTL_BACKUPS")
-    return Path(env).resolve() if env else paths.var_dir() / "backups"
+    return Path(env).resolve() if env else paths.data_dir() / "backups"
 
 
 @dataclass(frozen=True)

@@ -87,7 +87,7 @@ def analyze_cmd(directory: Path | None, record_id: str | None, since: str | None
                 window: int, slow_ms: float, top: int, lang: str, html_out: Path | None, as_json: bool) -> None:
     """Requests, 4xx/5xx rates per window, slowest endpoints, errors by signature, database errors."""
     if directory is None:
-        base = paths.var_dir() / "logs"
+        base = paths.data_dir() / "logs"
         if record_id:
             directory = base / record_id
         else:

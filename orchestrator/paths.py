@@ -21,6 +21,17 @@ def var_dir() -> Path:
     return repo_root() / "var"
 
 
+def data_dir() -> Path:
+    """What runs leave on the controller -- backups, releases, collected logs, diagnostics,
+    exports -- under one root: ``OPSCTL_DATA`` if set, else ``var/`` of the repository. opsctl
+    gives it to every playbook as ``opsctl_data_root`` (the roles' defaults write below it);
+    in AWX the job templates set that variable to a persistent volume (docs/awx.md)."""
+    env = os.environ.get("OPSCTL_DATA")
+    if env:
+        return Path(env).resolve()
+    return var_dir()
+
+
 def archive_dir() -> Path:
     """The change-record archive: ``OPSCTL_ARCHIVE`` if set, else ``var/archive``."""
     env = os.environ.get("OPSCTL_ARCHIVE")

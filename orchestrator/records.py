@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import platform
 import pwd
@@ -183,6 +184,45 @@ def collect_operator(repo: Path | None = None) -> dict[str, str | None]:
     }
 
 
+#: Largest approved plan (``OPSCTL_APPROVAL_PLAN``) read for the record, in bytes.
+MAX_PLAN_BYTES = 10 << 20
+
+
+def collect_approval() -> dict[str, Any] | None:
+    """An approval given outside opsctl, by a CI gate: who approved (``OPSCTL_APPROVED_BY``,
+    from ci/approver.py) and the plan they saw (``OPSCTL_APPROVAL_PLAN``: the plan.json of
+    ``ci/plan.py plan``, recorded by its hash, environment, commit and operations).
+    None when neither is set; :class:`BadInput` when the plan cannot be read."""
+    by = clean_text(os.environ.get("OPSCTL_APPROVED_BY") or "")
+    plan_path = os.environ.get("OPSCTL_APPROVAL_PLAN") or ""
+    if not by and not plan_path:
+        return None
+    plan: dict[str, Any] | None = None
+    if plan_path:
+        try:
+            with open(plan_path, "rb") as fh:
+                data = fh.read(MAX_PLAN_BYTES + 1)
+        except OSError as exc:
+            raise BadInput(f"OPSCTL_APPROVAL_PLAN: cannot read {plan_path}: {exc.strerror}") from exc
+        if len(data) > MAX_PLAN_BYTES:
+            raise BadInput(f"OPSCTL_APPROVAL_PLAN: {plan_path} is larger than {MAX_PLAN_BYTES} bytes")
+        try:
+            loaded = json.loads(data)
+        except ValueError as exc:
+            raise BadInput(f"OPSCTL_APPROVAL_PLAN: {plan_path} is not a plan.json (not JSON)") from exc
+        if not isinstance(loaded, dict) or loaded.get("mode") != "plan":
+            raise BadInput(f"OPSCTL_APPROVAL_PLAN: {plan_path} is not the plan.json of `ci/plan.py plan`")
+        plan = {
+            "file": Path(plan_path).name,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "env": clean_optional(str(loaded.get("env") or "")) or None,
+            "commit": clean_optional(str(loaded.get("commit") or "")) or None,
+            "operations": [clean_text(str(o.get("operation"))) for o in loaded.get("operations") or []
+                           if isinstance(o, dict) and o.get("operation")],
+        }
+    return {"approved_by": by or None, "plan": plan}
+
+
 def operator_name(operator: Mapping[str, Any] | None) -> str | None:
     """The record's operator for reports: ``user``, plus `` (for NAME)`` when the run was
     made on someone's behalf (a timer, a CI job's actor, the user behind sudo)."""
@@ -255,6 +295,8 @@ class RunMeta:
     #: The host leases taken in the shared store (environments with ``host_leases: store``):
     #: ``{"store", "hosts", "took_over"}``; None where the environment takes none.
     leases: dict[str, Any] | None = None
+    #: An approval given outside opsctl (a CI gate, :func:`collect_approval`); None without one.
+    approval: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         validate_record_id(self.id)
@@ -528,6 +570,8 @@ class RecordBuilder:
             "redaction": dict(redaction) if redaction is not None else {"keys": [], "values_masked": 0, "min_length": 4},
             # only where the environment takes host leases (orchestrator/leases.py)
             **({"leases": dict(meta.leases)} if meta.leases is not None else {}),
+            # only where a CI gate approved the run (ci/approver.py, ci/plan.py apply --plan)
+            **({"approval": dict(meta.approval)} if meta.approval is not None else {}),
         }
 
 

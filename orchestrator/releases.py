@@ -31,7 +31,7 @@ _SKIP = {"__pycache__", ".pytest_cache"}
 
 
 def releases_dir() -> Path:
-    return paths.var_dir() / "releases"
+    return paths.data_dir() / "releases"
 
 
 def artifact_name(version: str) -> str:

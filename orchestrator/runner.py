@@ -35,8 +35,8 @@ from .proc import process_identity, process_matches
 from .operations import (POLICY_FILE, RESERVED_VAR_RE, Environment, Operation, get_environment, get_operation,
                          load_catalog,
                          yaml_problem)
-from .records import (LAUNCH_TYPES, RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions,
-                      file_entry, inventory_entries, new_record_id)
+from .records import (LAUNCH_TYPES, RecordBuilder, RunMeta, collect_approval, collect_operator, collect_source,
+                      collect_versions, file_entry, inventory_entries, new_record_id)
 from .redact import MASK, Redactor, _scalar_leaves, vault_values
 from .textclean import clean_optional, clean_text, has_controls
 
@@ -271,6 +271,28 @@ def check_policy(req: RunRequest, op: Operation, env: Environment,
                        "(confirm at the terminal prompt, or pass --yes)")
 
 
+def check_approval(req: RunRequest, op: Operation, env: Environment, approval: Mapping[str, Any] | None) -> None:
+    """``ci_approval: required`` (production): a run that CI launches and that may change
+    something (not read-only, not --check) needs the gate's approval on record: who approved
+    (OPSCTL_APPROVED_BY) and the plan they saw (OPSCTL_APPROVAL_PLAN), a plan of this
+    environment that covers this operation."""
+    if env.settings.get("ci_approval") != "required" or req.launch_type != "ci" or op.read_only or req.check:
+        return
+    how = "(the CI gate: ci/approver.py and make ci-apply PLAN=...; docs/ci.md)"
+    if not approval or not approval.get("approved_by"):
+        raise BadInput(f"environment {env.name!r} requires an approval for CI runs of {op.name!r}: "
+                       f"OPSCTL_APPROVED_BY is not set {how}")
+    plan = approval.get("plan")
+    if not isinstance(plan, Mapping):
+        raise BadInput(f"environment {env.name!r} requires the approved plan for CI runs of {op.name!r}: "
+                       f"OPSCTL_APPROVAL_PLAN is not set {how}")
+    if plan.get("env") != env.name:
+        raise BadInput(f"the approved plan is a plan of {plan.get('env')!r}, not of {env.name!r}")
+    if op.name not in (plan.get("operations") or []):
+        raise BadInput(f"the approved plan does not cover {op.name!r} "
+                       f"(it covers {', '.join(plan.get('operations') or []) or 'no operation'})")
+
+
 def _declared_secrets(operation: str, given: Mapping[str, Any]) -> list[str]:
     """The -e keys that the operation's catalog entry declares secret (none when the
     operation is unknown: the run is refused later anyway)."""
@@ -426,6 +448,10 @@ class Executor:
             raw_vars.update(parse_extra_vars(req.extra_args))
         except OpsError as err:
             early_error = early_error or err
+        try:
+            approval = collect_approval()
+        except OpsError as err:
+            approval, early_error = None, early_error or err
         safe_vars, _ = redactor.redact_vars(raw_vars)
         for key in _declared_secrets(req.operation, raw_vars):  # secret by the catalog, whatever the name
             redactor.add_values(_scalar_leaves(raw_vars[key]))
@@ -453,6 +479,7 @@ class Executor:
             versions=collect_versions(),
             targets=[],
             started=started.isoformat(),
+            approval=approval,
         )
         try:
             if early_error is not None:
@@ -463,6 +490,7 @@ class Executor:
             meta.inventory = str(Path("inventories") / env.name)
             meta.ticket = resolve_ticket(req, op, env)
             check_policy(req, op, env, raw_vars)
+            check_approval(req, op, env, approval)
             if env.settings.get("signed_records") == "required":
                 from .signing import check_key
 
@@ -579,7 +607,8 @@ class Executor:
                     limit=req.limit,
                     # Playbooks may stamp what they produce (backup manifests, release
                     # markers) with the id of the change record that made it.
-                    extravars={**raw_vars, "opsctl_record_id": meta.id, "opsctl_env": env.name},
+                    extravars={**raw_vars, "opsctl_record_id": meta.id, "opsctl_env": env.name,
+                               "opsctl_data_root": str(paths.data_dir())},
                     cmdline=" ".join(_quote(c) for c in cmdline) or None,
                     envvars=envvars,
                     quiet=True,

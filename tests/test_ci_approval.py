@@ -160,3 +160,79 @@ def test_apply_refuses_a_plan_that_is_not_its_own(tmp_path: Path, change: dict[s
 def test_apply_refuses_an_unreadable_plan(tmp_path: Path) -> None:
     proc = plan_apply(tmp_path, "{not json")
     assert proc.returncode == 2 and "not a readable plan.json" in proc.stderr
+
+
+# -- the record: ci_approval: required (production) ---------------------------------------------
+
+def _gated(home: Path) -> None:
+    policy = home / "inventories" / "production" / ".opsctl.yml"
+    policy.write_text(policy.read_text(encoding="utf-8") + "ci_approval: required\n", encoding="utf-8")
+
+
+def _plan(tmp_path: Path, env: str = "production", ops: tuple[str, ...] = ("change",)) -> Path:
+    plan = tmp_path / "plan-production" / "plan.json"
+    plan.parent.mkdir(parents=True, exist_ok=True)
+    plan.write_text(json.dumps({"mode": "plan", "env": env, "commit": "c0ffee" * 6 + "c0ff",
+                                "operations": [{"operation": o} for o in ops]}), encoding="utf-8")
+    return plan
+
+
+def _ci_run(*args: str, **env: str) -> tuple[int, dict[str, Any], str]:
+    from conftest import run_opsctl
+
+    proc = run_opsctl("run", *args, "--json", env={"OPSCTL_LAUNCH": "ci", "OPSCTL_APPROVED_BY": "",
+                                                    "OPSCTL_APPROVAL_PLAN": "", **env})
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip() else {}, proc.stderr
+
+
+def test_a_ci_change_in_production_records_its_approval(opsctl_home: Path, tmp_path: Path) -> None:
+    _gated(opsctl_home)
+    plan = _plan(tmp_path)
+    rc, rec, err = _ci_run("change", "--env", "production", "--ticket", "CHG-7", "--yes",
+                           OPSCTL_APPROVED_BY="zhang.wei, wang.fang", OPSCTL_APPROVAL_PLAN=str(plan))
+    assert rc == 0, err
+    import hashlib
+
+    assert rec["approval"] == {"approved_by": "zhang.wei, wang.fang", "plan": {
+        "file": "plan.json", "sha256": hashlib.sha256(plan.read_bytes()).hexdigest(), "env": "production",
+        "commit": "c0ffee" * 6 + "c0ff", "operations": ["change"]}}
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({}, "requires an approval for CI runs of 'change': OPSCTL_APPROVED_BY is not set"),
+    ({"OPSCTL_APPROVED_BY": "zhang.wei"}, "requires the approved plan for CI runs of 'change'"),
+    ({"OPSCTL_APPROVED_BY": "zhang.wei", "plan_env": "staging"}, "a plan of 'staging', not of 'production'"),
+    ({"OPSCTL_APPROVED_BY": "zhang.wei", "plan_ops": "ok"}, "does not cover 'change' (it covers ok)"),
+])
+def test_a_ci_change_in_production_without_its_approval_is_refused_and_recorded(
+        opsctl_home: Path, tmp_path: Path, env: dict[str, str], message: str) -> None:
+    _gated(opsctl_home)
+    given = {k: v for k, v in env.items() if k.startswith("OPSCTL_")}
+    if "plan_env" in env or "plan_ops" in env:
+        given["OPSCTL_APPROVAL_PLAN"] = str(_plan(tmp_path, env.get("plan_env", "production"),
+                                                  (env.get("plan_ops", "change"),)))
+    rc, rec, err = _ci_run("change", "--env", "production", "--ticket", "CHG-7", "--yes", **given)
+    assert rc == 2, err
+    assert rec["status"] == "refused" and message in json.dumps(rec["error"]), rec["error"]
+    assert not list((opsctl_home / "markers").iterdir())  # nothing changed
+
+
+def test_what_the_gate_does_not_cover_runs_as_before(opsctl_home: Path) -> None:
+    _gated(opsctl_home)
+    # read-only, a check, an engineer's run: no CI approval asked
+    assert _ci_run("ok", "--env", "production", "--reason", "probe")[0] == 0
+    assert _ci_run("change", "--env", "production", "--ticket", "CHG-7", "--check", "--yes")[0] == 0
+    from conftest import run_opsctl
+
+    proc = run_opsctl("run", "change", "--env", "production", "--ticket", "CHG-7", "--yes", "--json",
+                      env={"OPSCTL_LAUNCH": "manual", "OPSCTL_APPROVED_BY": "", "OPSCTL_APPROVAL_PLAN": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert "approval" not in json.loads(proc.stdout)
+
+
+def test_an_unreadable_plan_is_refused_clearly(opsctl_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{nope", encoding="utf-8")
+    rc, rec, err = _ci_run("change", "--env", "test", "--yes", OPSCTL_APPROVED_BY="x",
+                           OPSCTL_APPROVAL_PLAN=str(tmp_path / "bad.json"))
+    assert rc == 2 and "Traceback" not in err
+    assert rec["status"] == "refused" and "is not a plan.json (not JSON)" in json.dumps(rec["error"])

@@ -69,3 +69,53 @@ def test_private_dir_refuses_a_file(tmp_path: Path) -> None:
     target.write_text("")
     with pytest.raises(UnsafeDirectory):
         paths.ensure_private_dir(target)
+
+
+# -- one root for what runs leave on the controller (AWX keeps it on a persistent volume) --------
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_data_root_default_and_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from orchestrator import backups, releases
+
+    monkeypatch.delenv("OPSCTL_DATA", raising=False)
+    monkeypatch.delenv("OPSCTL_BACKUPS", raising=False)
+    assert paths.data_dir() == paths.var_dir()
+    monkeypatch.setenv("OPSCTL_DATA", str(tmp_path / "data"))
+    assert paths.data_dir() == tmp_path / "data"
+    assert backups.store_root() == tmp_path / "data" / "backups"
+    assert releases.releases_dir() == tmp_path / "data" / "releases"
+
+
+def test_every_controller_path_of_the_roles_is_under_the_data_root() -> None:
+    """A role default (or playbook) that writes below the playbook's folder without the data
+    root would write into AWX's throw-away project copy."""
+    offenders = []
+    for path in [*REPO.glob("roles/*/defaults/main.yml"), *REPO.glob("playbooks/*.yml")]:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if "playbook_dir" in line and "/var" in line and "opsctl_data_root" not in line:
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert offenders == []
+    used = [p for p in REPO.glob("roles/*/defaults/main.yml") if "opsctl_data_root" in p.read_text(encoding="utf-8")]
+    assert len(used) >= 8, used  # backups (3 roles), releases, exports, logs, diagnostics, monitoring
+
+
+def test_opsctl_gives_the_data_root_to_the_playbook(opsctl_home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    import json
+
+    from conftest import run_opsctl
+
+    (opsctl_home / "playbooks" / "where.yml").write_text(
+        "- name: Where the data goes\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - name: Publish the data root\n      run_once: true\n      ansible.builtin.set_stats:\n"
+        "        data: {where: \"{{ opsctl_data_root }}\"}\n", encoding="utf-8")
+    catalog = opsctl_home / "catalog.yml"
+    catalog.write_text(catalog.read_text(encoding="utf-8") + "  where:\n    playbook: where.yml\n"
+                       "    description: Publishes the data root\n    risk: low\n    read_only: true\n"
+                       "    outputs: [where]\n", encoding="utf-8")
+    data = tmp_path / "persistent"
+    proc = run_opsctl("run", "where", "--env", "test", "--json", env={"OPSCTL_DATA": str(data)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["outputs"]["where"] == str(data)
