@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, paths
 from .archive import Archive
 from .errors import BadInput, OpsError
 from .operations import Operation, get_environment, get_operation, load_catalog
-from .records import RecordBuilder, RunMeta, iso, new_record_id, parse_iso
+from .records import RecordBuilder, RunMeta, collect_operator, iso, new_record_id, parse_iso
 from .redact import Redactor
 from .textclean import clean_optional, clean_text
 
@@ -193,8 +193,14 @@ def import_job(
     reason: str | None = None,
     launch_type: str = "awx",
     instance: str | None = None,
+    origin: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build and commit the change record of one AWX job; returns the committed record."""
+    """Build and commit the change record of one AWX job; returns the committed record.
+
+    ``origin`` says where the job came from, for the record's ``awx`` field: ``{"source":
+    "api", "url": ...}`` (fetched from the configured AWX) or ``{"source": "file", "files":
+    [{name, sha256}], ...}`` (files someone handed over: the record says so). The importing
+    person (:func:`collect_operator`) is always recorded as ``awx.imported_by``."""
     if launch_type not in ("awx", "ci"):
         raise BadInput(f"launch type of an AWX import is awx or ci, not {launch_type!r}")
     job = AwxJob(dict(job_data)) if job_data else None
@@ -293,7 +299,15 @@ def import_job(
     if job is not None and isinstance(job.data.get("artifacts"), Mapping) and not record["outputs"]:
         record["outputs"] = dict(redactor.redact_obj(job.data["artifacts"]))
         record["outputs_missing"] = sorted(k for k in op.outputs if k not in record["outputs"])
+    given = dict(origin or {"source": "file"})
+    url = given.get("url")
+    if url is None and job is not None and isinstance(job.data.get("url"), str) and instance:
+        url = urllib.parse.urljoin(instance.rstrip("/") + "/", job.data["url"])  # the job's own API address
     record["awx"] = {
+        "source": given.get("source"),
+        "url": url,
+        **({"files": given["files"]} if given.get("files") else {}),
+        "imported_by": collect_operator(paths.repo_root()),
         "instance": instance,
         "job_id": job_id,
         "job_template": job.summary("job_template").get("name") if job is not None else None,
@@ -321,8 +335,10 @@ def fetch_json(url: str, token: str | None, timeout: float = 60) -> Any:
 
 
 def fetch_job(base_url: str, job_id: int, token: str | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The job and all its event pages from the AWX API (follows ``next`` links)."""
+    """The job and all its event pages from the AWX API (follows ``next`` links, only on the
+    configured AWX: a link to another scheme, host or port is refused, never fetched)."""
     base = base_url.rstrip("/") + "/"
+    home = urllib.parse.urlsplit(base)
     job = fetch_json(urllib.parse.urljoin(base, f"api/v2/jobs/{job_id}/"), token)
     pages: list[dict[str, Any]] = []
     url: str | None = urllib.parse.urljoin(base, f"api/v2/jobs/{job_id}/job_events/?order_by=counter&page_size=200")
@@ -333,6 +349,11 @@ def fetch_job(base_url: str, job_id: int, token: str | None) -> tuple[dict[str, 
         pages.append(page)
         nxt = page.get("next")
         url = urllib.parse.urljoin(base, nxt) if isinstance(nxt, str) and nxt else None
+        if url is not None:
+            there = urllib.parse.urlsplit(url)
+            if (there.scheme, there.netloc) != (home.scheme, home.netloc):
+                raise OpsError(f"the AWX answer links its next page to {there.scheme}://{there.netloc}, "
+                               f"not to the configured AWX ({home.scheme}://{home.netloc}): refused")
         if len(pages) > 10000:
             raise OpsError("too many event pages")
     return job if isinstance(job, dict) else {}, pages

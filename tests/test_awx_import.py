@@ -222,3 +222,65 @@ def test_import_from_api(fake_awx: str) -> None:
     rec = json.loads(res.output)
     assert rec["awx"]["instance"] == fake_awx and rec["awx"]["events"] > 8
     assert rec["status"] == "successful" and len(rec["changes"]) == 2
+
+
+def test_the_record_says_where_the_job_came_from_and_who_imported_it(
+        awx_files: tuple[Path, Path, list[dict[str, Any]]], fake_awx: str, opsctl_home: Path) -> None:
+    import hashlib
+
+    from orchestrator.records import login_user
+
+    ev_file, job_file, _ = awx_files
+    res = CliRunner().invoke(cli, ["awx", "import", str(JOB_ID), "--json"],
+                             env={"AWX_HOST": fake_awx, "AWX_TOKEN": "t0ken-for-test"})
+    assert res.exit_code == 0, res.output
+    awx = json.loads(res.output)["awx"]
+    assert awx["source"] == "api" and awx["url"] == f"{fake_awx}/api/v2/jobs/{JOB_ID}/"
+    assert awx["imported_by"]["user"] == login_user()
+    assert json.loads(res.output)["operator"]["user"] == "alice"  # who launched it in AWX, beside who imported
+    # a hand-over of files: said so, with the files' hashes (another archive: the job is in this one)
+    other = opsctl_home / "var" / "archive2"
+    res = CliRunner().invoke(cli, ["awx", "import", "--from-file", str(ev_file), "--job", str(job_file),
+                                   "--instance", "https://awx.example.invalid", "--json"],
+                             env={"OPSCTL_ARCHIVE": str(other)})
+    assert res.exit_code == 0, res.output
+    awx = json.loads(res.output)["awx"]
+    assert awx["source"] == "file"
+    assert awx["files"] == [{"name": ev_file.name, "sha256": hashlib.sha256(ev_file.read_bytes()).hexdigest()},
+                            {"name": job_file.name, "sha256": hashlib.sha256(job_file.read_bytes()).hexdigest()}]
+    assert awx["imported_by"]["user"] == login_user()
+    res = CliRunner().invoke(cli, ["awx", "import", "--from-file", str(ev_file), "--job", str(job_file)],
+                             env={"OPSCTL_ARCHIVE": str(opsctl_home / "var" / "archive3")})
+    assert "from files, not from the AWX API" in res.output
+
+
+def test_next_links_are_followed_only_on_the_configured_awx(
+        awx_files: tuple[Path, Path, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    from orchestrator import awx
+    from orchestrator.errors import OpsError
+
+    _, job_file, pages = awx_files
+    seen: list[str] = []
+
+    def fake_fetch(url: str, token: str | None, timeout: float = 60) -> Any:
+        seen.append(url)
+        if url.endswith(f"/jobs/{JOB_ID}/"):
+            return json.loads(job_file.read_text(encoding="utf-8"))
+        return dict(pages[0], next="https://evil.example.invalid/api/v2/jobs/42/job_events/?page=2")
+
+    monkeypatch.setattr(awx, "fetch_json", fake_fetch)
+    with pytest.raises(OpsError, match="links its next page to https://evil.example.invalid"):
+        awx.fetch_job("https://awx.example.invalid", JOB_ID, "t")
+    assert not any("evil" in u for u in seen) and len(seen) == 2
+
+
+def test_import_arguments_that_do_not_go_together(awx_files: tuple[Path, Path, list[dict[str, Any]]]) -> None:
+    ev_file, job_file, _ = awx_files
+    for args, message in [
+        (["--job", str(job_file)], "--job FILE goes with --from-file FILE"),
+        ([str(JOB_ID), "--from-file", str(ev_file)], "not both"),
+        ([], "give the AWX JOB_ID"),
+        ([str(JOB_ID)], "needs AWX_HOST"),
+    ]:
+        res = CliRunner().invoke(cli, ["awx", "import", *args], env={"AWX_HOST": ""})
+        assert res.exit_code == 2 and message in res.output, (args, res.output)
