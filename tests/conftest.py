@@ -90,6 +90,7 @@ operations:
   backup:
     playbook: backup.yml
     description: Backup-like (changes something, on demand); a standard change in production
+    tags: [backup]
     risk: low
     on_demand: true
 """

@@ -19,6 +19,7 @@ def home(opsctl_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
   inspect:
     playbook: ok.yml
     description: Stand-in inspection
+    tags: [inspection]
     risk: low
     read_only: true
     outputs: [probe]
