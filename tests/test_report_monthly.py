@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CATALOG, run_opsctl
+from helpers.common import run_opsctl
+from helpers.home import CATALOG
 from orchestrator.workdays import TZ
 
 
