@@ -17,12 +17,12 @@ import click
 from .archive import Archive
 from .clicommon import archive_of, handle_errors
 from .errors import BadInput, NotFound
+from .operations import tagged_one
 from .records import operator_name
 from .reports.baseline import FORMATS, render_baseline
 from .reports.render import LANGS, write_output
 from .workdays import isoformat, now
 
-CHECK_OPERATION = "baseline-check"
 STATUSES = ("pass", "fail", "waived", "not_applicable")
 
 
@@ -30,12 +30,13 @@ def latest_check(archive: Archive, env: str) -> dict[str, Any]:
     """The newest successful baseline-check record of ``env`` that carries results."""
     if not env:
         raise BadInput("--env is required")
-    for row in archive.list(env=env, op=CHECK_OPERATION):
+    check_op = tagged_one("baseline-check")
+    for row in archive.list(env=env, op=check_op):
         record = archive.get(str(row["id"]))
         if record.get("status") == "successful" and (record.get("outputs") or {}).get("baseline"):
             return record
-    raise NotFound(f"no successful {CHECK_OPERATION} record for environment {env!r} in {archive.root}; "
-                   f"run `opsctl run {CHECK_OPERATION} --env {env}` first")
+    raise NotFound(f"no successful {check_op} record for environment {env!r} in {archive.root}; "
+                   f"run `opsctl run {check_op} --env {env}` first")
 
 
 def _control(c: dict[str, Any]) -> dict[str, Any]:

@@ -18,11 +18,13 @@ from typing import Any
 from .archive import Archive
 from .errors import BadInput, NotFound
 from .forecast import DAY_S, days_until, growth_per_week
+from .operations import tagged_one
 from .records import parse_iso
 
 SEVERITIES = ("critical", "warning", "info")
 SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1, "ok": 0}
-OPERATION = "inspect"
+#: The output key under which an inspection record keeps its per-host results.
+OUTPUT = "inspect"
 
 FORECAST_ACTIONS = {
     "disk_forecast": "Plan the clean-up or the extension of the filesystem now, before it fills up.",
@@ -45,7 +47,7 @@ class Thresholds:
 
 def results(record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The per-host inspection results of a record (empty when it has none)."""
-    out = (record.get("outputs") or {}).get(OPERATION) or {}
+    out = (record.get("outputs") or {}).get(OUTPUT) or {}
     if not isinstance(out, Mapping):
         return {}
     return {str(h): dict(r) for h, r in out.items() if isinstance(r, Mapping)}
@@ -63,10 +65,10 @@ def find_record(archive: Archive, record_id: str | None, env: str | None) -> dic
     """The record asked for, or the newest inspect record (of ``env``) that has results."""
     if record_id:
         rec = archive.get(record_id)
-        if rec.get("operation") != OPERATION or not results(rec):
+        if rec.get("operation") != tagged_one("inspection") or not results(rec):
             raise BadInput(f"record {record_id} is not an inspection with results (operation {rec.get('operation')})")
         return rec
-    for row in archive.list(op=OPERATION, env=env):
+    for row in archive.list(op=tagged_one("inspection"), env=env):
         rec = archive.get(row["id"])
         if results(rec):
             return rec
@@ -81,7 +83,7 @@ def history(archive: Archive, record: Mapping[str, Any], count: int) -> list[dic
     """
     out: list[dict[str, Any]] = []
     seq = int(record.get("seq") or 0)
-    for row in archive.list(op=OPERATION, env=str(record.get("environment"))):
+    for row in archive.list(op=tagged_one("inspection"), env=str(record.get("environment"))):
         if seq and int(row.get("seq") or 0) > seq:
             continue
         rec = dict(record) if row["id"] == record.get("id") else archive.get(row["id"])

@@ -10,22 +10,21 @@ from typing import Any
 
 from .archive import Archive
 from .errors import BadInput, NotFound
+from .operations import tagged_one
 from .records import operator_name
 from .workdays import isoformat, now
-
-SCAN_OPERATION = "patch-scan"
-
 
 def latest_scan(archive: Archive, env: str) -> dict[str, Any]:
     """The newest successful patch-scan record of ``env`` that carries scan outputs."""
     if not env:
         raise BadInput("--env is required")
-    for row in archive.list(env=env, op=SCAN_OPERATION):
+    scan_op = tagged_one("patch-scan")
+    for row in archive.list(env=env, op=scan_op):
         record = archive.get(str(row["id"]))
         if record.get("status") == "successful" and (record.get("outputs") or {}).get("patch_scan"):
             return record
-    raise NotFound(f"no successful {SCAN_OPERATION} record for environment {env!r} in {archive.root}; "
-                   f"run `opsctl run {SCAN_OPERATION} --env {env}` first")
+    raise NotFound(f"no successful {scan_op} record for environment {env!r} in {archive.root}; "
+                   f"run `opsctl run {scan_op} --env {env}` first")
 
 
 def _host_row(host: str, scan: dict[str, Any]) -> dict[str, Any]:

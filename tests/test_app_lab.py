@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, lab_run, run_opsctl
+from helpers.common import REPO, VENV_BIN, run_opsctl
+from helpers.lab import lab_ansible_env, lab_run
 from orchestrator.releases import build_release
 from test_db_transfer_lab import on_host, stdout_of
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, VENV_BIN
+from helpers.common import REPO, VENV_BIN
 from orchestrator.cli import cli
 from orchestrator.errors import BadInput
 from orchestrator.loganalysis import analyze

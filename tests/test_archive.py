@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest_archive import BASE_TIME, commit_record, fill  # noqa: E402
+from helpers.records import BASE_TIME, commit_record, fill  # noqa: E402
 
 from orchestrator.archive import Archive, canonical_json, record_bytes, record_hash  # noqa: E402
 from orchestrator.errors import ArchiveError, BadInput, NotFound  # noqa: E402

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 from orchestrator.archive import Archive
 from orchestrator.cli import cli
 
-from conftest import CLI_SECRET_VALUE, all_text_under
+from helpers.common import all_text_under
+from helpers.home import CLI_SECRET_VALUE
 
 JOB_ID = 42
 

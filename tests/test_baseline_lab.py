@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_opsctl
+from helpers.common import run_opsctl
 
 pytestmark = pytest.mark.lab
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, run_opsctl
+from helpers.common import REPO, run_opsctl
 
 pytestmark = [
     pytest.mark.lab,

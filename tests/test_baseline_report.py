@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest_archive import BASE_TIME, commit_record
+from helpers.records import BASE_TIME, commit_record
 from orchestrator.archive import Archive
 from orchestrator.baseline import build_baseline, latest_check
 from orchestrator.cli import cli

@@ -178,7 +178,7 @@ def _plan(tmp_path: Path, env: str = "production", ops: tuple[str, ...] = ("chan
 
 
 def _ci_run(*args: str, **env: str) -> tuple[int, dict[str, Any], str]:
-    from conftest import run_opsctl
+    from helpers.common import run_opsctl
 
     proc = run_opsctl("run", *args, "--json", env={"OPSCTL_LAUNCH": "ci", "OPSCTL_APPROVED_BY": "",
                                                     "OPSCTL_APPROVAL_PLAN": "", **env})
@@ -222,7 +222,7 @@ def test_what_the_gate_does_not_cover_runs_as_before(opsctl_home: Path) -> None:
     # read-only, a check, an engineer's run: no CI approval asked
     assert _ci_run("ok", "--env", "production", "--reason", "probe")[0] == 0
     assert _ci_run("change", "--env", "production", "--ticket", "CHG-7", "--check", "--yes")[0] == 0
-    from conftest import run_opsctl
+    from helpers.common import run_opsctl
 
     proc = run_opsctl("run", "change", "--env", "production", "--ticket", "CHG-7", "--yes", "--json",
                       env={"OPSCTL_LAUNCH": "manual", "OPSCTL_APPROVED_BY": "", "OPSCTL_APPROVAL_PLAN": ""})

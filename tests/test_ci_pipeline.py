@@ -25,7 +25,7 @@ from orchestrator.archive import Archive
 from orchestrator.operations import load_catalog
 from orchestrator.records import login_user
 
-from conftest import VENV_BIN
+from helpers.common import VENV_BIN
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / "var" / "ci-node"

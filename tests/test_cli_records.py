@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest_archive import commit_record, fill  # noqa: E402
+from helpers.records import commit_record, fill  # noqa: E402
 
 from orchestrator.archive import Archive  # noqa: E402
 from orchestrator.cli_records import records  # noqa: E402

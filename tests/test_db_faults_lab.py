@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import VENV_BIN, run_opsctl
+from helpers.common import VENV_BIN, run_opsctl
 from test_db_transfer_lab import DBTOOL, checksums, on_host, stdout_of, tools  # noqa: F401  (tools: a fixture)
 
 pytestmark = pytest.mark.lab

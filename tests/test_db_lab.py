@@ -17,26 +17,14 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
+from helpers.common import REPO, VENV_BIN, run_opsctl
+from helpers.lab import host_command, on_host
 
 pytestmark = pytest.mark.lab
 
 TOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
 ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
 RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
-
-
-def host_command(host: str, argv: list[str], user: str = "root") -> list[str]:
-    """The `ansible` command line that runs argv on a lab host over the inventory's SSH connection."""
-    return [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
-            "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
-            "-a", json.dumps({"argv": argv})]
-
-
-def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
-    """Run a command on a lab host over the inventory's SSH connection."""
-    return subprocess.run(host_command(host, argv, user), capture_output=True, text=True, timeout=120, cwd=REPO,
-                          check=False, env=lab_ansible_env())
 
 
 def tool(host: str, *args: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO
+from helpers.common import REPO
 
 
 def _load() -> ModuleType:

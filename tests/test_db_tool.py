@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers.common import REPO
 
 sys.path.insert(0, str(REPO / "roles" / "db_backup" / "files"))
 import envcredit_dbtool as tool  # noqa: E402

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, all_text_under, lab_ansible_env, run_opsctl
+from helpers.common import REPO, VENV_BIN, all_text_under, run_opsctl
+from helpers.lab import on_host
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
 import envcredit_transfer as transfer  # noqa: E402  (the role's own parser reads the exported files)
@@ -32,15 +33,6 @@ DBTOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
 ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
 RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
 SCRATCH = f"xfer_test_{os.getpid()}"
-
-
-def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
-         "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
-         "-a", json.dumps({"argv": argv})],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=lab_ansible_env())
 
 
 def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers.common import REPO
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
 import envcredit_transfer as t  # noqa: E402

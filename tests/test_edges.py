@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import REPO
-from conftest_archive import fill
+from helpers.common import REPO
+from helpers.records import fill
 from orchestrator.archive import Archive, record_bytes, record_hash
 from orchestrator.backups import list_backups
 from orchestrator.redact import MASK, Redactor

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
+from helpers.common import REPO, VENV_BIN, run_opsctl
+from helpers.lab import lab_ansible_env
 from orchestrator.releases import build_release
 
 pytestmark = pytest.mark.lab

@@ -267,7 +267,7 @@ def test_concurrent_opens_get_distinct_ids(archive: Archive) -> None:
     import os
     import subprocess
 
-    from conftest import opsctl_cmd
+    from helpers.common import opsctl_cmd
 
     env = dict(os.environ)
     procs = [subprocess.Popen(opsctl_cmd("incident", "open", "--severity", "general", "--summary", f"parallel {i}", "--json"),

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest import home_env, run_opsctl
-from conftest_archive import commit_record
+from helpers.common import run_opsctl
+from helpers.home import home_env
+from helpers.records import commit_record
 from orchestrator.archive import Archive
 from orchestrator.cli import cli
 from orchestrator.records import login_user

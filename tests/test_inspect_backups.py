@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN
+from helpers.common import REPO, VENV_BIN
 
 def _backup(store: Path, host: str, hours_ago: float, verified_hours_ago: float | None = None) -> str:
     now = datetime.now(timezone.utc)  # the module judges a moment later: ages are compared to 0.1 h

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import only
+from helpers.common import only
 from orchestrator import leases as leases_mod
 from orchestrator.archive import Archive
 from orchestrator.errors import BadInput, LockHeld
@@ -204,7 +204,7 @@ def test_run_without_a_store_is_refused_where_the_policy_needs_leases(opsctl_hom
 
 
 def test_production_policy_takes_leases_in_the_store() -> None:
-    from conftest import REPO
+    from helpers.common import REPO
     import yaml
 
     policy = yaml.safe_load((REPO / "inventories" / "production" / ".opsctl.yml").read_text(encoding="utf-8"))

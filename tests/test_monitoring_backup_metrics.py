@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, VENV_BIN
+from helpers.common import REPO, VENV_BIN
 
 
 def _backup(store: Path, host: str, bid: str, ended: str, verified: bool = False) -> None:

@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, lab_run
+from helpers.common import REPO
+from helpers.lab import lab_run
 from orchestrator.releases import build_release
 
 pytestmark = pytest.mark.lab

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_run
-from os_lab_helpers import shell
+from helpers.lab import lab_run
+from helpers.os_lab import shell
 
 pytestmark = pytest.mark.lab
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_run, newest_record, run_opsctl, unreachable
+from helpers.common import run_opsctl
+from helpers.lab import lab_run, newest_record, unreachable
 from orchestrator.archive import Archive
-from os_lab_helpers import pid1_start, restore_baseline, shell, versions
+from helpers.os_lab import pid1_start, restore_baseline, shell, versions
 
 pytestmark = pytest.mark.lab
 

@@ -105,7 +105,7 @@ def test_opsctl_gives_the_data_root_to_the_playbook(opsctl_home: Path, monkeypat
                                                     tmp_path: Path) -> None:
     import json
 
-    from conftest import run_opsctl
+    from helpers.common import run_opsctl
 
     (opsctl_home / "playbooks" / "where.yml").write_text(
         "- name: Where the data goes\n  hosts: all\n  gather_facts: false\n  tasks:\n"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CATALOG, run_opsctl
+from helpers.common import run_opsctl
+from helpers.home import CATALOG
 from orchestrator.workdays import TZ
 
 
@@ -19,6 +20,7 @@ def home(opsctl_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
   inspect:
     playbook: ok.yml
     description: Stand-in inspection
+    tags: [inspection]
     risk: low
     read_only: true
     outputs: [probe]

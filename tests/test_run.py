@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest import (CLI_SECRET_VALUE, VAULT_SECRET_VALUE, all_text_under, home_env, only,
-                      opsctl_cmd, run_opsctl)
+from helpers.common import all_text_under, only, opsctl_cmd, run_opsctl
+from helpers.home import CLI_SECRET_VALUE, VAULT_SECRET_VALUE, home_env
 from orchestrator.archive import Archive
 from orchestrator.cli import cli
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, only, run_opsctl
+from helpers.common import REPO, only, run_opsctl
 from orchestrator.archive import Archive
 from orchestrator.errors import BadInput
 from orchestrator.operations import get_environment, load_catalog

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest_archive import commit_record, fill
+from helpers.records import commit_record, fill
 from orchestrator.archive import Archive, SignaturePolicy
 from orchestrator.signing import Verifier
 

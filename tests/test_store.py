@@ -17,7 +17,7 @@ from orchestrator.cli import cli
 from orchestrator.errors import ArchiveError
 from orchestrator.store import FolderStore, GitStore, _git, open_store
 
-from conftest_archive import commit_record, fill
+from helpers.records import commit_record, fill
 
 TESTS = Path(__file__).resolve().parent
 
@@ -28,7 +28,7 @@ WRITER = textwrap.dedent("""\
     from datetime import timedelta
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from conftest_archive import BASE_TIME, commit_record
+    from helpers.records import BASE_TIME, commit_record
     from orchestrator.archive import Archive
     from orchestrator.store import FolderStore, GitStore
     local = Archive(Path(sys.argv[3]))

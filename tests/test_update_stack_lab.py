@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_run
-from os_lab_helpers import pid1_start, restore_baseline, shell, versions
+from helpers.lab import lab_run
+from helpers.os_lab import pid1_start, restore_baseline, shell, versions
 from test_app_lab import Client, app, artifacts, http_get  # noqa: F401  (app, artifacts: fixtures)
 
 pytestmark = pytest.mark.lab

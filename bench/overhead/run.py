@@ -142,7 +142,7 @@ OPSCTL_ENV = "bench"
 
 
 def build_local_home(root: Path, hosts: int) -> Path:
-    """A self-contained opsctl home (the shape of tests/conftest.py's build_home)."""
+    """A self-contained opsctl home (the shape of build_home in tests/helpers/home.py)."""
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     (root / "playbooks" / "templates").mkdir(parents=True)

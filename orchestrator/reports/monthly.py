@@ -17,18 +17,12 @@ from markupsafe import Markup
 
 from ..archive import Archive
 from ..incidents import IncidentRegister
+from ..operations import load_catalog, tagged
 from ..records import parse_iso
 from ..workdays import TZ, isoformat, now
 from .inspect import bar_chart, local_iso
 from .sla import build_sla, month_bounds
 
-BACKUP_OPS = ("backup",)
-VERIFY_OPS = ("backup-verify", "verify-backup", "backup_verify", "verify")
-PATCH_OPS = ("patch",)
-SCAN_OPS = ("patch-scan", "patch_scan")
-DEPLOY_OPS = ("deploy",)
-ROLLBACK_OPS = ("rollback",)
-INSPECT_OPS = ("inspect",)
 EVENT_OPS = ("incident",)  # register entries, not runs
 
 
@@ -71,6 +65,9 @@ def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_
     deploys: list[dict[str, Any]] = []
     pending: dict[str, Any] = {}
     inspect_days: dict[str, dict[str, Any]] = {}
+    catalog = load_catalog()
+    backup_ops, verify_ops, patch_ops, scan_ops, deploy_ops, rollback_ops, inspect_ops = (
+        tagged(tag, catalog) for tag in ("backup", "backup-verify", "patch", "patch-scan", "deploy", "rollback", "inspection"))
     for row in rows:
         op = str(row.get("operation"))
         if op in EVENT_OPS:
@@ -82,17 +79,17 @@ def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_
         st["successful" if status == "successful" else "failed" if status == "failed" else "other"] += 1
         st["changed_tasks"] += int(row.get("changed") or 0)
         st["check_runs"] += bool(row.get("check_mode"))
-        needs_record = op in BACKUP_OPS + VERIFY_OPS + PATCH_OPS + SCAN_OPS + DEPLOY_OPS + ROLLBACK_OPS + INSPECT_OPS
+        needs_record = op in backup_ops + verify_ops + patch_ops + scan_ops + deploy_ops + rollback_ops + inspect_ops
         rec = archive.get(str(row["id"])) if needs_record else {}
         launch = (rec.get("launch") or {}).get("type") if rec else None
         st["scheduled"] += launch == "scheduled"
         base = {"id": row["id"], "started": local_iso(str(row["started"])), "environment": row.get("environment"), "status": status}
-        if op in BACKUP_OPS and not row.get("check_mode"):
+        if op in backup_ops and not row.get("check_mode"):
             hosts = _per_host(rec, "backup")
             backups.append(base | {"hosts": sorted(hosts), "count": len(hosts)})
-        elif op in VERIFY_OPS:
+        elif op in verify_ops:
             verifications.append(base | {"hosts": sorted(rec.get("hosts") or {})})
-        elif op in PATCH_OPS and not row.get("check_mode"):
+        elif op in patch_ops and not row.get("check_mode"):
             applied = 0
             for res in _per_host(rec, "patch").values():
                 if isinstance(res, Mapping):
@@ -101,17 +98,17 @@ def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_
                         items = [p for p in items if not isinstance(p, Mapping) or p.get("upgraded", True)]
                     applied += _count_items(items)
             patches.append(base | {"hosts": sorted(rec.get("hosts") or {}), "packages": applied})
-        elif op in SCAN_OPS and status == "successful":
+        elif op in scan_ops and status == "successful":
             for host, res in _per_host(rec, "patch_scan").items():
                 if isinstance(res, Mapping):
                     pending[host] = {"pending": _count_items(_first(res, "pending", "upgradable", "updates")),
                                      "security": _count_items(_first(res, "security", "security_pending")),
                                      "scanned": local_iso(str(row["started"]))}
-        elif op in DEPLOY_OPS + ROLLBACK_OPS:
+        elif op in deploy_ops + rollback_ops:
             versions = sorted({str((v or {}).get("running")) for v in _per_host(rec, "deploy").values()
                                if isinstance(v, Mapping) and v.get("running")})
-            deploys.append(base | {"kind": "rollback" if op in ROLLBACK_OPS else "deploy", "versions": versions})
-        elif (op in INSPECT_OPS and row.get("environment") == inspect_env and status == "successful"
+            deploys.append(base | {"kind": "rollback" if op in rollback_ops else "deploy", "versions": versions})
+        elif (op in inspect_ops and row.get("environment") == inspect_env and status == "successful"
               and not row.get("check_mode")):
             day = parse_iso(str(row["started"])).astimezone(TZ).date().isoformat()
             entry = inspect_days.setdefault(day, {"day": day, "runs": 0, "scheduled": 0})

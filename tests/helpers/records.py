@@ -1,4 +1,4 @@
-"""Helpers shared by the archive and records-CLI tests (imported, not a conftest).
+"""Change records for the archive, records-CLI, store and report tests.
 
 Records are made through the real code path: RunMeta -> RecordBuilder fed with
 events shaped like ansible-runner's -> Archive.begin / write_* / commit.

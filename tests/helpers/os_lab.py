@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from conftest import REPO, VENV_BIN, lab_ansible_env
+from .common import REPO, VENV_BIN
+from .lab import lab_ansible_env
 
 ANSIBLE_ENV = lab_ansible_env()
 
