@@ -366,7 +366,7 @@ def test_every_catalog_operation_declares_its_inputs_and_playbook_variables() ->
 
     from orchestrator.operations import load_catalog
 
-    internal = {"opsctl_env", "opsctl_record_id", "msg", "status", "version", "content", "exists", "rc",
+    internal = {"opsctl_env", "opsctl_record_id", "opsctl_data_root", "msg", "status", "version", "content", "exists", "rc",
                 "stderr", "name", "lab_db_password", "db_app_password", "db_export_password", "db_import_password",
                 "emergency_restore_db_group", "app_deploy_port", "app_deploy_db_name"}
     for name, op in load_catalog().items():
