@@ -88,6 +88,8 @@ class Context:
 
     def __init__(self) -> None:
         self._archive: Archive | None = None
+        #: Interrupted runs recovered (and stale runner folders removed) for this command.
+        self.recovered = False
 
     @property
     def archive(self) -> Archive:
@@ -111,8 +113,11 @@ def cli(ctx: click.Context) -> None:
 
     workdirs.remove_stale()
     if ctx.invoked_subcommand not in (None, "ops"):
+        from .runner import recover_interrupted
+
         try:
-            ctx.obj.archive.recover_interrupted()  # a killed opsctl's run becomes an 'interrupted' record
+            recover_interrupted(ctx.obj.archive)  # a killed opsctl's run becomes an 'interrupted' record
+            ctx.obj.recovered = True
         except OpsError as err:
             from .clicommon import fail
 

@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import click
 
 from . import paths
-from .archive import EXPORT_FORMATS, Archive
+from .archive import Archive
+from .reports.export import EXPORT_FORMATS
 from .reports.render import when
 from .clicommon import archive_of, handle_errors
 from .errors import OpsError
@@ -296,7 +297,7 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
 def verify_export_cmd(ctx: click.Context, file: Path) -> None:
     """Check an export (CSV, JSON or HTML of `records export`) against this archive: the HEAD it
     was made at is still in the chain, and every record it lists is here unchanged."""
-    from .archive import read_export_claims, verify_export
+    from .reports.export import read_export_claims, verify_export
 
     claims = read_export_claims(file)
     problems = verify_export(archive_of(ctx), claims)

@@ -150,7 +150,7 @@ def run_cmd(obj: Context, operation: str, env: str, limit: str | None, tags: tup
     )
     progress = None if as_json else Progress(sys.stderr, sys.stderr.isatty())
     try:
-        result = Executor(archive=obj.archive).run(req, progress)
+        result = Executor(archive=obj.archive, recovered=obj.recovered).run(req, progress)
     except OpsError as err:
         fail(err)
     if progress is not None:
