@@ -19,7 +19,7 @@ from .clicommon import archive_of, handle_errors
 from .errors import BadInput, NotFound
 from .records import operator_name
 from .reports.baseline import FORMATS, render_baseline
-from .reports.render import LANGS, write_output
+from .reports.render import LANGS, format_for, write_output
 from .workdays import isoformat, now
 
 CHECK_OPERATION = "baseline-check"
@@ -108,14 +108,6 @@ def build_baseline(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-
-def _format_for(out: Path | None, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
-    return {"htm": "html"}.get(suffix, suffix) if suffix in ("html", "htm", "csv", "json") else "html"
-
-
 @click.command("baseline")
 @click.option("--env", "env", required=True, help="Environment whose newest baseline-check record is reported.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: from --out's suffix, else html).")
@@ -127,7 +119,7 @@ def baseline_report(ctx: click.Context, env: str, fmt: str | None, lang: str, ou
     """Security baseline evidence per host and control (pass, fail, waived, not applicable,
     with the reason, the 等保 clause and the waiver) from the newest baseline-check record."""
     data = build_baseline(latest_check(archive_of(ctx), env))
-    text = render_baseline(_format_for(out, fmt), lang, data)
+    text = render_baseline(format_for(out, fmt, FORMATS, default="html"), lang, data)
     if out is None:
         click.echo(text, nl=False)
         return

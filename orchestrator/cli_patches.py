@@ -9,15 +9,7 @@ import click
 from .clicommon import archive_of, handle_errors
 from .patches import build_patches, latest_scan
 from .reports.patches import FORMATS, render_patches
-from .reports.render import LANGS, write_output
-
-
-
-def _format_for(out: Path | None, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
-    return {"htm": "html"}.get(suffix, suffix) if suffix in ("html", "htm", "csv", "json", "md") else "html"
+from .reports.render import LANGS, format_for, write_output
 
 
 @click.command("patches")
@@ -31,7 +23,7 @@ def patches_report(ctx: click.Context, env: str, fmt: str | None, lang: str, out
     """Patch compliance per host from the newest patch-scan record: pending and security
     updates with versions, held packages, pending reboot, last patch date."""
     data = build_patches(latest_scan(archive_of(ctx), env))
-    text = render_patches(_format_for(out, fmt), lang, data)
+    text = render_patches(format_for(out, fmt, FORMATS, default="html"), lang, data)
     if out is None:
         click.echo(text, nl=False)
         return

@@ -18,10 +18,10 @@ from . import paths
 from .archive import Archive
 from .reports.export import EXPORT_FORMATS
 from .reports.render import when
-from .clicommon import archive_of, handle_errors
+from .clicommon import archive_of, handle_errors, table
 from .errors import OpsError
 from .records import STATUSES, validate_record_id
-from .textclean import clean_lines, clean_text
+from .textclean import clean_lines
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -43,18 +43,6 @@ def _filters(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
-
-
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[("" if v is None else clean_text(str(v))) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, v in enumerate(row):
-            widths[i] = max(widths[i], len(v))
-    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    for row in cells:
-        lines.append("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
-    return "\n".join(lines)
 
 
 def _short_hosts(hosts: Sequence[str], width: int = 30) -> str:
@@ -82,7 +70,7 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
         click.echo("no records")
         return
     headers = ("ID", "OP", "ENV", "STATUS", "RC", "HOSTS", "TICKET", "STARTED (UTC+8)", "DURATION")
-    table = [
+    cells = [
         (
             r["id"],
             r["operation"] + (" (check)" if r["check_mode"] else ""),
@@ -96,7 +84,7 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
         )
         for r in rows
     ]
-    click.echo(_table(headers, table))
+    click.echo(table(headers, cells))
 
 
 def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
@@ -138,8 +126,8 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
     out.append("Recap")
     if hosts:
         fields = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
-        table = _table(("HOST", *(f.upper() for f in fields)), [(h, *(c.get(f, 0) for f in fields)) for h, c in hosts.items()])
-        out.extend("  " + line for line in table.splitlines())
+        recap = table(("HOST", *(f.upper() for f in fields)), [(h, *(c.get(f, 0) for f in fields)) for h, c in hosts.items()])
+        out.extend("  " + line for line in recap.splitlines())
     else:
         out.append("  (no host results)")
     changes = rec.get("changes") or []

@@ -34,7 +34,7 @@ def sla_cmd(ctx: click.Context, month: str, lang: str, fmt: str | None, out: Pat
     data = build_sla(IncidentRegister(archive_of(ctx)), month, parse_time(as_of) if as_of else None)
     for warning in data["calendar_warnings"]:
         click.echo(f"warning: {warning}", err=True)
-    text = render_report("sla", format_for(out, fmt), lang, data)
+    text = render_report("sla", format_for(out, fmt, FORMATS, default="md"), lang, data)
     if out is None:
         click.echo(text, nl=False)
         return

@@ -1,10 +1,10 @@
-"""Small helpers shared by the Click commands: turning library errors into exits."""
+"""Small helpers shared by the Click commands: turning library errors into exits, tables."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import NoReturn, ParamSpec, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -12,6 +12,7 @@ from . import paths
 from .archive import Archive
 from .errors import OpsError
 from .redact import mask_url_credentials
+from .textclean import clean_text
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,3 +51,17 @@ def archive_of(ctx: click.Context) -> Archive:
     obj = ctx.find_root().obj
     archive = getattr(obj, "archive", None) if obj is not None else None
     return archive if isinstance(archive, Archive) else Archive(paths.archive_dir())
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns two spaces apart, a header line first, no trailing blanks; cells
+    printed as text without control characters (None is empty)."""
+    cells = [[("" if v is None else clean_text(str(v))) for v in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        for i, v in enumerate(row):
+            widths[i] = max(widths[i], len(v))
+    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
+    for row in cells:
+        lines.append("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+    return "\n".join(lines)

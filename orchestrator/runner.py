@@ -50,7 +50,6 @@ RUNNER_SETTINGS: dict[str, Any] = {"pexpect_timeout": 1, "suppress_ansible_outpu
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 EXIT_CANCELED = 130
 
 ProgressFn = Callable[[dict[str, Any]], None]

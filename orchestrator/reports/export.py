@@ -8,14 +8,17 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import jinja2
 
 from ..archive import Archive
 from ..archive.files import atomic_write
 from ..errors import ArchiveError, BadInput, OpsError
 from ..records import iso, utc_now
+from .render import environment, to_csv
 
 EXPORT_FORMATS = ("csv", "json", "html")
 
@@ -119,22 +122,11 @@ def read_export_claims(path: Path) -> dict[str, Any]:
         raise BadInput(f"{path}: not an export of records export ({type(exc).__name__}: {exc})") from exc
 
 
-def _csv_safe(value: Any) -> Any:
-    """Defuse spreadsheet formulas in text cells (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        try:
-            float(value)
-        except ValueError:
-            return "'" + value
-    return value
-
-
 def _to_csv(records: list[dict[str, Any]], stamp: Mapping[str, Any]) -> str:
-    import io
+    return to_csv((*CSV_COLUMNS, "archive_head_seq", "archive_head_hash"), _csv_rows(records, stamp))
 
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow((*CSV_COLUMNS, "archive_head_seq", "archive_head_hash"))
+
+def _csv_rows(records: list[dict[str, Any]], stamp: Mapping[str, Any]) -> Iterator[list[Any]]:
     for r in records:
         operator = r.get("operator") or {}
         source = r.get("source") or {}
@@ -151,32 +143,14 @@ def _to_csv(records: list[dict[str, Any]], stamp: Mapping[str, Any]) -> str:
             source.get("commit"), source.get("branch"), source.get("dirty"), r.get("prev_hash"), r.get("hash"),
             stamp.get("seq"), stamp.get("hash"),
         ]
-        writer.writerow(["" if v is None else _csv_safe(v) for v in row])
-    return buf.getvalue()
+        yield row
 
 
 def _to_html(records: list[dict[str, Any]], archive: Archive, filters: Mapping[str, Any],
              stamp: Mapping[str, Any]) -> str:
-    import jinja2
-
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("orchestrator.reports", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-    def pretty(value: Any) -> str:
-        return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
-
-    env.filters["pretty"] = pretty
-    from .render import when
-
-    env.filters["when"] = when  # Beijing time, like every report
     report = archive.verify()
     try:
-        html = env.get_template("archive.html.j2").render(
+        html = environment().get_template("archive.html.j2").render(
             records=records,
             generated=iso(utc_now()),
             archive=str(archive.root),
@@ -189,4 +163,4 @@ def _to_html(records: list[dict[str, Any]], archive: Archive, filters: Mapping[s
         )
     except jinja2.TemplateError as exc:
         raise OpsError(f"cannot render the HTML export: {exc}") from exc
-    return html
+    return html.removesuffix("\n")  # the page as before the shared environment kept the template's last newline
