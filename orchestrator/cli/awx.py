@@ -9,9 +9,9 @@ from typing import Any
 
 import click
 
-from .awx import fetch_job, import_job, read_json_file
-from .clicommon import archive_of, handle_errors
-from .errors import BadInput
+from ..awx import fetch_job, import_job, read_json_file
+from ..errors import BadInput
+from .context import context_of, handle_errors
 
 
 
@@ -61,7 +61,7 @@ def import_cmd(ctx: click.Context, events_file: Path | None, job_file: Path | No
             job_data = loaded if isinstance(loaded, dict) else None
     else:
         raise BadInput("give --job-events FILE (and optionally --job FILE), or --from-api JOB_ID")
-    record = import_job(archive_of(ctx), events, job_data, operation=operation, env=env, ticket=ticket,
+    record = import_job(context_of(ctx).archive, events, job_data, operation=operation, env=env, ticket=ticket,
                         reason=reason, launch_type=launch_type, instance=instance)
     if as_json:
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))

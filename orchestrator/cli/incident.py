@@ -16,18 +16,18 @@ from typing import Any
 
 import click
 
-from . import notify
-from .cli_oncall import on_call_lines
-from .clicommon import archive_of, handle_errors, table
-from .errors import OpsError
-from .incidents import SEVERITIES, ClockState, Incident, IncidentRegister, default_margin
-from .oncall import OnCall, Roster
-from .workdays import CalendarWarning, default_calendar, isoformat, local, parse_time
+from .. import notify
+from ..errors import OpsError
+from ..incidents import SEVERITIES, ClockState, Incident, IncidentRegister, default_margin
+from ..oncall import OnCall, Roster
+from ..workdays import CalendarWarning, default_calendar, isoformat, local, parse_time
+from .context import context_of, handle_errors, table
+from .oncall import on_call_lines
 
 
 
 def _register(ctx: click.Context) -> IncidentRegister:
-    return IncidentRegister(archive_of(ctx))
+    return IncidentRegister(context_of(ctx).archive)
 
 
 def _fmt(moment: dt.datetime | None) -> str:
