@@ -1,5 +1,5 @@
 """Security baseline evidence: the newest ``baseline-check`` record of an environment as
-report data, and the ``opsctl report baseline`` command.
+report data (``opsctl report baseline``, :mod:`orchestrator.cli.report`, renders it).
 
 Each host of the record carries one result per control (id, zh/en description, the
 GB/T 22239-2019 clause, status ``pass`` / ``fail`` / ``waived`` / ``not_applicable``, the
@@ -9,18 +9,12 @@ waived and not applicable controls do not count against it, but stay visible.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import click
-
 from .archive import Archive
-from .clicommon import archive_of, handle_errors
 from .errors import BadInput, NotFound
 from .operations import tagged_one
 from .records import operator_name
-from .reports.baseline import FORMATS, render_baseline
-from .reports.render import LANGS, write_output
 from .workdays import isoformat, now
 
 STATUSES = ("pass", "fail", "waived", "not_applicable")
@@ -107,30 +101,3 @@ def build_baseline(record: dict[str, Any]) -> dict[str, Any]:
         "matrix": matrix,
         "hosts": hosts,
     }
-
-
-
-def _format_for(out: Path | None, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
-    return {"htm": "html"}.get(suffix, suffix) if suffix in ("html", "htm", "csv", "json") else "html"
-
-
-@click.command("baseline")
-@click.option("--env", "env", required=True, help="Environment whose newest baseline-check record is reported.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: from --out's suffix, else html).")
-@click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
-@click.pass_context
-@handle_errors
-def baseline_report(ctx: click.Context, env: str, fmt: str | None, lang: str, out: Path | None) -> None:
-    """Security baseline evidence per host and control (pass, fail, waived, not applicable,
-    with the reason, the 等保 clause and the waiver) from the newest baseline-check record."""
-    data = build_baseline(latest_check(archive_of(ctx), env))
-    text = render_baseline(_format_for(out, fmt), lang, data)
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    write_output(text, out)
-    click.echo(f"wrote the baseline report of {env} (record {data['record']['id']}) to {out}")

@@ -65,9 +65,8 @@ INCIDENT_ID_RE = re.compile(r"INC-[0-9]{8}-[0-9]{3,}", re.ASCII)
 FUTURE_SKEW_S = 300
 DEFAULT_MARGIN_HOURS = 2.0
 CLOCKS = ("respond", "recover", "resolve")
-#: Clock statuses. met: done in time; late: done after the deadline; breached: not done and
-#: past the deadline; due-soon: not done, within the warning margin; running: not done, not due.
-CLOCK_STATUSES = ("met", "late", "breached", "due-soon", "running")
+# Clock statuses. met: done in time; late: done after the deadline; breached: not done and
+# past the deadline; due-soon: not done, within the warning margin; running: not done, not due.
 
 
 @dataclass(frozen=True)

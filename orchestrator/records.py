@@ -381,7 +381,6 @@ class RecordBuilder:
         self.failures: list[dict[str, Any]] = []
         self.outputs: dict[str, Any] = {}
         self.events = 0
-        self.last_created: str | None = None
         self._play: str | None = None
         self._task: str | None = None
         self._task_hosts: set[str] = set()
@@ -397,9 +396,6 @@ class RecordBuilder:
     def feed(self, event: Mapping[str, Any]) -> None:
         """Take one event (as given to ansible-runner's ``event_handler``)."""
         self.events += 1
-        created = event.get("created")
-        if isinstance(created, str):
-            self.last_created = created
         kind = event.get("event")
         data = event.get("event_data") or {}
         if not isinstance(data, Mapping):

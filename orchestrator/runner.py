@@ -50,7 +50,6 @@ RUNNER_SETTINGS: dict[str, Any] = {"pexpect_timeout": 1, "suppress_ansible_outpu
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 EXIT_CANCELED = 130
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -424,16 +423,33 @@ class _Stopper:
         return True
 
 
-class Executor:
-    """Runs requests against one archive and lock directory."""
+def recover_interrupted(archive: Archive) -> list[str]:
+    """What killed opsctl processes left behind, cleaned up before a command works: their
+    pending runs become ``interrupted`` records (their orphaned ansible-playbook stopped,
+    :mod:`orchestrator.archive.recovery`). It checks and kills processes, so it is called once
+    per command: by the ``opsctl`` group for every command that uses the archive, and by
+    :meth:`Executor.run` for library callers that did not. Returns the ids recovered."""
+    return archive.recover_interrupted()
 
-    def __init__(self, archive: Archive | None = None, lock_root: Path | None = None) -> None:
+
+class Executor:
+    """Runs requests against one archive and lock directory.
+
+    ``recovered``: the caller (an ``opsctl`` command) has already called
+    :func:`recover_interrupted` and removed stale runner folders for this command; else
+    :meth:`run` does both first.
+    """
+
+    def __init__(self, archive: Archive | None = None, lock_root: Path | None = None, *,
+                 recovered: bool = False) -> None:
         self.archive = archive or Archive(paths.archive_dir())
         self.lock_root = lock_root or paths.lock_dir()
+        self.recovered = recovered
 
     def run(self, req: RunRequest, progress: ProgressFn | None = None) -> RunResult:
-        self.archive.recover_interrupted()
-        workdirs.remove_stale()  # the opsctl command did too; this is for library callers
+        if not self.recovered:
+            recover_interrupted(self.archive)
+            workdirs.remove_stale()
         run_id = new_record_id(datetime.now(UTC))
         started = datetime.now(UTC)
         redactor = Redactor()

@@ -520,7 +520,7 @@ def test_roll_forward_after_crash_between_head_and_rename(filled: tuple[Archive,
 @pytest.mark.parametrize("fmt", ["csv", "json", "html"])
 def test_an_export_can_be_checked_later_against_the_archive(filled: tuple[Archive, list[dict[str, Any]]],
                                                              tmp_path: Path, fmt: str) -> None:
-    from orchestrator.archive import read_export_claims, verify_export
+    from orchestrator.reports.export import read_export_claims, verify_export
 
     archive, recs = filled
     out = tmp_path / f"r.{fmt}"

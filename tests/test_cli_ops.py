@@ -108,4 +108,4 @@ def test_help_lists_every_command_without_importing_them() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('orchestrator.')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "['orchestrator.cli', 'orchestrator.errors', 'orchestrator.paths']"
+    assert proc.stdout.strip() == "['orchestrator.cli', 'orchestrator.errors']"

@@ -212,13 +212,13 @@ def main() -> int:
 
         from click.testing import CliRunner
 
-        from orchestrator.cli_records import records
+        from orchestrator.cli.records import records
 
         os.environ["OPSCTL_ARCHIVE"] = str(root)
         res = timed("records list --env production --status failed (CliRunner)",
                     lambda: CliRunner().invoke(records, ["list", "--env", env, "--status", "failed"]), 0.3)
         assert res.exit_code == 0, res.output
-        code = ("import sys; from orchestrator.cli_records import records; "
+        code = ("import sys; from orchestrator.cli.records import records; "
                 "records.main(['list','--env','production','--status','failed'], standalone_mode=True)")
         proc = timed("same, as a fresh python process (imports included)",
                      lambda: subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,

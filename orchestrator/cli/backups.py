@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .backups import get_backup, human_age, human_size, list_backups
-from .clicommon import handle_errors
+from ..backups import get_backup, human_age, human_size, list_backups
+from .context import handle_errors
 
 
 @click.group("backups")

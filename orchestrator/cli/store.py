@@ -7,18 +7,10 @@ import os
 
 import click
 
-from . import paths
-from .archive import Archive
-from .clicommon import handle_errors
-from .errors import BadInput
-from .leases import describe
-from .store import divergence, open_store, pending_count
-
-
-def _local(ctx: click.Context) -> Archive:
-    obj = ctx.find_root().obj
-    archive = getattr(obj, "archive", None) if obj is not None else None
-    return archive if isinstance(archive, Archive) else Archive(paths.archive_dir())
+from ..errors import BadInput
+from ..leases import describe
+from ..store import divergence, open_store, pending_count
+from .context import context_of, handle_errors
 
 
 _STORE_OPTION = click.option(
@@ -39,7 +31,7 @@ def store() -> None:
 def push_cmd(ctx: click.Context, spec: str | None, as_json: bool) -> None:
     """Append the local records the store lacks to the store's chain (idempotent)."""
     target = open_store(spec)
-    result = target.push(_local(ctx))
+    result = target.push(context_of(ctx).archive)
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
@@ -59,7 +51,7 @@ def verify_cmd(ctx: click.Context, spec: str | None) -> None:
     """Fetch the store and verify its chain; also say how many local records it lacks."""
     target = open_store(spec)
     archive, report = target.verify_store()
-    local = _local(ctx)
+    local = context_of(ctx).archive
     missing = pending_count(archive, local)
     if not report.ok:
         where = f"record {report.first_bad_id}" if report.first_bad_id else "store"
@@ -85,7 +77,7 @@ def leases_cmd(spec: str | None, env_name: str, as_json: bool) -> None:
     """The host leases held in the store now: which run holds which host, and whether it is live."""
     from datetime import UTC, datetime
 
-    from .leases import Leases, holder_gone, machine_identity
+    from ..leases import Leases, holder_gone, machine_identity
 
     chosen = spec or os.environ.get("OPSCTL_STORE") or ""
     if not chosen.strip():

@@ -7,9 +7,9 @@ import json
 
 import click
 
-from .clicommon import handle_errors
-from .oncall import OnCall, Roster, Shift, week_bounds
-from .workdays import isoformat, local, now, parse_time
+from ..oncall import OnCall, Roster, Shift, week_bounds
+from ..workdays import isoformat, local, now, parse_time
+from .context import handle_errors
 
 
 def _fmt(moment: dt.datetime) -> str:

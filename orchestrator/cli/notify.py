@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from . import notify
-from .clicommon import archive_of, handle_errors
-from .errors import OpsError
-from .workdays import now
+from .. import notify
+from ..errors import OpsError
+from ..workdays import now
+from .context import context_of, handle_errors
 
 
 @click.group("notify")
@@ -35,7 +35,7 @@ def scheduled_failure_cmd(ctx: click.Context, timer: str, unit: str, env: str | 
     operation: str | None = None
     timer_env: str | None = None
     try:
-        from .schedules import load
+        from ..schedules import load
 
         found = [t for t in load(check_policy=False) if t.name == timer]
         if found:
@@ -46,7 +46,7 @@ def scheduled_failure_cmd(ctx: click.Context, timer: str, unit: str, env: str | 
     newest = None
     if operation:
         try:
-            rows = archive_of(ctx).list(op=operation, env=env, limit=1)
+            rows = context_of(ctx).archive.list(op=operation, env=env, limit=1)
             newest = rows[0] if rows else None
         except OpsError as err:
             notify.log(f"cannot read the archive: {err}")

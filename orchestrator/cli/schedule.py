@@ -8,8 +8,8 @@ from typing import Any
 
 import click
 
-from . import schedules
-from .clicommon import handle_errors
+from .. import schedules
+from .context import handle_errors
 
 _TARGET = click.option("--target", default="local", show_default=True,
                        help="'local' (this control host) or one inventory host standing in for it.")

@@ -11,9 +11,9 @@ from typing import Any
 
 import click
 
-from .awx import fetch_job, import_job, read_json_file
-from .clicommon import archive_of, handle_errors
-from .errors import BadInput
+from ..awx import fetch_job, import_job, read_json_file
+from ..errors import BadInput
+from .context import context_of, handle_errors
 
 
 def _sha256(text: str) -> str:
@@ -84,7 +84,7 @@ def import_cmd(ctx: click.Context, job_arg: int | None, events_file: Path | None
         origin = {"source": "file", "files": files}
     else:
         raise BadInput("give the AWX JOB_ID (fetched from $AWX_HOST), or --from-file FILE (and optionally --job FILE)")
-    record = import_job(archive_of(ctx), events, job_data, operation=operation, env=env, ticket=ticket,
+    record = import_job(context_of(ctx).archive, events, job_data, operation=operation, env=env, ticket=ticket,
                         reason=reason, launch_type=launch_type, instance=instance, origin=origin)
     if as_json:
         click.echo(json.dumps(record, indent=2, ensure_ascii=False))

@@ -1,62 +1,55 @@
 """``opsctl``: the command line. Commands parse, call the library, print; nothing more.
 
-Each command lives in a module of its own, imported only when the command runs (``opsctl
---help`` lists them from :data:`COMMANDS` without importing any): a call of ``opsctl run``
-does not pay for the reports, the incident register or the AWX client.
+Each command group lives in a module of this package (``run``, ``records``, ``report``,
+``incident`` ...), imported only when the command runs (``opsctl --help`` lists them from
+:data:`COMMANDS` without importing any): a call of ``opsctl run`` does not pay for the
+reports, the incident register or the AWX client. The commands share one
+:class:`.context.Context` (the archive, the paths, the output helpers), reached through
+:func:`.context.context_of`.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING
 
 import click
 
-from . import __version__, paths
-from .errors import OpsError
+from .. import __version__
+from ..errors import OpsError
 
-if TYPE_CHECKING:
-    from .archive import Archive
-
-# name -> (module of this package, attribute, short help as `opsctl --help` shows it).
-# tests/test_cli_ops.py checks the table against the commands themselves.
+# name -> (module of this package, attribute, short help as `opsctl --help` shows it): one
+# module per command group. tests/test_cli_ops.py checks the table against the commands themselves.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "alerts": ("cli_alerts", "alerts",
+    "alerts": ("alerts", "alerts",
                "Alertmanager webhook receiver: firing alerts open incidents, resolved ones record recovery."),
-    "awx": ("cli_awx", "awx", "Runs launched from AWX / Automation Platform: import them as change records."),
-    "backups": ("cli_backups", "backups",
+    "awx": ("awx", "awx", "Runs launched from AWX / Automation Platform: import them as change records."),
+    "backups": ("backups", "backups",
                 "The database backups in the store (var/backups/<env>/<host>/<id>, or $OPSCTL_BACKUPS)."),
-    "incident": ("cli_incident", "incident",
+    "incident": ("incident", "incident",
                  "Incidents and their SLA clocks (general: respond 24 h, resolve 5 working days; outage: respond 4 h,"
                  " recover 1 working day, resolve 3 working days)."),
-    "logs": ("cli_app", "logs", "Analyse the logs collected by the `logs` operation (var/logs/<record id>/)."),
-    "notify": ("cli_notify", "notify_group",
+    "logs": ("logs", "logs", "Analyse the logs collected by the `logs` operation (var/logs/<record id>/)."),
+    "notify": ("notify", "notify_group",
                "Notifications through Apprise (WeCom, DingTalk, e-mail, webhooks), configured per environment."),
-    "oncall": ("cli_oncall", "oncall", "The on-call roster of the repair hotline (oncall/roster.yml)."),
-    "ops": ("cli_run", "ops_cmd", "List the operations of the catalog."),
-    "records": ("cli_records", "records", "The change records: list, show, export and verify the archive."),
-    "releases": ("cli_app", "releases",
+    "oncall": ("oncall", "oncall", "The on-call roster of the repair hotline (oncall/roster.yml)."),
+    "ops": ("run", "ops_cmd", "List the operations of the catalog."),
+    "records": ("records", "records", "The change records: list, show, export and verify the archive."),
+    "releases": ("releases", "releases",
                  "Which release runs on which host (--env ENV), or build an artifact (releases build)."),
-    "report": ("cli_report", "report",
+    "report": ("report", "report",
                "Reports for the client and the auditors (zh-CN and English; HTML, Markdown, JSON)."),
-    "run": ("cli_run", "run_cmd", "Run OPERATION against an environment and save the change record."),
-    "schedule": ("cli_schedule", "schedule",
+    "run": ("run", "run_cmd", "Run OPERATION against an environment and save the change record."),
+    "schedule": ("schedule", "schedule",
                  "Timers of the scheduled operations (daily inspection, nightly backup, ...),"
                  " from schedules/schedules.yml."),
-    "store": ("cli_store", "store", "The shared archive store: one hash chain for every engineer and CI job."),
-}
-
-# Subcommands that other modules add to a group of COMMANDS, when that group is loaded.
-SUBCOMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
-    "report": (("cli_inspection", "inspect_cmd"), ("cli_inspection", "monthly_cmd"),
-               ("cli_patches", "patches_report"), ("baseline", "baseline_report")),
+    "store": ("store", "store", "The shared archive store: one hash chain for every engineer and CI job."),
 }
 
 
 def _load(module: str, attribute: str) -> click.Command:
     command = getattr(importlib.import_module(f".{module}", __package__), attribute)
     if not isinstance(command, click.Command):
-        raise TypeError(f"orchestrator.{module}.{attribute} is not a Click command")
+        raise TypeError(f"orchestrator.cli.{module}.{attribute} is not a Click command")
     return command
 
 
@@ -69,11 +62,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in COMMANDS:
             module, attribute, _ = COMMANDS[cmd_name]
-            command = _load(module, attribute)
-            if isinstance(command, click.Group):
-                for sub_module, sub_attribute in SUBCOMMANDS.get(cmd_name, ()):
-                    command.add_command(_load(sub_module, sub_attribute))
-            self.add_command(command, cmd_name)
+            self.add_command(_load(module, attribute), cmd_name)
         return self.commands.get(cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -83,45 +72,31 @@ class LazyGroup(click.Group):
         click.Group(commands={**self.commands, **stand_ins}).format_commands(ctx, formatter)
 
 
-class Context:
-    """State shared by the commands (Click's ``examples/repo`` pattern)."""
-
-    def __init__(self) -> None:
-        self._archive: Archive | None = None
-
-    @property
-    def archive(self) -> Archive:
-        if self._archive is None:
-            from .archive import Archive  # on first use: `opsctl --help` and `opsctl ops` need none
-
-            self._archive = Archive(paths.archive_dir())
-        return self._archive
-
-
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="opsctl")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
     """Run the maintenance operations of the Environmental Credit Evaluation System
     and keep every run as a tamper-evident change record."""
+    from .context import Context
+
     ctx.obj = Context()
     # A killed opsctl's ansible-runner folder holds its extra vars in plain text: whatever the
     # command, remove the folders of runs whose process is gone (a listing of var/run).
-    from . import workdirs
+    from .. import workdirs
 
     workdirs.remove_stale()
     if ctx.invoked_subcommand not in (None, "ops"):
+        from ..runner import recover_interrupted
+
         try:
-            ctx.obj.archive.recover_interrupted()  # a killed opsctl's run becomes an 'interrupted' record
+            recover_interrupted(ctx.obj.archive)  # a killed opsctl's run becomes an 'interrupted' record
+            ctx.obj.recovered = True
         except OpsError as err:
-            from .clicommon import fail
+            from .context import fail
 
             fail(err)
 
 
 def main() -> None:
     cli(prog_name="opsctl")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,7 @@
 """``opsctl records ...``: list, show, export, verify and reindex the change records.
 
-The lead's CLI registers the group with ``cli.add_command(records)``. The
-archive comes from ``ctx.obj.archive`` when the root context object has one,
-else ``Archive(paths.archive_dir())``.
+The group is loaded by :data:`orchestrator.cli.COMMANDS` on first use; the archive is
+the shared context's (:func:`.context.context_of`).
 """
 
 from __future__ import annotations
@@ -14,13 +13,12 @@ from typing import Any, TypeVar
 
 import click
 
-from . import paths
-from .archive import EXPORT_FORMATS, Archive
-from .reports.render import when
-from .clicommon import archive_of, handle_errors
-from .errors import OpsError
-from .records import STATUSES, validate_record_id
-from .textclean import clean_lines, clean_text
+from ..reports.export import EXPORT_FORMATS
+from ..reports.render import when
+from ..errors import OpsError
+from ..records import STATUSES, validate_record_id
+from ..textclean import clean_lines
+from .context import context_of, handle_errors, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,18 +42,6 @@ def _filters(func: F) -> F:
     return func
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[("" if v is None else clean_text(str(v))) for v in row] for row in rows]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        for i, v in enumerate(row):
-            widths[i] = max(widths[i], len(v))
-    lines = ["  ".join(h.ljust(widths[i]) for i, h in enumerate(headers)).rstrip()]
-    for row in cells:
-        lines.append("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
-    return "\n".join(lines)
-
-
 def _short_hosts(hosts: Sequence[str], width: int = 30) -> str:
     text = ",".join(hosts)
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -73,7 +59,7 @@ def records() -> None:
 @handle_errors
 def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
     """List records, newest first."""
-    rows = archive_of(ctx).list(**filters)
+    rows = context_of(ctx).archive.list(**filters)
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
@@ -81,7 +67,7 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
         click.echo("no records")
         return
     headers = ("ID", "OP", "ENV", "STATUS", "RC", "HOSTS", "TICKET", "STARTED (UTC+8)", "DURATION")
-    table = [
+    cells = [
         (
             r["id"],
             r["operation"] + (" (check)" if r["check_mode"] else ""),
@@ -95,7 +81,7 @@ def list_cmd(ctx: click.Context, /, as_json: bool, **filters: Any) -> None:
         )
         for r in rows
     ]
-    click.echo(_table(headers, table))
+    click.echo(table(headers, cells))
 
 
 def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
@@ -137,8 +123,8 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
     out.append("Recap")
     if hosts:
         fields = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
-        table = _table(("HOST", *(f.upper() for f in fields)), [(h, *(c.get(f, 0) for f in fields)) for h, c in hosts.items()])
-        out.extend("  " + line for line in table.splitlines())
+        recap = table(("HOST", *(f.upper() for f in fields)), [(h, *(c.get(f, 0) for f in fields)) for h, c in hosts.items()])
+        out.extend("  " + line for line in recap.splitlines())
     else:
         out.append("  (no host results)")
     changes = rec.get("changes") or []
@@ -192,7 +178,7 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
 def show_cmd(ctx: click.Context, record_id: str, show_stdout: bool, show_diff: bool, as_json: bool) -> None:
     """Show one record."""
     validate_record_id(record_id)
-    archive = archive_of(ctx)
+    archive = context_of(ctx).archive
     if show_stdout:
         click.echo(archive.stdout(record_id), nl=False)
         return
@@ -211,14 +197,14 @@ def show_cmd(ctx: click.Context, record_id: str, show_stdout: bool, show_diff: b
 @handle_errors
 def export_cmd(ctx: click.Context, /, fmt: str, out: Path, **filters: Any) -> None:
     """Export records as CSV, JSON or a static HTML page for auditors."""
-    count = archive_of(ctx).export(fmt, out, **filters)
+    count = context_of(ctx).archive.export(fmt, out, **filters)
     click.echo(f"exported {count} record(s) to {out}")
 
 
 def signed_environments() -> dict[str, str]:
     """Environment -> since when its runs must be signed (``signed_records: required`` and
     ``signed_records_since`` in its policy; without a time, every run)."""
-    from .operations import get_environment, list_environments
+    from ..operations import get_environment, list_environments
 
     out: dict[str, str] = {}
     for name in list_environments():
@@ -232,7 +218,7 @@ def signed_environments() -> dict[str, str]:
 
 
 def _catalog_operations() -> frozenset[str] | None:
-    from .operations import load_catalog
+    from ..operations import load_catalog
 
     try:
         return frozenset(load_catalog())
@@ -253,10 +239,10 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
     With --against: a record removed, rewritten or re-chained after it was pushed, or an
     archive emptied and started again, is caught by the copy in the store (the anchor an
     attacker with the archive folder cannot rewrite)."""
-    from .archive import SignaturePolicy
-    from .signing import Verifier
+    from ..archive import SignaturePolicy
+    from ..signing import Verifier
 
-    archive = archive_of(ctx)
+    archive = context_of(ctx).archive
     with Verifier() as verifier:
         report = archive.verify(SignaturePolicy(verifier, signed_environments(), _catalog_operations()))
     if not report.ok:
@@ -269,7 +255,7 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
         signed = (f"signatures: {sum(report.signers.values())} good, signed by {who}; {report.unsigned} "
                   "unsigned where none is required (refusals, register entries, other environments, history)")
     if store_spec or against_store:
-        from .store import divergence, open_store
+        from ..store import divergence, open_store
 
         store = open_store(store_spec)
         copy, store_report = store.verify_store()
@@ -296,10 +282,10 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
 def verify_export_cmd(ctx: click.Context, file: Path) -> None:
     """Check an export (CSV, JSON or HTML of `records export`) against this archive: the HEAD it
     was made at is still in the chain, and every record it lists is here unchanged."""
-    from .archive import read_export_claims, verify_export
+    from ..reports.export import read_export_claims, verify_export
 
     claims = read_export_claims(file)
-    problems = verify_export(archive_of(ctx), claims)
+    problems = verify_export(context_of(ctx).archive, claims)
     if problems:
         for problem in problems:
             click.echo(f"MISMATCH: {problem}", err=True)
@@ -314,7 +300,7 @@ def verify_export_cmd(ctx: click.Context, file: Path) -> None:
 @handle_errors
 def reindex_cmd(ctx: click.Context) -> None:
     """Rebuild the SQLite index from the record folders."""
-    count = archive_of(ctx).reindex()
+    count = context_of(ctx).archive.reindex()
     click.echo(f"indexed {count} record(s)")
 
 
@@ -323,7 +309,7 @@ def reindex_cmd(ctx: click.Context) -> None:
 @handle_errors
 def recover_cmd(ctx: click.Context) -> None:
     """Record runs whose process died (status interrupted)."""
-    ids = archive_of(ctx).recover_interrupted()
+    ids = context_of(ctx).archive.recover_interrupted()
     for rid in ids:
         click.echo(f"recovered {rid} (interrupted)")
     if not ids:

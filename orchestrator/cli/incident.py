@@ -16,18 +16,18 @@ from typing import Any
 
 import click
 
-from . import notify
-from .cli_oncall import on_call_lines
-from .clicommon import archive_of, handle_errors
-from .errors import OpsError
-from .incidents import SEVERITIES, ClockState, Incident, IncidentRegister, default_margin
-from .oncall import OnCall, Roster
-from .workdays import CalendarWarning, default_calendar, isoformat, local, parse_time
+from .. import notify
+from ..errors import OpsError
+from ..incidents import SEVERITIES, ClockState, Incident, IncidentRegister, default_margin
+from ..oncall import OnCall, Roster
+from ..workdays import CalendarWarning, default_calendar, isoformat, local, parse_time
+from .context import context_of, handle_errors, table
+from .oncall import on_call_lines
 
 
 
 def _register(ctx: click.Context) -> IncidentRegister:
-    return IncidentRegister(archive_of(ctx))
+    return IncidentRegister(context_of(ctx).archive)
 
 
 def _fmt(moment: dt.datetime | None) -> str:
@@ -296,11 +296,6 @@ def show_cmd(ctx: click.Context, incident_id: str, margin: float | None, as_json
         click.echo(f"  {_fmt(e.at)}  {e.kind:<12} {e.text}{ref}")
 
 
-def _table(headers: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    return "\n".join("  ".join(v.ljust(widths[i]) for i, v in enumerate(row)).rstrip() for row in [headers, *rows])
-
-
 def _row(inc: Incident, margin: float) -> tuple[str, ...]:
     worst = ""
     for c in inc.clocks(None, margin):
@@ -338,7 +333,7 @@ def list_cmd(ctx: click.Context, only_open: bool, breaching: bool, severity: str
     if not incidents:
         click.echo("no incidents")
         return
-    click.echo(_table(("ID", "SEVERITY", "STATE", "REPORTED", "NEXT DEADLINE", "SLA", "SUMMARY"),
+    click.echo(table(("ID", "SEVERITY", "STATE", "REPORTED", "NEXT DEADLINE", "SLA", "SUMMARY"),
                       [_row(i, m) for i in incidents]))
 
 

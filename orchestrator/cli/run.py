@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import click
 
-from .clicommon import fail
-from .errors import OpsError
-from .operations import get_environment, get_operation, list_environments, load_catalog
-from .runner import Executor, RunRequest, needs_confirmation
-from .textclean import clean_lines
-
-if TYPE_CHECKING:
-    from .cli import Context
+from ..errors import OpsError
+from ..operations import get_environment, get_operation, list_environments, load_catalog
+from ..runner import Executor, RunRequest, needs_confirmation
+from ..textclean import clean_lines
+from .context import context_of, fail
 
 
 @click.command("ops")
@@ -125,8 +122,8 @@ def summary(record: dict[str, Any]) -> str:
 @click.option("--timeout", type=click.IntRange(min=1), help="Cancel the run after this many seconds.")
 @click.option("--yes", is_flag=True, help="Confirm a high-risk operation without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change record as JSON instead of the summary.")
-@click.pass_obj
-def run_cmd(obj: Context, operation: str, env: str, limit: str | None, tags: tuple[str, ...],
+@click.pass_context
+def run_cmd(ctx: click.Context, operation: str, env: str, limit: str | None, tags: tuple[str, ...],
             skip_tags: tuple[str, ...], check: bool, diff: bool, ticket: str | None,
             standard_change: bool, reason: str | None, incident: str | None, extra: tuple[str, ...], timeout: int | None,
             yes: bool, as_json: bool) -> None:
@@ -150,7 +147,8 @@ def run_cmd(obj: Context, operation: str, env: str, limit: str | None, tags: tup
     )
     progress = None if as_json else Progress(sys.stderr, sys.stderr.isatty())
     try:
-        result = Executor(archive=obj.archive).run(req, progress)
+        shared = context_of(ctx)
+        result = Executor(archive=shared.archive, recovered=shared.recovered).run(req, progress)
     except OpsError as err:
         fail(err)
     if progress is not None:

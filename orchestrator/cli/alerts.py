@@ -7,15 +7,15 @@ from pathlib import Path
 
 import click
 
-from .alerts import MAX_BODY, BadPayload, Processor, log, make_server, parse_payload, read_token
-from .clicommon import archive_of, handle_errors
-from .errors import BadInput
-from .incidents import IncidentRegister
+from ..alerts import MAX_BODY, BadPayload, Processor, log, make_server, parse_payload, read_token
+from ..errors import BadInput
+from ..incidents import IncidentRegister
+from .context import context_of, handle_errors
 
 
 def _check_env(env: str) -> None:
     """The receiver's environment must be an inventory (its notify channels live there)."""
-    from .operations import get_environment
+    from ..operations import get_environment
 
     get_environment(env)
 
@@ -41,7 +41,7 @@ def serve_cmd(ctx: click.Context, listen: str, token_file: Path | None, env: str
     """Run the receiver until stopped (SIGTERM/Ctrl-C). One line per request goes to stderr."""
     token = read_token(token_file)
     _check_env(env)
-    processor = Processor(IncidentRegister(archive_of(ctx)), env, do_notify=not no_notify)
+    processor = Processor(IncidentRegister(context_of(ctx).archive), env, do_notify=not no_notify)
     server = make_server(listen, processor, token, max_body)
     log(f"listening on {listen.rsplit(':', 1)[0]}:{server.server_address[1]} for {env} "
         "(POST /alerts, bearer token required)")
@@ -76,7 +76,7 @@ def handle_cmd(ctx: click.Context, payload_file: str, env: str, no_notify: bool)
         payload = parse_payload(body)
     except BadPayload as err:
         raise BadInput(f"{payload_file}: {err}") from err
-    outcome = Processor(IncidentRegister(archive_of(ctx)), env, do_notify=not no_notify).process(payload)
+    outcome = Processor(IncidentRegister(context_of(ctx).archive), env, do_notify=not no_notify).process(payload)
     click.echo(json.dumps(outcome.as_dict(), ensure_ascii=False, indent=2))
 
 
@@ -94,9 +94,9 @@ def unit_cmd(listen: str, token_file: Path, env: str, user: str) -> None:
     /etc/systemd/system/envcredit-ops-alerts.service."""
     import shlex
 
-    from . import paths
-    from .alerts import parse_listen
-    from .schedules import ENV_FILE, MARKER
+    from .. import paths
+    from ..alerts import parse_listen
+    from ..schedules import ENV_FILE, MARKER
 
     parse_listen(listen)
     _check_env(env)
