@@ -11,11 +11,15 @@ touches. The rules, applied to each path of ``git diff --name-only BASE...HEAD``
     ``include_role``/``import_role`` in its tasks (blocks included), or through
     another role that depends on or includes ``r`` -- and so their operations.
     A role's ``README.md``, ``molecule/`` and ``tests/`` change nothing that runs;
+``plugins/...`` (the collection envcredit.ops)
+    as a change of the roles that use the file: ``plugins/modules/<m>.py`` the roles that
+    call ``envcredit.ops.<m>``, any other plugin file (``module_utils/``, copied to the hosts
+    by roles) the roles that name its path;
 ``inventories/<env>/...``
     every read-only operation of that environment (a changed inventory is checked
     by reading it, never by applying changes nobody asked for); only when
     planning for ``<env>``;
-``ansible.cfg``, ``requirements.yml``, ``collections/...``
+``ansible.cfg``, ``requirements.yml``, ``meta/runtime.yml``, ``collections/...``
     every read-only operation (they affect every run);
 anything else (``orchestrator/``, ``tests/``, ``docs/``, CI files)
     no operation.
@@ -45,7 +49,9 @@ _BLOCK_LISTS = ("block", "rescue", "always")
 #: Parts of a role that do not change what a run does.
 _ROLE_INERT = ("README.md", "molecule", "tests", "LICENSE", ".gitignore")
 #: Repository-wide files that affect every run.
-_GLOBAL_FILES = ("ansible.cfg", "requirements.yml", "collections/requirements.yml")
+_GLOBAL_FILES = ("ansible.cfg", "requirements.yml", "collections/requirements.yml", "meta/runtime.yml")
+#: This repository as a collection (galaxy.yml): how roles name its modules.
+_COLLECTION = "envcredit.ops"
 
 
 @dataclass
@@ -196,6 +202,34 @@ def _role_of(path: PurePosixPath) -> str | None:
     return parts[1]
 
 
+def _roles_using_plugin(roles_dir: Path, path: PurePosixPath) -> set[str]:
+    """``plugins/modules/<m>.py`` -> the roles calling ``envcredit.ops.<m>``; another file under
+    ``plugins/`` -> the roles naming its path (a role copies module_utils/ code to the hosts).
+    Only the parts of a role that run are read (not README, molecule, tests)."""
+    needles = {str(path)}
+    if len(path.parts) == 3 and path.parts[1] == "modules" and path.suffix == ".py":
+        needles.add(f"{_COLLECTION}.{path.stem}")
+    found: set[str] = set()
+    if not roles_dir.is_dir():
+        return found
+    for role_dir in sorted(roles_dir.iterdir()):
+        if not role_dir.is_dir():
+            continue
+        for part in sorted(role_dir.iterdir()):
+            if part.name in _ROLE_INERT or not part.is_dir():
+                continue
+            for f in part.rglob("*"):
+                if f.suffix not in (".yml", ".yaml", ".j2") or not f.is_file():
+                    continue
+                text = f.read_text(encoding="utf-8", errors="replace")
+                if any(n in text for n in needles):
+                    found.add(role_dir.name)
+                    break
+            if role_dir.name in found:
+                break
+    return found
+
+
 def affected_operations(
     files: Iterable[str],
     catalog: Mapping[str, Operation],
@@ -242,6 +276,11 @@ def affected_operations(
             for op in catalog.values():
                 if role in used_roles.get(op.playbook, set()):
                     hit(op, f"{raw}: role {role} used by playbooks/{op.playbook}")
+        elif parts[0] == "plugins" and len(parts) >= 3:
+            for role in sorted(_roles_using_plugin(roles_dir, path)):
+                for op in catalog.values():
+                    if role in used_roles.get(op.playbook, set()):
+                        hit(op, f"{raw}: used by role {role}, used by playbooks/{op.playbook}")
         elif parts[0] == "inventories" and len(parts) >= 3:
             inv_env = parts[1]
             if env is None or inv_env == env:

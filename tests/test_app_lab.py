@@ -52,7 +52,7 @@ def http_get(path: str, timeout: float = 5) -> tuple[int, str]:
 def ansible(pattern: str, module: str, args: str, become: bool = True) -> dict[str, dict[str, Any]]:
     """An ad-hoc module run on the lab; the JSON result per host."""
     cmd = [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), pattern, "-o",
-           "-M", str(REPO / "roles" / "app_deploy" / "library"), "-m", module, "-a", args]
+           "-M", str(REPO / "plugins" / "modules"), "-m", module, "-a", args]
     if become:
         cmd += ["-e", "ansible_become=true"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, check=False,

@@ -45,7 +45,7 @@ def test_release_version_must_be_a_plain_name(bad: str, tmp_path: Path) -> None:
 def _module(root: Path, **args: object) -> dict[str, object]:
     argstr = " ".join(f"{k}={v}" for k, v in args.items())
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", "localhost,", "localhost", "-c", "local", "-o", "-M", str(REPO / "roles/app_deploy/library"),
+        [str(VENV_BIN / "ansible"), "-i", "localhost,", "localhost", "-c", "local", "-o", "-M", str(REPO / "plugins/modules"),
          "-m", "envcredit_release", "-a", f"root={root} {argstr}"],
         capture_output=True, text=True, check=False, timeout=120,
         env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_INVENTORY_UNPARSED_WARNING="0",

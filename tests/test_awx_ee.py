@@ -37,5 +37,6 @@ def test_requirements_cover_the_collections_the_roles_use() -> None:
     for path in [*REPO.glob("roles/*/tasks/*.yml"), *REPO.glob("roles/*/handlers/*.yml"), *REPO.glob("playbooks/*.yml")]:
         used.update(fqcn.findall(path.read_text(encoding="utf-8")))
     used -= {"ansible.builtin", "ansible.legacy"}
+    used -= {"envcredit.ops"}  # this repository (galaxy.yml): its own modules, not a requirement
     assert used, "no collection module found: the pattern is wrong"
     assert used <= listed, f"collections used but not in requirements.yml: {sorted(used - listed)}"

@@ -175,3 +175,20 @@ def test_real_repository_playbooks() -> None:
     names = [i.operation for i in affected_operations(["roles/inspect/tasks/main.yml"], catalog, REPO_ROOT, "lab")]
     assert "inspect" in names
     assert [i.operation for i in affected_operations(["orchestrator/cli.py"], catalog, REPO_ROOT, "lab")] == []
+
+
+def test_collection_plugins_reach_the_roles_that_use_them() -> None:
+    """plugins/modules/<m>.py: the roles calling envcredit.ops.<m>; plugins/module_utils/ code
+    the roles copy to the hosts: those roles; either way their operations."""
+    catalog = load_catalog(REPO_ROOT / "orchestrator" / "catalog.yml")
+
+    def names(path: str) -> list[str]:
+        return [i.operation for i in affected_operations([path], catalog, REPO_ROOT, "lab")]
+
+    store = names("plugins/modules/db_backup_store.py")      # db_backup and db_restore
+    assert {"backup", "backup-verify", "restore"} <= set(store)
+    assert "ping" not in store
+    common = names("plugins/module_utils/envcredit_dbcommon.py")  # db_backup and db_transfer
+    assert {"backup", "export", "import"} <= set(common)
+    assert "deploy" in names("plugins/modules/envcredit_release.py")
+

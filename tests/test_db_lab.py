@@ -83,13 +83,17 @@ def seeded(lab_ready: list[str]) -> None:
                       env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     # The tests read checksums with the repository's version of the tool.
-    src = REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py"
-    copy = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
-         "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": TOOL, "mode": "0755"})],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=lab_ansible_env())
-    assert copy.returncode == 0, copy.stdout + copy.stderr
+    # (with the code it shares with the transfer tool, installed beside it)
+    for src, dest, mode in (
+            (REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py", TOOL, "0755"),
+            (REPO / "plugins" / "module_utils" / "envcredit_dbcommon.py",
+             str(Path(TOOL).with_name("envcredit_dbcommon.py")), "0644")):
+        copy = subprocess.run(
+            [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
+             "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": dest, "mode": mode})],
+            capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+            env=lab_ansible_env())
+        assert copy.returncode == 0, copy.stdout + copy.stderr
 
 
 def test_round_trip_both_engines(seeded: None, store: Path) -> None:

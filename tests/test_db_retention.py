@@ -1,4 +1,4 @@
-"""Retention rules of the backup store (roles/db_backup/library/db_backup_store.py), without the lab."""
+"""Retention rules of the backup store (plugins/modules/db_backup_store.py), without the lab."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from helpers.common import REPO
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "db_backup_store", REPO / "roles" / "db_backup" / "library" / "db_backup_store.py")
+        "db_backup_store", REPO / "plugins" / "modules" / "db_backup_store.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -19,6 +19,7 @@ import pytest
 from helpers.common import REPO
 
 sys.path.insert(0, str(REPO / "roles" / "db_backup" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 import envcredit_dbtool as tool  # noqa: E402
 
 # A stand-in for pg_dump -Fd: writes its files the way pg_dump does (each opened once, written

@@ -25,6 +25,7 @@ from helpers.common import REPO, VENV_BIN, all_text_under, run_opsctl
 from helpers.lab import on_host
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 import envcredit_transfer as transfer  # noqa: E402  (the role's own parser reads the exported files)
 
 pytestmark = pytest.mark.lab
@@ -86,13 +87,17 @@ def tools(lab_ready: list[str]) -> None:
     seed = run_opsctl("run", "seed", "--env", "lab", "--json", timeout=600,
                       env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"})
     assert seed.returncode == 0, seed.stdout[-3000:] + seed.stderr
-    src = REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py"
-    copy = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
-         "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": DBTOOL, "mode": "0755"})],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=lab_ansible_env())
-    assert copy.returncode == 0, copy.stdout + copy.stderr
+    # (with the code it shares with the transfer tool, installed beside it)
+    for src, dest, mode in (
+            (REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py", DBTOOL, "0755"),
+            (REPO / "plugins" / "module_utils" / "envcredit_dbcommon.py",
+             str(Path(DBTOOL).with_name("envcredit_dbcommon.py")), "0644")):
+        copy = subprocess.run(
+            [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
+             "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": dest, "mode": mode})],
+            capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+            env=lab_ansible_env())
+        assert copy.returncode == 0, copy.stdout + copy.stderr
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import pytest
 from helpers.common import REPO
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 import envcredit_transfer as t  # noqa: E402
 
 COLS = [

@@ -22,6 +22,7 @@ from orchestrator.workdays import TZ, Calendar
 from orchestrator.cli import cli
 
 sys.path.insert(0, str(REPO / "roles" / "db_backup" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 import envcredit_dbtool as dbtool  # noqa: E402
 
 

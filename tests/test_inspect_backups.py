@@ -1,4 +1,4 @@
-"""The inspect role's backup judgement (roles/inspect/library/inspect_backups.py), run as the real
+"""The inspect role's backup judgement (plugins/modules/inspect_backups.py), run as the real
 Ansible module on the controller against backup stores laid out like db_backup's.
 
 The newest backup and the newest verified backup are judged separately, each against its own
@@ -36,7 +36,7 @@ def judge(store: Path, host: str = "db1", expected: bool = True) -> dict[str, An
             " verify_max_age_h=50 verify_crit_age_h=170")
     proc = subprocess.run(
         [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
-         "-M", str(REPO / "roles" / "inspect" / "library"), "-m", "inspect_backups", "-a", args],
+         "-M", str(REPO / "plugins" / "modules"), "-m", "inspect_backups", "-a", args],
         capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
         env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "0", "HOME": str(store.parent)},
     )

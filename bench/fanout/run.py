@@ -38,7 +38,7 @@ STOCK_CFG = """\
 [defaults]
 inventory = {repo}/inventories/lab
 roles_path = {repo}/roles
-collections_path = {repo}/.venv/collections
+collections_path = {repo}/collections:{repo}/.venv/collections
 collections_scan_sys_path = true
 forks = 5
 interpreter_python = auto_silent

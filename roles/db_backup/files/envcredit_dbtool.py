@@ -23,7 +23,6 @@ JSON object on stdout; errors go to stderr with exit status 1.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
@@ -37,19 +36,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The code both database tools share (Fail, now, sha256, the engines' connection and quoting)
+# is envcredit_dbcommon.py, installed beside this file (the collection's
+# plugins/module_utils/envcredit_dbcommon.py). This file's own directory first, also when
+# python runs in safe-path mode; no bytecode cache (__pycache__) written next to the tools.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_WRITE_BYTECODE, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+import envcredit_dbcommon as common  # noqa: E402
+from envcredit_dbcommon import MY_SOCKET, Fail, now, sha256  # noqa: E402,F401
+
+sys.dont_write_bytecode = _WRITE_BYTECODE
+
 STARTED = time.monotonic()
 # A table this big (with its TOAST and indexes) is worth a pg_dump worker of its own.
 PARALLEL_TABLE_BYTES = 256 * 1024 * 1024
-MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
 FORMAT = 1
-
-
-class Fail(Exception):
-    pass
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -110,14 +111,6 @@ def chain(first: list[str], second: list[str], stdout: Any = None, stdin: Any = 
             if proc.returncode != 0:
                 err.seek(0)
                 raise Fail(f"{argv[0]} exited {proc.returncode}: {err.read().decode(errors='replace').strip()[-2000:]}")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
@@ -257,18 +250,13 @@ def dump_directory_compressed(argv: list[str], out: Path, level: int) -> None:
 
 # ----------------------------------------------------------------------------- engines
 
-class Engine:
-    name = ""
-
+class Engine(common.Engine):
     def __init__(self) -> None:
         # database -> how far the manifest's row counts may be from the dump's snapshot
         # (0: exact, taken in the same snapshot)
         self.tolerance: dict[str, int] = {}
         # database -> parallel dump jobs used (PostgreSQL; 1 elsewhere)
         self.jobs: dict[str, int] = {}
-
-    def connect(self, db: str) -> Any:
-        raise NotImplementedError
 
     def query(self, db: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = self.connect(db)
@@ -292,20 +280,9 @@ class Engine:
             out[t] = int(cur.fetchone()[0])
         return out
 
-    def quote(self, ident: str) -> str:
-        raise NotImplementedError
 
-
-class Postgres(Engine):
-    name = "postgresql"
-
-    def connect(self, db: str) -> Any:
-        import psycopg2
-
-        return psycopg2.connect(dbname=db)
-
-    def quote(self, ident: str) -> str:
-        return '"' + ident.replace('"', '""') + '"'
+class Postgres(common.Postgres, Engine):
+    """connect(db): peer authentication as the OS user (postgres)."""
 
     def tables(self, conn: Any, db: str) -> list[str]:
         cur = conn.cursor()
@@ -409,16 +386,8 @@ class Postgres(Engine):
             conn.close()
 
 
-class MariaDB(Engine):
-    name = "mariadb"
-
-    def connect(self, db: str) -> Any:
-        import pymysql
-
-        return pymysql.connect(unix_socket=MY_SOCKET, user="root", database=db or None, charset="utf8mb4")
-
-    def quote(self, ident: str) -> str:
-        return "`" + ident.replace("`", "``") + "`"
+class MariaDB(common.MariaDB, Engine):
+    """connect(db): root over the unix socket (unix_socket authentication)."""
 
     def tables(self, conn: Any, db: str) -> list[str]:
         cur = conn.cursor()

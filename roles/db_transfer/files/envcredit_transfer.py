@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import decimal
-import hashlib
 import json
 import os
 import re
@@ -58,26 +57,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
+# The code both database tools share (Fail, now, sha256, the engines' connection and quoting)
+# is envcredit_dbcommon.py, installed beside this file (the collection's
+# plugins/module_utils/envcredit_dbcommon.py). This file's own directory first, also when
+# python runs in safe-path mode; no bytecode cache (__pycache__) written next to the tools.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_WRITE_BYTECODE, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+import envcredit_dbcommon as common  # noqa: E402
+from envcredit_dbcommon import MY_SOCKET, Fail, now, sha256  # noqa: E402,F401
+
+sys.dont_write_bytecode = _WRITE_BYTECODE
+
 PG_HOST = os.environ.get("ENVCREDIT_PG_HOST", "127.0.0.1")
 BATCH = 500
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-class Fail(Exception):
-    pass
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def chain(first: list[str], second: list[str], stdout: Any) -> None:
@@ -270,15 +263,8 @@ class Login:
         self.user, self.password = user, password
 
 
-class Engine:
-    name = ""
+class Engine(common.Engine):
     placeholder = "%s"
-
-    def connect(self, db: str, login: Login) -> Any:
-        raise NotImplementedError
-
-    def quote(self, ident: str) -> str:
-        raise NotImplementedError
 
     def columns(self, conn: Any, db: str, table: str) -> list[Column]:
         raise NotImplementedError
@@ -309,17 +295,10 @@ class Engine:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-class Postgres(Engine):
-    name = "postgresql"
-
-    def connect(self, db: str, login: Login) -> Any:
-        import psycopg2
-
-        return psycopg2.connect(dbname=db, host=PG_HOST, user=login.user, password=login.password,
-                                application_name="envcredit_transfer")
-
-    def quote(self, ident: str) -> str:
-        return '"' + ident.replace('"', '""') + '"'
+class Postgres(common.Postgres, Engine):
+    def connect(self, db: str, login: Login) -> Any:  # type: ignore[override]
+        return super().connect(db, host=PG_HOST, user=login.user, password=login.password,
+                               application_name="envcredit_transfer")
 
     def columns(self, conn: Any, db: str, table: str) -> list[Column]:
         cur = conn.cursor()
@@ -383,17 +362,9 @@ class Postgres(Engine):
                     (f"public.{self.quote(table)}", c.name))
 
 
-class MariaDB(Engine):
-    name = "mariadb"
-
-    def connect(self, db: str, login: Login) -> Any:
-        import pymysql  # type: ignore[import-untyped]
-
-        return pymysql.connect(unix_socket=MY_SOCKET, user=login.user, password=login.password, database=db,
-                               charset="utf8mb4", autocommit=False)
-
-    def quote(self, ident: str) -> str:
-        return "`" + ident.replace("`", "``") + "`"
+class MariaDB(common.MariaDB, Engine):
+    def connect(self, db: str, login: Login) -> Any:  # type: ignore[override]
+        return super().connect(db, user=login.user, password=login.password, autocommit=False)
 
     def columns(self, conn: Any, db: str, table: str) -> list[Column]:
         cur = conn.cursor()

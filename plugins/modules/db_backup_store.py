@@ -20,17 +20,17 @@ description:
   - C(retention) removes backups beyond keep_last + daily/weekly/monthly, never the newest
     verified backup nor the protected ones. Supports check mode (reports only).
 options:
-  action: {type: str, required: true, choices: [verify, commit, resolve, mark, retention]}
+  action: {type: str, required: true, choices: [verify, commit, resolve, mark, retention], description: What to do (see above).}
   store: {type: path, required: true, description: Root of the store.}
   host: {type: str, required: true, description: Database host the backups belong to.}
   backup_id: {type: str, description: Backup id, or latest / latest-verified for resolve.}
   record_id: {type: str, default: "", description: Change record id stamped into status.json.}
   verified: {type: bool, default: true, description: For mark, whether the restore test passed.}
   detail: {type: dict, default: {}, description: For mark, what the restore test found.}
-  keep_last: {type: int, default: 7}
-  keep_daily: {type: int, default: 7}
-  keep_weekly: {type: int, default: 4}
-  keep_monthly: {type: int, default: 6}
+  keep_last: {type: int, default: 7, description: For retention, the newest backups always kept.}
+  keep_daily: {type: int, default: 7, description: For retention, days of which the newest backup is kept.}
+  keep_weekly: {type: int, default: 4, description: For retention, weeks of which the newest backup is kept.}
+  keep_monthly: {type: int, default: 6, description: For retention, months of which the newest backup is kept.}
   protect: {type: list, elements: str, default: [], description: Backup ids never removed.}
 author: envcredit-ops contractor team
 """

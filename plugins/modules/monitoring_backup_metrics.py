@@ -17,7 +17,7 @@ description:
   - Times, not ages, so the age (C(time() - metric)) keeps growing between runs.
     A host of C(hosts) without any backup gets C(0).
   - Without a store there is nothing to publish but C(envcredit_backup_store_present 0).
-  - Meant to run on the controller (C(delegate_to: localhost)). Read-only.
+  - "Meant to run on the controller (C(delegate_to: localhost)). Read-only."
 options:
   store: {type: path, required: true, description: The environment's backup store (var/backups/<env>).}
   hosts: {type: list, elements: str, required: true, description: Inventory names of the hosts that have backups.}

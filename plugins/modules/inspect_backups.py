@@ -13,17 +13,17 @@ description:
   - Reads the C(manifest.json) files under C(<store>/<host>/<id>/) (the layout
     of the database backup roles) and returns the newest backup and the newest
     verified one, with their age in hours.
-  - A manifest counts as verified when it says C(verified: true) or carries a
+  - A manifest counts as verified when it says C(verified=true) or carries a
     C(verification) (or C(verify)) object whose C(status) is C(ok),
     C(verified) or C(passed), or when a C(status.json) with C(verified.ok) (the db_backup
     store), a C(verification.json) (or
     C(verify.json)) beside it says so. Its time is the first of C(finished),
     C(finished_at), C(completed), C(created), C(created_at), C(timestamp),
     C(started) found (C(ended) first), else the manifest file's modification time.
-  - Meant to run on the controller (C(delegate_to: localhost)). Read-only.
+  - "Meant to run on the controller (C(delegate_to: localhost)). Read-only."
   - Without a store there is nothing to judge (not applicable); a host without
     a folder in an existing store has no backup, a finding when C(expected).
-  - The two ages are judged separately, each against its own schedule: the
+  - The two ages are judged separately, each against its own schedule. The
     newest backup (nightly) against C(max_age_h)/C(crit_age_h) (finding
     C(backup)), the newest verified backup (verification runs less often)
     against C(verify_max_age_h)/C(verify_crit_age_h) (finding C(backup_verify)).
