@@ -29,7 +29,7 @@ RUN_OPTS = --env $(ENV) $(if $(LIMIT),--limit '$(LIMIT)') $(if $(TICKET),--ticke
            $(if $(REASON),--reason '$(REASON)') $(ARGS)
 
 .PHONY: help setup apt venv lab lab-down lab-reset lab-status image ops docs lane-lab lane-nolab test-nightly \
-        records verify-records export-html lint collection mypy pytest unit e2e molecule test demo \
+        records verify-records export-html lint fmt collection mypy pytest unit e2e molecule test demo \
         bench bench-overhead bench-archive bench-alerting clean
 
 help: ## List the targets
@@ -94,14 +94,20 @@ export-html: venv ## Export the archive as an offline HTML browser (var/reports/
 	@mkdir -p var/reports
 	$(OPSCTL) records export --format html --out var/reports/archive.html
 
-lint: venv lint-rules ## yamllint, ansible-lint (production profile), collection sanity, mypy, promtool (alert rules)
+lint: venv lint-rules ## yamllint, ansible-lint (production profile), collection sanity, ruff (check, format), mypy, promtool (alert rules)
 	$(BIN)/yamllint -s .
 	ANSIBLE_VAULT_PASSWORD_FILE=$(CURDIR)/lab/lab-only-vault-password $(BIN)/ansible-lint
 	@# ansible-test sanity on the built collection: only the tests that run offline here
 	@# (compile on Python 3.11 and those needing no pip packages; why: ci/collection-sanity.sh)
 	ci/collection-sanity.sh
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/mypy
 	$(BIN)/mypy ci/test_times.py ci/plan.py ci/approver.py
+
+fmt: venv ## Format the Python code (ruff format) and apply ruff's safe fixes
+	$(BIN)/ruff format
+	$(BIN)/ruff check --fix
 
 collection: venv ## Build the collection envcredit.ops (galaxy.yml) -> var/collection/envcredit-ops-<version>.tar.gz
 	$(BIN)/ansible-galaxy collection build --force --output-path var/collection

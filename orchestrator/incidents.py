@@ -26,6 +26,10 @@ Service levels (the contract):
 A clock's milestone: *respond* is the acknowledgement (or, without one, the
 first recovery or resolution); *recover* is the ``recovered`` action (or, without
 one, the resolution); *resolve* is the resolution.
+
+Size (over 400 lines): the register's state machine (open, ack, note, recovered, resolve),
+its SLA clocks and their rendering to records belong together; the clocks use
+orchestrator.workdays.
 """
 
 from __future__ import annotations

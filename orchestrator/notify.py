@@ -20,6 +20,9 @@ masked in error texts (:class:`~orchestrator.redact.Redactor`).
 Messages are zh-CN; times are Beijing time with the offset (``2026-11-29 16:35
 北京时间（+08:00）``). A delivery failure never stops the caller: :func:`send`
 returns what happened and the caller records it.
+
+Size (over 400 lines): where the notification URLs come from (file, environment, vault),
+sending through Apprise with a time limit, and the message texts in two languages.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ is fed the events exactly as ansible-runner's ``event_handler`` receives them
 (already redacted by the caller) and :meth:`RecordBuilder.finish` returns the
 record without the fields the archive adds (``seq``, ``prev_hash``,
 ``artifacts``, ``hash``).
+
+Size (over 400 lines): the record's whole schema in one place -- the run's metadata
+(operator, source, versions, approval), the event-stream builder and the finished record --
+so a field is added in one module.
 """
 
 from __future__ import annotations

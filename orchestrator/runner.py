@@ -6,6 +6,11 @@ hosts, take the host lock, start a pending record, stream ansible-runner's
 events (redacted) into the record builder, the pending record and the live
 progress callback, and finally commit the change record to the archive. Every
 attempt that gets this far leaves a record, refused ones included.
+
+Size (over 400 lines): one run's whole life -- request checks, policy, targets, the ansible-
+runner call with its stop/timeout handling and the record -- kept in one module so the order
+of those steps is read in one place; input parsing helpers are the first candidates to move
+out.
 """
 
 from __future__ import annotations

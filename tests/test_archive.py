@@ -79,7 +79,7 @@ def test_record_content(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
 def test_permissions_and_no_temp_files(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
     archive, recs = filled
     archive.list()  # builds the index
-    for dirpath, dirnames, filenames in os.walk(archive.root):
+    for dirpath, _dirnames, filenames in os.walk(archive.root):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
         for name in filenames:
             path = Path(dirpath) / name

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO, VENV_BIN, run_opsctl
-from helpers.lab import host_command, on_host
+from helpers.lab import host_command, lab_ansible_env, on_host
 
 pytestmark = pytest.mark.lab
 

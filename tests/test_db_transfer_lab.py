@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO, VENV_BIN, all_text_under, run_opsctl
-from helpers.lab import on_host
+from helpers.lab import lab_ansible_env, on_host
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code

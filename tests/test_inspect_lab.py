@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.common import REPO, VENV_BIN, run_opsctl
+from helpers.common import REPO, run_opsctl
 
 pytestmark = pytest.mark.lab
 

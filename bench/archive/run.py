@@ -187,7 +187,7 @@ def main() -> int:
     root = args.keep or tmp / "archive"
     try:
         check_identical(tmp)
-        print(f"fast path writes byte-identical folders to Archive.commit(): ok")
+        print("fast path writes byte-identical folders to Archive.commit(): ok")
         archive = Archive(root)
         rng = random.Random(42)
         n_real = min(args.real, args.count)

@@ -5,6 +5,9 @@ Every action is a record in the change-record archive (see
 resolved incident, ``recovered`` on a general fault, a bad time) exits 2 and
 writes nothing. Calendar warnings (a year whose official schedule is unknown)
 go to stderr.
+
+Size (over 400 lines): one command group with nine subcommands (open, ack, note, recovered,
+resolve, list, show, check, calendar) and their text output.
 """
 
 from __future__ import annotations

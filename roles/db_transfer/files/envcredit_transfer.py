@@ -505,7 +505,7 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
             if source.startswith("table ") and not eng.columns(conn, a.db, source[6:]):
                 raise Fail(f"no such table: {source[6:]}")
         if a.dry_run:
-            for name, source, sql in jobs:
+            for _name, _source, sql in jobs:
                 cur = eng.cursor_for(conn, f"SELECT * FROM ({sql}) AS q LIMIT 0")
                 cur.fetchall()
                 cur.close()
