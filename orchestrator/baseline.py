@@ -29,8 +29,10 @@ def latest_check(archive: Archive, env: str) -> dict[str, Any]:
         record = archive.get(str(row["id"]))
         if record.get("status") == "successful" and (record.get("outputs") or {}).get("baseline"):
             return record
-    raise NotFound(f"no successful {check_op} record for environment {env!r} in {archive.root}; "
-                   f"run `opsctl run {check_op} --env {env}` first")
+    raise NotFound(
+        f"no successful {check_op} record for environment {env!r} in {archive.root}; "
+        f"run `opsctl run {check_op} --env {env}` first"
+    )
 
 
 def _control(c: dict[str, Any]) -> dict[str, Any]:
@@ -64,8 +66,12 @@ def _host_row(host: str, result: dict[str, Any]) -> dict[str, Any]:
         "counts": counts,
         "compliant": counts["fail"] == 0 and bool(controls),
         "controls": controls,
-        "lynis": {"installed": bool(lynis.get("installed")), "message": lynis.get("message") or "",
-                  "hardening_index": index, "hardening_index_before": index_before},
+        "lynis": {
+            "installed": bool(lynis.get("installed")),
+            "message": lynis.get("message") or "",
+            "hardening_index": index,
+            "hardening_index_before": index_before,
+        },
     }
 
 
@@ -80,16 +86,24 @@ def build_baseline(record: dict[str, Any]) -> dict[str, Any]:
         for c in h["controls"]:
             if c["id"] not in ids:
                 ids.append(c["id"])
-    matrix = [{"id": cid,
-               "control": next(c for h in hosts for c in h["controls"] if c["id"] == cid),
-               "by_host": {h["host"]: next((c["status"] for c in h["controls"] if c["id"] == cid), None)
-                           for h in hosts}}
-              for cid in ids]
+    matrix = [
+        {
+            "id": cid,
+            "control": next(c for h in hosts for c in h["controls"] if c["id"] == cid),
+            "by_host": {h["host"]: next((c["status"] for c in h["controls"] if c["id"] == cid), None) for h in hosts},
+        }
+        for cid in ids
+    ]
     return {
         "environment": record.get("environment"),
-        "record": {"id": record.get("id"), "operation": record.get("operation"), "started": record.get("started"),
-                   "status": record.get("status"), "operator": operator_name(record.get("operator")),
-                   "hash": record.get("hash")},
+        "record": {
+            "id": record.get("id"),
+            "operation": record.get("operation"),
+            "started": record.get("started"),
+            "status": record.get("status"),
+            "operator": operator_name(record.get("operator")),
+            "hash": record.get("hash"),
+        },
         "generated": isoformat(now()),
         "summary": {
             "hosts": len(hosts),

@@ -40,8 +40,12 @@ from .operations import Operation
 
 #: Modules/keywords that pull in a role from a task list.
 _ROLE_TASK_KEYS = (
-    "include_role", "import_role", "ansible.builtin.include_role", "ansible.builtin.import_role",
-    "ansible.legacy.include_role", "ansible.legacy.import_role",
+    "include_role",
+    "import_role",
+    "ansible.builtin.include_role",
+    "ansible.builtin.import_role",
+    "ansible.legacy.include_role",
+    "ansible.legacy.import_role",
 )
 _PLAYBOOK_IMPORT_KEYS = ("import_playbook", "ansible.builtin.import_playbook")
 _TASK_LISTS = ("tasks", "pre_tasks", "post_tasks", "handlers")
@@ -74,7 +78,10 @@ def changed_files(repo: Path, base: str, head: str = "HEAD") -> list[str]:
     try:
         proc = subprocess.run(
             ["git", "-C", str(repo), "diff", "--name-only", "--no-renames", f"{base}...{head}"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise BadInput(f"cannot run git in {repo}: {exc}") from exc

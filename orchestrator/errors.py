@@ -36,4 +36,3 @@ class ArchiveError(OpsError):
     """The archive is unreadable or inconsistent."""
 
     exit_code = 1
-

@@ -142,11 +142,15 @@ class Environment:
         """``ticket`` (already cleaned of control characters) if it is a ticket of this
         environment, else :class:`BadInput` saying what is expected."""
         if not ticket:
-            raise BadInput("--ticket is blank: give the change ticket id"
-                           + (f" ({self.ticket_pattern.pattern})" if self.ticket_pattern else ""))
+            raise BadInput(
+                "--ticket is blank: give the change ticket id"
+                + (f" ({self.ticket_pattern.pattern})" if self.ticket_pattern else "")
+            )
         if self.ticket_pattern is not None and not self.ticket_pattern.fullmatch(ticket):
-            raise BadInput(f"--ticket {ticket!r} does not match the ticket pattern of {self.name!r}: "
-                           f"{self.ticket_pattern.pattern} (ticket_pattern in {self.policy_shown()})")
+            raise BadInput(
+                f"--ticket {ticket!r} does not match the ticket pattern of {self.name!r}: "
+                f"{self.ticket_pattern.pattern} (ticket_pattern in {self.policy_shown()})"
+            )
         return ticket
 
     def standard_change(self, op: Operation) -> str:
@@ -154,12 +158,16 @@ class Environment:
         change = self.standard_changes.get(op.name)
         if change is None:
             listed = ", ".join(sorted(self.standard_changes)) or "none"
-            raise BadInput(f"operation {op.name!r} is not a standard change in {self.name!r} "
-                           f"(standard_changes in {self.policy_shown()} lists: {listed}): "
-                           "run it with --ticket, or have it approved as a standard change and listed there")
+            raise BadInput(
+                f"operation {op.name!r} is not a standard change in {self.name!r} "
+                f"(standard_changes in {self.policy_shown()} lists: {listed}): "
+                "run it with --ticket, or have it approved as a standard change and listed there"
+            )
         if op.risk_in(self.name) == "high":
-            raise BadInput(f"operation {op.name!r} is high risk in {self.name!r} and cannot run as a standard "
-                           f"change (remove it from standard_changes in {self.policy_shown()}): run it with --ticket")
+            raise BadInput(
+                f"operation {op.name!r} is high risk in {self.name!r} and cannot run as a standard "
+                f"change (remove it from standard_changes in {self.policy_shown()}): run it with --ticket"
+            )
         return change
 
 
@@ -192,9 +200,14 @@ def _parse_inputs(name: str, raw: Any) -> tuple[Input, ...]:
         unknown = set(item) - {"name", "secret", "needs_ticket", "description"}
         if unknown:
             raise BadInput(f"catalog entry {name!r}: input {item['name']!r} has unknown keys {sorted(unknown)}")
-        out.append(Input(name=item["name"], secret=bool(item.get("secret", False)),
-                         needs_ticket=bool(item.get("needs_ticket", False)),
-                         description=str(item.get("description", ""))))
+        out.append(
+            Input(
+                name=item["name"],
+                secret=bool(item.get("secret", False)),
+                needs_ticket=bool(item.get("needs_ticket", False)),
+                description=str(item.get("description", "")),
+            )
+        )
     return tuple(out)
 
 
@@ -275,8 +288,10 @@ def tagged_one(tag: str, catalog: dict[str, Operation] | None = None) -> str:
     """The name of the one operation tagged ``tag``; none or several is a catalog error."""
     names = tagged(tag, catalog)
     if len(names) != 1:
-        raise BadInput(f"the operations catalog must tag exactly one operation {tag!r} "
-                       f"({TAGS[tag]}); it tags {', '.join(names) or 'none'}")
+        raise BadInput(
+            f"the operations catalog must tag exactly one operation {tag!r} "
+            f"({TAGS[tag]}); it tags {', '.join(names) or 'none'}"
+        )
     return names[0]
 
 
@@ -304,10 +319,15 @@ def get_environment(name: str) -> Environment:
         vault = (inv / str(settings["vault_password_file"])).resolve()
     if vault is not None and not vault.is_file():
         raise BadInput(f"vault password file {vault} for environment {name!r} does not exist")
-    return Environment(name=name, inventory=inv, requires_ticket=requires_ticket,
-                       vault_password_file=vault, settings=settings,
-                       ticket_pattern=_pattern(settings, "ticket_pattern", None, policy_file),
-                       standard_changes=_standard_changes(settings, policy_file))
+    return Environment(
+        name=name,
+        inventory=inv,
+        requires_ticket=requires_ticket,
+        vault_password_file=vault,
+        settings=settings,
+        ticket_pattern=_pattern(settings, "ticket_pattern", None, policy_file),
+        standard_changes=_standard_changes(settings, policy_file),
+    )
 
 
 def _load_policy(policy_file: Path) -> dict[str, Any]:

@@ -77,6 +77,7 @@ def build_release(version: str, src: Path | None = None, out_dir: Path | None = 
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
             def add(name: str, data: bytes, mode: int) -> None:
                 info = tarfile.TarInfo(f"{top}/{name}")
                 info.size, info.mode, info.mtime = len(data), mode, 0
@@ -105,12 +106,11 @@ def available(out_dir: Path | None = None) -> list[dict[str, Any]]:
     out_dir = out_dir or releases_dir()
     rows: list[dict[str, Any]] = []
     for tarball in sorted(out_dir.glob("envcredit-*.tar.gz")):
-        version = tarball.name[len("envcredit-"):-len(".tar.gz")]
+        version = tarball.name[len("envcredit-") : -len(".tar.gz")]
         sumfile = tarball.with_name(tarball.name + ".sha256")
         expected = sumfile.read_text(encoding="utf-8").split()[0] if sumfile.is_file() else None
         actual = hashlib.sha256(tarball.read_bytes()).hexdigest()
-        rows.append({"version": version, "tarball": str(tarball), "sha256": actual,
-                     "verified": expected == actual})
+        rows.append({"version": version, "tarball": str(tarball), "sha256": actual, "verified": expected == actual})
     return rows
 
 

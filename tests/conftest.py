@@ -49,14 +49,26 @@ def lab_ready() -> list[str]:
         pytest.fail("the lab is not running: start it with `make lab`")
     # Names and tier ports first: when the hosts cannot reach each other, every lab
     # test fails with the one reason instead of each in its own way.
-    check = subprocess.run([str(REPO / "lab" / "lab.sh"), "check"], capture_output=True, text=True,
-                           timeout=120, cwd=REPO, check=False)
+    check = subprocess.run(
+        [str(REPO / "lab" / "lab.sh"), "check"], capture_output=True, text=True, timeout=120, cwd=REPO, check=False
+    )
     if check.returncode != 0:
         pytest.fail(f"the lab's self-check fails:\n{check.stderr}")
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "all:!fleet",
-         "-m", "ansible.builtin.ping", "-o"],
-        capture_output=True, text=True, timeout=180, cwd=REPO, check=False,
+        [
+            str(VENV_BIN / "ansible"),
+            "-i",
+            str(REPO / "inventories" / "lab"),
+            "all:!fleet",
+            "-m",
+            "ansible.builtin.ping",
+            "-o",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+        check=False,
         env=lab_ansible_env(),
     )
     if proc.returncode != 0:
@@ -65,8 +77,16 @@ def lab_ready() -> list[str]:
     # only into empty tables), so it must run before anything else (e.g. the application's
     # install) puts rows there. Idempotent: a seeded lab is left as it is.
     archive = tempfile.mkdtemp(prefix="opsctl-seed-archive-")
-    seed = run_opsctl("run", "seed", "--env", "lab", "--reason", "test session", timeout=900,
-                      env={"OPSCTL_ARCHIVE": archive, "OPSCTL_LOCKS": archive + "-locks"})
+    seed = run_opsctl(
+        "run",
+        "seed",
+        "--env",
+        "lab",
+        "--reason",
+        "test session",
+        timeout=900,
+        env={"OPSCTL_ARCHIVE": archive, "OPSCTL_LOCKS": archive + "-locks"},
+    )
     if seed.returncode != 0:
         pytest.fail(f"seeding the lab databases failed:\n{seed.stdout[-3000:]}\n{seed.stderr[-3000:]}")
     return LAB_HOSTS

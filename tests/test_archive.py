@@ -168,12 +168,15 @@ def test_edited_index_row_detected_and_reindex_repairs(filled: tuple[Archive, li
     assert archive.verify().ok
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM records WHERE seq = 4",
-    "INSERT INTO records (id, seq, operation, status, hash) VALUES ('20991231T000000000Z-ffffff', 99, 'restore',"
-    " 'successful', 'x')",
-    "DELETE FROM record_hosts WHERE id = (SELECT min(id) FROM record_hosts)",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM records WHERE seq = 4",
+        "INSERT INTO records (id, seq, operation, status, hash) VALUES ('20991231T000000000Z-ffffff', 99, 'restore',"
+        " 'successful', 'x')",
+        "DELETE FROM record_hosts WHERE id = (SELECT min(id) FROM record_hosts)",
+    ],
+)
 def test_missing_or_extra_index_rows_detected(filled: tuple[Archive, list[dict[str, Any]]], sql: str) -> None:
     import sqlite3
 
@@ -291,7 +294,9 @@ def test_swap_seq_and_rehash_detected(filled: tuple[Archive, list[dict[str, Any]
     assert "prev_hash" in report.problem
 
 
-def _forge_copy(archive: Archive, source: dict[str, Any], seq: int, *, rehash: bool, prev_hash: str | None = None) -> str:
+def _forge_copy(
+    archive: Archive, source: dict[str, Any], seq: int, *, rehash: bool, prev_hash: str | None = None
+) -> str:
     new_id = new_record_id(BASE_TIME)
     shutil.copytree(archive.root / source["id"], archive.root / new_id)
     rec = archive.get(new_id)
@@ -420,7 +425,7 @@ def test_export_formats(filled: tuple[Archive, list[dict[str, Any]]], tmp_path: 
 
 def test_export_escapes_and_defuses(archive: Archive, tmp_path: Path) -> None:
     commit_record(archive, ticket="<script>alert(1)</script>")
-    commit_record(archive, ticket="=HYPERLINK(\"http://evil\")")
+    commit_record(archive, ticket='=HYPERLINK("http://evil")')
     archive.export("html", tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert "<script>alert(1)</script>" not in html
@@ -518,8 +523,9 @@ def test_roll_forward_after_crash_between_head_and_rename(filled: tuple[Archive,
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "html"])
-def test_an_export_can_be_checked_later_against_the_archive(filled: tuple[Archive, list[dict[str, Any]]],
-                                                             tmp_path: Path, fmt: str) -> None:
+def test_an_export_can_be_checked_later_against_the_archive(
+    filled: tuple[Archive, list[dict[str, Any]]], tmp_path: Path, fmt: str
+) -> None:
     from orchestrator.reports.export import read_export_claims, verify_export
 
     archive, recs = filled
@@ -547,8 +553,9 @@ def test_an_export_can_be_checked_later_against_the_archive(filled: tuple[Archiv
         assert any("the chain was rewritten" in p for p in verify_export(archive, read_export_claims(out)))
 
 
-def test_verify_export_cli(filled: tuple[Archive, list[dict[str, Any]]], tmp_path: Path,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_export_cli(
+    filled: tuple[Archive, list[dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from orchestrator.cli import cli

@@ -22,14 +22,22 @@ CATALOG = REPO / "orchestrator" / "catalog.yml"
 
 def _make(*args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}
-    return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), *args], env=env,
-                          capture_output=True, text=True, check=True, timeout=60).stdout
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
 
 
 def test_generated_docs_and_make_rules_match_the_catalog() -> None:
     differ = docsgen.stale(REPO)
-    assert not differ, (f"{', '.join(differ)} differ from the operations catalog "
-                        "(orchestrator/catalog.yml, catalog.d/): run `make docs` and commit the result")
+    assert not differ, (
+        f"{', '.join(differ)} differ from the operations catalog "
+        "(orchestrator/catalog.yml, catalog.d/): run `make docs` and commit the result"
+    )
 
 
 def test_a_catalog_change_shows_as_stale_docs() -> None:
@@ -68,8 +76,10 @@ def test_every_operation_has_its_playbook_make_target_and_doc_rows() -> None:
         if op.make_target == "custom":
             assert rules.get(name), f"{name}: make_target custom, but no rule `{name}:` in the Makefile or mk/*.mk"
         else:
-            assert name not in rules, (f"{name}: make_target plain (mk/operations.mk), but {rules.get(name)} "
-                                       "also define it: set make_target: custom or remove the rule")
+            assert name not in rules, (
+                f"{name}: make_target plain (mk/operations.mk), but {rules.get(name)} "
+                "also define it: set make_target: custom or remove the rule"
+            )
         for rel, text in docs.items():
             assert f"\n| `{name}` |" in text, f"{name}: no row in {rel} (make docs)"
     # `make OP` runs the operation with the usual options; `make help` lists them all.
@@ -94,12 +104,15 @@ def test_code_finds_operations_by_tag() -> None:
         tagged("no-such-tag", catalog)
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    ("tags: [no-such-tag]", "unknown tags"),
-    ("tags: patch-scan", "tags must be a list"),
-    ("tags: [Patch Scan]", "tags must be a list"),
-    ("make_target: weird", "make_target must be one of"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("tags: [no-such-tag]", "unknown tags"),
+        ("tags: patch-scan", "tags must be a list"),
+        ("tags: [Patch Scan]", "tags must be a list"),
+        ("make_target: weird", "make_target must be one of"),
+    ],
+)
 def test_loader_refuses_bad_tags_and_make_targets(tmp_path: Path, entry: str, message: str) -> None:
     path = tmp_path / "catalog.yml"
     path.write_text(f"operations:\n  scan:\n    playbook: scan.yml\n    {entry}\n", encoding="utf-8")

@@ -134,8 +134,13 @@ def test_playbook_change(repo: Path) -> None:
 
 
 def test_inert_role_files_and_orchestrator(repo: Path) -> None:
-    files = commit_change(repo, "roles/inspect/README.md", "orchestrator/catalog.yml", "docs/x.md",
-                          "roles/inspect/molecule/default/converge.yml")
+    files = commit_change(
+        repo,
+        "roles/inspect/README.md",
+        "orchestrator/catalog.yml",
+        "docs/x.md",
+        "roles/inspect/molecule/default/converge.yml",
+    )
     assert len(files) == 4
     assert ops(repo, files) == []
 
@@ -158,7 +163,8 @@ def test_reasons_and_merge_base(repo: Path) -> None:
     catalog = load_catalog(repo / "orchestrator" / "catalog.yml")
     (impact,) = affected_operations(files, catalog, repo, "staging")
     assert impact.to_dict() == {
-        "operation": "inspect", "read_only": True,
+        "operation": "inspect",
+        "read_only": True,
         "reasons": ["roles/inspect/tasks/main.yml: role inspect used by playbooks/inspect.yml"],
     }
 
@@ -185,10 +191,9 @@ def test_collection_plugins_reach_the_roles_that_use_them() -> None:
     def names(path: str) -> list[str]:
         return [i.operation for i in affected_operations([path], catalog, REPO_ROOT, "lab")]
 
-    store = names("plugins/modules/db_backup_store.py")      # db_backup and db_restore
+    store = names("plugins/modules/db_backup_store.py")  # db_backup and db_restore
     assert {"backup", "backup-verify", "restore"} <= set(store)
     assert "ping" not in store
     common = names("plugins/module_utils/envcredit_dbcommon.py")  # db_backup and db_transfer
     assert {"backup", "export", "import"} <= set(common)
     assert "deploy" in names("plugins/modules/envcredit_release.py")
-

@@ -104,10 +104,10 @@ def test_a_failing_dump_fails_with_its_status_and_message(tmp_path: Path) -> Non
         tool.dump_directory_compressed(argv, out, 3)
 
 
-def test_a_failing_output_stops_the_follower_with_its_reason(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_output_stops_the_follower_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer of zstd's output fails (a full disk): zstd must be stopped so the follower's
     feeding fails instead of blocking for ever, and the reason reported is the disk's."""
+
     def full_disk(pipe: object, dest: Path) -> None:
         raise tool.Fail(f"writing {dest}: No space left on device")
 

@@ -362,5 +362,15 @@ class Archive:
         incident: str | None = None,
     ) -> list[dict[str, Any]]:
         """Summary rows of the matching records, newest (highest seq) first."""
-        return index.query(self, env=env, op=op, host=host, status=status, ticket=ticket, since=since,
-                           until=until, limit=limit, incident=incident)
+        return index.query(
+            self,
+            env=env,
+            op=op,
+            host=host,
+            status=status,
+            ticket=ticket,
+            since=since,
+            until=until,
+            limit=limit,
+            incident=incident,
+        )

@@ -26,9 +26,7 @@ ARCHIVE_FIELDS = ("seq", "prev_hash", "artifacts", "hash")
 
 def canonical_json(obj: Any) -> bytes:
     """The canonical bytes hashed for a record: sorted keys, no spaces, UTF-8."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
-        "utf-8"
-    )
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
 
 
 def record_hash(record: Mapping[str, Any]) -> str:

@@ -109,7 +109,6 @@ def _time_bound(value: str, *, upper: bool) -> str:
     return iso(dt)
 
 
-
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=30, isolation_level=None)
     conn.execute("PRAGMA busy_timeout = 30000")
@@ -176,9 +175,7 @@ def append(archive: Archive, record: Mapping[str, Any]) -> None:
         try:
             conn.execute("BEGIN IMMEDIATE")
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-            if meta.get("head_seq") == str(record["seq"] - 1) and meta.get("head_hash") == (
-                record["prev_hash"] or ""
-            ):
+            if meta.get("head_seq") == str(record["seq"] - 1) and meta.get("head_hash") == (record["prev_hash"] or ""):
                 _insert(conn, record)
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'head_seq'", (str(record["seq"]),))
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'head_hash'", (record["hash"],))
@@ -236,7 +233,11 @@ def query(
     where: list[str] = []
     args: list[Any] = []
     for column, value in (
-        ("environment", env), ("operation", op), ("status", status), ("ticket", ticket), ("incident", incident)
+        ("environment", env),
+        ("operation", op),
+        ("status", status),
+        ("ticket", ticket),
+        ("incident", incident),
     ):
         if value is not None:
             where.append(f"{column} = ?")

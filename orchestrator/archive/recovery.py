@@ -86,8 +86,9 @@ def _rebuild_pending(folder: Path) -> dict[str, Any] | None:
     try:
         meta = RunMeta.from_dict(meta_dict)
     except (BadInput, TypeError):
-        meta = RunMeta(id=folder.name, operation="unknown", playbook="unknown", environment="unknown",
-                       inventory="unknown")
+        meta = RunMeta(
+            id=folder.name, operation="unknown", playbook="unknown", environment="unknown", inventory="unknown"
+        )
     events = list(read_events(folder / "events.jsonl"))
     last = next((e.get("created") for e in reversed(events) if isinstance(e.get("created"), str)), None)
     try:
@@ -101,7 +102,5 @@ def _rebuild_pending(folder: Path) -> dict[str, Any] | None:
     error = f"interrupted: the opsctl process (pid {pid}) died before the run finished; rebuilt from its events"
     if stopped_child:
         error += f"; its orphaned ansible-playbook ({stopped_child}) was still running and was stopped"
-    record = build_from_events(
-        events, meta, status="interrupted", rc=-1, ended=ended, redaction=redaction, error=error
-    )
+    record = build_from_events(events, meta, status="interrupted", rc=-1, ended=ended, redaction=redaction, error=error)
     return record

@@ -92,9 +92,7 @@ def _check_folder(root: Path, name: str) -> _Entry:
     if entry.seq is None:
         entry.problem = "record has no integer seq: edited"
     elif entry.id != name:
-        entry.problem = (
-            f"folder {name} holds record {entry.id!r} (seq {entry.seq}): folders renamed or swapped"
-        )
+        entry.problem = f"folder {name} holds record {entry.id!r} (seq {entry.seq}): folders renamed or swapped"
     elif entry.hash is None:
         entry.problem = "record has no hash: edited"
     elif not _hash_ok(raw, rec, entry.hash):
@@ -154,9 +152,7 @@ def verify(archive: Archive, signatures: SignaturePolicy | None = None) -> Verif
         for dirent in it:
             if dirent.name.startswith("."):
                 continue
-            if dirent.is_dir(follow_symlinks=False) or (
-                dirent.is_symlink() and RECORD_ID_RE.fullmatch(dirent.name)
-            ):
+            if dirent.is_dir(follow_symlinks=False) or (dirent.is_symlink() and RECORD_ID_RE.fullmatch(dirent.name)):
                 names.append(dirent.name)
     entries = [_check_folder(archive.root, name) for name in names]
     count = len(entries)
@@ -197,7 +193,9 @@ def verify(archive: Archive, signatures: SignaturePolicy | None = None) -> Verif
             if seq < expected:
                 return bad(entry.name, f"seq {seq} is out of range (the first record has seq 1): edited")
             missing = f"seq {expected}" if seq == expected + 1 else f"seqs {expected}..{seq - 1}"
-            return bad(entry.name, f"seq jumps from {expected - 1} to {seq}: record(s) with {missing} missing (removed)")
+            return bad(
+                entry.name, f"seq jumps from {expected - 1} to {seq}: record(s) with {missing} missing (removed)"
+            )
         if entry.prev_hash != prev_hash:
             before = f"record {prev_id}" if prev_id else "nothing (first record)"
             return bad(
@@ -261,15 +259,26 @@ def _verify_signatures(archive: Archive, entries: Sequence[_Entry], policy: Sign
             # refused); it changed nothing, and re-sealing one would break every later
             # record's signature, so it may stay unsigned.
             if _must_be_signed(e.index_row, policy):
-                return VerifyReport(ok=False, count=len(entries), first_bad_id=e.name,
-                                    problem=f"record of {env} is not signed (its records must be): "
-                                            "signature removed, or made without a key",
-                                    signers=signers, unsigned=unsigned)
+                return VerifyReport(
+                    ok=False,
+                    count=len(entries),
+                    first_bad_id=e.name,
+                    problem=f"record of {env} is not signed (its records must be): "
+                    "signature removed, or made without a key",
+                    signers=signers,
+                    unsigned=unsigned,
+                )
             unsigned += 1
             continue
         who, why = policy.verifier.signer(sig, signing.message(e.name, e.seq, e.hash))
         if who is None:
-            return VerifyReport(ok=False, count=len(entries), first_bad_id=e.name,
-                                problem=f"bad signature: {why}", signers=signers, unsigned=unsigned)
+            return VerifyReport(
+                ok=False,
+                count=len(entries),
+                first_bad_id=e.name,
+                problem=f"bad signature: {why}",
+                signers=signers,
+                unsigned=unsigned,
+            )
         signers[who] = signers.get(who, 0) + 1
     return VerifyReport(ok=True, count=len(entries), signers=signers, unsigned=unsigned)

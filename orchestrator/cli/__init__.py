@@ -20,28 +20,48 @@ from ..errors import OpsError
 # name -> (module of this package, attribute, short help as `opsctl --help` shows it): one
 # module per command group. tests/test_cli_ops.py checks the table against the commands themselves.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "alerts": ("alerts", "alerts",
-               "Alertmanager webhook receiver: firing alerts open incidents, resolved ones record recovery."),
+    "alerts": (
+        "alerts",
+        "alerts",
+        "Alertmanager webhook receiver: firing alerts open incidents, resolved ones record recovery.",
+    ),
     "awx": ("awx", "awx", "Runs launched from AWX / Automation Platform: import them as change records."),
-    "backups": ("backups", "backups",
-                "The database backups in the store (var/backups/<env>/<host>/<id>, or $OPSCTL_BACKUPS)."),
-    "incident": ("incident", "incident",
-                 "Incidents and their SLA clocks (general: respond 24 h, resolve 5 working days; outage: respond 4 h,"
-                 " recover 1 working day, resolve 3 working days)."),
+    "backups": (
+        "backups",
+        "backups",
+        "The database backups in the store (var/backups/<env>/<host>/<id>, or $OPSCTL_BACKUPS).",
+    ),
+    "incident": (
+        "incident",
+        "incident",
+        "Incidents and their SLA clocks (general: respond 24 h, resolve 5 working days; outage: respond 4 h,"
+        " recover 1 working day, resolve 3 working days).",
+    ),
     "logs": ("logs", "logs", "Analyse the logs collected by the `logs` operation (var/logs/<record id>/)."),
-    "notify": ("notify", "notify_group",
-               "Notifications through Apprise (WeCom, DingTalk, e-mail, webhooks), configured per environment."),
+    "notify": (
+        "notify",
+        "notify_group",
+        "Notifications through Apprise (WeCom, DingTalk, e-mail, webhooks), configured per environment.",
+    ),
     "oncall": ("oncall", "oncall", "The on-call roster of the repair hotline (oncall/roster.yml)."),
     "ops": ("run", "ops_cmd", "List the operations of the catalog."),
     "records": ("records", "records", "The change records: list, show, export and verify the archive."),
-    "releases": ("releases", "releases",
-                 "Which release runs on which host (--env ENV), or build an artifact (releases build)."),
-    "report": ("report", "report",
-               "Reports for the client and the auditors (zh-CN and English; HTML, Markdown, JSON)."),
+    "releases": (
+        "releases",
+        "releases",
+        "Which release runs on which host (--env ENV), or build an artifact (releases build).",
+    ),
+    "report": (
+        "report",
+        "report",
+        "Reports for the client and the auditors (zh-CN and English; HTML, Markdown, JSON).",
+    ),
     "run": ("run", "run_cmd", "Run OPERATION against an environment and save the change record."),
-    "schedule": ("schedule", "schedule",
-                 "Timers of the scheduled operations (daily inspection, nightly backup, ...),"
-                 " from schedules/schedules.yml."),
+    "schedule": (
+        "schedule",
+        "schedule",
+        "Timers of the scheduled operations (daily inspection, nightly backup, ...), from schedules/schedules.yml.",
+    ),
     "store": ("store", "store", "The shared archive store: one hash chain for every engineer and CI job."),
 }
 
@@ -67,8 +87,11 @@ class LazyGroup(click.Group):
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """``--help``'s command list by Click's own code, with stand-ins for the commands not loaded."""
-        stand_ins = {name: click.Command(name, help=short_help)
-                     for name, (_, _, short_help) in COMMANDS.items() if name not in self.commands}
+        stand_ins = {
+            name: click.Command(name, help=short_help)
+            for name, (_, _, short_help) in COMMANDS.items()
+            if name not in self.commands
+        }
         click.Group(commands={**self.commands, **stand_ins}).format_commands(ctx, formatter)
 
 

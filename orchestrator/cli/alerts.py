@@ -27,24 +27,40 @@ def alerts() -> None:
 
 @alerts.command("serve")
 @click.option("--listen", default="127.0.0.1:9095", show_default=True, help="HOST:PORT to bind ([::1]:PORT for IPv6).")
-@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="File holding the shared bearer token (default: $OPSCTL_ALERTS_TOKEN).")
-@click.option("--env", "env", default="production", show_default=True,
-              help="The environment the alerts are about (incidents, notification channels).")
-@click.option("--max-body", type=click.IntRange(min=1024), default=MAX_BODY, show_default=True,
-              help="Largest accepted body in bytes (larger: 413).")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the shared bearer token (default: $OPSCTL_ALERTS_TOKEN).",
+)
+@click.option(
+    "--env",
+    "env",
+    default="production",
+    show_default=True,
+    help="The environment the alerts are about (incidents, notification channels).",
+)
+@click.option(
+    "--max-body",
+    type=click.IntRange(min=1024),
+    default=MAX_BODY,
+    show_default=True,
+    help="Largest accepted body in bytes (larger: 413).",
+)
 @click.option("--no-notify", is_flag=True, help="Record only; send no notification.")
 @click.pass_context
 @handle_errors
-def serve_cmd(ctx: click.Context, listen: str, token_file: Path | None, env: str, max_body: int,
-              no_notify: bool) -> None:
+def serve_cmd(
+    ctx: click.Context, listen: str, token_file: Path | None, env: str, max_body: int, no_notify: bool
+) -> None:
     """Run the receiver until stopped (SIGTERM/Ctrl-C). One line per request goes to stderr."""
     token = read_token(token_file)
     _check_env(env)
     processor = Processor(IncidentRegister(context_of(ctx).archive), env, do_notify=not no_notify)
     server = make_server(listen, processor, token, max_body)
-    log(f"listening on {listen.rsplit(':', 1)[0]}:{server.server_address[1]} for {env} "
-        "(POST /alerts, bearer token required)")
+    log(
+        f"listening on {listen.rsplit(':', 1)[0]}:{server.server_address[1]} for {env} "
+        "(POST /alerts, bearer token required)"
+    )
     import signal
 
     def stop(signum: int, frame: object) -> None:
@@ -81,10 +97,18 @@ def handle_cmd(ctx: click.Context, payload_file: str, env: str, no_notify: bool)
 
 
 @alerts.command("unit")
-@click.option("--listen", required=True, help="HOST:PORT the receiver binds (the control host's address on the "
-                                              "monitoring network; never 0.0.0.0 in production).")
-@click.option("--token-file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="File holding the shared bearer token (mode 0600).")
+@click.option(
+    "--listen",
+    required=True,
+    help="HOST:PORT the receiver binds (the control host's address on the "
+    "monitoring network; never 0.0.0.0 in production).",
+)
+@click.option(
+    "--token-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the shared bearer token (mode 0600).",
+)
 @click.option("--env", "env", default="production", show_default=True, help="The environment the alerts are about.")
 @click.option("--user", default="root", show_default=True, help="Account the service runs as (owns the archive).")
 @handle_errors
@@ -103,9 +127,18 @@ def unit_cmd(listen: str, token_file: Path, env: str, user: str) -> None:
     if not user.replace("-", "").replace("_", "").isalnum():
         raise BadInput(f"not an account name: {user!r}")
     repo = paths.repo_root()
-    cmd = [f"{repo}/.venv/bin/opsctl", "alerts", "serve", "--env", env, "--listen", listen,
-           "--token-file", str(token_file)]
-    click.echo(f"""{MARKER.replace('schedule (schedules/schedules.yml)', 'alerts unit')}
+    cmd = [
+        f"{repo}/.venv/bin/opsctl",
+        "alerts",
+        "serve",
+        "--env",
+        env,
+        "--listen",
+        listen,
+        "--token-file",
+        str(token_file),
+    ]
+    click.echo(f"""{MARKER.replace("schedule (schedules/schedules.yml)", "alerts unit")}
 [Unit]
 Description=envcredit-ops: Alertmanager webhook receiver (opsctl alerts serve)
 Wants=network-online.target

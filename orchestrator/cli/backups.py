@@ -32,13 +32,17 @@ def list_cmd(env: str | None, host: str | None, db: str | None, store: Path | No
     if not items:
         click.echo("no backups")
         return
-    click.echo(f"{'BACKUP ID':<34} {'ENV':<6} {'HOST':<10} {'ENGINE':<10} {'DATABASES':<16} "
-               f"{'SIZE':>8} {'AGE':>6}  VERIFICATION")
+    click.echo(
+        f"{'BACKUP ID':<34} {'ENV':<6} {'HOST':<10} {'ENGINE':<10} {'DATABASES':<16} "
+        f"{'SIZE':>8} {'AGE':>6}  VERIFICATION"
+    )
     for b in items:
         d = b.to_dict()
-        click.echo(f"{b.backup_id:<34} {b.env:<6} {b.host:<10} {str(d['engine']):<10} "
-                   f"{','.join(b.databases):<16} {human_size(d['total_bytes']):>8} {human_age(d['age_s']):>6}  "
-                   f"{b.verification}{' ' + str(d['verified_at']) if d['verified_at'] else ''}")
+        click.echo(
+            f"{b.backup_id:<34} {b.env:<6} {b.host:<10} {str(d['engine']):<10} "
+            f"{','.join(b.databases):<16} {human_size(d['total_bytes']):>8} {human_age(d['age_s']):>6}  "
+            f"{b.verification}{' ' + str(d['verified_at']) if d['verified_at'] else ''}"
+        )
 
 
 @backups.command("show")

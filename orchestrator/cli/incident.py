@@ -28,7 +28,6 @@ from .context import context_of, handle_errors, table
 from .oncall import on_call_lines
 
 
-
 def _register(ctx: click.Context) -> IncidentRegister:
     return IncidentRegister(context_of(ctx).archive)
 
@@ -66,8 +65,10 @@ def _clock_lines(inc: Incident, margin: float) -> list[str]:
     lines = []
     for c in inc.clocks(None, margin):
         done = f"done {_fmt(c.done_at)}" if c.done_at else ""
-        lines.append(f"  {c.clock:<8} within {c.target.describe():<16} due {_fmt(c.due)}  "
-                     f"{c.status.upper()}{_late(c)}  {done}".rstrip())
+        lines.append(
+            f"  {c.clock:<8} within {c.target.describe():<16} due {_fmt(c.due)}  "
+            f"{c.status.upper()}{_late(c)}  {done}".rstrip()
+        )
     return lines
 
 
@@ -85,41 +86,77 @@ def incident() -> None:
 
 
 @incident.command("open")
-@click.option("--severity", type=click.Choice(SEVERITIES), required=True,
-              help="general: a general fault; outage: the system cannot run.")
+@click.option(
+    "--severity",
+    type=click.Choice(SEVERITIES),
+    required=True,
+    help="general: a general fault; outage: the system cannot run.",
+)
 @click.option("--summary", required=True, help="What is wrong, in one line.")
-@click.option("--reported-at", "reported_at", help="When it was reported (ISO 8601; Asia/Shanghai without an offset; default now).")
+@click.option(
+    "--reported-at",
+    "reported_at",
+    help="When it was reported (ISO 8601; Asia/Shanghai without an offset; default now).",
+)
 @click.option("--reporter", help="Who reported it (person, unit, hotline call).")
 @click.option("--env", "env", default="production", show_default=True, help="The environment affected.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (times ISO 8601 with offset).")
 @click.option("--no-notify", is_flag=True, help="Send no notification (the environment's notify channels).")
 @click.pass_context
 @handle_errors
-def open_cmd(ctx: click.Context, severity: str, summary: str, reported_at: str | None, reporter: str | None,
-             env: str, as_json: bool, no_notify: bool) -> None:
+def open_cmd(
+    ctx: click.Context,
+    severity: str,
+    summary: str,
+    reported_at: str | None,
+    reporter: str | None,
+    env: str,
+    as_json: bool,
+    no_notify: bool,
+) -> None:
     """Open an incident: prints its id, every deadline and who is on call; notifies the on-call person."""
     on_call, roster_problem = _on_call_now()
     register = _register(ctx)
     inc, record = register.open(
-        severity, summary, _time_opt(reported_at), reporter, env,
+        severity,
+        summary,
+        _time_opt(reported_at),
+        reporter,
+        env,
         on_call.as_dict() if on_call is not None else None,
     )
     _warn(inc.calendar_warnings)
     if roster_problem:
         click.echo(f"warning: {roster_problem}", err=True)
     if not no_notify:
-        title, body = notify.opened_message(inc, record["id"], on_call.as_dict() if on_call else None, roster_problem,
-                                            source=f"人工登记（{reporter}）" if reporter else "人工登记")
+        title, body = notify.opened_message(
+            inc,
+            record["id"],
+            on_call.as_dict() if on_call else None,
+            roster_problem,
+            source=f"人工登记（{reporter}）" if reporter else "人工登记",
+        )
         _notify(register, _notify_config(env, {}), inc, title, body, "opened")
     if as_json:
-        click.echo(json.dumps({
-            "id": inc.id, "severity": inc.severity, "summary": inc.summary, "environment": inc.environment,
-            "reported_at": isoformat(inc.reported_at), "opened_at": isoformat(inc.opened_at),
-            "deadlines": {k: isoformat(v) for k, v in inc.deadlines.items()},
-            "on_call": on_call.as_dict() if on_call is not None else None,
-            "hotline": on_call.hotline if on_call is not None else None,
-            "record_id": record["id"], "calendar_warnings": [str(w) for w in inc.calendar_warnings],
-        }, ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "id": inc.id,
+                    "severity": inc.severity,
+                    "summary": inc.summary,
+                    "environment": inc.environment,
+                    "reported_at": isoformat(inc.reported_at),
+                    "opened_at": isoformat(inc.opened_at),
+                    "deadlines": {k: isoformat(v) for k, v in inc.deadlines.items()},
+                    "on_call": on_call.as_dict() if on_call is not None else None,
+                    "hotline": on_call.hotline if on_call is not None else None,
+                    "record_id": record["id"],
+                    "calendar_warnings": [str(w) for w in inc.calendar_warnings],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     click.echo(f"opened {inc.id} ({inc.severity}) on {inc.environment}: {inc.summary}")
     click.echo(f"  reported {_fmt(inc.reported_at)}" + (f" by {inc.reporter}" if inc.reporter else ""))
@@ -139,16 +176,20 @@ def _notify_config(env: str, cache: dict[str, notify.NotifyConfig]) -> notify.No
     return cache[env]
 
 
-def _notify(register: IncidentRegister, cfg: notify.NotifyConfig, inc: Incident, title: str, body: str, kind: str,
-            **extra: Any) -> notify.Delivery | None:
+def _notify(
+    register: IncidentRegister, cfg: notify.NotifyConfig, inc: Incident, title: str, body: str, kind: str, **extra: Any
+) -> notify.Delivery | None:
     """Send and record the outcome as a note on the incident (the record first, then the message)."""
     if not cfg.configured:
         return None
     delivery = notify.send(cfg, title, body)
     if not delivery.ok:
         click.echo(f"warning: notification of {inc.id} ({kind}): {delivery.summary()}", err=True)
-    text = (f"通知已发送（{kind}）：{notify.channels_text(delivery.channels)}" if delivery.ok
-            else f"通知发送失败（{kind}）：{'; '.join(delivery.errors)}")
+    text = (
+        f"通知已发送（{kind}）：{notify.channels_text(delivery.channels)}"
+        if delivery.ok
+        else f"通知发送失败（{kind}）：{'; '.join(delivery.errors)}"
+    )
     try:
         register.note(inc.id, text, by="opsctl-notify", notice=delivery.as_notice(kind, **extra))
     except OpsError as err:
@@ -196,15 +237,17 @@ def _sla_notifications(register: IncidentRegister, incidents: Iterable[Incident]
             title, body = notify.clock_message(inc, c, level, on_call.as_dict() if on_call else None, problem)
             delivery = _notify(register, cfg, inc, title, body, "sla", clock=c.clock, level=level)
             if delivery is not None:
-                sent.append({"id": inc.id, "clock": c.clock, "level": level, "ok": delivery.ok,
-                             "channels": delivery.channels})
+                sent.append(
+                    {"id": inc.id, "clock": c.clock, "level": level, "ok": delivery.ok, "channels": delivery.channels}
+                )
     return sent
 
 
 def _update_output(inc: Incident, record: dict[str, Any], verb: str, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps({**inc.as_dict(None, default_margin()), "record_id": record["id"]},
-                              ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps({**inc.as_dict(None, default_margin()), "record_id": record["id"]}, ensure_ascii=False, indent=2)
+        )
         return
     click.echo(f"{inc.id} {verb} (state {inc.state}); record {record['id']}")
     click.echo("\n".join(_clock_lines(inc, default_margin())))
@@ -232,8 +275,9 @@ def ack_cmd(ctx: click.Context, incident_id: str, at: str | None, by: str | None
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handle_errors
-def recovered_cmd(ctx: click.Context, incident_id: str, at: str | None, text: str | None, by: str | None,
-                  as_json: bool) -> None:
+def recovered_cmd(
+    ctx: click.Context, incident_id: str, at: str | None, text: str | None, by: str | None, as_json: bool
+) -> None:
     """Outage only: emergency recovery achieved (stops the recovery clock)."""
     inc, record = _register(ctx).recovered(incident_id, _time_opt(at), text, by)
     _warn(inc.calendar_warnings)
@@ -248,7 +292,9 @@ def recovered_cmd(ctx: click.Context, incident_id: str, at: str | None, text: st
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handle_errors
-def resolve_cmd(ctx: click.Context, incident_id: str, cause: str, at: str | None, by: str | None, as_json: bool) -> None:
+def resolve_cmd(
+    ctx: click.Context, incident_id: str, cause: str, at: str | None, by: str | None, as_json: bool
+) -> None:
     """Resolve an incident (stops every clock)."""
     inc, record = _register(ctx).resolve(incident_id, cause, _time_opt(at), by)
     _warn(inc.calendar_warnings)
@@ -270,7 +316,9 @@ def note_cmd(ctx: click.Context, incident_id: str, text: str, at: str | None, by
 
 @incident.command("show")
 @click.argument("incident_id", metavar="ID")
-@click.option("--margin", type=click.FloatRange(min=0), help="Warning margin in hours (OPSCTL_SLA_MARGIN_HOURS, default 2).")
+@click.option(
+    "--margin", type=click.FloatRange(min=0), help="Warning margin in hours (OPSCTL_SLA_MARGIN_HOURS, default 2)."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @handle_errors
@@ -282,8 +330,11 @@ def show_cmd(ctx: click.Context, incident_id: str, margin: float | None, as_json
     m = _margin(margin)
     _warn(inc.calendar_warnings)
     if as_json:
-        click.echo(json.dumps({**inc.as_dict(None, m), "timeline": [e.as_dict() for e in timeline]},
-                              ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {**inc.as_dict(None, m), "timeline": [e.as_dict() for e in timeline]}, ensure_ascii=False, indent=2
+            )
+        )
         return
     click.echo(f"Incident {inc.id}  {inc.severity}  {inc.state.upper()}  ({inc.environment})")
     click.echo(f"  {inc.summary}")
@@ -306,20 +357,32 @@ def _row(inc: Incident, margin: float) -> tuple[str, ...]:
             worst += f"{c.clock}:{c.status}{_late(c).replace(' late', '')} "
     running = [c for c in inc.clocks(None, margin) if c.done_at is None]
     nxt = min(running, key=lambda c: c.due) if running else None
-    return (inc.id, inc.severity, inc.state, _fmt(inc.reported_at)[:20],
-            f"{nxt.clock} {_fmt(nxt.due)[:20]}" if nxt else "-", worst.strip() or "ok", inc.summary[:40])
+    return (
+        inc.id,
+        inc.severity,
+        inc.state,
+        _fmt(inc.reported_at)[:20],
+        f"{nxt.clock} {_fmt(nxt.due)[:20]}" if nxt else "-",
+        worst.strip() or "ok",
+        inc.summary[:40],
+    )
 
 
 @incident.command("list")
 @click.option("--open", "only_open", is_flag=True, help="Only incidents not yet resolved.")
-@click.option("--breaching", is_flag=True, help="Only incidents with a running clock past or within the margin of its deadline.")
+@click.option(
+    "--breaching", is_flag=True, help="Only incidents with a running clock past or within the margin of its deadline."
+)
 @click.option("--severity", type=click.Choice(SEVERITIES))
-@click.option("--margin", type=click.FloatRange(min=0), help="Warning margin in hours (OPSCTL_SLA_MARGIN_HOURS, default 2).")
+@click.option(
+    "--margin", type=click.FloatRange(min=0), help="Warning margin in hours (OPSCTL_SLA_MARGIN_HOURS, default 2)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (times ISO 8601 with offset).")
 @click.pass_context
 @handle_errors
-def list_cmd(ctx: click.Context, only_open: bool, breaching: bool, severity: str | None, margin: float | None,
-             as_json: bool) -> None:
+def list_cmd(
+    ctx: click.Context, only_open: bool, breaching: bool, severity: str | None, margin: float | None, as_json: bool
+) -> None:
     """List incidents, newest first."""
     m = _margin(margin)
     incidents = sorted(_register(ctx).load().values(), key=lambda i: (i.opened_at, i.id), reverse=True)
@@ -336,12 +399,17 @@ def list_cmd(ctx: click.Context, only_open: bool, breaching: bool, severity: str
     if not incidents:
         click.echo("no incidents")
         return
-    click.echo(table(("ID", "SEVERITY", "STATE", "REPORTED", "NEXT DEADLINE", "SLA", "SUMMARY"),
-                      [_row(i, m) for i in incidents]))
+    click.echo(
+        table(
+            ("ID", "SEVERITY", "STATE", "REPORTED", "NEXT DEADLINE", "SLA", "SUMMARY"), [_row(i, m) for i in incidents]
+        )
+    )
 
 
 @incident.command("check")
-@click.option("--margin", type=click.FloatRange(min=0), help="Warning margin in hours (OPSCTL_SLA_MARGIN_HOURS, default 2).")
+@click.option(
+    "--margin", type=click.FloatRange(min=0), help="Warning margin in hours (OPSCTL_SLA_MARGIN_HOURS, default 2)."
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--no-notify", is_flag=True, help="Send no SLA warning (50 %, 80 %, breach) to the on-call person.")
 @click.pass_context
@@ -365,19 +433,28 @@ def check_cmd(ctx: click.Context, margin: float | None, as_json: bool, no_notify
             elif c.status == "due-soon":
                 soon.append(item)
     if as_json:
-        click.echo(json.dumps({"ok": not breached, "breached": breached, "due_soon": soon, "notified": sent},
-                              ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {"ok": not breached, "breached": breached, "due_soon": soon, "notified": sent},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
         for b in breached:
-            click.echo(f"BREACHED {b['id']} ({b['severity']}) {b['clock']} due {b['due']} "
-                       f"({b['late_hours']:.1f} h ago): {b['summary']}")
+            click.echo(
+                f"BREACHED {b['id']} ({b['severity']}) {b['clock']} due {b['due']} "
+                f"({b['late_hours']:.1f} h ago): {b['summary']}"
+            )
         for s in soon:
             click.echo(f"due soon {s['id']} ({s['severity']}) {s['clock']} due {s['due']}: {s['summary']}")
         if not breached and not soon:
             click.echo("OK: no SLA clock breached or due within the margin")
         for n in sent:
-            click.echo(f"notified {n['id']} {n['clock']} {n['level']}%: "
-                       f"{'sent' if n['ok'] else 'FAILED'} ({notify.channels_text(n['channels'])})")
+            click.echo(
+                f"notified {n['id']} {n['clock']} {n['level']}%: "
+                f"{'sent' if n['ok'] else 'FAILED'} ({notify.channels_text(n['channels'])})"
+            )
     if breached:
         ctx.exit(1)
 
@@ -394,15 +471,26 @@ def calendar_cmd(year: int, as_json: bool) -> None:
     makeup = [d for d in days if d.workday and d.day.weekday() >= 5]
     source = cal.source_of(year)
     if as_json:
-        click.echo(json.dumps({
-            "year": year, "source": source, "known": cal.known(year),
-            "working_days": sum(1 for d in days if d.workday),
-            "weekday_rest_days": [{"date": d.day.isoformat(), "name": d.name} for d in rest],
-            "makeup_working_days": [{"date": d.day.isoformat(), "name": d.name} for d in makeup],
-        }, ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "year": year,
+                    "source": source,
+                    "known": cal.known(year),
+                    "working_days": sum(1 for d in days if d.workday),
+                    "weekday_rest_days": [{"date": d.day.isoformat(), "name": d.name} for d in rest],
+                    "makeup_working_days": [{"date": d.day.isoformat(), "name": d.name} for d in makeup],
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
     else:
-        where = {"project": str(cal.project_file), "package": "the chinesecalendar package",
-                 "weekdays": "NOT KNOWN: Monday-Friday fallback"}[source]
+        where = {
+            "project": str(cal.project_file),
+            "package": "the chinesecalendar package",
+            "weekdays": "NOT KNOWN: Monday-Friday fallback",
+        }[source]
         click.echo(f"{year}: {sum(1 for d in days if d.workday)} working days; source: {where}")
         click.echo("rest days on weekdays: " + (", ".join(f"{d.day:%m-%d %a}" for d in rest) or "-"))
         click.echo("make-up working days:  " + (", ".join(f"{d.day:%m-%d %a}" for d in makeup) or "-"))

@@ -23,7 +23,6 @@ from .context import context_of, handle_errors, table
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-
 def _filters(func: F) -> F:
     """The filter options shared by ``list`` and ``export``."""
     options = [
@@ -113,9 +112,11 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
         out.append(f"  for        {operator.get('on_behalf_of')}{via}")
     dirty = " (dirty)" if source.get("dirty") else ""
     out.append(f"  source     {source.get('commit') or '-'} on {source.get('branch') or '-'}{dirty}")
-    out.append(f"  time       {when(rec.get('started'), '%Y-%m-%d %H:%M:%S')} -> "
-               f"{when(rec.get('ended'), '%H:%M:%S')} Beijing time (UTC+8) ({rec.get('duration_s')} s; "
-               f"UTC {rec.get('started')})")
+    out.append(
+        f"  time       {when(rec.get('started'), '%Y-%m-%d %H:%M:%S')} -> "
+        f"{when(rec.get('ended'), '%H:%M:%S')} Beijing time (UTC+8) ({rec.get('duration_s')} s; "
+        f"UTC {rec.get('started')})"
+    )
     if rec.get("error"):
         out.append(f"  error      {rec.get('error')}")
     hosts = rec.get("hosts") or {}
@@ -123,7 +124,9 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
     out.append("Recap")
     if hosts:
         fields = ("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored")
-        recap = table(("HOST", *(f.upper() for f in fields)), [(h, *(c.get(f, 0) for f in fields)) for h, c in hosts.items()])
+        recap = table(
+            ("HOST", *(f.upper() for f in fields)), [(h, *(c.get(f, 0) for f in fields)) for h, c in hosts.items()]
+        )
         out.extend("  " + line for line in recap.splitlines())
     else:
         out.append("  (no host results)")
@@ -133,7 +136,9 @@ def _show_text(rec: dict[str, Any], show_diff: bool) -> str:
     for c in changes:
         item = f" [{c.get('item')}]" if c.get("item") is not None else ""
         role = f"{c.get('role')} : " if c.get("role") else ""
-        out.append(f"  {c.get('host')}: {role}{c.get('task')}{item} ({c.get('module')})" + (" +diff" if c.get("diff") else ""))
+        out.append(
+            f"  {c.get('host')}: {role}{c.get('task')}{item} ({c.get('module')})" + (" +diff" if c.get("diff") else "")
+        )
         if show_diff and c.get("diff"):
             diff = json.dumps(c.get("diff"), ensure_ascii=False, indent=2)
             out.extend("      " + line for line in diff.splitlines())
@@ -227,9 +232,13 @@ def _catalog_operations() -> frozenset[str] | None:
 
 
 @records.command("verify")
-@click.option("--against", "store_spec", metavar="STORE",
-              help="Also prove the archive is a prefix of (or equal to) what it pushed to this store "
-                   "(a git URL/path or dir:/path; $OPSCTL_STORE with --against-store).")
+@click.option(
+    "--against",
+    "store_spec",
+    metavar="STORE",
+    help="Also prove the archive is a prefix of (or equal to) what it pushed to this store "
+    "(a git URL/path or dir:/path; $OPSCTL_STORE with --against-store).",
+)
 @click.option("--against-store", is_flag=True, help="--against $OPSCTL_STORE.")
 @click.pass_context
 @handle_errors
@@ -252,16 +261,19 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
     signed = ""
     if report.signers:  # none signed (a lab, an archive from before signing): nothing to say
         who = ", ".join(f"{k} ({v})" for k, v in sorted(report.signers.items()))
-        signed = (f"signatures: {sum(report.signers.values())} good, signed by {who}; {report.unsigned} "
-                  "unsigned where none is required (refusals, register entries, other environments, history)")
+        signed = (
+            f"signatures: {sum(report.signers.values())} good, signed by {who}; {report.unsigned} "
+            "unsigned where none is required (refusals, register entries, other environments, history)"
+        )
     if store_spec or against_store:
         from ..store import divergence, open_store
 
         store = open_store(store_spec)
         copy, store_report = store.verify_store()
         if not store_report.ok:
-            click.echo(f"BROKEN: the store {store.description}: {store_report.first_bad_id}: "
-                       f"{store_report.problem}", err=True)
+            click.echo(
+                f"BROKEN: the store {store.description}: {store_report.first_bad_id}: {store_report.problem}", err=True
+            )
             ctx.exit(1)
         diverged = divergence(archive, copy)
         if diverged:
@@ -291,8 +303,10 @@ def verify_export_cmd(ctx: click.Context, file: Path) -> None:
             click.echo(f"MISMATCH: {problem}", err=True)
         ctx.exit(1)
     head = claims.get("head") or {}
-    click.echo(f"OK: {len(claims.get('records') or [])} record(s) of {file} match the archive; "
-               f"made at HEAD seq {head.get('seq')} hash {head.get('hash')}")
+    click.echo(
+        f"OK: {len(claims.get('records') or [])} record(s) of {file} match the archive; "
+        f"made at HEAD seq {head.get('seq')} hash {head.get('hash')}"
+    )
 
 
 @records.command("reindex")

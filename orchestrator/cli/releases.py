@@ -32,14 +32,18 @@ def releases(ctx: click.Context, env: str | None, as_json: bool) -> None:
         return
     click.echo(f"{'HOST':<16} {'RUNNING':<14} {'PREVIOUS':<14} {'STATE':<17} {'RECORD':<28} OPERATION")
     for host, r in rows.items():
-        click.echo(f"{host:<16} {str(r['running']):<14} {str(r['previous'] or '-'):<14} {str(r['state']):<17} "
-                   f"{str(r['record']):<28} {r['operation']} ({r['status']})")
+        click.echo(
+            f"{host:<16} {str(r['running']):<14} {str(r['previous'] or '-'):<14} {str(r['state']):<17} "
+            f"{str(r['record']):<28} {r['operation']} ({r['status']})"
+        )
 
 
 @releases.command("build")
 @click.option("--version", "version", required=True, help="Release version, e.g. 1.2.0.")
 @click.option("--src", type=click.Path(file_okay=False, path_type=Path), help="Application source (default app/).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default var/releases/).")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory (default var/releases/)."
+)
 @handle_errors
 def build_cmd(version: str, src: Path | None, out: Path | None) -> None:
     """Build envcredit-VERSION.tar.gz and its .sha256 from the application source."""

@@ -43,7 +43,9 @@ def report() -> None:
 @report.command("sla")
 @click.option("--month", required=True, help="The month, YYYY-MM (incidents reported in it, Asia/Shanghai).")
 @click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: from --out's suffix, else md).")
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: from --out's suffix, else md)."
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @click.option("--as-of", "as_of", help="Evaluate the clocks as of this time (default now).")
 @click.pass_context
@@ -64,16 +66,41 @@ def sla_cmd(ctx: click.Context, month: str, lang: str, fmt: str | None, out: Pat
 @click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True, help="Output format.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
-@click.option("--history", type=click.IntRange(min=2, max=365), default=14, show_default=True,
-              help="Earlier inspections fitted for trends and forecasts.")
-@click.option("--disk-warn-days", type=click.FloatRange(min=0), default=14.0, show_default=True,
-              help="A filesystem forecast to be full within this many days is a warning.")
-@click.option("--disk-crit-days", type=click.FloatRange(min=0), default=3.0, show_default=True,
-              help="... and within this many days critical.")
+@click.option(
+    "--history",
+    type=click.IntRange(min=2, max=365),
+    default=14,
+    show_default=True,
+    help="Earlier inspections fitted for trends and forecasts.",
+)
+@click.option(
+    "--disk-warn-days",
+    type=click.FloatRange(min=0),
+    default=14.0,
+    show_default=True,
+    help="A filesystem forecast to be full within this many days is a warning.",
+)
+@click.option(
+    "--disk-crit-days",
+    type=click.FloatRange(min=0),
+    default=3.0,
+    show_default=True,
+    help="... and within this many days critical.",
+)
 @click.pass_context
 @handle_errors
-def inspect_cmd(ctx: click.Context, record_id: str | None, latest: bool, env: str | None, lang: str, fmt: str,
-                out: Path | None, history: int, disk_warn_days: float, disk_crit_days: float) -> None:
+def inspect_cmd(
+    ctx: click.Context,
+    record_id: str | None,
+    latest: bool,
+    env: str | None,
+    lang: str,
+    fmt: str,
+    out: Path | None,
+    history: int,
+    disk_warn_days: float,
+    disk_crit_days: float,
+) -> None:
     """Inspection report (巡检报告): overall status, hosts, findings with actions, trends and forecasts."""
     if record_id and latest:
         raise click.UsageError("--record and --latest exclude each other")
@@ -92,15 +119,31 @@ def inspect_cmd(ctx: click.Context, record_id: str | None, latest: bool, env: st
 @click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True, help="Output format.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
-@click.option("--inspect-env", default="production", show_default=True,
-              help="Environment whose daily inspections are checked for missed days (and whose site is measured).")
-@click.option("--prometheus", "prometheus_url", default=None,
-              help="Prometheus to measure the site's availability (default: the environment policy's "
-                   "availability.prometheus_url, or OPSCTL_PROMETHEUS_URL).")
+@click.option(
+    "--inspect-env",
+    default="production",
+    show_default=True,
+    help="Environment whose daily inspections are checked for missed days (and whose site is measured).",
+)
+@click.option(
+    "--prometheus",
+    "prometheus_url",
+    default=None,
+    help="Prometheus to measure the site's availability (default: the environment policy's "
+    "availability.prometheus_url, or OPSCTL_PROMETHEUS_URL).",
+)
 @click.pass_context
 @handle_errors
-def monthly_cmd(ctx: click.Context, month: str, env: str | None, lang: str, fmt: str, out: Path | None,
-                inspect_env: str, prometheus_url: str | None) -> None:
+def monthly_cmd(
+    ctx: click.Context,
+    month: str,
+    env: str | None,
+    lang: str,
+    fmt: str,
+    out: Path | None,
+    inspect_env: str,
+    prometheus_url: str | None,
+) -> None:
     """Monthly service report: runs, backups, patches, deploys, inspections on schedule, incidents, SLA, availability."""
     measured = _availability(month, env or inspect_env, prometheus_url)
     data = build_monthly(context_of(ctx).archive, month, env=env, inspect_env=env or inspect_env, availability=measured)
@@ -128,15 +171,18 @@ def _availability(month: str, env: str, url: str | None) -> dict[str, Any]:
     if end <= start:
         return {"source": "none", "reason": "the month has not begun"}
     try:
-        return site_availability.measure(str(url), start, end, query=str(settings.get("query") or
-                                                                           site_availability.DEFAULT_QUERY))
+        return site_availability.measure(
+            str(url), start, end, query=str(settings.get("query") or site_availability.DEFAULT_QUERY)
+        )
     except site_availability.AvailabilityError as exc:
         return {"source": "none", "reason": str(exc)}
 
 
 @report.command("patches")
 @click.option("--env", "env", required=True, help="Environment whose newest patch-scan record is reported.")
-@click.option("--format", "fmt", type=click.Choice(PATCH_FORMATS), help="Output format (default: from --out's suffix, else html).")
+@click.option(
+    "--format", "fmt", type=click.Choice(PATCH_FORMATS), help="Output format (default: from --out's suffix, else html)."
+)
 @click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language (html, md).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @click.pass_context
@@ -151,7 +197,12 @@ def patches_report(ctx: click.Context, env: str, fmt: str | None, lang: str, out
 
 @report.command("baseline")
 @click.option("--env", "env", required=True, help="Environment whose newest baseline-check record is reported.")
-@click.option("--format", "fmt", type=click.Choice(BASELINE_FORMATS), help="Output format (default: from --out's suffix, else html).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(BASELINE_FORMATS),
+    help="Output format (default: from --out's suffix, else html).",
+)
 @click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @click.pass_context

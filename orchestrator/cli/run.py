@@ -25,9 +25,16 @@ def ops_cmd(as_json: bool) -> None:
     except OpsError as err:
         fail(err)
     rows: list[dict[str, Any]] = [
-        {"name": op.name, "playbook": f"playbooks/{op.playbook}", "risk": op.risk,
-         "high_risk_in": list(op.high_risk_in), "read_only": op.read_only,
-         "requires": op.requirements(), "inputs": op.accepted(), "description": op.description}
+        {
+            "name": op.name,
+            "playbook": f"playbooks/{op.playbook}",
+            "risk": op.risk,
+            "high_risk_in": list(op.high_risk_in),
+            "read_only": op.read_only,
+            "requires": op.requirements(),
+            "inputs": op.accepted(),
+            "description": op.description,
+        }
         for op in catalog.values()
     ]
     if as_json:
@@ -54,9 +61,11 @@ class Progress:
         event = p.get("event")
         task = p.get("task")
         if self.tty:
-            line = (f"\r\x1b[K[{p.get('play') or '-'}] {task or '...'}  "
-                    f"hosts done {p.get('task_hosts_done', 0)}/{p.get('hosts_seen', 0)}  "
-                    f"failed {len(p.get('hosts_failed') or [])}  changes {p.get('changes', 0)}")
+            line = (
+                f"\r\x1b[K[{p.get('play') or '-'}] {task or '...'}  "
+                f"hosts done {p.get('task_hosts_done', 0)}/{p.get('hosts_seen', 0)}  "
+                f"failed {len(p.get('hosts_failed') or [])}  changes {p.get('changes', 0)}"
+            )
             self.stream.write(line[:200])
             if event in ("runner_on_failed", "runner_on_unreachable") and p.get("stdout"):
                 self.stream.write("\r\x1b[K" + clean_lines(str(p["stdout"]).strip()) + "\n")
@@ -88,8 +97,10 @@ def summary(record: dict[str, Any]) -> str:
     if hosts:
         lines.append(f"  {'HOST':<20} {'ok':>4} {'chg':>4} {'fail':>4} {'unrch':>5} {'skip':>4}")
         for name, h in sorted(hosts.items()):
-            lines.append(f"  {name:<20} {h.get('ok', 0):>4} {h.get('changed', 0):>4} "
-                         f"{h.get('failed', 0):>4} {h.get('unreachable', 0):>5} {h.get('skipped', 0):>4}")
+            lines.append(
+                f"  {name:<20} {h.get('ok', 0):>4} {h.get('changed', 0):>4} "
+                f"{h.get('failed', 0):>4} {h.get('unreachable', 0):>5} {h.get('skipped', 0):>4}"
+            )
     for f in (record.get("failures") or [])[:10]:
         if not f.get("ignored"):
             msg_lines = str(f.get("msg") or "").splitlines()
@@ -111,11 +122,16 @@ def summary(record: dict[str, Any]) -> str:
 @click.option("--skip-tags", multiple=True, help="Skip tasks with these tags.")
 @click.option("--check", is_flag=True, help="Dry run: report what would change.")
 @click.option("--diff", is_flag=True, help="Show and record the differences of changed files.")
-@click.option("--ticket", help="Change ticket id (required in production; must match the "
-              "environment's ticket_pattern).")
-@click.option("--standard-change", "standard_change", is_flag=True,
-              help="Run as the pre-approved standard change the environment's policy lists for "
-                   "OPERATION (standard_changes in inventories/ENV/.opsctl.yml); its id is the ticket.")
+@click.option(
+    "--ticket", help="Change ticket id (required in production; must match the environment's ticket_pattern)."
+)
+@click.option(
+    "--standard-change",
+    "standard_change",
+    is_flag=True,
+    help="Run as the pre-approved standard change the environment's policy lists for "
+    "OPERATION (standard_changes in inventories/ENV/.opsctl.yml); its id is the ticket.",
+)
 @click.option("--reason", help="Why this run (enough for read-only operations in production).")
 @click.option("--incident", help="Incident id this run belongs to.")
 @click.option("-e", "--extra-vars", "extra", multiple=True, help="key=value or @file.yml (repeatable).")
@@ -123,10 +139,24 @@ def summary(record: dict[str, Any]) -> str:
 @click.option("--yes", is_flag=True, help="Confirm a high-risk operation without asking.")
 @click.option("--json", "as_json", is_flag=True, help="Print the change record as JSON instead of the summary.")
 @click.pass_context
-def run_cmd(ctx: click.Context, operation: str, env: str, limit: str | None, tags: tuple[str, ...],
-            skip_tags: tuple[str, ...], check: bool, diff: bool, ticket: str | None,
-            standard_change: bool, reason: str | None, incident: str | None, extra: tuple[str, ...], timeout: int | None,
-            yes: bool, as_json: bool) -> None:
+def run_cmd(
+    ctx: click.Context,
+    operation: str,
+    env: str,
+    limit: str | None,
+    tags: tuple[str, ...],
+    skip_tags: tuple[str, ...],
+    check: bool,
+    diff: bool,
+    ticket: str | None,
+    standard_change: bool,
+    reason: str | None,
+    incident: str | None,
+    extra: tuple[str, ...],
+    timeout: int | None,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """Run OPERATION against an environment and save the change record."""
     confirmed = yes
     # High-risk operations are confirmed at a terminal; without one (CI, cron) only --yes confirms.
@@ -139,11 +169,20 @@ def run_cmd(ctx: click.Context, operation: str, env: str, limit: str | None, tag
     if high and not yes and sys.stdin.isatty():
         confirmed = click.confirm(f"{operation} is HIGH RISK in {env}. Proceed?", default=False)
     req = RunRequest(
-        operation=operation, env=env, limit=limit,
+        operation=operation,
+        env=env,
+        limit=limit,
         tags=[t for group in tags for t in group.split(",") if t],
         skip_tags=[t for group in skip_tags for t in group.split(",") if t],
-        check=check, diff=diff, ticket=ticket, reason=reason, incident=incident,
-        extra_args=list(extra), confirmed=confirmed, timeout=timeout, standard_change=standard_change,
+        check=check,
+        diff=diff,
+        ticket=ticket,
+        reason=reason,
+        incident=incident,
+        extra_args=list(extra),
+        confirmed=confirmed,
+        timeout=timeout,
+        standard_change=standard_change,
     )
     progress = None if as_json else Progress(sys.stderr, sys.stderr.isatty())
     try:

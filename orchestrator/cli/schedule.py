@@ -11,10 +11,15 @@ import click
 from .. import schedules
 from .context import handle_errors
 
-_TARGET = click.option("--target", default="local", show_default=True,
-                       help="'local' (this control host) or one inventory host standing in for it.")
-_INV_ENV = click.option("--inventory-env", default="lab", show_default=True,
-                        help="Inventory that holds --target when it is a host.")
+_TARGET = click.option(
+    "--target",
+    default="local",
+    show_default=True,
+    help="'local' (this control host) or one inventory host standing in for it.",
+)
+_INV_ENV = click.option(
+    "--inventory-env", default="lab", show_default=True, help="Inventory that holds --target when it is a host."
+)
 _JSON = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 
 
@@ -44,8 +49,11 @@ def schedule() -> None:
 @_TARGET
 @_INV_ENV
 @click.option("--env", "timer_env", help="Environment the timers run against (default: from the file).")
-@click.option("--config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Another schedules file (default: schedules/schedules.yml).")
+@click.option(
+    "--config",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Another schedules file (default: schedules/schedules.yml).",
+)
 @_JSON
 @handle_errors
 def install_cmd(target: str, inventory_env: str, timer_env: str | None, config: Path | None, as_json: bool) -> None:

@@ -14,8 +14,11 @@ from .context import context_of, handle_errors
 
 
 _STORE_OPTION = click.option(
-    "--store", "spec", metavar="SPEC",
-    help="Git URL or path of the store repository, or dir:/path for a shared folder (default: $OPSCTL_STORE).")
+    "--store",
+    "spec",
+    metavar="SPEC",
+    help="Git URL or path of the store repository, or dir:/path for a shared folder (default: $OPSCTL_STORE).",
+)
 
 
 @click.group("store")
@@ -36,9 +39,11 @@ def push_cmd(ctx: click.Context, spec: str | None, as_json: bool) -> None:
         click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
     head = result.head or {}
-    click.echo(f"pushed {len(result.pushed)} record(s) to {result.store} "
-               f"({result.skipped} already there, {result.attempts} attempt(s)); "
-               f"store HEAD seq {head.get('seq', 0)}")
+    click.echo(
+        f"pushed {len(result.pushed)} record(s) to {result.store} "
+        f"({result.skipped} already there, {result.attempts} attempt(s)); "
+        f"store HEAD seq {head.get('seq', 0)}"
+    )
     for rid in result.pushed:
         click.echo(f"  {rid}")
 
@@ -61,11 +66,16 @@ def verify_cmd(ctx: click.Context, spec: str | None) -> None:
     if diverged:
         for problem in diverged:
             click.echo(f"DIVERGED: {problem}", err=True)
-        click.echo(f"the store's chain is intact ({report.count} records); the local archive {local.root} "
-                   "no longer matches what it pushed", err=True)
+        click.echo(
+            f"the store's chain is intact ({report.count} records); the local archive {local.root} "
+            "no longer matches what it pushed",
+            err=True,
+        )
         ctx.exit(1)
-    click.echo(f"OK: {report.count} records in {target.description}, chain intact; the local archive "
-               f"matches what it pushed; {missing} local record(s) not pushed yet")
+    click.echo(
+        f"OK: {report.count} records in {target.description}, chain intact; the local archive "
+        f"matches what it pushed; {missing} local record(s) not pushed yet"
+    )
 
 
 @store.command("leases")

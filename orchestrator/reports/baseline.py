@@ -9,8 +9,19 @@ from ..errors import BadInput
 from .render import render_report, strings, to_csv as csv_text
 
 FORMATS = ("html", "csv", "json")
-CSV_COLUMNS = ("environment", "record_id", "host", "control", "description", "requirement", "status",
-               "reason", "waiver_approved_by", "waiver_reason", "waiver_until")
+CSV_COLUMNS = (
+    "environment",
+    "record_id",
+    "host",
+    "control",
+    "description",
+    "requirement",
+    "status",
+    "reason",
+    "waiver_approved_by",
+    "waiver_reason",
+    "waiver_until",
+)
 
 
 def to_csv(data: Mapping[str, Any], lang: str) -> str:
@@ -23,11 +34,19 @@ def _rows(data: Mapping[str, Any], lang: str) -> Iterator[list[Any]]:
     for host in data["hosts"]:
         for c in host["controls"]:
             w = c.get("waiver") or {}
-            row = {"environment": data["environment"], "record_id": data["record"]["id"], "host": host["host"],
-                   "control": c["id"], "description": c[lang], "requirement": c["ref"],
-                   "status": t[f"status_{c['status']}"], "reason": c["reason"],
-                   "waiver_approved_by": w.get("approved_by") or "", "waiver_reason": w.get("reason") or "",
-                   "waiver_until": w.get("until") or ""}
+            row = {
+                "environment": data["environment"],
+                "record_id": data["record"]["id"],
+                "host": host["host"],
+                "control": c["id"],
+                "description": c[lang],
+                "requirement": c["ref"],
+                "status": t[f"status_{c['status']}"],
+                "reason": c["reason"],
+                "waiver_approved_by": w.get("approved_by") or "",
+                "waiver_reason": w.get("reason") or "",
+                "waiver_until": w.get("until") or "",
+            }
             yield [row[col] for col in CSV_COLUMNS]
 
 

@@ -27,8 +27,7 @@ def export_stamp(archive: Archive) -> dict[str, Any]:
     """What every export carries so a copy can be checked later against the archive
     (``opsctl records verify-export FILE``): the chain's HEAD when it was made."""
     head = archive.head() or {}
-    return {"seq": head.get("seq", 0), "hash": head.get("hash"), "id": head.get("id"),
-            "exported_at": iso(utc_now())}
+    return {"seq": head.get("seq", 0), "hash": head.get("hash"), "id": head.get("id"), "exported_at": iso(utc_now())}
 
 
 def export(archive: Archive, fmt: str, out: Path, **filters: Any) -> int:
@@ -56,10 +55,34 @@ def export(archive: Archive, fmt: str, out: Path, **filters: Any) -> int:
 
 
 CSV_COLUMNS = (
-    "seq", "id", "operation", "environment", "status", "rc", "check_mode", "ticket", "incident", "reason",
-    "launch", "operator_user", "on_behalf_of", "operator_host", "git_name", "git_email", "started", "ended", "duration_s",
-    "targets", "hosts_failed", "changes", "failures", "source_commit", "source_branch", "source_dirty",
-    "prev_hash", "hash",
+    "seq",
+    "id",
+    "operation",
+    "environment",
+    "status",
+    "rc",
+    "check_mode",
+    "ticket",
+    "incident",
+    "reason",
+    "launch",
+    "operator_user",
+    "on_behalf_of",
+    "operator_host",
+    "git_name",
+    "git_email",
+    "started",
+    "ended",
+    "duration_s",
+    "targets",
+    "hosts_failed",
+    "changes",
+    "failures",
+    "source_commit",
+    "source_branch",
+    "source_dirty",
+    "prev_hash",
+    "hash",
 )
 
 
@@ -81,18 +104,24 @@ def verify_export(archive: Archive, claims: Mapping[str, Any]) -> list[str]:
     if seq:
         at = by_seq.get(seq)
         if at is None:
-            problems.append(f"the export was made at HEAD seq {seq}, which this archive does not hold: "
-                            "records removed, or another archive")
+            problems.append(
+                f"the export was made at HEAD seq {seq}, which this archive does not hold: "
+                "records removed, or another archive"
+            )
         elif at.get("hash") != digest:
-            problems.append(f"the export was made at HEAD seq {seq} hash {str(digest)[:12]}, but this archive's "
-                            f"seq {seq} has hash {str(at.get('hash'))[:12]}: the chain was rewritten since")
+            problems.append(
+                f"the export was made at HEAD seq {seq} hash {str(digest)[:12]}, but this archive's "
+                f"seq {seq} has hash {str(at.get('hash'))[:12]}: the chain was rewritten since"
+            )
     for rid, rseq, rhash in claims.get("records") or []:
         found = by_seq.get(rseq)
         if found is None or found.get("id") != rid:
             problems.append(f"record {rid} (seq {rseq}) of the export is not in this archive")
         elif found.get("hash") != rhash:
-            problems.append(f"record {rid} (seq {rseq}) differs: the export says hash {str(rhash)[:12]}, "
-                            f"the archive {str(found.get('hash'))[:12]}")
+            problems.append(
+                f"record {rid} (seq {rseq}) differs: the export says hash {str(rhash)[:12]}, "
+                f"the archive {str(found.get('hash'))[:12]}"
+            )
     return problems
 
 
@@ -105,8 +134,7 @@ def read_export_claims(path: Path) -> dict[str, Any]:
     try:
         if text.lstrip().startswith("{"):
             data = json.loads(text)
-            return {"head": data["archive_head"],
-                    "records": [(r["id"], r["seq"], r["hash"]) for r in data["records"]]}
+            return {"head": data["archive_head"], "records": [(r["id"], r["seq"], r["hash"]) for r in data["records"]]}
         if text.lstrip().startswith("<"):
             m = re.search(r'<script type="application/json" id="envcredit-export">(.*?)</script>', text, re.S)
             if not m:
@@ -132,34 +160,60 @@ def _csv_rows(records: list[dict[str, Any]], stamp: Mapping[str, Any]) -> Iterat
         source = r.get("source") or {}
         hosts = r.get("hosts") or {}
         row = [
-            r.get("seq"), r.get("id"), r.get("operation"), r.get("environment"), r.get("status"), r.get("rc"),
-            r.get("check_mode"), r.get("ticket"), r.get("incident"), r.get("reason"),
-            (r.get("launch") or {}).get("type"), operator.get("user"), operator.get("on_behalf_of"),
+            r.get("seq"),
+            r.get("id"),
+            r.get("operation"),
+            r.get("environment"),
+            r.get("status"),
+            r.get("rc"),
+            r.get("check_mode"),
+            r.get("ticket"),
+            r.get("incident"),
+            r.get("reason"),
+            (r.get("launch") or {}).get("type"),
+            operator.get("user"),
+            operator.get("on_behalf_of"),
             operator.get("host"),
-            operator.get("git_name"), operator.get("git_email"), r.get("started"), r.get("ended"),
-            r.get("duration_s"), " ".join(r.get("targets") or []),
+            operator.get("git_name"),
+            operator.get("git_email"),
+            r.get("started"),
+            r.get("ended"),
+            r.get("duration_s"),
+            " ".join(r.get("targets") or []),
             " ".join(h for h, c in hosts.items() if c.get("failed") or c.get("unreachable")),
-            len(r.get("changes") or []), sum(1 for f in r.get("failures") or [] if not f.get("ignored")),
-            source.get("commit"), source.get("branch"), source.get("dirty"), r.get("prev_hash"), r.get("hash"),
-            stamp.get("seq"), stamp.get("hash"),
+            len(r.get("changes") or []),
+            sum(1 for f in r.get("failures") or [] if not f.get("ignored")),
+            source.get("commit"),
+            source.get("branch"),
+            source.get("dirty"),
+            r.get("prev_hash"),
+            r.get("hash"),
+            stamp.get("seq"),
+            stamp.get("hash"),
         ]
         yield row
 
 
-def _to_html(records: list[dict[str, Any]], archive: Archive, filters: Mapping[str, Any],
-             stamp: Mapping[str, Any]) -> str:
+def _to_html(
+    records: list[dict[str, Any]], archive: Archive, filters: Mapping[str, Any], stamp: Mapping[str, Any]
+) -> str:
     report = archive.verify()
     try:
-        html = environment().get_template("archive.html.j2").render(
-            records=records,
-            generated=iso(utc_now()),
-            archive=str(archive.root),
-            filters={k: v for k, v in filters.items() if v is not None},
-            verify=report,
-            stamp=stamp,
-            # what `opsctl records verify-export` reads back (inert data, no code)
-            claims=json.dumps({"head": dict(stamp), "records": [[r.get("id"), r.get("seq"), r.get("hash")]
-                                                               for r in records]}).replace("</", "<\\/"),
+        html = (
+            environment()
+            .get_template("archive.html.j2")
+            .render(
+                records=records,
+                generated=iso(utc_now()),
+                archive=str(archive.root),
+                filters={k: v for k, v in filters.items() if v is not None},
+                verify=report,
+                stamp=stamp,
+                # what `opsctl records verify-export` reads back (inert data, no code)
+                claims=json.dumps(
+                    {"head": dict(stamp), "records": [[r.get("id"), r.get("seq"), r.get("hash")] for r in records]}
+                ).replace("</", "<\\/"),
+            )
         )
     except jinja2.TemplateError as exc:
         raise OpsError(f"cannot render the HTML export: {exc}") from exc

@@ -9,8 +9,21 @@ from ..errors import BadInput
 from .render import render_report, to_csv as csv_text
 
 FORMATS = ("html", "md", "csv", "json")
-CSV_COLUMNS = ("environment", "record_id", "host", "compliant", "package", "current", "candidate",
-               "security", "held", "excluded", "reboot_required", "last_patch", "scanned_at")
+CSV_COLUMNS = (
+    "environment",
+    "record_id",
+    "host",
+    "compliant",
+    "package",
+    "current",
+    "candidate",
+    "security",
+    "held",
+    "excluded",
+    "reboot_required",
+    "last_patch",
+    "scanned_at",
+)
 
 
 def to_csv(data: Mapping[str, Any]) -> str:
@@ -20,14 +33,26 @@ def to_csv(data: Mapping[str, Any]) -> str:
 
 def _rows(data: Mapping[str, Any]) -> Iterator[list[Any]]:
     for host in data["hosts"]:
-        base = {"environment": data["environment"], "record_id": data["record"]["id"], "host": host["host"],
-                "compliant": host["compliant"], "reboot_required": host["reboot_required"],
-                "last_patch": host["last_patch"], "scanned_at": host["scanned_at"]}
+        base = {
+            "environment": data["environment"],
+            "record_id": data["record"]["id"],
+            "host": host["host"],
+            "compliant": host["compliant"],
+            "reboot_required": host["reboot_required"],
+            "last_patch": host["last_patch"],
+            "scanned_at": host["scanned_at"],
+        }
         rows = host["updates"] or [{}]
         for u in rows:
-            full = {**base, "package": u.get("name", ""), "current": u.get("current", ""),
-                    "candidate": u.get("candidate", ""), "security": u.get("security", ""),
-                    "held": u.get("held", ""), "excluded": u.get("excluded", "")}
+            full = {
+                **base,
+                "package": u.get("name", ""),
+                "current": u.get("current", ""),
+                "candidate": u.get("candidate", ""),
+                "security": u.get("security", ""),
+                "held": u.get("held", ""),
+                "excluded": u.get("excluded", ""),
+            }
             yield [full[c] for c in CSV_COLUMNS]
 
 

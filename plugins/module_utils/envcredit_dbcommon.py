@@ -67,8 +67,7 @@ class MariaDB(Engine):
         """pymysql connection over the unix socket (``db`` empty: no default database)."""
         import pymysql  # type: ignore[import-untyped]
 
-        return pymysql.connect(unix_socket=MY_SOCKET, user=user, database=db or None, charset="utf8mb4",
-                               **kwargs)
+        return pymysql.connect(unix_socket=MY_SOCKET, user=user, database=db or None, charset="utf8mb4", **kwargs)
 
     def quote(self, ident: str) -> str:
         return "`" + ident.replace("`", "``") + "`"

@@ -106,14 +106,24 @@ class Evaluator:
         wrong = {k: conf.get(k) for k, v in expected.items() if conf.get(k, "").lower() != str(v).lower()}
         evidence = {k: conf.get(k) for k in expected}
         if wrong:
-            return FAIL, "sshd -T: " + ", ".join(f"{k} is {v!r}, expected {expected[k]!r}" for k, v in wrong.items()), evidence
+            return (
+                FAIL,
+                "sshd -T: " + ", ".join(f"{k} is {v!r}, expected {expected[k]!r}" for k, v in wrong.items()),
+                evidence,
+            )
         return PASS, "sshd -T: " + ", ".join(f"{k} {conf.get(k)}" for k in expected), evidence
 
     # -- SSH ---------------------------------------------------------------------------------
     def ssh_01(self) -> tuple[str, str, Any]:
-        return self.ssh_values({"pubkeyauthentication": "yes", "passwordauthentication": "no",
-                                "kbdinteractiveauthentication": "no", "permitemptypasswords": "no",
-                                "authenticationmethods": "publickey"})
+        return self.ssh_values(
+            {
+                "pubkeyauthentication": "yes",
+                "passwordauthentication": "no",
+                "kbdinteractiveauthentication": "no",
+                "permitemptypasswords": "no",
+                "authenticationmethods": "publickey",
+            }
+        )
 
     def ssh_02(self) -> tuple[str, str, Any]:
         return self.ssh_values({"permitrootlogin": "no"})
@@ -145,8 +155,11 @@ class Evaluator:
         if not conf:
             return FAIL, f"sshd -T fails: {self._sshd_error}", {}
         problems, evidence = [], {}
-        for key, allowed in (("ciphers", self.e["ssh"]["ciphers"]), ("macs", self.e["ssh"]["macs"]),
-                             ("kexalgorithms", self.e["ssh"]["kex"])):
+        for key, allowed in (
+            ("ciphers", self.e["ssh"]["ciphers"]),
+            ("macs", self.e["ssh"]["macs"]),
+            ("kexalgorithms", self.e["ssh"]["kex"]),
+        ):
             have = [a for a in conf.get(key, "").split(",") if a]
             evidence[key] = have
             extra = [a for a in have if a not in allowed]
@@ -161,7 +174,9 @@ class Evaluator:
         conf = self.sshd()
         if not conf:
             return FAIL, f"sshd -T fails: {self._sshd_error}", {}
-        evidence = {k: conf.get(k) for k in ("clientaliveinterval", "clientalivecountmax", "maxauthtries", "logingracetime")}
+        evidence = {
+            k: conf.get(k) for k in ("clientaliveinterval", "clientalivecountmax", "maxauthtries", "logingracetime")
+        }
         problems = []
 
         def num(key: str) -> int:
@@ -169,10 +184,15 @@ class Evaluator:
                 return int(conf.get(key, "0"))
             except ValueError:
                 return 0
+
         if not 0 < num("clientaliveinterval") <= s["client_alive_interval"]:
-            problems.append(f"ClientAliveInterval {conf.get('clientaliveinterval')} (expected 1..{s['client_alive_interval']})")
+            problems.append(
+                f"ClientAliveInterval {conf.get('clientaliveinterval')} (expected 1..{s['client_alive_interval']})"
+            )
         if not 0 < num("clientalivecountmax") <= s["client_alive_count_max"]:
-            problems.append(f"ClientAliveCountMax {conf.get('clientalivecountmax')} (expected 1..{s['client_alive_count_max']})")
+            problems.append(
+                f"ClientAliveCountMax {conf.get('clientalivecountmax')} (expected 1..{s['client_alive_count_max']})"
+            )
         if not 0 < num("maxauthtries") <= s["max_auth_tries"]:
             problems.append(f"MaxAuthTries {conf.get('maxauthtries')} (expected <= {s['max_auth_tries']})")
         if not 0 < num("logingracetime") <= s["login_grace_time"]:
@@ -183,7 +203,9 @@ class Evaluator:
         return PASS, f"idle sessions closed after {idle} s; {num('maxauthtries')} attempts", evidence
 
     def ssh_06(self) -> tuple[str, str, Any]:
-        status, reason, evidence = self.ssh_values({"banner": self.e["ssh"]["banner"], "loglevel": self.e["ssh"]["log_level"]})
+        status, reason, evidence = self.ssh_values(
+            {"banner": self.e["ssh"]["banner"], "loglevel": self.e["ssh"]["log_level"]}
+        )
         if status == PASS and not (read(self.e["ssh"]["banner"]) or "").strip():
             return FAIL, f"banner file {self.e['ssh']['banner']} is missing or empty", evidence
         return status, reason, evidence
@@ -199,7 +221,11 @@ class Evaluator:
         if not re.search(r"^\s*password\s+\S+\s+pam_pwquality\.so", self.pam_text("password_files"), re.M):
             problems.append("pam_pwquality.so is not in the password stack")
         evidence = {k: conf.get(k) for k in p["settings"]}
-        return (FAIL, "; ".join(problems), evidence) if problems else (PASS, ", ".join(f"{k}={v}" for k, v in evidence.items()), evidence)
+        return (
+            (FAIL, "; ".join(problems), evidence)
+            if problems
+            else (PASS, ", ".join(f"{k}={v}" for k, v in evidence.items()), evidence)
+        )
 
     def acc_02(self) -> tuple[str, str, Any]:
         conf = kv_file(read(self.e["login_defs"]["path"]), r"\s+")
@@ -215,7 +241,11 @@ class Evaluator:
             ok = have <= value if key == "PASS_MAX_DAYS" else have >= value
             if not ok:
                 problems.append(f"{key} {have} (expected {'<=' if key == 'PASS_MAX_DAYS' else '>='} {value})")
-        return (FAIL, "; ".join(problems), evidence) if problems else (PASS, ", ".join(f"{k} {v}" for k, v in evidence.items()), evidence)
+        return (
+            (FAIL, "; ".join(problems), evidence)
+            if problems
+            else (PASS, ", ".join(f"{k} {v}" for k, v in evidence.items()), evidence)
+        )
 
     def acc_03(self) -> tuple[str, str, Any]:
         f = self.e["faillock"]
@@ -237,10 +267,17 @@ class Evaluator:
         for marker in ("preauth", "authfail"):
             if not re.search(rf"pam_faillock\.so\s+{marker}", auth):
                 problems.append(f"pam_faillock.so {marker} is not in the auth stack")
-        evidence = {"deny": conf.get("deny"), "unlock_time": conf.get("unlock_time"),
-                    "fail_interval": conf.get("fail_interval"), "pam": "pam_faillock.so" in auth}
-        return (FAIL, "; ".join(problems), evidence) if problems else (
-            PASS, f"locked after {deny} failures for {unlock} s", evidence)
+        evidence = {
+            "deny": conf.get("deny"),
+            "unlock_time": conf.get("unlock_time"),
+            "fail_interval": conf.get("fail_interval"),
+            "pam": "pam_faillock.so" in auth,
+        }
+        return (
+            (FAIL, "; ".join(problems), evidence)
+            if problems
+            else (PASS, f"locked after {deny} failures for {unlock} s", evidence)
+        )
 
     def acc_04(self) -> tuple[str, str, Any]:
         empty = []
@@ -248,8 +285,11 @@ class Evaluator:
             parts = line.split(":")
             if len(parts) > 1 and parts[1] == "":
                 empty.append(parts[0])
-        nullok = [ln.strip() for ln in self.pam_text("auth_files").splitlines()
-                  if re.match(r"^\s*auth\s.*pam_unix\.so.*\bnullok\b", ln)]
+        nullok = [
+            ln.strip()
+            for ln in self.pam_text("auth_files").splitlines()
+            if re.match(r"^\s*auth\s.*pam_unix\.so.*\bnullok\b", ln)
+        ]
         evidence = {"empty_password_accounts": empty, "nullok_lines": nullok}
         problems = []
         if read("/etc/shadow") is None:
@@ -258,14 +298,20 @@ class Evaluator:
             problems.append("accounts with an empty password: " + ", ".join(empty))
         if nullok:
             problems.append("pam_unix accepts empty passwords (nullok)")
-        return (FAIL, "; ".join(problems), evidence) if problems else (
-            PASS, "no empty password; pam_unix without nullok", evidence)
+        return (
+            (FAIL, "; ".join(problems), evidence)
+            if problems
+            else (PASS, "no empty password; pam_unix without nullok", evidence)
+        )
 
     def acc_05(self) -> tuple[str, str, Any]:
         want = self.e["umask"]["value"]
         conf = kv_file(read(self.e["login_defs"]["path"]), r"\s+")
         profile = read(self.e["umask"]["profile"]) or ""
-        evidence = {"login_defs": conf.get("UMASK"), "profile": bool(re.search(rf"^\s*umask\s+{want}\b", profile, re.M))}
+        evidence = {
+            "login_defs": conf.get("UMASK"),
+            "profile": bool(re.search(rf"^\s*umask\s+{want}\b", profile, re.M)),
+        }
         problems = []
         try:
             restrictive = int(conf.get("UMASK", "0"), 8) & int(want, 8) == int(want, 8)
@@ -275,7 +321,11 @@ class Evaluator:
             problems.append(f"login.defs UMASK {conf.get('UMASK')!r} is looser than {want}")
         if not evidence["profile"]:
             problems.append(f"{self.e['umask']['profile']} does not set umask {want}")
-        return (FAIL, "; ".join(problems), evidence) if problems else (PASS, f"umask {want} (login.defs and login shells)", evidence)
+        return (
+            (FAIL, "; ".join(problems), evidence)
+            if problems
+            else (PASS, f"umask {want} (login.defs and login shells)", evidence)
+        )
 
     def acc_06(self) -> tuple[str, str, Any]:
         texts = [read("/etc/sudoers") or ""]
@@ -286,8 +336,10 @@ class Evaluator:
                     texts.append(read(os.path.join(d, name)) or "")
         text = "\n".join(texts)
         m = re.search(r'^\s*Defaults\s+.*\blogfile\s*=\s*"?([^",\s]+)', text, re.M)
-        evidence = {"logfile": m.group(1) if m else None,
-                    "log_io": bool(re.search(r"^\s*Defaults\s+.*\blog_output\b", text, re.M))}
+        evidence = {
+            "logfile": m.group(1) if m else None,
+            "log_io": bool(re.search(r"^\s*Defaults\s+.*\blog_output\b", text, re.M)),
+        }
         if not m:
             return FAIL, "sudo has no Defaults logfile", evidence
         return PASS, f"sudo logs to {m.group(1)}" + (" with I/O logs" if evidence["log_io"] else ""), evidence
@@ -326,8 +378,12 @@ class Evaluator:
     def aud_03(self) -> tuple[str, str, Any]:
         j = self.e["journald"]
         conf = kv_file(read(j["conf"]), r"\s*=\s*")
-        evidence = {"Storage": conf.get("Storage"), "SystemMaxUse": conf.get("SystemMaxUse"),
-                    "MaxRetentionSec": conf.get("MaxRetentionSec"), "journal_dir": os.path.isdir("/var/log/journal")}
+        evidence = {
+            "Storage": conf.get("Storage"),
+            "SystemMaxUse": conf.get("SystemMaxUse"),
+            "MaxRetentionSec": conf.get("MaxRetentionSec"),
+            "journal_dir": os.path.isdir("/var/log/journal"),
+        }
         problems = []
         if conf.get("Storage") != "persistent":
             problems.append(f"Storage={conf.get('Storage')}")
@@ -337,14 +393,21 @@ class Evaluator:
             problems.append(f"SystemMaxUse={conf.get('SystemMaxUse')} (expected {j['max_use']})")
         if not evidence["journal_dir"]:
             problems.append("/var/log/journal is missing")
-        return (FAIL, "; ".join(problems), evidence) if problems else (
-            PASS, f"persistent journal, {j['max_use']} max, kept {j['max_retention']}", evidence)
+        return (
+            (FAIL, "; ".join(problems), evidence)
+            if problems
+            else (PASS, f"persistent journal, {j['max_use']} max, kept {j['max_retention']}", evidence)
+        )
 
     # -- kernel and network ------------------------------------------------------------------
     def krn_01(self) -> tuple[str, str, Any]:
         exceptions = {e["name"]: e for e in self.e["sysctl"]["exceptions"]}
         if self.container:
-            return NA, CONTAINER_REASON.format(what="/proc/sys (read-only here)"), {"exceptions": list(exceptions.values())}
+            return (
+                NA,
+                CONTAINER_REASON.format(what="/proc/sys (read-only here)"),
+                {"exceptions": list(exceptions.values())},
+            )
         wrong, evidence = [], {}
         for name, value in self.e["sysctl"]["values"].items():
             have = read("/proc/sys/" + name.replace(".", "/"))
@@ -357,7 +420,11 @@ class Evaluator:
         if wrong:
             return FAIL, "; ".join(wrong), {"values": evidence, "exceptions": list(exceptions.values())}
         note = f"; exceptions: {', '.join(exceptions)}" if exceptions else ""
-        return PASS, f"{len(evidence)} kernel parameters as expected{note}", {"values": evidence, "exceptions": list(exceptions.values())}
+        return (
+            PASS,
+            f"{len(evidence)} kernel parameters as expected{note}",
+            {"values": evidence, "exceptions": list(exceptions.values())},
+        )
 
     def net_01(self) -> tuple[str, str, Any]:
         f = self.e["firewall"]
@@ -365,7 +432,11 @@ class Evaluator:
         if rc != 0:
             text = (err or out).strip()
             if self.container and ("not permitted" in text or "Permission denied" in text):
-                return NA, "a container without CAP_NET_ADMIN: nftables cannot act here (podman run --cap-add NET_ADMIN)", {}
+                return (
+                    NA,
+                    "a container without CAP_NET_ADMIN: nftables cannot act here (podman run --cap-add NET_ADMIN)",
+                    {},
+                )
             if rc == 127:
                 return FAIL, "nftables (nft) is not installed", {}
             return FAIL, f"nft fails: {text[:200]}", {}
@@ -405,7 +476,11 @@ class Evaluator:
         evidence = {"rules": opened, "file_matches": (read(f["conf"]) or "") == f["content"]}
         if not evidence["file_matches"]:
             problems.append(f"{f['conf']} differs from the baseline")
-        return (FAIL, "; ".join(problems), evidence) if problems else (PASS, "default drop; " + "; ".join(opened), evidence)
+        return (
+            (FAIL, "; ".join(problems), evidence)
+            if problems
+            else (PASS, "default drop; " + "; ".join(opened), evidence)
+        )
 
     # -- services and files ------------------------------------------------------------------
     def srv_01(self) -> tuple[str, str, Any]:
@@ -421,8 +496,15 @@ class Evaluator:
                 bad.append(f"{unit} {enabled}/{active}")
         if bad:
             return FAIL, "still enabled or running: " + ", ".join(bad), evidence
-        return PASS, (f"{len(evidence)} unneeded unit(s) installed, all disabled and stopped" if evidence
-                      else "none of the unneeded services is installed"), evidence
+        return (
+            PASS,
+            (
+                f"{len(evidence)} unneeded unit(s) installed, all disabled and stopped"
+                if evidence
+                else "none of the unneeded services is installed"
+            ),
+            evidence,
+        )
 
     def srv_02(self) -> tuple[str, str, Any]:
         bad, evidence = [], {}
@@ -473,8 +555,9 @@ def flatten(evidence: Any) -> list[str]:
     return [str(evidence)] if evidence else []
 
 
-def waiver_for(control: str, host: str, groups: list[str], today: str,
-               waivers: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def waiver_for(
+    control: str, host: str, groups: list[str], today: str, waivers: list[dict[str, Any]]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(valid waiver, expired waiver) matching the control and the host or one of its groups."""
     valid = expired = None
     for w in waivers:
@@ -514,8 +597,16 @@ def main() -> None:
                 status, reason, evidence = method()
             except Exception as exc:  # pylint: disable=broad-except
                 status, reason, evidence = FAIL, f"evaluation error: {exc}", {}
-        result = {"id": c["id"], "en": c.get("en"), "zh": c.get("zh"), "ref": c.get("ref"),
-                  "status": status, "reason": reason, "evidence": flatten(evidence), "waiver": None}
+        result = {
+            "id": c["id"],
+            "en": c.get("en"),
+            "zh": c.get("zh"),
+            "ref": c.get("ref"),
+            "status": status,
+            "reason": reason,
+            "evidence": flatten(evidence),
+            "waiver": None,
+        }
         valid, expired = waiver_for(c["id"], p["host"], p["groups"], p["today"], p["waivers"])
         if status == FAIL and valid:
             result["status"] = WAIVED

@@ -158,8 +158,12 @@ def main():
             keep_monthly=dict(type="int", default=6),
             protect=dict(type="list", elements="str", default=[]),
         ),
-        required_if=[("action", "verify", ["backup_id"]), ("action", "commit", ["backup_id"]),
-                     ("action", "resolve", ["backup_id"]), ("action", "mark", ["backup_id"])],
+        required_if=[
+            ("action", "verify", ["backup_id"]),
+            ("action", "commit", ["backup_id"]),
+            ("action", "resolve", ["backup_id"]),
+            ("action", "mark", ["backup_id"]),
+        ],
         supports_check_mode=True,
     )
     p = module.params
@@ -173,8 +177,9 @@ def main():
         path = os.path.join(hostdir, bid)
         manifest, bad = verify_dir(path)
         if bad:
-            module.fail_json(msg="backup %s of %s is corrupt or incomplete: %s" % (bid, p["host"], "; ".join(bad)),
-                             problems=bad)
+            module.fail_json(
+                msg="backup %s of %s is corrupt or incomplete: %s" % (bid, p["host"], "; ".join(bad)), problems=bad
+            )
         module.exit_json(changed=False, backup_id=bid, path=path, files=len(manifest["files"]))
 
     if action == "commit":
@@ -187,13 +192,21 @@ def main():
             module.exit_json(changed=False, backup_id=bid, path=final, manifest=manifest)
         manifest, bad = verify_dir(partial)
         if bad:
-            module.fail_json(msg="copy of backup %s is not intact after transfer: %s" % (bid, "; ".join(bad)),
-                             problems=bad)
+            module.fail_json(
+                msg="copy of backup %s is not intact after transfer: %s" % (bid, "; ".join(bad)), problems=bad
+            )
         if module.check_mode:
             module.exit_json(changed=True, backup_id=bid, path=final, manifest=manifest)
-        _write_json(os.path.join(partial, "status.json"),
-                    {"backup_id": bid, "state": "copied", "checksums_verified_at": _now(),
-                     "record_id": p["record_id"], "verified": None})
+        _write_json(
+            os.path.join(partial, "status.json"),
+            {
+                "backup_id": bid,
+                "state": "copied",
+                "checksums_verified_at": _now(),
+                "record_id": p["record_id"],
+                "verified": None,
+            },
+        )
         os.rename(partial, final)
         for name in os.listdir(hostdir):  # copies left by failed runs
             if name.endswith(".partial"):
@@ -205,18 +218,26 @@ def main():
         if bid in ("latest", "latest-verified"):
             pool = backups if bid == "latest" else [b for b in backups if is_verified(b[2])]
             if not pool:
-                module.fail_json(msg="no %s backup of %s in %s" % (
-                    "verified" if bid == "latest-verified" else "complete", p["host"], p["store"]))
+                module.fail_json(
+                    msg="no %s backup of %s in %s"
+                    % ("verified" if bid == "latest-verified" else "complete", p["host"], p["store"])
+                )
             bid = pool[0][0]
         path = os.path.join(hostdir, bid)
         if not os.path.isfile(os.path.join(path, "status.json")):
             module.fail_json(msg="backup %s of %s not found in %s" % (bid, p["host"], p["store"]))
         manifest, bad = verify_dir(path)
         if bad:
-            module.fail_json(msg="backup %s of %s is corrupt, refused: %s" % (bid, p["host"], "; ".join(bad)),
-                             problems=bad)
-        module.exit_json(changed=False, backup_id=bid, path=path, manifest=manifest,
-                         status=_read_json(os.path.join(path, "status.json")))
+            module.fail_json(
+                msg="backup %s of %s is corrupt, refused: %s" % (bid, p["host"], "; ".join(bad)), problems=bad
+            )
+        module.exit_json(
+            changed=False,
+            backup_id=bid,
+            path=path,
+            manifest=manifest,
+            status=_read_json(os.path.join(path, "status.json")),
+        )
 
     if action == "mark":
         spath = os.path.join(hostdir, bid, "status.json")
@@ -229,8 +250,9 @@ def main():
         module.exit_json(changed=True, backup_id=bid, status=status)
 
     backups = list_backups(hostdir)
-    keep, remove = retention_plan(backups, p["keep_last"], p["keep_daily"], p["keep_weekly"],
-                                  p["keep_monthly"], p["protect"])
+    keep, remove = retention_plan(
+        backups, p["keep_last"], p["keep_daily"], p["keep_weekly"], p["keep_monthly"], p["protect"]
+    )
     if not module.check_mode:
         for name in remove:
             shutil.rmtree(os.path.join(hostdir, name))

@@ -127,9 +127,17 @@ def main():
                 os.symlink(os.path.join("releases", version), tmp)
                 os.replace(tmp, os.path.join(root, "current"))
                 state["previous"] = new_previous or None
-                state["history"] = (state["history"] + [{
-                    "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "from": current, "to": version,
-                    "record": p["record"]}])[-50:]
+                state["history"] = (
+                    state["history"]
+                    + [
+                        {
+                            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                            "from": current,
+                            "to": version,
+                            "record": p["record"],
+                        }
+                    ]
+                )[-50:]
                 _save(root, state)
             current, state["previous"] = version, (new_previous or None)
     elif action in ("mark_failed", "mark_good"):
@@ -159,9 +167,14 @@ def main():
                 for name in removed:
                     shutil.rmtree(os.path.join(root, "releases", name))
 
-    module.exit_json(changed=changed, current=current, previous=state["previous"],
-                     releases=[r for r in _releases(root) if r not in removed or module.check_mode],
-                     failed_releases=state["failed"], removed=removed)
+    module.exit_json(
+        changed=changed,
+        current=current,
+        previous=state["previous"],
+        releases=[r for r in _releases(root) if r not in removed or module.check_mode],
+        failed_releases=state["failed"],
+        removed=removed,
+    )
 
 
 if __name__ == "__main__":

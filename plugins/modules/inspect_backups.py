@@ -71,12 +71,24 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-TIME_KEYS = ("ended", "ended_at", "finished", "finished_at", "completed", "completed_at", "created", "created_at",
-             "timestamp", "started", "started_at")
+TIME_KEYS = (
+    "ended",
+    "ended_at",
+    "finished",
+    "finished_at",
+    "completed",
+    "completed_at",
+    "created",
+    "created_at",
+    "timestamp",
+    "started",
+    "started_at",
+)
 OK_STATES = ("ok", "verified", "passed", "successful", "success")
 ACTION = "Run the backup now (opsctl run backup), then verify it; find why the scheduled backup did not run."
-VERIFY_ACTION = ("Verify the newest backup by a restore (opsctl run backup-verify); find why the scheduled"
-                 " verification did not run.")
+VERIFY_ACTION = (
+    "Verify the newest backup by a restore (opsctl run backup-verify); find why the scheduled verification did not run."
+)
 
 
 def _stamp(manifest, path):
@@ -139,23 +151,36 @@ def scan(store, host):
         except (OSError, ValueError):
             continue
         if isinstance(manifest, dict):
-            backups.append({"id": str(manifest.get("backup_id") or manifest.get("id") or name),
-                            "stamp": _stamp(manifest, path),
-                            "verified": _verified(manifest) or _verified_beside(os.path.join(folder, name))})
+            backups.append(
+                {
+                    "id": str(manifest.get("backup_id") or manifest.get("id") or name),
+                    "stamp": _stamp(manifest, path),
+                    "verified": _verified(manifest) or _verified_beside(os.path.join(folder, name)),
+                }
+            )
     return backups
 
 
 def _entry(backup, now):
     if backup is None:
         return None
-    return {"id": backup["id"],
-            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(backup["stamp"])),
-            "age_h": round((now - backup["stamp"]) / 3600.0, 1)}
+    return {
+        "id": backup["id"],
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(backup["stamp"])),
+        "age_h": round((now - backup["stamp"]) / 3600.0, 1),
+    }
 
 
 def _age_finding(check, sev, host, age, threshold, action, message):
-    return {"check": check, "severity": sev, "target": host, "value": age, "threshold": threshold,
-            "action": action, "message": message}
+    return {
+        "check": check,
+        "severity": sev,
+        "target": host,
+        "value": age,
+        "threshold": threshold,
+        "action": action,
+        "message": message,
+    }
 
 
 def _judge_newest(p, result):
@@ -165,15 +190,32 @@ def _judge_newest(p, result):
     if result["count"] == 0:
         if not p["expected"]:
             return []
-        return [_age_finding("backup", "critical", p["host"], None, p["max_age_h"], ACTION,
-                             "no backup of %s in %s" % (p["host"], p["store"]))]
+        return [
+            _age_finding(
+                "backup",
+                "critical",
+                p["host"],
+                None,
+                p["max_age_h"],
+                ACTION,
+                "no backup of %s in %s" % (p["host"], p["store"]),
+            )
+        ]
     age = result["newest"]["age_h"]
     sev = "critical" if age >= p["crit_age_h"] else "warning" if age >= p["max_age_h"] else None
     if not sev:
         return []
-    return [_age_finding("backup", sev, p["host"], age, p["crit_age_h"] if sev == "critical" else p["max_age_h"],
-                         ACTION, "the newest backup (%s) is %.1f h old (allowed %s h)"
-                         % (result["newest"]["id"], age, p["max_age_h"]))]
+    return [
+        _age_finding(
+            "backup",
+            sev,
+            p["host"],
+            age,
+            p["crit_age_h"] if sev == "critical" else p["max_age_h"],
+            ACTION,
+            "the newest backup (%s) is %.1f h old (allowed %s h)" % (result["newest"]["id"], age, p["max_age_h"]),
+        )
+    ]
 
 
 def _judge_verified(p, result):
@@ -182,18 +224,33 @@ def _judge_verified(p, result):
         return []  # nothing to verify: the finding above says so
     if result["newest_verified"] is None:
         # Backups that were never verified are better than none, but not proof of a restore.
-        return [_age_finding("backup_verify", "warning", p["host"], None, p["verify_max_age_h"], VERIFY_ACTION,
-                             "no verified backup of %s in %s (%d unverified)"
-                             % (p["host"], p["store"], result["count"]))]
+        return [
+            _age_finding(
+                "backup_verify",
+                "warning",
+                p["host"],
+                None,
+                p["verify_max_age_h"],
+                VERIFY_ACTION,
+                "no verified backup of %s in %s (%d unverified)" % (p["host"], p["store"], result["count"]),
+            )
+        ]
     age = result["newest_verified"]["age_h"]
-    sev = ("critical" if age >= p["verify_crit_age_h"] else
-           "warning" if age >= p["verify_max_age_h"] else None)
+    sev = "critical" if age >= p["verify_crit_age_h"] else "warning" if age >= p["verify_max_age_h"] else None
     if not sev:
         return []
-    return [_age_finding("backup_verify", sev, p["host"], age,
-                         p["verify_crit_age_h"] if sev == "critical" else p["verify_max_age_h"], VERIFY_ACTION,
-                         "the newest verified backup (%s) is %.1f h old (allowed %s h)"
-                         % (result["newest_verified"]["id"], age, p["verify_max_age_h"]))]
+    return [
+        _age_finding(
+            "backup_verify",
+            sev,
+            p["host"],
+            age,
+            p["verify_crit_age_h"] if sev == "critical" else p["verify_max_age_h"],
+            VERIFY_ACTION,
+            "the newest verified backup (%s) is %.1f h old (allowed %s h)"
+            % (result["newest_verified"]["id"], age, p["verify_max_age_h"]),
+        )
+    ]
 
 
 def main():
@@ -214,8 +271,15 @@ def main():
     backups = scan(p["store"], p["host"])
     findings = []
     if backups is None:
-        result = {"status": "not_applicable", "store": p["store"], "count": 0, "verified_count": 0,
-                  "newest": None, "newest_verified": None, "expected": p["expected"]}
+        result = {
+            "status": "not_applicable",
+            "store": p["store"],
+            "count": 0,
+            "verified_count": 0,
+            "newest": None,
+            "newest_verified": None,
+            "expected": p["expected"],
+        }
         # A store that does not exist yet means backups are not set up here: nothing to judge.
         if p["expected"] and os.path.isdir(p["store"]):
             result["status"] = "none"
@@ -223,9 +287,15 @@ def main():
         verified = [b for b in backups if b["verified"]]
         newest = max(backups, key=lambda b: b["stamp"], default=None)
         newest_verified = max(verified, key=lambda b: b["stamp"], default=None)
-        result = {"status": "ok" if newest_verified else "none", "store": p["store"], "count": len(backups),
-                  "verified_count": len(verified), "newest": _entry(newest, now),
-                  "newest_verified": _entry(newest_verified, now), "expected": p["expected"]}
+        result = {
+            "status": "ok" if newest_verified else "none",
+            "store": p["store"],
+            "count": len(backups),
+            "verified_count": len(verified),
+            "newest": _entry(newest, now),
+            "newest_verified": _entry(newest_verified, now),
+            "expected": p["expected"],
+        }
     findings += _judge_newest(p, result)
     findings += _judge_verified(p, result)
     module.exit_json(changed=False, backup=result, findings=findings)

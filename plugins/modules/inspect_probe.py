@@ -138,6 +138,7 @@ from ansible.module_utils.urls import open_url
 
 SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 
+
 def _pct(part, whole):
     return round(100.0 * part / whole, 1) if whole else 0.0
 
@@ -253,8 +254,6 @@ def reboot_required(module):
     return None
 
 
-
-
 # -- services, time, certificates, health ------------------------------------------------
 
 
@@ -266,9 +265,23 @@ def _run(module, argv, **kwargs):
 
 
 def unit_state(module, name):
-    rc, out, _err = _run(module, ["systemctl", "show", "--no-pager",
-                                  "-p", "LoadState", "-p", "ActiveState", "-p", "SubState",
-                                  "-p", "UnitFileState", name])
+    rc, out, _err = _run(
+        module,
+        [
+            "systemctl",
+            "show",
+            "--no-pager",
+            "-p",
+            "LoadState",
+            "-p",
+            "ActiveState",
+            "-p",
+            "SubState",
+            "-p",
+            "UnitFileState",
+            name,
+        ],
+    )
     props = {}
     if rc == 0:
         for line in out.splitlines():
@@ -278,8 +291,13 @@ def unit_state(module, name):
     if load != "loaded":
         return {"name": name, "present": False, "active": None, "enabled": None, "state": "not-installed"}
     enabled = props.get("UnitFileState", "") in ("enabled", "enabled-runtime", "static", "alias")
-    return {"name": name, "present": True, "active": props.get("ActiveState") == "active",
-            "enabled": enabled, "state": "%s/%s" % (props.get("ActiveState", "?"), props.get("SubState", "?"))}
+    return {
+        "name": name,
+        "present": True,
+        "active": props.get("ActiveState") == "active",
+        "enabled": enabled,
+        "state": "%s/%s" % (props.get("ActiveState", "?"), props.get("SubState", "?")),
+    }
 
 
 def in_container(module):
@@ -300,8 +318,15 @@ def time_sync(module):
         "synchronized": None if synced is None else synced == "yes",
     }
     # A container keeps the machine's clock: synchronising it is the machine's duty.
-    result["status"] = ("not_applicable" if container else "unknown" if synced is None
-                        else "ok" if result["synchronized"] else "not_synchronized")
+    result["status"] = (
+        "not_applicable"
+        if container
+        else "unknown"
+        if synced is None
+        else "ok"
+        if result["synchronized"]
+        else "not_synchronized"
+    )
     return result
 
 
@@ -362,17 +387,20 @@ def certificate(module, path, source):
             subject = fields.get("subject", "").strip()
         else:
             import ssl  # fallback without the openssl tool
+
             decoded = ssl._ssl._test_decode_cert(path)  # pylint: disable=protected-access
             not_after = _parse_not_after(decoded["notAfter"])
             subject = str(decoded.get("subject", ""))
     except (KeyError, ValueError, IndexError, OSError, AttributeError) as exc:
         entry["error"] = "cannot read the certificate: %s" % (err.strip() or exc)
         return entry
-    entry.update({
-        "subject": subject[:200],
-        "not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after)),
-        "days_left": round((not_after - time.time()) / 86400.0, 1),
-    })
+    entry.update(
+        {
+            "subject": subject[:200],
+            "not_after": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(not_after)),
+            "days_left": round((not_after - time.time()) / 86400.0, 1),
+        }
+    )
     return entry
 
 
@@ -431,38 +459,53 @@ def postgresql(module, long_s):
     enabled = _enabled(module, "postgresql")
 
     def query(sql):
-        return module.run_command(_as_user("postgres", [psql, "-X", "-A", "-t", "-q", "-F", _SEP,
-                                                         "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql]),
-                                  cwd="/")
+        return module.run_command(
+            _as_user(
+                "postgres",
+                [psql, "-X", "-A", "-t", "-q", "-F", _SEP, "-v", "ON_ERROR_STOP=1", "-d", "postgres", "-c", sql],
+            ),
+            cwd="/",
+        )
 
     rc, out, err = query(
         "SELECT current_setting('max_connections')::int,"
         " (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'),"
         " pg_is_in_recovery(),"
         " COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), -1)::int,"
-        " current_setting('server_version')")
+        " current_setting('server_version')"
+    )
     if rc != 0:
         db["status"] = "down" if enabled else "not_applicable"
         db["error"] = (err or out).strip()[-300:]
         return db
     row = _rows(out)[0]
-    db.update({"status": "ok", "max_connections": int(row[0]), "connections": int(row[1]),
-               "version": row[4], "role": "replica" if row[2] == "t" else "primary"})
+    db.update(
+        {
+            "status": "ok",
+            "max_connections": int(row[0]),
+            "connections": int(row[1]),
+            "version": row[4],
+            "role": "replica" if row[2] == "t" else "primary",
+        }
+    )
     db["connections_pct"] = _pct(db["connections"], db["max_connections"])
-    _rc, out, _err = query("SELECT datname, pg_database_size(datname) FROM pg_database"
-                           " WHERE datallowconn AND NOT datistemplate ORDER BY 1")
+    _rc, out, _err = query(
+        "SELECT datname, pg_database_size(datname) FROM pg_database WHERE datallowconn AND NOT datistemplate ORDER BY 1"
+    )
     db["databases"] = [{"name": r[0], "size_bytes": int(r[1])} for r in _rows(out)]
     _rc, out, _err = query(
         "SELECT pid, EXTRACT(EPOCH FROM now() - query_start)::int, usename, datname FROM pg_stat_activity"
         " WHERE state <> 'idle' AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        " AND query_start < now() - make_interval(secs => %d) ORDER BY 2 DESC LIMIT 20" % long_s)
-    db["long_queries"] = [{"pid": int(r[0]), "seconds": int(r[1]), "user": r[2], "database": r[3]}
-                          for r in _rows(out)]
+        " AND query_start < now() - make_interval(secs => %d) ORDER BY 2 DESC LIMIT 20" % long_s
+    )
+    db["long_queries"] = [{"pid": int(r[0]), "seconds": int(r[1]), "user": r[2], "database": r[3]} for r in _rows(out)]
     replication = []
     if db["role"] == "replica":
         replication.append({"name": "replay", "lag_s": int(row[3]) if int(row[3]) >= 0 else None, "state": "replica"})
-    _rc, out, _err = query("SELECT application_name, COALESCE(client_addr::text, 'local'), state,"
-                           " COALESCE(EXTRACT(EPOCH FROM replay_lag), 0)::int FROM pg_stat_replication")
+    _rc, out, _err = query(
+        "SELECT application_name, COALESCE(client_addr::text, 'local'), state,"
+        " COALESCE(EXTRACT(EPOCH FROM replay_lag), 0)::int FROM pg_stat_replication"
+    )
     replication += [{"name": "%s@%s" % (r[0], r[1]), "state": r[2], "lag_s": int(r[3])} for r in _rows(out)]
     db["replication"] = replication
     return db
@@ -494,8 +537,10 @@ def mariadb(module, long_s):
         rc, out, err = module.run_command(argv, cwd="/")
         return rc, out.replace("\t", _SEP), err
 
-    rc, out, err = query("SELECT @@max_connections, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS"
-                         " WHERE VARIABLE_NAME = 'THREADS_CONNECTED'), @@version")
+    rc, out, err = query(
+        "SELECT @@max_connections, (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS"
+        " WHERE VARIABLE_NAME = 'THREADS_CONNECTED'), @@version"
+    )
     if rc != 0:
         db["status"] = "down" if enabled else "not_applicable"
         db["error"] = (err or out).strip()[-300:]
@@ -507,25 +552,28 @@ def mariadb(module, long_s):
         "SELECT s.schema_name, COALESCE(SUM(t.data_length + t.index_length), 0)"
         " FROM information_schema.schemata s LEFT JOIN information_schema.tables t"
         " ON t.table_schema = s.schema_name WHERE s.schema_name NOT IN"
-        " ('information_schema', 'performance_schema', 'sys', 'mysql') GROUP BY s.schema_name ORDER BY 1")
+        " ('information_schema', 'performance_schema', 'sys', 'mysql') GROUP BY s.schema_name ORDER BY 1"
+    )
     db["databases"] = [{"name": r[0], "size_bytes": int(r[1])} for r in _rows(out)]
     _rc, out, _err = query(
         "SELECT id, time, user, COALESCE(db, '') FROM information_schema.processlist"
         " WHERE command NOT IN ('Sleep', 'Daemon', 'Binlog Dump', 'Slave_IO', 'Slave_SQL')"
-        " AND id <> CONNECTION_ID() AND time >= %d ORDER BY time DESC LIMIT 20" % long_s)
-    db["long_queries"] = [{"pid": int(r[0]), "seconds": int(r[1]), "user": r[2], "database": r[3]}
-                          for r in _rows(out)]
+        " AND id <> CONNECTION_ID() AND time >= %d ORDER BY time DESC LIMIT 20" % long_s
+    )
+    db["long_queries"] = [{"pid": int(r[0]), "seconds": int(r[1]), "user": r[2], "database": r[3]} for r in _rows(out)]
     _rc, out, _err = query("SHOW ALL SLAVES STATUS", headers=True)
     rows = _rows(out)
     replication = []
     for values in rows[1:]:
         rec = dict(zip(rows[0], values))
         lag = rec.get("Seconds_Behind_Master")
-        replication.append({
-            "name": rec.get("Connection_name") or rec.get("Master_Host", "default"),
-            "state": "io:%s sql:%s" % (rec.get("Slave_IO_Running"), rec.get("Slave_SQL_Running")),
-            "lag_s": int(lag) if lag and lag.isdigit() else None,
-        })
+        replication.append(
+            {
+                "name": rec.get("Connection_name") or rec.get("Master_Host", "default"),
+                "state": "io:%s sql:%s" % (rec.get("Slave_IO_Running"), rec.get("Slave_SQL_Running")),
+                "lag_s": int(lag) if lag and lag.isdigit() else None,
+            }
+        )
     db["replication"] = replication
     return db
 
@@ -540,8 +588,11 @@ def pending_updates(module, backend):
         lists = glob.glob("/var/lib/apt/lists/*_Packages") + glob.glob("/var/lib/apt/lists/*_Packages.*")
         if not lists:
             return {"status": "not_applicable", "reason": "no package lists on the host"}
-        rc, out, err = _run(module, ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", "dist-upgrade"],
-                            environ_update={"LANG": "C", "LC_ALL": "C"})
+        rc, out, err = _run(
+            module,
+            ["apt-get", "-s", "-q", "-o", "Debug::NoLocking=1", "dist-upgrade"],
+            environ_update={"LANG": "C", "LC_ALL": "C"},
+        )
         if rc != 0:
             return {"status": "unknown", "error": (err or out).strip()[-300:]}
         pending, security = [], []
@@ -551,8 +602,12 @@ def pending_updates(module, backend):
                 pending.append(m.group(1))
                 if "security" in m.group(3).lower():
                     security.append(m.group(1))
-        return {"status": "ok", "pending": len(pending), "security": len(security),
-                "security_packages": sorted(security)[:50]}
+        return {
+            "status": "ok",
+            "pending": len(pending),
+            "security": len(security),
+            "security_packages": sorted(security)[:50],
+        }
     if backend == "dnf":
         rc, out, err = _run(module, ["dnf", "-q", "--cacheonly", "updateinfo", "list", "--security"])
         if rc != 0:
@@ -577,6 +632,7 @@ def _nginx_entry(line):
 
 def _json_entry(line):
     import datetime
+
     try:
         rec = json.loads(line)
         moment = datetime.datetime.fromisoformat(str(rec["ts"]).replace("Z", "+00:00"))
@@ -667,107 +723,233 @@ def _evaluate_system(params, metrics, findings):
     for mount in metrics["mounts"]:
         sev, thr = _level(mount["used_pct"], params["disk_warn_pct"], params["disk_crit_pct"])
         if sev:
-            _finding(findings, "disk", sev, mount["mount"], mount["used_pct"], thr,
-                     "%s is %.1f%% full (threshold %s%%)" % (mount["mount"], mount["used_pct"], thr))
+            _finding(
+                findings,
+                "disk",
+                sev,
+                mount["mount"],
+                mount["used_pct"],
+                thr,
+                "%s is %.1f%% full (threshold %s%%)" % (mount["mount"], mount["used_pct"], thr),
+            )
         sev, thr = _level(mount["inodes_used_pct"], params["inode_warn_pct"], params["inode_crit_pct"])
         if sev:
-            _finding(findings, "inodes", sev, mount["mount"], mount["inodes_used_pct"], thr,
-                     "%s uses %.1f%% of its inodes (threshold %s%%)"
-                     % (mount["mount"], mount["inodes_used_pct"], thr))
+            _finding(
+                findings,
+                "inodes",
+                sev,
+                mount["mount"],
+                mount["inodes_used_pct"],
+                thr,
+                "%s uses %.1f%% of its inodes (threshold %s%%)" % (mount["mount"], mount["inodes_used_pct"], thr),
+            )
     per_cpu = metrics["load"]["per_cpu_5m"]
     sev, thr = _level(per_cpu, params["load_warn_per_cpu"], params["load_crit_per_cpu"])
     if sev:
-        _finding(findings, "load", sev, "load5", per_cpu, thr,
-                 "5-minute load is %.2f per CPU (threshold %s)" % (per_cpu, thr))
+        _finding(
+            findings,
+            "load",
+            sev,
+            "load5",
+            per_cpu,
+            thr,
+            "5-minute load is %.2f per CPU (threshold %s)" % (per_cpu, thr),
+        )
     mem = metrics["memory"]["used_pct"]
     sev, thr = _level(mem, params["mem_warn_pct"], params["mem_crit_pct"])
     if sev:
-        _finding(findings, "memory", sev, "memory", mem, thr,
-                 "memory is %.1f%% used (threshold %s%%)" % (mem, thr))
+        _finding(findings, "memory", sev, "memory", mem, thr, "memory is %.1f%% used (threshold %s%%)" % (mem, thr))
     swap = metrics["swap"]
     if swap["total_bytes"] and swap["used_pct"] >= params["swap_warn_pct"]:
-        _finding(findings, "swap", "warning", "swap", swap["used_pct"], params["swap_warn_pct"],
-                 "swap is %.1f%% used (threshold %s%%)" % (swap["used_pct"], params["swap_warn_pct"]))
+        _finding(
+            findings,
+            "swap",
+            "warning",
+            "swap",
+            swap["used_pct"],
+            params["swap_warn_pct"],
+            "swap is %.1f%% used (threshold %s%%)" % (swap["used_pct"], params["swap_warn_pct"]),
+        )
     units = metrics["failed_units"]
     if units:
-        _finding(findings, "systemd", params["failed_units_severity"], "failed_units", len(units), 0,
-                 "%d failed systemd unit(s): %s" % (len(units), ", ".join(units)))
+        _finding(
+            findings,
+            "systemd",
+            params["failed_units_severity"],
+            "failed_units",
+            len(units),
+            0,
+            "%d failed systemd unit(s): %s" % (len(units), ", ".join(units)),
+        )
     if metrics["reboot_required"]:
-        _finding(findings, "reboot", params["reboot_severity"], "reboot", True, False,
-                 "a reboot is pending (updated kernel or libraries)")
+        _finding(
+            findings,
+            "reboot",
+            params["reboot_severity"],
+            "reboot",
+            True,
+            False,
+            "a reboot is pending (updated kernel or libraries)",
+        )
 
 
 def _evaluate_services(params, metrics, findings):
     for svc in metrics["services"]:
         if svc["present"] and svc["enabled"] and not svc["active"]:
-            _finding(findings, "service", "critical", svc["name"], svc["state"], "active",
-                     "service %s is enabled but not running (%s)" % (svc["name"], svc["state"]))
+            _finding(
+                findings,
+                "service",
+                "critical",
+                svc["name"],
+                svc["state"],
+                "active",
+                "service %s is enabled but not running (%s)" % (svc["name"], svc["state"]),
+            )
     ts = metrics["time_sync"]
     if ts["status"] == "not_synchronized":
-        _finding(findings, "time_sync", params["time_sync_severity"], "clock", False, True,
-                 "the system clock is not synchronised (NTP %s)" % ("on" if ts["ntp_enabled"] else "off"))
+        _finding(
+            findings,
+            "time_sync",
+            params["time_sync_severity"],
+            "clock",
+            False,
+            True,
+            "the system clock is not synchronised (NTP %s)" % ("on" if ts["ntp_enabled"] else "off"),
+        )
     for cert in metrics["certificates"]:
         if "days_left" not in cert:
-            _finding(findings, "certificate", "warning", cert["path"], None, None,
-                     "certificate %s cannot be read: %s" % (cert["path"], cert.get("error")))
+            _finding(
+                findings,
+                "certificate",
+                "warning",
+                cert["path"],
+                None,
+                None,
+                "certificate %s cannot be read: %s" % (cert["path"], cert.get("error")),
+            )
             continue
         days = cert["days_left"]
-        sev = "critical" if days <= params["cert_crit_days"] else "warning" if days <= params["cert_warn_days"] else None
+        sev = (
+            "critical" if days <= params["cert_crit_days"] else "warning" if days <= params["cert_warn_days"] else None
+        )
         if sev:
             thr = params["cert_crit_days"] if sev == "critical" else params["cert_warn_days"]
             what = "expired %.1f day(s) ago" % -days if days < 0 else "expires in %.1f day(s)" % days
-            _finding(findings, "certificate", sev, cert["path"], days, thr,
-                     "certificate %s %s (%s)" % (cert["path"], what, cert["not_after"]))
+            _finding(
+                findings,
+                "certificate",
+                sev,
+                cert["path"],
+                days,
+                thr,
+                "certificate %s %s (%s)" % (cert["path"], what, cert["not_after"]),
+            )
     for check in metrics["health"]:
         if check["status"] == "failed":
-            _finding(findings, "health", "critical", check["name"], check.get("http_status"), "< 400",
-                     "health endpoint %s answers %s" % (check["url"], check.get("http_status") or check.get("error")))
+            _finding(
+                findings,
+                "health",
+                "critical",
+                check["name"],
+                check.get("http_status"),
+                "< 400",
+                "health endpoint %s answers %s" % (check["url"], check.get("http_status") or check.get("error")),
+            )
 
 
 def _evaluate_databases(params, metrics, findings):
     for db in metrics["databases"]:
         engine = db["engine"]
         if db["status"] == "down":
-            _finding(findings, "db_down", "critical", engine, None, None,
-                     "%s is enabled but does not answer: %s" % (engine, db.get("error", "")))
+            _finding(
+                findings,
+                "db_down",
+                "critical",
+                engine,
+                None,
+                None,
+                "%s is enabled but does not answer: %s" % (engine, db.get("error", "")),
+            )
             continue
         if db["status"] != "ok":
             continue
         sev, thr = _level(db["connections_pct"], params["db_conn_warn_pct"], params["db_conn_crit_pct"])
         if sev:
-            _finding(findings, "db_connections", sev, engine, db["connections_pct"], thr,
-                     "%s uses %d of %d connections (%.1f%%)"
-                     % (engine, db["connections"], db["max_connections"], db["connections_pct"]))
+            _finding(
+                findings,
+                "db_connections",
+                sev,
+                engine,
+                db["connections_pct"],
+                thr,
+                "%s uses %d of %d connections (%.1f%%)"
+                % (engine, db["connections"], db["max_connections"], db["connections_pct"]),
+            )
         if db["long_queries"]:
             longest = db["long_queries"][0]["seconds"]
-            _finding(findings, "db_long_query", "warning", engine, longest, params["db_long_query_s"],
-                     "%s has %d statement(s) running longer than %d s (longest %d s)"
-                     % (engine, len(db["long_queries"]), params["db_long_query_s"], longest))
+            _finding(
+                findings,
+                "db_long_query",
+                "warning",
+                engine,
+                longest,
+                params["db_long_query_s"],
+                "%s has %d statement(s) running longer than %d s (longest %d s)"
+                % (engine, len(db["long_queries"]), params["db_long_query_s"], longest),
+            )
         for rep in db["replication"]:
             lag = rep["lag_s"]
             if lag is None:
-                _finding(findings, "db_replication", "critical", "%s:%s" % (engine, rep["name"]), None, None,
-                         "%s replication %s is broken (%s)" % (engine, rep["name"], rep["state"]))
+                _finding(
+                    findings,
+                    "db_replication",
+                    "critical",
+                    "%s:%s" % (engine, rep["name"]),
+                    None,
+                    None,
+                    "%s replication %s is broken (%s)" % (engine, rep["name"], rep["state"]),
+                )
                 continue
             sev, thr = _level(lag, params["db_repl_lag_warn_s"], params["db_repl_lag_crit_s"])
             if sev:
-                _finding(findings, "db_replication", sev, "%s:%s" % (engine, rep["name"]), lag, thr,
-                         "%s replication %s lags %d s" % (engine, rep["name"], lag))
+                _finding(
+                    findings,
+                    "db_replication",
+                    sev,
+                    "%s:%s" % (engine, rep["name"]),
+                    lag,
+                    thr,
+                    "%s replication %s lags %d s" % (engine, rep["name"], lag),
+                )
 
 
 def _evaluate_other(params, metrics, findings):
     upd = metrics["updates"]
     if upd["status"] == "ok" and upd["security"]:
-        _finding(findings, "updates", params["updates_severity"], "packages", upd["security"], 0,
-                 "%d security update(s) pending: %s" % (upd["security"], ", ".join(upd["security_packages"][:10])))
+        _finding(
+            findings,
+            "updates",
+            params["updates_severity"],
+            "packages",
+            upd["security"],
+            0,
+            "%d security update(s) pending: %s" % (upd["security"], ", ".join(upd["security_packages"][:10])),
+        )
     for log in metrics["logs"]:
         if log["status"] != "ok" or log["requests"] < params["log_min_requests"]:
             continue
         sev, thr = _level(log["error_pct"], params["log_error_warn_pct"], params["log_error_crit_pct"])
         if sev:
-            _finding(findings, "log_errors", sev, log["name"], log["error_pct"], thr,
-                     "%s: %d of %d requests failed with 5xx in the last %d h (%.1f%%)"
-                     % (log["name"], log["errors_5xx"], log["requests"], params["log_window_h"], log["error_pct"]))
+            _finding(
+                findings,
+                "log_errors",
+                sev,
+                log["name"],
+                log["error_pct"],
+                thr,
+                "%s: %d of %d requests failed with 5xx in the last %d h (%.1f%%)"
+                % (log["name"], log["errors_5xx"], log["requests"], params["log_window_h"], log["error_pct"]),
+            )
 
 
 def evaluate(params, metrics):
@@ -833,8 +1015,11 @@ def main():
     load1, load5, load15 = os.getloadavg()
     memory, swap = read_memory_safe(module)
     certs = [certificate(module, path, "nginx") for path in nginx_certificates(params["nginx_conf"])]
-    certs += [certificate(module, path, "configured") for path in params["cert_paths"]
-              if path not in {c["path"] for c in certs}]
+    certs += [
+        certificate(module, path, "configured")
+        for path in params["cert_paths"]
+        if path not in {c["path"] for c in certs}
+    ]
     databases = []
     if params["postgresql"]:
         databases.append(postgresql(module, params["db_long_query_s"]))

@@ -49,15 +49,32 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-TIME_KEYS = ("ended", "ended_at", "finished", "finished_at", "completed", "completed_at", "created", "created_at",
-             "timestamp", "started", "started_at")
+TIME_KEYS = (
+    "ended",
+    "ended_at",
+    "finished",
+    "finished_at",
+    "completed",
+    "completed_at",
+    "created",
+    "created_at",
+    "timestamp",
+    "started",
+    "started_at",
+)
 OK_STATES = ("ok", "verified", "passed", "successful", "success")
 
 METRICS = (
-    ("envcredit_backup_newest_timestamp_seconds", "newest",
-     "Time of the newest backup of the host in the controller's backup store (0: none)."),
-    ("envcredit_backup_verified_newest_timestamp_seconds", "newest_verified",
-     "Time of the newest backup of the host verified by a restore (0: none)."),
+    (
+        "envcredit_backup_newest_timestamp_seconds",
+        "newest",
+        "Time of the newest backup of the host in the controller's backup store (0: none).",
+    ),
+    (
+        "envcredit_backup_verified_newest_timestamp_seconds",
+        "newest_verified",
+        "Time of the newest backup of the host verified by a restore (0: none).",
+    ),
     ("envcredit_backup_count", "count", "Backups of the host in the controller's backup store."),
     ("envcredit_backup_verified_count", "verified_count", "Verified backups of the host in the store."),
 )
@@ -129,10 +146,12 @@ def _label(value):
 
 
 def render(store_present, backups):
-    lines = ["# Written by the role monitoring from the controller's backup store; do not edit.",
-             "# HELP envcredit_backup_store_present 1 when the controller's backup store exists.",
-             "# TYPE envcredit_backup_store_present gauge",
-             "envcredit_backup_store_present %d" % (1 if store_present else 0)]
+    lines = [
+        "# Written by the role monitoring from the controller's backup store; do not edit.",
+        "# HELP envcredit_backup_store_present 1 when the controller's backup store exists.",
+        "# TYPE envcredit_backup_store_present gauge",
+        "envcredit_backup_store_present %d" % (1 if store_present else 0),
+    ]
     if store_present:
         for metric, key, text in METRICS:
             lines += ["# HELP %s %s" % (metric, text), "# TYPE %s gauge" % metric]

@@ -96,19 +96,24 @@ def scan_apt(module, exclude, names):
         current = pkg.installed.version
         newer = cand is not None and apt_pkg.version_compare(cand.version, current) > 0
         if is_held:
-            held.append({"name": pkg.name, "version": current,
-                         "candidate": cand.version if newer else None})
+            held.append({"name": pkg.name, "version": current, "candidate": cand.version if newer else None})
         if not newer:
             continue
-        origins = [{"origin": o.origin, "label": o.label, "archive": o.archive, "site": o.site}
-                   for o in cand.origins]
-        security = any("security" in (o["label"] or "").lower() or "security" in (o["archive"] or "").lower()
-                       for o in origins)
-        updates.append({
-            "name": pkg.name, "current": current, "candidate": cand.version, "security": security,
-            "held": is_held, "excluded": _excluded(pkg.name, exclude),
-            "source": ", ".join(sorted({o["archive"] or o["label"] or "" for o in origins})),
-        })
+        origins = [{"origin": o.origin, "label": o.label, "archive": o.archive, "site": o.site} for o in cand.origins]
+        security = any(
+            "security" in (o["label"] or "").lower() or "security" in (o["archive"] or "").lower() for o in origins
+        )
+        updates.append(
+            {
+                "name": pkg.name,
+                "current": current,
+                "candidate": cand.version,
+                "security": security,
+                "held": is_held,
+                "excluded": _excluded(pkg.name, exclude),
+                "source": ", ".join(sorted({o["archive"] or o["label"] or "" for o in origins})),
+            }
+        )
     installed = {}
     for name in names:
         installed[name] = cache[name].installed.version if name in cache and cache[name].is_installed else None
@@ -168,11 +173,19 @@ def scan_dnf(module, exclude, names):
         if entry:
             locked.add(re.sub(r"-[^-]+-[^-]+$", "", entry))
     current = _rpm_versions(module, sorted(set(candidates) | locked))
-    updates = [{"name": n, "current": current.get(n), "candidate": v, "security": n in secure,
-                "held": n in locked, "excluded": _excluded(n, exclude), "source": repo}
-               for n, (v, repo) in sorted(candidates.items())]
-    held = [{"name": n, "version": current.get(n), "candidate": candidates.get(n, (None,))[0]}
-            for n in sorted(locked)]
+    updates = [
+        {
+            "name": n,
+            "current": current.get(n),
+            "candidate": v,
+            "security": n in secure,
+            "held": n in locked,
+            "excluded": _excluded(n, exclude),
+            "source": repo,
+        }
+        for n, (v, repo) in sorted(candidates.items())
+    ]
+    held = [{"name": n, "version": current.get(n), "candidate": candidates.get(n, (None,))[0]} for n in sorted(locked)]
     installed = _rpm_versions(module, names)
     last = None
     rc, stdout, _ = module.run_command(["rpm", "-qa", "--qf", "%{INSTALLTIME}\n"])

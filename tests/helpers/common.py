@@ -20,8 +20,15 @@ def run_opsctl(*args: str, env: dict[str, str] | None = None, timeout: float = 3
     full_env = dict(os.environ)
     if env:
         full_env.update(env)
-    return subprocess.run(opsctl_cmd(*args), capture_output=True, text=True, env=full_env,
-                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    return subprocess.run(
+        opsctl_cmd(*args),
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def all_text_under(path: Path) -> str:

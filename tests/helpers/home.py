@@ -182,8 +182,7 @@ def build_home(root: Path) -> Path:
         inv = root / "inventories" / env
         (inv / "group_vars" / "all").mkdir(parents=True)
         (inv / "hosts.yml").write_text(_hosts_yml(sys.executable), encoding="utf-8")
-        (inv / "group_vars" / "all" / "main.yml").write_text(
-            f"marker_dir: {root / 'markers'}\n", encoding="utf-8")
+        (inv / "group_vars" / "all" / "main.yml").write_text(f"marker_dir: {root / 'markers'}\n", encoding="utf-8")
         plaintext = f"vault_test_secret: {VAULT_SECRET_VALUE}\n".encode()
         (inv / "group_vars" / "all" / "vault.yml").write_bytes(vault.encrypt(plaintext))
         policy = PRODUCTION_POLICY if env == "production" else "vault_password_file: ../../vault-password\n"

@@ -18,8 +18,12 @@ LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
 
 def lab_ansible_env(**extra: str) -> dict[str, str]:
     """The environment of an ad-hoc ansible command against the lab (the repository's config and vault key)."""
-    return dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                ANSIBLE_VAULT_PASSWORD_FILE=str(LAB_VAULT_PASSWORD_FILE), **extra)
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_VAULT_PASSWORD_FILE=str(LAB_VAULT_PASSWORD_FILE),
+        **extra,
+    )
 
 
 def lab_run(op: str, *args: str, rc: int = 0, timeout: float = 600) -> dict[str, Any]:
@@ -37,8 +41,14 @@ def newest_record(archive: Path) -> dict[str, Any]:
     return arch.get(arch.list()[0]["id"])
 
 
-LAB_SSH_PORTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225,
-                 "lab-mon1": 2226}
+LAB_SSH_PORTS = {
+    "lab-web1": 2221,
+    "lab-app1": 2222,
+    "lab-app2": 2223,
+    "lab-db1": 2224,
+    "lab-db2": 2225,
+    "lab-mon1": 2226,
+}
 
 
 @contextlib.contextmanager
@@ -52,27 +62,75 @@ def unreachable(*hosts: str) -> Iterator[None]:
     try:
         for host in hosts:
             # '^sshd: ops': the sessions only, not this very shell (its command line holds the words)
-            subprocess.run(["podman", "exec", host, "sh", "-c",
-                            "systemctl stop ssh.socket ssh.service 2>/dev/null; pkill -f '^sshd: ops' || true"],
-                           check=True, env=env, capture_output=True, timeout=60)
+            subprocess.run(
+                [
+                    "podman",
+                    "exec",
+                    host,
+                    "sh",
+                    "-c",
+                    "systemctl stop ssh.socket ssh.service 2>/dev/null; pkill -f '^sshd: ops' || true",
+                ],
+                check=True,
+                env=env,
+                capture_output=True,
+                timeout=60,
+            )
             for cp in (Path.home() / ".ansible" / "cp", Path("/tmp/envcredit-cp")):
-                subprocess.run(["ssh", "-o", f"ControlPath={cp}/%C", "-p", str(LAB_SSH_PORTS[host]), "-O", "exit",
-                                "ops@127.0.0.1"], capture_output=True, timeout=30, check=False)
+                subprocess.run(
+                    [
+                        "ssh",
+                        "-o",
+                        f"ControlPath={cp}/%C",
+                        "-p",
+                        str(LAB_SSH_PORTS[host]),
+                        "-O",
+                        "exit",
+                        "ops@127.0.0.1",
+                    ],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
         yield
     finally:
         for host in hosts:
-            subprocess.run(["podman", "exec", host, "systemctl", "start", "ssh.service"],
-                           check=True, env=env, capture_output=True, timeout=60)
+            subprocess.run(
+                ["podman", "exec", host, "systemctl", "start", "ssh.service"],
+                check=True,
+                env=env,
+                capture_output=True,
+                timeout=60,
+            )
 
 
 def host_command(host: str, argv: list[str], user: str = "root") -> list[str]:
     """The `ansible` command line that runs argv on a lab host over the inventory's SSH connection."""
-    return [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
-            "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
-            "-a", json.dumps({"argv": argv})]
+    return [
+        str(VENV_BIN / "ansible"),
+        "-i",
+        str(REPO / "inventories" / "lab"),
+        host,
+        "-o",
+        "-e",
+        "ansible_become=true",
+        "--become-user",
+        user,
+        "-m",
+        "ansible.builtin.command",
+        "-a",
+        json.dumps({"argv": argv}),
+    ]
 
 
 def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
     """Run a command on a lab host over the inventory's SSH connection."""
-    return subprocess.run(host_command(host, argv, user), capture_output=True, text=True, timeout=120, cwd=REPO,
-                          check=False, env=lab_ansible_env())
+    return subprocess.run(
+        host_command(host, argv, user),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+        env=lab_ansible_env(),
+    )

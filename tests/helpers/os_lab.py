@@ -12,8 +12,17 @@ ANSIBLE_ENV = lab_ansible_env()
 
 def shell(hosts: str, command: str, become: bool = True) -> dict[str, str]:
     """Run ``command`` on ``hosts``; {host: stdout}. Fails the test on any error."""
-    argv = [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), hosts,
-            "-m", "ansible.builtin.shell", "-a", command, "-o"]
+    argv = [
+        str(VENV_BIN / "ansible"),
+        "-i",
+        str(REPO / "inventories" / "lab"),
+        hosts,
+        "-m",
+        "ansible.builtin.shell",
+        "-a",
+        command,
+        "-o",
+    ]
     if become:
         argv += ["-e", "ansible_become=true"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=180, cwd=REPO, env=ANSIBLE_ENV, check=False)
@@ -31,9 +40,21 @@ def shell(hosts: str, command: str, become: bool = True) -> dict[str, str]:
 def restore_baseline(hosts: str) -> None:
     """The local repository on the hosts; envcredit-agent/-kernel-stub/-held at 1.0, held (idempotent)."""
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible-playbook"), "-i", str(REPO / "inventories" / "lab"),
-         str(REPO / "lab" / "localrepo" / "prepare.yml"), "-l", hosts],
-        capture_output=True, text=True, timeout=300, cwd=REPO, env=ANSIBLE_ENV, check=False)
+        [
+            str(VENV_BIN / "ansible-playbook"),
+            "-i",
+            str(REPO / "inventories" / "lab"),
+            str(REPO / "lab" / "localrepo" / "prepare.yml"),
+            "-l",
+            hosts,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=ANSIBLE_ENV,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 

@@ -15,7 +15,9 @@ from orchestrator.records import RecordBuilder, RunMeta, iso, new_record_id
 BASE_TIME = datetime(2026, 11, 28, 8, 0, 0, tzinfo=timezone.utc)
 
 
-def synthetic_events(hosts: list[str], *, fail_host: str | None = None, outputs: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def synthetic_events(
+    hosts: list[str], *, fail_host: str | None = None, outputs: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """A small event stream like ansible-runner's: one changed task, one failure if asked, stats."""
     events: list[dict[str, Any]] = []
     counter = 0
@@ -39,8 +41,15 @@ def synthetic_events(hosts: list[str], *, fail_host: str | None = None, outputs:
 
     ev("playbook_on_start", playbook="backup.yml")
     ev("playbook_on_play_start", play="Back up the database", playbook="backup.yml")
-    ev("playbook_on_task_start", "TASK [Dump the database]", task="Dump the database", task_action="ansible.builtin.command")
-    stats: dict[str, dict[str, int]] = {k: {} for k in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")}
+    ev(
+        "playbook_on_task_start",
+        "TASK [Dump the database]",
+        task="Dump the database",
+        task_action="ansible.builtin.command",
+    )
+    stats: dict[str, dict[str, int]] = {
+        k: {} for k in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+    }
     for host in hosts:
         if host == fail_host:
             ev(

@@ -86,8 +86,9 @@ def write_hashed(pipe: Any, dest: Path) -> None:
         SEALED[str(dest)] = h.hexdigest()
 
 
-def chain(first: list[str], second: list[str], stdout: Any = None, stdin: Any = None,
-          hashed_to: Path | None = None) -> None:
+def chain(
+    first: list[str], second: list[str], stdout: Any = None, stdin: Any = None, hashed_to: Path | None = None
+) -> None:
     """first | second, both exit statuses checked (the equivalent of set -o pipefail).
 
     With `hashed_to`, second's output goes to that file through write_hashed."""
@@ -166,8 +167,12 @@ class Follower(threading.Thread):
         written: dict[str, BaseException] = {}  # the output writer's failure, the real cause
         try:
             with self.raw.open("rb") as src, tempfile.TemporaryFile() as err:
-                self.proc = subprocess.Popen(["zstd", "-q", f"-{self.level}", "-T0", "-c"], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=err)
+                self.proc = subprocess.Popen(
+                    ["zstd", "-q", f"-{self.level}", "-T0", "-c"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                )
                 assert self.proc.stdin is not None
 
                 def drain() -> None:
@@ -250,6 +255,7 @@ def dump_directory_compressed(argv: list[str], out: Path, level: int) -> None:
 
 # ----------------------------------------------------------------------------- engines
 
+
 class Engine(common.Engine):
     def __init__(self) -> None:
         # database -> how far the manifest's row counts may be from the dump's snapshot
@@ -299,8 +305,9 @@ class Postgres(common.Postgres, Engine):
         return int(self.query("postgres", "SELECT pg_database_size(%s)", (db,))[0][0])
 
     def owner(self, db: str) -> str:
-        return str(self.query("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
-                              (db,))[0][0])
+        return str(
+            self.query("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (db,))[0][0]
+        )
 
     def dump(self, db: str, dest: Path, jobs: int, level: int) -> tuple[dict[str, int], list[Path]]:
         """pg_dump directory format in the snapshot the row counts were taken in."""
@@ -316,18 +323,37 @@ class Postgres(common.Postgres, Engine):
             # help (and cost a connection each); no big table at all: one job. Sizes
             # from the catalog's page counts (table + TOAST, as of the last VACUUM/ANALYZE):
             # pg_total_relation_size() would wait on a table another session has locked.
-            cur.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "LEFT JOIN pg_class t ON t.oid = c.reltoastrelid "
-                        "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                        "AND (c.relpages::bigint + coalesce(t.relpages, 0)) "
-                        "* current_setting('block_size')::bigint >= %s", (PARALLEL_TABLE_BYTES,))
+            cur.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "LEFT JOIN pg_class t ON t.oid = c.reltoastrelid "
+                "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND (c.relpages::bigint + coalesce(t.relpages, 0)) "
+                "* current_setting('block_size')::bigint >= %s",
+                (PARALLEL_TABLE_BYTES,),
+            )
             big = int(cur.fetchone()[0])
             self.jobs[db] = max(1, min(jobs, big + 1 if big else 1))
             out = dest / f"{db}.dir"
             # --no-sync: the raw files are compressed and removed as they are written; the
             # compressed files are fsynced with the manifest before the backup is renamed.
-            dump_directory_compressed(["pg_dump", "-Fd", "-Z", "0", "-j", str(self.jobs[db]), "--no-sync",
-                                       "--snapshot", snapshot, "-f", str(out), db], out, level)
+            dump_directory_compressed(
+                [
+                    "pg_dump",
+                    "-Fd",
+                    "-Z",
+                    "0",
+                    "-j",
+                    str(self.jobs[db]),
+                    "--no-sync",
+                    "--snapshot",
+                    snapshot,
+                    "-f",
+                    str(out),
+                    db,
+                ],
+                out,
+                level,
+            )
         finally:
             conn.rollback()
             conn.close()
@@ -361,8 +387,11 @@ class Postgres(common.Postgres, Engine):
         try:
             cur = conn.cursor()
             for name in (live, new):
-                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                            "AND pid <> pg_backend_pid()", (name,))
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()",
+                    (name,),
+                )
             cur.execute(f"ALTER DATABASE {self.quote(live)} RENAME TO {self.quote(old)}")
             try:
                 cur.execute(f"ALTER DATABASE {self.quote(new)} RENAME TO {self.quote(live)}")
@@ -378,8 +407,10 @@ class Postgres(common.Postgres, Engine):
             out = {}
             cur = conn.cursor()
             for t in self.tables(conn, db):
-                cur.execute(f"SELECT md5(coalesce(string_agg(md5(r::text), '' ORDER BY md5(r::text)), '')) "
-                            f"FROM {self.quote(t)} r")
+                cur.execute(
+                    f"SELECT md5(coalesce(string_agg(md5(r::text), '' ORDER BY md5(r::text)), '')) "
+                    f"FROM {self.quote(t)} r"
+                )
                 out[t] = str(cur.fetchone()[0])
             return out
         finally:
@@ -391,8 +422,11 @@ class MariaDB(common.MariaDB, Engine):
 
     def tables(self, conn: Any, db: str) -> list[str]:
         cur = conn.cursor()
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-                    "AND table_type = 'BASE TABLE' ORDER BY table_name", (db,))
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_type = 'BASE TABLE' ORDER BY table_name",
+            (db,),
+        )
         return [r[0] for r in cur.fetchall()]
 
     def version(self) -> str:
@@ -402,8 +436,12 @@ class MariaDB(common.MariaDB, Engine):
         return bool(self.query("", "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (db,)))
 
     def size(self, db: str) -> int:
-        rows = self.query("", "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-                              "WHERE table_schema = %s", (db,))
+        rows = self.query(
+            "",
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+            "WHERE table_schema = %s",
+            (db,),
+        )
         return int(rows[0][0])
 
     def owner(self, db: str) -> str:
@@ -447,9 +485,20 @@ class MariaDB(common.MariaDB, Engine):
             counter.start()
             out = dest / f"{db}.sql.zst"
             try:
-                chain(["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events",
-                       "--hex-blob", "--default-character-set=utf8mb4", db],
-                      ["zstd", "-q", f"-{level}", "-T0", "-c"], hashed_to=out)
+                chain(
+                    [
+                        "mariadb-dump",
+                        "--single-transaction",
+                        "--routines",
+                        "--triggers",
+                        "--events",
+                        "--hex-blob",
+                        "--default-character-set=utf8mb4",
+                        db,
+                    ],
+                    ["zstd", "-q", f"-{level}", "-T0", "-c"],
+                    hashed_to=out,
+                )
             finally:
                 counter.join()
             conn.rollback()
@@ -514,6 +563,7 @@ def engine(name: str) -> Engine:
 
 # ----------------------------------------------------------------------------- commands
 
+
 def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
     eng = engine(a.engine)
     root = Path(a.root)
@@ -530,8 +580,10 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
     free = shutil.disk_usage(root).free
     need = int(estimate * a.free_factor) + a.min_free_mb * 1024 * 1024
     if free < need:
-        raise Fail(f"not enough free space in {root}: {free} bytes free, {need} needed "
-                   f"({estimate} bytes of data x {a.free_factor} + {a.min_free_mb} MB reserve)")
+        raise Fail(
+            f"not enough free space in {root}: {free} bytes free, {need} needed "
+            f"({estimate} bytes of data x {a.free_factor} + {a.min_free_mb} MB reserve)"
+        )
     partial = root / f"{a.id}.partial"
     partial.mkdir(mode=0o700)
     started = now()
@@ -541,8 +593,16 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
         for db in a.db:
             counts, dumped = eng.dump(db, partial, a.jobs, a.level)
             files += dumped
-            databases.append({"name": db, "owner": eng.owner(db), "size_bytes": eng.size(db), "tables": counts,
-                              "count_tolerance": eng.tolerance.get(db, 0), "dump_jobs": eng.jobs.get(db, 1)})
+            databases.append(
+                {
+                    "name": db,
+                    "owner": eng.owner(db),
+                    "size_bytes": eng.size(db),
+                    "tables": counts,
+                    "count_tolerance": eng.tolerance.get(db, 0),
+                    "dump_jobs": eng.jobs.get(db, 1),
+                }
+            )
         files.append(eng.dump_globals(partial, a.level))
         manifest = {
             "format": FORMAT,
@@ -553,8 +613,14 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
             "env": a.env,
             "record_id": a.record_id,
             "databases": databases,
-            "files": [{"path": str(p.relative_to(partial)), "bytes": p.stat().st_size,
-                       "sha256": SEALED.get(str(p)) or sha256(p)} for p in files],
+            "files": [
+                {
+                    "path": str(p.relative_to(partial)),
+                    "bytes": p.stat().st_size,
+                    "sha256": SEALED.get(str(p)) or sha256(p),
+                }
+                for p in files
+            ],
             "started": started,
             "ended": now(),
         }
@@ -576,9 +642,9 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
         raise
     if a.keep_on_host > 0:  # only once the new backup is complete; the store keeps the history
         mine = sorted(p for p in root.glob(f"*Z-{a.host or socket.gethostname()}") if p.is_dir())
-        for old in mine[:-a.keep_on_host]:
+        for old in mine[: -a.keep_on_host]:
             shutil.rmtree(old)
-        manifest["removed_on_host"] = [p.name for p in mine[:-a.keep_on_host]]
+        manifest["removed_on_host"] = [p.name for p in mine[: -a.keep_on_host]]
     manifest["rsync_on_host"] = shutil.which("rsync") is not None
     manifest["elapsed_s"] = round(time.monotonic() - STARTED, 3)  # the whole tool run, for bench/db
     return manifest
@@ -621,11 +687,13 @@ def compare_counts(expected: dict[str, int], restored: dict[str, int], tolerance
     manifest says its counts and the dump came from snapshots that writes fell between.
     """
     if set(expected) != set(restored):
-        missing = {t: {"expected": expected.get(t), "restored": restored.get(t)}
-                   for t in sorted(set(expected) ^ set(restored))}
+        missing = {
+            t: {"expected": expected.get(t), "restored": restored.get(t)} for t in sorted(set(expected) ^ set(restored))
+        }
         return f"tables differ: {json.dumps(missing)}"
-    diff = {t: {"expected": expected[t], "restored": restored[t]} for t in sorted(expected)
-            if expected[t] != restored[t]}
+    diff = {
+        t: {"expected": expected[t], "restored": restored[t]} for t in sorted(expected) if expected[t] != restored[t]
+    }
     total = sum(abs(d["expected"] - d["restored"]) for d in diff.values())
     if total > tolerance:
         within = f" (more than the {tolerance} rows written during the backup)" if tolerance else ""
@@ -669,9 +737,15 @@ def cmd_restore(a: argparse.Namespace) -> dict[str, Any]:
         finally:
             pass
         raise
-    return {"backup_id": a.id, "database": a.into, "tables": counts, "count_tolerance": tolerance,
-            "counts_differ_by": sum(abs(counts[t] - expected[t]) for t in expected),
-            "started": started, "ended": now()}
+    return {
+        "backup_id": a.id,
+        "database": a.into,
+        "tables": counts,
+        "count_tolerance": tolerance,
+        "counts_differ_by": sum(abs(counts[t] - expected[t]) for t in expected),
+        "started": started,
+        "ended": now(),
+    }
 
 
 def main() -> int:
@@ -689,8 +763,13 @@ def main() -> int:
     b.add_argument("--level", type=int, default=3)
     b.add_argument("--min-free-mb", type=int, default=64)
     b.add_argument("--free-factor", type=float, default=1.0)
-    b.add_argument("--keep-on-host", type=int, default=0, help="complete backups of this host kept in --root "
-                   "(older ones removed after the new one is complete; 0 keeps all)")
+    b.add_argument(
+        "--keep-on-host",
+        type=int,
+        default=0,
+        help="complete backups of this host kept in --root "
+        "(older ones removed after the new one is complete; 0 keeps all)",
+    )
     c = sub.add_parser("check")
     c.add_argument("--root", required=True)
     c.add_argument("--id", required=True)
