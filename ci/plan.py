@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     try:
         catalog = load_catalog()
+        diff_base: str | None = None
         if args.files:
             files = sorted({f.strip() for f in args.files.split(",") if f.strip()})
         elif args.ops:
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             if not base.strip("0"):  # a new branch's "before" sha (000...0): compare with the parent
                 base = f"{args.head}~1"
             files = changed_files(REPO, base, args.head)
+            diff_base = base
         if args.ops:
             names = [o.strip() for o in args.ops.split(",") if o.strip()]
             unknown = [n for n in names if n not in catalog]
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise OpsError(f"unknown operation(s): {', '.join(unknown)}")
             impacts = [Impact(n, catalog[n].read_only, ["named with OPS="]) for n in names]
         else:
-            impacts = affected_operations(files, catalog, REPO, args.env)
+            impacts = affected_operations(files, catalog, REPO, args.env, base=diff_base)
         commit = git_commit(args.head)
         run_env = dict(ENV)
         if args.plan:

@@ -70,6 +70,9 @@ FILES = {
         """,
     "roles/web_frontend/tasks/main.yml": "- name: Web\n  ansible.builtin.ping:\n",
     "inventories/staging/hosts.yml": "all: {}\n",
+    "inventories/staging/group_vars/all/main.yml": "web_frontend_port: 8080\nunused_note: x\n",
+    "roles/web_frontend/defaults/main.yml": "web_frontend_port: 80\n",
+    "roles/web_frontend/templates/site.conf.j2": "listen {{ web_frontend_port }};\n",
     "inventories/production/hosts.yml": "all: {}\n",
     "orchestrator/catalog.yml": CATALOG,
 }
@@ -150,6 +153,43 @@ def test_inventory_change_is_read_only_ops_of_that_env(repo: Path) -> None:
     assert ops(repo, files, "staging") == ["ping", "inspect"]
     assert ops(repo, files, "production") == []
     assert ops(repo, ["ansible.cfg"], "production") == ["ping", "inspect"]
+
+
+def _set_vars(repo: Path, text: str, rel: str = "inventories/staging/group_vars/all/main.yml") -> list[str]:
+    write(repo, rel, text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "vars")
+    return changed_files(repo, "main")
+
+
+def ops_since(repo: Path, files: list[str], env: str = "staging") -> list[str]:
+    catalog = load_catalog(repo / "orchestrator" / "catalog.yml")
+    return [i.operation for i in affected_operations(files, catalog, repo, env, base="main")]
+
+
+def test_group_vars_change_applies_the_operations_its_variables_feed(repo: Path) -> None:
+    files = _set_vars(repo, "web_frontend_port: 8443\nunused_note: x\n")
+    # read-only checks, plus the convergent operations whose roles use web_frontend_port
+    assert ops_since(repo, files) == ["ping", "inspect", "deploy", "site"]
+    catalog = load_catalog(repo / "orchestrator" / "catalog.yml")
+    deploy = {i.operation: i for i in affected_operations(files, catalog, repo, "staging", base="main")}["deploy"]
+    assert any("sets web_frontend_port, used by role web_frontend" in r for r in deploy.reasons), deploy.reasons
+    assert ops_since(repo, files, "production") == []  # another environment's variables
+
+
+def test_group_vars_change_that_no_role_reads_stays_read_only(repo: Path) -> None:
+    files = _set_vars(repo, "web_frontend_port: 8080\nunused_note: changed\n")
+    assert ops_since(repo, files) == ["ping", "inspect"]
+    files = _set_vars(repo, "# a comment\nweb_frontend_port: 8080\nunused_note: changed\n")
+    assert ops_since(repo, files) == ["ping", "inspect"]  # nothing a role uses has another value
+    # a removed variable counts as changed (the role falls back to its default)
+    files = _set_vars(repo, "unused_note: x\n")
+    assert ops_since(repo, files) == ["ping", "inspect", "deploy", "site"]
+
+
+def test_encrypted_vars_file_is_a_read_only_change(repo: Path) -> None:
+    files = _set_vars(repo, "$ANSIBLE_VAULT;1.1;AES256\n6162636465\n", "inventories/staging/group_vars/all/vault.yml")
+    assert ops_since(repo, files) == ["ping", "inspect"]
 
 
 def test_reasons_and_merge_base(repo: Path) -> None:
