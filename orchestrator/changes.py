@@ -383,7 +383,8 @@ def affected_operations(
                     if op.read_only:
                         hit(op, f"{raw}: inventory of {inv_env} (read-only operations)")
                 if parts[2] in _VARS_DIRS and path.suffix in (".yml", ".yaml", ""):
-                    names = changed_vars(repo, raw, base)
+                    # ansible_* are connection settings, checked by the read-only operations
+                    names = {n for n in changed_vars(repo, raw, base) or () if not n.startswith("ansible_")}
                     for op in catalog.values() if names else ():
                         if op.read_only:
                             continue
