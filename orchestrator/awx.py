@@ -9,6 +9,10 @@ bookkeeping fields), fed through the same :class:`RecordBuilder` as a local run,
 redacted, and committed to the archive with launch type ``awx`` (or ``ci`` when a
 pipeline drove AWX). The AWX job's identity is kept in the record's ``awx`` field,
 and importing the same job twice is refused.
+
+Size (over 400 lines): the import of one AWX job -- events back into runner events, the
+record, where it came from, the API client with its paging rules -- is one path an auditor
+reads end to end.
 """
 
 from __future__ import annotations

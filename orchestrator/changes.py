@@ -27,6 +27,9 @@ touches. The rules, applied to each path of ``git diff --name-only BASE...HEAD``
     every read-only operation (they affect every run);
 anything else (``orchestrator/``, ``tests/``, ``docs/``, CI files)
     no operation.
+
+Size (over 400 lines): every rule that maps a changed file to operations (playbooks, roles,
+plugins, inventories and their variables) in one place, so CI's planning is reviewed as one.
 """
 
 from __future__ import annotations

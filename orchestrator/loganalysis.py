@@ -10,6 +10,10 @@ Output: requests, status classes, 4xx/5xx rates per time window, top paths,
 slowest endpoints, slow requests per window, errors grouped by signature and
 database errors -- as a dict (JSON), a text summary, or a small HTML page with
 bar charts in zh-CN or English.
+
+Size (over 400 lines): the log formats it reads (nginx, the application, PostgreSQL,
+MariaDB) and the statistics over them; it also runs as a script on the controller (python
+-m), so it stays one file.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ longer configured) touches only marked files.
 The work is a shell script run as root either here (``--target local``) or on
 an inventory host over Ansible's ``script`` module (``--target HOST``: a lab
 host standing in for the control host in tests).
+
+Size (over 400 lines): the timers' configuration, its validation and the systemd unit texts
+rendered from it belong together; tests compare the units with what the lab runs.
 """
 
 from __future__ import annotations

@@ -132,6 +132,8 @@ def borrowing_venv(venv: Path) -> None:
         if text.startswith(b"#!") and our_python.encode() in text:
             target.write_bytes(text.replace(our_python.encode(), str(venv / "bin" / "python").encode()))
             target.chmod(0o755)
+        elif text.startswith(b"\x7fELF") and os.access(script, os.X_OK):
+            target.symlink_to(script)  # a compiled tool (ruff): nothing in it names a venv
     (venv / ".installed").touch()  # current: make has nothing to rebuild
 
 
