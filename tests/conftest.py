@@ -29,10 +29,11 @@ REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 # Property-based tests (tests/test_prop_*.py): derandomized, so every run (CI included) tries the
-# same examples and a failure is reproduced by running the test again; no example database (no
-# .hypothesis/ folder in the worktree); no per-example deadline (a busy 2-core machine must not turn
-# slowness into a failure). HYPOTHESIS_PROFILE=explore searches afresh with random seeds (each test
-# keeps its own max_examples), to look for new counterexamples by hand.
+# same examples and a failure is reproduced by running the test again; no example database (failing
+# examples are not saved: derandomized runs find them again; Hypothesis still keeps caches in
+# .hypothesis/, which git ignores through the .gitignore Hypothesis writes there); no per-example
+# deadline (a busy 2-core machine must not turn slowness into a failure). HYPOTHESIS_PROFILE=explore
+# searches afresh with random seeds (each test keeps its own max_examples), for new counterexamples.
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False)
