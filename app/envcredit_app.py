@@ -85,10 +85,15 @@ class App:
         import psycopg2  # python3-psycopg2 from Debian
 
         db = self.cfg["db"]
-        return psycopg2.connect(host=db.get("host", "localhost"), port=db.getint("port", 5432),
-                                dbname=db.get("name", "envcredit"), user=db.get("user", "envcredit_app"),
-                                password=db.get("password", ""), connect_timeout=db.getint("timeout", 3),
-                                application_name=f"envcredit-{VERSION}")
+        return psycopg2.connect(
+            host=db.get("host", "localhost"),
+            port=db.getint("port", 5432),
+            dbname=db.get("name", "envcredit"),
+            user=db.get("user", "envcredit_app"),
+            password=db.get("password", ""),
+            connect_timeout=db.getint("timeout", 3),
+            application_name=f"envcredit-{VERSION}",
+        )
 
     def health(self) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"version": VERSION, "time": now_iso()}
@@ -134,11 +139,20 @@ class App:
         tb = traceback.extract_tb(exc.__traceback__)
         where = f"{Path(tb[-1].filename).name}:{tb[-1].name}" if tb else "-"
         signature = f"{type(exc).__name__} at {where}"
-        self.errors.write({"ts": now_iso(), "level": "error", "version": VERSION, "msg": msg,
-                           "exc_type": type(exc).__name__, "exc": str(exc).strip(),
-                           "signature": signature,
-                           "sig_id": hashlib.sha256(signature.encode()).hexdigest()[:12],
-                           "traceback": "".join(traceback.format_exception(exc)).strip(), **extra})
+        self.errors.write(
+            {
+                "ts": now_iso(),
+                "level": "error",
+                "version": VERSION,
+                "msg": msg,
+                "exc_type": type(exc).__name__,
+                "exc": str(exc).strip(),
+                "signature": signature,
+                "sig_id": hashlib.sha256(signature.encode()).hexdigest()[:12],
+                "traceback": "".join(traceback.format_exception(exc)).strip(),
+                **extra,
+            }
+        )
 
 
 PAGE = """<!DOCTYPE html>
@@ -173,8 +187,9 @@ class Handler(BaseHTTPRequestHandler):
         self._bytes = len(body)
 
     def send_json(self, status: int, data: Any) -> None:
-        self.send(status, json.dumps(data, ensure_ascii=False, default=str).encode("utf-8"),
-                  "application/json; charset=utf-8")
+        self.send(
+            status, json.dumps(data, ensure_ascii=False, default=str).encode("utf-8"), "application/json; charset=utf-8"
+        )
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -191,12 +206,21 @@ class Handler(BaseHTTPRequestHandler):
             if not self._status:
                 self.send_json(500, {"error": "internal server error", "request_id": request_id})
         finally:
-            self.app.access.write({
-                "ts": now_iso(), "level": "info", "version": VERSION, "request_id": request_id,
-                "remote": self.headers.get("X-Real-IP") or self.client_address[0],
-                "method": self.command, "path": url.path, "status": self._status,
-                "bytes": self._bytes, "duration_ms": round((time.monotonic() - start) * 1000, 2),
-                "ua": self.headers.get("User-Agent", "")})
+            self.app.access.write(
+                {
+                    "ts": now_iso(),
+                    "level": "info",
+                    "version": VERSION,
+                    "request_id": request_id,
+                    "remote": self.headers.get("X-Real-IP") or self.client_address[0],
+                    "method": self.command,
+                    "path": url.path,
+                    "status": self._status,
+                    "bytes": self._bytes,
+                    "duration_ms": round((time.monotonic() - start) * 1000, 2),
+                    "ua": self.headers.get("User-Agent", ""),
+                }
+            )
 
     def route(self, path: str, query: dict[str, list[str]]) -> None:
         if path == "/healthz":
@@ -209,9 +233,11 @@ class Handler(BaseHTTPRequestHandler):
         elif path in ("/", "/index.html"):
             rows = "\n".join(
                 "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in r.values()) + "</tr>"
-                for r in self.app.enterprises())
-            self.send(200, PAGE.format(version=html.escape(VERSION), rows=rows).encode("utf-8"),
-                      "text/html; charset=utf-8")
+                for r in self.app.enterprises()
+            )
+            self.send(
+                200, PAGE.format(version=html.escape(VERSION), rows=rows).encode("utf-8"), "text/html; charset=utf-8"
+            )
         elif self.app.fault_injection and path == "/_fault/500":
             raise RuntimeError("injected fault")
         elif self.app.fault_injection and path == "/_fault/slow":
@@ -222,6 +248,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 # ----------------------------------------------------------------------------- migrations
+
 
 def migrations() -> list[Path]:
     return sorted((HERE / "migrations").glob("*.sql"))
@@ -246,9 +273,11 @@ def migrate(app: App, pending_only: bool) -> int:
         if not pending_only:
             for m in pending:
                 with conn, conn.cursor() as cur:
-                    cur.execute("CREATE TABLE IF NOT EXISTS schema_migrations ("
-                                "name TEXT PRIMARY KEY, version TEXT NOT NULL, "
-                                "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+                    cur.execute(
+                        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                        "name TEXT PRIMARY KEY, version TEXT NOT NULL, "
+                        "applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                    )
                     cur.execute(m.read_text(encoding="utf-8"))
                     cur.execute("INSERT INTO schema_migrations (name, version) VALUES (%s, %s)", (m.name, VERSION))
                 applied.append(m.name)

@@ -68,13 +68,19 @@ def gitlab_approvers(env: Mapping[str, str], environment: str) -> list[str]:
     token = env.get("OPSCTL_GITLAB_TOKEN", "")
     if token:
         api = env["CI_API_V4_URL"].rstrip("/")
-        url = (f"{api}/projects/{env['CI_PROJECT_ID']}/deployments?environment={environment}"
-               "&order_by=id&sort=desc&per_page=50")
+        url = (
+            f"{api}/projects/{env['CI_PROJECT_ID']}/deployments?environment={environment}"
+            "&order_by=id&sort=desc&per_page=50"
+        )
         for dep in _get(url, {"PRIVATE-TOKEN": token}) or []:
             if isinstance(dep, dict) and str((dep.get("deployable") or {}).get("id")) == env.get("CI_JOB_ID"):
-                names = [a["user"]["username"] for a in dep.get("approvals") or []
-                         if isinstance(a, dict) and a.get("status") == "approved"
-                         and isinstance((a.get("user") or {}).get("username"), str)]
+                names = [
+                    a["user"]["username"]
+                    for a in dep.get("approvals") or []
+                    if isinstance(a, dict)
+                    and a.get("status") == "approved"
+                    and isinstance((a.get("user") or {}).get("username"), str)
+                ]
                 if names:
                     return list(dict.fromkeys(names))
     if env.get("CI_JOB_MANUAL") == "true" and env.get("GITLAB_USER_LOGIN"):
@@ -100,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ci/approver.py: cannot read the approvals of {args.env!r}: {exc}", file=sys.stderr)
         return 2
     if not names:
-        print(f"ci/approver.py: no approval of environment {args.env!r} for this job "
-              "(GitLab: a manual job in the protected environment; GitHub: required reviewers)", file=sys.stderr)
+        print(
+            f"ci/approver.py: no approval of environment {args.env!r} for this job "
+            "(GitLab: a manual job in the protected environment; GitHub: required reviewers)",
+            file=sys.stderr,
+        )
         return 1
     print(", ".join(names))
     return 0

@@ -69,17 +69,28 @@ def render_diff(diff: Any) -> str:
             before = json.dumps(before, indent=2, sort_keys=True, default=str)
         if not isinstance(after, str):
             after = json.dumps(after, indent=2, sort_keys=True, default=str)
-        out.extend(line.rstrip("\n") for line in difflib.unified_diff(
-            before.splitlines(True), after.splitlines(True),
-            fromfile=str(d.get("before_header") or "before"), tofile=str(d.get("after_header") or "after")))
+        out.extend(
+            line.rstrip("\n")
+            for line in difflib.unified_diff(
+                before.splitlines(True),
+                after.splitlines(True),
+                fromfile=str(d.get("before_header") or "before"),
+                tofile=str(d.get("after_header") or "after"),
+            )
+        )
     return "\n".join(out)
 
 
-def markdown(mode: str, env: str, base: str, files: list[str], impacts: list[Impact],
-             runs: list[dict[str, Any]]) -> str:
+def markdown(
+    mode: str, env: str, base: str, files: list[str], impacts: list[Impact], runs: list[dict[str, Any]]
+) -> str:
     verb = "would change" if mode == "plan" else "changed"
-    lines = [f"# CI {mode}: environment `{env}`", "",
-             f"Base `{base}`; {len(files)} changed file(s); {len(impacts)} operation(s) touched.", ""]
+    lines = [
+        f"# CI {mode}: environment `{env}`",
+        "",
+        f"Base `{base}`; {len(files)} changed file(s); {len(impacts)} operation(s) touched.",
+        "",
+    ]
     if not impacts:
         lines.append("No operation is touched by this change: nothing to " + ("check." if mode == "plan" else "apply."))
     else:
@@ -88,8 +99,10 @@ def markdown(mode: str, env: str, base: str, files: list[str], impacts: list[Imp
         reasons = {i.operation: sorted({r.split(": ", 1)[-1] for r in i.reasons}) for i in impacts}
         for run in runs:
             why = "; ".join(reasons.get(run["operation"], []))[:300]
-            lines.append(f"| {run['operation']} | {run['status']} | {run.get('changes', '-')} | "
-                         f"{run.get('record') or '-'} | {why} |")
+            lines.append(
+                f"| {run['operation']} | {run['status']} | {run.get('changes', '-')} | "
+                f"{run.get('record') or '-'} | {why} |"
+            )
     for run in runs:
         rec = run.get("record_data") or {}
         changes = rec.get("changes") or []
@@ -111,8 +124,12 @@ def markdown(mode: str, env: str, base: str, files: list[str], impacts: list[Imp
 
 
 def git_commit(ref: str) -> str:
-    proc = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise OpsError(f"--head {ref!r} is not a commit of this repository")
     return proc.stdout.strip()
@@ -133,8 +150,10 @@ def check_plan(plan_file: Path, env: str, commit: str, operations: list[str]) ->
         raise OpsError(f"--plan {plan_file}: planned at commit {str(plan.get('commit'))[:12]}, this is {commit[:12]}")
     planned = [o.get("operation") for o in plan.get("operations") or [] if isinstance(o, dict)]
     if planned != operations:
-        raise OpsError(f"--plan {plan_file}: the plan covers {', '.join(map(str, planned)) or 'no operation'}, "
-                       f"this apply would run {', '.join(operations) or 'no operation'}")
+        raise OpsError(
+            f"--plan {plan_file}: the plan covers {', '.join(map(str, planned)) or 'no operation'}, "
+            f"this apply would run {', '.join(operations) or 'no operation'}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     try:
         catalog = load_catalog()
+        diff_base: str | None = None
         if args.files:
             files = sorted({f.strip() for f in args.files.split(",") if f.strip()})
         elif args.ops:
@@ -166,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             if not base.strip("0"):  # a new branch's "before" sha (000...0): compare with the parent
                 base = f"{args.head}~1"
             files = changed_files(REPO, base, args.head)
+            diff_base = base
         if args.ops:
             names = [o.strip() for o in args.ops.split(",") if o.strip()]
             unknown = [n for n in names if n not in catalog]
@@ -173,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise OpsError(f"unknown operation(s): {', '.join(unknown)}")
             impacts = [Impact(n, catalog[n].read_only, ["named with OPS="]) for n in names]
         else:
-            impacts = affected_operations(files, catalog, REPO, args.env)
+            impacts = affected_operations(files, catalog, REPO, args.env, base=diff_base)
         commit = git_commit(args.head)
         run_env = dict(ENV)
         if args.plan:
@@ -187,16 +208,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     given = {e.split("=", 1)[0] for e in args.extra_vars if "=" in e}
-    reason = args.reason or os.environ.get("CI_PLAN_REASON") or (
-        f"CI {args.mode} of {os.environ.get('CI_COMMIT_SHORT_SHA') or os.environ.get('GITHUB_SHA', '')[:8] or args.head}")
+    reason = (
+        args.reason
+        or os.environ.get("CI_PLAN_REASON")
+        or (
+            f"CI {args.mode} of {os.environ.get('CI_COMMIT_SHORT_SHA') or os.environ.get('GITHUB_SHA', '')[:8] or args.head}"
+        )
+    )
     runs: list[dict[str, Any]] = []
-    print(f"ci {args.mode} on {args.env}: {len(files)} changed file(s) -> "
-          f"{', '.join(i.operation for i in impacts) or 'no operation'}")
+    print(
+        f"ci {args.mode} on {args.env}: {len(files)} changed file(s) -> "
+        f"{', '.join(i.operation for i in impacts) or 'no operation'}"
+    )
     for impact in impacts:
         op = catalog[impact.operation]
         if op.on_demand and not args.ops:
-            runs.append({"operation": op.name, "status": "skipped",
-                         "reason": "on demand only: a merge never runs it (name it with OPS=)"})
+            runs.append(
+                {
+                    "operation": op.name,
+                    "status": "skipped",
+                    "reason": "on demand only: a merge never runs it (name it with OPS=)",
+                }
+            )
             print(f"  {op.name}: skipped (on demand only; name it with OPS= to run it)")
             continue
         missing = [r for r in op.requires if r not in given]
@@ -211,8 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd += ["--ticket", args.ticket]
         for e in args.extra_vars:
             cmd += ["-e", e]
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
-                              env=run_env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False, env=run_env)
         (out / f"{op.name}.log").write_text(proc.stderr, encoding="utf-8")
         try:
             rec = json.loads(proc.stdout)
@@ -220,20 +252,39 @@ def main(argv: list[str] | None = None) -> int:
             rec = {}
         (out / f"{op.name}.json").write_text(json.dumps(rec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         status = rec.get("status") or f"error (exit {proc.returncode})"
-        runs.append({"operation": op.name, "status": status, "rc": proc.returncode, "record": rec.get("id"),
-                     "changes": len(rec.get("changes") or []), "record_data": rec})
+        runs.append(
+            {
+                "operation": op.name,
+                "status": status,
+                "rc": proc.returncode,
+                "record": rec.get("id"),
+                "changes": len(rec.get("changes") or []),
+                "record_data": rec,
+            }
+        )
         print(f"  {op.name}: {status}, {len(rec.get('changes') or [])} changed task(s), record {rec.get('id')}")
         if proc.returncode != 0 and not rec:
             print(proc.stderr[-2000:], file=sys.stderr)
 
     (out / "plan.md").write_text(markdown(args.mode, args.env, args.base, files, impacts, runs), encoding="utf-8")
-    summary = {"mode": args.mode, "env": args.env, "base": args.base, "commit": commit, "files": files,
-               "operations": [i.to_dict() for i in impacts],
-               "runs": [{k: v for k, v in r.items() if k != "record_data"} for r in runs]}
+    summary = {
+        "mode": args.mode,
+        "env": args.env,
+        "base": args.base,
+        "commit": commit,
+        "files": files,
+        "operations": [i.to_dict() for i in impacts],
+        "runs": [{k: v for k, v in r.items() if k != "record_data"} for r in runs],
+    }
     (out / "plan.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     for fmt in ("json", "html"):
-        subprocess.run([*opsctl(), "records", "export", "--format", fmt, "--out", str(out / f"records.{fmt}"),
-                        "--since", started], check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=ENV)
+        subprocess.run(
+            [*opsctl(), "records", "export", "--format", fmt, "--out", str(out / f"records.{fmt}"), "--since", started],
+            check=False,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=ENV,
+        )
     print(f"artifacts: {out}/plan.md plan.json records.json records.html")
     failed = [r for r in runs if r["status"] not in ("successful", "skipped")]
     return 1 if failed else 0

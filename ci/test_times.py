@@ -57,8 +57,10 @@ def pytest_files(xml_path: Path) -> list[dict[str, Any]]:
             entry["failed"] += 1
         elif case.find("skipped") is not None:
             entry["skipped"] += 1
-    return [{"kind": "pytest", "name": n, **{k: (round(v, 1) if k == "seconds" else v) for k, v in e.items()}}
-            for n, e in sorted(files.items())]
+    return [
+        {"kind": "pytest", "name": n, **{k: (round(v, 1) if k == "seconds" else v) for k, v in e.items()}}
+        for n, e in sorted(files.items())
+    ]
 
 
 def _load(path: Path) -> Any:
@@ -79,8 +81,7 @@ def _part_key(part: dict[str, Any]) -> tuple[int, str, int, str]:
 
 
 def collect(times_dir: Path) -> dict[str, Any]:
-    parts = sorted((p for p in (_load(f) for f in times_dir.glob("part-*.json")) if isinstance(p, dict)),
-                   key=_part_key)
+    parts = sorted((p for p in (_load(f) for f in times_dir.glob("part-*.json")) if isinstance(p, dict)), key=_part_key)
     items: list[dict[str, Any]] = []
     for xml_path in sorted(times_dir.glob("pytest*.xml")):
         items += pytest_files(xml_path)
@@ -114,8 +115,10 @@ def render(table: dict[str, Any]) -> str:
         rows = [i for i in table["items"] if i["kind"] == kind]
         if not rows:
             continue
-        lines.append(f"  {kind} ({len(rows)} {'files' if kind == 'pytest' else 'scenarios'},"
-                     f" {_mmss(sum(float(r['seconds']) for r in rows))} in all):")
+        lines.append(
+            f"  {kind} ({len(rows)} {'files' if kind == 'pytest' else 'scenarios'},"
+            f" {_mmss(sum(float(r['seconds']) for r in rows))} in all):"
+        )
         for r in rows:
             extra = f"  {r['tests']} tests" if kind == "pytest" else f"  {r.get('result', '')}"
             if r.get("failed"):
@@ -125,8 +128,10 @@ def render(table: dict[str, Any]) -> str:
     for r in table["slowest"]:
         lines.append(f"    {r['kind']:<9} {r['name']:<42} {_mmss(float(r['seconds'])):>8}")
     over = table["total_s"] > table["budget_s"]
-    lines.append(f"  TOTAL {_mmss(table['total_s'])} (budget {_mmss(table['budget_s'])} on a quiet 2-core machine"
-                 f"{'; OVER BUDGET' if over else ''})")
+    lines.append(
+        f"  TOTAL {_mmss(table['total_s'])} (budget {_mmss(table['budget_s'])} on a quiet 2-core machine"
+        f"{'; OVER BUDGET' if over else ''})"
+    )
     return "\n".join(lines)
 
 

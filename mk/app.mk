@@ -8,7 +8,7 @@ LOGS_LANG   ?= zh
 
 APP_VERSION_ARG = $(if $(VERSION),-e app_version='$(VERSION)')
 
-.PHONY: app-release releases site-app deploy rollback update-stack recover logs logs-analyze maintenance-on maintenance-off
+.PHONY: app-release releases site-app deploy rollback update-stack logs-analyze
 
 app-release: venv ## Build the release artifact from app/: VERSION=x -> var/releases/envcredit-x.tar.gz + .sha256
 	@test -n "$(VERSION)" || { echo "usage: make app-release VERSION=x" >&2; exit 2; }
@@ -30,18 +30,7 @@ rollback: venv ## Rolling rollback to the previous release, or VERSION=x
 update-stack: venv ## Security updates of nginx and the runtime, rolling behind the health gate [PACKAGES=nginx,python3*]
 	$(OPSCTL) run update-stack $(RUN_OPTS) $(if $(PACKAGES),-e update_stack_packages='$(PACKAGES)')
 
-recover: venv ## Fault recovery: database, app, nginx in order, health-gated
-	$(OPSCTL) run recover $(RUN_OPTS)
-
-logs: venv ## Collect app/nginx/PostgreSQL logs to var/logs/<record id>/ and analyse them
-	$(OPSCTL) run logs $(RUN_OPTS)
-
 logs-analyze: venv ## Analyse the latest collected logs: LOGS_WINDOW=minutes LOGS_LANG=zh|en (HTML in var/reports/)
 	@mkdir -p var/reports
 	$(OPSCTL) logs analyze --window $(LOGS_WINDOW) --lang $(LOGS_LANG) --html var/reports/logs.$(LOGS_LANG).html $(ARGS)
 
-maintenance-on: venv ## Show the zh-CN maintenance page through nginx (emergency runbooks)
-	$(OPSCTL) run maintenance-on $(RUN_OPTS)
-
-maintenance-off: venv ## Serve the application again through nginx
-	$(OPSCTL) run maintenance-off $(RUN_OPTS)

@@ -4,16 +4,7 @@
 BACKUP_ID ?= latest-verified
 TARGET_DB ?=
 
-.PHONY: seed backup backup-verify restore backups
-
-seed: venv ## Create the envcredit database, accounts, schema and seeded data (ARGS="-e db_seed_size=bench")
-	$(OPSCTL) run seed $(RUN_OPTS)
-
-backup: venv ## Back up the databases to the store (zstd, manifest, sha256, retention)
-	$(OPSCTL) run backup $(RUN_OPTS)
-
-backup-verify: venv ## Restore the latest backup into a scratch database and mark it verified
-	$(OPSCTL) run backup-verify $(RUN_OPTS)
+.PHONY: restore backups
 
 restore: venv ## HIGH RISK: restore BACKUP_ID (default latest-verified) [TARGET_DB= beside the live one]
 	$(OPSCTL) run restore -e backup_id=$(BACKUP_ID) $(if $(TARGET_DB),-e target_db=$(TARGET_DB)) $(RUN_OPTS)

@@ -4,10 +4,7 @@
 MON_RULES_DIR := roles/monitoring/files/rules
 MON_RULES_TESTS := roles/monitoring/files/rules-tests
 
-.PHONY: monitoring lint-rules molecule-monitoring
-
-monitoring: venv ## Install and configure Prometheus, Alertmanager, blackbox and the exporters
-	$(OPSCTL) run monitoring $(RUN_OPTS)
+.PHONY: lint-rules molecule-monitoring
 
 lint-rules: ## promtool check rules + promtool test rules (the alert rules' unit tests)
 	@command -v promtool >/dev/null 2>&1 || { \

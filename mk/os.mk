@@ -8,16 +8,7 @@ PATCH_FORMAT ?= html
 PATCH_LANG   ?= zh
 PATCH_OUT    ?= var/reports/patches-$(ENV).$(PATCH_LANG).$(PATCH_FORMAT)
 
-.PHONY: patch-scan patch diagnose patch-report lab-localrepo bench-fanout
-
-patch-scan: venv ## Read-only: pending updates per host (security, held, reboot pending, last patch)
-	$(OPSCTL) run patch-scan $(RUN_OPTS)
-
-patch: venv ## Install updates, rolling, db hosts last (ARGS='-e os_patch_scope=security -e os_patch_reboot=never')
-	$(OPSCTL) run patch $(RUN_OPTS)
-
-diagnose: venv ## Diagnostic bundle per host (var/diagnostics) and findings by rules
-	$(OPSCTL) run diagnose $(RUN_OPTS)
+.PHONY: patch-report lab-localrepo bench-fanout
 
 patch-report: venv ## Patch compliance report from the newest patch-scan: PATCH_FORMAT=html|csv|json|md PATCH_LANG=zh|en
 	@mkdir -p $(dir $(PATCH_OUT))

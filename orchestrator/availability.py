@@ -37,9 +37,13 @@ class AvailabilityError(OpsError):
     """Prometheus could not be asked (unreachable, refused the query, answered nonsense)."""
 
 
-def _query_range(url: str, query: str, start: float, end: float, step: int, timeout: float) -> list[tuple[float, float]]:
+def _query_range(
+    url: str, query: str, start: float, end: float, step: int, timeout: float
+) -> list[tuple[float, float]]:
     params = urllib.parse.urlencode({"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": str(step)})
-    req = urllib.request.Request(url.rstrip("/") + "/api/v1/query_range?" + params, headers={"Accept": "application/json"})
+    req = urllib.request.Request(
+        url.rstrip("/") + "/api/v1/query_range?" + params, headers={"Accept": "application/json"}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             body = json.loads(resp.read().decode("utf-8"))
@@ -60,8 +64,15 @@ def _query_range(url: str, query: str, start: float, end: float, step: int, time
     return [(float(t), float(v)) for t, v in result[0].get("values") or []]
 
 
-def measure(url: str, start: dt.datetime, end: dt.datetime, *, query: str = DEFAULT_QUERY,
-            step_s: int = DEFAULT_STEP_S, timeout: float = 10.0) -> dict[str, Any]:
+def measure(
+    url: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    *,
+    query: str = DEFAULT_QUERY,
+    step_s: int = DEFAULT_STEP_S,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
     """Availability of the site between ``start`` and ``end`` (aware datetimes)."""
     if end <= start:
         raise AvailabilityError("the period is empty")
@@ -95,8 +106,9 @@ def summarize(points: Sequence[tuple[float, float]], t0: float, t1: float, step:
     for first, last in raw:
         begin = dt.datetime.fromtimestamp(first, tz=TZ)
         finish = dt.datetime.fromtimestamp(last + step, tz=TZ)  # failing until the next good step
-        windows.append({"start": isoformat(begin), "end": isoformat(finish),
-                        "minutes": round((last + step - first) / 60.0, 1)})
+        windows.append(
+            {"start": isoformat(begin), "end": isoformat(finish), "minutes": round((last + step - first) / 60.0, 1)}
+        )
     return {
         "step_s": step,
         "samples": len(measured),

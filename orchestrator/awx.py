@@ -32,8 +32,19 @@ from .textclean import clean_optional, clean_text
 #: AWX job status -> record status (AWX ``error`` means the job could not run properly).
 _STATUS = {"successful": "successful", "failed": "failed", "error": "failed", "canceled": "canceled"}
 #: Fields of an AWX job event that ansible-runner emitted (the rest is AWX bookkeeping).
-_RUNNER_FIELDS = ("event", "uuid", "parent_uuid", "counter", "stdout", "start_line", "end_line",
-                  "created", "event_data", "verbosity", "pid")
+_RUNNER_FIELDS = (
+    "event",
+    "uuid",
+    "parent_uuid",
+    "counter",
+    "stdout",
+    "start_line",
+    "end_line",
+    "created",
+    "event_data",
+    "verbosity",
+    "pid",
+)
 
 
 @dataclass
@@ -138,8 +149,9 @@ def _playbook_of(events: list[dict[str, Any]], job: AwxJob | None) -> str | None
     return None
 
 
-def resolve_operation(name: str | None, playbook: str | None, job: AwxJob | None,
-                      catalog: Mapping[str, Operation]) -> Operation:
+def resolve_operation(
+    name: str | None, playbook: str | None, job: AwxJob | None, catalog: Mapping[str, Operation]
+) -> Operation:
     """--operation, else the job template's name when it is an operation, else the playbook."""
     if name:
         return get_operation(name, dict(catalog))
@@ -152,19 +164,27 @@ def resolve_operation(name: str | None, playbook: str | None, job: AwxJob | None
         if len(matches) == 1:
             return matches[0]
         if len(matches) > 1:
-            raise BadInput(f"playbook {playbook} belongs to several operations "
-                           f"({', '.join(m.name for m in matches)}): pass --operation")
-    raise BadInput("cannot tell which operation the AWX job ran: name the job template after the operation, "
-                   "or pass --operation")
+            raise BadInput(
+                f"playbook {playbook} belongs to several operations "
+                f"({', '.join(m.name for m in matches)}): pass --operation"
+            )
+    raise BadInput(
+        "cannot tell which operation the AWX job ran: name the job template after the operation, or pass --operation"
+    )
 
 
 def _status(events: list[dict[str, Any]], builder: RecordBuilder, job: AwxJob | None) -> tuple[str, int, str | None]:
     if job is not None and isinstance(job.data.get("status"), str) and job.data["status"] in _STATUS:
         status = _STATUS[job.data["status"]]
         explanation = job.data.get("job_explanation") or None
-        error = str(explanation) if explanation else (None if status == "successful" else f"AWX job {job.data['status']}")
+        error = (
+            str(explanation) if explanation else (None if status == "successful" else f"AWX job {job.data['status']}")
+        )
     elif not builder.has_stats:
-        status, error = "interrupted", "the AWX event stream has no playbook_on_stats event (job still running or cut off)"
+        status, error = (
+            "interrupted",
+            "the AWX event stream has no playbook_on_stats event (job still running or cut off)",
+        )
     elif any(h.get("failed") or h.get("unreachable") for h in builder.hosts.values()):
         status, error = "failed", None
     else:
@@ -173,8 +193,9 @@ def _status(events: list[dict[str, Any]], builder: RecordBuilder, job: AwxJob | 
     return status, rc, error
 
 
-def _already_imported(archive: Archive, job_id: int, instance: str | None, started: str,
-                      operation: str, env: str) -> str | None:
+def _already_imported(
+    archive: Archive, job_id: int, instance: str | None, started: str, operation: str, env: str
+) -> str | None:
     for row in archive.list(env=env, op=operation, since=started):
         awx = archive.get(row["id"]).get("awx") or {}
         if awx.get("job_id") == job_id and awx.get("instance") == instance:
@@ -214,8 +235,9 @@ def import_job(
     op = resolve_operation(operation, playbook, job, catalog)
     env_name = env or (job.summary("inventory").get("name") if job is not None else None)
     if not isinstance(env_name, str) or not env_name:
-        raise BadInput("cannot tell the environment: name the AWX inventory after it (lab, staging, production) "
-                       "or pass --env")
+        raise BadInput(
+            "cannot tell the environment: name the AWX inventory after it (lab, staging, production) or pass --env"
+        )
     environment = get_environment(env_name)
 
     redactor = Redactor()
@@ -236,8 +258,10 @@ def import_job(
         ticket = environment.check_ticket(ticket)
     reason = clean_optional(reason) or None
     if environment.requires_ticket and not (ticket or reason):
-        raise BadInput(f"environment {env_name!r} requires --ticket (or --reason for a read-only operation) "
-                       "for the imported record; AWX can pass it as the extra var opsctl_ticket")
+        raise BadInput(
+            f"environment {env_name!r} requires --ticket (or --reason for a read-only operation) "
+            "for the imported record; AWX can pass it as the extra var opsctl_ticket"
+        )
 
     events = [redactor.redact_obj(to_runner_event(e, job_id)) for e in raw_events]
     builder = RecordBuilder()
@@ -254,8 +278,9 @@ def import_job(
     status, rc, error = _status(events, builder, job)
 
     created_by = job.summary("created_by").get("username") if job is not None else None
-    targets = sorted(builder.hosts) or sorted({str((e.get("event_data") or {}).get("host"))
-                                               for e in events if (e.get("event_data") or {}).get("host")})
+    targets = sorted(builder.hosts) or sorted(
+        {str((e.get("event_data") or {}).get("host")) for e in events if (e.get("event_data") or {}).get("host")}
+    )
     meta = RunMeta(
         id=new_record_id(parse_iso(started_iso)),
         operation=op.name,
@@ -273,15 +298,28 @@ def import_job(
         reason=reason,
         change_type="standard" if standard else ("normal" if ticket else None),
         launch=launch_type,
-        operator={"user": clean_optional(created_by) or "awx", "on_behalf_of": None, "on_behalf_of_source": None,
-                  "host": clean_optional(instance) or "awx", "git_name": None, "git_email": None},
-        source={"commit": job.data.get("scm_revision") if job else None,
-                "branch": job.data.get("scm_branch") or None if job else None, "dirty": False if job else None},
+        operator={
+            "user": clean_optional(created_by) or "awx",
+            "on_behalf_of": None,
+            "on_behalf_of_source": None,
+            "host": clean_optional(instance) or "awx",
+            "git_name": None,
+            "git_email": None,
+        },
+        source={
+            "commit": job.data.get("scm_revision") if job else None,
+            "branch": job.data.get("scm_branch") or None if job else None,
+            "dirty": False if job else None,
+        },
         files={},
         # The run's tools are AWX's execution environment's, not this machine's.
-        versions={"opsctl": __version__, "ansible_core": None, "ansible_runner": None, "python": None,
-                  "execution_environment": (job.summary("execution_environment").get("image")
-                                            if job is not None else None)},
+        versions={
+            "opsctl": __version__,
+            "ansible_core": None,
+            "ansible_runner": None,
+            "python": None,
+            "execution_environment": (job.summary("execution_environment").get("image") if job is not None else None),
+        },
         targets=targets,
     )
     pending = archive.begin(meta.id, meta)
@@ -293,9 +331,15 @@ def import_job(
     except BaseException:
         pending.discard()
         raise
-    record = builder.finish(meta, status=status, rc=rc, ended=ended if isinstance(ended, str) else None,
-                            error=redactor.redact_text(error) if error else None,
-                            redaction=redactor.report(), output_keys=list(op.outputs))
+    record = builder.finish(
+        meta,
+        status=status,
+        rc=rc,
+        ended=ended if isinstance(ended, str) else None,
+        error=redactor.redact_text(error) if error else None,
+        redaction=redactor.report(),
+        output_keys=list(op.outputs),
+    )
     if job is not None and isinstance(job.data.get("artifacts"), Mapping) and not record["outputs"]:
         record["outputs"] = dict(redactor.redact_obj(job.data["artifacts"]))
         record["outputs_missing"] = sorted(k for k in op.outputs if k not in record["outputs"])
@@ -352,8 +396,10 @@ def fetch_job(base_url: str, job_id: int, token: str | None) -> tuple[dict[str, 
         if url is not None:
             there = urllib.parse.urlsplit(url)
             if (there.scheme, there.netloc) != (home.scheme, home.netloc):
-                raise OpsError(f"the AWX answer links its next page to {there.scheme}://{there.netloc}, "
-                               f"not to the configured AWX ({home.scheme}://{home.netloc}): refused")
+                raise OpsError(
+                    f"the AWX answer links its next page to {there.scheme}://{there.netloc}, "
+                    f"not to the configured AWX ({home.scheme}://{home.netloc}): refused"
+                )
         if len(pages) > 10000:
             raise OpsError("too many event pages")
     return job if isinstance(job, dict) else {}, pages

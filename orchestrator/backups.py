@@ -61,12 +61,20 @@ class Backup:
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
         verified = self.status.get("verified") or {}
         return {
-            "env": self.env, "host": self.host, "backup_id": self.backup_id, "path": str(self.path),
-            "engine": self.manifest.get("engine"), "server_version": self.manifest.get("server_version"),
-            "databases": self.databases, "total_bytes": self.manifest.get("total_bytes"),
-            "started": self.manifest.get("started"), "ended": self.manifest.get("ended"),
-            "age_s": self.age_s(now), "record_id": self.manifest.get("record_id"),
-            "verification": self.verification, "verified_at": verified.get("at"),
+            "env": self.env,
+            "host": self.host,
+            "backup_id": self.backup_id,
+            "path": str(self.path),
+            "engine": self.manifest.get("engine"),
+            "server_version": self.manifest.get("server_version"),
+            "databases": self.databases,
+            "total_bytes": self.manifest.get("total_bytes"),
+            "started": self.manifest.get("started"),
+            "ended": self.manifest.get("ended"),
+            "age_s": self.age_s(now),
+            "record_id": self.manifest.get("record_id"),
+            "verification": self.verification,
+            "verified_at": verified.get("at"),
             "verify_record_id": verified.get("record_id"),
             "files": self.manifest.get("files", []),
         }
@@ -80,8 +88,9 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def list_backups(root: Path | None = None, env: str | None = None, host: str | None = None,
-                 db: str | None = None) -> list[Backup]:
+def list_backups(
+    root: Path | None = None, env: str | None = None, host: str | None = None, db: str | None = None
+) -> list[Backup]:
     """Complete backups, newest first, filtered by environment, host and database."""
     root = root or store_root()
     if env is not None and (not env or "/" in env):

@@ -1,5 +1,5 @@
 """Security baseline evidence: the newest ``baseline-check`` record of an environment as
-report data, and the ``opsctl report baseline`` command.
+report data (``opsctl report baseline``, :mod:`orchestrator.cli.report`, renders it).
 
 Each host of the record carries one result per control (id, zh/en description, the
 GB/T 22239-2019 clause, status ``pass`` / ``fail`` / ``waived`` / ``not_applicable``, the
@@ -9,20 +9,14 @@ waived and not applicable controls do not count against it, but stay visible.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import click
-
 from .archive import Archive
-from .clicommon import archive_of, handle_errors
 from .errors import BadInput, NotFound
+from .operations import tagged_one
 from .records import operator_name
-from .reports.baseline import FORMATS, render_baseline
-from .reports.render import LANGS, write_output
 from .workdays import isoformat, now
 
-CHECK_OPERATION = "baseline-check"
 STATUSES = ("pass", "fail", "waived", "not_applicable")
 
 
@@ -30,12 +24,15 @@ def latest_check(archive: Archive, env: str) -> dict[str, Any]:
     """The newest successful baseline-check record of ``env`` that carries results."""
     if not env:
         raise BadInput("--env is required")
-    for row in archive.list(env=env, op=CHECK_OPERATION):
+    check_op = tagged_one("baseline-check")
+    for row in archive.list(env=env, op=check_op):
         record = archive.get(str(row["id"]))
         if record.get("status") == "successful" and (record.get("outputs") or {}).get("baseline"):
             return record
-    raise NotFound(f"no successful {CHECK_OPERATION} record for environment {env!r} in {archive.root}; "
-                   f"run `opsctl run {CHECK_OPERATION} --env {env}` first")
+    raise NotFound(
+        f"no successful {check_op} record for environment {env!r} in {archive.root}; "
+        f"run `opsctl run {check_op} --env {env}` first"
+    )
 
 
 def _control(c: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +66,12 @@ def _host_row(host: str, result: dict[str, Any]) -> dict[str, Any]:
         "counts": counts,
         "compliant": counts["fail"] == 0 and bool(controls),
         "controls": controls,
-        "lynis": {"installed": bool(lynis.get("installed")), "message": lynis.get("message") or "",
-                  "hardening_index": index, "hardening_index_before": index_before},
+        "lynis": {
+            "installed": bool(lynis.get("installed")),
+            "message": lynis.get("message") or "",
+            "hardening_index": index,
+            "hardening_index_before": index_before,
+        },
     }
 
 
@@ -85,16 +86,24 @@ def build_baseline(record: dict[str, Any]) -> dict[str, Any]:
         for c in h["controls"]:
             if c["id"] not in ids:
                 ids.append(c["id"])
-    matrix = [{"id": cid,
-               "control": next(c for h in hosts for c in h["controls"] if c["id"] == cid),
-               "by_host": {h["host"]: next((c["status"] for c in h["controls"] if c["id"] == cid), None)
-                           for h in hosts}}
-              for cid in ids]
+    matrix = [
+        {
+            "id": cid,
+            "control": next(c for h in hosts for c in h["controls"] if c["id"] == cid),
+            "by_host": {h["host"]: next((c["status"] for c in h["controls"] if c["id"] == cid), None) for h in hosts},
+        }
+        for cid in ids
+    ]
     return {
         "environment": record.get("environment"),
-        "record": {"id": record.get("id"), "operation": record.get("operation"), "started": record.get("started"),
-                   "status": record.get("status"), "operator": operator_name(record.get("operator")),
-                   "hash": record.get("hash")},
+        "record": {
+            "id": record.get("id"),
+            "operation": record.get("operation"),
+            "started": record.get("started"),
+            "status": record.get("status"),
+            "operator": operator_name(record.get("operator")),
+            "hash": record.get("hash"),
+        },
         "generated": isoformat(now()),
         "summary": {
             "hosts": len(hosts),
@@ -106,30 +115,3 @@ def build_baseline(record: dict[str, Any]) -> dict[str, Any]:
         "matrix": matrix,
         "hosts": hosts,
     }
-
-
-
-def _format_for(out: Path | None, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
-    return {"htm": "html"}.get(suffix, suffix) if suffix in ("html", "htm", "csv", "json") else "html"
-
-
-@click.command("baseline")
-@click.option("--env", "env", required=True, help="Environment whose newest baseline-check record is reported.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Output format (default: from --out's suffix, else html).")
-@click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
-@click.pass_context
-@handle_errors
-def baseline_report(ctx: click.Context, env: str, fmt: str | None, lang: str, out: Path | None) -> None:
-    """Security baseline evidence per host and control (pass, fail, waived, not applicable,
-    with the reason, the 等保 clause and the waiver) from the newest baseline-check record."""
-    data = build_baseline(latest_check(archive_of(ctx), env))
-    text = render_baseline(_format_for(out, fmt), lang, data)
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    write_output(text, out)
-    click.echo(f"wrote the baseline report of {env} (record {data['record']['id']}) to {out}")

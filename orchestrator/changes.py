@@ -11,11 +11,19 @@ touches. The rules, applied to each path of ``git diff --name-only BASE...HEAD``
     ``include_role``/``import_role`` in its tasks (blocks included), or through
     another role that depends on or includes ``r`` -- and so their operations.
     A role's ``README.md``, ``molecule/`` and ``tests/`` change nothing that runs;
+``plugins/...`` (the collection envcredit.ops)
+    as a change of the roles that use the file: ``plugins/modules/<m>.py`` the roles that
+    call ``envcredit.ops.<m>``, any other plugin file (``module_utils/``, copied to the hosts
+    by roles) the roles that name its path;
 ``inventories/<env>/...``
     every read-only operation of that environment (a changed inventory is checked
-    by reading it, never by applying changes nobody asked for); only when
-    planning for ``<env>``;
-``ansible.cfg``, ``requirements.yml``, ``collections/...``
+    by reading it); and, for a ``group_vars``/``host_vars`` file, the operations that
+    change something whose playbook or roles use a variable the change sets (added,
+    removed or changed value; compared with BASE when given, else every variable of the
+    file): a merge that changes what the roles are told converges the hosts to it. Only
+    when planning for ``<env>``; vault-encrypted files are read-only changes (their values
+    reach the roles through variables of the plain files);
+``ansible.cfg``, ``requirements.yml``, ``meta/runtime.yml``, ``collections/...``
     every read-only operation (they affect every run);
 anything else (``orchestrator/``, ``tests/``, ``docs/``, CI files)
     no operation.
@@ -23,6 +31,7 @@ anything else (``orchestrator/``, ``tests/``, ``docs/``, CI files)
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,8 +45,12 @@ from .operations import Operation
 
 #: Modules/keywords that pull in a role from a task list.
 _ROLE_TASK_KEYS = (
-    "include_role", "import_role", "ansible.builtin.include_role", "ansible.builtin.import_role",
-    "ansible.legacy.include_role", "ansible.legacy.import_role",
+    "include_role",
+    "import_role",
+    "ansible.builtin.include_role",
+    "ansible.builtin.import_role",
+    "ansible.legacy.include_role",
+    "ansible.legacy.import_role",
 )
 _PLAYBOOK_IMPORT_KEYS = ("import_playbook", "ansible.builtin.import_playbook")
 _TASK_LISTS = ("tasks", "pre_tasks", "post_tasks", "handlers")
@@ -45,7 +58,9 @@ _BLOCK_LISTS = ("block", "rescue", "always")
 #: Parts of a role that do not change what a run does.
 _ROLE_INERT = ("README.md", "molecule", "tests", "LICENSE", ".gitignore")
 #: Repository-wide files that affect every run.
-_GLOBAL_FILES = ("ansible.cfg", "requirements.yml", "collections/requirements.yml")
+_GLOBAL_FILES = ("ansible.cfg", "requirements.yml", "collections/requirements.yml", "meta/runtime.yml")
+#: This repository as a collection (galaxy.yml): how roles name its modules.
+_COLLECTION = "envcredit.ops"
 
 
 @dataclass
@@ -68,7 +83,10 @@ def changed_files(repo: Path, base: str, head: str = "HEAD") -> list[str]:
     try:
         proc = subprocess.run(
             ["git", "-C", str(repo), "diff", "--name-only", "--no-renames", f"{base}...{head}"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise BadInput(f"cannot run git in {repo}: {exc}") from exc
@@ -196,16 +214,126 @@ def _role_of(path: PurePosixPath) -> str | None:
     return parts[1]
 
 
+def _roles_using_plugin(roles_dir: Path, path: PurePosixPath) -> set[str]:
+    """``plugins/modules/<m>.py`` -> the roles calling ``envcredit.ops.<m>``; another file under
+    ``plugins/`` -> the roles naming its path (a role copies module_utils/ code to the hosts).
+    Only the parts of a role that run are read (not README, molecule, tests)."""
+    needles = {str(path)}
+    if len(path.parts) == 3 and path.parts[1] == "modules" and path.suffix == ".py":
+        needles.add(f"{_COLLECTION}.{path.stem}")
+    found: set[str] = set()
+    if not roles_dir.is_dir():
+        return found
+    for role_dir in sorted(roles_dir.iterdir()):
+        if not role_dir.is_dir():
+            continue
+        for part in sorted(role_dir.iterdir()):
+            if part.name in _ROLE_INERT or not part.is_dir():
+                continue
+            for f in part.rglob("*"):
+                if f.suffix not in (".yml", ".yaml", ".j2") or not f.is_file():
+                    continue
+                text = f.read_text(encoding="utf-8", errors="replace")
+                if any(n in text for n in needles):
+                    found.add(role_dir.name)
+                    break
+            if role_dir.name in found:
+                break
+    return found
+
+
+_VARS_DIRS = ("group_vars", "host_vars")
+#: Role folders whose text may use a variable.
+_ROLE_CODE = ("defaults", "vars", "tasks", "handlers", "templates", "meta", "files")
+
+
+def _yaml_keys(text: str | None) -> dict[str, Any] | None:
+    """Top-level variables of a vars file (None: not a plain YAML mapping, e.g. vault-encrypted)."""
+    if text is None:
+        return {}
+    if text.lstrip().startswith("$ANSIBLE_VAULT"):
+        return None
+    try:
+        data = yaml.load(text, Loader=_VarsLoader)  # noqa: S506 - a SafeLoader that tolerates !vault tags
+    except yaml.YAMLError:
+        return None
+    return dict(data) if isinstance(data, dict) else ({} if data is None else None)
+
+
+class _VarsLoader(yaml.SafeLoader):
+    """SafeLoader that reads ``!vault`` scalars as opaque text (their change still counts)."""
+
+
+def _vault_scalar(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return f"!vault {node.value}"
+
+
+_VarsLoader.add_constructor("!vault", _vault_scalar)
+
+
+def _git_show(repo: Path, ref: str, rel: str) -> str | None:
+    proc = subprocess.run(
+        ["git", "-C", str(repo), "show", f"{ref}:{rel}"], capture_output=True, text=True, timeout=60, check=False
+    )
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def changed_vars(repo: Path, rel: str, base: str | None) -> set[str] | None:
+    """The variables a change of the vars file ``rel`` sets: against ``base`` (merge base of
+    BASE...HEAD) those added, removed or with another value; without ``base``, every variable
+    of the file. None when the file is not plain YAML (vault-encrypted)."""
+    path = repo / rel
+    now = _yaml_keys(path.read_text(encoding="utf-8") if path.is_file() else None)
+    if now is None:
+        return None
+    if base is None:
+        return set(now)
+    merge_base = (
+        subprocess.run(
+            ["git", "-C", str(repo), "merge-base", base, "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        ).stdout.strip()
+        or base
+    )
+    before = _yaml_keys(_git_show(repo, merge_base, rel))
+    if before is None:
+        return set(now)
+    return {k for k in set(now) | set(before) if now.get(k) != before.get(k)}
+
+
+def _uses(text: str, names: Iterable[str]) -> list[str]:
+    return sorted(n for n in names if re.search(rf"(?<![A-Za-z0-9_]){re.escape(n)}(?![A-Za-z0-9_])", text))
+
+
+def _role_text(roles_dir: Path, role: str) -> str:
+    chunks: list[str] = []
+    for sub in _ROLE_CODE:
+        folder = roles_dir / role / sub
+        if folder.is_dir():
+            for f in sorted(folder.rglob("*")):
+                if f.is_file() and f.suffix in (".yml", ".yaml", ".j2", ".py", ".cfg", ".conf", ".sh", ""):
+                    try:
+                        chunks.append(f.read_text(encoding="utf-8"))
+                    except (OSError, UnicodeDecodeError):
+                        continue
+    return "\n".join(chunks)
+
+
 def affected_operations(
     files: Iterable[str],
     catalog: Mapping[str, Operation],
     repo: Path,
     env: str | None = None,
+    base: str | None = None,
 ) -> list[Impact]:
     """The operations the changed ``files`` (paths relative to ``repo``) touch, in catalog order.
 
     ``env``: the environment being planned; an inventory change only counts for its own
-    environment (``None``: inventory changes of every environment count).
+    environment (``None``: inventory changes of every environment count). ``base``: the
+    change's base (``BASE`` of ``BASE...HEAD``), to tell which variables a vars file's change sets.
     """
     playbooks_dir = repo / "playbooks"
     roles_dir = repo / "roles"
@@ -221,6 +349,7 @@ def affected_operations(
                     importers.setdefault(imported, set()).add(pb)
 
     impacts: dict[str, Impact] = {}
+    role_texts: dict[str, str] = {}
 
     def hit(op: Operation, reason: str) -> None:
         impact = impacts.setdefault(op.name, Impact(op.name, op.read_only))
@@ -242,12 +371,34 @@ def affected_operations(
             for op in catalog.values():
                 if role in used_roles.get(op.playbook, set()):
                     hit(op, f"{raw}: role {role} used by playbooks/{op.playbook}")
+        elif parts[0] == "plugins" and len(parts) >= 3:
+            for role in sorted(_roles_using_plugin(roles_dir, path)):
+                for op in catalog.values():
+                    if role in used_roles.get(op.playbook, set()):
+                        hit(op, f"{raw}: used by role {role}, used by playbooks/{op.playbook}")
         elif parts[0] == "inventories" and len(parts) >= 3:
             inv_env = parts[1]
             if env is None or inv_env == env:
                 for op in catalog.values():
                     if op.read_only:
                         hit(op, f"{raw}: inventory of {inv_env} (read-only operations)")
+                if parts[2] in _VARS_DIRS and path.suffix in (".yml", ".yaml", ""):
+                    # ansible_* are connection settings, checked by the read-only operations
+                    names = {n for n in changed_vars(repo, raw, base) or () if not n.startswith("ansible_")}
+                    for op in catalog.values() if names else ():
+                        if op.read_only:
+                            continue
+                        pb_path = playbooks_dir / op.playbook
+                        pb_text = pb_path.read_text(encoding="utf-8") if pb_path.is_file() else ""
+                        if used := _uses(pb_text, names or ()):
+                            hit(op, f"{raw}: sets {', '.join(used)}, used by playbooks/{op.playbook}")
+                            continue
+                        for role in sorted(used_roles.get(op.playbook, set())):
+                            if role not in role_texts:
+                                role_texts[role] = _role_text(roles_dir, role)
+                            if used := _uses(role_texts[role], names or ()):
+                                hit(op, f"{raw}: sets {', '.join(used)}, used by role {role} (playbooks/{op.playbook})")
+                                break
         elif raw in _GLOBAL_FILES or parts[0] == "collections":
             for op in catalog.values():
                 if op.read_only:

@@ -36,11 +36,3 @@ class ArchiveError(OpsError):
     """The archive is unreadable or inconsistent."""
 
     exit_code = 1
-
-
-class ChainBroken(ArchiveError):
-    """Verification found an edited, removed, inserted or reordered record."""
-
-    def __init__(self, message: str, record_id: str | None = None) -> None:
-        super().__init__(message)
-        self.record_id = record_id

@@ -76,8 +76,9 @@ def fit(series: Sequence[tuple[float | dt.datetime, float]]) -> Fit | None:
     syy = sum((y - my) ** 2 for y in ys)
     ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys, strict=True))
     r2 = 1.0 if syy == 0 else max(0.0, 1.0 - ss_res / syy)
-    return Fit(points=n, slope_per_day=slope, intercept=intercept, r2=r2, first=pts[0][0], last=pts[-1][0],
-               last_value=ys[-1])
+    return Fit(
+        points=n, slope_per_day=slope, intercept=intercept, r2=r2, first=pts[0][0], last=pts[-1][0], last_value=ys[-1]
+    )
 
 
 def days_until(
@@ -100,8 +101,14 @@ def days_until(
     n = len([1 for _t, v in series if v is not None])
     if f is None or f.points < min_points or (f.last - f.first) < min_span_s:
         return Forecast(status="insufficient", points=n, limit=limit)
-    base = Forecast(status="stable", points=f.points, slope_per_day=round(f.slope_per_day, 6), r2=round(f.r2, 3),
-                    last_value=f.last_value, limit=limit)
+    base = Forecast(
+        status="stable",
+        points=f.points,
+        slope_per_day=round(f.slope_per_day, 6),
+        r2=round(f.r2, 3),
+        last_value=f.last_value,
+        limit=limit,
+    )
     if f.slope_per_day < min_slope_per_day:
         return base
     if f.r2 < min_r2:

@@ -26,6 +26,10 @@ Service levels (the contract):
 A clock's milestone: *respond* is the acknowledgement (or, without one, the
 first recovery or resolution); *recover* is the ``recovered`` action (or, without
 one, the resolution); *resolve* is the resolution.
+
+Size (over 400 lines): the register's state machine (open, ack, note, recovered, resolve),
+its SLA clocks and their rendering to records belong together; the clocks use
+orchestrator.workdays.
 """
 
 from __future__ import annotations
@@ -65,9 +69,8 @@ INCIDENT_ID_RE = re.compile(r"INC-[0-9]{8}-[0-9]{3,}", re.ASCII)
 FUTURE_SKEW_S = 300
 DEFAULT_MARGIN_HOURS = 2.0
 CLOCKS = ("respond", "recover", "resolve")
-#: Clock statuses. met: done in time; late: done after the deadline; breached: not done and
-#: past the deadline; due-soon: not done, within the warning margin; running: not done, not due.
-CLOCK_STATUSES = ("met", "late", "breached", "due-soon", "running")
+# Clock statuses. met: done in time; late: done after the deadline; breached: not done and
+# past the deadline; due-soon: not done, within the warning margin; running: not done, not due.
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,13 @@ class TimelineEntry:
     status: str | None = None  # for runs: the run's status
 
     def as_dict(self) -> dict[str, Any]:
-        return {"at": isoformat(self.at), "kind": self.kind, "text": self.text, "record_id": self.record_id,
-                "status": self.status}
+        return {
+            "at": isoformat(self.at),
+            "kind": self.kind,
+            "text": self.text,
+            "record_id": self.record_id,
+            "status": self.status,
+        }
 
 
 @dataclass
@@ -364,11 +372,18 @@ class IncidentRegister:
             reported = _event_time(payload, "reported_at")
             deadlines, warnings = compute_deadlines(severity, reported, self.calendar)
             inc = Incident(
-                id=inc_id, severity=severity, summary=str(payload.get("summary") or ""),
-                environment=str(rec.get("environment") or ""), reported_at=reported, opened_at=at,
-                opened_record=record_id, reporter=payload.get("reporter"),
+                id=inc_id,
+                severity=severity,
+                summary=str(payload.get("summary") or ""),
+                environment=str(rec.get("environment") or ""),
+                reported_at=reported,
+                opened_at=at,
+                opened_record=record_id,
+                reporter=payload.get("reporter"),
                 deadlines_at_open=dict(payload.get("deadlines") or {}),
-                on_call_at_open=payload.get("on_call"), deadlines=deadlines, calendar_warnings=warnings,
+                on_call_at_open=payload.get("on_call"),
+                deadlines=deadlines,
+                calendar_warnings=warnings,
             )
             alert = payload.get("alert")
             if isinstance(alert, Mapping):
@@ -403,7 +418,9 @@ class IncidentRegister:
         elif action == "resolve":
             if inc.resolved_at is None:
                 inc.resolved_at, inc.cause = at, payload.get("cause")
-            inc.events.append(TimelineEntry(at, "resolved", f"resolved: {payload.get('cause') or ''}{suffix}", record_id))
+            inc.events.append(
+                TimelineEntry(at, "resolved", f"resolved: {payload.get('cause') or ''}{suffix}", record_id)
+            )
         if action in ("note", "recovered"):
             alert = payload.get("alert")
             if isinstance(alert, Mapping):
@@ -424,8 +441,11 @@ class IncidentRegister:
 
     def linked_runs(self, incident_id: str) -> list[dict[str, Any]]:
         """Index rows of the runs made with ``--incident ID`` (not the incident's own records), oldest first."""
-        rows = [r for r in self.archive.list(incident=incident_id)
-                if not str(r.get("operation") or "").startswith("incident-")]
+        rows = [
+            r
+            for r in self.archive.list(incident=incident_id)
+            if not str(r.get("operation") or "").startswith("incident-")
+        ]
         return sorted(rows, key=lambda r: int(r["seq"]))
 
     def timeline(self, incident: Incident) -> list[TimelineEntry]:
@@ -434,11 +454,15 @@ class IncidentRegister:
         for row in self.linked_runs(incident.id):
             started = parse_time(row["started"]) if row.get("started") else incident.opened_at
             check = " (check)" if row.get("check_mode") else ""
-            entries.append(TimelineEntry(
-                started, "run",
-                f"run {row.get('operation')}{check} on {row.get('environment')}: {row.get('status')} (rc {row.get('rc')})",
-                row.get("id"), row.get("status"),
-            ))
+            entries.append(
+                TimelineEntry(
+                    started,
+                    "run",
+                    f"run {row.get('operation')}{check} on {row.get('environment')}: {row.get('status')} (rc {row.get('rc')})",
+                    row.get("id"),
+                    row.get("status"),
+                )
+            )
         order = {"reported": 0, "opened": 1}
         return sorted(entries, key=lambda e: (e.at, order.get(e.kind, 2)))
 
@@ -475,17 +499,28 @@ class IncidentRegister:
 
     def find_by_fingerprint(self, fingerprint: str, incidents: Mapping[str, Incident] | None = None) -> Incident | None:
         """The open (unresolved) incident opened by the alert with this Alertmanager fingerprint."""
-        found = [i for i in (incidents if incidents is not None else self.load()).values()
-                 if i.is_open and i.alert_fingerprint == fingerprint]
+        found = [
+            i
+            for i in (incidents if incidents is not None else self.load()).values()
+            if i.is_open and i.alert_fingerprint == fingerprint
+        ]
         return max(found, key=lambda i: i.opened_at) if found else None
 
-    def _write(self, incident_id: str, action: str, environment: str, payload: dict[str, Any],
-               reason: str | None, text: str) -> dict[str, Any]:
+    def _write(
+        self, incident_id: str, action: str, environment: str, payload: dict[str, Any], reason: str | None, text: str
+    ) -> dict[str, Any]:
         rid = new_record_id()
         repo = paths.repo_root()
         meta = RunMeta(
-            id=rid, operation=OPERATIONS[action], playbook=None, environment=environment, inventory=None,
-            incident=incident_id, reason=reason, operator=collect_operator(repo), source=collect_source(repo),
+            id=rid,
+            operation=OPERATIONS[action],
+            playbook=None,
+            environment=environment,
+            inventory=None,
+            incident=incident_id,
+            reason=reason,
+            operator=collect_operator(repo),
+            source=collect_source(repo),
             versions=collect_versions(),
         )
         pending = self.archive.begin(rid, meta)
@@ -500,8 +535,9 @@ class IncidentRegister:
             raise
 
     @staticmethod
-    def _check_time(at: dt.datetime, what: str, not_before: dt.datetime | None = None,
-                    not_before_what: str = "the report") -> dt.datetime:
+    def _check_time(
+        at: dt.datetime, what: str, not_before: dt.datetime | None = None, not_before_what: str = "the report"
+    ) -> dt.datetime:
         at = local(at)
         if at > now() + dt.timedelta(seconds=FUTURE_SKEW_S):
             raise BadInput(f"{what} {isoformat(at)} is in the future")
@@ -511,13 +547,19 @@ class IncidentRegister:
 
     def _next_id(self, incidents: Mapping[str, Incident], day: dt.date) -> str:
         prefix = f"INC-{day:%Y%m%d}-"
-        taken = [int(i[len(prefix):]) for i in incidents if i.startswith(prefix)]
+        taken = [int(i[len(prefix) :]) for i in incidents if i.startswith(prefix)]
         return f"{prefix}{(max(taken) + 1) if taken else 1:03d}"
 
-    def open(self, severity: str, summary: str, reported_at: dt.datetime | None = None,
-             reporter: str | None = None, environment: str = "production",
-             on_call: Mapping[str, Any] | None = None,
-             alert: Mapping[str, Any] | None = None) -> tuple[Incident, dict[str, Any]]:
+    def open(
+        self,
+        severity: str,
+        summary: str,
+        reported_at: dt.datetime | None = None,
+        reporter: str | None = None,
+        environment: str = "production",
+        on_call: Mapping[str, Any] | None = None,
+        alert: Mapping[str, Any] | None = None,
+    ) -> tuple[Incident, dict[str, Any]]:
         """Open an incident; returns it and the committed record. ``alert``: the Alertmanager alert
         that opened it (kept in the open record; :meth:`find_by_fingerprint` finds it by that)."""
         if severity not in TARGETS:
@@ -535,8 +577,12 @@ class IncidentRegister:
             incidents = self.load()
             inc_id = self._next_id(incidents, opened.date())
             payload: dict[str, Any] = {
-                "action": "open", "at": stamp(opened), "severity": severity, "summary": summary,
-                "reporter": reporter or None, "reported_at": stamp(reported),
+                "action": "open",
+                "at": stamp(opened),
+                "severity": severity,
+                "summary": summary,
+                "reporter": reporter or None,
+                "reported_at": stamp(reported),
                 "targets": [t.as_dict() for t in TARGETS[severity]],
                 "deadlines": {k: isoformat(v) for k, v in deadlines.items()},
                 "calendar_warnings": [str(w) for w in warnings],
@@ -545,13 +591,15 @@ class IncidentRegister:
             if alert is not None:
                 payload["alert"] = dict(alert)
             text = f"incident {inc_id} opened ({severity}): {summary}\n" + "".join(
-                f"  {k} by {isoformat(v)}\n" for k, v in deadlines.items())
+                f"  {k} by {isoformat(v)}\n" for k, v in deadlines.items()
+            )
             record = self._write(inc_id, "open", environment, payload, summary, text)
             self._apply(incidents, record)
             return incidents[inc_id], record
 
-    def _update(self, incident_id: str, action: str, at: dt.datetime | None, fields: dict[str, Any],
-                reason: str | None) -> tuple[Incident, dict[str, Any]]:
+    def _update(
+        self, incident_id: str, action: str, at: dt.datetime | None, fields: dict[str, Any], reason: str | None
+    ) -> tuple[Incident, dict[str, Any]]:
         validate_incident_id(incident_id)
         with self._locked():
             incidents = self.load()
@@ -561,7 +609,9 @@ class IncidentRegister:
             moment = local(at) if at is not None else now()
             if action == "ack":
                 if inc.resolved_at is not None:
-                    raise BadInput(f"{incident_id} is already resolved ({isoformat(inc.resolved_at)}); nothing to acknowledge")
+                    raise BadInput(
+                        f"{incident_id} is already resolved ({isoformat(inc.resolved_at)}); nothing to acknowledge"
+                    )
                 if inc.acknowledged_at is not None:
                     raise BadInput(f"{incident_id} was already acknowledged at {isoformat(inc.acknowledged_at)}")
                 self._check_time(moment, "the acknowledgement time", inc.reported_at)
@@ -589,8 +639,7 @@ class IncidentRegister:
                 if not str(fields.get("text") or "").strip():
                     raise BadInput("a note needs text")
                 self._check_time(moment, "the note time", inc.reported_at)
-            payload = {"action": action, "at": stamp(moment),
-                       **{k: v for k, v in fields.items() if v is not None}}
+            payload = {"action": action, "at": stamp(moment), **{k: v for k, v in fields.items() if v is not None}}
             text = f"incident {incident_id}: {action} at {isoformat(moment)}"
             for key in ("cause", "text", "by"):
                 if fields.get(key):
@@ -599,22 +648,32 @@ class IncidentRegister:
             self._apply(incidents, record)
             return incidents[incident_id], record
 
-    def ack(self, incident_id: str, at: dt.datetime | None = None, by: str | None = None) -> tuple[Incident, dict[str, Any]]:
+    def ack(
+        self, incident_id: str, at: dt.datetime | None = None, by: str | None = None
+    ) -> tuple[Incident, dict[str, Any]]:
         return self._update(incident_id, "ack", at, {"by": _by(by)}, None)
 
-    def recovered(self, incident_id: str, at: dt.datetime | None = None, text: str | None = None,
-                  by: str | None = None) -> tuple[Incident, dict[str, Any]]:
+    def recovered(
+        self, incident_id: str, at: dt.datetime | None = None, text: str | None = None, by: str | None = None
+    ) -> tuple[Incident, dict[str, Any]]:
         text = clean_optional(text, multiline=True) or None
         return self._update(incident_id, "recovered", at, {"text": text, "by": _by(by)}, text)
 
-    def resolve(self, incident_id: str, cause: str, at: dt.datetime | None = None,
-                by: str | None = None) -> tuple[Incident, dict[str, Any]]:
+    def resolve(
+        self, incident_id: str, cause: str, at: dt.datetime | None = None, by: str | None = None
+    ) -> tuple[Incident, dict[str, Any]]:
         cause = clean_text(cause or "", multiline=True)
         return self._update(incident_id, "resolve", at, {"cause": cause, "by": _by(by)}, cause)
 
-    def note(self, incident_id: str, text: str, at: dt.datetime | None = None,
-             by: str | None = None, alert: Mapping[str, Any] | None = None,
-             notice: Mapping[str, Any] | None = None) -> tuple[Incident, dict[str, Any]]:
+    def note(
+        self,
+        incident_id: str,
+        text: str,
+        at: dt.datetime | None = None,
+        by: str | None = None,
+        alert: Mapping[str, Any] | None = None,
+        notice: Mapping[str, Any] | None = None,
+    ) -> tuple[Incident, dict[str, Any]]:
         """A note; ``alert`` (an alert's repeat or recovery) and ``notice`` (a notification sent or
         tried: kind, clock, level, channels, ok, error) go into its payload for the fold."""
         text = clean_text(text or "", multiline=True)
@@ -625,11 +684,13 @@ class IncidentRegister:
             fields["notice"] = dict(notice)
         return self._update(incident_id, "note", at, fields, text)
 
-    def recovered_by_alert(self, incident_id: str, at: dt.datetime, text: str,
-                           alert: Mapping[str, Any]) -> tuple[Incident, dict[str, Any]]:
+    def recovered_by_alert(
+        self, incident_id: str, at: dt.datetime, text: str, alert: Mapping[str, Any]
+    ) -> tuple[Incident, dict[str, Any]]:
         """``recovered`` recorded for a resolved alert (its ``endsAt``), with the alert in the payload."""
-        return self._update(incident_id, "recovered", at, {"text": text, "by": "alertmanager", "alert": dict(alert)},
-                            text)
+        return self._update(
+            incident_id, "recovered", at, {"text": text, "by": "alertmanager", "alert": dict(alert)}, text
+        )
 
 
 def digest_of_alert(alert: Mapping[str, Any]) -> str:

@@ -18,11 +18,13 @@ from typing import Any
 from .archive import Archive
 from .errors import BadInput, NotFound
 from .forecast import DAY_S, days_until, growth_per_week
+from .operations import tagged_one
 from .records import parse_iso
 
 SEVERITIES = ("critical", "warning", "info")
 SEVERITY_RANK = {"critical": 3, "warning": 2, "info": 1, "ok": 0}
-OPERATION = "inspect"
+#: The output key under which an inspection record keeps its per-host results.
+OUTPUT = "inspect"
 
 FORECAST_ACTIONS = {
     "disk_forecast": "Plan the clean-up or the extension of the filesystem now, before it fills up.",
@@ -45,7 +47,7 @@ class Thresholds:
 
 def results(record: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The per-host inspection results of a record (empty when it has none)."""
-    out = (record.get("outputs") or {}).get(OPERATION) or {}
+    out = (record.get("outputs") or {}).get(OUTPUT) or {}
     if not isinstance(out, Mapping):
         return {}
     return {str(h): dict(r) for h, r in out.items() if isinstance(r, Mapping)}
@@ -63,10 +65,10 @@ def find_record(archive: Archive, record_id: str | None, env: str | None) -> dic
     """The record asked for, or the newest inspect record (of ``env``) that has results."""
     if record_id:
         rec = archive.get(record_id)
-        if rec.get("operation") != OPERATION or not results(rec):
+        if rec.get("operation") != tagged_one("inspection") or not results(rec):
             raise BadInput(f"record {record_id} is not an inspection with results (operation {rec.get('operation')})")
         return rec
-    for row in archive.list(op=OPERATION, env=env):
+    for row in archive.list(op=tagged_one("inspection"), env=env):
         rec = archive.get(row["id"])
         if results(rec):
             return rec
@@ -81,7 +83,7 @@ def history(archive: Archive, record: Mapping[str, Any], count: int) -> list[dic
     """
     out: list[dict[str, Any]] = []
     seq = int(record.get("seq") or 0)
-    for row in archive.list(op=OPERATION, env=str(record.get("environment"))):
+    for row in archive.list(op=tagged_one("inspection"), env=str(record.get("environment"))):
         if seq and int(row.get("seq") or 0) > seq:
             continue
         rec = dict(record) if row["id"] == record.get("id") else archive.get(row["id"])
@@ -139,25 +141,49 @@ def forecasts(trend: Mapping[str, Any], latest: Mapping[str, dict[str, Any]], th
         disk_rows.append(row)
         if fc.status == "ok" and fc.days_left is not None and fc.days_left <= th.disk_warn_days:
             sev = "critical" if fc.days_left <= th.disk_crit_days else "warning"
-            findings.append(_finding(
-                host, "disk_forecast", sev, mount, fc.days_left,
-                th.disk_crit_days if sev == "critical" else th.disk_warn_days,
-                f"{mount} will be full in {fc.days_left:.1f} day(s) (about {fc.eta}) at "
-                f"{fc.slope_per_day or 0:.2f} %/day, now {pts[-1][1]:.1f}%"))
+            findings.append(
+                _finding(
+                    host,
+                    "disk_forecast",
+                    sev,
+                    mount,
+                    fc.days_left,
+                    th.disk_crit_days if sev == "critical" else th.disk_warn_days,
+                    f"{mount} will be full in {fc.days_left:.1f} day(s) (about {fc.eta}) at "
+                    f"{fc.slope_per_day or 0:.2f} %/day, now {pts[-1][1]:.1f}%",
+                )
+            )
     db_rows = []
     for (host, name), pts in sorted(trend["db_size"].items()):
         weekly = growth_per_week(pts)
-        db_rows.append({"host": host, "database": name, "size_bytes": int(pts[-1][1]), "points": len(pts),
-                        "growth_bytes_per_week": None if weekly is None else int(weekly)})
+        db_rows.append(
+            {
+                "host": host,
+                "database": name,
+                "size_bytes": int(pts[-1][1]),
+                "points": len(pts),
+                "growth_bytes_per_week": None if weekly is None else int(weekly),
+            }
+        )
     cert_rows = []
     for (host, path), pts in sorted(trend["cert_days"].items()):
         t, days = pts[-1]
         row = {"host": host, "path": path, "days_left": days, "expires": _iso(t + days * DAY_S)[:10]}
         cert_rows.append(row)
         if days <= th.cert_info_days and not any(
-                f["check"] == "certificate" and f["target"] == path for f in latest.get(host, {}).get("findings") or []):
-            findings.append(_finding(host, "certificate_forecast", "info", path, days, th.cert_info_days,
-                                     f"certificate {path} expires in {days:.0f} day(s) ({row['expires']})"))
+            f["check"] == "certificate" and f["target"] == path for f in latest.get(host, {}).get("findings") or []
+        ):
+            findings.append(
+                _finding(
+                    host,
+                    "certificate_forecast",
+                    "info",
+                    path,
+                    days,
+                    th.cert_info_days,
+                    f"certificate {path} expires in {days:.0f} day(s) ({row['expires']})",
+                )
+            )
     backup_rows = []
     for host, res in sorted(latest.items()):
         b = res.get("backup") or {}
@@ -165,27 +191,58 @@ def forecasts(trend: Mapping[str, Any], latest: Mapping[str, dict[str, Any]], th
             continue
         newest = b.get("newest") or b.get("newest_verified") or {}
         verified = b.get("newest_verified") or {}
-        backup_rows.append({"host": host, "status": b.get("status"), "newest_id": newest.get("id"),
-                            "age_h": newest.get("age_h"), "verified_id": verified.get("id"),
-                            "verified_age_h": verified.get("age_h"), "verified_count": b.get("verified_count"),
-                            "count": b.get("count")})
-    return {"disk": disk_rows, "db_growth": db_rows, "certificates": cert_rows, "backups": backup_rows,
-            "findings": findings}
+        backup_rows.append(
+            {
+                "host": host,
+                "status": b.get("status"),
+                "newest_id": newest.get("id"),
+                "age_h": newest.get("age_h"),
+                "verified_id": verified.get("id"),
+                "verified_age_h": verified.get("age_h"),
+                "verified_count": b.get("verified_count"),
+                "count": b.get("count"),
+            }
+        )
+    return {
+        "disk": disk_rows,
+        "db_growth": db_rows,
+        "certificates": cert_rows,
+        "backups": backup_rows,
+        "findings": findings,
+    }
 
 
-def _finding(host: str, check: str, severity: str, target: str, value: Any, threshold: Any, message: str) -> dict[str, Any]:
-    return {"host": host, "check": check, "severity": severity, "target": target, "value": value,
-            "threshold": threshold, "message": message, "action": FORECAST_ACTIONS.get(check, ""),
-            "forecast": True}
+def _finding(
+    host: str, check: str, severity: str, target: str, value: Any, threshold: Any, message: str
+) -> dict[str, Any]:
+    return {
+        "host": host,
+        "check": check,
+        "severity": severity,
+        "target": target,
+        "value": value,
+        "threshold": threshold,
+        "message": message,
+        "action": FORECAST_ACTIONS.get(check, ""),
+        "forecast": True,
+    }
 
 
-def all_findings(latest: Mapping[str, dict[str, Any]], forecast_findings: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def all_findings(
+    latest: Mapping[str, dict[str, Any]], forecast_findings: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """The run's findings per host plus the forecast findings, most severe first."""
     out: list[dict[str, Any]] = []
     for host, res in latest.items():
         for f in res.get("findings") or []:
             out.append({"host": host, **f, "forecast": False})
     out.extend(dict(f) for f in forecast_findings)
-    out.sort(key=lambda f: (-SEVERITY_RANK.get(str(f.get("severity")), 0), str(f.get("host")),
-                            str(f.get("check")), str(f.get("target"))))
+    out.sort(
+        key=lambda f: (
+            -SEVERITY_RANK.get(str(f.get("severity")), 0),
+            str(f.get("host")),
+            str(f.get("check")),
+            str(f.get("target")),
+        )
+    )
     return out

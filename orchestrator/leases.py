@@ -46,8 +46,13 @@ from .redact import mask_url_credentials
 
 REF_PREFIX = "refs/leases"
 DEFAULT_TTL_HOURS = 12.0
-_GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_AUTHOR_NAME": "opsctl", "GIT_AUTHOR_EMAIL": "opsctl@localhost",
-            "GIT_COMMITTER_NAME": "opsctl", "GIT_COMMITTER_EMAIL": "opsctl@localhost"}
+_GIT_ENV = {
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_AUTHOR_NAME": "opsctl",
+    "GIT_AUTHOR_EMAIL": "opsctl@localhost",
+    "GIT_COMMITTER_NAME": "opsctl",
+    "GIT_COMMITTER_EMAIL": "opsctl@localhost",
+}
 
 
 def _read(path: str) -> str:
@@ -60,13 +65,21 @@ def _read(path: str) -> str:
 
 def machine_identity() -> dict[str, str]:
     """This controller: its host name, machine id and boot id (a reboot ends every holder)."""
-    return {"controller": socket.gethostname(), "machine_id": _read("/etc/machine-id"),
-            "boot_id": _read("/proc/sys/kernel/random/boot_id")}
+    return {
+        "controller": socket.gethostname(),
+        "machine_id": _read("/etc/machine-id"),
+        "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+    }
 
 
 def _valid_name(name: str) -> bool:
-    return bool(name) and all(c.isalnum() or c in "-_." for c in name) and not name.startswith(".") \
-        and ".." not in name and not name.endswith(".lock")
+    return (
+        bool(name)
+        and all(c.isalnum() or c in "-_." for c in name)
+        and not name.startswith(".")
+        and ".." not in name
+        and not name.endswith(".lock")
+    )
 
 
 def holder_gone(lease: dict[str, Any], now: datetime, me: dict[str, str]) -> str | None:
@@ -88,16 +101,20 @@ def holder_gone(lease: dict[str, Any], now: datetime, me: dict[str, str]) -> str
 
 
 def describe(host: str, lease: dict[str, Any]) -> str:
-    return (f"{host} by run {lease.get('run_id')} ({lease.get('operation')}, {lease.get('operator')}, "
-            f"controller {lease.get('controller')} pid {lease.get('pid')}, since {lease.get('started')}, "
-            f"until {lease.get('expires')})")
+    return (
+        f"{host} by run {lease.get('run_id')} ({lease.get('operation')}, {lease.get('operator')}, "
+        f"controller {lease.get('controller')} pid {lease.get('pid')}, since {lease.get('started')}, "
+        f"until {lease.get('expires')})"
+    )
 
 
 def _held_message(env: str, held: list[tuple[str, dict[str, Any]]], where: str) -> str:
     shown = "; ".join(describe(h, lease) for h, lease in held[:3]) + (" ..." if len(held) > 3 else "")
-    return (f"environment {env!r}: host lease held in the shared store ({where}): {shown}; wait for it "
-            f"to finish (a lease whose holder is gone is taken over: same controller and process dead, "
-            f"or expired)")
+    return (
+        f"environment {env!r}: host lease held in the shared store ({where}): {shown}; wait for it "
+        f"to finish (a lease whose holder is gone is taken over: same controller and process dead, "
+        f"or expired)"
+    )
 
 
 @dataclass
@@ -123,9 +140,17 @@ class Leases:
 
     def _lease(self, hosts: list[str], now: datetime) -> dict[str, Any]:
         pid, start = process_identity()
-        return {**self.holder, "run_id": self.run_id, "env": self.env, "hosts": hosts, "pid": pid,
-                "pid_start": start, **machine_identity(), "started": now.isoformat(timespec="seconds"),
-                "expires": (now + timedelta(hours=self.ttl_hours)).isoformat(timespec="seconds")}
+        return {
+            **self.holder,
+            "run_id": self.run_id,
+            "env": self.env,
+            "hosts": hosts,
+            "pid": pid,
+            "pid_start": start,
+            **machine_identity(),
+            "started": now.isoformat(timespec="seconds"),
+            "expires": (now + timedelta(hours=self.ttl_hours)).isoformat(timespec="seconds"),
+        }
 
     def _check_hosts(self, hosts: Iterable[str]) -> list[str]:
         out = sorted(set(hosts))
@@ -215,17 +240,20 @@ class Leases:
             self._git(None, "init", "-q", "--bare", str(cache))
         return cache
 
-    def _git(self, cwd: Path | None, *args: str, stdin: str | None = None,
-             check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _git(
+        self, cwd: Path | None, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **_GIT_ENV}
         try:
-            proc = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True,
-                                  env=env, timeout=120, check=False)
+            proc = subprocess.run(
+                ["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env, timeout=120, check=False
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise ArchiveError(f"lease store {self.where}: git {args[0]}: {exc}") from exc
         if check and proc.returncode != 0:
-            raise ArchiveError(f"lease store {self.where}: git {args[0]} failed: "
-                               f"{mask_url_credentials(proc.stderr.strip())[-500:]}")
+            raise ArchiveError(
+                f"lease store {self.where}: git {args[0]} failed: {mask_url_credentials(proc.stderr.strip())[-500:]}"
+            )
         return proc
 
     def _ref(self, host: str) -> str:
@@ -242,8 +270,7 @@ class Leases:
                 shas[host] = sha
         if not shas:
             return {}
-        self._git(cache, "fetch", "-q", "--no-tags", self.spec,
-                  *(f"+{self._ref(h)}:{self._ref(h)}" for h in shas))
+        self._git(cache, "fetch", "-q", "--no-tags", self.spec, *(f"+{self._ref(h)}:{self._ref(h)}" for h in shas))
         out = {}
         for host, sha in shas.items():
             shown = self._git(cache, "show", f"{sha}:lease.json", check=False)
@@ -273,17 +300,30 @@ class Leases:
         tree = self._git(cache, "mktree", stdin=f"100644 blob {blob}\tlease.json\n").stdout.strip()
         commit = self._git(cache, "commit-tree", tree, "-m", f"lease {self.env} {self.run_id}").stdout.strip()
         leases = [f"--force-with-lease={self._ref(h)}:{existing[h][0] if h in existing else ''}" for h in wanted]
-        pushed = self._git(cache, "push", "--atomic", "--porcelain", *leases, self.spec,
-                           *(f"{commit}:{self._ref(h)}" for h in wanted), check=False)
+        pushed = self._git(
+            cache,
+            "push",
+            "--atomic",
+            "--porcelain",
+            *leases,
+            self.spec,
+            *(f"{commit}:{self._ref(h)}" for h in wanted),
+            check=False,
+        )
         if pushed.returncode != 0:
             # Another controller took one of the hosts between our look and our push (the
             # server's compare-and-swap refused the whole set): say who holds it now.
-            now_held = [(h, lease) for h, (_s, lease) in sorted(self._remote_leases(cache, wanted).items())
-                        if lease and not holder_gone(lease, datetime.now(UTC), me)]
+            now_held = [
+                (h, lease)
+                for h, (_s, lease) in sorted(self._remote_leases(cache, wanted).items())
+                if lease and not holder_gone(lease, datetime.now(UTC), me)
+            ]
             if now_held:
                 raise LockHeld(_held_message(self.env, now_held, self.where))
-            raise ArchiveError(f"lease store {self.where}: taking the leases failed: "
-                               f"{mask_url_credentials(pushed.stderr.strip() or pushed.stdout.strip())[-500:]}")
+            raise ArchiveError(
+                f"lease store {self.where}: taking the leases failed: "
+                f"{mask_url_credentials(pushed.stderr.strip() or pushed.stdout.strip())[-500:]}"
+            )
         self.taken = dict.fromkeys(wanted, commit)
         self.took_over = stale
 
@@ -291,8 +331,15 @@ class Leases:
         cache = self._cache()
         leases = [f"--force-with-lease={self._ref(h)}:{sha}" for h, sha in sorted(self.taken.items())]
         # Deleting only refs that still point at our lease: one taken over after it expired stays.
-        self._git(cache, "push", "--porcelain", *leases, self.spec,
-                  *(f":{self._ref(h)}" for h in sorted(self.taken)), check=False)
+        self._git(
+            cache,
+            "push",
+            "--porcelain",
+            *leases,
+            self.spec,
+            *(f":{self._ref(h)}" for h in sorted(self.taken)),
+            check=False,
+        )
 
     # -- for `opsctl` and tests
 
@@ -331,9 +378,11 @@ def host_leases(env: Any, run_id: str, holder: dict[str, Any]) -> Leases | None:
         raise BadInput(f"{policy}: host_leases must be 'store' or 'local', not {mode!r}")
     spec = os.environ.get("OPSCTL_STORE") or str(settings.get("lease_store") or "")
     if not spec.strip():
-        raise BadInput(f"environment {env.name!r} takes host leases in the shared store ({policy}: "
-                       f"host_leases: store), so that runs from other checkouts and controllers see them: "
-                       f"set OPSCTL_STORE to the store (docs/ci.md, 'The shared archive store')")
+        raise BadInput(
+            f"environment {env.name!r} takes host leases in the shared store ({policy}: "
+            f"host_leases: store), so that runs from other checkouts and controllers see them: "
+            f"set OPSCTL_STORE to the store (docs/ci.md, 'The shared archive store')"
+        )
     try:
         ttl = float(settings.get("lease_ttl_hours", DEFAULT_TTL_HOURS))
     except (TypeError, ValueError):

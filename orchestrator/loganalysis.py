@@ -28,8 +28,10 @@ from typing import Any
 
 from .errors import BadInput
 
-_PG_LINE = re.compile(r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?(?P<tz>[A-Z]{2,5}|[+-]\d\d)?"
-                      r".*?\b(?P<level>ERROR|FATAL|PANIC):\s+(?P<msg>.*)$")
+_PG_LINE = re.compile(
+    r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?(?P<tz>[A-Z]{2,5}|[+-]\d\d)?"
+    r".*?\b(?P<level>ERROR|FATAL|PANIC):\s+(?P<msg>.*)$"
+)
 _TZ_NAMES = {"CST": "+08:00", "UTC": "+00:00", "GMT": "+00:00"}
 _NUM = re.compile(r"\d+")
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
@@ -78,8 +80,13 @@ class Window:
     slow: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"requests": self.requests, "4xx": self.s4xx, "5xx": self.s5xx, "slow": self.slow,
-                "error_rate": round(self.s5xx / self.requests, 4) if self.requests else 0.0}
+        return {
+            "requests": self.requests,
+            "4xx": self.s4xx,
+            "5xx": self.s5xx,
+            "slow": self.slow,
+            "error_rate": round(self.s5xx / self.requests, 4) if self.requests else 0.0,
+        }
 
 
 @dataclass
@@ -98,8 +105,10 @@ class SourceStats:
             return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
         ranked = sorted(((pct(d, 0.95), p) for p, d in self.durations.items() if d), key=lambda r: (-r[0], r[1]))
-        slowest = [{"path": p, "count": len(self.durations[p]), "p95_ms": p95,
-                    "max_ms": round(max(self.durations[p]), 2)} for p95, p in ranked[:top]]
+        slowest = [
+            {"path": p, "count": len(self.durations[p]), "p95_ms": p95, "max_ms": round(max(self.durations[p]), 2)}
+            for p95, p in ranked[:top]
+        ]
         return {
             "requests": self.requests,
             "status": dict(sorted(self.status.items())),
@@ -114,8 +123,14 @@ class SourceStats:
 
 
 class Analyzer:
-    def __init__(self, since: datetime | None = None, until: datetime | None = None,
-                 window_minutes: int = 5, slow_ms: float = 500.0, top: int = 10) -> None:
+    def __init__(
+        self,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        window_minutes: int = 5,
+        slow_ms: float = 500.0,
+        top: int = 10,
+    ) -> None:
         if window_minutes < 1:
             raise BadInput("the time window must be at least one minute")
         self.since, self.until = since, until
@@ -133,8 +148,11 @@ class Analyzer:
 
     def _bucket(self, moment: datetime) -> str:
         local = moment  # the log's own offset (the hosts run Asia/Shanghai)
-        start = local - timedelta(minutes=local.minute % int(self.window.total_seconds() // 60),
-                                  seconds=local.second, microseconds=local.microsecond)
+        start = local - timedelta(
+            minutes=local.minute % int(self.window.total_seconds() // 60),
+            seconds=local.second,
+            microseconds=local.microsecond,
+        )
         return start.strftime("%Y-%m-%dT%H:%M")
 
     def feed_dir(self, root: Path) -> None:
@@ -160,8 +178,13 @@ class Analyzer:
                 offset = _TZ_NAMES.get(tz, f"{tz}:00" if tz[:1] in "+-" else "")
                 moment = parse_time(m.group("ts").replace(" ", "T") + offset)
                 if self._in_range(moment):
-                    self._group(self.db_errors, f"{m.group('level')}: {_signature(m.group('msg'))}",
-                                m.group("msg"), host, moment)
+                    self._group(
+                        self.db_errors,
+                        f"{m.group('level')}: {_signature(m.group('msg'))}",
+                        m.group("msg"),
+                        host,
+                        moment,
+                    )
             return
         if not line.startswith("{"):
             if source == "nginx" and re.match(r"^\d{4}/\d\d/\d\d", line):  # nginx error log
@@ -212,8 +235,17 @@ class Analyzer:
             stats.slow.append({"ts": moment.isoformat(), "path": path, "ms": round(ms, 2), "status": status})
 
     def _group(self, table: dict[str, dict[str, Any]], sig: str, example: str, host: str, moment: datetime) -> None:
-        g = table.setdefault(sig, {"signature": sig, "count": 0, "example": example[:300], "hosts": [],
-                                   "first": moment.isoformat(), "last": moment.isoformat()})
+        g = table.setdefault(
+            sig,
+            {
+                "signature": sig,
+                "count": 0,
+                "example": example[:300],
+                "hosts": [],
+                "first": moment.isoformat(),
+                "last": moment.isoformat(),
+            },
+        )
         g["count"] += 1
         if host not in g["hosts"]:
             g["hosts"].append(host)
@@ -222,7 +254,7 @@ class Analyzer:
 
     def result(self) -> dict[str, Any]:
         def top_groups(table: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-            return sorted(table.values(), key=lambda g: (-g["count"], g["signature"]))[:self.top]
+            return sorted(table.values(), key=lambda g: (-g["count"], g["signature"]))[: self.top]
 
         return {
             "window_minutes": int(self.window.total_seconds() // 60),
@@ -239,8 +271,14 @@ class Analyzer:
         }
 
 
-def analyze(root: Path, since: datetime | None = None, until: datetime | None = None,
-            window_minutes: int = 5, slow_ms: float = 500.0, top: int = 10) -> dict[str, Any]:
+def analyze(
+    root: Path,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    window_minutes: int = 5,
+    slow_ms: float = 500.0,
+    top: int = 10,
+) -> dict[str, Any]:
     analyzer = Analyzer(since, until, window_minutes, slow_ms, top)
     analyzer.feed_dir(root)
     return analyzer.result()
@@ -249,14 +287,34 @@ def analyze(root: Path, since: datetime | None = None, until: datetime | None = 
 # ----------------------------------------------------------------------------- rendering
 
 _TEXT = {
-    "en": {"title": "Log analysis", "requests": "requests", "rate4": "4xx rate", "rate5": "5xx rate",
-           "top": "Top paths", "slowest": "Slowest endpoints (p95 ms)", "slow": "slow requests",
-           "errors": "Errors by signature", "db": "Database errors", "windows": "Requests per window",
-           "none": "none", "source": "source"},
-    "zh": {"title": "日志分析", "requests": "请求数", "rate4": "4xx 比例", "rate5": "5xx 比例",
-           "top": "访问最多的路径", "slowest": "最慢的接口（p95 毫秒）", "slow": "慢请求",
-           "errors": "按特征归类的错误", "db": "数据库错误", "windows": "各时间窗口的请求",
-           "none": "无", "source": "来源"},
+    "en": {
+        "title": "Log analysis",
+        "requests": "requests",
+        "rate4": "4xx rate",
+        "rate5": "5xx rate",
+        "top": "Top paths",
+        "slowest": "Slowest endpoints (p95 ms)",
+        "slow": "slow requests",
+        "errors": "Errors by signature",
+        "db": "Database errors",
+        "windows": "Requests per window",
+        "none": "none",
+        "source": "source",
+    },
+    "zh": {
+        "title": "日志分析",
+        "requests": "请求数",
+        "rate4": "4xx 比例",
+        "rate5": "5xx 比例",
+        "top": "访问最多的路径",
+        "slowest": "最慢的接口（p95 毫秒）",
+        "slow": "慢请求",
+        "errors": "按特征归类的错误",
+        "db": "数据库错误",
+        "windows": "各时间窗口的请求",
+        "none": "无",
+        "source": "来源",
+    },
 }
 
 
@@ -264,13 +322,17 @@ def render_text(res: dict[str, Any], lang: str = "en") -> str:
     t = _TEXT[lang]
     out: list[str] = []
     for name, s in res["sources"].items():
-        out.append(f"[{name}] {t['requests']} {s['requests']}  {s['classes']}  "
-                   f"{t['rate4']} {s['rate_4xx']:.2%}  {t['rate5']} {s['rate_5xx']:.2%}  {t['slow']} {s['slow_requests']}")
+        out.append(
+            f"[{name}] {t['requests']} {s['requests']}  {s['classes']}  "
+            f"{t['rate4']} {s['rate_4xx']:.2%}  {t['rate5']} {s['rate_5xx']:.2%}  {t['slow']} {s['slow_requests']}"
+        )
         out.append(f"  {t['top']}: " + ", ".join(f"{p['path']} ({p['count']})" for p in s["top_paths"][:5]))
         out.append(f"  {t['slowest']}: " + ", ".join(f"{p['path']} {p['p95_ms']}" for p in s["slowest_endpoints"][:5]))
         for key, w in list(s["windows"].items())[-6:]:
-            out.append(f"  {key}  {t['requests']} {w['requests']:>6}  4xx {w['4xx']:>5}  5xx {w['5xx']:>5}  "
-                       f"{t['slow']} {w['slow']:>4}")
+            out.append(
+                f"  {key}  {t['requests']} {w['requests']:>6}  4xx {w['4xx']:>5}  5xx {w['5xx']:>5}  "
+                f"{t['slow']} {w['slow']:>4}"
+            )
     for title, key in ((t["errors"], "errors"), (t["db"], "db_errors")):
         out.append(f"{title}: " + ("" if res[key] else t["none"]))
         for g in res[key]:
@@ -288,8 +350,10 @@ def _bars(windows: dict[str, dict[str, Any]]) -> str:
         x = i * (bar + 2)
         for value, color, offset in ((w["requests"], "#90caf9", 0), (w["4xx"], "#ffb74d", 0), (w["5xx"], "#e57373", 0)):
             h = int(110 * value / peak) + offset
-            parts.append(f'<rect x="{x}" y="{115 - h}" width="{bar}" height="{h}" fill="{color}">'
-                         f'<title>{html.escape(key)}: {value}</title></rect>')
+            parts.append(
+                f'<rect x="{x}" y="{115 - h}" width="{bar}" height="{h}" fill="{color}">'
+                f"<title>{html.escape(key)}: {value}</title></rect>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -299,23 +363,45 @@ def render_html(res: dict[str, Any], lang: str = "en") -> str:
     e = html.escape
     body = [f"<h1>{e(t['title'])}</h1>"]
     for name, s in res["sources"].items():
-        body.append(f"<h2>{e(t['source'])}: {e(name)}</h2><p>{e(t['requests'])} {s['requests']}; "
-                    f"{e(t['rate4'])} {s['rate_4xx']:.2%}; {e(t['rate5'])} {s['rate_5xx']:.2%}; "
-                    f"{e(t['slow'])} {s['slow_requests']}</p>")
+        body.append(
+            f"<h2>{e(t['source'])}: {e(name)}</h2><p>{e(t['requests'])} {s['requests']}; "
+            f"{e(t['rate4'])} {s['rate_4xx']:.2%}; {e(t['rate5'])} {s['rate_5xx']:.2%}; "
+            f"{e(t['slow'])} {s['slow_requests']}</p>"
+        )
         body.append(f"<h3>{e(t['windows'])}</h3>{_bars(s['windows'])}")
-        body.append(f"<h3>{e(t['slowest'])}</h3><table>" + "".join(
-            f"<tr><td>{e(p['path'])}</td><td>{p['count']}</td><td>{p['p95_ms']}</td><td>{p['max_ms']}</td></tr>"
-            for p in s["slowest_endpoints"]) + "</table>")
-        body.append(f"<h3>{e(t['top'])}</h3><table>" + "".join(
-            f"<tr><td>{e(p['path'])}</td><td>{p['count']}</td></tr>" for p in s["top_paths"]) + "</table>")
+        body.append(
+            f"<h3>{e(t['slowest'])}</h3><table>"
+            + "".join(
+                f"<tr><td>{e(p['path'])}</td><td>{p['count']}</td><td>{p['p95_ms']}</td><td>{p['max_ms']}</td></tr>"
+                for p in s["slowest_endpoints"]
+            )
+            + "</table>"
+        )
+        body.append(
+            f"<h3>{e(t['top'])}</h3><table>"
+            + "".join(f"<tr><td>{e(p['path'])}</td><td>{p['count']}</td></tr>" for p in s["top_paths"])
+            + "</table>"
+        )
     for title, key in ((t["errors"], "errors"), (t["db"], "db_errors")):
-        body.append(f"<h2>{e(title)}</h2><table>" + ("".join(
-            f"<tr><td>{g['count']}</td><td>{e(g['signature'])}</td><td>{e(', '.join(g['hosts']))}</td>"
-            f"<td>{e(g['example'])}</td></tr>" for g in res[key]) or f"<tr><td>{e(t['none'])}</td></tr>") + "</table>")
-    return (f'<!DOCTYPE html><html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
-            f"<title>{e(t['title'])}</title><style>body{{font-family:sans-serif;margin:2em}}"
-            "table{border-collapse:collapse}td{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
-            + "\n".join(body) + "</body></html>\n")
+        body.append(
+            f"<h2>{e(title)}</h2><table>"
+            + (
+                "".join(
+                    f"<tr><td>{g['count']}</td><td>{e(g['signature'])}</td><td>{e(', '.join(g['hosts']))}</td>"
+                    f"<td>{e(g['example'])}</td></tr>"
+                    for g in res[key]
+                )
+                or f"<tr><td>{e(t['none'])}</td></tr>"
+            )
+            + "</table>"
+        )
+    return (
+        f'<!DOCTYPE html><html lang="{"zh-CN" if lang == "zh" else "en"}"><head><meta charset="utf-8">'
+        f"<title>{e(t['title'])}</title><style>body{{font-family:sans-serif;margin:2em}}"
+        "table{border-collapse:collapse}td{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -324,8 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args:
         print("usage: python -m orchestrator.loganalysis DIR [WINDOW_MINUTES SLOW_MS]", file=sys.stderr)
         return 2
-    res = analyze(Path(args[0]), window_minutes=int(args[1]) if len(args) > 1 else 5,
-                  slow_ms=float(args[2]) if len(args) > 2 else 500.0)
+    res = analyze(
+        Path(args[0]),
+        window_minutes=int(args[1]) if len(args) > 1 else 5,
+        slow_ms=float(args[2]) if len(args) > 2 else 500.0,
+    )
     print(json.dumps(res, ensure_ascii=False))
     return 0
 

@@ -20,6 +20,9 @@ masked in error texts (:class:`~orchestrator.redact.Redactor`).
 Messages are zh-CN; times are Beijing time with the offset (``2026-11-29 16:35
 北京时间（+08:00）``). A delivery failure never stops the caller: :func:`send`
 returns what happened and the caller records it.
+
+Size (over 400 lines): where the notification URLs come from (file, environment, vault),
+sending through Apprise with a time limit, and the message texts in two languages.
 """
 
 from __future__ import annotations
@@ -202,8 +205,14 @@ class Delivery:
         return self.attempted and not self.errors
 
     def as_notice(self, kind: str, **extra: Any) -> dict[str, Any]:
-        return {"kind": kind, "channels": list(self.channels), "ok": self.ok, "sent": self.sent,
-                "error": "; ".join(self.errors) or None, **extra}
+        return {
+            "kind": kind,
+            "channels": list(self.channels),
+            "ok": self.ok,
+            "sent": self.sent,
+            "error": "; ".join(self.errors) or None,
+            **extra,
+        }
 
     def summary(self) -> str:
         if not self.attempted:
@@ -242,8 +251,7 @@ def send(cfg: NotifyConfig, title: str, body: str) -> Delivery:
             if not obj.add(url):
                 delivery.errors.append(f"{channel}: not a usable Apprise URL")
                 continue
-            result = obj.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT,
-                                timeout=cfg.timeout_s)
+            result = obj.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT, timeout=cfg.timeout_s)
             if result:
                 delivery.sent += 1
                 continue
@@ -280,17 +288,24 @@ def on_call_lines(on_call: Mapping[str, Any] | None, problem: str | None = None)
     lines = [f"值班人员：{_person(on_call.get('primary'))}"]
     if on_call.get("backup"):
         lines.append(f"备班人员：{_person(on_call.get('backup'))}")
-    escalation = [e for e in on_call.get("escalation") or []
-                  if e.get("key") not in {(on_call.get("primary") or {}).get("key"),
-                                          (on_call.get("backup") or {}).get("key")}]
+    escalation = [
+        e
+        for e in on_call.get("escalation") or []
+        if e.get("key") not in {(on_call.get("primary") or {}).get("key"), (on_call.get("backup") or {}).get("key")}
+    ]
     if escalation:
         lines.append("升级联系：" + "；".join(_person(e) for e in escalation))
     lines.append(f"报修热线：{on_call.get('hotline')}")
     return lines
 
 
-def opened_message(inc: Any, record_id: str, on_call: Mapping[str, Any] | None,
-                   roster_problem: str | None = None, source: str | None = None) -> tuple[str, str]:
+def opened_message(
+    inc: Any,
+    record_id: str,
+    on_call: Mapping[str, Any] | None,
+    roster_problem: str | None = None,
+    source: str | None = None,
+) -> tuple[str, str]:
     """(title, body) of a new incident: severity, title, on call with phone, deadlines, record id."""
     sev = SEVERITY_ZH.get(inc.severity, inc.severity)
     title = f"【新故障】{inc.id} {sev}"
@@ -326,8 +341,9 @@ def recovered_message(inc: Any, record_id: str, at: Any, alertname: str, recover
     return title, "\n".join(lines)
 
 
-def clock_message(inc: Any, clock: Any, level: int, on_call: Mapping[str, Any] | None,
-                  roster_problem: str | None = None) -> tuple[str, str]:
+def clock_message(
+    inc: Any, clock: Any, level: int, on_call: Mapping[str, Any] | None, roster_problem: str | None = None
+) -> tuple[str, str]:
     """An SLA warning: ``level`` 50 or 80 (% of the clock used) or 100 (breached)."""
     name = CLOCK_ZH.get(clock.clock, clock.clock)
     if level >= 100:
@@ -376,8 +392,9 @@ def alert_message(alert: Mapping[str, Any], env: str, reason: str) -> tuple[str,
     return title, "\n".join(lines)
 
 
-def scheduled_failure_message(timer: str, unit: str, operation: str | None, env: str | None,
-                              newest: Mapping[str, Any] | None, at: Any) -> tuple[str, str]:
+def scheduled_failure_message(
+    timer: str, unit: str, operation: str | None, env: str | None, newest: Mapping[str, Any] | None, at: Any
+) -> tuple[str, str]:
     title = f"【定时任务失败】{timer}"
     lines = [
         f"定时任务：{timer}",

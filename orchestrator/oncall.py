@@ -83,9 +83,7 @@ class OnCall:
             "shift_from": isoformat(self.shift.start) if self.shift else None,
             "shift_to": isoformat(self.shift.end) if self.shift else None,
             "note": self.shift.note if self.shift else "",
-            "escalation": [
-                {"level": i + 1, **p.as_dict()} for i, p in enumerate(self.escalation)
-            ],
+            "escalation": [{"level": i + 1, **p.as_dict()} for i, p in enumerate(self.escalation)],
         }
 
 
@@ -172,9 +170,12 @@ class Roster:
                 raise RosterError(f"{path}: {where} ends before it starts")
             roster.overrides.append(
                 Shift(
-                    start, end, person(item.get("primary"), f"{where}.primary"),
+                    start,
+                    end,
+                    person(item.get("primary"), f"{where}.primary"),
                     person(item["backup"], f"{where}.backup") if item.get("backup") else None,
-                    str(item.get("note") or ""), override=True,
+                    str(item.get("note") or ""),
+                    override=True,
                 )
             )
         escalation = data.get("escalation") or []

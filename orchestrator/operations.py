@@ -17,6 +17,27 @@ from .errors import BadInput, NotFound
 RISKS = ("low", "medium", "high")
 POLICY_FILE = ".opsctl.yml"
 
+#: The roles an operation can play for the rest of opsctl (``tags:`` in the catalog). Code
+#: finds the operations by these tags, never by name: renaming an operation is a change to
+#: the catalog only. A tag not listed here is refused by the loader.
+TAGS: dict[str, str] = {
+    "inspection": "the daily inspection: per-host results under outputs.inspect (reports, trends, forecasts)",
+    "patch-scan": "the pending-updates scan the patch compliance report reads (outputs.patch_scan)",
+    "patch": "installs updates (the monthly report's patches applied, outputs.patch)",
+    "baseline-check": "the security baseline check the baseline report reads (outputs.baseline)",
+    "backup": "takes backups (the monthly report's backups, outputs.backup)",
+    "backup-verify": "verifies backups (the monthly report's verifications)",
+    "release": "reports under outputs.deploy which release runs on which host (opsctl releases)",
+    "deploy": "a deploy in the monthly report",
+    "rollback": "a rollback in the monthly report",
+}
+
+#: How ``make <operation>`` is provided: ``plain`` by the generated rule of mk/operations.mk
+#: (``opsctl run OP $(RUN_OPTS)``), ``custom`` by a hand-written rule in mk/<area>.mk that
+#: maps make variables to inputs.
+MAKE_TARGETS = ("plain", "custom")
+TAG_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+
 
 #: Names no operation accepts with -e: Ansible's own connection and behaviour variables,
 #: and role internals (``__role_x``), whatever the catalog says.
@@ -53,6 +74,10 @@ class Operation:
     on_demand: bool = False
     #: The -e keys the operation accepts (besides ``requires``); anything else is refused.
     inputs: tuple[Input, ...] = ()
+    #: What the operation is for the rest of opsctl (keys of :data:`TAGS`).
+    tags: tuple[str, ...] = ()
+    #: ``plain`` or ``custom`` (:data:`MAKE_TARGETS`).
+    make_target: str = "plain"
 
     def input_for(self, key: str) -> Input | None:
         """The declared input ``key`` falls under, or None (refused)."""
@@ -117,11 +142,15 @@ class Environment:
         """``ticket`` (already cleaned of control characters) if it is a ticket of this
         environment, else :class:`BadInput` saying what is expected."""
         if not ticket:
-            raise BadInput("--ticket is blank: give the change ticket id"
-                           + (f" ({self.ticket_pattern.pattern})" if self.ticket_pattern else ""))
+            raise BadInput(
+                "--ticket is blank: give the change ticket id"
+                + (f" ({self.ticket_pattern.pattern})" if self.ticket_pattern else "")
+            )
         if self.ticket_pattern is not None and not self.ticket_pattern.fullmatch(ticket):
-            raise BadInput(f"--ticket {ticket!r} does not match the ticket pattern of {self.name!r}: "
-                           f"{self.ticket_pattern.pattern} (ticket_pattern in {self.policy_shown()})")
+            raise BadInput(
+                f"--ticket {ticket!r} does not match the ticket pattern of {self.name!r}: "
+                f"{self.ticket_pattern.pattern} (ticket_pattern in {self.policy_shown()})"
+            )
         return ticket
 
     def standard_change(self, op: Operation) -> str:
@@ -129,12 +158,16 @@ class Environment:
         change = self.standard_changes.get(op.name)
         if change is None:
             listed = ", ".join(sorted(self.standard_changes)) or "none"
-            raise BadInput(f"operation {op.name!r} is not a standard change in {self.name!r} "
-                           f"(standard_changes in {self.policy_shown()} lists: {listed}): "
-                           "run it with --ticket, or have it approved as a standard change and listed there")
+            raise BadInput(
+                f"operation {op.name!r} is not a standard change in {self.name!r} "
+                f"(standard_changes in {self.policy_shown()} lists: {listed}): "
+                "run it with --ticket, or have it approved as a standard change and listed there"
+            )
         if op.risk_in(self.name) == "high":
-            raise BadInput(f"operation {op.name!r} is high risk in {self.name!r} and cannot run as a standard "
-                           f"change (remove it from standard_changes in {self.policy_shown()}): run it with --ticket")
+            raise BadInput(
+                f"operation {op.name!r} is high risk in {self.name!r} and cannot run as a standard "
+                f"change (remove it from standard_changes in {self.policy_shown()}): run it with --ticket"
+            )
         return change
 
 
@@ -167,9 +200,14 @@ def _parse_inputs(name: str, raw: Any) -> tuple[Input, ...]:
         unknown = set(item) - {"name", "secret", "needs_ticket", "description"}
         if unknown:
             raise BadInput(f"catalog entry {name!r}: input {item['name']!r} has unknown keys {sorted(unknown)}")
-        out.append(Input(name=item["name"], secret=bool(item.get("secret", False)),
-                         needs_ticket=bool(item.get("needs_ticket", False)),
-                         description=str(item.get("description", ""))))
+        out.append(
+            Input(
+                name=item["name"],
+                secret=bool(item.get("secret", False)),
+                needs_ticket=bool(item.get("needs_ticket", False)),
+                description=str(item.get("description", "")),
+            )
+        )
     return tuple(out)
 
 
@@ -179,6 +217,15 @@ def _parse_operation(name: str, raw: Any) -> Operation:
     risk = str(raw.get("risk", "low"))
     if risk not in RISKS:
         raise BadInput(f"catalog entry {name!r}: risk must be one of {', '.join(RISKS)}")
+    tags = raw.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) and TAG_RE.match(t) for t in tags):
+        raise BadInput(f"catalog entry {name!r}: tags must be a list of names (lower case, digits, '-')")
+    unknown_tags = sorted(set(tags) - set(TAGS))
+    if unknown_tags:
+        raise BadInput(f"catalog entry {name!r}: unknown tags {unknown_tags} (known: {', '.join(sorted(TAGS))})")
+    make_target = str(raw.get("make_target", "plain"))
+    if make_target not in MAKE_TARGETS:
+        raise BadInput(f"catalog entry {name!r}: make_target must be one of {', '.join(MAKE_TARGETS)}")
     return Operation(
         name=name,
         playbook=str(raw["playbook"]),
@@ -190,6 +237,8 @@ def _parse_operation(name: str, raw: Any) -> Operation:
         outputs=tuple(str(v) for v in raw.get("outputs", ())),
         on_demand=bool(raw.get("on_demand", False)),
         inputs=_parse_inputs(name, raw.get("inputs")),
+        tags=tuple(dict.fromkeys(tags)),
+        make_target=make_target,
     )
 
 
@@ -227,6 +276,25 @@ def get_operation(name: str, catalog: dict[str, Operation] | None = None) -> Ope
         raise NotFound(f"unknown operation {name!r} (known: {known})") from None
 
 
+def tagged(tag: str, catalog: dict[str, Operation] | None = None) -> tuple[str, ...]:
+    """The names of the operations tagged ``tag``, in catalog order (none: empty)."""
+    if tag not in TAGS:
+        raise ValueError(f"unknown operation tag {tag!r}")
+    catalog = catalog if catalog is not None else load_catalog()
+    return tuple(name for name, op in catalog.items() if tag in op.tags)
+
+
+def tagged_one(tag: str, catalog: dict[str, Operation] | None = None) -> str:
+    """The name of the one operation tagged ``tag``; none or several is a catalog error."""
+    names = tagged(tag, catalog)
+    if len(names) != 1:
+        raise BadInput(
+            f"the operations catalog must tag exactly one operation {tag!r} "
+            f"({TAGS[tag]}); it tags {', '.join(names) or 'none'}"
+        )
+    return names[0]
+
+
 def list_environments() -> list[str]:
     root = paths.inventories_dir()
     if not root.is_dir():
@@ -251,10 +319,15 @@ def get_environment(name: str) -> Environment:
         vault = (inv / str(settings["vault_password_file"])).resolve()
     if vault is not None and not vault.is_file():
         raise BadInput(f"vault password file {vault} for environment {name!r} does not exist")
-    return Environment(name=name, inventory=inv, requires_ticket=requires_ticket,
-                       vault_password_file=vault, settings=settings,
-                       ticket_pattern=_pattern(settings, "ticket_pattern", None, policy_file),
-                       standard_changes=_standard_changes(settings, policy_file))
+    return Environment(
+        name=name,
+        inventory=inv,
+        requires_ticket=requires_ticket,
+        vault_password_file=vault,
+        settings=settings,
+        ticket_pattern=_pattern(settings, "ticket_pattern", None, policy_file),
+        standard_changes=_standard_changes(settings, policy_file),
+    )
 
 
 def _load_policy(policy_file: Path) -> dict[str, Any]:

@@ -10,22 +10,24 @@ from typing import Any
 
 from .archive import Archive
 from .errors import BadInput, NotFound
+from .operations import tagged_one
 from .records import operator_name
 from .workdays import isoformat, now
-
-SCAN_OPERATION = "patch-scan"
 
 
 def latest_scan(archive: Archive, env: str) -> dict[str, Any]:
     """The newest successful patch-scan record of ``env`` that carries scan outputs."""
     if not env:
         raise BadInput("--env is required")
-    for row in archive.list(env=env, op=SCAN_OPERATION):
+    scan_op = tagged_one("patch-scan")
+    for row in archive.list(env=env, op=scan_op):
         record = archive.get(str(row["id"]))
         if record.get("status") == "successful" and (record.get("outputs") or {}).get("patch_scan"):
             return record
-    raise NotFound(f"no successful {SCAN_OPERATION} record for environment {env!r} in {archive.root}; "
-                   f"run `opsctl run {SCAN_OPERATION} --env {env}` first")
+    raise NotFound(
+        f"no successful {scan_op} record for environment {env!r} in {archive.root}; "
+        f"run `opsctl run {scan_op} --env {env}` first"
+    )
 
 
 def _host_row(host: str, scan: dict[str, Any]) -> dict[str, Any]:
@@ -51,9 +53,15 @@ def _host_row(host: str, scan: dict[str, Any]) -> dict[str, Any]:
         "compliant": not problems,
         "problems": problems,
         "updates": [
-            {"name": u.get("name"), "current": u.get("current"), "candidate": u.get("candidate"),
-             "security": bool(u.get("security")), "held": bool(u.get("held")),
-             "excluded": bool(u.get("excluded")), "source": u.get("source")}
+            {
+                "name": u.get("name"),
+                "current": u.get("current"),
+                "candidate": u.get("candidate"),
+                "security": bool(u.get("security")),
+                "held": bool(u.get("held")),
+                "excluded": bool(u.get("excluded")),
+                "source": u.get("source"),
+            }
             for u in updates
         ],
     }
@@ -67,8 +75,13 @@ def build_patches(record: dict[str, Any]) -> dict[str, Any]:
     compliant = sum(1 for h in hosts if h["compliant"])
     return {
         "environment": record.get("environment"),
-        "record": {"id": record.get("id"), "started": record.get("started"), "status": record.get("status"),
-                   "operator": operator_name(record.get("operator")), "hash": record.get("hash")},
+        "record": {
+            "id": record.get("id"),
+            "started": record.get("started"),
+            "status": record.get("status"),
+            "operator": operator_name(record.get("operator")),
+            "hash": record.get("hash"),
+        },
         "generated": isoformat(now()),
         "summary": {
             "hosts": len(hosts),

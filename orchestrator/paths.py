@@ -77,10 +77,14 @@ def ensure_private_dir(path: Path) -> Path:
     if not stat.S_ISDIR(info.st_mode):
         raise UnsafeDirectory(f"{path} is not a directory")
     if info.st_uid != os.geteuid():
-        raise UnsafeDirectory(f"{path} is owned by uid {info.st_uid}, not by you (uid {os.geteuid()}): "
-                              "another user could replace its ssh sockets; remove it or set "
-                              "ANSIBLE_SSH_CONTROL_PATH_DIR to a directory of yours")
+        raise UnsafeDirectory(
+            f"{path} is owned by uid {info.st_uid}, not by you (uid {os.geteuid()}): "
+            "another user could replace its ssh sockets; remove it or set "
+            "ANSIBLE_SSH_CONTROL_PATH_DIR to a directory of yours"
+        )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UnsafeDirectory(f"{path} is writable by other users (mode {stat.S_IMODE(info.st_mode):04o}): "
-                              f"another user could replace its ssh sockets; run chmod 700 {path}")
+        raise UnsafeDirectory(
+            f"{path} is writable by other users (mode {stat.S_IMODE(info.st_mode):04o}): "
+            f"another user could replace its ssh sockets; run chmod 700 {path}"
+        )
     return path

@@ -5,6 +5,10 @@ is fed the events exactly as ansible-runner's ``event_handler`` receives them
 (already redacted by the caller) and :meth:`RecordBuilder.finish` returns the
 record without the fields the archive adds (``seq``, ``prev_hash``,
 ``artifacts``, ``hash``).
+
+Size (over 400 lines): the record's whole schema in one place -- the run's metadata
+(operator, source, versions, approval), the event-stream builder and the finished record --
+so a field is added in one module.
 """
 
 from __future__ import annotations
@@ -136,9 +140,7 @@ def inventory_entries(inventory: Path, base: Path | None = None) -> list[dict[st
 
 def _git(repo: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False
-        )
+        out = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -217,8 +219,11 @@ def collect_approval() -> dict[str, Any] | None:
             "sha256": hashlib.sha256(data).hexdigest(),
             "env": clean_optional(str(loaded.get("env") or "")) or None,
             "commit": clean_optional(str(loaded.get("commit") or "")) or None,
-            "operations": [clean_text(str(o.get("operation"))) for o in loaded.get("operations") or []
-                           if isinstance(o, dict) and o.get("operation")],
+            "operations": [
+                clean_text(str(o.get("operation")))
+                for o in loaded.get("operations") or []
+                if isinstance(o, dict) and o.get("operation")
+            ],
         }
     return {"approved_by": by or None, "plan": plan}
 
@@ -381,7 +386,6 @@ class RecordBuilder:
         self.failures: list[dict[str, Any]] = []
         self.outputs: dict[str, Any] = {}
         self.events = 0
-        self.last_created: str | None = None
         self._play: str | None = None
         self._task: str | None = None
         self._task_hosts: set[str] = set()
@@ -397,9 +401,6 @@ class RecordBuilder:
     def feed(self, event: Mapping[str, Any]) -> None:
         """Take one event (as given to ansible-runner's ``event_handler``)."""
         self.events += 1
-        created = event.get("created")
-        if isinstance(created, str):
-            self.last_created = created
         kind = event.get("event")
         data = event.get("event_data") or {}
         if not isinstance(data, Mapping):
@@ -567,7 +568,9 @@ class RecordBuilder:
             "outputs": dict(self.outputs),
             "outputs_missing": sorted(k for k in (output_keys or ()) if k not in self.outputs),
             "error": error,
-            "redaction": dict(redaction) if redaction is not None else {"keys": [], "values_masked": 0, "min_length": 4},
+            "redaction": dict(redaction)
+            if redaction is not None
+            else {"keys": [], "values_masked": 0, "min_length": 4},
             # only where the environment takes host leases (orchestrator/leases.py)
             **({"leases": dict(meta.leases)} if meta.leases is not None else {}),
             # only where a CI gate approved the run (ci/approver.py, ci/plan.py apply --plan)

@@ -15,6 +15,9 @@ Two sources of secrets are known before a run starts:
 ``MIN_LENGTH`` characters: shorter ones would mask every "a" of the output) in
 free text with ``MASK``, and the password of every URL with credentials
 (``scheme://user:password@host``) wherever it appears.
+
+Size (over 400 lines): every rule of what counts as a secret (names, URLs, structured
+values, vault plaintext) is kept together, so the rules are reviewed as one.
 """
 
 from __future__ import annotations
@@ -52,9 +55,19 @@ SECRET_KEY_RE = re.compile(
 
 #: Bare names that match the pattern but are not secrets: loops over dicts give
 #: items ``{"key": ..., "value": ...}``, and ``key`` of authorized_key is public.
-_NOT_SECRET = frozenset({"key", "keys",
-                         # the fields of a passwd entry (Python's pwd module, getent): names, not passwords
-                         "pw_name", "pw_uid", "pw_gid", "pw_gecos", "pw_dir", "pw_shell"})
+_NOT_SECRET = frozenset(
+    {
+        "key",
+        "keys",
+        # the fields of a passwd entry (Python's pwd module, getent): names, not passwords
+        "pw_name",
+        "pw_uid",
+        "pw_gid",
+        "pw_gecos",
+        "pw_dir",
+        "pw_shell",
+    }
+)
 
 _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
@@ -63,7 +76,8 @@ _CAMEL_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 #: that is already the mask does not match (it is not counted again).
 _URL_CREDENTIALS_RE = re.compile(
     r"""(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s/:"'<>`]*:)"""
-    r"""(?!""" + re.escape(MASK) + r"""@)(?P<password>[^\s/"'<>`]+)(?=@)""")
+    r"""(?!""" + re.escape(MASK) + r"""@)(?P<password>[^\s/"'<>`]+)(?=@)"""
+)
 
 #: Values that hold no text: returned as they are by :meth:`Redactor.redact_obj`.
 _PLAIN_LEAVES = frozenset({int, float, bool, type(None)})

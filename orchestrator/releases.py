@@ -6,7 +6,7 @@ the files of ``app/`` plus a ``VERSION`` file) and ``envcredit-<version>.tar.gz.
 reproducible: sorted names, fixed owner and times.
 
 Which version runs on which host comes from the change records: the newest
-record of a deploying operation (``site-app``, ``deploy``, ``rollback``, ``recover``)
+record of an operation tagged ``release`` in the catalog (``site-app``, ``deploy``, ``rollback``)
 that reported the host under its ``deploy`` output wins.
 """
 
@@ -24,9 +24,9 @@ from typing import Any
 from . import paths
 from .archive import Archive
 from .errors import BadInput
+from .operations import tagged
 
 VERSION_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$")
-DEPLOYING_OPS = ("site-app", "deploy", "rollback")
 _SKIP = {"__pycache__", ".pytest_cache"}
 
 
@@ -77,6 +77,7 @@ def build_release(version: str, src: Path | None = None, out_dir: Path | None = 
     buf = io.BytesIO()
     with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
         with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+
             def add(name: str, data: bytes, mode: int) -> None:
                 info = tarfile.TarInfo(f"{top}/{name}")
                 info.size, info.mode, info.mtime = len(data), mode, 0
@@ -105,12 +106,11 @@ def available(out_dir: Path | None = None) -> list[dict[str, Any]]:
     out_dir = out_dir or releases_dir()
     rows: list[dict[str, Any]] = []
     for tarball in sorted(out_dir.glob("envcredit-*.tar.gz")):
-        version = tarball.name[len("envcredit-"):-len(".tar.gz")]
+        version = tarball.name[len("envcredit-") : -len(".tar.gz")]
         sumfile = tarball.with_name(tarball.name + ".sha256")
         expected = sumfile.read_text(encoding="utf-8").split()[0] if sumfile.is_file() else None
         actual = hashlib.sha256(tarball.read_bytes()).hexdigest()
-        rows.append({"version": version, "tarball": str(tarball), "sha256": actual,
-                     "verified": expected == actual})
+        rows.append({"version": version, "tarball": str(tarball), "sha256": actual, "verified": expected == actual})
     return rows
 
 
@@ -118,8 +118,9 @@ def running_versions(env: str, archive: Archive | None = None) -> dict[str, dict
     """Per host: the version running, the previous one, state, and the record that said so."""
     archive = archive or Archive(paths.archive_dir())
     hosts: dict[str, dict[str, Any]] = {}
+    deploying = tagged("release")
     for row in archive.list(env=env):
-        if row.get("operation") not in DEPLOYING_OPS:
+        if row.get("operation") not in deploying:
             continue
         record = archive.get(row["id"])
         deploy = (record.get("outputs") or {}).get("deploy") or {}

@@ -6,6 +6,11 @@ hosts, take the host lock, start a pending record, stream ansible-runner's
 events (redacted) into the record builder, the pending record and the live
 progress callback, and finally commit the change record to the archive. Every
 attempt that gets this far leaves a record, refused ones included.
+
+Size (over 400 lines): one run's whole life -- request checks, policy, targets, the ansible-
+runner call with its stop/timeout handling and the record -- kept in one module so the order
+of those steps is read in one place; input parsing helpers are the first candidates to move
+out.
 """
 
 from __future__ import annotations
@@ -32,11 +37,28 @@ from .errors import BadInput, LockHeld, OpsError
 from .leases import Leases, host_leases
 from .lock import HostLock
 from .proc import process_identity, process_matches
-from .operations import (POLICY_FILE, RESERVED_VAR_RE, Environment, Operation, get_environment, get_operation,
-                         load_catalog,
-                         yaml_problem)
-from .records import (LAUNCH_TYPES, RecordBuilder, RunMeta, collect_approval, collect_operator, collect_source,
-                      collect_versions, file_entry, inventory_entries, new_record_id)
+from .operations import (
+    POLICY_FILE,
+    RESERVED_VAR_RE,
+    Environment,
+    Operation,
+    get_environment,
+    get_operation,
+    load_catalog,
+    yaml_problem,
+)
+from .records import (
+    LAUNCH_TYPES,
+    RecordBuilder,
+    RunMeta,
+    collect_approval,
+    collect_operator,
+    collect_source,
+    collect_versions,
+    file_entry,
+    inventory_entries,
+    new_record_id,
+)
 from .redact import MASK, Redactor, _scalar_leaves, vault_values
 from .textclean import clean_optional, clean_text, has_controls
 
@@ -45,12 +67,10 @@ PTY_CLOSE_DELAY = 0.01
 
 #: ansible-runner settings of every run. suppress_output_file: the pending record keeps the
 #: (redacted) stdout; runner's own copy would be unredacted and is deleted unread anyway.
-RUNNER_SETTINGS: dict[str, Any] = {"pexpect_timeout": 1, "suppress_ansible_output": True,
-                                   "suppress_output_file": True}
+RUNNER_SETTINGS: dict[str, Any] = {"pexpect_timeout": 1, "suppress_ansible_output": True, "suppress_output_file": True}
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 EXIT_CANCELED = 130
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -91,8 +111,13 @@ MAX_INPUT_FILE = 1 << 20
 #: a few YAML aliases can otherwise stand for billions of values.
 MAX_VARS_VALUES = 100_000
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def read_input_file(path: Path, what: str) -> str:
@@ -133,8 +158,13 @@ def read_input_file(path: Path, what: str) -> str:
 
 
 def _valid_name(key: object) -> bool:
-    return (isinstance(key, str) and bool(key) and key.replace("_", "a").isalnum()
-            and key.isascii() and not key[0].isdigit())
+    return (
+        isinstance(key, str)
+        and bool(key)
+        and key.replace("_", "a").isalnum()
+        and key.isascii()
+        and not key[0].isdigit()
+    )
 
 
 def _count_values(data: Any, item: str) -> None:
@@ -186,8 +216,10 @@ def parse_extra_vars(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         key = key.strip()
         if not sep or not _valid_name(key):
-            raise BadInput(f"-e argument {number}: expected key=value with a valid variable name, or @file.yml "
-                           "(the argument is not repeated here: it may hold a secret)")
+            raise BadInput(
+                f"-e argument {number}: expected key=value with a valid variable name, or @file.yml "
+                "(the argument is not repeated here: it may hold a secret)"
+            )
         result[key] = value
     return result
 
@@ -211,8 +243,9 @@ def check_limit(limit: str | None) -> None:
 def clean_request(req: RunRequest) -> RunRequest:
     """``req`` with its free text (ticket, reason, incident) cleaned of escape sequences and
     control characters; a text that was only blanks or controls becomes ``""`` (refused later)."""
-    return dataclasses.replace(req, ticket=clean_optional(req.ticket), reason=clean_optional(req.reason),
-                               incident=clean_optional(req.incident))
+    return dataclasses.replace(
+        req, ticket=clean_optional(req.ticket), reason=clean_optional(req.reason), incident=clean_optional(req.incident)
+    )
 
 
 def needs_confirmation(op: Operation, env: str) -> bool:
@@ -237,8 +270,7 @@ def _ticket_hint(op: Operation, env: Environment) -> str:
     return hint
 
 
-def check_policy(req: RunRequest, op: Operation, env: Environment,
-                 extra_vars: dict[str, Any] | None = None) -> None:
+def check_policy(req: RunRequest, op: Operation, env: Environment, extra_vars: dict[str, Any] | None = None) -> None:
     """Refuse what the catalog and the environment's policy do not allow.
 
     ``req`` has been through :func:`clean_request`; ``extra_vars`` are all the run's extra
@@ -258,8 +290,9 @@ def check_policy(req: RunRequest, op: Operation, env: Environment,
         if op.read_only and req.reason:
             pass
         elif op.read_only:
-            raise BadInput(f"environment {env.name!r} requires --ticket or --reason for {op.name!r}"
-                           + _ticket_hint(op, env))
+            raise BadInput(
+                f"environment {env.name!r} requires --ticket or --reason for {op.name!r}" + _ticket_hint(op, env)
+            )
         else:
             raise BadInput(f"environment {env.name!r} requires --ticket for {op.name!r}" + _ticket_hint(op, env))
     check_inputs(op, env, given, ticket)
@@ -267,8 +300,10 @@ def check_policy(req: RunRequest, op: Operation, env: Environment,
     if missing:
         raise BadInput(f"operation {op.name!r} requires " + ", ".join(f"-e {m}=..." for m in missing))
     if needs_confirmation(op, env.name) and not req.confirmed:
-        raise BadInput(f"operation {op.name!r} is high risk in {env.name!r}: not confirmed "
-                       "(confirm at the terminal prompt, or pass --yes)")
+        raise BadInput(
+            f"operation {op.name!r} is high risk in {env.name!r}: not confirmed "
+            "(confirm at the terminal prompt, or pass --yes)"
+        )
 
 
 def check_approval(req: RunRequest, op: Operation, env: Environment, approval: Mapping[str, Any] | None) -> None:
@@ -280,17 +315,23 @@ def check_approval(req: RunRequest, op: Operation, env: Environment, approval: M
         return
     how = "(the CI gate: ci/approver.py and make ci-apply PLAN=...; docs/ci.md)"
     if not approval or not approval.get("approved_by"):
-        raise BadInput(f"environment {env.name!r} requires an approval for CI runs of {op.name!r}: "
-                       f"OPSCTL_APPROVED_BY is not set {how}")
+        raise BadInput(
+            f"environment {env.name!r} requires an approval for CI runs of {op.name!r}: "
+            f"OPSCTL_APPROVED_BY is not set {how}"
+        )
     plan = approval.get("plan")
     if not isinstance(plan, Mapping):
-        raise BadInput(f"environment {env.name!r} requires the approved plan for CI runs of {op.name!r}: "
-                       f"OPSCTL_APPROVAL_PLAN is not set {how}")
+        raise BadInput(
+            f"environment {env.name!r} requires the approved plan for CI runs of {op.name!r}: "
+            f"OPSCTL_APPROVAL_PLAN is not set {how}"
+        )
     if plan.get("env") != env.name:
         raise BadInput(f"the approved plan is a plan of {plan.get('env')!r}, not of {env.name!r}")
     if op.name not in (plan.get("operations") or []):
-        raise BadInput(f"the approved plan does not cover {op.name!r} "
-                       f"(it covers {', '.join(plan.get('operations') or []) or 'no operation'})")
+        raise BadInput(
+            f"the approved plan does not cover {op.name!r} "
+            f"(it covers {', '.join(plan.get('operations') or []) or 'no operation'})"
+        )
 
 
 def _declared_secrets(operation: str, given: Mapping[str, Any]) -> list[str]:
@@ -310,22 +351,31 @@ def check_inputs(op: Operation, env: Environment, given: Mapping[str, Any], tick
     for key in sorted(given):
         spec = op.input_for(key)
         if spec is None:
-            why = ("Ansible's own variables and role internals are never accepted"
-                   if RESERVED_VAR_RE.match(key) else
-                   f"accepted: {', '.join(op.accepted()) or 'none'}")
-            raise BadInput(f"operation {op.name!r} does not accept -e {key} ({why}); "
-                           f"an input it needs is added to its catalog entry by a reviewed change")
+            why = (
+                "Ansible's own variables and role internals are never accepted"
+                if RESERVED_VAR_RE.match(key)
+                else f"accepted: {', '.join(op.accepted()) or 'none'}"
+            )
+            raise BadInput(
+                f"operation {op.name!r} does not accept -e {key} ({why}); "
+                f"an input it needs is added to its catalog entry by a reviewed change"
+            )
         if spec.needs_ticket and env.requires_ticket and not ticket:
-            raise BadInput(f"-e {key} on {op.name!r} needs --ticket in {env.name!r} (a reason is not enough)"
-                           + _ticket_hint(op, env))
+            raise BadInput(
+                f"-e {key} on {op.name!r} needs --ticket in {env.name!r} (a reason is not enough)"
+                + _ticket_hint(op, env)
+            )
 
 
 # ----------------------------------------------------------------------------- context
 
+
 def file_hashes(op: Operation, env: Environment) -> dict[str, Any]:
     root = paths.repo_root()
-    files: dict[str, Any] = {"playbook": file_entry(op.playbook_path(), root),
-                             "inventory": inventory_entries(env.inventory, root)}
+    files: dict[str, Any] = {
+        "playbook": file_entry(op.playbook_path(), root),
+        "inventory": inventory_entries(env.inventory, root),
+    }
     policy = env.inventory / POLICY_FILE
     if policy.is_file():
         files["policy"] = file_entry(policy, root)
@@ -363,15 +413,20 @@ def resolve_targets(op: Operation, env: Environment, limit: str | None) -> list[
                 pattern = "all"
             found.update(h.name for h in inventory.get_hosts(pattern))
     except AnsibleError as exc:  # a bad pattern (e.g. an invalid ~regex) is bad input, not a traceback
-        raise BadInput(f"--limit {limit!r}: {clean_text(str(exc.message))}" if limit
-                       else f"inventory {env.name!r}: {clean_text(str(exc.message))}") from exc
+        raise BadInput(
+            f"--limit {limit!r}: {clean_text(str(exc.message))}"
+            if limit
+            else f"inventory {env.name!r}: {clean_text(str(exc.message))}"
+        ) from exc
     if not found:
-        raise BadInput(f"no host of environment {env.name!r} matches "
-                       f"{'limit ' + repr(limit) if limit else 'the playbook'}")
+        raise BadInput(
+            f"no host of environment {env.name!r} matches {'limit ' + repr(limit) if limit else 'the playbook'}"
+        )
     return sorted(found)
 
 
 # ----------------------------------------------------------------------------- running
+
 
 class _Stopper:
     """Cancellation and timeout for one run, handed to ansible-runner as its cancel callback.
@@ -424,16 +479,34 @@ class _Stopper:
         return True
 
 
-class Executor:
-    """Runs requests against one archive and lock directory."""
+def recover_interrupted(archive: Archive) -> list[str]:
+    """What killed opsctl processes left behind, cleaned up before a command works: their
+    pending runs become ``interrupted`` records (their orphaned ansible-playbook stopped,
+    :mod:`orchestrator.archive.recovery`). It checks and kills processes, so it is called once
+    per command: by the ``opsctl`` group for every command that uses the archive, and by
+    :meth:`Executor.run` for library callers that did not. Returns the ids recovered."""
+    return archive.recover_interrupted()
 
-    def __init__(self, archive: Archive | None = None, lock_root: Path | None = None) -> None:
+
+class Executor:
+    """Runs requests against one archive and lock directory.
+
+    ``recovered``: the caller (an ``opsctl`` command) has already called
+    :func:`recover_interrupted` and removed stale runner folders for this command; else
+    :meth:`run` does both first.
+    """
+
+    def __init__(
+        self, archive: Archive | None = None, lock_root: Path | None = None, *, recovered: bool = False
+    ) -> None:
         self.archive = archive or Archive(paths.archive_dir())
         self.lock_root = lock_root or paths.lock_dir()
+        self.recovered = recovered
 
     def run(self, req: RunRequest, progress: ProgressFn | None = None) -> RunResult:
-        self.archive.recover_interrupted()
-        workdirs.remove_stale()  # the opsctl command did too; this is for library callers
+        if not self.recovered:
+            recover_interrupted(self.archive)
+            workdirs.remove_stale()
         run_id = new_record_id(datetime.now(UTC))
         started = datetime.now(UTC)
         redactor = Redactor()
@@ -508,16 +581,28 @@ class Executor:
         except OpsError as err:
             return self._refused(meta, redactor, err)
 
-        lock = HostLock(self.lock_root, env.name, meta.targets, run_id, holder={
-            "operation": op.name, "operator": meta.operator["user"], "started": meta.started})
+        lock = HostLock(
+            self.lock_root,
+            env.name,
+            meta.targets,
+            run_id,
+            holder={"operation": op.name, "operator": meta.operator["user"], "started": meta.started},
+        )
         try:
             lock.acquire()
         except LockHeld as err:
             return self._refused(meta, redactor, err)
         leases: Leases | None = None
         try:
-            leases = host_leases(env, run_id, {"operation": op.name, "operator": meta.operator["user"],
-                                               "on_behalf_of": meta.operator.get("on_behalf_of")})
+            leases = host_leases(
+                env,
+                run_id,
+                {
+                    "operation": op.name,
+                    "operator": meta.operator["user"],
+                    "on_behalf_of": meta.operator.get("on_behalf_of"),
+                },
+            )
             if leases is not None:
                 leases.acquire(meta.targets)
                 meta.leases = {"store": leases.where, "hosts": sorted(leases.taken), "took_over": leases.took_over}
@@ -542,14 +627,28 @@ class Executor:
         message = redactor.redact_text(clean_text(str(err) or type(err).__name__))
         pending.write_stdout(f"opsctl: refused: {message}\n")
         builder = RecordBuilder()
-        record = builder.finish(meta, status="refused", rc=err.exit_code, ended=ended.isoformat(),
-                                error=message, redaction=redactor.report())
+        record = builder.finish(
+            meta,
+            status="refused",
+            rc=err.exit_code,
+            ended=ended.isoformat(),
+            error=message,
+            redaction=redactor.report(),
+        )
         final = self.archive.commit(pending, record)
         return RunResult(final, err.exit_code)
 
-    def _execute(self, req: RunRequest, op: Operation, env: Environment, meta: RunMeta,
-                 raw_vars: dict[str, Any], redactor: Redactor,
-                 progress: ProgressFn | None, control_dir: Path) -> RunResult:
+    def _execute(
+        self,
+        req: RunRequest,
+        op: Operation,
+        env: Environment,
+        meta: RunMeta,
+        raw_vars: dict[str, Any],
+        redactor: Redactor,
+        progress: ProgressFn | None,
+        control_dir: Path,
+    ) -> RunResult:
         import ansible_runner
 
         _shorten_pty_close_delay()
@@ -607,8 +706,12 @@ class Executor:
                     limit=req.limit,
                     # Playbooks may stamp what they produce (backup manifests, release
                     # markers) with the id of the change record that made it.
-                    extravars={**raw_vars, "opsctl_record_id": meta.id, "opsctl_env": env.name,
-                               "opsctl_data_root": str(paths.data_dir())},
+                    extravars={
+                        **raw_vars,
+                        "opsctl_record_id": meta.id,
+                        "opsctl_env": env.name,
+                        "opsctl_data_root": str(paths.data_dir()),
+                    },
                     cmdline=" ".join(_quote(c) for c in cmdline) or None,
                     envvars=envvars,
                     quiet=True,
@@ -629,9 +732,15 @@ class Executor:
         finally:
             workdirs.remove(workdir)
         ended = datetime.now(UTC)
-        record = builder.finish(meta, status=status, rc=rc, ended=ended.isoformat(),
-                                error=redactor.redact_text(error) if error else None,
-                                redaction=redactor.report(), output_keys=list(op.outputs))
+        record = builder.finish(
+            meta,
+            status=status,
+            rc=rc,
+            ended=ended.isoformat(),
+            error=redactor.redact_text(error) if error else None,
+            redaction=redactor.report(),
+            output_keys=list(op.outputs),
+        )
         final = self.archive.commit(pending, record)
         code = {"successful": EXIT_OK, "canceled": EXIT_CANCELED}.get(status, EXIT_FAILED)
         return RunResult(final, code)
@@ -664,6 +773,7 @@ def _shorten_pty_close_delay() -> None:
 
 def _quote(arg: str) -> str:
     import shlex
+
     return shlex.quote(arg)
 
 

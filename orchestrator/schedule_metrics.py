@@ -36,8 +36,17 @@ DAY = 86400
 #: Records of an operation looked at per timer (newest first), so a scrape stays cheap.
 SCAN = 400
 _WEEKDAYS = re.compile(r"^(mon|tue|wed|thu|fri|sat|sun)[a-z]*(,(mon|tue|wed|thu|fri|sat|sun)[a-z]*)*\s", re.I)
-_SHORTHAND = {"minutely": 60, "hourly": 3600, "daily": DAY, "weekly": 7 * DAY, "monthly": 31 * DAY,
-              "quarterly": 92 * DAY, "semiannually": 184 * DAY, "yearly": 366 * DAY, "annually": 366 * DAY}
+_SHORTHAND = {
+    "minutely": 60,
+    "hourly": 3600,
+    "daily": DAY,
+    "weekly": 7 * DAY,
+    "monthly": 31 * DAY,
+    "quarterly": 92 * DAY,
+    "semiannually": 184 * DAY,
+    "yearly": 366 * DAY,
+    "annually": 366 * DAY,
+}
 
 
 def interval_seconds(on_calendar: str) -> int:
@@ -47,7 +56,7 @@ def interval_seconds(on_calendar: str) -> int:
     if expr.lower() in _SHORTHAND:
         return _SHORTHAND[expr.lower()]
     weekdays = _WEEKDAYS.match(expr)
-    rest = expr[weekdays.end():] if weekdays else expr
+    rest = expr[weekdays.end() :] if weekdays else expr
     date, _, clock = rest.partition(" ")
     if not clock and ":" in date:  # only a time of day: every day
         date, clock = "*-*-*", date
@@ -129,17 +138,29 @@ def render(runs: list[TimerRuns]) -> str:
     def base(r: TimerRuns) -> dict[str, str]:
         return {"timer": r.timer.name, "operation": r.timer.operation, "env": r.env}
 
-    family("envcredit_scheduled_run_last_timestamp_seconds",
-           "End of the newest run of the timer (any status), Unix seconds.",
-           [(_labels(**base(r)), r.last_end) for r in runs if r.last_end is not None])
-    family("envcredit_scheduled_run_last_success_timestamp_seconds",
-           "End of the newest successful run of the timer, Unix seconds.",
-           [(_labels(**base(r)), r.success_end) for r in runs if r.success_end is not None])
-    family("envcredit_scheduled_run_interval_seconds",
-           "The timer's period (the longest gap between two of its runs), seconds.",
-           [(_labels(**base(r)), float(interval_seconds(r.timer.on_calendar))) for r in runs])
-    family("envcredit_scheduled_run_last_status",
-           "1 for the status of the timer's newest run.",
-           [(_labels(**base(r), status=s), 1.0 if r.last_status == s else 0.0)
-            for r in runs if r.last_status is not None for s in STATUSES])
+    family(
+        "envcredit_scheduled_run_last_timestamp_seconds",
+        "End of the newest run of the timer (any status), Unix seconds.",
+        [(_labels(**base(r)), r.last_end) for r in runs if r.last_end is not None],
+    )
+    family(
+        "envcredit_scheduled_run_last_success_timestamp_seconds",
+        "End of the newest successful run of the timer, Unix seconds.",
+        [(_labels(**base(r)), r.success_end) for r in runs if r.success_end is not None],
+    )
+    family(
+        "envcredit_scheduled_run_interval_seconds",
+        "The timer's period (the longest gap between two of its runs), seconds.",
+        [(_labels(**base(r)), float(interval_seconds(r.timer.on_calendar))) for r in runs],
+    )
+    family(
+        "envcredit_scheduled_run_last_status",
+        "1 for the status of the timer's newest run.",
+        [
+            (_labels(**base(r), status=s), 1.0 if r.last_status == s else 0.0)
+            for r in runs
+            if r.last_status is not None
+            for s in STATUSES
+        ],
+    )
     return "\n".join(lines) + "\n"

@@ -90,28 +90,43 @@ class Timer:
 
     def service_text(self) -> str:
         env = "\n".join(f"Environment={k}={v}" for k, v in self.environment().items())
-        return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops: {_unit_text(self.description)} ({self.what})\n"
-                f"Wants=network-online.target\nAfter=network-online.target\n"
-                f"OnFailure={FAILURE_UNIT}{self.name}.service\n\n"
-                f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n{env}\n"
-                f"EnvironmentFile=-{ENV_FILE}\n"
-                # `incident check` exits 1 for a breached clock, which it has notified itself:
-                # not a failure of the timer (that would send a second, misleading notice)
-                f"{'SuccessExitStatus=1' + chr(10) if self.opsctl_command == ('incident', 'check') else ''}"
-                f"ExecStart={shlex.join(self.command())}\nTimeoutStartSec={self.timeout_s}\n")
+        return (
+            f"{MARKER}\n[Unit]\nDescription=envcredit-ops: {_unit_text(self.description)} ({self.what})\n"
+            f"Wants=network-online.target\nAfter=network-online.target\n"
+            f"OnFailure={FAILURE_UNIT}{self.name}.service\n\n"
+            f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n{env}\n"
+            f"EnvironmentFile=-{ENV_FILE}\n"
+            # `incident check` exits 1 for a breached clock, which it has notified itself:
+            # not a failure of the timer (that would send a second, misleading notice)
+            f"{'SuccessExitStatus=1' + chr(10) if self.opsctl_command == ('incident', 'check') else ''}"
+            f"ExecStart={shlex.join(self.command())}\nTimeoutStartSec={self.timeout_s}\n"
+        )
 
     def failure_text(self) -> str:
         """The template unit OnFailure= starts: ``opsctl notify scheduled-failure`` (zh-CN, Apprise)."""
-        cmd = [f"{self.repo}/.venv/bin/opsctl", "notify", "scheduled-failure", "--timer", "%i",
-               "--unit", f"{PREFIX}%i.service", "--env", self.env]
-        return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops: tell the on-call team that timer %i failed\n\n"
-                f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n"
-                f"EnvironmentFile=-{ENV_FILE}\nExecStart={' '.join(cmd)}\nTimeoutStartSec=120\n")
+        cmd = [
+            f"{self.repo}/.venv/bin/opsctl",
+            "notify",
+            "scheduled-failure",
+            "--timer",
+            "%i",
+            "--unit",
+            f"{PREFIX}%i.service",
+            "--env",
+            self.env,
+        ]
+        return (
+            f"{MARKER}\n[Unit]\nDescription=envcredit-ops: tell the on-call team that timer %i failed\n\n"
+            f"[Service]\nType=oneshot\nUser={self.user}\nWorkingDirectory={self.repo}\n"
+            f"EnvironmentFile=-{ENV_FILE}\nExecStart={' '.join(cmd)}\nTimeoutStartSec=120\n"
+        )
 
     def timer_text(self) -> str:
-        return (f"{MARKER}\n[Unit]\nDescription=envcredit-ops timer: {_unit_text(self.description)}\n\n"
-                f"[Timer]\nOnCalendar={self.on_calendar}\nPersistent=true\nUnit={self.unit}.service\n\n"
-                f"[Install]\nWantedBy=timers.target\n")
+        return (
+            f"{MARKER}\n[Unit]\nDescription=envcredit-ops timer: {_unit_text(self.description)}\n\n"
+            f"[Timer]\nOnCalendar={self.on_calendar}\nPersistent=true\nUnit={self.unit}.service\n\n"
+            f"[Install]\nWantedBy=timers.target\n"
+        )
 
 
 def _unit_text(text: str) -> str:
@@ -151,7 +166,7 @@ def load(path: Path | None = None, env: str | None = None, *, check_policy: bool
                 raise BadInput(f"{path}: timer {name!r}: command must be one of: {known}")
             if merged.get("operation"):
                 raise BadInput(f"{path}: timer {name!r}: give an operation or a command, not both")
-        for key in (("on_calendar",) if command is not None else ("operation", "on_calendar")):
+        for key in ("on_calendar",) if command is not None else ("operation", "on_calendar"):
             if not merged.get(key):
                 raise BadInput(f"{path}: timer {name!r} needs {key}")
         if not CALENDAR_RE.fullmatch(str(merged["on_calendar"])):
@@ -164,21 +179,35 @@ def load(path: Path | None = None, env: str | None = None, *, check_policy: bool
                 from .operations import get_environment
 
                 get_environment(timer_env)  # an unknown environment is refused at install
-            out.append(Timer(
-                name=str(name), operation="", on_calendar=str(merged["on_calendar"]), env=timer_env,
-                description=str(merged.get("description") or name).replace("\n", " "),
-                repo=str(merged.get("repo") or paths.repo_root()), user=str(merged.get("user") or "root"),
-                timeout_s=int(merged.get("timeout_s") or 7200), opsctl_command=tuple(str(c) for c in command)))
+            out.append(
+                Timer(
+                    name=str(name),
+                    operation="",
+                    on_calendar=str(merged["on_calendar"]),
+                    env=timer_env,
+                    description=str(merged.get("description") or name).replace("\n", " "),
+                    repo=str(merged.get("repo") or paths.repo_root()),
+                    user=str(merged.get("user") or "root"),
+                    timeout_s=int(merged.get("timeout_s") or 7200),
+                    opsctl_command=tuple(str(c) for c in command),
+                )
+            )
             continue
-        out.append(Timer(
-            name=str(name), operation=str(merged["operation"]), on_calendar=str(merged["on_calendar"]),
-            env=timer_env,
-            description=str(merged.get("description") or name).replace("\n", " "),
-            repo=str(merged.get("repo") or paths.repo_root()), user=str(merged.get("user") or "root"),
-            timeout_s=int(merged.get("timeout_s") or 7200),
-            standard_change=(_is_standard_change(str(name), str(merged["operation"]), timer_env)
-                             if check_policy else False),
-        ))
+        out.append(
+            Timer(
+                name=str(name),
+                operation=str(merged["operation"]),
+                on_calendar=str(merged["on_calendar"]),
+                env=timer_env,
+                description=str(merged.get("description") or name).replace("\n", " "),
+                repo=str(merged.get("repo") or paths.repo_root()),
+                user=str(merged.get("user") or "root"),
+                timeout_s=int(merged.get("timeout_s") or 7200),
+                standard_change=(
+                    _is_standard_change(str(name), str(merged["operation"]), timer_env) if check_policy else False
+                ),
+            )
+        )
     return out
 
 
@@ -194,10 +223,12 @@ def _is_standard_change(name: str, operation: str, env: str) -> bool:
         return True
     if op.read_only or not environment.requires_ticket:
         return False
-    raise BadInput(f"timer {name!r}: operation {operation!r} changes things and is not a standard change "
-                   f"in {env!r}, so every run would be refused for want of a ticket: list it under "
-                   f"standard_changes in {environment.policy_shown()} (once approved), or run it by hand "
-                   "with --ticket")
+    raise BadInput(
+        f"timer {name!r}: operation {operation!r} changes things and is not a standard change "
+        f"in {env!r}, so every run would be refused for want of a ticket: list it under "
+        f"standard_changes in {environment.policy_shown()} (once approved), or run it by hand "
+        "with --ticket"
+    )
 
 
 # -- scripts -------------------------------------------------------------------------------
@@ -238,8 +269,9 @@ def install_script(timers: list[Timer]) -> str:
             lines.append(f"cat > {UNIT_DIR}/{t.unit}.{suffix} <<'OPSCTL_UNIT_EOF'\n{text}OPSCTL_UNIT_EOF")
             lines.append(f"chmod 0644 {UNIT_DIR}/{t.unit}.{suffix}")
     if timers:  # the OnFailure= template: one for every timer
-        lines.append(f"cat > {UNIT_DIR}/{FAILURE_UNIT}.service <<'OPSCTL_UNIT_EOF'\n{timers[0].failure_text()}"
-                     "OPSCTL_UNIT_EOF")
+        lines.append(
+            f"cat > {UNIT_DIR}/{FAILURE_UNIT}.service <<'OPSCTL_UNIT_EOF'\n{timers[0].failure_text()}OPSCTL_UNIT_EOF"
+        )
         lines.append(f"chmod 0644 {UNIT_DIR}/{FAILURE_UNIT}.service")
     lines.append(f"""for f in {UNIT_DIR}/{PREFIX}*.timer; do
   [ -e "$f" ] || continue
@@ -254,12 +286,22 @@ done""")
 
 
 def remove_script() -> str:
-    return "\n".join(["set -eu", _REMOVE_FN, f"""for f in {UNIT_DIR}/{PREFIX}*.timer {UNIT_DIR}/{PREFIX}*.service; do
+    return (
+        "\n".join(
+            [
+                "set -eu",
+                _REMOVE_FN,
+                f"""for f in {UNIT_DIR}/{PREFIX}*.timer {UNIT_DIR}/{PREFIX}*.service; do
   [ -e "$f" ] || continue
   grep -qF '{MARKER}' "$f" || continue
   b=$(basename "$f"); remove_unit "${{b%.*}}"
 done
-systemctl daemon-reload""", _LIST_SCRIPT]) + "\n"
+systemctl daemon-reload""",
+                _LIST_SCRIPT,
+            ]
+        )
+        + "\n"
+    )
 
 
 def list_script() -> str:
@@ -289,14 +331,37 @@ def _run_remote(script: str, host: str, env: str) -> str:
         script_path = fh.name
     try:
         # ansible_become as an extra var: the lab inventory's `ansible_become: false` beats --become.
-        cmd = [_ansible(), host, "-i", str(environment.inventory), "--become", "-e", "ansible_become=true",
-               "-m", "ansible.builtin.script", "-a", script_path]
+        cmd = [
+            _ansible(),
+            host,
+            "-i",
+            str(environment.inventory),
+            "--become",
+            "-e",
+            "ansible_become=true",
+            "-m",
+            "ansible.builtin.script",
+            "-a",
+            script_path,
+        ]
         if environment.vault_password_file is not None:
             cmd += ["--vault-password-file", str(environment.vault_password_file)]
-        proc_env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-                        ANSIBLE_CONFIG=str(paths.repo_root() / "ansible.cfg"))
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False, env=proc_env,
-                              cwd=paths.repo_root(), stdin=subprocess.DEVNULL)
+        proc_env = dict(
+            os.environ,
+            ANSIBLE_STDOUT_CALLBACK="json",
+            ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+            ANSIBLE_CONFIG=str(paths.repo_root() / "ansible.cfg"),
+        )
+        proc = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env=proc_env,
+            cwd=paths.repo_root(),
+            stdin=subprocess.DEVNULL,
+        )
     finally:
         os.unlink(script_path)
     try:
@@ -307,8 +372,9 @@ def _run_remote(script: str, host: str, env: str) -> str:
         raise BadInput(f"--target {host!r} must name exactly one host of {env} (matched {', '.join(hosts) or 'none'})")
     res = hosts[host]
     if res.get("failed") or res.get("unreachable") or res.get("rc", 0) != 0:
-        raise ScheduleError(f"the schedule script failed on {host}: "
-                            f"{(res.get('stderr') or res.get('msg') or '').strip()[-500:]}")
+        raise ScheduleError(
+            f"the schedule script failed on {host}: {(res.get('stderr') or res.get('msg') or '').strip()[-500:]}"
+        )
     return str(res.get("stdout") or "")
 
 
@@ -326,18 +392,23 @@ def parse_list(output: str) -> dict[str, Any]:
     for line in output.splitlines():
         if line.startswith("TIMER\t"):
             _tag, unit, active, enabled, next_run, calendar = (line.split("\t") + [""] * 6)[:6]
-            rows.append({"timer": unit, "active": active, "enabled": enabled, "next": next_run or None,
-                         "on_calendar": calendar})
+            rows.append(
+                {"timer": unit, "active": active, "enabled": enabled, "next": next_run or None, "on_calendar": calendar}
+            )
     raw = output.split("--- list-timers", 1)[1].strip() if "--- list-timers" in output else ""
-    return {"timers": rows, "list_timers": raw,
-            "installed": [ln.split()[1] for ln in output.splitlines() if ln.startswith("INSTALLED ")],
-            "removed": [ln.split()[1] for ln in output.splitlines() if ln.startswith("REMOVED ")]}
+    return {
+        "timers": rows,
+        "list_timers": raw,
+        "installed": [ln.split()[1] for ln in output.splitlines() if ln.startswith("INSTALLED ")],
+        "removed": [ln.split()[1] for ln in output.splitlines() if ln.startswith("REMOVED ")],
+    }
 
 
 def install(target: str, env: str, timer_env: str | None = None, path: Path | None = None) -> dict[str, Any]:
     timers = load(path, timer_env)
     return parse_list(run_script(install_script(timers), target, env)) | {
-        "configured": [t.unit + ".timer" for t in timers]}
+        "configured": [t.unit + ".timer" for t in timers]
+    }
 
 
 def remove(target: str, env: str) -> dict[str, Any]:

@@ -68,8 +68,10 @@ def check_key(key: Path | None = None) -> Path:
     signed is refused before it starts, not left unsigned at the end)."""
     key = key or signing_key()
     if key is None:
-        raise BadInput(f"this environment's records must be signed: set {KEY_ENV} to your SSH key "
-                       "(a private key, or the public key of one in ssh-agent; docs/signing.md)")
+        raise BadInput(
+            f"this environment's records must be signed: set {KEY_ENV} to your SSH key "
+            "(a private key, or the public key of one in ssh-agent; docs/signing.md)"
+        )
     try:
         sign(b"envcredit-ops signing check\n", key)
     except SigningError as err:
@@ -114,8 +116,22 @@ class Verifier:
         if found.returncode != 0 or not principals:
             return None, "signed by a key that is not in the allowed signers"
         for principal in principals:
-            proc = _run(["ssh-keygen", "-Y", "verify", "-f", str(self.path), "-I", principal, "-n", NAMESPACE,
-                         "-s", str(signature)], data)
+            proc = _run(
+                [
+                    "ssh-keygen",
+                    "-Y",
+                    "verify",
+                    "-f",
+                    str(self.path),
+                    "-I",
+                    principal,
+                    "-n",
+                    NAMESPACE,
+                    "-s",
+                    str(signature),
+                ],
+                data,
+            )
             if proc.returncode == 0:
                 return principal, ""
         return None, "the signature does not match the record (edited, or signed for another record)"

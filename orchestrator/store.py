@@ -54,7 +54,9 @@ from .records import login_user, on_behalf_of
 from .redact import mask_url_credentials
 
 DEFAULT_BRANCH = "records"
-STORE_GITIGNORE = "# opsctl archive store: only record folders and HEAD are shared\n.pending/\n.lock\nindex.sqlite\n.index.*\n"
+STORE_GITIGNORE = (
+    "# opsctl archive store: only record folders and HEAD are shared\n.pending/\n.lock\nindex.sqlite\n.index.*\n"
+)
 _CHAIN_FIELDS = ("seq", "prev_hash", "artifacts", "hash")
 
 
@@ -67,8 +69,13 @@ class PushResult:
     head: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"store": self.store, "pushed": list(self.pushed), "skipped": self.skipped,
-                "attempts": self.attempts, "head": self.head}
+        return {
+            "store": self.store,
+            "pushed": list(self.pushed),
+            "skipped": self.skipped,
+            "attempts": self.attempts,
+            "head": self.head,
+        }
 
 
 class Store(Protocol):
@@ -107,14 +114,18 @@ def divergence(local: Archive, target: Archive) -> list[str]:
         if origin.get("archive") != label:
             continue
         if rid not in local_ids:
-            problems.append(f"record {rid} (local seq {origin.get('seq')}) is in the store but gone from the "
-                            f"local archive: removed after it was pushed")
+            problems.append(
+                f"record {rid} (local seq {origin.get('seq')}) is in the store but gone from the "
+                f"local archive: removed after it was pushed"
+            )
             continue
         mine = local.get(rid)
         if mine.get("hash") != origin.get("hash") or mine.get("seq") != origin.get("seq"):
-            problems.append(f"record {rid} differs from the copy in the store (local seq {mine.get('seq')} "
-                            f"hash {str(mine.get('hash'))[:12]}, pushed as seq {origin.get('seq')} hash "
-                            f"{str(origin.get('hash'))[:12]}): rewritten or re-chained after it was pushed")
+            problems.append(
+                f"record {rid} differs from the copy in the store (local seq {mine.get('seq')} "
+                f"hash {str(mine.get('hash'))[:12]}, pushed as seq {origin.get('seq')} hash "
+                f"{str(origin.get('hash'))[:12]}): rewritten or re-chained after it was pushed"
+            )
     return problems
 
 
@@ -127,13 +138,16 @@ def append_missing(local: Archive, target: Archive) -> tuple[list[str], int]:
     """
     report = local.verify()
     if not report.ok:
-        raise ArchiveError(f"the local archive {local.root} fails verification "
-                           f"({report.first_bad_id}: {report.problem}); refusing to push it")
+        raise ArchiveError(
+            f"the local archive {local.root} fails verification "
+            f"({report.first_bad_id}: {report.problem}); refusing to push it"
+        )
     diverged = divergence(local, target)
     if diverged:
         more = f" (and {len(diverged) - 1} more)" if len(diverged) > 1 else ""
-        raise ArchiveError(f"the local archive {local.root} diverges from the store: {diverged[0]}{more}; "
-                           "refusing to push it")
+        raise ArchiveError(
+            f"the local archive {local.root} diverges from the store: {diverged[0]}{more}; refusing to push it"
+        )
     present = set(target.record_ids())
     appended: list[str] = []
     skipped = 0
@@ -185,8 +199,16 @@ class FolderStore:
 def _git(cwd: Path, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
     try:
-        proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                              env=env, stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError) as exc:
         raise ArchiveError(_safe(f"git {' '.join(args)} failed: {exc}")) from exc
     if check and proc.returncode != 0:
@@ -236,8 +258,15 @@ class GitStore:
             _git(self.workdir, "remote", "add", "origin", self.url)
         else:
             _git(self.workdir, "remote", "set-url", "origin", self.url)
-        fetch = _git(self.workdir, "fetch", "-q", "--prune", "origin",
-                     f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}", check=False)
+        fetch = _git(
+            self.workdir,
+            "fetch",
+            "-q",
+            "--prune",
+            "origin",
+            f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+            check=False,
+        )
         remote_ref = f"refs/remotes/origin/{self.branch}"
         has_remote = _git(self.workdir, "rev-parse", "-q", "--verify", remote_ref, check=False).returncode == 0
         if fetch.returncode != 0 and has_remote:
@@ -269,8 +298,10 @@ class GitStore:
                 target = Archive(self.workdir)
                 report = target.verify()
                 if not report.ok:
-                    raise ArchiveError(f"the store {self.description} fails verification "
-                                       f"({report.first_bad_id}: {report.problem}); not appending to it")
+                    raise ArchiveError(
+                        f"the store {self.description} fails verification "
+                        f"({report.first_bad_id}: {report.problem}); not appending to it"
+                    )
                 pushed, skipped = append_missing(local, target)
                 result.pushed, result.skipped, result.head = pushed, skipped, target.head()
                 if not pushed:
@@ -278,8 +309,11 @@ class GitStore:
                 _git(self.workdir, "add", "-A")
                 head = target.head() or {}
                 first = target.get(pushed[0])["seq"]
-                msg = (f"records seq {first}..{head.get('seq')}: {len(pushed)} record(s) from {_origin_label(local)}"
-                       if len(pushed) > 1 else f"record seq {first} {pushed[0]} from {_origin_label(local)}")
+                msg = (
+                    f"records seq {first}..{head.get('seq')}: {len(pushed)} record(s) from {_origin_label(local)}"
+                    if len(pushed) > 1
+                    else f"record seq {first} {pushed[0]} from {_origin_label(local)}"
+                )
                 sign = ["-S"] if os.environ.get("OPSCTL_STORE_SIGN") == "1" else []
                 _git(self.workdir, *self._identity(), "commit", "-q", *sign, "-m", msg)
                 proc = _git(self.workdir, "push", "-q", "origin", f"HEAD:refs/heads/{self.branch}", check=False)
@@ -288,8 +322,10 @@ class GitStore:
                 # Another writer got there first (non-fast-forward, or its ref lock): start again
                 # from the store's new HEAD. Nothing was published, so nothing is re-chained.
                 time.sleep(random.uniform(0.05, 0.3) * min(attempt, 5))
-            raise ArchiveError(f"could not push to the store {self.description} after {self.MAX_ATTEMPTS} attempts: "
-                               f"{_safe(proc.stderr.strip())}")
+            raise ArchiveError(
+                f"could not push to the store {self.description} after {self.MAX_ATTEMPTS} attempts: "
+                f"{_safe(proc.stderr.strip())}"
+            )
 
     def verify_store(self) -> tuple[Archive, Any]:
         with self._locked():
@@ -302,8 +338,10 @@ def open_store(spec: str | None = None) -> Store:
     """The store named by ``spec`` or ``$OPSCTL_STORE``: ``dir:/path`` or a git URL/path."""
     spec = spec or os.environ.get("OPSCTL_STORE")
     if not spec:
-        raise BadInput("no archive store configured: pass --store or set OPSCTL_STORE "
-                       "(a git URL, or dir:/path for a shared folder)")
+        raise BadInput(
+            "no archive store configured: pass --store or set OPSCTL_STORE "
+            "(a git URL, or dir:/path for a shared folder)"
+        )
     if spec.startswith("dir:"):
         return FolderStore(Path(spec[4:]).expanduser().resolve())
     if "://" not in spec and ":" not in spec.split("/")[0] and Path(spec).expanduser().exists():

@@ -19,9 +19,9 @@ from __future__ import annotations
 import re
 
 _ESCAPES = re.compile(
-    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"      # CSI: colours, cursor moves, erase line
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"   # OSC: window title, hyperlinks
-    r"|\x1b[ -/]*[0-~]"                      # other ESC sequences (two or three bytes)
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erase line
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window title, hyperlinks
+    r"|\x1b[ -/]*[0-~]"  # other ESC sequences (two or three bytes)
 )
 _LINE_BREAKS = re.compile(r"\r\n|[\r\n\v\f\x85\u2028\u2029]")
 _BREAKS = re.compile(r"\r\n|[\r\n\t\v\f\x85\u2028\u2029]")

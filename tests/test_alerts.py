@@ -32,7 +32,15 @@ from orchestrator.archive import Archive
 from orchestrator.cli import cli
 from orchestrator.incidents import IncidentRegister, compute_deadlines
 from orchestrator.oncall import Roster
-from orchestrator.records import RECORD_ID_RE, RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions, new_record_id
+from orchestrator.records import (
+    RECORD_ID_RE,
+    RecordBuilder,
+    RunMeta,
+    collect_operator,
+    collect_source,
+    collect_versions,
+    new_record_id,
+)
 from orchestrator.workdays import TZ, local
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,8 +101,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capture: Capture) -> P
         inv.mkdir(parents=True)
         (inv / "hosts.yml").write_text("all:\n  hosts:\n    web1: {}\n", encoding="utf-8")
     (root / "inventories" / "production" / ".opsctl.yml").write_text(
-        "requires_ticket: true\nnotify:\n  urls:\n    - \"json://127.0.0.1:${CAPTURE_PORT}/hook\"\n  timeout_s: 5\n",
-        encoding="utf-8")
+        'requires_ticket: true\nnotify:\n  urls:\n    - "json://127.0.0.1:${CAPTURE_PORT}/hook"\n  timeout_s: 5\n',
+        encoding="utf-8",
+    )
     monkeypatch.setenv("CAPTURE_PORT", str(capture.port))
     monkeypatch.setenv("OPSCTL_HOME", str(root))
     monkeypatch.setenv("OPSCTL_ARCHIVE", str(root / "var" / "archive"))
@@ -118,11 +127,13 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
-    def post(self, body: bytes | dict[str, Any], token: str | None = TOKEN,
-             headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    def post(
+        self, body: bytes | dict[str, Any], token: str | None = TOKEN, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        req = urllib.request.Request(self.url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+        req = urllib.request.Request(
+            self.url, data=data, method="POST", headers={"Content-Type": "application/json", **(headers or {})}
+        )
         if token is not None:
             req.add_header("Authorization", f"Bearer {token}")
         try:
@@ -155,14 +166,22 @@ def minutes_ago(minutes: float) -> dt.datetime:
     return (dt.datetime.now(TZ) - dt.timedelta(minutes=minutes)).replace(microsecond=0)
 
 
-def am_alert(name: str, fingerprint: str, starts: dt.datetime, *, status: str = "firing",
-             severity: str | None = "outage", ends: dt.datetime | None = None,
-             summary: str = "门户首页无法访问") -> dict[str, Any]:
+def am_alert(
+    name: str,
+    fingerprint: str,
+    starts: dt.datetime,
+    *,
+    status: str = "firing",
+    severity: str | None = "outage",
+    ends: dt.datetime | None = None,
+    summary: str = "门户首页无法访问",
+) -> dict[str, Any]:
     labels = {"alertname": name, "instance": "lab-web1:443", "job": "blackbox", "severity": "critical"}
     if severity is not None:
         labels["incident_severity"] = severity
     return {
-        "status": status, "labels": labels,
+        "status": status,
+        "labels": labels,
         "annotations": {"summary": summary, "description": "probe_success == 0 for 2m"},
         "startsAt": am_time(starts),
         "endsAt": am_time(ends) if ends else "0001-01-01T00:00:00Z",
@@ -174,9 +193,16 @@ def am_alert(name: str, fingerprint: str, starts: dt.datetime, *, status: str = 
 def am_payload(*alerts: dict[str, Any]) -> dict[str, Any]:
     status = "firing" if any(a["status"] == "firing" for a in alerts) else "resolved"
     return {
-        "version": "4", "groupKey": '{}:{alertname="PortalDown"}', "truncatedAlerts": 0, "status": status,
-        "receiver": "opsctl", "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]},
-        "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://lab-mon1:9093", "alerts": list(alerts),
+        "version": "4",
+        "groupKey": '{}:{alertname="PortalDown"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "opsctl",
+        "groupLabels": {"alertname": alerts[0]["labels"]["alertname"]},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://lab-mon1:9093",
+        "alerts": list(alerts),
     }
 
 
@@ -196,8 +222,9 @@ def on_call_now() -> dict[str, Any]:
 # -- firing, repeated, resolved ---------------------------------------------------------------------
 
 
-def test_firing_outage_opens_an_incident_and_notifies_the_on_call_person(receiver: Receiver, archive: Archive,
-                                                                          capture: Capture) -> None:
+def test_firing_outage_opens_an_incident_and_notifies_the_on_call_person(
+    receiver: Receiver, archive: Archive, capture: Capture
+) -> None:
     starts = minutes_ago(30)
     code, body = receiver.post(am_payload(am_alert("PortalDown", "c6e0b3e3e2f1b0a1", starts)))
     assert code == 200, body
@@ -234,13 +261,31 @@ def test_firing_outage_opens_an_incident_and_notifies_the_on_call_person(receive
         f"变更记录：{open_row['id']}",
     ):
         assert line in text.splitlines(), f"{line!r} not in\n{text}"
-    assert beijing(deadlines["respond"]) == (local(starts) + dt.timedelta(hours=4)).strftime(
-        "%Y-%m-%d %H:%M") + " 北京时间（+08:00）"
+    assert (
+        beijing(deadlines["respond"])
+        == (local(starts) + dt.timedelta(hours=4)).strftime("%Y-%m-%d %H:%M") + " 北京时间（+08:00）"
+    )
     # zh-CN: apart from ids, host names, names in the roster and commands, no English words
     bare = RECORD_ID_RE.sub("", re.sub(r"opsctl incident ack .*", "", text)).replace("c6e0b3e3e2f1b0a1", "")
     latin = set(re.findall(r"[A-Za-z]{3,}", bare))
-    allowed = {"INC", "PortalDown", "lab", "web", "production", "Alertmanager", "Chen", "Lin", "Zhou", "Wang", "Zhao",
-               "Yi", "Er", "San", "Si", "Wu"}
+    allowed = {
+        "INC",
+        "PortalDown",
+        "lab",
+        "web",
+        "production",
+        "Alertmanager",
+        "Chen",
+        "Lin",
+        "Zhou",
+        "Wang",
+        "Zhao",
+        "Yi",
+        "Er",
+        "San",
+        "Si",
+        "Wu",
+    }
     assert latin <= allowed, latin - allowed
 
     # who was told when: a note record with the notice
@@ -251,8 +296,9 @@ def test_firing_outage_opens_an_incident_and_notifies_the_on_call_person(receive
     assert CliRunner().invoke(cli, ["records", "verify"]).exit_code == 0
 
 
-def test_repeats_are_deduplicated_by_fingerprint(receiver: Receiver, archive: Archive, capture: Capture,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repeats_are_deduplicated_by_fingerprint(
+    receiver: Receiver, archive: Archive, capture: Capture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     starts = minutes_ago(20)
     alert = am_alert("PortalDown", "aa11bb22cc33dd44", starts)
     code, body = receiver.post(am_payload(alert))
@@ -287,13 +333,13 @@ def test_repeats_are_deduplicated_by_fingerprint(receiver: Receiver, archive: Ar
     assert len(body["opened"]) == 1 and body["opened"][0] != inc_id
 
 
-def test_resolved_outage_records_recovery_at_ends_at(receiver: Receiver, archive: Archive,
-                                                     capture: Capture) -> None:
+def test_resolved_outage_records_recovery_at_ends_at(receiver: Receiver, archive: Archive, capture: Capture) -> None:
     starts, ends = minutes_ago(50), minutes_ago(5)
     code, body = receiver.post(am_payload(am_alert("PortalDown", "0123456789abcdef", starts)))
     inc_id = body["opened"][0]
-    code, body = receiver.post(am_payload(am_alert("PortalDown", "0123456789abcdef", starts, status="resolved",
-                                                   ends=ends)))
+    code, body = receiver.post(
+        am_payload(am_alert("PortalDown", "0123456789abcdef", starts, status="resolved", ends=ends))
+    )
     assert code == 200 and body["recovered"] == [inc_id], body
     row = archive.list(op="incident-recovered")[0]
     rec = archive.get(row["id"])
@@ -308,8 +354,9 @@ def test_resolved_outage_records_recovery_at_ends_at(receiver: Receiver, archive
 
     # the resolved alert again: nothing new
     count = len(archive.list())
-    code, body = receiver.post(am_payload(am_alert("PortalDown", "0123456789abcdef", starts, status="resolved",
-                                                   ends=ends)))
+    code, body = receiver.post(
+        am_payload(am_alert("PortalDown", "0123456789abcdef", starts, status="resolved", ends=ends))
+    )
     assert body["unchanged"] == [inc_id] and len(archive.list()) == count
     # a resolved alert nobody opened: ignored
     code, body = receiver.post(am_payload(am_alert("Other", "ffff0000ffff0000", starts, status="resolved", ends=ends)))
@@ -318,16 +365,22 @@ def test_resolved_outage_records_recovery_at_ends_at(receiver: Receiver, archive
 
 def test_general_fault_and_alerts_without_severity(receiver: Receiver, archive: Archive, capture: Capture) -> None:
     starts = minutes_ago(10)
-    code, body = receiver.post(am_payload(am_alert("SlowSearch", "1111222233334444", starts, severity="general",
-                                                   summary="检索响应缓慢")))
+    code, body = receiver.post(
+        am_payload(am_alert("SlowSearch", "1111222233334444", starts, severity="general", summary="检索响应缓慢"))
+    )
     inc_id = body["opened"][0]
     inc = IncidentRegister(archive).get(inc_id)
     assert inc.severity == "general" and set(inc.deadlines) == {"respond", "resolve"}
     assert "故障级别：一般故障" in capture.messages[-1]["message"]
     assert "应急恢复" not in capture.messages[-1]["message"]
     # resolved: a general fault has no recovery clock -> a note, the incident stays open and not recovered
-    code, body = receiver.post(am_payload(am_alert("SlowSearch", "1111222233334444", starts, severity="general",
-                                                   status="resolved", ends=minutes_ago(1))))
+    code, body = receiver.post(
+        am_payload(
+            am_alert(
+                "SlowSearch", "1111222233334444", starts, severity="general", status="resolved", ends=minutes_ago(1)
+            )
+        )
+    )
     assert body["noted"] == [inc_id] and body["recovered"] == []
     inc = IncidentRegister(archive).get(inc_id)
     assert inc.recovered_at is None and inc.alert_resolved_at is not None
@@ -377,9 +430,16 @@ def _bad_cases() -> list[tuple[str, Any, str | None, int]]:
 
 
 @pytest.mark.parametrize("case, body, token, code", _bad_cases(), ids=[c[0] for c in _bad_cases()])
-def test_bad_requests_are_refused_and_record_nothing(receiver: Receiver, archive: Archive, capture: Capture,
-                                                     capfd: pytest.CaptureFixture[str], case: str, body: Any,
-                                                     token: str | None, code: int) -> None:
+def test_bad_requests_are_refused_and_record_nothing(
+    receiver: Receiver,
+    archive: Archive,
+    capture: Capture,
+    capfd: pytest.CaptureFixture[str],
+    case: str,
+    body: Any,
+    token: str | None,
+    code: int,
+) -> None:
     got, answer = receiver.post(body, token=token)
     assert got == code, answer
     assert archive.list() == [] and capture.messages == []
@@ -406,8 +466,8 @@ def test_other_methods_and_paths(receiver: Receiver) -> None:
 
 
 def test_failed_notification_keeps_the_incident_and_masks_the_url(
-        archive: Archive, home: Path, capture: Capture, monkeypatch: pytest.MonkeyPatch,
-        capfd: pytest.CaptureFixture[str]) -> None:
+    archive: Archive, home: Path, capture: Capture, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     # one channel that answers 500, one with a password that refuses connections
     capture.fail = True
     monkeypatch.setenv("OPSCTL_NOTIFY_URLS", f"json://ops:{SECRET_PASSWORD}@127.0.0.1:1/x?cto=2")
@@ -433,24 +493,34 @@ def test_failed_notification_keeps_the_incident_and_masks_the_url(
 
 
 def test_secret_parts_are_masked() -> None:
-    cfg = notify.NotifyConfig(env="x", urls=["wecombot://BotKey-7f3a9b2e1c", "dingtalk://DingTokenAbc123/",
-                                             "mailto://ops:MailPass-99@smtp.example.com?to=oncall@example.com"])
+    cfg = notify.NotifyConfig(
+        env="x",
+        urls=[
+            "wecombot://BotKey-7f3a9b2e1c",
+            "dingtalk://DingTokenAbc123/",
+            "mailto://ops:MailPass-99@smtp.example.com?to=oncall@example.com",
+        ],
+    )
     red = cfg.redactor()
-    text = ("POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=BotKey-7f3a9b2e1c failed; "
-            "token DingTokenAbc123; login ops:MailPass-99")
+    text = (
+        "POST https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=BotKey-7f3a9b2e1c failed; "
+        "token DingTokenAbc123; login ops:MailPass-99"
+    )
     masked = red.redact_text(text)
     for secret in ("BotKey-7f3a9b2e1c", "DingTokenAbc123", "MailPass-99"):
         assert secret not in masked
     assert cfg.channels == ["wecombot://********", "dingtalk://********", "mailto://********"]
 
 
-def test_notify_configuration_sources(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      capture: Capture) -> None:
+def test_notify_configuration_sources(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capture: Capture
+) -> None:
     urls_file = tmp_path / "notify.urls"
     urls_file.write_text("# the team's group\nwecombot://FileKey-123456\n\n", encoding="utf-8")
     (home / "inventories" / "lab" / ".opsctl.yml").write_text(
         f"notify:\n  urls_file: {urls_file}\n  urls_env: LAB_URLS\n  urls: ['json://h/${{MISSING_VAR}}']\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     monkeypatch.setenv("LAB_URLS", "json://a/1 json://b/2")
     cfg = notify.load_config("lab")
     assert cfg.urls == ["wecombot://FileKey-123456", "json://a/1", "json://b/2"]
@@ -472,8 +542,9 @@ def test_incident_check_warns_at_50_80_and_breach_once(home: Path, archive: Arch
     now = dt.datetime.now(TZ)
     # outage: respond within 4 h; reported 2.2 h ago -> 55 % of the response clock
     at55 = (now - dt.timedelta(hours=2.2)).strftime("%Y-%m-%dT%H:%M:%S")
-    opened = invoke("incident", "open", "--severity", "outage", "--summary", "门户无法访问", "--reported-at", at55,
-                    "--json")
+    opened = invoke(
+        "incident", "open", "--severity", "outage", "--summary", "门户无法访问", "--reported-at", at55, "--json"
+    )
     assert opened.exit_code == 0, opened.output
     inc = json.loads(opened.stdout)["id"]
     assert [m["title"] for m in capture.messages] == [f"【新故障】{inc} 系统中断（紧急故障）"]
@@ -493,8 +564,11 @@ def test_incident_check_warns_at_50_80_and_breach_once(home: Path, archive: Arch
 
     # a general fault reported 30 h ago: the 24 h response clock is breached -> exit 1, one breach message
     old = (now - dt.timedelta(hours=30)).strftime("%Y-%m-%dT%H:%M:%S")
-    gen = json.loads(invoke("incident", "open", "--severity", "general", "--summary", "报表导出失败",
-                            "--reported-at", old, "--json").stdout)["id"]
+    gen = json.loads(
+        invoke(
+            "incident", "open", "--severity", "general", "--summary", "报表导出失败", "--reported-at", old, "--json"
+        ).stdout
+    )["id"]
     check = CliRunner().invoke(cli, ["incident", "check"])
     assert check.exit_code == 1
     assert f"notified {gen} respond 100%: sent (json://********)" in check.stdout
@@ -510,8 +584,11 @@ def test_incident_check_warns_at_50_80_and_breach_once(home: Path, archive: Arch
 
 def test_incident_check_80_percent_and_no_notify(home: Path, archive: Archive, capture: Capture) -> None:
     at85 = (dt.datetime.now(TZ) - dt.timedelta(hours=3.4)).strftime("%Y-%m-%dT%H:%M:%S")
-    inc = json.loads(invoke("incident", "open", "--severity", "outage", "--summary", "x", "--reported-at", at85,
-                            "--json", "--no-notify").stdout)["id"]
+    inc = json.loads(
+        invoke(
+            "incident", "open", "--severity", "outage", "--summary", "x", "--reported-at", at85, "--json", "--no-notify"
+        ).stdout
+    )["id"]
     assert capture.messages == []
     assert json.loads(invoke("incident", "check", "--json", "--no-notify").stdout)["notified"] == []
     # 85 %: the 80 % warning only (the 50 % one is not sent late)
@@ -526,9 +603,17 @@ def test_incident_check_80_percent_and_no_notify(home: Path, archive: Archive, c
 
 def _run_record(archive: Archive, operation: str, env: str, status: str) -> str:
     rid = new_record_id()
-    meta = RunMeta(id=rid, operation=operation, playbook=f"{operation}.yml", environment=env, inventory=None,
-                   reason="scheduled", operator=collect_operator(REPO), source=collect_source(REPO),
-                   versions=collect_versions())
+    meta = RunMeta(
+        id=rid,
+        operation=operation,
+        playbook=f"{operation}.yml",
+        environment=env,
+        inventory=None,
+        reason="scheduled",
+        operator=collect_operator(REPO),
+        source=collect_source(REPO),
+        versions=collect_versions(),
+    )
     pending = archive.begin(rid, meta)
     pending.write_stdout("run\n")
     archive.commit(pending, RecordBuilder().finish(meta, status=status, rc=2))
@@ -536,10 +621,14 @@ def _run_record(archive: Archive, operation: str, env: str, status: str) -> str:
 
 
 def test_scheduled_failure_names_timer_operation_and_newest_record(
-        home: Path, archive: Archive, capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home: Path, archive: Archive, capture: Capture, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     schedules = tmp_path / "schedules.yml"
-    schedules.write_text("defaults: {env: production}\ntimers:\n  backup:\n    description: Nightly backup\n"
-                         "    operation: backup\n    on_calendar: '*-*-* 02:00:00'\n", encoding="utf-8")
+    schedules.write_text(
+        "defaults: {env: production}\ntimers:\n  backup:\n    description: Nightly backup\n"
+        "    operation: backup\n    on_calendar: '*-*-* 02:00:00'\n",
+        encoding="utf-8",
+    )
     monkeypatch.setenv("OPSCTL_SCHEDULES", str(schedules))
     # no record of the operation yet
     result = invoke("notify", "scheduled-failure", "--timer", "backup", "--unit", "envcredit-ops-backup.service")
@@ -552,8 +641,12 @@ def test_scheduled_failure_names_timer_operation_and_newest_record(
     assert result.exit_code == 0 and "sent to json://********" in result.stdout
     msg = capture.messages[-1]
     assert msg["title"] == "【定时任务失败】backup"
-    for line in ("定时任务：backup", "systemd 单元：envcredit-ops-backup.service", "运维操作：backup",
-                 "所属环境：生产环境（production）"):
+    for line in (
+        "定时任务：backup",
+        "systemd 单元：envcredit-ops-backup.service",
+        "运维操作：backup",
+        "所属环境：生产环境（production）",
+    ):
         assert line in msg["message"].splitlines()
     assert f"该操作最新变更记录：{newest}（状态 failed，开始于 " in msg["message"]
     assert "北京时间（+08:00）" in msg["message"]
@@ -568,8 +661,9 @@ def test_scheduled_failure_names_timer_operation_and_newest_record(
 
 def test_alerts_handle_file(home: Path, archive: Archive, capture: Capture, tmp_path: Path) -> None:
     payload = tmp_path / "payload.json"
-    payload.write_text(json.dumps(am_payload(am_alert("PortalDown", "1234abcd1234abcd", minutes_ago(2)))),
-                       encoding="utf-8")
+    payload.write_text(
+        json.dumps(am_payload(am_alert("PortalDown", "1234abcd1234abcd", minutes_ago(2)))), encoding="utf-8"
+    )
     result = invoke("alerts", "handle", str(payload))
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["opened"]) == 1 and len(capture.messages) == 1
@@ -586,14 +680,24 @@ def test_alerts_serve_command(home: Path, archive: Archive, capture: Capture, tm
     token_file.chmod(0o600)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     opsctl = str(Path(sys.executable).parent / "opsctl")
-    short = subprocess.run([opsctl, "alerts", "serve", "--listen", "127.0.0.1:0"], env=env, capture_output=True,
-                           text=True, timeout=60)
+    short = subprocess.run(
+        [opsctl, "alerts", "serve", "--listen", "127.0.0.1:0"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert short.returncode == 2 and "no token" in short.stderr
-    unknown = subprocess.run([opsctl, "alerts", "serve", "--listen", "127.0.0.1:0", "--token-file", str(token_file),
-                              "--env", "nosuchenv"], env=env, capture_output=True, text=True, timeout=60)
+    unknown = subprocess.run(
+        [opsctl, "alerts", "serve", "--listen", "127.0.0.1:0", "--token-file", str(token_file), "--env", "nosuchenv"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert unknown.returncode == 2 and "unknown environment 'nosuchenv'" in unknown.stderr
-    proc = subprocess.Popen([opsctl, "alerts", "serve", "--listen", "127.0.0.1:0", "--token-file", str(token_file)],
-                            env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [opsctl, "alerts", "serve", "--listen", "127.0.0.1:0", "--token-file", str(token_file)],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stderr is not None
         line = proc.stderr.readline()

@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, lab_run, run_opsctl
+from helpers.common import REPO, VENV_BIN, run_opsctl
+from helpers.lab import lab_ansible_env, lab_run
 from orchestrator.releases import build_release
 from test_db_transfer_lab import on_host, stdout_of
 
@@ -38,6 +39,7 @@ APP_HOSTS = ["lab-app1", "lab-app2"]
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def http_get(path: str, timeout: float = 5) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(URL + path, timeout=timeout) as resp:
@@ -50,19 +52,38 @@ def http_get(path: str, timeout: float = 5) -> tuple[int, str]:
 
 def ansible(pattern: str, module: str, args: str, become: bool = True) -> dict[str, dict[str, Any]]:
     """An ad-hoc module run on the lab; the JSON result per host."""
-    cmd = [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), pattern, "-o",
-           "-M", str(REPO / "roles" / "app_deploy" / "library"), "-m", module, "-a", args]
+    cmd = [
+        str(VENV_BIN / "ansible"),
+        "-i",
+        str(REPO / "inventories" / "lab"),
+        pattern,
+        "-o",
+        "-M",
+        str(REPO / "plugins" / "modules"),
+        "-m",
+        module,
+        "-a",
+        args,
+    ]
     if become:
         cmd += ["-e", "ansible_become=true"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-                          env=lab_ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="0"))
+    proc = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+        env=lab_ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="0"),
+    )
     out: dict[str, dict[str, Any]] = {}
     for line in proc.stdout.splitlines():
         m = re.match(r"^(\S+) \| (\S+)(?: \| rc=\d+)? => (\{.*\})$", line)
         if m:
             out[m.group(1)] = json.loads(m.group(3))
-    assert proc.returncode == 0 and (out or re.search(r"^\S+ \| (CHANGED|SUCCESS)", proc.stdout, re.M)), \
+    assert proc.returncode == 0 and (out or re.search(r"^\S+ \| (CHANGED|SUCCESS)", proc.stdout, re.M)), (
         proc.stdout + proc.stderr
+    )
     return out
 
 
@@ -95,6 +116,7 @@ class Client(threading.Thread):
 
 
 # ----------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -142,6 +164,7 @@ def ensure(extra: list[str], previous: str, current: str) -> None:
 
 
 # ----------------------------------------------------------------------------- tests
+
 
 def test_deploy_v1_then_v2_under_load_without_a_failed_request(app: list[str], lab_archive: Path) -> None:
     client = Client()
@@ -194,7 +217,8 @@ def test_broken_release_rolls_back_automatically(app: list[str], lab_archive: Pa
 
 
 def test_release_with_a_migration_gets_the_backup_operations_backup_first(
-        app: list[str], lab_archive: Path, tmp_path: Path) -> None:
+    app: list[str], lab_archive: Path, tmp_path: Path
+) -> None:
     """A migration in the release: db_backup's backup (manifest, checksums, store), then migrate once."""
     ensure(app, V1, V2)
     src = tmp_path / "src" / "app"
@@ -207,8 +231,15 @@ def test_release_with_a_migration_gets_the_backup_operations_backup_first(
     store = tmp_path / "store"
     psql = ["psql", "--no-psqlrc", "-AtX", "-d", "envcredit", "-c"]
     try:
-        rec = lab_run("deploy", "-e", f"app_version={MIGRATING}", "-e", f"app_deploy_artifact_dir={out}",
-                         "-e", f"db_backup_store_dir={store}")
+        rec = lab_run(
+            "deploy",
+            "-e",
+            f"app_version={MIGRATING}",
+            "-e",
+            f"app_deploy_artifact_dir={out}",
+            "-e",
+            f"db_backup_store_dir={store}",
+        )
         assert rec["status"] == "successful"
         backup = rec["outputs"]["backup"]["lab-db1"]
         manifests = list((store / "lab-db1").glob("*/manifest.json"))
@@ -218,17 +249,30 @@ def test_release_with_a_migration_gets_the_backup_operations_backup_first(
         migrations = rec["outputs"]["deploy_migrations"]
         assert migrations["applied"] == [name] and migrations["backup_operation"] is True, migrations
         assert {h: s["current"] for h, s in release_state().items()} == {h: MIGRATING for h in APP_HOSTS}
-        assert stdout_of(on_host("lab-db1", [*psql, f"SELECT count(*) FROM {table}"], "postgres")) == "0", \
+        assert stdout_of(on_host("lab-db1", [*psql, f"SELECT count(*) FROM {table}"], "postgres")) == "0", (
             "the migration's table exists"
+        )
         # Nothing pending any more: a second deploy of the release takes no backup.
-        again = lab_run("deploy", "-e", f"app_version={MIGRATING}", "-e", f"app_deploy_artifact_dir={out}",
-                           "-e", f"db_backup_store_dir={store}")
+        again = lab_run(
+            "deploy",
+            "-e",
+            f"app_version={MIGRATING}",
+            "-e",
+            f"app_deploy_artifact_dir={out}",
+            "-e",
+            f"db_backup_store_dir={store}",
+        )
         assert "backup" not in again["outputs"]
         assert len(list((store / "lab-db1").glob("*/manifest.json"))) == 1
     finally:
         ensure(app, V1, V2)
-        stdout_of(on_host("lab-db1", [*psql, f"DROP TABLE IF EXISTS {table}; "
-                                         f"DELETE FROM schema_migrations WHERE name = '{name}'"], "postgres"))
+        stdout_of(
+            on_host(
+                "lab-db1",
+                [*psql, f"DROP TABLE IF EXISTS {table}; DELETE FROM schema_migrations WHERE name = '{name}'"],
+                "postgres",
+            )
+        )
 
 
 def test_rollback_to_previous_and_to_a_named_release(app: list[str], lab_archive: Path) -> None:
@@ -245,8 +289,9 @@ def test_rollback_to_previous_and_to_a_named_release(app: list[str], lab_archive
     assert rec["changes"] == [] and {h: s["current"] for h, s in release_state().items()} == {h: V2 for h in APP_HOSTS}
 
 
-def test_corrupt_artifact_is_refused_before_anything_changes(app: list[str], lab_archive: Path,
-                                                              artifacts: Path, tmp_path: Path) -> None:
+def test_corrupt_artifact_is_refused_before_anything_changes(
+    app: list[str], lab_archive: Path, artifacts: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "releases"
     bad.mkdir()
     good = artifacts / f"envcredit-{V2}.tar.gz"
@@ -260,8 +305,9 @@ def test_corrupt_artifact_is_refused_before_anything_changes(app: list[str], lab
     assert rec["changes"] == [], "nothing may change before the artifact is verified"
     assert any("refused" in f["msg"] and "does not match" in f["msg"] for f in rec["failures"]), rec["failures"]
     after = release_state()
-    assert {h: (s["current"], s["releases"]) for h, s in after.items()} == \
-           {h: (s["current"], s["releases"]) for h, s in before.items()}
+    assert {h: (s["current"], s["releases"]) for h, s in after.items()} == {
+        h: (s["current"], s["releases"]) for h, s in before.items()
+    }
 
 
 def test_recover_brings_back_app_and_nginx_then_changes_nothing(app: list[str], lab_archive: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import REPO, VENV_BIN
+from helpers.common import REPO, VENV_BIN
 from orchestrator.cli import cli
 from orchestrator.errors import BadInput
 from orchestrator.loganalysis import analyze
@@ -26,8 +26,13 @@ def test_release_is_reproducible_and_checksummed(tmp_path: Path) -> None:
     assert hashlib.sha256(a.tarball.read_bytes()).hexdigest() == a.sha256
     line = (tmp_path / "a" / "envcredit-1.0.0.tar.gz.sha256").read_text()
     assert line == f"{a.sha256}  envcredit-1.0.0.tar.gz\n"
-    proc = subprocess.run(["sha256sum", "-c", line.split()[1] + ".sha256"], cwd=tmp_path / "a",
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["sha256sum", "-c", line.split()[1] + ".sha256"],
+        cwd=tmp_path / "a",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     names = subprocess.run(["tar", "-tzf", str(a.tarball)], capture_output=True, text=True, check=True).stdout.split()
     assert "envcredit-1.0.0/VERSION" in names and "envcredit-1.0.0/envcredit_app.py" in names
@@ -45,12 +50,34 @@ def test_release_version_must_be_a_plain_name(bad: str, tmp_path: Path) -> None:
 def _module(root: Path, **args: object) -> dict[str, object]:
     argstr = " ".join(f"{k}={v}" for k, v in args.items())
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", "localhost,", "localhost", "-c", "local", "-o", "-M", str(REPO / "roles/app_deploy/library"),
-         "-m", "envcredit_release", "-a", f"root={root} {argstr}"],
-        capture_output=True, text=True, check=False, timeout=120,
-        env=dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
-                 ANSIBLE_LOCALHOST_WARNING="0", ANSIBLE_PYTHON_INTERPRETER=str(VENV_BIN / "python"),
-                 ANSIBLE_CACHE_PLUGIN="memory"))  # not the checkout's var/facts (ansible.cfg's fact cache)
+        [
+            str(VENV_BIN / "ansible"),
+            "-i",
+            "localhost,",
+            "localhost",
+            "-c",
+            "local",
+            "-o",
+            "-M",
+            str(REPO / "plugins/modules"),
+            "-m",
+            "envcredit_release",
+            "-a",
+            f"root={root} {argstr}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=dict(
+            os.environ,
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_INVENTORY_UNPARSED_WARNING="0",
+            ANSIBLE_LOCALHOST_WARNING="0",
+            ANSIBLE_PYTHON_INTERPRETER=str(VENV_BIN / "python"),
+            ANSIBLE_CACHE_PLUGIN="memory",
+        ),
+    )  # not the checkout's var/facts (ansible.cfg's fact cache)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return dict(json.loads(proc.stdout.split("=>", 1)[1]))
 
@@ -80,26 +107,48 @@ def _write(path: Path, lines: list[object]) -> None:
 
 def test_analysis_counts_statuses_windows_slow_and_errors(tmp_path: Path) -> None:
     base = tmp_path / "logs"
-    _write(base / "lab-app1/app/access.log", [
-        {"ts": "2026-11-28T10:01:00+08:00", "method": "GET", "path": "/", "status": 200, "duration_ms": 10},
-        {"ts": "2026-11-28T10:02:00+08:00", "method": "GET", "path": "/x", "status": 500, "duration_ms": 5},
-        {"ts": "2026-11-28T10:07:00+08:00", "method": "GET", "path": "/slow", "status": 200, "duration_ms": 900},
-        {"ts": "2026-11-28T10:08:00+08:00", "method": "GET", "path": "/nope", "status": 404, "duration_ms": 1},
-        "not json",
-    ])
-    _write(base / "lab-app1/app/error.log", [
-        {"ts": "2026-11-28T10:02:00+08:00", "level": "error", "msg": "unhandled", "signature": "RuntimeError at a:b"},
-        {"ts": "2026-11-28T10:03:00+08:00", "level": "error", "msg": "unhandled", "signature": "RuntimeError at a:b"},
-        {"ts": "2026-11-28T10:03:00+08:00", "level": "info", "msg": "listening"},
-    ])
-    _write(base / "lab-web1/nginx/envcredit-access.log", [
-        {"ts": "2026-11-28T10:01:00+08:00", "path": "/", "status": 502, "request_time": 0.6},
-    ])
-    _write(base / "lab-db1/postgresql/postgresql-15-main.log", [
-        "2026-11-28 10:04:00.123 CST [77] envcredit_app@envcredit ERROR:  relation \"x1\" does not exist",
-        "2026-11-28 10:05:00.123 CST [78] envcredit_app@envcredit ERROR:  relation \"x2\" does not exist",
-        "2026-11-28 10:05:00.123 CST [78] LOG:  checkpoint starting: time",
-    ])
+    _write(
+        base / "lab-app1/app/access.log",
+        [
+            {"ts": "2026-11-28T10:01:00+08:00", "method": "GET", "path": "/", "status": 200, "duration_ms": 10},
+            {"ts": "2026-11-28T10:02:00+08:00", "method": "GET", "path": "/x", "status": 500, "duration_ms": 5},
+            {"ts": "2026-11-28T10:07:00+08:00", "method": "GET", "path": "/slow", "status": 200, "duration_ms": 900},
+            {"ts": "2026-11-28T10:08:00+08:00", "method": "GET", "path": "/nope", "status": 404, "duration_ms": 1},
+            "not json",
+        ],
+    )
+    _write(
+        base / "lab-app1/app/error.log",
+        [
+            {
+                "ts": "2026-11-28T10:02:00+08:00",
+                "level": "error",
+                "msg": "unhandled",
+                "signature": "RuntimeError at a:b",
+            },
+            {
+                "ts": "2026-11-28T10:03:00+08:00",
+                "level": "error",
+                "msg": "unhandled",
+                "signature": "RuntimeError at a:b",
+            },
+            {"ts": "2026-11-28T10:03:00+08:00", "level": "info", "msg": "listening"},
+        ],
+    )
+    _write(
+        base / "lab-web1/nginx/envcredit-access.log",
+        [
+            {"ts": "2026-11-28T10:01:00+08:00", "path": "/", "status": 502, "request_time": 0.6},
+        ],
+    )
+    _write(
+        base / "lab-db1/postgresql/postgresql-15-main.log",
+        [
+            '2026-11-28 10:04:00.123 CST [77] envcredit_app@envcredit ERROR:  relation "x1" does not exist',
+            '2026-11-28 10:05:00.123 CST [78] envcredit_app@envcredit ERROR:  relation "x2" does not exist',
+            "2026-11-28 10:05:00.123 CST [78] LOG:  checkpoint starting: time",
+        ],
+    )
     res = analyze(base, window_minutes=5, slow_ms=500)
     app = res["sources"]["app"]
     assert app["requests"] == 4 and app["classes"] == {"2xx": 2, "4xx": 1, "5xx": 1}
@@ -117,13 +166,29 @@ def test_analysis_counts_statuses_windows_slow_and_errors(tmp_path: Path) -> Non
 
 def test_logs_analyze_command_filters_by_time_and_writes_html(tmp_path: Path) -> None:
     base = tmp_path / "logs"
-    _write(base / "h/app/access.log", [
-        {"ts": "2026-11-28T10:00:00+08:00", "path": "/", "status": 500, "duration_ms": 1},
-        {"ts": "2026-11-28T11:00:00+08:00", "path": "/", "status": 200, "duration_ms": 1},
-    ])
+    _write(
+        base / "h/app/access.log",
+        [
+            {"ts": "2026-11-28T10:00:00+08:00", "path": "/", "status": 500, "duration_ms": 1},
+            {"ts": "2026-11-28T11:00:00+08:00", "path": "/", "status": 200, "duration_ms": 1},
+        ],
+    )
     out = tmp_path / "r.html"
-    res = CliRunner().invoke(cli, ["logs", "analyze", str(base), "--since", "2026-11-28T10:30:00+08:00",
-                                   "--json", "--html", str(out), "--lang", "en"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "logs",
+            "analyze",
+            str(base),
+            "--since",
+            "2026-11-28T10:30:00+08:00",
+            "--json",
+            "--html",
+            str(out),
+            "--lang",
+            "en",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert data["sources"]["app"]["status"] == {"200": 1}

@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest_archive import BASE_TIME, commit_record, fill  # noqa: E402
+from helpers.records import BASE_TIME, commit_record, fill  # noqa: E402
 
 from orchestrator.archive import Archive, canonical_json, record_bytes, record_hash  # noqa: E402
 from orchestrator.errors import ArchiveError, BadInput, NotFound  # noqa: E402
@@ -79,7 +79,7 @@ def test_record_content(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
 def test_permissions_and_no_temp_files(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
     archive, recs = filled
     archive.list()  # builds the index
-    for dirpath, dirnames, filenames in os.walk(archive.root):
+    for dirpath, _dirnames, filenames in os.walk(archive.root):
         assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700, dirpath
         for name in filenames:
             path = Path(dirpath) / name
@@ -168,12 +168,15 @@ def test_edited_index_row_detected_and_reindex_repairs(filled: tuple[Archive, li
     assert archive.verify().ok
 
 
-@pytest.mark.parametrize("sql", [
-    "DELETE FROM records WHERE seq = 4",
-    "INSERT INTO records (id, seq, operation, status, hash) VALUES ('20991231T000000000Z-ffffff', 99, 'restore',"
-    " 'successful', 'x')",
-    "DELETE FROM record_hosts WHERE id = (SELECT min(id) FROM record_hosts)",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DELETE FROM records WHERE seq = 4",
+        "INSERT INTO records (id, seq, operation, status, hash) VALUES ('20991231T000000000Z-ffffff', 99, 'restore',"
+        " 'successful', 'x')",
+        "DELETE FROM record_hosts WHERE id = (SELECT min(id) FROM record_hosts)",
+    ],
+)
 def test_missing_or_extra_index_rows_detected(filled: tuple[Archive, list[dict[str, Any]]], sql: str) -> None:
     import sqlite3
 
@@ -291,7 +294,9 @@ def test_swap_seq_and_rehash_detected(filled: tuple[Archive, list[dict[str, Any]
     assert "prev_hash" in report.problem
 
 
-def _forge_copy(archive: Archive, source: dict[str, Any], seq: int, *, rehash: bool, prev_hash: str | None = None) -> str:
+def _forge_copy(
+    archive: Archive, source: dict[str, Any], seq: int, *, rehash: bool, prev_hash: str | None = None
+) -> str:
     new_id = new_record_id(BASE_TIME)
     shutil.copytree(archive.root / source["id"], archive.root / new_id)
     rec = archive.get(new_id)
@@ -420,7 +425,7 @@ def test_export_formats(filled: tuple[Archive, list[dict[str, Any]]], tmp_path: 
 
 def test_export_escapes_and_defuses(archive: Archive, tmp_path: Path) -> None:
     commit_record(archive, ticket="<script>alert(1)</script>")
-    commit_record(archive, ticket="=HYPERLINK(\"http://evil\")")
+    commit_record(archive, ticket='=HYPERLINK("http://evil")')
     archive.export("html", tmp_path / "r.html")
     html = (tmp_path / "r.html").read_text()
     assert "<script>alert(1)</script>" not in html
@@ -518,9 +523,10 @@ def test_roll_forward_after_crash_between_head_and_rename(filled: tuple[Archive,
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json", "html"])
-def test_an_export_can_be_checked_later_against_the_archive(filled: tuple[Archive, list[dict[str, Any]]],
-                                                             tmp_path: Path, fmt: str) -> None:
-    from orchestrator.archive import read_export_claims, verify_export
+def test_an_export_can_be_checked_later_against_the_archive(
+    filled: tuple[Archive, list[dict[str, Any]]], tmp_path: Path, fmt: str
+) -> None:
+    from orchestrator.reports.export import read_export_claims, verify_export
 
     archive, recs = filled
     out = tmp_path / f"r.{fmt}"
@@ -547,8 +553,9 @@ def test_an_export_can_be_checked_later_against_the_archive(filled: tuple[Archiv
         assert any("the chain was rewritten" in p for p in verify_export(archive, read_export_claims(out)))
 
 
-def test_verify_export_cli(filled: tuple[Archive, list[dict[str, Any]]], tmp_path: Path,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_export_cli(
+    filled: tuple[Archive, list[dict[str, Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from orchestrator.cli import cli

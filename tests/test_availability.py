@@ -22,8 +22,8 @@ from orchestrator.workdays import TZ
 
 START = dt.datetime(2026, 10, 10, 0, 0, tzinfo=TZ)  # Beijing time
 HOURS = 6
-OUTAGE = (START + dt.timedelta(hours=2, minutes=10), 7)      # 7 failing minutes
-GAP = (START + dt.timedelta(hours=4), 30)                    # Prometheus saw nothing for 30 minutes
+OUTAGE = (START + dt.timedelta(hours=2, minutes=10), 7)  # 7 failing minutes
+GAP = (START + dt.timedelta(hours=4), 30)  # Prometheus saw nothing for 30 minutes
 
 
 def _free_port() -> int:
@@ -52,14 +52,25 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(f"{tool} is missing: `make setup` installs Debian's prometheus package")
     work = tmp_path_factory.mktemp("prometheus")
     (work / "probes.om").write_text(_series(), encoding="utf-8")
-    subprocess.run(["promtool", "tsdb", "create-blocks-from", "openmetrics", str(work / "probes.om"),
-                    str(work / "data")], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(work / "probes.om"), str(work / "data")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     (work / "prometheus.yml").write_text("global: {}\nscrape_configs: []\n", encoding="utf-8")
     port = _free_port()
     proc = subprocess.Popen(
-        ["prometheus", f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=100y"],
-        stdout=subprocess.DEVNULL, stderr=(work / "prometheus.log").open("wb"))
+        [
+            "prometheus",
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=100y",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "prometheus.log").open("wb"),
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -84,8 +95,9 @@ def test_availability_outage_windows_and_coverage(prometheus: str) -> None:
     # Prometheus still answers for 5 minutes after the last sample (lookback): 25 of the 30 are unknown
     assert got["expected_samples"] == HOURS * 60 + 1
     assert got["samples"] == HOURS * 60 + 1 - (GAP[1] - 5)
-    assert got["outages"] == [{"start": "2026-10-10T02:10:00+08:00", "end": "2026-10-10T02:17:00+08:00",
-                               "minutes": 7.0}]
+    assert got["outages"] == [
+        {"start": "2026-10-10T02:10:00+08:00", "end": "2026-10-10T02:17:00+08:00", "minutes": 7.0}
+    ]
     assert got["downtime_minutes"] == 7.0
     assert got["availability_pct"] == round(100 * (got["samples"] - 7) / got["samples"], 3)
     assert 90 < got["coverage_pct"] < 95
@@ -99,12 +111,26 @@ def test_a_long_period_is_asked_in_chunks(prometheus: str) -> None:
     assert got["samples"] == HOURS * 60 + 1 - (GAP[1] - 5) + 5  # and 5 lookback minutes after the end
 
 
-def test_monthly_report_states_availability(prometheus: str, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_monthly_report_states_availability(prometheus: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "archive"))
     out = tmp_path / "monthly.html"
-    result = CliRunner().invoke(cli, ["report", "monthly", "--month", "2026-10", "--env", "lab", "--lang", "zh",
-                                      "--prometheus", prometheus, "--out", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "monthly",
+            "--month",
+            "2026-10",
+            "--env",
+            "lab",
+            "--lang",
+            "zh",
+            "--prometheus",
+            prometheus,
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     html = out.read_text(encoding="utf-8")
     assert "本月网站可用率" in html and "不可用共 7.0 分钟，1 次" in html
@@ -114,7 +140,22 @@ def test_monthly_report_states_availability(prometheus: str, tmp_path: Path,
 def test_unreachable_prometheus_is_stated_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "archive"))
     dead = f"http://127.0.0.1:{_free_port()}"
-    result = CliRunner().invoke(cli, ["report", "monthly", "--month", "2026-10", "--env", "lab", "--lang", "en",
-                                      "--format", "md", "--prometheus", dead])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "monthly",
+            "--month",
+            "2026-10",
+            "--env",
+            "lab",
+            "--lang",
+            "en",
+            "--format",
+            "md",
+            "--prometheus",
+            dead,
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Availability not measured this month: cannot ask Prometheus at " + dead in result.output

@@ -22,7 +22,8 @@ from click.testing import CliRunner
 from orchestrator.archive import Archive
 from orchestrator.cli import cli
 
-from conftest import CLI_SECRET_VALUE, all_text_under
+from helpers.common import all_text_under
+from helpers.home import CLI_SECRET_VALUE
 
 JOB_ID = 42
 
@@ -57,41 +58,78 @@ def to_awx(events: list[dict[str, Any]], page_size: int = 4) -> list[dict[str, A
     for i, e in enumerate(sorted(events, key=lambda e: e["counter"]), start=1):
         data = e.get("event_data") or {}
         res = data.get("res") or {}
-        rows.append({
-            "id": 1000 + i, "type": "job_event", "url": f"/api/v2/job_events/{1000 + i}/",
-            "related": {"job": f"/api/v2/jobs/{JOB_ID}/"}, "summary_fields": {"job": {"id": JOB_ID}},
-            "created": awx_time(e["created"]), "modified": awx_time(e["created"]), "job": JOB_ID, "event": e["event"], "counter": e["counter"],
-            "event_display": e["event"].replace("_", " ").title(), "event_data": data,
-            "event_level": 3 if data.get("host") else 1,
-            "failed": e["event"] in ("runner_on_failed", "runner_on_unreachable"),
-            "changed": bool(res.get("changed")) if isinstance(res, dict) else False,
-            "uuid": e["uuid"], "parent_uuid": e.get("parent_uuid", ""),
-            "host": 7 if data.get("host") else None, "host_name": data.get("host", ""),
-            "playbook": "playbooks/change.yml", "play": data.get("play", ""), "task": data.get("task", ""),
-            "role": data.get("role", ""), "stdout": e.get("stdout", ""), "start_line": e.get("start_line", 0),
-            "end_line": e.get("end_line", 0), "verbosity": 0,
-        })
+        rows.append(
+            {
+                "id": 1000 + i,
+                "type": "job_event",
+                "url": f"/api/v2/job_events/{1000 + i}/",
+                "related": {"job": f"/api/v2/jobs/{JOB_ID}/"},
+                "summary_fields": {"job": {"id": JOB_ID}},
+                "created": awx_time(e["created"]),
+                "modified": awx_time(e["created"]),
+                "job": JOB_ID,
+                "event": e["event"],
+                "counter": e["counter"],
+                "event_display": e["event"].replace("_", " ").title(),
+                "event_data": data,
+                "event_level": 3 if data.get("host") else 1,
+                "failed": e["event"] in ("runner_on_failed", "runner_on_unreachable"),
+                "changed": bool(res.get("changed")) if isinstance(res, dict) else False,
+                "uuid": e["uuid"],
+                "parent_uuid": e.get("parent_uuid", ""),
+                "host": 7 if data.get("host") else None,
+                "host_name": data.get("host", ""),
+                "playbook": "playbooks/change.yml",
+                "play": data.get("play", ""),
+                "task": data.get("task", ""),
+                "role": data.get("role", ""),
+                "stdout": e.get("stdout", ""),
+                "start_line": e.get("start_line", 0),
+                "end_line": e.get("end_line", 0),
+                "verbosity": 0,
+            }
+        )
     pages = []
     for n, start in enumerate(range(0, len(rows), page_size), start=1):
         more = start + page_size < len(rows)
-        pages.append({"count": len(rows),
-                      "next": f"/api/v2/jobs/{JOB_ID}/job_events/?page={n + 1}" if more else None,
-                      "previous": None if n == 1 else f"/api/v2/jobs/{JOB_ID}/job_events/?page={n - 1}",
-                      "results": rows[start:start + page_size]})
+        pages.append(
+            {
+                "count": len(rows),
+                "next": f"/api/v2/jobs/{JOB_ID}/job_events/?page={n + 1}" if more else None,
+                "previous": None if n == 1 else f"/api/v2/jobs/{JOB_ID}/job_events/?page={n - 1}",
+                "results": rows[start : start + page_size],
+            }
+        )
     return pages
 
 
 def job_json(events: list[dict[str, Any]]) -> dict[str, Any]:
     created = sorted(e["created"] for e in events)
     return {
-        "id": JOB_ID, "type": "job", "name": "change", "job_type": "run", "launch_type": "manual",
-        "status": "successful", "failed": False, "started": awx_time(created[0]), "finished": awx_time(created[-1]),
-        "playbook": "playbooks/change.yml", "limit": "", "job_tags": "", "skip_tags": "", "diff_mode": True,
+        "id": JOB_ID,
+        "type": "job",
+        "name": "change",
+        "job_type": "run",
+        "launch_type": "manual",
+        "status": "successful",
+        "failed": False,
+        "started": awx_time(created[0]),
+        "finished": awx_time(created[-1]),
+        "playbook": "playbooks/change.yml",
+        "limit": "",
+        "job_tags": "",
+        "skip_tags": "",
+        "diff_mode": True,
         "extra_vars": json.dumps({"api_token": CLI_SECRET_VALUE, "opsctl_ticket": "CHG-2026-042"}),
-        "scm_revision": "a" * 40, "scm_branch": "main", "job_explanation": "",
-        "summary_fields": {"inventory": {"id": 3, "name": "test"}, "job_template": {"id": 9, "name": "change"},
-                           "created_by": {"id": 1, "username": "alice"},
-                           "execution_environment": {"image": "registry.example.invalid/envcredit-ee:1"}},
+        "scm_revision": "a" * 40,
+        "scm_branch": "main",
+        "job_explanation": "",
+        "summary_fields": {
+            "inventory": {"id": 3, "name": "test"},
+            "job_template": {"id": 9, "name": "change"},
+            "created_by": {"id": 1, "username": "alice"},
+            "execution_environment": {"image": "registry.example.invalid/envcredit-ee:1"},
+        },
     }
 
 
@@ -137,8 +175,9 @@ def test_import_awx_job(awx_files: tuple[Path, Path, list[dict[str, Any]]], opsc
     assert [r["id"] for r in json.loads(res.output)] == [rec["id"]]
 
 
-def test_import_events_only_derives_everything(awx_files: tuple[Path, Path, list[dict[str, Any]]],
-                                               opsctl_home: Path, tmp_path: Path) -> None:
+def test_import_events_only_derives_everything(
+    awx_files: tuple[Path, Path, list[dict[str, Any]]], opsctl_home: Path, tmp_path: Path
+) -> None:
     ev_file, _, pages = awx_files
     # JSON lines of events, no job file: status from the stats event, job id from the events
     flat = tmp_path / "events.jsonl"
@@ -146,35 +185,64 @@ def test_import_events_only_derives_everything(awx_files: tuple[Path, Path, list
     res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(flat), "--env", "test"])
     # the fixture's catalog runs change.yml as two operations: the playbook alone cannot tell
     assert res.exit_code == 2 and "belongs to several operations (change, danger)" in res.output
-    res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(flat), "--env", "test",
-                                   "--operation", "change", "--launch", "ci", "--json"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "awx",
+            "import",
+            "--job-events",
+            str(flat),
+            "--env",
+            "test",
+            "--operation",
+            "change",
+            "--launch",
+            "ci",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rec = json.loads(res.output)
     assert (rec["operation"], rec["status"], rec["launch"]["type"]) == ("change", "successful", "ci")
     assert rec["awx"]["job_id"] == JOB_ID and len(rec["changes"]) == 2
     # production needs a ticket, as for a local run
-    res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(ev_file), "--env", "production",
-                                   "--operation", "change"])
+    res = CliRunner().invoke(
+        cli, ["awx", "import", "--job-events", str(ev_file), "--env", "production", "--operation", "change"]
+    )
     assert res.exit_code == 2 and "requires --ticket" in res.output
     # ... of the production form (the job's opsctl_ticket, or --ticket, cleaned of control characters)
-    res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(ev_file), "--env", "production",
-                                   "--operation", "change", "--ticket", "chg\x1b[31m 1"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "awx",
+            "import",
+            "--job-events",
+            str(ev_file),
+            "--env",
+            "production",
+            "--operation",
+            "change",
+            "--ticket",
+            "chg\x1b[31m 1",
+        ],
+    )
     assert res.exit_code == 2 and "--ticket 'chg 1' does not match the ticket pattern of 'production'" in res.output
 
 
-def test_import_cut_off_stream_and_bad_input(awx_files: tuple[Path, Path, list[dict[str, Any]]],
-                                             tmp_path: Path) -> None:
+def test_import_cut_off_stream_and_bad_input(
+    awx_files: tuple[Path, Path, list[dict[str, Any]]], tmp_path: Path
+) -> None:
     _, _, pages = awx_files
     cut = tmp_path / "cut.json"
     cut.write_text(json.dumps(pages[0]), encoding="utf-8")  # first page only: no stats event
-    res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(cut), "--env", "test",
-                                   "--operation", "change", "--json"])
+    res = CliRunner().invoke(
+        cli, ["awx", "import", "--job-events", str(cut), "--env", "test", "--operation", "change", "--json"]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["status"] == "interrupted"
     bad = tmp_path / "bad.json"
     bad.write_text('[{"foo": 1}]', encoding="utf-8")
-    res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(bad), "--env", "test",
-                                   "--operation", "change"])
+    res = CliRunner().invoke(cli, ["awx", "import", "--job-events", str(bad), "--env", "test", "--operation", "change"])
     assert res.exit_code == 2 and "not an AWX job event" in res.output
 
 
@@ -216,8 +284,11 @@ def fake_awx(awx_files: tuple[Path, Path, list[dict[str, Any]]]) -> Iterator[str
 
 
 def test_import_from_api(fake_awx: str) -> None:
-    res = CliRunner().invoke(cli, ["awx", "import", "--from-api", str(JOB_ID), "--json"],
-                             env={"AWX_HOST": fake_awx, "AWX_TOKEN": "t0ken-for-test"})
+    res = CliRunner().invoke(
+        cli,
+        ["awx", "import", "--from-api", str(JOB_ID), "--json"],
+        env={"AWX_HOST": fake_awx, "AWX_TOKEN": "t0ken-for-test"},
+    )
     assert res.exit_code == 0, res.output
     rec = json.loads(res.output)
     assert rec["awx"]["instance"] == fake_awx and rec["awx"]["events"] > 8
@@ -225,14 +296,16 @@ def test_import_from_api(fake_awx: str) -> None:
 
 
 def test_the_record_says_where_the_job_came_from_and_who_imported_it(
-        awx_files: tuple[Path, Path, list[dict[str, Any]]], fake_awx: str, opsctl_home: Path) -> None:
+    awx_files: tuple[Path, Path, list[dict[str, Any]]], fake_awx: str, opsctl_home: Path
+) -> None:
     import hashlib
 
     from orchestrator.records import login_user
 
     ev_file, job_file, _ = awx_files
-    res = CliRunner().invoke(cli, ["awx", "import", str(JOB_ID), "--json"],
-                             env={"AWX_HOST": fake_awx, "AWX_TOKEN": "t0ken-for-test"})
+    res = CliRunner().invoke(
+        cli, ["awx", "import", str(JOB_ID), "--json"], env={"AWX_HOST": fake_awx, "AWX_TOKEN": "t0ken-for-test"}
+    )
     assert res.exit_code == 0, res.output
     awx = json.loads(res.output)["awx"]
     assert awx["source"] == "api" and awx["url"] == f"{fake_awx}/api/v2/jobs/{JOB_ID}/"
@@ -240,22 +313,40 @@ def test_the_record_says_where_the_job_came_from_and_who_imported_it(
     assert json.loads(res.output)["operator"]["user"] == "alice"  # who launched it in AWX, beside who imported
     # a hand-over of files: said so, with the files' hashes (another archive: the job is in this one)
     other = opsctl_home / "var" / "archive2"
-    res = CliRunner().invoke(cli, ["awx", "import", "--from-file", str(ev_file), "--job", str(job_file),
-                                   "--instance", "https://awx.example.invalid", "--json"],
-                             env={"OPSCTL_ARCHIVE": str(other)})
+    res = CliRunner().invoke(
+        cli,
+        [
+            "awx",
+            "import",
+            "--from-file",
+            str(ev_file),
+            "--job",
+            str(job_file),
+            "--instance",
+            "https://awx.example.invalid",
+            "--json",
+        ],
+        env={"OPSCTL_ARCHIVE": str(other)},
+    )
     assert res.exit_code == 0, res.output
     awx = json.loads(res.output)["awx"]
     assert awx["source"] == "file"
-    assert awx["files"] == [{"name": ev_file.name, "sha256": hashlib.sha256(ev_file.read_bytes()).hexdigest()},
-                            {"name": job_file.name, "sha256": hashlib.sha256(job_file.read_bytes()).hexdigest()}]
+    assert awx["files"] == [
+        {"name": ev_file.name, "sha256": hashlib.sha256(ev_file.read_bytes()).hexdigest()},
+        {"name": job_file.name, "sha256": hashlib.sha256(job_file.read_bytes()).hexdigest()},
+    ]
     assert awx["imported_by"]["user"] == login_user()
-    res = CliRunner().invoke(cli, ["awx", "import", "--from-file", str(ev_file), "--job", str(job_file)],
-                             env={"OPSCTL_ARCHIVE": str(opsctl_home / "var" / "archive3")})
+    res = CliRunner().invoke(
+        cli,
+        ["awx", "import", "--from-file", str(ev_file), "--job", str(job_file)],
+        env={"OPSCTL_ARCHIVE": str(opsctl_home / "var" / "archive3")},
+    )
     assert "from files, not from the AWX API" in res.output
 
 
 def test_next_links_are_followed_only_on_the_configured_awx(
-        awx_files: tuple[Path, Path, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch) -> None:
+    awx_files: tuple[Path, Path, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from orchestrator import awx
     from orchestrator.errors import OpsError
 

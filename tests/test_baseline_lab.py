@@ -17,12 +17,32 @@ from typing import Any
 
 import pytest
 
-from conftest import run_opsctl
+from helpers.common import run_opsctl
 
 pytestmark = pytest.mark.lab
 
-CONTROLS = ["SSH-01", "SSH-02", "SSH-03", "SSH-04", "SSH-05", "SSH-06", "ACC-01", "ACC-02", "ACC-03", "ACC-04",
-            "ACC-05", "ACC-06", "AUD-01", "AUD-02", "AUD-03", "KRN-01", "NET-01", "SRV-01", "SRV-02", "SRV-03"]
+CONTROLS = [
+    "SSH-01",
+    "SSH-02",
+    "SSH-03",
+    "SSH-04",
+    "SSH-05",
+    "SSH-06",
+    "ACC-01",
+    "ACC-02",
+    "ACC-03",
+    "ACC-04",
+    "ACC-05",
+    "ACC-06",
+    "AUD-01",
+    "AUD-02",
+    "AUD-03",
+    "KRN-01",
+    "NET-01",
+    "SRV-01",
+    "SRV-02",
+    "SRV-03",
+]
 CONTAINER_NA = {"AUD-01", "AUD-02", "KRN-01", "SRV-03"}
 
 
@@ -47,7 +67,7 @@ def test_baseline_check_is_read_only_and_complete(lab_archive: Path, lab_ready: 
             controls = {c["id"]: c for c in res["controls"]}
             assert list(controls) == CONTROLS, host
             assert res["container"] is True and res["action"] == "check"
-            for cid, c in controls.items():
+            for c in controls.values():
                 assert c["status"] in ("pass", "fail", "waived", "not_applicable"), (host, c)
                 assert c["reason"] and c["ref"].startswith("8.1."), (host, c)
                 assert c["zh"] and c["en"]
@@ -82,9 +102,21 @@ def test_waivers_turn_failures_into_waived(lab_archive: Path, lab_ready: list[st
         " until: '2099-12-31', ticket: CHG-T1}\n"
         "  - {control: SSH-05, groups: [db], approved_by: test officer, reason: expired one, until: '2000-01-01'}\n"
         "  - {control: SSH-02, groups: [app], approved_by: test officer, reason: never hides a pass,"
-        " until: '2099-12-31'}\n", encoding="utf-8")
-    rec = _run_json("run", "baseline-check", "--env", "lab", "--limit", "lab-app1:lab-app2:lab-db1",
-                    "-e", f"@{waivers}", "-e", "baseline_lynis=false")  # Lynis: the test above
+        " until: '2099-12-31'}\n",
+        encoding="utf-8",
+    )
+    rec = _run_json(
+        "run",
+        "baseline-check",
+        "--env",
+        "lab",
+        "--limit",
+        "lab-app1:lab-app2:lab-db1",
+        "-e",
+        f"@{waivers}",
+        "-e",
+        "baseline_lynis=false",
+    )  # Lynis: the test above
     res = rec["outputs"]["baseline"]
     ctl = {h: {c["id"]: c for c in r["controls"]} for h, r in res.items()}
     assert ctl["lab-app1"]["SSH-04"]["status"] == "waived"

@@ -31,12 +31,14 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, run_opsctl
+from helpers.common import REPO, run_opsctl
 
 pytestmark = [
     pytest.mark.lab,
-    pytest.mark.skipif(os.environ.get("OPSCTL_BASELINE_LAB") != "1",
-                       reason="hardens the lab for good and takes 10+ min: run `make test-baseline-lab`"),
+    pytest.mark.skipif(
+        os.environ.get("OPSCTL_BASELINE_LAB") != "1",
+        reason="hardens the lab for good and takes 10+ min: run `make test-baseline-lab`",
+    ),
 ]
 
 KEY = REPO / "var" / "lab" / "ssh" / "id_ed25519"
@@ -52,10 +54,31 @@ def _run_json(*args: str) -> dict[str, Any]:
 
 def _ssh(port: int, user: str, *extra: str, command: str = "id -un") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["ssh", "-p", str(port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ControlMaster=no",
-         "-o", "ControlPath=none", "-o", f"UserKnownHostsFile={KNOWN}", "-o", "StrictHostKeyChecking=yes",
-         *extra, f"{user}@127.0.0.1", command],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            "ssh",
+            "-p",
+            str(port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ControlMaster=no",
+            "-o",
+            "ControlPath=none",
+            "-o",
+            f"UserKnownHostsFile={KNOWN}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            *extra,
+            f"{user}@127.0.0.1",
+            command,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def _lab(host: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -92,21 +115,28 @@ def test_baseline_apply_keeps_the_lab_working(lab_archive: Path, lab_ready: list
         assert ok.returncode == 0 and ok.stdout.strip() == "ops", (host, ok.stderr)
         root = _ssh(port, "root", "-i", str(KEY), "-o", "IdentitiesOnly=yes")
         assert root.returncode == 255 and "Permission denied" in root.stderr, (host, root.stderr)
-        password = _ssh(port, "ops", "-o", "PreferredAuthentications=password,keyboard-interactive",
-                        "-o", "PubkeyAuthentication=no")
-        assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr, (host, password.stderr)
+        password = _ssh(
+            port, "ops", "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no"
+        )
+        assert password.returncode == 255 and "Permission denied (publickey)" in password.stderr, (
+            host,
+            password.stderr,
+        )
 
     # The system is installed (make test: by the app tests before this one; make test-nightly:
     # before it), so the flow proves the site and the database still answer after the hardening.
-    assert _lab("lab-app1", "systemctl cat envcredit.service >/dev/null 2>&1").returncode == 0, \
+    assert _lab("lab-app1", "systemctl cat envcredit.service >/dev/null 2>&1").returncode == 0, (
         "the application is not installed on the lab: run `make demo` (or the app tests) first"
+    )
     try:
         with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=10) as resp:
             assert resp.status == 200
     except urllib.error.HTTPError as exc:  # the maintenance page (503) would be a failure too
         pytest.fail(f"nginx answers {exc.code} after the baseline")
 
-    firewall = {h: {c["id"]: c for c in r["controls"]}["NET-01"]["status"] for h, r in rec["outputs"]["baseline"].items()}
+    firewall = {
+        h: {c["id"]: c for c in r["controls"]}["NET-01"]["status"] for h, r in rec["outputs"]["baseline"].items()
+    }
     if firewall["lab-db1"] == "pass":
         probe = "timeout 5 bash -c 'exec 3<>/dev/tcp/lab-db1/5432' && echo open || echo closed"
         assert _lab("lab-app1", probe).stdout.strip() == "open"

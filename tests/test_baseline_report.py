@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest_archive import BASE_TIME, commit_record
+from helpers.records import BASE_TIME, commit_record
 from orchestrator.archive import Archive
 from orchestrator.baseline import build_baseline, latest_check
 from orchestrator.cli import cli
@@ -21,40 +21,83 @@ from orchestrator.errors import NotFound
 
 
 def _control(cid: str, status: str, reason: str, waiver: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"id": cid, "en": f"{cid} in English", "zh": f"{cid} 中文说明", "ref": "8.1.4.1 身份鉴别 a)",
-            "status": status, "reason": reason, "evidence": ["x=1"], "waiver": waiver}
+    return {
+        "id": cid,
+        "en": f"{cid} in English",
+        "zh": f"{cid} 中文说明",
+        "ref": "8.1.4.1 身份鉴别 a)",
+        "status": status,
+        "reason": reason,
+        "evidence": ["x=1"],
+        "waiver": waiver,
+    }
 
 
-WAIVER = {"approved_by": "李明", "reason": "legacy client needs it until the upgrade", "until": "2099-12-31",
-          "ticket": "CHG-1"}
+WAIVER = {
+    "approved_by": "李明",
+    "reason": "legacy client needs it until the upgrade",
+    "until": "2099-12-31",
+    "ticket": "CHG-1",
+}
 
 
 def _outputs(ssh01: str = "pass") -> dict[str, Any]:
-    return {"baseline": {
-        "web1": {"container": True, "os": "Debian 12", "evaluated_at": "2026-11-28T10:00:00",
-                 "summary": {}, "lynis": {"installed": False, "message": "lynis not installed"},
-                 "controls": [_control("SSH-01", ssh01, "sshd -T: passwordauthentication no"),
-                              _control("AUD-01", "not_applicable", "inside a container"),
-                              _control("SSH-04", "waived", "macs offers hmac-sha1", WAIVER)]},
-        "db1": {"container": False, "os": "Debian 12", "evaluated_at": "2026-11-28T10:00:00",
-                "summary": {}, "lynis": {"installed": True, "message": "lynis current: hardening index 71",
-                                         "current": {"hardening_index": 71, "warnings": []}},
-                "controls": [_control("SSH-01", "fail", "=cmd|' /C calc'!A0"),
-                             _control("AUD-01", "pass", "auditd enabled and active"),
-                             _control("SSH-04", "pass", "modern only")]},
-    }}
+    return {
+        "baseline": {
+            "web1": {
+                "container": True,
+                "os": "Debian 12",
+                "evaluated_at": "2026-11-28T10:00:00",
+                "summary": {},
+                "lynis": {"installed": False, "message": "lynis not installed"},
+                "controls": [
+                    _control("SSH-01", ssh01, "sshd -T: passwordauthentication no"),
+                    _control("AUD-01", "not_applicable", "inside a container"),
+                    _control("SSH-04", "waived", "macs offers hmac-sha1", WAIVER),
+                ],
+            },
+            "db1": {
+                "container": False,
+                "os": "Debian 12",
+                "evaluated_at": "2026-11-28T10:00:00",
+                "summary": {},
+                "lynis": {
+                    "installed": True,
+                    "message": "lynis current: hardening index 71",
+                    "current": {"hardening_index": 71, "warnings": []},
+                },
+                "controls": [
+                    _control("SSH-01", "fail", "=cmd|' /C calc'!A0"),
+                    _control("AUD-01", "pass", "auditd enabled and active"),
+                    _control("SSH-04", "pass", "modern only"),
+                ],
+            },
+        }
+    }
 
 
 @pytest.fixture
 def archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Archive:
     monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "archive"))
     arch = Archive(tmp_path / "archive")
-    commit_record(arch, op="baseline-check", env="lab", hosts=["web1", "db1"], outputs=_outputs("fail"),
-               when=BASE_TIME)
-    commit_record(arch, op="baseline-check", env="lab", hosts=["web1", "db1", "app1"], outputs=_outputs("pass"),
-               when=BASE_TIME + timedelta(hours=1))
-    commit_record(arch, op="baseline-check", env="lab", hosts=["web1", "db1"], outputs=_outputs("fail"),
-               when=BASE_TIME + timedelta(hours=2), fail_host="db1")
+    commit_record(arch, op="baseline-check", env="lab", hosts=["web1", "db1"], outputs=_outputs("fail"), when=BASE_TIME)
+    commit_record(
+        arch,
+        op="baseline-check",
+        env="lab",
+        hosts=["web1", "db1", "app1"],
+        outputs=_outputs("pass"),
+        when=BASE_TIME + timedelta(hours=1),
+    )
+    commit_record(
+        arch,
+        op="baseline-check",
+        env="lab",
+        hosts=["web1", "db1"],
+        outputs=_outputs("fail"),
+        when=BASE_TIME + timedelta(hours=2),
+        fail_host="db1",
+    )
     return arch
 
 
@@ -74,15 +117,30 @@ def test_build_uses_the_newest_successful_check(archive: Archive) -> None:
 def test_no_check_record_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="baseline-check"):
         latest_check(Archive(tmp_path / "empty"), "lab")
-    result = CliRunner().invoke(cli, ["report", "baseline", "--env", "lab"],
-                                env={"OPSCTL_ARCHIVE": str(tmp_path / "empty")})
+    result = CliRunner().invoke(
+        cli, ["report", "baseline", "--env", "lab"], env={"OPSCTL_ARCHIVE": str(tmp_path / "empty")}
+    )
     assert result.exit_code != 0
     assert "opsctl run baseline-check --env lab" in result.output
 
 
-@pytest.mark.parametrize("lang, words", [("zh", ["安全基线合规证据报告", "不通过", "已豁免", "不适用", "批准人", "GB/T 22239-2019"]),
-                                         ("en", ["Security baseline compliance evidence", "fail", "waived",
-                                                 "not applicable", "Approved by", "GB/T 22239-2019"])])
+@pytest.mark.parametrize(
+    "lang, words",
+    [
+        ("zh", ["安全基线合规证据报告", "不通过", "已豁免", "不适用", "批准人", "GB/T 22239-2019"]),
+        (
+            "en",
+            [
+                "Security baseline compliance evidence",
+                "fail",
+                "waived",
+                "not applicable",
+                "Approved by",
+                "GB/T 22239-2019",
+            ],
+        ),
+    ],
+)
 def test_html_in_both_languages(archive: Archive, tmp_path: Path, lang: str, words: list[str]) -> None:
     out = tmp_path / f"baseline.{lang}.html"
     result = CliRunner().invoke(cli, ["report", "baseline", "--env", "lab", "--lang", lang, "--out", str(out)])
@@ -104,7 +162,8 @@ def test_csv_rows_per_host_and_control(archive: Archive) -> None:
     assert len(rows) == 6
     waived = [r for r in rows if r["status"] == "waived"]
     assert [(r["host"], r["control"], r["waiver_approved_by"], r["waiver_until"]) for r in waived] == [
-        ("web1", "SSH-04", "李明", "2099-12-31")]
+        ("web1", "SSH-04", "李明", "2099-12-31")
+    ]
     formula = next(r for r in rows if r["host"] == "db1" and r["control"] == "SSH-01")
     assert formula["reason"].startswith("'=")  # spreadsheet formulas neutralised
     zh = CliRunner().invoke(cli, ["report", "baseline", "--env", "lab", "--lang", "zh", "--format", "csv"])

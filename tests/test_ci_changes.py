@@ -70,6 +70,9 @@ FILES = {
         """,
     "roles/web_frontend/tasks/main.yml": "- name: Web\n  ansible.builtin.ping:\n",
     "inventories/staging/hosts.yml": "all: {}\n",
+    "inventories/staging/group_vars/all/main.yml": "web_frontend_port: 8080\nunused_note: x\n",
+    "roles/web_frontend/defaults/main.yml": "web_frontend_port: 80\n",
+    "roles/web_frontend/templates/site.conf.j2": "listen {{ web_frontend_port }};\n",
     "inventories/production/hosts.yml": "all: {}\n",
     "orchestrator/catalog.yml": CATALOG,
 }
@@ -134,8 +137,13 @@ def test_playbook_change(repo: Path) -> None:
 
 
 def test_inert_role_files_and_orchestrator(repo: Path) -> None:
-    files = commit_change(repo, "roles/inspect/README.md", "orchestrator/catalog.yml", "docs/x.md",
-                          "roles/inspect/molecule/default/converge.yml")
+    files = commit_change(
+        repo,
+        "roles/inspect/README.md",
+        "orchestrator/catalog.yml",
+        "docs/x.md",
+        "roles/inspect/molecule/default/converge.yml",
+    )
     assert len(files) == 4
     assert ops(repo, files) == []
 
@@ -145,6 +153,43 @@ def test_inventory_change_is_read_only_ops_of_that_env(repo: Path) -> None:
     assert ops(repo, files, "staging") == ["ping", "inspect"]
     assert ops(repo, files, "production") == []
     assert ops(repo, ["ansible.cfg"], "production") == ["ping", "inspect"]
+
+
+def _set_vars(repo: Path, text: str, rel: str = "inventories/staging/group_vars/all/main.yml") -> list[str]:
+    write(repo, rel, text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "vars")
+    return changed_files(repo, "main")
+
+
+def ops_since(repo: Path, files: list[str], env: str = "staging") -> list[str]:
+    catalog = load_catalog(repo / "orchestrator" / "catalog.yml")
+    return [i.operation for i in affected_operations(files, catalog, repo, env, base="main")]
+
+
+def test_group_vars_change_applies_the_operations_its_variables_feed(repo: Path) -> None:
+    files = _set_vars(repo, "web_frontend_port: 8443\nunused_note: x\n")
+    # read-only checks, plus the convergent operations whose roles use web_frontend_port
+    assert ops_since(repo, files) == ["ping", "inspect", "deploy", "site"]
+    catalog = load_catalog(repo / "orchestrator" / "catalog.yml")
+    deploy = {i.operation: i for i in affected_operations(files, catalog, repo, "staging", base="main")}["deploy"]
+    assert any("sets web_frontend_port, used by role web_frontend" in r for r in deploy.reasons), deploy.reasons
+    assert ops_since(repo, files, "production") == []  # another environment's variables
+
+
+def test_group_vars_change_that_no_role_reads_stays_read_only(repo: Path) -> None:
+    files = _set_vars(repo, "web_frontend_port: 8080\nunused_note: changed\n")
+    assert ops_since(repo, files) == ["ping", "inspect"]
+    files = _set_vars(repo, "# a comment\nweb_frontend_port: 8080\nunused_note: changed\n")
+    assert ops_since(repo, files) == ["ping", "inspect"]  # nothing a role uses has another value
+    # a removed variable counts as changed (the role falls back to its default)
+    files = _set_vars(repo, "unused_note: x\n")
+    assert ops_since(repo, files) == ["ping", "inspect", "deploy", "site"]
+
+
+def test_encrypted_vars_file_is_a_read_only_change(repo: Path) -> None:
+    files = _set_vars(repo, "$ANSIBLE_VAULT;1.1;AES256\n6162636465\n", "inventories/staging/group_vars/all/vault.yml")
+    assert ops_since(repo, files) == ["ping", "inspect"]
 
 
 def test_reasons_and_merge_base(repo: Path) -> None:
@@ -158,7 +203,8 @@ def test_reasons_and_merge_base(repo: Path) -> None:
     catalog = load_catalog(repo / "orchestrator" / "catalog.yml")
     (impact,) = affected_operations(files, catalog, repo, "staging")
     assert impact.to_dict() == {
-        "operation": "inspect", "read_only": True,
+        "operation": "inspect",
+        "read_only": True,
         "reasons": ["roles/inspect/tasks/main.yml: role inspect used by playbooks/inspect.yml"],
     }
 
@@ -175,3 +221,19 @@ def test_real_repository_playbooks() -> None:
     names = [i.operation for i in affected_operations(["roles/inspect/tasks/main.yml"], catalog, REPO_ROOT, "lab")]
     assert "inspect" in names
     assert [i.operation for i in affected_operations(["orchestrator/cli.py"], catalog, REPO_ROOT, "lab")] == []
+
+
+def test_collection_plugins_reach_the_roles_that_use_them() -> None:
+    """plugins/modules/<m>.py: the roles calling envcredit.ops.<m>; plugins/module_utils/ code
+    the roles copy to the hosts: those roles; either way their operations."""
+    catalog = load_catalog(REPO_ROOT / "orchestrator" / "catalog.yml")
+
+    def names(path: str) -> list[str]:
+        return [i.operation for i in affected_operations([path], catalog, REPO_ROOT, "lab")]
+
+    store = names("plugins/modules/db_backup_store.py")  # db_backup and db_restore
+    assert {"backup", "backup-verify", "restore"} <= set(store)
+    assert "ping" not in store
+    common = names("plugins/module_utils/envcredit_dbcommon.py")  # db_backup and db_transfer
+    assert {"backup", "export", "import"} <= set(common)
+    assert "deploy" in names("plugins/modules/envcredit_release.py")

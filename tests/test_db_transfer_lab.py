@@ -21,9 +21,11 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, all_text_under, lab_ansible_env, run_opsctl
+from helpers.common import REPO, VENV_BIN, all_text_under, run_opsctl
+from helpers.lab import lab_ansible_env, on_host
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 import envcredit_transfer as transfer  # noqa: E402  (the role's own parser reads the exported files)
 
 pytestmark = pytest.mark.lab
@@ -34,15 +36,6 @@ RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
 SCRATCH = f"xfer_test_{os.getpid()}"
 
 
-def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), host, "-o",
-         "-e", "ansible_become=true", "--become-user", user, "-m", "ansible.builtin.command",
-         "-a", json.dumps({"argv": argv})],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=lab_ansible_env())
-
-
 def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout.split("(stdout) ", 1)[1].strip() if "(stdout) " in proc.stdout else ""
@@ -50,8 +43,11 @@ def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:
 
 def sql(host: str, statement: str) -> str:
     """Run one statement in envcredit; its output (one value per line, tab-separated)."""
-    argv = (["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "envcredit", "-c", statement]
-            if ENGINE[host] == "postgresql" else ["mariadb", "-NB", "envcredit", "-e", statement])
+    argv = (
+        ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "envcredit", "-c", statement]
+        if ENGINE[host] == "postgresql"
+        else ["mariadb", "-NB", "envcredit", "-e", statement]
+    )
     return stdout_of(on_host(host, argv, RUN_AS[host]))
 
 
@@ -61,8 +57,11 @@ SEEDED = ("enterprises", "indicators", "behaviour_events", "ratings", "publicati
 def checksums(host: str, tables: tuple[str, ...] = ()) -> dict[str, str]:
     """Per-table data checksums of envcredit: the seeded tables and ``tables`` (other tables of
     the lab's database belong to other tests and engineers)."""
-    out = stdout_of(on_host(host, ["/usr/bin/python3", DBTOOL, "checksum", f"--engine={ENGINE[host]}",
-                                   "--db=envcredit"], RUN_AS[host]))
+    out = stdout_of(
+        on_host(
+            host, ["/usr/bin/python3", DBTOOL, "checksum", f"--engine={ENGINE[host]}", "--db=envcredit"], RUN_AS[host]
+        )
+    )
     sums: dict[str, str] = json.loads(out)["tables"]
     return {t: v for t, v in sums.items() if t in SEEDED + tables}
 
@@ -75,12 +74,18 @@ def opsctl(*args: str, env: dict[str, str] | None = None) -> tuple[int, dict[str
 
 def create_scratch(host: str, table: str) -> None:
     if ENGINE[host] == "postgresql":
-        sql(host, f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, "
-                  "name VARCHAR(100) NOT NULL, score NUMERIC(5,2), day DATE, note TEXT)")
+        sql(
+            host,
+            f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, "
+            "name VARCHAR(100) NOT NULL, score NUMERIC(5,2), day DATE, note TEXT)",
+        )
     else:
-        sql(host, f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, "
-                  "name VARCHAR(100) NOT NULL, score DECIMAL(5,2), day DATE, note TEXT) "
-                  "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci")
+        sql(
+            host,
+            f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, code VARCHAR(10) NOT NULL UNIQUE, "
+            "name VARCHAR(100) NOT NULL, score DECIMAL(5,2), day DATE, note TEXT) "
+            "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci",
+        )
 
 
 def drop_scratch(host: str, table: str) -> None:
@@ -91,16 +96,46 @@ def drop_scratch(host: str, table: str) -> None:
 def tools(lab_ready: list[str]) -> None:
     """The seeded database (seed changes nothing when it is there) and the checksum tool
     (role db_backup) on the database hosts, the repository's version."""
-    seed = run_opsctl("run", "seed", "--env", "lab", "--json", timeout=600,
-                      env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"})
+    seed = run_opsctl(
+        "run",
+        "seed",
+        "--env",
+        "lab",
+        "--json",
+        timeout=600,
+        env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"},
+    )
     assert seed.returncode == 0, seed.stdout[-3000:] + seed.stderr
-    src = REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py"
-    copy = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
-         "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": DBTOOL, "mode": "0755"})],
-        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
-        env=lab_ansible_env())
-    assert copy.returncode == 0, copy.stdout + copy.stderr
+    # (with the code it shares with the transfer tool, installed beside it)
+    for src, dest, mode in (
+        (REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py", DBTOOL, "0755"),
+        (
+            REPO / "plugins" / "module_utils" / "envcredit_dbcommon.py",
+            str(Path(DBTOOL).with_name("envcredit_dbcommon.py")),
+            "0644",
+        ),
+    ):
+        copy = subprocess.run(
+            [
+                str(VENV_BIN / "ansible"),
+                "-i",
+                str(REPO / "inventories" / "lab"),
+                "db",
+                "-e",
+                "ansible_become=true",
+                "-m",
+                "ansible.builtin.copy",
+                "-a",
+                json.dumps({"src": str(src), "dest": dest, "mode": mode}),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO,
+            check=False,
+            env=lab_ansible_env(),
+        )
+        assert copy.returncode == 0, copy.stdout + copy.stderr
 
 
 @pytest.fixture
@@ -129,8 +164,11 @@ def bad_target(tools: None, lab_ready: list[str]) -> Iterator[str]:
     for host in ENGINE:
         drop_scratch(host, table)
         create_scratch(host, table)
-        sql(host, f"INSERT INTO {table} (id, code, name, score, day, note) "
-                  "VALUES (1, 'E001', '韶关市第一企业', 90.50, '2026-01-05', NULL)")
+        sql(
+            host,
+            f"INSERT INTO {table} (id, code, name, score, day, note) "
+            "VALUES (1, 'E001', '韶关市第一企业', 90.50, '2026-01-05', NULL)",
+        )
     yield table
     for host in ENGINE:
         drop_scratch(host, table)
@@ -148,8 +186,17 @@ def lines(out: str) -> list[str]:
 def test_export_tables_and_query_both_engines(tools: None, lab_archive: Path, exports: Path) -> None:
     where = "district LIKE '%区'"  # a Chinese literal in the query; the districts ending in 区
     query = f"SELECT id, name, district, legal_rep FROM enterprises WHERE {where} ORDER BY id"
-    rc, rec = opsctl("export", "-e", "db_export_tables=enterprises,ratings", "-e", f"db_export_query={query}",
-                     "-e", "db_export_name=districts", "-e", f"db_transfer_export_dir={exports}")
+    rc, rec = opsctl(
+        "export",
+        "-e",
+        "db_export_tables=enterprises,ratings",
+        "-e",
+        f"db_export_query={query}",
+        "-e",
+        "db_export_name=districts",
+        "-e",
+        f"db_transfer_export_dir={exports}",
+    )
     assert rc == 0, rec.get("failures")
     for host in ENGINE:
         out = rec["outputs"]["export"][host]
@@ -176,15 +223,20 @@ def test_export_tables_and_query_both_engines(tools: None, lab_archive: Path, ex
         rows = read_csv(folder / "districts.csv")
         assert rows[0] == ["id", "name", "district", "legal_rep"]
         # Chinese text survives: the exported values are the database's, character for character.
-        assert [r[2] for r in rows[1:]] == lines(sql(host, f"SELECT district FROM enterprises WHERE {where} ORDER BY id"))
+        assert [r[2] for r in rows[1:]] == lines(
+            sql(host, f"SELECT district FROM enterprises WHERE {where} ORDER BY id")
+        )
         assert all((r[2] or "").endswith("区") for r in rows[1:])
 
 
-@pytest.mark.parametrize("query", [
-    "UPDATE enterprises SET name = 'X' WHERE id = 1",
-    "SELECT 1; UPDATE enterprises SET name = 'X' WHERE id = 1",
-    "WITH d AS (DELETE FROM ratings WHERE id = 1 RETURNING id) SELECT * FROM d",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "UPDATE enterprises SET name = 'X' WHERE id = 1",
+        "SELECT 1; UPDATE enterprises SET name = 'X' WHERE id = 1",
+        "WITH d AS (DELETE FROM ratings WHERE id = 1 RETURNING id) SELECT * FROM d",
+    ],
+)
 def test_export_query_cannot_write(tools: None, lab_archive: Path, exports: Path, query: str) -> None:
     before = {h: checksums(h) for h in ENGINE}
     rc, rec = opsctl("export", "-e", f"db_export_query={query}", "-e", f"db_transfer_export_dir={exports}")
@@ -199,9 +251,12 @@ def test_export_query_cannot_write(tools: None, lab_archive: Path, exports: Path
 # What an operator's query must not do, each tried on the engine it targets. The export account
 # is the first line (the server refuses), the tool's statement checks the second.
 ESCAPES = [
-    ("lab-db1", "SELECT set_config('role','postgres',true) AS r, "
-                "query_to_xml('select pg_read_file(''/etc/hostname'') AS f',false,false,'') AS x",
-     "permission denied to set role"),
+    (
+        "lab-db1",
+        "SELECT set_config('role','postgres',true) AS r, "
+        "query_to_xml('select pg_read_file(''/etc/hostname'') AS f',false,false,'') AS x",
+        "permission denied to set role",
+    ),
     ("lab-db1", "SELECT pg_read_file('/etc/hostname') AS f", "permission denied for function pg_read_file"),
     ("lab-db1", "SELECT name FROM pg_ls_dir('.') AS name", "permission denied for function pg_ls_dir"),
     ("lab-db1", "SELECT pg_reload_conf() AS r", "permission denied for function pg_reload_conf"),
@@ -214,11 +269,13 @@ ESCAPES = [
 
 
 @pytest.mark.parametrize(("host", "query", "reason"), ESCAPES, ids=[f"{h}-{i}" for i, (h, _, _) in enumerate(ESCAPES)])
-def test_export_query_cannot_escape_its_account(tools: None, lab_archive: Path, exports: Path,
-                                                 host: str, query: str, reason: str) -> None:
+def test_export_query_cannot_escape_its_account(
+    tools: None, lab_archive: Path, exports: Path, host: str, query: str, reason: str
+) -> None:
     before = checksums(host)
-    rc, rec = opsctl("export", "--limit", host, "-e", f"db_export_query={query}",
-                     "-e", f"db_transfer_export_dir={exports}")
+    rc, rec = opsctl(
+        "export", "--limit", host, "-e", f"db_export_query={query}", "-e", f"db_transfer_export_dir={exports}"
+    )
     assert rc == 1 and rec["status"] == "failed"
     (failure,) = [f for f in rec["failures"] if not f["ignored"]]
     assert failure["host"] == host and re.search(reason, failure["msg"]), failure
@@ -232,10 +289,13 @@ def test_export_account_has_select_only(tools: None, lab_archive: Path, exports:
     """After an export: the account exists with SELECT and nothing else, on both engines."""
     rc, rec = opsctl("export", "-e", "db_export_tables=ratings", "-e", f"db_transfer_export_dir={exports}")
     assert rc == 0, rec.get("failures")
-    pg = sql("lab-db1", "SELECT r.rolsuper, r.rolcreaterole, (SELECT count(*) FROM pg_auth_members m"
-                        " WHERE m.member = r.oid), has_table_privilege(r.oid, 'ratings', 'SELECT'),"
-                        " has_table_privilege(r.oid, 'ratings', 'INSERT')"
-                        " FROM pg_roles r WHERE r.rolname = 'envcredit_export'")
+    pg = sql(
+        "lab-db1",
+        "SELECT r.rolsuper, r.rolcreaterole, (SELECT count(*) FROM pg_auth_members m"
+        " WHERE m.member = r.oid), has_table_privilege(r.oid, 'ratings', 'SELECT'),"
+        " has_table_privilege(r.oid, 'ratings', 'INSERT')"
+        " FROM pg_roles r WHERE r.rolname = 'envcredit_export'",
+    )
     assert pg.split("|") == ["f", "f", "0", "t", "f"]
     grants = lines(sql("lab-db2", "SHOW GRANTS FOR 'envcredit_export'@'localhost'"))
     assert len(grants) == 2 and "FILE" not in " ".join(grants)
@@ -249,10 +309,18 @@ def test_export_account_has_select_only(tools: None, lab_archive: Path, exports:
 
 def vault_value(key: str) -> str:
     """A value of the lab's vault (to prove it never reaches a record)."""
-    secret = subprocess.run([str(VENV_BIN / "ansible-vault"), "view", "--vault-password-file",
-                             str(REPO / "lab" / "lab-only-vault-password"),
-                             str(REPO / "inventories" / "lab" / "group_vars" / "all" / "vault.yml")],
-                            capture_output=True, text=True, check=True).stdout
+    secret = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-vault"),
+            "view",
+            "--vault-password-file",
+            str(REPO / "lab" / "lab-only-vault-password"),
+            str(REPO / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     value = next(line.split(": ", 1)[1] for line in secret.splitlines() if line.startswith(f"{key}:"))
     assert len(value) >= 8
     return value
@@ -287,11 +355,14 @@ def test_import_good_csv_both_engines(scratch: str, exports: Path, tmp_path: Pat
         assert sql(host, f"SELECT name FROM {scratch} WHERE id = 1") == "韶关市浈江区绿源环保科技有限公司"
     # The rows went in as the import account, whose grant on the table ended with the import:
     # a login with no privileges left, not a superuser, member of no role.
-    pg = sql("lab-db1", "SELECT r.rolsuper, (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid),"
-                        f" has_table_privilege(r.oid, '{scratch}', 'SELECT'),"
-                        f" has_table_privilege(r.oid, '{scratch}', 'INSERT'),"
-                        " has_table_privilege(r.oid, 'ratings', 'SELECT')"
-                        " FROM pg_roles r WHERE r.rolname = 'envcredit_import'")
+    pg = sql(
+        "lab-db1",
+        "SELECT r.rolsuper, (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid),"
+        f" has_table_privilege(r.oid, '{scratch}', 'SELECT'),"
+        f" has_table_privilege(r.oid, '{scratch}', 'INSERT'),"
+        " has_table_privilege(r.oid, 'ratings', 'SELECT')"
+        " FROM pg_roles r WHERE r.rolname = 'envcredit_import'",
+    )
     assert pg.split("|") == ["f", "0", "f", "f", "f"]
     grants = lines(sql("lab-db2", "SHOW GRANTS FOR 'envcredit_import'@'localhost'"))
     assert len(grants) == 1 and grants[0].startswith("GRANT USAGE ON *.* TO `envcredit_import`@`localhost`"), grants
@@ -317,16 +388,18 @@ def test_import_good_csv_both_engines(scratch: str, exports: Path, tmp_path: Pat
 # quoting) are the same code without a database: tests/test_db_transfer_tool.py.
 BAD = {
     "missing column": ("id,code\n5,E005\n", 1, "missing column(s) name"),
-    "bad type": ("id,code,name,score,day\n5,E005,某企业,80,2026-03-01\n6,E006,某企业,80,昨天\n", 3,
-                 "column 'day': '昨天' is not a date"),
+    "bad type": (
+        "id,code,name,score,day\n5,E005,某企业,80,2026-03-01\n6,E006,某企业,80,昨天\n",
+        3,
+        "column 'day': '昨天' is not a date",
+    ),
     "null in not null": ("id,code,name\n5,E005,\n", 2, "column 'name': NULL"),
     "duplicate key in table": ("id,code,name\n5,E005,甲\n6,E001,乙\n", 3, "refused by the database"),
 }
 
 
 @pytest.mark.parametrize("kind", [*BAD, "broken encoding"])
-def test_malformed_csv_refused_table_unchanged(bad_target: str, lab_archive: Path, tmp_path: Path,
-                                               kind: str) -> None:
+def test_malformed_csv_refused_table_unchanged(bad_target: str, lab_archive: Path, tmp_path: Path, kind: str) -> None:
     src = tmp_path / "bad.csv"
     if kind == "broken encoding":
         data = "id,code,name\n5,E005,甲\n".encode() + "6,E006,韶关".encode("gbk") + b"\n"

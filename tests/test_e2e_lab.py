@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_opsctl, unreachable
+from helpers.common import run_opsctl
+from helpers.lab import unreachable
 from orchestrator.archive import Archive
 
 pytestmark = pytest.mark.lab

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from conftest import REPO
-from conftest_archive import fill
+from helpers.common import REPO
+from helpers.records import fill
 from orchestrator.archive import Archive, record_bytes, record_hash
 from orchestrator.backups import list_backups
 from orchestrator.redact import MASK, Redactor
@@ -22,6 +22,7 @@ from orchestrator.workdays import TZ, Calendar
 from orchestrator.cli import cli
 
 sys.path.insert(0, str(REPO / "roles" / "db_backup" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 import envcredit_dbtool as dbtool  # noqa: E402
 
 
@@ -44,9 +45,13 @@ def test_the_newest_record_edited_and_rehashed_is_caught_by_head(tmp_path: Path)
 
 def test_credentials_inside_a_plain_list_of_extra_vars_are_masked() -> None:
     red = Redactor()
-    safe, _ = red.redact_vars({"sources": ["postgres://app:Pw-in-a-list-9@db1/envcredit", "plain"],
-                               "nested": {"urls": [["mysql://root:An0ther-Secret@db2/x"]]},
-                               "dsns": ["postgres://u:Under-A-Secret-Key@h/d"]})
+    safe, _ = red.redact_vars(
+        {
+            "sources": ["postgres://app:Pw-in-a-list-9@db1/envcredit", "plain"],
+            "nested": {"urls": [["mysql://root:An0ther-Secret@db2/x"]]},
+            "dsns": ["postgres://u:Under-A-Secret-Key@h/d"],
+        }
+    )
     text = json.dumps(safe)
     assert "Pw-in-a-list-9" not in text and "An0ther-Secret" not in text and "Under-A-Secret-Key" not in text
     assert safe["sources"][1] == "plain" and "db1/envcredit" in safe["sources"][0]  # only the password goes
@@ -56,13 +61,16 @@ def test_credentials_inside_a_plain_list_of_extra_vars_are_masked() -> None:
 
 def test_ordinary_saturdays_rest_in_a_year_from_the_project_file(tmp_path: Path) -> None:
     path = tmp_path / "workdays.yml"
-    path.write_text("years:\n  2027:\n    holidays: [{from: 2027-02-06, to: 2027-02-12, name: 春节}]\n"
-                    "    workdays: [{date: 2027-02-13, name: 春节调休}]\n", encoding="utf-8")
+    path.write_text(
+        "years:\n  2027:\n    holidays: [{from: 2027-02-06, to: 2027-02-12, name: 春节}]\n"
+        "    workdays: [{date: 2027-02-13, name: 春节调休}]\n",
+        encoding="utf-8",
+    )
     cal = Calendar(path)
     assert cal.source_of(2027) == "project"
-    assert cal.is_workday(dt.date(2027, 3, 6)) == (False, True)   # an ordinary Saturday
-    assert cal.is_workday(dt.date(2027, 3, 7)) == (False, True)   # an ordinary Sunday
-    assert cal.is_workday(dt.date(2027, 3, 5)) == (True, True)    # a Friday
+    assert cal.is_workday(dt.date(2027, 3, 6)) == (False, True)  # an ordinary Saturday
+    assert cal.is_workday(dt.date(2027, 3, 7)) == (False, True)  # an ordinary Sunday
+    assert cal.is_workday(dt.date(2027, 3, 5)) == (True, True)  # a Friday
     # Friday 18:00 + 1 working day skips the ordinary weekend to Monday
     due = cal.add_working_days(dt.datetime(2027, 3, 5, 18, 0, tzinfo=TZ), 1)
     assert due.at == dt.datetime(2027, 3, 8, 18, 0, tzinfo=TZ)
@@ -84,8 +92,18 @@ def register(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _open_outage() -> str:
     # Monday 2 March 2026 10:00: an outage must be answered by 14:00
-    result = invoke("incident", "open", "--json", "--no-notify", "--severity", "outage", "--summary", "down",
-                    "--reported-at", "2026-03-02T10:00")
+    result = invoke(
+        "incident",
+        "open",
+        "--json",
+        "--no-notify",
+        "--severity",
+        "outage",
+        "--summary",
+        "down",
+        "--reported-at",
+        "2026-03-02T10:00",
+    )
     assert result.exit_code == 0, result.output
     return str(json.loads(result.stdout)["id"])
 
@@ -109,8 +127,9 @@ def test_without_an_ack_the_earlier_of_recovery_and_resolution_is_the_response(r
 def _backup(root: Path, bid: str, started: str, verified: dict[str, Any] | None) -> None:
     folder = root / "production" / "db1" / bid
     folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps({"engine": "postgresql", "started": started,
-                                                      "databases": [{"name": "envcredit"}], "files": []}))
+    (folder / "manifest.json").write_text(
+        json.dumps({"engine": "postgresql", "started": started, "databases": [{"name": "envcredit"}], "files": []})
+    )
     (folder / "status.json").write_text(json.dumps({"verified": verified} if verified is not None else {}))
 
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, VENV_BIN, lab_ansible_env, run_opsctl
+from helpers.common import REPO, VENV_BIN, run_opsctl
+from helpers.lab import lab_ansible_env
 from orchestrator.releases import build_release
 
 pytestmark = pytest.mark.lab
@@ -42,6 +43,7 @@ ANSIBLE_ENV = lab_ansible_env()
 
 # ----------------------------------------------------------------------------- helpers
 
+
 def http_get(path: str, timeout: float = 5) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(URL + path, timeout=timeout) as resp:
@@ -55,22 +57,49 @@ def http_get(path: str, timeout: float = 5) -> tuple[int, str]:
 def adhoc(pattern: str, module: str, args: dict[str, Any], user: str = "root") -> str:
     """An ad-hoc module run on the lab as ``user``; its one-line output. Fails the test on error."""
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), pattern, "-o",
-         "-e", "ansible_become=true", "--become-user", user, "-m", module, "-a", json.dumps(args)],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env=ANSIBLE_ENV, check=False)
+        [
+            str(VENV_BIN / "ansible"),
+            "-i",
+            str(REPO / "inventories" / "lab"),
+            pattern,
+            "-o",
+            "-e",
+            "ansible_become=true",
+            "--become-user",
+            user,
+            "-m",
+            module,
+            "-a",
+            json.dumps(args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env=ANSIBLE_ENV,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout
 
 
 def sql(statement: str) -> None:
-    adhoc(DB, "ansible.builtin.command",
-          {"argv": ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "envcredit", "-c", statement]}, "postgres")
+    adhoc(
+        DB,
+        "ansible.builtin.command",
+        {"argv": ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", "envcredit", "-c", statement]},
+        "postgres",
+    )
 
 
 def checksums() -> dict[str, str]:
     """Per-table checksums of the live envcredit database (the backup tool's own)."""
-    out = adhoc(DB, "ansible.builtin.command",
-                {"argv": ["/usr/bin/python3", TOOL, "checksum", "--engine=postgresql", "--db=envcredit"]}, "postgres")
+    out = adhoc(
+        DB,
+        "ansible.builtin.command",
+        {"argv": ["/usr/bin/python3", TOOL, "checksum", "--engine=postgresql", "--db=envcredit"]},
+        "postgres",
+    )
     return json.loads(out.split("(stdout) ", 1)[1])["tables"]  # type: ignore[no-any-return]
 
 
@@ -118,6 +147,7 @@ class Poller(threading.Thread):
 
 
 # ----------------------------------------------------------------------------- fixtures
+
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -174,8 +204,8 @@ def incident_timeline(incident_id: str) -> list[dict[str, Any]]:
 
 # ----------------------------------------------------------------------------- tests
 
-def test_emergency_restore_brings_a_dropped_table_back_behind_the_maintenance_page(
-        app: None, store: list[str]) -> None:
+
+def test_emergency_restore_brings_a_dropped_table_back_behind_the_maintenance_page(app: None, store: list[str]) -> None:
     incident = open_incident("ratings table lost (test)")
     rc, rec = opsctl("backup", "--limit", DB, *store)
     assert rc == 0, rec.get("failures")
@@ -188,12 +218,24 @@ def test_emergency_restore_brings_a_dropped_table_back_behind_the_maintenance_pa
         sql("DROP TABLE ratings")
         assert "ratings" not in checksums()
         with Poller() as poller:
-            rc, rec = opsctl("emergency-restore", "--incident", incident, "--yes", "-e", "backup_id=latest-verified",
-                             *store)
+            rc, rec = opsctl(
+                "emergency-restore", "--incident", incident, "--yes", "-e", "backup_id=latest-verified", *store
+            )
     finally:
         if checksums() != before:  # put the data back whatever happened
-            run_opsctl("run", "restore", "--env", "lab", "--limit", DB, "--yes", "-e", f"backup_id={backup_id}",
-                       *store, timeout=600)
+            run_opsctl(
+                "run",
+                "restore",
+                "--env",
+                "lab",
+                "--limit",
+                DB,
+                "--yes",
+                "-e",
+                f"backup_id={backup_id}",
+                *store,
+                timeout=600,
+            )
     assert rc == 0, failure_text(rec) or rec.get("error")
     out = rec["outputs"]["emergency_restore"]
     assert out["outcome"] == "restored" and out["maintenance"] == "off", out
@@ -250,8 +292,9 @@ def test_emergency_restore_that_fails_leaves_the_maintenance_page_on(app: None, 
     before = checksums()
     try:
         # pg_restore refuses -j 0: the restore fails after the safety backup, before the swap
-        rc, rec = opsctl("emergency-restore", "--yes", "-e", f"backup_id={backup_id}", "-e", "db_restore_jobs=0",
-                         *store)
+        rc, rec = opsctl(
+            "emergency-restore", "--yes", "-e", f"backup_id={backup_id}", "-e", "db_restore_jobs=0", *store
+        )
         assert rc == 1 and rec["status"] == "failed"
         msg = failure_text(rec)
         assert "MAINTENANCE PAGE STAYS ON" in msg and "live database is unchanged" in msg, msg
@@ -259,8 +302,11 @@ def test_emergency_restore_that_fails_leaves_the_maintenance_page_on(app: None, 
         out = rec["outputs"]["emergency_restore"]
         assert out["outcome"] == "restore_failed" and out["maintenance"] == "on", out
         assert out["live_data_changed"] is False
-        assert [(s["step"], s["status"]) for s in out["steps"]] == \
-               [("preflight", "ok"), ("maintenance_on", "ok"), ("restore", "failed")]
+        assert [(s["step"], s["status"]) for s in out["steps"]] == [
+            ("preflight", "ok"),
+            ("maintenance_on", "ok"),
+            ("restore", "failed"),
+        ]
         safety = out["steps"][-1]["safety_backup"]
         assert safety and safety != backup_id
         assert sorted(backups_in(store)) == sorted([backup_id, safety])
@@ -284,8 +330,13 @@ def test_emergency_recover_after_the_services_stopped(app: None, lab_archive: Pa
     assert rc == 0, failure_text(rec) or rec.get("error")
     out = rec["outputs"]["emergency_recover"]
     assert out["outcome"] == "recovered" and out["healthy"] is True, out
-    assert [s["step"] for s in out["steps"]] == ["diagnose", "recover_database", "recover_app", "recover_web",
-                                                 "health_check"]
+    assert [s["step"] for s in out["steps"]] == [
+        "diagnose",
+        "recover_database",
+        "recover_app",
+        "recover_web",
+        "health_check",
+    ]
     assert all(s["status"] == "ok" for s in out["steps"]), out["steps"]
     # a bundle of the faulty state from every tier, taken before anything was restarted
     hosts = ["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-web1"]
@@ -298,9 +349,11 @@ def test_emergency_recover_after_the_services_stopped(app: None, lab_archive: Pa
         assert rec["outputs"]["diagnose"][host]["bundle"]["path"] == str(path)
     # what was restarted: both applications and nginx, not the database that was running
     restarted = {(r["host"], r["tier"], r["unit"], r["found"], r["action"]) for r in out["restarted"]}
-    assert restarted == {("lab-app1", "app", "envcredit", "inactive", "started"),
-                         ("lab-app2", "app", "envcredit", "inactive", "started"),
-                         ("lab-web1", "web", "nginx", "inactive", "started")}, out["restarted"]
+    assert restarted == {
+        ("lab-app1", "app", "envcredit", "inactive", "started"),
+        ("lab-app2", "app", "envcredit", "inactive", "started"),
+        ("lab-web1", "web", "nginx", "inactive", "started"),
+    }, out["restarted"]
     assert rec["outputs"]["recover"][DB]["database"]["action"] == "none"
     assert rec["incident"] == incident
     assert rec["id"] in [e.get("record_id") for e in incident_timeline(incident)]

@@ -65,8 +65,12 @@ def test_growth_per_week() -> None:
 
 
 def _trend(values: list[float]) -> dict:
-    return {"disk": {("h1", "/srv"): _series(values)}, "db_size": {("h1", "postgresql/app"): _series([1e6, 2e6, 3e6])},
-            "cert_days": {("h1", "/etc/ssl/a.pem"): _series([42, 41, 40])}, "backup_age_h": {}}
+    return {
+        "disk": {("h1", "/srv"): _series(values)},
+        "db_size": {("h1", "postgresql/app"): _series([1e6, 2e6, 3e6])},
+        "cert_days": {("h1", "/etc/ssl/a.pem"): _series([42, 41, 40])},
+        "backup_age_h": {},
+    }
 
 
 def test_a_forecast_under_the_threshold_becomes_a_finding() -> None:

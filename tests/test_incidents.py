@@ -44,8 +44,16 @@ def ago(hours: float) -> str:
 
 def test_outage_life_cycle(archive: Archive) -> None:
     # Fri 27 Feb 2026 16:00; Sat 28 Feb is a make-up working day.
-    opened = open_incident("--severity", "outage", "--summary", "Portal returns 502", "--reported-at",
-                           "2026-02-27T16:00", "--reporter", "Bureau hotline call")
+    opened = open_incident(
+        "--severity",
+        "outage",
+        "--summary",
+        "Portal returns 502",
+        "--reported-at",
+        "2026-02-27T16:00",
+        "--reporter",
+        "Bureau hotline call",
+    )
     inc = opened["id"]
     assert re.fullmatch(r"INC-[0-9]{8}-001", inc)
     assert opened["deadlines"] == {
@@ -56,8 +64,9 @@ def test_outage_life_cycle(archive: Archive) -> None:
     assert opened["hotline"] == "0751-555-0100" and opened["on_call"]["primary"]["phone"].startswith("+86")
     assert opened["calendar_warnings"] == []
 
-    text = invoke("incident", "open", "--severity", "general", "--summary", "Slow search",
-                  "--reported-at", "2026-02-27T16:00")
+    text = invoke(
+        "incident", "open", "--severity", "general", "--summary", "Slow search", "--reported-at", "2026-02-27T16:00"
+    )
     assert text.exit_code == 0
     assert "respond" in text.stdout and "2026-02-28 Sat 16:00 +0800" in text.stdout  # 24 clock hours
     assert "2026-03-05 Thu 16:00 +0800" in text.stdout  # 5 working days: 28 Feb, 2, 3, 4, 5 Mar
@@ -65,14 +74,31 @@ def test_outage_life_cycle(archive: Archive) -> None:
     assert re.search(r"opened INC-[0-9]{8}-002", text.stdout)
 
     assert invoke("incident", "ack", inc, "--at", "2026-02-27T17:10", "--by", "chen").exit_code == 0
-    assert invoke("incident", "note", inc, "nginx upstream timeouts; restarting app1", "--at", "2026-02-27T17:30").exit_code == 0
+    assert (
+        invoke(
+            "incident", "note", inc, "nginx upstream timeouts; restarting app1", "--at", "2026-02-27T17:30"
+        ).exit_code
+        == 0
+    )
     assert invoke("incident", "recovered", inc, "--at", "2026-02-28T11:00", "--note", "app restarted").exit_code == 0
-    result = invoke("incident", "resolve", inc, "--cause", "connection pool exhausted; pool size raised",
-                    "--at", "2026-03-02T15:00", "--json")
+    result = invoke(
+        "incident",
+        "resolve",
+        inc,
+        "--cause",
+        "connection pool exhausted; pool size raised",
+        "--at",
+        "2026-03-02T15:00",
+        "--json",
+    )
     assert result.exit_code == 0
     data = json.loads(result.stdout)
     assert data["state"] == "resolved" and data["cause"].startswith("connection pool")
-    assert [(c["clock"], c["status"]) for c in data["clocks"]] == [("respond", "met"), ("recover", "met"), ("resolve", "met")]
+    assert [(c["clock"], c["status"]) for c in data["clocks"]] == [
+        ("respond", "met"),
+        ("recover", "met"),
+        ("resolve", "met"),
+    ]
 
     shown = invoke("incident", "show", inc)
     assert shown.exit_code == 0
@@ -87,7 +113,13 @@ def test_outage_life_cycle(archive: Archive) -> None:
     # every action is a record in the change-record chain
     rows = archive.list()
     assert [r["operation"] for r in reversed(rows)] == [
-        "incident-open", "incident-open", "incident-ack", "incident-note", "incident-recovered", "incident-resolve"]
+        "incident-open",
+        "incident-open",
+        "incident-ack",
+        "incident-note",
+        "incident-recovered",
+        "incident-resolve",
+    ]
     assert all(r["status"] == "successful" and r["incident"] for r in rows)
     verify = invoke("records", "verify")
     assert verify.exit_code == 0 and "OK: 6 records" in verify.stdout
@@ -100,24 +132,27 @@ def records_count(archive: Archive) -> int:
     return len(archive.list())
 
 
-@pytest.mark.parametrize("args, message", [
-    (("ack", "INC-20990101-001"), "no incident INC-20990101-001"),
-    (("ack", "INC-1"), "invalid incident id"),
-    (("show", "INC-20990101-001"), "no incident"),
-    (("recovered", "{general}"), "applies to outages only"),
-    (("resolve", "{resolved}", "--cause", "again"), "already resolved"),
-    (("ack", "{resolved}"), "already resolved"),
-    (("recovered", "{resolved}"), "already resolved"),
-    (("ack", "{general}", "--at", "yesterday-ish"), "not a time"),
-    (("ack", "{general}", "--at", "2026-01-01T00:00"), "before the report"),
-    (("ack", "{general}", "--at", "2099-01-01T00:00"), "in the future"),
-    (("resolve", "{general}", "--cause", "   "), "needs a cause"),
-    (("note", "{general}", " "), "needs text"),
-    (("open", "--severity", "general", "--summary", "x", "--reported-at", "2099-01-01"), "in the future"),
-    (("open", "--severity", "general", "--summary", "x", "--reported-at", "31/12/2025"), "not a time"),
-    (("open", "--severity", "general", "--summary", "  "), "needs a summary"),
-    (("open", "--severity", "critical", "--summary", "x"), "critical"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("ack", "INC-20990101-001"), "no incident INC-20990101-001"),
+        (("ack", "INC-1"), "invalid incident id"),
+        (("show", "INC-20990101-001"), "no incident"),
+        (("recovered", "{general}"), "applies to outages only"),
+        (("resolve", "{resolved}", "--cause", "again"), "already resolved"),
+        (("ack", "{resolved}"), "already resolved"),
+        (("recovered", "{resolved}"), "already resolved"),
+        (("ack", "{general}", "--at", "yesterday-ish"), "not a time"),
+        (("ack", "{general}", "--at", "2026-01-01T00:00"), "before the report"),
+        (("ack", "{general}", "--at", "2099-01-01T00:00"), "in the future"),
+        (("resolve", "{general}", "--cause", "   "), "needs a cause"),
+        (("note", "{general}", " "), "needs text"),
+        (("open", "--severity", "general", "--summary", "x", "--reported-at", "2099-01-01"), "in the future"),
+        (("open", "--severity", "general", "--summary", "x", "--reported-at", "31/12/2025"), "not a time"),
+        (("open", "--severity", "general", "--summary", "  "), "needs a summary"),
+        (("open", "--severity", "critical", "--summary", "x"), "critical"),
+    ],
+)
 def test_bad_input_exits_2_and_writes_nothing(archive: Archive, args: tuple[str, ...], message: str) -> None:
     general = open_incident("--severity", "general", "--summary", "g", "--reported-at", "2026-02-02T10:00")["id"]
     resolved = open_incident("--severity", "outage", "--summary", "o", "--reported-at", "2026-02-02T10:00")["id"]
@@ -134,7 +169,9 @@ def test_bad_input_exits_2_and_writes_nothing(archive: Archive, args: tuple[str,
 def test_breach_detection_and_check(archive: Archive) -> None:
     assert invoke("incident", "check").exit_code == 0  # empty register
     # a general fault from January, never acknowledged: both clocks breached
-    old = open_incident("--severity", "general", "--summary", "Report export fails", "--reported-at", "2026-01-05T09:00")["id"]
+    old = open_incident(
+        "--severity", "general", "--summary", "Report export fails", "--reported-at", "2026-01-05T09:00"
+    )["id"]
     # an outage reported 3 h ago: response due in 1 h -> within the default 2 h margin
     soon = open_incident("--severity", "outage", "--summary", "Login page down", "--reported-at", ago(3))["id"]
     # an outage answered late but resolved: history, not a running breach
@@ -175,8 +212,9 @@ def test_margin_from_the_environment(archive: Archive, monkeypatch: pytest.Monke
 
 def test_unknown_year_warns_on_open(archive: Archive) -> None:
     # 2003 is before the package's range and not in the project file: Monday-Friday, with a warning.
-    result = invoke("incident", "open", "--severity", "general", "--summary", "old", "--reported-at",
-                    "2003-06-06T10:00", "--json")
+    result = invoke(
+        "incident", "open", "--severity", "general", "--summary", "old", "--reported-at", "2003-06-06T10:00", "--json"
+    )
     assert result.exit_code == 0
     assert "warning: the official holiday schedule of 2003 is not known" in result.stderr
     data = json.loads(result.stdout)
@@ -188,8 +226,9 @@ def test_unknown_year_warns_on_open(archive: Archive) -> None:
 
 def test_timeline_with_real_linked_runs(opsctl_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPSCTL_ROSTER", str(REPO / "oncall" / "roster.yml"))
-    inc = open_incident("--severity", "outage", "--summary", "App tier down", "--env", "test",
-                        "--reported-at", ago(0.5))["id"]
+    inc = open_incident(
+        "--severity", "outage", "--summary", "App tier down", "--env", "test", "--reported-at", ago(0.5)
+    )["id"]
     other = open_incident("--severity", "general", "--summary", "unrelated", "--env", "test")["id"]
     assert invoke("incident", "ack", inc).exit_code == 0
     ok = CliRunner().invoke(cli, ["run", "ok", "--env", "test", "--incident", inc, "--json"])
@@ -203,7 +242,15 @@ def test_timeline_with_real_linked_runs(opsctl_home: Path, monkeypatch: pytest.M
 
     shown = json.loads(invoke("incident", "show", inc, "--json").stdout)
     timeline = shown["timeline"]
-    assert [e["kind"] for e in timeline] == ["reported", "opened", "acknowledged", "run", "run", "recovered", "resolved"]
+    assert [e["kind"] for e in timeline] == [
+        "reported",
+        "opened",
+        "acknowledged",
+        "run",
+        "run",
+        "recovered",
+        "resolved",
+    ]
     runs = [e for e in timeline if e["kind"] == "run"]
     assert [(r["record_id"], r["status"]) for r in runs] == [(ok_id, "successful"), (failed_id, "failed")]
     assert "run ok on test: successful (rc 0)" in runs[0]["text"]
@@ -215,22 +262,28 @@ def test_timeline_with_real_linked_runs(opsctl_home: Path, monkeypatch: pytest.M
 
 
 def test_chain_verification_covers_incident_records(archive: Archive) -> None:
-    inc = open_incident("--severity", "general", "--summary", "Disk 91% on db1", "--reported-at", "2026-02-02T10:00")["id"]
+    inc = open_incident("--severity", "general", "--summary", "Disk 91% on db1", "--reported-at", "2026-02-02T10:00")[
+        "id"
+    ]
     assert invoke("incident", "ack", inc, "--at", "2026-02-02T11:00").exit_code == 0
     assert invoke("incident", "resolve", inc, "--cause", "logs rotated", "--at", "2026-02-03T11:00").exit_code == 0
     verified = invoke("records", "verify")
     assert verified.exit_code == 0, verified.output
     ack_row = next(r for r in archive.list() if r["operation"] == "incident-ack")
     path = archive.root / ack_row["id"] / "record.json"
-    path.write_text(path.read_text(encoding="utf-8").replace("2026-02-02T11:00:00.000+08:00", "2026-02-02T10:30:00.000+08:00"),
-                    encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("2026-02-02T11:00:00.000+08:00", "2026-02-02T10:30:00.000+08:00"),
+        encoding="utf-8",
+    )
     result = CliRunner().invoke(cli, ["records", "verify"])
     assert result.exit_code == 1
     assert f"BROKEN: record {ack_row['id']}" in result.stderr and "edited" in result.stderr
 
 
 def test_incident_records_export(archive: Archive, tmp_path: Path) -> None:
-    inc = open_incident("--severity", "outage", "--summary", "<b>Site</b> down", "--reported-at", "2026-02-02T10:00")["id"]
+    inc = open_incident("--severity", "outage", "--summary", "<b>Site</b> down", "--reported-at", "2026-02-02T10:00")[
+        "id"
+    ]
     for fmt in ("csv", "json", "html"):
         out = tmp_path / f"export.{fmt}"
         result = invoke("records", "export", "--format", fmt, "--out", str(out))
@@ -248,12 +301,13 @@ def test_interrupted_incident_action_is_ignored(archive: Archive) -> None:
 
     inc = open_incident("--severity", "general", "--summary", "x", "--reported-at", "2026-02-02T10:00")["id"]
     rid = new_record_id()
-    meta = RunMeta(id=rid, operation="incident-resolve", playbook=None, environment="production",
-                   inventory=None, incident=inc)
+    meta = RunMeta(
+        id=rid, operation="incident-resolve", playbook=None, environment="production", inventory=None, incident=inc
+    )
     pending = archive.begin(rid, meta)
     pending.close()
     info = json.loads((pending.path / "pending.json").read_text())
-    info["pid"] = 2 ** 22 + 12345  # a pid that does not run
+    info["pid"] = 2**22 + 12345  # a pid that does not run
     (pending.path / "pending.json").write_text(json.dumps(info))
     assert archive.recover_interrupted() == [rid]
     assert archive.get(rid)["status"] == "interrupted"
@@ -267,12 +321,19 @@ def test_concurrent_opens_get_distinct_ids(archive: Archive) -> None:
     import os
     import subprocess
 
-    from conftest import opsctl_cmd
+    from helpers.common import opsctl_cmd
 
     env = dict(os.environ)
-    procs = [subprocess.Popen(opsctl_cmd("incident", "open", "--severity", "general", "--summary", f"parallel {i}", "--json"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            opsctl_cmd("incident", "open", "--severity", "general", "--summary", f"parallel {i}", "--json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(4)
+    ]
     ids = []
     for p in procs:
         out, err = p.communicate(timeout=120)

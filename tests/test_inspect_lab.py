@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, VENV_BIN, run_opsctl
+from helpers.common import REPO, run_opsctl
 
 pytestmark = pytest.mark.lab
 
@@ -25,9 +25,21 @@ TAG = "opsctl-test-" + uuid.uuid4().hex[:6]
 
 def sh(host: str, script: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run a shell script as root on a lab host over SSH (ops + sudo)."""
-    cmd = ["ssh", "-i", str(REPO / "var/lab/ssh/id_ed25519"), "-p", str(PORTS[host]),
-           "-o", f"UserKnownHostsFile={REPO / 'var/lab/known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-           "-o", "BatchMode=yes", "ops@127.0.0.1", "sudo bash -s"]
+    cmd = [
+        "ssh",
+        "-i",
+        str(REPO / "var/lab/ssh/id_ed25519"),
+        "-p",
+        str(PORTS[host]),
+        "-o",
+        f"UserKnownHostsFile={REPO / 'var/lab/known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "ops@127.0.0.1",
+        "sudo bash -s",
+    ]
     proc = subprocess.run(cmd, input=script, capture_output=True, text=True, timeout=120, check=False)
     if check:
         assert proc.returncode == 0, proc.stderr
@@ -38,7 +50,9 @@ def sh(host: str, script: str, check: bool = True) -> subprocess.CompletedProces
 def injected(tmp_path: Path, lab_archive: Path) -> Iterator[dict[str, object]]:
     """A stopped (enabled) service on lab-app2, an expiring certificate on lab-web1, a stale backup."""
     unit = f"{TAG}.service"
-    sh("lab-app2", f"""
+    sh(
+        "lab-app2",
+        f"""
 cat > /etc/systemd/system/{unit} <<'EOF2'
 [Unit]
 Description=opsctl test service (stopped on purpose)
@@ -47,31 +61,46 @@ ExecStart=/bin/sleep infinity
 [Install]
 WantedBy=multi-user.target
 EOF2
-systemctl daemon-reload && systemctl enable {unit} >/dev/null 2>&1""")
+systemctl daemon-reload && systemctl enable {unit} >/dev/null 2>&1""",
+    )
     cert = f"/etc/ssl/{TAG}/expiring.pem"
-    sh("lab-web1", f"""mkdir -p /etc/ssl/{TAG} && openssl req -x509 -newkey rsa:2048 -nodes -days 3 \
- -subj /CN=expiring.lab -keyout /etc/ssl/{TAG}/expiring.key -out {cert} 2>/dev/null""")
+    sh(
+        "lab-web1",
+        f"""mkdir -p /etc/ssl/{TAG} && openssl req -x509 -newkey rsa:2048 -nodes -days 3 \
+ -subj /CN=expiring.lab -keyout /etc/ssl/{TAG}/expiring.key -out {cert} 2>/dev/null""",
+    )
     store = tmp_path / "backups"
     folder = store / "lab-db1" / "20261101T020000Z-lab-db1"
     folder.mkdir(parents=True)
     ended = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3)).isoformat()
     # The db_backup store's layout: manifest.json + status.json (verified by backup-verify).
-    (folder / "manifest.json").write_text(json.dumps(
-        {"backup_id": folder.name, "host": "lab-db1", "started": ended, "ended": ended}), encoding="utf-8")
+    (folder / "manifest.json").write_text(
+        json.dumps({"backup_id": folder.name, "host": "lab-db1", "started": ended, "ended": ended}), encoding="utf-8"
+    )
     (folder / "status.json").write_text(json.dumps({"verified": {"ok": True, "at": ended}}), encoding="utf-8")
     extra = tmp_path / "extra.yml"
-    extra.write_text(yaml.safe_dump({
-        "inspect_services": ["nginx", "envcredit", "postgresql", "mariadb", TAG],
-        "inspect_tls_cert_paths": [cert],
-        "inspect_backup_store": str(store),
-        # the lab's root filesystem is the machine's: a low threshold stands in for a full disk
-        "inspect_disk_warn_pct": 1, "inspect_disk_crit_pct": 2,
-    }), encoding="utf-8")
+    extra.write_text(
+        yaml.safe_dump(
+            {
+                "inspect_services": ["nginx", "envcredit", "postgresql", "mariadb", TAG],
+                "inspect_tls_cert_paths": [cert],
+                "inspect_backup_store": str(store),
+                # the lab's root filesystem is the machine's: a low threshold stands in for a full disk
+                "inspect_disk_warn_pct": 1,
+                "inspect_disk_crit_pct": 2,
+            }
+        ),
+        encoding="utf-8",
+    )
     try:
         yield {"unit": unit, "cert": cert, "extra": extra, "archive": lab_archive}
     finally:
-        sh("lab-app2", f"systemctl disable --now {unit} >/dev/null 2>&1; rm -f /etc/systemd/system/{unit};"
-                       " systemctl daemon-reload", check=False)
+        sh(
+            "lab-app2",
+            f"systemctl disable --now {unit} >/dev/null 2>&1; rm -f /etc/systemd/system/{unit};"
+            " systemctl daemon-reload",
+            check=False,
+        )
         sh("lab-web1", f"rm -rf /etc/ssl/{TAG}", check=False)
 
 
@@ -82,8 +111,17 @@ def _report(*args: str) -> str:
 
 
 def test_injected_conditions_become_findings_in_the_report(injected: dict, tmp_path: Path) -> None:
-    proc = run_opsctl("run", "inspect", "--env", "lab", "--limit", "lab-web1:lab-app2:lab-db1",
-                      "-e", f"@{injected['extra']}", "--json")
+    proc = run_opsctl(
+        "run",
+        "inspect",
+        "--env",
+        "lab",
+        "--limit",
+        "lab-web1:lab-app2:lab-db1",
+        "-e",
+        f"@{injected['extra']}",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout[-2000:]
     rec = json.loads(proc.stdout)
     assert rec["changes"] == [] and sum(h["changed"] for h in rec["hosts"].values()) == 0
@@ -91,8 +129,9 @@ def test_injected_conditions_become_findings_in_the_report(injected: dict, tmp_p
     assert sorted(out) == ["lab-app2", "lab-db1", "lab-web1"]
     # the real state is read, not invented
     assert any(s["name"] == "nginx" and s["active"] for s in out["lab-web1"]["services"])
-    assert any(d["engine"] == "postgresql" and d["status"] == "ok" and d["databases"]
-               for d in out["lab-db1"]["databases"])
+    assert any(
+        d["engine"] == "postgresql" and d["status"] == "ok" and d["databases"] for d in out["lab-db1"]["databases"]
+    )
     assert out["lab-app2"]["backup"]["status"] == "not_applicable"
     # Each host runs only its role's services, and the read-only probe started none
     # (connecting to a socket-activated MariaDB would start it on every host).
@@ -115,8 +154,10 @@ def test_injected_conditions_become_findings_in_the_report(injected: dict, tmp_p
     assert found[("lab-web1", "disk")]["severity"] == "critical"
     assert data["overall"] == "critical"
 
-    for lang, words in (("en", ["Daily inspection report", "Recommended action", "TLS certificate"]),
-                        ("zh", ["日常巡检报告", "建议措施", "TLS 证书", "服务状态", "数据库备份"])):
+    for lang, words in (
+        ("en", ["Daily inspection report", "Recommended action", "TLS certificate"]),
+        ("zh", ["日常巡检报告", "建议措施", "TLS 证书", "服务状态", "数据库备份"]),
+    ):
         md = _report("--record", rec["id"], "--format", "md", "--lang", lang)
         for word in words + [TAG, injected["cert"]]:
             assert word in md, (lang, word)
@@ -134,10 +175,25 @@ def _screenshot(html: Path, tmp_path: Path) -> None:
     assert Path(chromium).exists(), "chromium is not installed (the Makefile's apt step installs it)"
     png = tmp_path / "inspect.png"
     proc = subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chr'}",
-         f"--screenshot={png}", "--window-size=1280,2000", html.as_uri()],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'chr'}",
+            f"--screenshot={png}",
+            "--window-size=1280,2000",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"

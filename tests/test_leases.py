@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import only
+from helpers.common import only
 from orchestrator import leases as leases_mod
 from orchestrator.archive import Archive
 from orchestrator.errors import BadInput, LockHeld
@@ -36,16 +36,22 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def lease(store: str, tmp_path: Path, run_id: str, who: str = "alice") -> Leases:
-    return Leases(spec=store, env="production", run_id=run_id, holder={"operation": "patch", "operator": who},
-                  cache_dir=tmp_path / f"cache-{run_id}")
+    return Leases(
+        spec=store,
+        env="production",
+        run_id=run_id,
+        holder={"operation": "patch", "operator": who},
+        cache_dir=tmp_path / f"cache-{run_id}",
+    )
 
 
 def as_other_controller(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(leases_mod, "machine_identity", lambda: dict(OTHER))
 
 
-def test_a_second_controller_is_refused_with_the_holder_named(store: str, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_second_controller_is_refused_with_the_holder_named(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = lease(store, tmp_path, "run-1")
     first.acquire(["db1", "app1"])
     assert sorted(first.taken) == ["app1", "db1"] and first.took_over == []
@@ -72,8 +78,7 @@ def test_a_second_controller_is_refused_with_the_holder_named(store: str, tmp_pa
     assert second.list() == {}
 
 
-def test_a_second_checkout_on_the_same_machine_is_refused_while_the_holder_lives(store: str,
-                                                                                  tmp_path: Path) -> None:
+def test_a_second_checkout_on_the_same_machine_is_refused_while_the_holder_lives(store: str, tmp_path: Path) -> None:
     first = lease(store, tmp_path, "run-1")
     first.acquire(["db1"])
     with pytest.raises(LockHeld, match="db1 by run run-1"):
@@ -93,8 +98,9 @@ def _write_foreign(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(Leases, "_lease", orig)
 
 
-def test_an_expired_lease_is_taken_over_and_said_so(store: str, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_expired_lease_is_taken_over_and_said_so(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     past = (datetime.now(UTC) - timedelta(minutes=1)).isoformat(timespec="seconds")
     _write_foreign(store, tmp_path, monkeypatch, expires=past, **OTHER)
     new = lease(store, tmp_path, "run-new")
@@ -103,8 +109,9 @@ def test_an_expired_lease_is_taken_over_and_said_so(store: str, tmp_path: Path,
     assert only(new.took_over).startswith(f"db1: it expired at {past}") and "run-old" in new.took_over[0]
 
 
-def test_a_dead_holder_on_this_machine_is_taken_over(store: str, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_dead_holder_on_this_machine_is_taken_over(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
     _write_foreign(store, tmp_path, monkeypatch, pid=int(dead.stdout), pid_start="1")
     new = lease(store, tmp_path, "run-new")
@@ -112,21 +119,24 @@ def test_a_dead_holder_on_this_machine_is_taken_over(store: str, tmp_path: Path,
     assert "its process" in only(new.took_over) and "on this machine is gone" in new.took_over[0]
 
 
-def test_a_live_holder_on_another_machine_is_never_taken_over(store: str, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_live_holder_on_another_machine_is_never_taken_over(
+    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _write_foreign(store, tmp_path, monkeypatch, pid=1, pid_start="999999999", **OTHER)  # pid 1 is not theirs
     with pytest.raises(LockHeld, match="controller ci-runner-7"):
         lease(store, tmp_path, "run-new").acquire(["db1"])
 
 
-def test_release_keeps_a_lease_someone_took_over(store: str, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_release_keeps_a_lease_someone_took_over(store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = lease(store, tmp_path, "run-1")
     first.acquire(["db1"])
     # run-1 hangs past its expiry; another controller takes the host over
     later = datetime.now(UTC) + timedelta(hours=13)
-    monkeypatch.setattr(leases_mod, "datetime", type("FakeDT", (), {"now": staticmethod(lambda tz=None: later),
-                                                                  "fromisoformat": datetime.fromisoformat}))
+    monkeypatch.setattr(
+        leases_mod,
+        "datetime",
+        type("FakeDT", (), {"now": staticmethod(lambda tz=None: later), "fromisoformat": datetime.fromisoformat}),
+    )
     as_other_controller(monkeypatch)
     second = lease(store, tmp_path, "run-2", who="bob")
     second.acquire(["db1"])
@@ -138,8 +148,12 @@ def test_release_keeps_a_lease_someone_took_over(store: str, tmp_path: Path,
 def test_holder_gone_rules() -> None:
     now = datetime.now(UTC)
     me = machine_identity()
-    live = {"expires": (now + timedelta(hours=1)).isoformat(), "pid": os.getpid(),
-            "pid_start": leases_mod.process_identity()[1], **me}
+    live = {
+        "expires": (now + timedelta(hours=1)).isoformat(),
+        "pid": os.getpid(),
+        "pid_start": leases_mod.process_identity()[1],
+        **me,
+    }
     assert holder_gone(live, now, me) is None
     assert holder_gone({**live, "boot_id": "other"}, now, me) == "its controller (this machine) has rebooted since"
     assert holder_gone({**live, "expires": "garbage"}, now, me) == "its expiry is unreadable"
@@ -157,7 +171,8 @@ def test_names_that_cannot_name_a_lease_are_refused(tmp_path: Path, env: str, ho
 
 def _policy(home: Path, text: str) -> None:
     (home / "inventories" / "test" / ".opsctl.yml").write_text(
-        "vault_password_file: ../../vault-password\n" + text, encoding="utf-8")
+        "vault_password_file: ../../vault-password\n" + text, encoding="utf-8"
+    )
 
 
 def _latest(home: Path) -> dict[str, Any]:
@@ -165,8 +180,9 @@ def _latest(home: Path) -> dict[str, Any]:
     return archive.get(archive.list()[0]["id"])
 
 
-def test_run_takes_and_releases_the_leases_and_records_them(opsctl_home: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_takes_and_releases_the_leases_and_records_them(
+    opsctl_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bare = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(bare)], check=True)
     _policy(opsctl_home, "host_leases: store\n")
@@ -175,14 +191,20 @@ def test_run_takes_and_releases_the_leases_and_records_them(opsctl_home: Path, t
     rec = _latest(opsctl_home)
     assert rec["status"] == "successful"
     assert rec["leases"] == {"store": str(bare), "hosts": rec["targets"], "took_over": []} and rec["targets"]
-    refs = subprocess.run(["git", "-C", str(bare), "for-each-ref", "refs/leases"], capture_output=True, text=True,
-                          check=True).stdout
+    refs = subprocess.run(
+        ["git", "-C", str(bare), "for-each-ref", "refs/leases"], capture_output=True, text=True, check=True
+    ).stdout
     assert refs == ""  # released at the end
 
     # a live lease of another controller on one of the hosts: refused before anything runs
     markers = {p.name: p.read_text(encoding="utf-8") for p in (opsctl_home / "markers").iterdir()}
-    Leases(spec=str(bare), env="test", run_id="20261129T000000Z-other", cache_dir=tmp_path / "c",
-           holder={"operation": "patch", "operator": "bob"}).acquire(rec["targets"][:1])
+    Leases(
+        spec=str(bare),
+        env="test",
+        run_id="20261129T000000Z-other",
+        cache_dir=tmp_path / "c",
+        holder={"operation": "patch", "operator": "bob"},
+    ).acquire(rec["targets"][:1])
     code, out, err = invoke("run", "change", "--env", "test")
     assert code == 1 and "by run 20261129T000000Z-other (patch, bob" in err, (out, err)
     refused = _latest(opsctl_home)
@@ -191,8 +213,9 @@ def test_run_takes_and_releases_the_leases_and_records_them(opsctl_home: Path, t
     assert {p.name: p.read_text(encoding="utf-8") for p in (opsctl_home / "markers").iterdir()} == markers
 
 
-def test_run_without_a_store_is_refused_where_the_policy_needs_leases(opsctl_home: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_without_a_store_is_refused_where_the_policy_needs_leases(
+    opsctl_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _policy(opsctl_home, "host_leases: store\n")
     monkeypatch.delenv("OPSCTL_STORE", raising=False)
     code, _out, err = invoke("run", "change", "--env", "test")
@@ -204,7 +227,7 @@ def test_run_without_a_store_is_refused_where_the_policy_needs_leases(opsctl_hom
 
 
 def test_production_policy_takes_leases_in_the_store() -> None:
-    from conftest import REPO
+    from helpers.common import REPO
     import yaml
 
     policy = yaml.safe_load((REPO / "inventories" / "production" / ".opsctl.yml").read_text(encoding="utf-8"))
@@ -224,8 +247,10 @@ def test_store_leases_lists_who_holds_what(tmp_path: Path, monkeypatch: pytest.M
     code, out, _ = invoke("store", "leases", "--env", "production", "--store", str(bare), "--json")
     assert json.loads(out)["db1"]["stale"] is None
     held.release()
-    assert "no host leases in environment 'production'" in invoke("store", "leases", "--env", "production",
-                                                                  "--store", str(bare))[1]
+    assert (
+        "no host leases in environment 'production'"
+        in invoke("store", "leases", "--env", "production", "--store", str(bare))[1]
+    )
     monkeypatch.delenv("OPSCTL_STORE", raising=False)
     code, _out, err = invoke("store", "leases", "--env", "production")
     assert code == 2 and "set OPSCTL_STORE" in err

@@ -18,8 +18,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize("target", ["demo", "test-nightly"])
 def test_target_commands_have_no_empty_arguments(target: str) -> None:
-    proc = subprocess.run(["make", "-n", "--no-print-directory", target], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        ["make", "-n", "--no-print-directory", target],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     commands = [line for line in proc.stdout.splitlines() if "opsctl" in line]
     assert any("releases build --version '1.0.0'" in line for line in commands), commands

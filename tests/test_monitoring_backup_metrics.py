@@ -1,4 +1,4 @@
-"""The monitoring role's backup textfile (roles/monitoring/library/monitoring_backup_metrics.py), run
+"""The monitoring role's backup textfile (plugins/modules/monitoring_backup_metrics.py), run
 as the real Ansible module on the controller against backup stores laid out like db_backup's."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, VENV_BIN
+from helpers.common import REPO, VENV_BIN
 
 
 def _backup(store: Path, host: str, bid: str, ended: str, verified: bool = False) -> None:
@@ -21,10 +21,26 @@ def _backup(store: Path, host: str, bid: str, ended: str, verified: bool = False
 
 def metrics(store: Path, hosts: str) -> dict[str, Any]:
     proc = subprocess.run(
-        [str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
-         "-M", str(REPO / "roles" / "monitoring" / "library"), "-m", "monitoring_backup_metrics",
-         "-a", json.dumps({"store": str(store), "hosts": hosts.split(",")})],
-        capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
+        [
+            str(VENV_BIN / "ansible"),
+            "localhost",
+            "-c",
+            "local",
+            "-i",
+            "localhost,",
+            "-o",
+            "-M",
+            str(REPO / "plugins" / "modules"),
+            "-m",
+            "monitoring_backup_metrics",
+            "-a",
+            json.dumps({"store": str(store), "hosts": hosts.split(",")}),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=REPO,
         env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "0", "HOME": str(store.parent)},
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -28,7 +28,8 @@ from typing import Any
 
 import pytest
 
-from conftest import REPO, lab_run
+from helpers.common import REPO
+from helpers.lab import lab_run
 from orchestrator.releases import build_release
 
 pytestmark = pytest.mark.lab
@@ -97,9 +98,15 @@ def podman_exec(host: str, *argv: str) -> None:
 
 
 def incidents() -> list[dict[str, Any]]:
-    proc = subprocess.run([str(REPO / ".venv" / "bin" / "opsctl"), "incident", "list", "--json"],
-                          capture_output=True, text=True, timeout=60, check=True, cwd=REPO,
-                          env={k: v for k, v in os.environ.items() if k != "OPSCTL_ARCHIVE"})
+    proc = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "opsctl"), "incident", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+        env={k: v for k, v in os.environ.items() if k != "OPSCTL_ARCHIVE"},
+    )
     return list(json.loads(proc.stdout))
 
 
@@ -127,9 +134,11 @@ def monitored(lab_ready: list[str], tmp_path_factory: pytest.TempPathFactory) ->
     # the site's probes can be in while a node exporter is not yet), every probe of the site up,
     # and no site alert left from before (it would hide a new one)
     deadline = time.monotonic() + 240
-    while not (all_targets_scraped()
-               and [r["value"][1] for r in query('min(probe_success{job="site"})')] == ["1"]
-               and not query('ALERTS{alertname="EnvcreditSiteDown"}')):
+    while not (
+        all_targets_scraped()
+        and [r["value"][1] for r in query('min(probe_success{job="site"})')] == ["1"]
+        and not query('ALERTS{alertname="EnvcreditSiteDown"}')
+    ):
         assert time.monotonic() < deadline, "Prometheus never saw the whole site up"
         time.sleep(2)
     # A disk filling up on lab-app1 (a 32 MB tmpfs of lab.sh), 2 MB every 10 s to 22 MB, beside
@@ -161,8 +170,9 @@ def test_site_down_opens_an_outage_and_tells_the_on_call_person(monitored: Captu
     t0 = time.monotonic()
     podman_exec("lab-web1", "systemctl", "stop", "nginx")
     try:
-        msg = monitored.waiting_for(lambda m: "网站无法访问" in m.get("message", "") and "新故障" in m.get("title", ""),
-                                    timeout=240)
+        msg = monitored.waiting_for(
+            lambda m: "网站无法访问" in m.get("message", "") and "新故障" in m.get("title", ""), timeout=240
+        )
         assert msg is not None, f"no notification within 4 minutes; got {monitored.messages}"
         elapsed = msg["at"] - t0
         new = [i for i in incidents() if i["id"] not in before]
@@ -186,9 +196,21 @@ def test_site_down_opens_an_outage_and_tells_the_on_call_person(monitored: Captu
             break
         assert time.monotonic() < deadline, f"no recovery recorded: {state}"
         time.sleep(3)
-    subprocess.run([str(REPO / ".venv" / "bin" / "opsctl"), "incident", "resolve", inc["id"], "--cause",
-                    "lab test: nginx stopped on purpose"], check=False, timeout=60, cwd=REPO,
-                   capture_output=True, env={k: v for k, v in os.environ.items() if k != "OPSCTL_ARCHIVE"})
+    subprocess.run(
+        [
+            str(REPO / ".venv" / "bin" / "opsctl"),
+            "incident",
+            "resolve",
+            inc["id"],
+            "--cause",
+            "lab test: nginx stopped on purpose",
+        ],
+        check=False,
+        timeout=60,
+        cwd=REPO,
+        capture_output=True,
+        env={k: v for k, v in os.environ.items() if k != "OPSCTL_ARCHIVE"},
+    )
 
 
 # -- the timers under production's policy ------------------------------------------------------
@@ -203,8 +225,12 @@ def timer_command(name: str, env_file: dict[str, str]) -> tuple[list[str], dict[
 
     (timer,) = [t for t in load(REPO / "schedules" / "schedules.yml", env=STRICT) if t.name == name]
     unit = timer.service_text()
-    env = {k: v for line in unit.splitlines() if line.startswith("Environment=")
-           for k, _, v in [line.removeprefix("Environment=").partition("=")]}
+    env = {
+        k: v
+        for line in unit.splitlines()
+        if line.startswith("Environment=")
+        for k, _, v in [line.removeprefix("Environment=").partition("=")]
+    }
     assert f"EnvironmentFile=-{ENV_FILE}" in unit
     (exec_start,) = [line.removeprefix("ExecStart=") for line in unit.splitlines() if line.startswith("ExecStart=")]
     return shlex.split(exec_start), {**env, **env_file}
@@ -213,21 +239,24 @@ def timer_command(name: str, env_file: dict[str, str]) -> tuple[list[str], dict[
 def run_timer(name: str, env_file: dict[str, str]) -> dict[str, Any]:
     argv, env = timer_command(name, env_file)
     full = {k: v for k, v in os.environ.items() if not k.startswith("OPSCTL_")} | env
-    proc = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=900, cwd=REPO, env=full,
-                          check=False)
+    proc = subprocess.run(
+        [*argv, "--json"], capture_output=True, text=True, timeout=900, cwd=REPO, env=full, check=False
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return dict(json.loads(proc.stdout))
 
 
 def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
-        monitored: Capture, tmp_path: Path) -> None:
+    monitored: Capture, tmp_path: Path
+) -> None:
     store = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
     key = tmp_path / "timer-key"  # the timers' own signing key, allowed on this machine
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "timers", "-f", str(key)], check=True)
     signers = tmp_path / "allowed_signers"
-    signers.write_text(f'timers@lab namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}',
-                       encoding="utf-8")
+    signers.write_text(
+        f'timers@lab namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}', encoding="utf-8"
+    )
     # what /etc/envcredit-ops/opsctl.env holds on a controller
     env_file = {"OPSCTL_STORE": str(store), "OPSCTL_SIGNING_KEY": str(key), "OPSCTL_ALLOWED_SIGNERS": str(signers)}
 
@@ -243,19 +272,31 @@ def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
     assert verify["status"] == "successful" and verify["change_type"] == "standard"
     inspection = run_timer("inspection", env_file)
     assert inspection["status"] == "successful" and inspection["ticket"] == "STD-INSPECT-2026"
-    backup_findings = [f for res in inspection["outputs"]["inspect"].values() for f in res.get("findings") or []
-                       if f.get("check") in ("backup", "backup_verify")]
+    backup_findings = [
+        f
+        for res in inspection["outputs"]["inspect"].values()
+        for f in res.get("findings") or []
+        if f.get("check") in ("backup", "backup_verify")
+    ]
     assert backup_findings == [], backup_findings  # a healthy night: no backup alarm in the morning
     # every lease was released
-    refs = subprocess.run(["git", "-C", str(store), "for-each-ref", "refs/leases"], capture_output=True,
-                          text=True, check=True)
+    refs = subprocess.run(
+        ["git", "-C", str(store), "for-each-ref", "refs/leases"], capture_output=True, text=True, check=True
+    )
     assert refs.stdout == ""
 
     # the same backup without its standard change is refused here (production's policy)
     argv, env = timer_command("backup", env_file)
     argv = [a for a in argv if a != "--standard-change"] + ["--reason", "scheduled"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=REPO, check=False,
-                          env={k: v for k, v in os.environ.items() if not k.startswith("OPSCTL_")} | env)
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("OPSCTL_")} | env,
+    )
     assert proc.returncode == 2 and "requires --ticket" in proc.stderr, proc.stderr
 
     # Prometheus sees the timers' runs through the controller's receiver
@@ -268,8 +309,9 @@ def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
             break
         assert time.monotonic() < deadline, f"Prometheus never saw the backup timer's run: {got}"
         time.sleep(3)
-    assert [r["value"][1] for r in query(f'envcredit_scheduled_run_interval_seconds{{timer="backup",env="{STRICT}"}}')] \
-        == ["86400"]
+    assert [
+        r["value"][1] for r in query(f'envcredit_scheduled_run_interval_seconds{{timer="backup",env="{STRICT}"}}')
+    ] == ["86400"]
 
 
 def test_a_filling_disk_raises_the_forecast_warning_before_it_is_full(monitored: Capture) -> None:
@@ -279,9 +321,13 @@ def test_a_filling_disk_raises_the_forecast_warning_before_it_is_full(monitored:
     deadline = time.monotonic() + 300
     while True:
         with urllib.request.urlopen(PROMETHEUS + "/api/v1/alerts", timeout=10) as resp:
-            alerts = [a for a in json.loads(resp.read())["data"]["alerts"]
-                      if a["labels"].get("alertname") == "EnvcreditDiskFullIn3Days"
-                      and a["labels"].get("instance") == "lab-app1" and a["labels"].get("mountpoint") == FILL_DIR]
+            alerts = [
+                a
+                for a in json.loads(resp.read())["data"]["alerts"]
+                if a["labels"].get("alertname") == "EnvcreditDiskFullIn3Days"
+                and a["labels"].get("instance") == "lab-app1"
+                and a["labels"].get("mountpoint") == FILL_DIR
+            ]
         if alerts:
             break
         assert time.monotonic() < deadline, query(f"node_filesystem_avail_bytes{{{where}}}")

@@ -98,14 +98,22 @@ def test_cli_now_and_week(roster_file: Path) -> None:
     assert [s["primary"]["key"] for s in json.loads(result.stdout)["shifts"]] == ["b", "c", "lead"]
 
 
-@pytest.mark.parametrize("body, message", [
-    ("people: {a: {name: A, phone: '1'}}\nrotation: {start: 2026-01-01, order: [a]}\n", "hotline"),
-    ("hotline: '1'\npeople: {a: {name: A, phone: '1'}}\nrotation: {start: 2026-01-01, order: [z]}\n", "'z'"),
-    ("hotline: '1'\npeople: {a: {name: A}}\nrotation: {start: 2026-01-01, order: [a]}\n", "needs a name and a phone"),
-    ("hotline: '1'\npeople: {a: {name: A, phone: '1'}}\n", "neither a rotation"),
-    ("hotline: '1'\npeople: {a: {name: A, phone: '1'}}\noverrides: [{from: 2026-01-02, to: 2026-01-01, primary: a}]\n",
-     "ends before it starts"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("people: {a: {name: A, phone: '1'}}\nrotation: {start: 2026-01-01, order: [a]}\n", "hotline"),
+        ("hotline: '1'\npeople: {a: {name: A, phone: '1'}}\nrotation: {start: 2026-01-01, order: [z]}\n", "'z'"),
+        (
+            "hotline: '1'\npeople: {a: {name: A}}\nrotation: {start: 2026-01-01, order: [a]}\n",
+            "needs a name and a phone",
+        ),
+        ("hotline: '1'\npeople: {a: {name: A, phone: '1'}}\n", "neither a rotation"),
+        (
+            "hotline: '1'\npeople: {a: {name: A, phone: '1'}}\noverrides: [{from: 2026-01-02, to: 2026-01-01, primary: a}]\n",
+            "ends before it starts",
+        ),
+    ],
+)
 def test_bad_roster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, message: str) -> None:
     path = tmp_path / "roster.yml"
     path.write_text(body, encoding="utf-8")

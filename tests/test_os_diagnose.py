@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_run
-from os_lab_helpers import shell
+from helpers.lab import lab_run
+from helpers.os_lab import shell
 
 pytestmark = pytest.mark.lab
 
@@ -23,13 +23,17 @@ HOST = "lab-app2"
 UNIT_FAIL = "envcredit-diag-broken"
 UNIT_HOG = "envcredit-diag-hog"
 FILL = "/dev/shm/envcredit-diag-fill"
-CLEANUP = (f"systemctl stop {UNIT_HOG}.service 2>/dev/null; systemctl reset-failed {UNIT_FAIL}.service "
-           f"{UNIT_HOG}.service 2>/dev/null; rm -f {FILL}; true")
+CLEANUP = (
+    f"systemctl stop {UNIT_HOG}.service 2>/dev/null; systemctl reset-failed {UNIT_FAIL}.service "
+    f"{UNIT_HOG}.service 2>/dev/null; rm -f {FILL}; true"
+)
 # The hog holds 400 MiB; the lab host has far more memory, so the rule's threshold is
 # lowered to 1 % for the run (thresholds are role variables).
 HOG = "import time; b = b'x' * (400 << 20); time.sleep(900)"
-FILL_CMD = ("python3 -c \"import os; s = os.statvfs('/dev/shm'); n = int(s.f_blocks * s.f_frsize * 0.93) - "
-            "(s.f_blocks - s.f_bfree) * s.f_frsize; open('" + FILL + "', 'wb').write(b'\\\\0' * max(n, 0))\"")
+FILL_CMD = (
+    "python3 -c \"import os; s = os.statvfs('/dev/shm'); n = int(s.f_blocks * s.f_frsize * 0.93) - "
+    "(s.f_blocks - s.f_bfree) * s.f_frsize; open('" + FILL + "', 'wb').write(b'\\\\0' * max(n, 0))\""
+)
 
 
 @pytest.fixture
@@ -40,8 +44,7 @@ def clean_host(lab_ready: list[str]) -> Iterator[None]:
 
 
 def _diagnose(tmp: Path) -> dict:
-    rec = lab_run("diagnose", "--limit", HOST,
-                  "-e", "os_diagnose_proc_mem_warn_pct=1", "-e", f"os_diagnose_dest={tmp}")
+    rec = lab_run("diagnose", "--limit", HOST, "-e", "os_diagnose_proc_mem_warn_pct=1", "-e", f"os_diagnose_dest={tmp}")
     assert rec["status"] == "successful" and rec["changes"] == []
     return rec
 
@@ -53,9 +56,12 @@ def test_diagnose_reports_injected_problems(lab_archive: Path, tmp_path: Path, c
     assert ("disk", "/dev/shm") not in rules
     assert not any(r == "process_memory" for r, _ in rules), before["findings"]
 
-    shell(HOST, f"systemd-run --unit={UNIT_FAIL} /bin/false; {FILL_CMD}; "
-                f"systemd-run --unit={UNIT_HOG} python3 -c \"{HOG}\"; sleep 3; "
-                f"systemctl is-active {UNIT_HOG}")
+    shell(
+        HOST,
+        f"systemd-run --unit={UNIT_FAIL} /bin/false; {FILL_CMD}; "
+        f'systemd-run --unit={UNIT_HOG} python3 -c "{HOG}"; sleep 3; '
+        f"systemctl is-active {UNIT_HOG}",
+    )
     rec = _diagnose(tmp_path)
     out = rec["outputs"]["diagnose"][HOST]
     by_rule = {}
@@ -79,9 +85,23 @@ def test_diagnose_reports_injected_problems(lab_archive: Path, tmp_path: Path, c
         names = {Path(n).name for n in tar.getnames()}
         top_mem = tar.extractfile(next(m for m in tar.getmembers() if m.name.endswith("top-mem.txt")))
         assert top_mem is not None and hog_pid.encode() in top_mem.read()
-    for part in ("uptime.txt", "memory.txt", "disk.txt", "inodes.txt", "biggest-dirs.txt", "top-cpu.txt",
-                 "top-mem.txt", "failed-units.txt", "journal-errors.txt", "kernel.txt", "ports.txt",
-                 "timesync.txt", "mounts.txt", "logins.txt", "findings.json"):
+    for part in (
+        "uptime.txt",
+        "memory.txt",
+        "disk.txt",
+        "inodes.txt",
+        "biggest-dirs.txt",
+        "top-cpu.txt",
+        "top-mem.txt",
+        "failed-units.txt",
+        "journal-errors.txt",
+        "kernel.txt",
+        "ports.txt",
+        "timesync.txt",
+        "mounts.txt",
+        "logins.txt",
+        "findings.json",
+    ):
         assert part in names, part
     remote = shell(HOST, "ls /var/tmp | grep -c envcredit-diag || true", become=False)[HOST].strip()
     assert remote == "0", "the bundle was left on the host"

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_run, newest_record, run_opsctl, unreachable
+from helpers.common import run_opsctl
+from helpers.lab import lab_run, newest_record, unreachable
 from orchestrator.archive import Archive
-from os_lab_helpers import pid1_start, restore_baseline, shell, versions
+from helpers.os_lab import pid1_start, restore_baseline, shell, versions
 
 pytestmark = pytest.mark.lab
 
@@ -33,8 +34,7 @@ def baseline(lab_ready: list[str]) -> Iterator[None]:
     restore_baseline(PATCHED)
 
 
-def test_patch_scan_lists_the_local_repository_updates(lab_archive: Path, lab_ready: list[str],
-                                                       baseline: None) -> None:
+def test_patch_scan_lists_the_local_repository_updates(lab_archive: Path, lab_ready: list[str], baseline: None) -> None:
     before = versions("all:!fleet")
     for extra in ([], ["--check"]):
         rec = lab_run("patch-scan", "--limit", "all:!fleet", *extra)
@@ -74,7 +74,8 @@ def test_patch_scan_lists_the_local_repository_updates(lab_archive: Path, lab_re
 
 
 def test_patch_applies_updates_keeps_holds_and_reboots_only_where_needed(
-        lab_archive: Path, lab_ready: list[str], baseline: None) -> None:
+    lab_archive: Path, lab_ready: list[str], baseline: None
+) -> None:
     # lab-app2 already has the kernel stub (its reboot done): it needs only the agent, no reboot.
     shell("lab-app2", "apt-get install -y -q envcredit-kernel-stub=1.1 && rm -f /run/reboot-required*")
     boots = pid1_start(PATCHED)
@@ -97,8 +98,11 @@ def test_patch_applies_updates_keeps_holds_and_reboots_only_where_needed(
 
     now = versions(PATCHED)
     for host in ("lab-app1", "lab-app2", "lab-web1"):
-        assert now[host] == {"envcredit-agent": "1.1 install", "envcredit-kernel-stub": "1.1 install",
-                             "envcredit-held": "1.0 hold"}, host
+        assert now[host] == {
+            "envcredit-agent": "1.1 install",
+            "envcredit-kernel-stub": "1.1 install",
+            "envcredit-held": "1.0 hold",
+        }, host
     after = pid1_start(PATCHED)
     assert after["lab-app1"] != boots["lab-app1"] and after["lab-web1"] != boots["lab-web1"], "not rebooted"
     assert after["lab-app2"] == boots["lab-app2"], "lab-app2 needed no reboot but was rebooted"
@@ -111,8 +115,7 @@ def test_patch_applies_updates_keeps_holds_and_reboots_only_where_needed(
 
 
 def test_security_scope_and_no_reboot_policy(lab_archive: Path, lab_ready: list[str], baseline: None) -> None:
-    rec = lab_run("patch", "--limit", "lab-app1",
-                  "-e", "os_patch_scope=security", "-e", "os_patch_reboot=never")
+    rec = lab_run("patch", "--limit", "lab-app1", "-e", "os_patch_scope=security", "-e", "os_patch_reboot=never")
     pk = {p["name"]: (p["before"], p["after"], p["security"]) for p in rec["outputs"]["patch"]["lab-app1"]["packages"]}
     assert pk == {"envcredit-agent": ("1.0", "1.1", True)}
     assert versions("lab-app1")["lab-app1"]["envcredit-kernel-stub"] == "1.0 install"
@@ -126,12 +129,12 @@ def test_security_scope_and_no_reboot_policy(lab_archive: Path, lab_ready: list[
     assert scan["outputs"]["patch_scan"]["lab-app1"]["reboot_required"] is True
 
 
-def test_unreachable_host_stops_the_rolling_update(lab_archive: Path, lab_ready: list[str],
-                                                   baseline: None) -> None:
+def test_unreachable_host_stops_the_rolling_update(lab_archive: Path, lab_ready: list[str], baseline: None) -> None:
     # Hosts go one at a time in sorted order: lab-app1, lab-app2 (unreachable), lab-web1.
     with unreachable("lab-app2"):
-        proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "web:app",
-                          "-e", "os_patch_reboot=never", timeout=600)
+        proc = run_opsctl(
+            "run", "patch", "--env", "lab", "--limit", "web:app", "-e", "os_patch_reboot=never", timeout=600
+        )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     rec = newest_record(lab_archive)
     assert rec["status"] == "failed"
@@ -145,7 +148,8 @@ def test_unreachable_host_stops_the_rolling_update(lab_archive: Path, lab_ready:
 
 
 def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
-        lab_archive: Path, tmp_path: Path, lab_ready: list[str], baseline: None) -> None:
+    lab_archive: Path, tmp_path: Path, lab_ready: list[str], baseline: None
+) -> None:
     # The database hosts are not patched in tests: the check is pointed at an app host instead.
     # The db_backup store's layout: <env>/<host>/<backup id>/manifest.json + status.json.
     store = tmp_path / "backups"
@@ -153,17 +157,26 @@ def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
     def stored_backup(backup_id: str, ended: str, verified: bool) -> None:
         folder = store / "lab" / "lab-app1" / backup_id
         folder.mkdir(parents=True)
-        (folder / "manifest.json").write_text(json.dumps(
-            {"backup_id": backup_id, "host": "lab-app1", "started": ended, "ended": ended}), encoding="utf-8")
-        (folder / "status.json").write_text(json.dumps(
-            {"verified": {"ok": verified, "at": ended}}), encoding="utf-8")
+        (folder / "manifest.json").write_text(
+            json.dumps({"backup_id": backup_id, "host": "lab-app1", "started": ended, "ended": ended}), encoding="utf-8"
+        )
+        (folder / "status.json").write_text(json.dumps({"verified": {"ok": verified, "at": ended}}), encoding="utf-8")
 
     stored_backup("old", "2020-01-01T00:00:00+00:00", verified=True)
     vars_file = tmp_path / "vars.yml"
-    vars_file.write_text(json.dumps({"os_patch_backup_check": True, "os_patch_backup_groups": ["app"],
-                                     "os_patch_backup_store": str(store), "os_patch_backup_max_age_h": 6,
-                                     "os_patch_reboot": "never", "os_patch_backup_fresh": False}),
-                          encoding="utf-8")
+    vars_file.write_text(
+        json.dumps(
+            {
+                "os_patch_backup_check": True,
+                "os_patch_backup_groups": ["app"],
+                "os_patch_backup_store": str(store),
+                "os_patch_backup_max_age_h": 6,
+                "os_patch_reboot": "never",
+                "os_patch_backup_fresh": False,
+            }
+        ),
+        encoding="utf-8",
+    )
     proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}", timeout=600)
     assert proc.returncode == 1, proc.stdout
     rec = newest_record(lab_archive)
@@ -171,26 +184,40 @@ def test_backup_precheck_blocks_patching_without_a_fresh_verified_backup(
     assert versions("lab-app1")["lab-app1"] == BASELINE
 
     from datetime import UTC, datetime
+
     stored_backup("fresh-unverified", datetime.now(UTC).isoformat(), verified=False)
     proc = run_opsctl("run", "patch", "--env", "lab", "--limit", "lab-app1", "-e", f"@{vars_file}", timeout=600)
     assert proc.returncode == 1, "an unverified backup must not satisfy the pre-check"
     stored_backup("fresh", datetime.now(UTC).isoformat(), verified=True)
     rec = lab_run("patch", "--limit", "lab-app1", "-e", f"@{vars_file}")
     assert [p["name"] for p in rec["outputs"]["patch"]["lab-app1"]["packages"]] == [
-        "envcredit-agent", "envcredit-kernel-stub"]
+        "envcredit-agent",
+        "envcredit-kernel-stub",
+    ]
 
 
 def test_database_host_without_a_verified_backup_gets_a_fresh_one_first(
-        lab_archive: Path, lab_ready: list[str], tmp_path: Path) -> None:
+    lab_archive: Path, lab_ready: list[str], tmp_path: Path
+) -> None:
     """os_patch_backup_fresh: no verified backup young enough -> backup + backup-verify, then patch."""
     restore_baseline("lab-db1")
     store = tmp_path / "backups"
     (store / "lab").mkdir(parents=True)
     vars_file = tmp_path / "vars.yml"
-    vars_file.write_text(json.dumps({
-        "os_patch_backup_check": True, "os_patch_backup_store": str(store), "os_patch_backup_max_age_h": 6,
-        "db_backup_store_dir": str(store / "lab"), "db_restore_store_dir": str(store / "lab"),
-        "os_patch_reboot": "never", "os_patch_only": ["envcredit-agent"]}), encoding="utf-8")
+    vars_file.write_text(
+        json.dumps(
+            {
+                "os_patch_backup_check": True,
+                "os_patch_backup_store": str(store),
+                "os_patch_backup_max_age_h": 6,
+                "db_backup_store_dir": str(store / "lab"),
+                "db_restore_store_dir": str(store / "lab"),
+                "os_patch_reboot": "never",
+                "os_patch_only": ["envcredit-agent"],
+            }
+        ),
+        encoding="utf-8",
+    )
     try:
         check = lab_run("patch", "--limit", "lab-db1", "-e", f"@{vars_file}", "--check")
         assert check["status"] == "successful"

@@ -22,16 +22,41 @@ from orchestrator.reports.patches import render_patches
 REPO = Path(__file__).resolve().parent.parent
 
 RECORD = {
-    "id": "20261128T000000000Z-abcdef", "environment": "lab", "status": "successful",
-    "started": "2026-11-28T00:00:00.000Z", "targets": ["h1", "h2", "h3"], "operator": {"user": "ops"},
-    "outputs": {"patch_scan": {
-        "h1": {"os": "Debian 12", "updates": [
-            {"name": "agent", "current": "1.0", "candidate": "1.1", "security": True, "held": False, "excluded": False},
-            {"name": "=cmd", "current": "1", "candidate": "2", "security": False, "held": True, "excluded": False}],
-            "held": [{"name": "=cmd", "version": "1", "candidate": "2"}], "reboot_required": False,
-            "last_patch": "2026-11-01T10:00:00"},
-        "h2": {"os": "Debian 12", "updates": [], "held": [], "reboot_required": True, "last_patch": None},
-    }},
+    "id": "20261128T000000000Z-abcdef",
+    "environment": "lab",
+    "status": "successful",
+    "started": "2026-11-28T00:00:00.000Z",
+    "targets": ["h1", "h2", "h3"],
+    "operator": {"user": "ops"},
+    "outputs": {
+        "patch_scan": {
+            "h1": {
+                "os": "Debian 12",
+                "updates": [
+                    {
+                        "name": "agent",
+                        "current": "1.0",
+                        "candidate": "1.1",
+                        "security": True,
+                        "held": False,
+                        "excluded": False,
+                    },
+                    {
+                        "name": "=cmd",
+                        "current": "1",
+                        "candidate": "2",
+                        "security": False,
+                        "held": True,
+                        "excluded": False,
+                    },
+                ],
+                "held": [{"name": "=cmd", "version": "1", "candidate": "2"}],
+                "reboot_required": False,
+                "last_patch": "2026-11-01T10:00:00",
+            },
+            "h2": {"os": "Debian 12", "updates": [], "held": [], "reboot_required": True, "last_patch": None},
+        }
+    },
 }
 
 
@@ -64,7 +89,9 @@ def test_cli_without_a_scan_is_bad_input(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def _filters() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("os_patch_filters", REPO / "roles/os_patch/filter_plugins/os_patch.py")
+    spec = importlib.util.spec_from_file_location(
+        "os_patch_filters", REPO / "roles/os_patch/filter_plugins/os_patch.py"
+    )
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -87,8 +114,10 @@ def test_backup_status_filter(tmp_path: Path) -> None:
     status = f.os_patch_backup_status(files, "db1", 24)
     assert status["ok"] is False and status["manifest"] == "old.json" and status["age_h"] > 24
     fresh = tmp_path / "fresh.json"
-    fresh.write_text(json.dumps({"hosts": ["db1"], "verify": {"ok": True},
-                                 "created_at": (now - timedelta(hours=1)).isoformat()}), encoding="utf-8")
+    fresh.write_text(
+        json.dumps({"hosts": ["db1"], "verify": {"ok": True}, "created_at": (now - timedelta(hours=1)).isoformat()}),
+        encoding="utf-8",
+    )
     status = f.os_patch_backup_status(files + [str(fresh)], "db1", 24)
     assert status["ok"] is True and status["manifest"] == "fresh.json"
     assert f.os_patch_backup_status([], "db1", 24)["ok"] is False
@@ -96,8 +125,12 @@ def test_backup_status_filter(tmp_path: Path) -> None:
 
 def test_target_and_kept_filters() -> None:
     f = _filters()
-    ups = [{"name": "a", "current": "1", "security": True}, {"name": "b", "current": "1", "security": False},
-           {"name": "h", "current": "1", "held": True}, {"name": "x", "current": "1", "excluded": True}]
+    ups = [
+        {"name": "a", "current": "1", "security": True},
+        {"name": "b", "current": "1", "security": False},
+        {"name": "h", "current": "1", "held": True},
+        {"name": "x", "current": "1", "excluded": True},
+    ]
     assert f.os_patch_targets(ups, "all") == ["a", "b"]
     assert f.os_patch_targets(ups, "security") == ["a"]
     # update-stack's filter: names or shell patterns; held/excluded stay out even when named.
@@ -106,8 +139,10 @@ def test_target_and_kept_filters() -> None:
     assert f.os_patch_targets(ups, "security", ["nginx*", "b"]) == ["nginx-common"]
     assert f.os_patch_targets(ups, "all", []) == ["a", "b", "nginx-common"]
     kept = f.os_patch_kept(ups, [{"name": "h", "version": "1"}], {"h": "1", "x": "2"})
-    assert kept == [{"name": "h", "before": "1", "after": "1", "unchanged": True},
-                    {"name": "x", "before": "1", "after": "2", "unchanged": False}]
+    assert kept == [
+        {"name": "h", "before": "1", "after": "1", "unchanged": True},
+        {"name": "x", "before": "1", "after": "2", "unchanged": False},
+    ]
     assert f.os_patch_free_mb("Mounted on Avail\n/ 1234M\n/var 99M\n") == {"/": 1234, "/var": 99}
 
 

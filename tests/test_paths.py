@@ -101,20 +101,26 @@ def test_every_controller_path_of_the_roles_is_under_the_data_root() -> None:
     assert len(used) >= 8, used  # backups (3 roles), releases, exports, logs, diagnostics, monitoring
 
 
-def test_opsctl_gives_the_data_root_to_the_playbook(opsctl_home: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    tmp_path: Path) -> None:
+def test_opsctl_gives_the_data_root_to_the_playbook(
+    opsctl_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     import json
 
-    from conftest import run_opsctl
+    from helpers.common import run_opsctl
 
     (opsctl_home / "playbooks" / "where.yml").write_text(
         "- name: Where the data goes\n  hosts: all\n  gather_facts: false\n  tasks:\n"
         "    - name: Publish the data root\n      run_once: true\n      ansible.builtin.set_stats:\n"
-        "        data: {where: \"{{ opsctl_data_root }}\"}\n", encoding="utf-8")
+        '        data: {where: "{{ opsctl_data_root }}"}\n',
+        encoding="utf-8",
+    )
     catalog = opsctl_home / "catalog.yml"
-    catalog.write_text(catalog.read_text(encoding="utf-8") + "  where:\n    playbook: where.yml\n"
-                       "    description: Publishes the data root\n    risk: low\n    read_only: true\n"
-                       "    outputs: [where]\n", encoding="utf-8")
+    catalog.write_text(
+        catalog.read_text(encoding="utf-8") + "  where:\n    playbook: where.yml\n"
+        "    description: Publishes the data root\n    risk: low\n    read_only: true\n"
+        "    outputs: [where]\n",
+        encoding="utf-8",
+    )
     data = tmp_path / "persistent"
     proc = run_opsctl("run", "where", "--env", "test", "--json", env={"OPSCTL_DATA": str(data)})
     assert proc.returncode == 0, proc.stderr

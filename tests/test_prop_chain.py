@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from conftest_archive import fill  # noqa: E402
-
-from orchestrator.archive import Archive, canonical_json  # noqa: E402
+from helpers.records import fill
+from orchestrator.archive import Archive, canonical_json
 
 RECORDS = 4
 FILES = ("record.json", "stdout.txt", "events.jsonl")
@@ -50,11 +46,20 @@ def _same_record(before: bytes, after: bytes) -> bool:
 
 
 @settings(max_examples=300)
-@given(record=st.integers(0, RECORDS - 1), name=st.sampled_from(FILES), where=st.floats(0, 1, exclude_max=True),
-       xor=st.integers(1, 255))
-def test_any_single_byte_change_is_detected(built: tuple[Path, list[dict[str, Any]]], tmp_path_factory:
-                                            pytest.TempPathFactory, record: int, name: str, where: float,
-                                            xor: int) -> None:
+@given(
+    record=st.integers(0, RECORDS - 1),
+    name=st.sampled_from(FILES),
+    where=st.floats(0, 1, exclude_max=True),
+    xor=st.integers(1, 255),
+)
+def test_any_single_byte_change_is_detected(
+    built: tuple[Path, list[dict[str, Any]]],
+    tmp_path_factory: pytest.TempPathFactory,
+    record: int,
+    name: str,
+    where: float,
+    xor: int,
+) -> None:
     source, recs = built
     root = tmp_path_factory.mktemp("flip") / "archive"
     shutil.copytree(source, root)
@@ -79,9 +84,9 @@ def test_any_single_byte_change_is_detected(built: tuple[Path, list[dict[str, An
 
 @settings(max_examples=40)
 @given(record=st.integers(0, RECORDS - 1), xor=st.integers(1, 255))
-def test_a_change_of_the_trailing_newline_of_record_json(built: tuple[Path, list[dict[str, Any]]],
-                                                         tmp_path_factory: pytest.TempPathFactory, record: int,
-                                                         xor: int) -> None:
+def test_a_change_of_the_trailing_newline_of_record_json(
+    built: tuple[Path, list[dict[str, Any]]], tmp_path_factory: pytest.TempPathFactory, record: int, xor: int
+) -> None:
     """The one place where a byte of record.json may change the bytes and not the record: other
     JSON whitespace is accepted (the same record), anything else refused."""
     source, recs = built

@@ -17,7 +17,6 @@ Through the entry points tests/test_db_transfer_tool.py uses (``csv_line``, ``re
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +25,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO
+from helpers.common import REPO
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 import envcredit_transfer as t  # noqa: E402
 
-INT_LO, INT_HI = -(2 ** 31), 2 ** 31 - 1
+INT_LO, INT_HI = -(2**31), 2**31 - 1
 COLS = [
     t.Column("id", "int", False, False, lo=INT_LO, hi=INT_HI),
     t.Column("code", "text", False, False, length=4),
@@ -50,8 +50,9 @@ Row = list[str | None]
 chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
 # ... with the CSV specials drawn often.
 # (at most 12 pieces of 1 or 2 characters: it fits the name column's 30)
-field_text = st.lists(st.one_of(chars, st.sampled_from([",", '"', "\n", "\r", "\r\n", " ", "甲"])),
-                      max_size=12).map("".join)
+field_text = st.lists(st.one_of(chars, st.sampled_from([",", '"', "\n", "\r", "\r\n", " ", "甲"])), max_size=12).map(
+    "".join
+)
 
 
 @dataclass
@@ -73,7 +74,7 @@ class Table:
     def line_of(self, index: int) -> int:
         """The physical line where row ``index`` starts."""
         lines = [t.csv_line(self.header)] + [t.csv_line(row) for row in self.rows]
-        return 1 + sum(line.count("\n") for line in lines[:index + 1])
+        return 1 + sum(line.count("\n") for line in lines[: index + 1])
 
 
 def int_text(draw: st.DrawFn, value: int) -> str:
@@ -92,17 +93,30 @@ def tables(draw: st.DrawFn, min_rows: int = 0) -> Table:
     header = draw(st.permutations(REQUIRED + optional))
     n = draw(st.integers(min_rows, 6))
     ids = draw(st.lists(st.integers(INT_LO, INT_HI), min_size=n, max_size=n, unique=True))
-    codes = draw(st.lists(st.text(st.one_of(chars, st.sampled_from([",", '"', "\n"])), max_size=4),
-                          min_size=n, max_size=n, unique=True))
+    codes = draw(
+        st.lists(
+            st.text(st.one_of(chars, st.sampled_from([",", '"', "\n"])), max_size=4),
+            min_size=n,
+            max_size=n,
+            unique=True,
+        )
+    )
     rows: list[Row] = []
     for i in range(n):
         value: dict[str, str | None] = {
             "id": int_text(draw, ids[i]),
             "code": codes[i],
             "name": draw(field_text),
-            "score": draw(st.one_of(st.none(), st.decimals("-999.99", "999.99", places=2).map(lambda d: format(d, "f")),
-                                    st.integers(-999, 999).map(str))),
-            "day": draw(st.one_of(st.none(), st.dates(dt.date(1900, 1, 1), dt.date(2100, 12, 31)).map(dt.date.isoformat))),
+            "score": draw(
+                st.one_of(
+                    st.none(),
+                    st.decimals("-999.99", "999.99", places=2).map(lambda d: format(d, "f")),
+                    st.integers(-999, 999).map(str),
+                )
+            ),
+            "day": draw(
+                st.one_of(st.none(), st.dates(dt.date(1900, 1, 1), dt.date(2100, 12, 31)).map(dt.date.isoformat))
+            ),
             "note": draw(st.one_of(st.none(), field_text)),
         }
         rows.append([value[c] for c in header])
@@ -147,9 +161,23 @@ def row_defects(draw: st.DrawFn) -> tuple[Table, int]:
     r = draw(st.integers(0, len(table.rows) - 1))
     row = table.rows[r]
     col = {name: i for i, name in enumerate(table.header)}
-    kind = draw(st.sampled_from(["extra field", "missing field", "id not a number", "score not a number",
-                                 "id out of range", "null name", "code too long", "name too long", "bad date",
-                                 "duplicate id", "duplicate code"]))
+    kind = draw(
+        st.sampled_from(
+            [
+                "extra field",
+                "missing field",
+                "id not a number",
+                "score not a number",
+                "id out of range",
+                "null name",
+                "code too long",
+                "name too long",
+                "bad date",
+                "duplicate id",
+                "duplicate code",
+            ]
+        )
+    )
     if kind == "extra field":
         row.append(draw(st.one_of(st.none(), field_text)))
     elif kind == "missing field":
@@ -177,8 +205,9 @@ def row_defects(draw: st.DrawFn) -> tuple[Table, int]:
             for other in table.rows:
                 other.append(None)
             col["day"] = len(table.header) - 1
-        row[col["day"]] = draw(st.sampled_from(["2026-02-30", "2025-13-01", "26-01-01", "2026/01/01", "today",
-                                                "2026-1-1x", ""]))
+        row[col["day"]] = draw(
+            st.sampled_from(["2026-02-30", "2025-13-01", "26-01-01", "2026/01/01", "today", "2026-1-1x", ""])
+        )
     else:  # a new last row repeating a key of row r, in another spelling for the integer
         dup = list(row)
         used_codes = {other[col["code"]] for other in table.rows}
@@ -213,11 +242,15 @@ def quoting_defects(draw: st.DrawFn) -> tuple[bytes, int]:
     # (an unclosed quote is the row's last field: a quoted field after it would close it)
     last = len(table.header) - 1
     c = last if kind == "never closed" else draw(st.integers(0, last))
-    plain = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters='\x00",\r\n'), min_size=1,
-                    max_size=6)
+    plain = st.text(
+        st.characters(blacklist_categories=("Cs",), blacklist_characters='\x00",\r\n'), min_size=1, max_size=6
+    )
     if kind == "quote inside":
-        bad = draw(plain) + '"' + draw(st.text(st.characters(blacklist_categories=("Cs",),
-                                                             blacklist_characters="\x00,\r\n"), max_size=4))
+        bad = (
+            draw(plain)
+            + '"'
+            + draw(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00,\r\n"), max_size=4))
+        )
     elif kind == "text after closing quote":
         bad = '"' + draw(plain) + '"' + draw(plain)
     else:
@@ -228,7 +261,7 @@ def quoting_defects(draw: st.DrawFn) -> tuple[bytes, int]:
     line = table.line_of(r) + sum(f.count("\n") for f in fields[:c])  # where the bad field is
     lines[r + 1] = ",".join(fields) + "\n"
     if kind == "never closed":
-        lines = lines[:r + 2]
+        lines = lines[: r + 2]
     return "".join(lines).encode("utf-8"), line
 
 
@@ -245,8 +278,9 @@ BAD_UTF8 = [b"\xff", b"\xfe", b"\x80", b"\xc3", b"\xc0\xaf", b"\xed\xa0\x80", b"
 
 @settings(max_examples=200)
 @given(tables(), st.sampled_from(BAD_UTF8), st.floats(0, 1))
-def test_bytes_that_are_not_utf8_are_refused_with_their_line(workdir: Path, table: Table, bad: bytes,
-                                                            where: float) -> None:
+def test_bytes_that_are_not_utf8_are_refused_with_their_line(
+    workdir: Path, table: Table, bad: bytes, where: float
+) -> None:
     """Invalid UTF-8 (a stray or truncated sequence, an overlong form, a surrogate, a code point
     beyond U+10FFFF, GBK-like bytes) inserted between any two characters of the file."""
     text = table.text()
@@ -263,9 +297,10 @@ def test_bytes_that_are_not_utf8_are_refused_with_their_line(workdir: Path, tabl
 def test_a_bad_header_is_refused(workdir: Path, table: Table, kind: str, data: st.DataObject) -> None:
     header = list(table.header)
     if kind == "unknown":
-        header.insert(data.draw(st.integers(0, len(header))),
-                      data.draw(st.text(chars, min_size=1, max_size=8).filter(
-                          lambda h: h not in [c.name for c in COLS])))
+        header.insert(
+            data.draw(st.integers(0, len(header))),
+            data.draw(st.text(chars, min_size=1, max_size=8).filter(lambda h: h not in [c.name for c in COLS])),
+        )
     elif kind == "repeated":
         header.append(data.draw(st.sampled_from(header)))
     elif kind == "missing":

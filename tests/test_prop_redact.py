@@ -25,26 +25,50 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.redact import MASK, MIN_LENGTH, Redactor, looks_secret
+from orchestrator.redact import MIN_LENGTH, Redactor, looks_secret
 
 # Secrets: upper case, digits, a little punctuation and non-ASCII text; at least one upper-case
 # letter or non-ASCII character so that no number or key can contain one. None of the JSON
 # escapes, URL delimiters or "*".
 SECRET_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789!#$%&()+-=~^.;|密码秘钥"
 secrets = st.text(SECRET_ALPHABET, min_size=MIN_LENGTH, max_size=24).filter(
-    lambda s: any(c.isupper() or not c.isascii() for c in s))
+    lambda s: any(c.isupper() or not c.isascii() for c in s)
+)
 
 # (No all-capitals key: the keys are kept in the output, and "PASS" could be a secret.)
-SECRET_KEYS = ["password", "db_password", "dbPassword", "api_key", "apiKey", "ssh-key", "db.passwd",
-               "private_key", "client_secret", "vault_token", "token", "credentials", "passphrase",
-               "mysql_root_pwd", "rootpass", "database_url", "pg_dsn", "vault", "awsSecretAccessKey"]
+SECRET_KEYS = [
+    "password",
+    "db_password",
+    "dbPassword",
+    "api_key",
+    "apiKey",
+    "ssh-key",
+    "db.passwd",
+    "private_key",
+    "client_secret",
+    "vault_token",
+    "token",
+    "credentials",
+    "passphrase",
+    "mysql_root_pwd",
+    "rootpass",
+    "database_url",
+    "pg_dsn",
+    "vault",
+    "awsSecretAccessKey",
+]
 assert all(looks_secret(k) for k in SECRET_KEYS)
 secret_keys = st.sampled_from(SECRET_KEYS)
 # Harmless keys and values: lower case only, and never a secret-looking name.
 plain_keys = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12).filter(lambda k: not looks_secret(k))
 plain_text = st.text("abcdefghijklmnopqrstuvwxyz _-:/", max_size=20)
-plain_leaves = st.one_of(plain_text, st.integers(-10**6, 10**6), st.booleans(), st.none(),
-                         st.floats(allow_nan=False, allow_infinity=False, width=32))
+plain_leaves = st.one_of(
+    plain_text,
+    st.integers(-(10**6), 10**6),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+)
 
 
 @st.composite
@@ -86,8 +110,9 @@ def extra_vars(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
         planted.append(secret)
         return secret
 
-    def tree(depth: int, choices: tuple[str, ...] = ("leaf", "secret", "url", "echo", "dict", "list", "json",
-                                                      "yaml")) -> Any:
+    def tree(
+        depth: int, choices: tuple[str, ...] = ("leaf", "secret", "url", "echo", "dict", "list", "json", "yaml")
+    ) -> Any:
         kind = draw(st.sampled_from(choices if depth < 4 else ["leaf", "secret", "url", "echo"]))
         if kind == "leaf":
             return draw(plain_leaves)
@@ -116,8 +141,12 @@ def extra_vars(draw: st.DrawFn) -> tuple[dict[str, Any], list[str]]:
 
 def serialisations(value: Any) -> list[str]:
     """The ways a record is written or shown: JSON (raw UTF-8 and ASCII-escaped), YAML, repr."""
-    return [json.dumps(value, ensure_ascii=False), json.dumps(value), yaml.safe_dump(value, allow_unicode=True),
-            repr(value)]
+    return [
+        json.dumps(value, ensure_ascii=False),
+        json.dumps(value),
+        yaml.safe_dump(value, allow_unicode=True),
+        repr(value),
+    ]
 
 
 def assert_no_leak(output: Any, planted: list[str]) -> None:
@@ -145,8 +174,7 @@ def test_redact_vars_never_lets_a_secret_through(case: tuple[dict[str, Any], lis
 
 @settings(max_examples=300)
 @given(extra_vars())
-def test_redact_obj_never_lets_a_secret_under_a_key_or_in_a_url_through(
-        case: tuple[dict[str, Any], list[str]]) -> None:
+def test_redact_obj_never_lets_a_secret_under_a_key_or_in_a_url_through(case: tuple[dict[str, Any], list[str]]) -> None:
     """Event data with the same shapes, redacted by a fresh redactor that knows no value yet:
     secrets under secret keys and URL passwords are masked where they are; a secret repeated
     in free text is masked when the secret key is a sibling ("echo": collected first)."""
@@ -157,6 +185,7 @@ def test_redact_obj_never_lets_a_secret_under_a_key_or_in_a_url_through(
 def _only_in_json_text(value: Any, secret: str) -> bool:
     """True if ``secret`` shows in ``value`` only inside JSON/YAML text: redact_obj treats such
     text as a string and does not parse it (only redact_vars promises that)."""
+
     def outside(v: Any) -> bool:
         if isinstance(v, dict):
             return any(outside(x) for x in v.values())
@@ -165,4 +194,5 @@ def _only_in_json_text(value: Any, secret: str) -> bool:
         if isinstance(v, str):
             return secret in v and not v.lstrip().startswith(("{", "["))
         return False
+
     return not outside(value)

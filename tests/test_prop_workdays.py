@@ -12,7 +12,6 @@ fixture of tests/test_workdays.py); reports are drawn so that every deadline sta
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -94,8 +93,9 @@ def test_deadline_follows_the_rule(cal: Calendar, day: dt.date, time: dt.time, n
 
 @settings(max_examples=200)
 @given(first=st.tuples(days, times_of_day), second=st.tuples(days, times_of_day), n=counts)
-def test_monotonic_in_the_report_time(cal: Calendar, first: tuple[dt.date, dt.time],
-                                      second: tuple[dt.date, dt.time], n: int) -> None:
+def test_monotonic_in_the_report_time(
+    cal: Calendar, first: tuple[dt.date, dt.time], second: tuple[dt.date, dt.time], n: int
+) -> None:
     """A later report is never due earlier."""
     early, late = sorted([moment(*first), moment(*second)])
     assert cal.add_working_days(early, n).at <= cal.add_working_days(late, n).at

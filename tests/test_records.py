@@ -189,10 +189,42 @@ def test_outputs_from_set_stats(run: dict[str, Any]) -> None:
 def test_metadata_fields(run: dict[str, Any]) -> None:
     rec = run["record"]
     for key in (
-        "schema_version", "id", "operation", "playbook", "environment", "inventory", "limit", "tags",
-        "skip_tags", "check_mode", "diff_mode", "extra_vars", "ticket", "change_type", "reason", "incident", "launch",
-        "operator", "source", "files", "versions", "targets", "started", "ended", "duration_s", "status",
-        "rc", "hosts", "changes", "failures", "outputs", "redaction", "seq", "prev_hash", "artifacts", "hash",
+        "schema_version",
+        "id",
+        "operation",
+        "playbook",
+        "environment",
+        "inventory",
+        "limit",
+        "tags",
+        "skip_tags",
+        "check_mode",
+        "diff_mode",
+        "extra_vars",
+        "ticket",
+        "change_type",
+        "reason",
+        "incident",
+        "launch",
+        "operator",
+        "source",
+        "files",
+        "versions",
+        "targets",
+        "started",
+        "ended",
+        "duration_s",
+        "status",
+        "rc",
+        "hosts",
+        "changes",
+        "failures",
+        "outputs",
+        "redaction",
+        "seq",
+        "prev_hash",
+        "artifacts",
+        "hash",
     ):
         assert key in rec, key
     assert rec["schema_version"] == 1
@@ -227,7 +259,12 @@ def test_progress(run: dict[str, Any]) -> None:
 def test_build_from_events_equals_incremental(run: dict[str, Any]) -> None:
     events = list(run["archive"].events(run["record"]["id"]))
     rebuilt = build_from_events(
-        events, run["meta"], status="successful", rc=0, ended=run["record"]["ended"], redaction=run["record"]["redaction"]
+        events,
+        run["meta"],
+        status="successful",
+        rc=0,
+        ended=run["record"]["ended"],
+        redaction=run["record"]["redaction"],
     )
     strip = {k: v for k, v in run["record"].items() if k not in ("seq", "prev_hash", "artifacts", "hash")}
     assert rebuilt == strip
@@ -243,17 +280,46 @@ def _ev(kind: str, **data: Any) -> dict[str, Any]:
 def test_unreachable_and_failed() -> None:
     builder = RecordBuilder()
     builder.feed(_ev("playbook_on_task_start", task="Ping"))
-    builder.feed(_ev("runner_on_unreachable", host="app2", task="Ping", task_action="ping",
-                     res={"msg": "ssh: connect to host app2 port 22: No route to host", "unreachable": True}))
-    builder.feed(_ev("runner_on_failed", host="db1", task="Dump", task_action="ansible.builtin.command",
-                     resolved_action="ansible.builtin.command", role="db_backup", ignore_errors=None,
-                     res={"rc": 1, "stderr": "line1\n" + "x" * 5000}))
-    builder.feed(_ev("runner_on_failed", host="app1", task="Loop", task_action="ansible.builtin.file",
-                     res={"results": [{"failed": True, "msg": "item one broke"}, {"changed": False}]}))
+    builder.feed(
+        _ev(
+            "runner_on_unreachable",
+            host="app2",
+            task="Ping",
+            task_action="ping",
+            res={"msg": "ssh: connect to host app2 port 22: No route to host", "unreachable": True},
+        )
+    )
+    builder.feed(
+        _ev(
+            "runner_on_failed",
+            host="db1",
+            task="Dump",
+            task_action="ansible.builtin.command",
+            resolved_action="ansible.builtin.command",
+            role="db_backup",
+            ignore_errors=None,
+            res={"rc": 1, "stderr": "line1\n" + "x" * 5000},
+        )
+    )
+    builder.feed(
+        _ev(
+            "runner_on_failed",
+            host="app1",
+            task="Loop",
+            task_action="ansible.builtin.file",
+            res={"results": [{"failed": True, "msg": "item one broke"}, {"changed": False}]},
+        )
+    )
     progress = builder.progress()
     assert progress["task"] == "Ping" and progress["hosts_failed"] == ["app1", "app2", "db1"]
-    meta = RunMeta(id=new_record_id(), operation="backup", playbook="p.yml", environment="lab", inventory="i",
-                   started="2026-11-28T08:00:00.000Z")
+    meta = RunMeta(
+        id=new_record_id(),
+        operation="backup",
+        playbook="p.yml",
+        environment="lab",
+        inventory="i",
+        started="2026-11-28T08:00:00.000Z",
+    )
     rec = builder.finish(meta, status="failed", rc=2, ended="2026-11-28T08:00:02.000Z")
     unreachable, dump, loop = rec["failures"]
     assert unreachable["unreachable"] is True and "No route" in unreachable["msg"]
@@ -269,17 +335,47 @@ def test_unreachable_and_failed() -> None:
 def test_failed_command_carries_the_tail_of_its_stderr() -> None:
     """A command that fails says why: "non-zero return code" plus the end of its stderr."""
     builder = RecordBuilder()
-    builder.feed(_ev("runner_on_failed", host="lab-web1", task="Check the whole nginx configuration",
-                     task_action="ansible.builtin.command",
-                     res={"rc": 1, "msg": "non-zero return code", "stdout": "",
-                          "stderr": "nginx: [emerg] host not found in upstream \"lab-app1:8000\"\n"
-                                    "nginx: configuration file /etc/nginx/nginx.conf test failed"}))
-    builder.feed(_ev("runner_on_failed", host="lab-db1", task="Run the tool", task_action="ansible.builtin.command",
-                     res={"rc": 3, "msg": "non-zero return code", "stderr": "", "stdout": "tool: disk full"}))
-    builder.feed(_ev("runner_on_failed", host="lab-db2", task="Assert", task_action="ansible.builtin.assert",
-                     res={"msg": "Assertion failed", "stderr": "Assertion failed"}))
-    meta = RunMeta(id=new_record_id(), operation="site-app", playbook="p.yml", environment="lab", inventory="i",
-                   started="2026-11-28T08:00:00.000Z")
+    builder.feed(
+        _ev(
+            "runner_on_failed",
+            host="lab-web1",
+            task="Check the whole nginx configuration",
+            task_action="ansible.builtin.command",
+            res={
+                "rc": 1,
+                "msg": "non-zero return code",
+                "stdout": "",
+                "stderr": 'nginx: [emerg] host not found in upstream "lab-app1:8000"\n'
+                "nginx: configuration file /etc/nginx/nginx.conf test failed",
+            },
+        )
+    )
+    builder.feed(
+        _ev(
+            "runner_on_failed",
+            host="lab-db1",
+            task="Run the tool",
+            task_action="ansible.builtin.command",
+            res={"rc": 3, "msg": "non-zero return code", "stderr": "", "stdout": "tool: disk full"},
+        )
+    )
+    builder.feed(
+        _ev(
+            "runner_on_failed",
+            host="lab-db2",
+            task="Assert",
+            task_action="ansible.builtin.assert",
+            res={"msg": "Assertion failed", "stderr": "Assertion failed"},
+        )
+    )
+    meta = RunMeta(
+        id=new_record_id(),
+        operation="site-app",
+        playbook="p.yml",
+        environment="lab",
+        inventory="i",
+        started="2026-11-28T08:00:00.000Z",
+    )
     nginx, tool, plain = builder.finish(meta, status="failed", rc=2, ended="2026-11-28T08:00:02.000Z")["failures"]
     assert nginx["msg"].startswith("non-zero return code (rc 1): nginx: [emerg] host not found")
     assert nginx["msg"].endswith("test failed")
@@ -287,8 +383,15 @@ def test_failed_command_carries_the_tail_of_its_stderr() -> None:
     assert plain["msg"] == "Assertion failed"  # nothing repeated
     # a long stderr keeps its end, the part that says why
     builder = RecordBuilder()
-    builder.feed(_ev("runner_on_failed", host="h", task="t", task_action="ansible.builtin.shell",
-                     res={"rc": 1, "msg": "non-zero return code", "stderr": "noise\n" * 500 + "the real reason"}))
+    builder.feed(
+        _ev(
+            "runner_on_failed",
+            host="h",
+            task="t",
+            task_action="ansible.builtin.shell",
+            res={"rc": 1, "msg": "non-zero return code", "stderr": "noise\n" * 500 + "the real reason"},
+        )
+    )
     (long_fail,) = builder.finish(meta, status="failed", rc=2, ended="2026-11-28T08:00:02.000Z")["failures"]
     assert long_fail["msg"].startswith("non-zero return code (rc 1): ...")
     assert long_fail["msg"].endswith("the real reason") and len(long_fail["msg"]) < 700
@@ -307,13 +410,22 @@ def test_record_ids_sort_by_time() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        "", "../x", "a/b", "..", ".", "/etc/passwd",
-        "20261128T134500123Z-a1b2c3/..", "../20261128T134500123Z-a1b2c3",
-        "20261128T134500123Z-A1B2C3", "20261128T134500123Z-a1b2c", "20261128T134500123Z-a1b2c3\n",
+        "",
+        "../x",
+        "a/b",
+        "..",
+        ".",
+        "/etc/passwd",
+        "20261128T134500123Z-a1b2c3/..",
+        "../20261128T134500123Z-a1b2c3",
+        "20261128T134500123Z-A1B2C3",
+        "20261128T134500123Z-a1b2c",
+        "20261128T134500123Z-a1b2c3\n",
         "２０２６1128T134500123Z-a1b2c3",  # full-width digits
         "20261128T134500123Z-a1b2c３",
         "20261128T134500123Z-a1b2c3" + "0" * 300,
-        None, 42,
+        None,
+        42,
     ],
 )
 def test_record_id_validation_rejects(bad: Any) -> None:
@@ -322,8 +434,15 @@ def test_record_id_validation_rejects(bad: Any) -> None:
 
 
 def test_run_meta_round_trip_and_validation(tmp_path: Path) -> None:
-    meta = RunMeta(id=new_record_id(), operation="patch", playbook="p.yml", environment="staging", inventory="i",
-                   tags=["security"], launch="scheduled")
+    meta = RunMeta(
+        id=new_record_id(),
+        operation="patch",
+        playbook="p.yml",
+        environment="staging",
+        inventory="i",
+        tags=["security"],
+        launch="scheduled",
+    )
     assert RunMeta.from_dict(meta.to_dict()) == meta
     with pytest.raises(BadInput):
         RunMeta(id="../x", operation="patch", playbook="p", environment="e", inventory="i")
@@ -340,11 +459,24 @@ def test_run_meta_round_trip_and_validation(tmp_path: Path) -> None:
 def test_finish_error_outputs_missing_and_time_normalisation() -> None:
     builder = RecordBuilder()
     builder.feed(_ev("playbook_on_stats", ok={"db1": 1}, artifact_data={"backup_id": "b-1"}))
-    meta = RunMeta(id=new_record_id(), operation="backup", playbook=None, environment="lab", inventory=None,
-                   started="2026-11-28T16:00:00.250000+08:00", launch={"type": "ci"})
+    meta = RunMeta(
+        id=new_record_id(),
+        operation="backup",
+        playbook=None,
+        environment="lab",
+        inventory=None,
+        started="2026-11-28T16:00:00.250000+08:00",
+        launch={"type": "ci"},
+    )
     assert meta.started == "2026-11-28T08:00:00.250Z"
-    rec = builder.finish(meta, status="refused", rc=2, ended="2026-11-28T08:00:01.250000+00:00",
-                         error="a ticket is required for production", output_keys=["backup_id", "checksum"])
+    rec = builder.finish(
+        meta,
+        status="refused",
+        rc=2,
+        ended="2026-11-28T08:00:01.250000+00:00",
+        error="a ticket is required for production",
+        output_keys=["backup_id", "checksum"],
+    )
     assert rec["ended"] == "2026-11-28T08:00:01.250Z" and rec["duration_s"] == 1.0
     assert rec["launch"] == {"type": "ci"}
     assert rec["error"] == "a ticket is required for production"

@@ -9,8 +9,15 @@ import pytest
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from orchestrator.errors import BadInput
-from orchestrator.redact import (MASK, Redactor, _str_looks_secret, looks_secret, mask_url_credentials,
-                                 parse_structured, vault_values)
+from orchestrator.redact import (
+    MASK,
+    Redactor,
+    _str_looks_secret,
+    looks_secret,
+    mask_url_credentials,
+    parse_structured,
+    vault_values,
+)
 
 
 @pytest.mark.parametrize(
@@ -136,13 +143,21 @@ def test_redact_obj_keeps_types_and_odd_values() -> None:
         pass
 
     r = Redactor(["hunter2-long"])
-    out = r.redact_obj({
-        "count": 3, "ratio": 0.5, "flag": False, "none": None,
-        "tuple": ("a hunter2-long", 1), "sub": Text("x hunter2-long"),
-        "hunter2-long": "the key itself is text",  # keys are masked too
-        "api_token": True, "password": None, "db_pass": MASK,  # bool/None/mask under a secret key stay
-        7: {"nested_secret": {"a": "Nested-Secret-1", "b": ["Nested-Secret-2"]}, "note": "Nested-Secret-2 seen"},
-    })
+    out = r.redact_obj(
+        {
+            "count": 3,
+            "ratio": 0.5,
+            "flag": False,
+            "none": None,
+            "tuple": ("a hunter2-long", 1),
+            "sub": Text("x hunter2-long"),
+            "hunter2-long": "the key itself is text",  # keys are masked too
+            "api_token": True,
+            "password": None,
+            "db_pass": MASK,  # bool/None/mask under a secret key stay
+            7: {"nested_secret": {"a": "Nested-Secret-1", "b": ["Nested-Secret-2"]}, "note": "Nested-Secret-2 seen"},
+        }
+    )
     assert out["count"] == 3 and out["ratio"] == 0.5 and out["flag"] is False and out["none"] is None
     assert out["tuple"] == [f"a {MASK}", 1]
     assert out["sub"] == f"x {MASK}"
@@ -156,9 +171,15 @@ def test_looks_secret_is_computed_once_per_key() -> None:
     """Event data repeats the same keys thousands of times: each name is classified once."""
     r = Redactor(["Vaulted-Secret-7f3a9b2e"])
     args = {f"arg_{i}": f"value {i}" for i in range(30)}
-    event = {"event": "runner_on_ok", "stdout": "ok: [node1]", "event_data": {
-        "host": "node1", "task": "Probe", "res": {
-            "changed": False, "stdout": "5.10.0", "rc": 0, "invocation": {"module_args": args}}}}
+    event = {
+        "event": "runner_on_ok",
+        "stdout": "ok: [node1]",
+        "event_data": {
+            "host": "node1",
+            "task": "Probe",
+            "res": {"changed": False, "stdout": "5.10.0", "rc": 0, "invocation": {"module_args": args}},
+        },
+    }
     _str_looks_secret.cache_clear()
     first = r.redact_obj(event)
     misses = _str_looks_secret.cache_info().misses
@@ -191,14 +212,16 @@ def test_value_pattern_is_compiled_once_per_value_set() -> None:
 
 def test_json_and_yaml_extra_vars_are_masked_by_key_at_any_depth() -> None:
     r = Redactor()
-    masked, keys = r.redact_vars({
-        "x": '{"password":"P3q"}',
-        "dsns": '["postgres://u:PW@h/db"]',
-        "cfg": "{db: {host: db1, users: [{name: ro, pw: ab}]}, port: 5432}",
-        "deep": '[{"a": {"b": [{"api_key": "ak-long-value"}]}}]',
-        "plain_list": '["a", "b"]',
-        "not_json": "{not: [closed",
-    })
+    masked, keys = r.redact_vars(
+        {
+            "x": '{"password":"P3q"}',
+            "dsns": '["postgres://u:PW@h/db"]',
+            "cfg": "{db: {host: db1, users: [{name: ro, pw: ab}]}, port: 5432}",
+            "deep": '[{"a": {"b": [{"api_key": "ak-long-value"}]}}]',
+            "plain_list": '["a", "b"]',
+            "not_json": "{not: [closed",
+        }
+    )
     assert json.loads(masked["x"]) == {"password": MASK}
     assert masked["dsns"] == MASK
     assert json.loads(masked["cfg"]) == {"db": {"host": "db1", "users": [{"name": "ro", "pw": MASK}]}, "port": 5432}
@@ -214,8 +237,16 @@ def test_json_and_yaml_extra_vars_are_masked_by_key_at_any_depth() -> None:
 
 def test_short_values_under_secret_keys_are_masked() -> None:
     r = Redactor()
-    masked, keys = r.redact_vars({"pw": "ab", "db": {"dbpass": "x"}, "pin": 7, "token": "", "x": '{"password":"P3q"}',
-                                  "privatekey": "Long-Key-Material"})
+    masked, keys = r.redact_vars(
+        {
+            "pw": "ab",
+            "db": {"dbpass": "x"},
+            "pin": 7,
+            "token": "",
+            "x": '{"password":"P3q"}',
+            "privatekey": "Long-Key-Material",
+        }
+    )
     assert masked["pw"] == masked["db"]["dbpass"] == masked["token"] == masked["privatekey"] == MASK
     assert json.loads(masked["x"]) == {"password": MASK}
     assert "P3q" not in json.dumps(masked) and '"ab"' not in json.dumps(masked)
@@ -232,17 +263,26 @@ def test_secrets_are_learnt_before_masking_whatever_the_key_order() -> None:
     assert masked["note"] == f"uses {MASK}"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("https://user:token@host/x", f"https://user:{MASK}@host/x"),
-    ("git clone https://oauth2:glpat-XYZ@gitlab.example/g/r.git", f"git clone https://oauth2:{MASK}@gitlab.example/g/r.git"),
-    ("dsn=postgres://app:p@ss@db1:5432/envcredit?sslmode=require", f"dsn=postgres://app:{MASK}@db1:5432/envcredit?sslmode=require"),
-    ("redis://:only-password@cache:6379/0", f"redis://:{MASK}@cache:6379/0"),
-    ("smtp://ops@example.com:mail-pw@smtp.example.com", f"smtp://ops@example.com:{MASK}@smtp.example.com"),
-    ("'mysql://root:pw@db2/x', 'https://h/y'", f"'mysql://root:{MASK}@db2/x', 'https://h/y'"),
-    ("http://host:8080/path@x and ssh://git@host/repo", "http://host:8080/path@x and ssh://git@host/repo"),
-    ("user:pass@host without a scheme", "user:pass@host without a scheme"),
-    (f"https://user:{MASK}@host/x", f"https://user:{MASK}@host/x"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("https://user:token@host/x", f"https://user:{MASK}@host/x"),
+        (
+            "git clone https://oauth2:glpat-XYZ@gitlab.example/g/r.git",
+            f"git clone https://oauth2:{MASK}@gitlab.example/g/r.git",
+        ),
+        (
+            "dsn=postgres://app:p@ss@db1:5432/envcredit?sslmode=require",
+            f"dsn=postgres://app:{MASK}@db1:5432/envcredit?sslmode=require",
+        ),
+        ("redis://:only-password@cache:6379/0", f"redis://:{MASK}@cache:6379/0"),
+        ("smtp://ops@example.com:mail-pw@smtp.example.com", f"smtp://ops@example.com:{MASK}@smtp.example.com"),
+        ("'mysql://root:pw@db2/x', 'https://h/y'", f"'mysql://root:{MASK}@db2/x', 'https://h/y'"),
+        ("http://host:8080/path@x and ssh://git@host/repo", "http://host:8080/path@x and ssh://git@host/repo"),
+        ("user:pass@host without a scheme", "user:pass@host without a scheme"),
+        (f"https://user:{MASK}@host/x", f"https://user:{MASK}@host/x"),
+    ],
+)
 def test_url_credentials_are_masked(text: str, expected: str) -> None:
     assert mask_url_credentials(text) == expected
 
@@ -254,8 +294,10 @@ def test_url_credentials_are_masked_anywhere() -> None:
     assert masked["repo"] == f"https://u:{MASK}@h/r.git"
     # a URL password (long enough) is learnt, so it is masked where it shows up alone too
     assert r.redact_text("auth failed for Url-Pass-9") == f"auth failed for {MASK}"
-    event = {"stdout": "fatal: unable to access 'https://bot:Other-Token@git.example/x/'",
-             "res": {"msg": ["mysql://root:rt@db2/x"]}}
+    event = {
+        "stdout": "fatal: unable to access 'https://bot:Other-Token@git.example/x/'",
+        "res": {"msg": ["mysql://root:rt@db2/x"]},
+    }
     out = r.redact_obj(event)
     assert out["stdout"] == f"fatal: unable to access 'https://bot:{MASK}@git.example/x/'"
     assert out["res"]["msg"] == [f"mysql://root:{MASK}@db2/x"]
@@ -264,15 +306,18 @@ def test_url_credentials_are_masked_anywhere() -> None:
     assert r.values_masked == before
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ('{"a": 1}', {"a": 1}),
-    ("[x, {y: 2}]", ["x", {"y": 2}]),
-    ("  {a: b}  ", {"a": "b"}),
-    ("plain text", None),
-    ("{unclosed", None),
-    ("42", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ("[x, {y: 2}]", ["x", {"y": 2}]),
+        ("  {a: b}  ", {"a": "b"}),
+        ("plain text", None),
+        ("{unclosed", None),
+        ("42", None),
+        ("", None),
+    ],
+)
 def test_parse_structured(text: str, expected: object) -> None:
     assert parse_structured(text) == expected
 
@@ -299,7 +344,9 @@ def inventory(tmp_path: Path) -> Path:
     # an inline !vault value
     cipher = vault.encrypt("Inline-Secret-333").decode()
     indented = "\n".join("    " + line for line in cipher.splitlines())
-    (inv / "host_vars" / "db1.yml").write_text(f"db_user: app\ndb_password: !vault |\n{indented}\nother: !unsafe '{{{{x}}}}'\n")
+    (inv / "host_vars" / "db1.yml").write_text(
+        f"db_user: app\ndb_password: !vault |\n{indented}\nother: !unsafe '{{{{x}}}}'\n"
+    )
     (tmp_path / "vault-pass").write_text(PASSWORD + "\n")
     return inv
 

@@ -33,11 +33,20 @@ def month(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     monkeypatch.setenv("OPSCTL_ROSTER", str(REPO / "oncall" / "roster.yml"))
     # Outage on the make-up Saturday 14 Feb 09:00: respond by 13:00, recover by Tue 24 Feb 09:00
     # (15-23 Feb off), resolve by Thu 26 Feb 09:00.
-    a = opened("--severity", "outage", "--summary", "Portal down <script>alert(1)</script> | all pages",
-               "--reported-at", "2026-02-14T09:00")
+    a = opened(
+        "--severity",
+        "outage",
+        "--summary",
+        "Portal down <script>alert(1)</script> | all pages",
+        "--reported-at",
+        "2026-02-14T09:00",
+    )
     assert invoke("incident", "ack", a, "--at", "2026-02-14T10:00").exit_code == 0
     assert invoke("incident", "recovered", a, "--at", "2026-02-25T09:00").exit_code == 0  # 24 h late
-    assert invoke("incident", "resolve", a, "--cause", "RAID controller replaced", "--at", "2026-02-26T08:00").exit_code == 0
+    assert (
+        invoke("incident", "resolve", a, "--cause", "RAID controller replaced", "--at", "2026-02-26T08:00").exit_code
+        == 0
+    )
     # General fault Fri 27 Feb 16:00: respond by Sat 28 16:00, resolve by Thu 5 Mar 16:00.
     b = opened("--severity", "general", "--summary", "Rating export slow", "--reported-at", "2026-02-27T16:00")
     assert invoke("incident", "ack", b, "--at", "2026-02-28T20:00").exit_code == 0  # 4 h late
@@ -60,15 +69,32 @@ def test_sla_json(month: dict[str, str]) -> None:
     assert (data["clocks_met"], data["clocks_evaluated"], data["compliance_pct"]) == (3, 7, 42.9)
     outage = data["by_severity"]["outage"]
     assert outage["count"] == 1 and outage["open"] == 0
-    assert outage["clocks"]["recover"] == {"target": "1 working day", "met": 0, "late": 1, "breached": 0, "pending": 0,
-                                           "evaluated": 1, "compliance_pct": 0.0, "mean_hours": 264.0, "max_hours": 264.0}
+    assert outage["clocks"]["recover"] == {
+        "target": "1 working day",
+        "met": 0,
+        "late": 1,
+        "breached": 0,
+        "pending": 0,
+        "evaluated": 1,
+        "compliance_pct": 0.0,
+        "mean_hours": 264.0,
+        "max_hours": 264.0,
+    }
     general = data["by_severity"]["general"]
     assert general["count"] == 2 and general["open"] == 1
     assert general["clocks"]["respond"]["compliance_pct"] == 0.0
     assert general["clocks"]["resolve"]["breached"] == 1 and general["clocks"]["resolve"]["met"] == 1
     reasons = {(b["id"], b["clock"]): b for b in data["breaches"]}
-    assert set(reasons) == {(month["a"], "recover"), (month["b"], "respond"), (month["c"], "respond"), (month["c"], "resolve")}
-    assert reasons[(month["a"], "recover")]["late_hours"] == 24.0 and reasons[(month["a"], "recover")]["cause"] == "RAID controller replaced"
+    assert set(reasons) == {
+        (month["a"], "recover"),
+        (month["b"], "respond"),
+        (month["c"], "respond"),
+        (month["c"], "resolve"),
+    }
+    assert (
+        reasons[(month["a"], "recover")]["late_hours"] == 24.0
+        and reasons[(month["a"], "recover")]["cause"] == "RAID controller replaced"
+    )
     assert reasons[(month["b"], "respond")]["late_hours"] == 4.0
     assert reasons[(month["c"], "respond")]["status"] == "breached"
     assert reasons[(month["c"], "respond")]["last_note"] == "waiting for the bureau's wording"
@@ -76,7 +102,9 @@ def test_sla_json(month: dict[str, str]) -> None:
 
 def test_sla_as_of_before_the_milestones(month: dict[str, str]) -> None:
     """As of 20 Feb, the outage's recovery was still running (due 24 Feb): pending, not met."""
-    data = json.loads(invoke("report", "sla", "--month", "2026-02", "--format", "json", "--as-of", "2026-02-20T12:00").stdout)
+    data = json.loads(
+        invoke("report", "sla", "--month", "2026-02", "--format", "json", "--as-of", "2026-02-20T12:00").stdout
+    )
     assert data["by_severity"]["outage"]["clocks"]["recover"]["pending"] == 1
     assert [i["id"] for i in data["incidents"]] == [month["c"], month["a"]]
 
@@ -93,14 +121,26 @@ def test_sla_html(month: dict[str, str], tmp_path: Path, lang: str) -> None:
     assert "42.9%" in html and month["a"] in html and month["d"] not in html
     if lang == "zh":
         assert 'lang="zh-CN"' in html
-        for text in ("运维服务等级（SLA）月报", "总体达标率", "系统无法运行", "应急恢复", "超时未完成",
-                     "应急恢复于期限后 24.0 小时完成", "RAID controller replaced", "1 个工作日内"):
+        for text in (
+            "运维服务等级（SLA）月报",
+            "总体达标率",
+            "系统无法运行",
+            "应急恢复",
+            "超时未完成",
+            "应急恢复于期限后 24.0 小时完成",
+            "RAID controller replaced",
+            "1 个工作日内",
+        ):
             assert text in html, text
     else:
         assert 'lang="en"' in html
-        for text in ("Service level (SLA) report", "Overall compliance: 42.9% (3 of 7 clocks met)",
-                     "Emergency recovery done 24.0 h after the deadline", "Response not done as of the report time",
-                     "within 5 working day(s)"):
+        for text in (
+            "Service level (SLA) report",
+            "Overall compliance: 42.9% (3 of 7 clocks met)",
+            "Emergency recovery done 24.0 h after the deadline",
+            "Response not done as of the report time",
+            "within 5 working day(s)",
+        ):
             assert text in html, text
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from conftest import (CLI_SECRET_VALUE, VAULT_SECRET_VALUE, all_text_under, home_env, only,
-                      opsctl_cmd, run_opsctl)
+from helpers.common import all_text_under, only, opsctl_cmd, run_opsctl
+from helpers.home import CLI_SECRET_VALUE, VAULT_SECRET_VALUE, home_env
 from orchestrator.archive import Archive
 from orchestrator.cli import cli
 
@@ -129,8 +129,9 @@ def test_high_risk_with_yes_runs(opsctl_home: Path) -> None:
 
 
 def test_secrets_never_reach_the_archive_or_stdout(opsctl_home: Path) -> None:
-    proc = run_opsctl("run", "leak", "--env", "test", "--diff", "-e", f"api_token={CLI_SECRET_VALUE}",
-                      env=home_env(opsctl_home))
+    proc = run_opsctl(
+        "run", "leak", "--env", "test", "--diff", "-e", f"api_token={CLI_SECRET_VALUE}", env=home_env(opsctl_home)
+    )
     assert proc.returncode == 0, proc.stderr
     # The play really used both secrets ...
     written = (opsctl_home / "markers" / "node1-secret.txt").read_text()
@@ -149,9 +150,20 @@ def test_secrets_never_reach_the_archive_or_stdout(opsctl_home: Path) -> None:
 
 
 def test_structured_extra_vars_are_masked_in_the_record(opsctl_home: Path) -> None:
-    code, out, err = invoke("run", "ok", "--env", "test", "-e", 'x={"password":"P3q","user":"app"}',
-                            "-e", 'dsns=["postgres://u:Dsn-Pass-1@h/db"]',
-                            "-e", 'targets=["postgres://u:Url-Pass-2@h/db"]', "-e", "db_pw=ab")
+    code, out, err = invoke(
+        "run",
+        "ok",
+        "--env",
+        "test",
+        "-e",
+        'x={"password":"P3q","user":"app"}',
+        "-e",
+        'dsns=["postgres://u:Dsn-Pass-1@h/db"]',
+        "-e",
+        'targets=["postgres://u:Url-Pass-2@h/db"]',
+        "-e",
+        "db_pw=ab",
+    )
     assert code == 0, out + err
     rec = latest(opsctl_home)
     assert json.loads(rec["extra_vars"]["x"]) == {"password": "********", "user": "app"}
@@ -172,12 +184,14 @@ def test_bad_extra_var_is_not_repeated_in_the_error(opsctl_home: Path) -> None:
     assert "Hunter2" not in out + err + json.dumps(rec)
 
 
-def test_control_socket_dir_is_made_private_and_passed_to_ansible(opsctl_home: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_control_socket_dir_is_made_private_and_passed_to_ansible(
+    opsctl_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOME", str(opsctl_home / "operator"))
     monkeypatch.setenv("ANSIBLE_SSH_CONTROL_PATH_DIR", "~/sockets/cp")
-    code, out, err = invoke("run", "change", "--env", "test",
-                            "-e", "marker_value={{ lookup('env', 'ANSIBLE_SSH_CONTROL_PATH_DIR') }}")
+    code, out, err = invoke(
+        "run", "change", "--env", "test", "-e", "marker_value={{ lookup('env', 'ANSIBLE_SSH_CONTROL_PATH_DIR') }}"
+    )
     assert code == 0, out + err
     cp = opsctl_home / "operator" / "sockets" / "cp"
     assert cp.is_dir() and (cp.stat().st_mode & 0o777) == 0o700
@@ -209,8 +223,7 @@ def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
 
 def _started_sleeping(home: Path) -> bool:
     pending = home / "var" / "archive" / ".pending"
-    return any("Sleep for a long time" in p.read_text(errors="replace")
-               for p in pending.glob("*/events.jsonl"))
+    return any("Sleep for a long time" in p.read_text(errors="replace") for p in pending.glob("*/events.jsonl"))
 
 
 def _playbook_pids(home: Path) -> list[int]:
@@ -231,8 +244,9 @@ def _playbook_pids(home: Path) -> list[int]:
 
 def _spawn(home: Path, *args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, **home_env(home))
-    return subprocess.Popen(opsctl_cmd(*args), env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        opsctl_cmd(*args), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_lock_refuses_overlap_then_sigint_cancels(opsctl_home: Path) -> None:

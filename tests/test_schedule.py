@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, only, run_opsctl
+from helpers.common import REPO, only, run_opsctl
 from orchestrator.archive import Archive
 from orchestrator.errors import BadInput
 from orchestrator.operations import get_environment, load_catalog
@@ -40,8 +40,7 @@ def test_the_config_file_defines_the_four_timers() -> None:
     failure = timers["backup"].failure_text()
     # the controller's vault key, store and channel come from its own file, never from git
     assert all("EnvironmentFile=-/etc/envcredit-ops/opsctl.env" in unit for unit in (svc, failure))
-    assert ("opsctl notify scheduled-failure --timer %i --unit envcredit-ops-%i.service --env production"
-            in failure)
+    assert "opsctl notify scheduled-failure --timer %i --unit envcredit-ops-%i.service --env production" in failure
     script = install_script(list(timers.values()))
     assert script.count("cat > /etc/systemd/system/envcredit-ops-notify-failure@.service") == 1
 
@@ -94,8 +93,11 @@ def test_timers_not_listed_as_standard_changes(opsctl_home: Path) -> None:
     timer = only(_timers(opsctl_home, probe="slow"))
     assert not timer.standard_change and timer.command()[-2:] == ["--reason", "scheduled"]
     # ... a changing one would be refused every night: refused at install, naming the policy
-    with pytest.raises(BadInput, match=r"'change' changes things and is not a standard change in 'production'"
-                                       r".*standard_changes in inventories/production/\.opsctl\.yml"):
+    with pytest.raises(
+        BadInput,
+        match=r"'change' changes things and is not a standard change in 'production'"
+        r".*standard_changes in inventories/production/\.opsctl\.yml",
+    ):
         _timers(opsctl_home, nightly="change")
 
 
@@ -107,25 +109,34 @@ def test_timers_installed_listed_and_removed_on_a_lab_host(lab_archive: Path) ->
         assert proc.returncode == 0, proc.stderr
         res = json.loads(proc.stdout)
         names = {r["timer"] for r in res["timers"]}
-        assert names == {f"envcredit-ops-{n}.timer"
-                         for n in ("inspection", "backup", "patch-scan", "backup-verify", "incident-check")}
+        assert names == {
+            f"envcredit-ops-{n}.timer"
+            for n in ("inspection", "backup", "patch-scan", "backup-verify", "incident-check")
+        }
         assert all(r["active"] == "active" and r["enabled"] == "enabled" for r in res["timers"]), res
         assert "envcredit-ops-inspection.timer" in res["list_timers"]
         listed = json.loads(run_opsctl("schedule", "list", "--target", host, "--json").stdout)
         assert {r["timer"] for r in listed["timers"]} == names
         # the host's own systemd agrees, and the service runs opsctl as the timer
-        unit = _ssh(host, "systemctl list-timers --all --no-pager 'envcredit-ops-*'; "
-                          "systemctl cat envcredit-ops-inspection.service")
+        unit = _ssh(
+            host,
+            "systemctl list-timers --all --no-pager 'envcredit-ops-*'; systemctl cat envcredit-ops-inspection.service",
+        )
         assert "envcredit-ops-backup.timer" in unit and "OPSCTL_OPERATOR=timer:inspection" in unit
         assert "--env lab --standard-change" in unit
         assert "OnFailure=envcredit-ops-notify-failure@inspection.service" in unit
         # systemd reads "%%" as "%" and the 15-minute calendar as such
-        shown = _ssh(host, "systemctl show -P Description envcredit-ops-incident-check.service; "
-                           "systemctl show -P TimersCalendar envcredit-ops-incident-check.timer")
+        shown = _ssh(
+            host,
+            "systemctl show -P Description envcredit-ops-incident-check.service; "
+            "systemctl show -P TimersCalendar envcredit-ops-incident-check.timer",
+        )
         assert "warns at 50 % and 80 %" in shown and ":00/15" in shown, shown
         template = _ssh(host, "systemctl cat envcredit-ops-notify-failure@backup.service")
-        assert "opsctl notify scheduled-failure --timer backup --unit envcredit-ops-backup.service" in template \
+        assert (
+            "opsctl notify scheduled-failure --timer backup --unit envcredit-ops-backup.service" in template
             or "--timer %i --unit envcredit-ops-%i.service" in template
+        )
     finally:
         proc = run_opsctl("schedule", "remove", "--target", host, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -137,9 +148,23 @@ def test_timers_installed_listed_and_removed_on_a_lab_host(lab_archive: Path) ->
 def _ssh(host: str, command: str) -> str:
     port = {"lab-app2": 2223}[host]
     proc = subprocess.run(
-        ["ssh", "-i", str(REPO / "var/lab/ssh/id_ed25519"), "-p", str(port),
-         "-o", f"UserKnownHostsFile={REPO / 'var/lab/known_hosts'}", "-o", "BatchMode=yes",
-         "ops@127.0.0.1", f"sudo bash -c {json.dumps(command)}"],
-        capture_output=True, text=True, timeout=60, check=False)
+        [
+            "ssh",
+            "-i",
+            str(REPO / "var/lab/ssh/id_ed25519"),
+            "-p",
+            str(port),
+            "-o",
+            f"UserKnownHostsFile={REPO / 'var/lab/known_hosts'}",
+            "-o",
+            "BatchMode=yes",
+            "ops@127.0.0.1",
+            f"sudo bash -c {json.dumps(command)}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout

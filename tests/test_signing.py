@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from conftest_archive import commit_record, fill
+from helpers.records import commit_record, fill
 from orchestrator.archive import Archive, SignaturePolicy
 from orchestrator.signing import Verifier
 
@@ -24,8 +24,12 @@ def keypair(tmp_path: Path, name: str) -> Path:
 
 def allowed(tmp_path: Path, *entries: tuple[str, Path]) -> Path:
     path = tmp_path / "allowed_signers"
-    path.write_text("".join(f'{who} namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}'
-                            for who, key in entries), encoding="utf-8")
+    path.write_text(
+        "".join(
+            f'{who} namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}' for who, key in entries
+        ),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -35,19 +39,24 @@ def keys(tmp_path: Path) -> dict[str, Any]:
     return {"alice": alice, "mallory": mallory, "allowed": allowed(tmp_path, ("alice@envcredit", alice))}
 
 
-def check(archive: Archive, allowed_file: Path, required: frozenset[str] = frozenset(),
-          since: str = "2000-01-01T00:00:00Z", operations: frozenset[str] | None = None) -> Any:
+def check(
+    archive: Archive,
+    allowed_file: Path,
+    required: frozenset[str] = frozenset(),
+    since: str = "2000-01-01T00:00:00Z",
+    operations: frozenset[str] | None = None,
+) -> Any:
     with Verifier([allowed_file]) as verifier:
         return archive.verify(SignaturePolicy(verifier, dict.fromkeys(required, since), operations))
 
 
-def test_records_are_signed_by_their_maker_and_verified(tmp_path: Path, keys: dict[str, Any],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_records_are_signed_by_their_maker_and_verified(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = Archive(tmp_path / "archive")
     monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
     recs = fill(archive, 3)
-    assert all((archive.root / r["id"] / "record.sig").read_text().startswith("-----BEGIN SSH SIGNATURE")
-               for r in recs)
+    assert all((archive.root / r["id"] / "record.sig").read_text().startswith("-----BEGIN SSH SIGNATURE") for r in recs)
     report = check(archive, keys["allowed"], frozenset({"production"}))
     assert report.ok and report.signers == {"alice@envcredit": 3} and report.unsigned == 0
     assert archive.verify().ok  # the chain alone still verifies (no signature check asked)
@@ -64,21 +73,24 @@ def test_a_key_nobody_allowed_fails(tmp_path: Path, keys: dict[str, Any], monkey
     assert "not in the allowed signers" in report.problem
 
 
-def test_a_signature_of_another_record_or_edited_fails(tmp_path: Path, keys: dict[str, Any],
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_signature_of_another_record_or_edited_fails(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = Archive(tmp_path / "archive")
     monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
     recs = fill(archive, 2)
     shutil.copyfile(archive.root / recs[0]["id"] / "record.sig", archive.root / recs[1]["id"] / "record.sig")
     report = check(archive, keys["allowed"])
     assert not report.ok and report.first_bad_id == recs[1]["id"] and "does not match the record" in report.problem
-    (archive.root / recs[1]["id"] / "record.sig").write_text("-----BEGIN SSH SIGNATURE-----\nAAAA\n"
-                                                              "-----END SSH SIGNATURE-----\n")
+    (archive.root / recs[1]["id"] / "record.sig").write_text(
+        "-----BEGIN SSH SIGNATURE-----\nAAAA\n-----END SSH SIGNATURE-----\n"
+    )
     assert not check(archive, keys["allowed"]).ok
 
 
-def test_unsigned_records_fail_where_signatures_are_required(tmp_path: Path, keys: dict[str, Any],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unsigned_records_fail_where_signatures_are_required(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = Archive(tmp_path / "archive")
     monkeypatch.delenv("OPSCTL_SIGNING_KEY", raising=False)
     lab = commit_record(archive, env="lab")
@@ -90,8 +102,9 @@ def test_unsigned_records_fail_where_signatures_are_required(tmp_path: Path, key
     assert lab["id"] != prod["id"]
 
 
-def test_the_signature_removed_from_a_signed_record_fails(tmp_path: Path, keys: dict[str, Any],
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_signature_removed_from_a_signed_record_fails(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = Archive(tmp_path / "archive")
     monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
     rec = commit_record(archive, env="production")
@@ -103,8 +116,9 @@ def test_the_signature_removed_from_a_signed_record_fails(tmp_path: Path, keys: 
 # -- through opsctl: a production-like policy with signed_records: required
 
 
-def test_a_run_that_must_be_signed_needs_a_key_and_is_signed(opsctl_home: Path, keys: dict[str, Any],
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_that_must_be_signed_needs_a_key_and_is_signed(
+    opsctl_home: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from test_run import invoke, latest
 
     policy = opsctl_home / "inventories" / "production" / ".opsctl.yml"
@@ -128,7 +142,8 @@ def test_a_run_that_must_be_signed_needs_a_key_and_is_signed(opsctl_home: Path, 
 
 
 def test_history_before_signing_was_required_and_register_entries_keep_verifying(
-        tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An archive from before the policy (BASE_TIME 2026-11-28) and unsigned incident entries
     stay valid; a run of a catalog operation after the time must be signed."""
     archive = Archive(tmp_path / "archive")

@@ -17,7 +17,7 @@ from orchestrator.cli import cli
 from orchestrator.errors import ArchiveError
 from orchestrator.store import FolderStore, GitStore, _git, open_store
 
-from conftest_archive import commit_record, fill
+from helpers.records import commit_record, fill
 
 TESTS = Path(__file__).resolve().parent
 
@@ -28,7 +28,7 @@ WRITER = textwrap.dedent("""\
     from datetime import timedelta
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from conftest_archive import BASE_TIME, commit_record
+    from helpers.records import BASE_TIME, commit_record
     from orchestrator.archive import Archive
     from orchestrator.store import FolderStore, GitStore
     local = Archive(Path(sys.argv[3]))
@@ -49,10 +49,16 @@ def git(*args: str, cwd: Path | None = None) -> str:
 def run_writers(tmp_path: Path, spec: str, n: int) -> tuple[list[Archive], list[int]]:
     procs = []
     for name in ("alice", "ci"):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(TESTS), spec, str(tmp_path / f"local-{name}"), name, str(n)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
-            env=dict(os.environ, OPSCTL_HOME=str(tmp_path))))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WRITER, str(TESTS), spec, str(tmp_path / f"local-{name}"), name, str(n)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                cwd=tmp_path,
+                env=dict(os.environ, OPSCTL_HOME=str(tmp_path)),
+            )
+        )
     attempts = []
     for p in procs:
         out, err = p.communicate(timeout=300)
@@ -246,15 +252,21 @@ def _rechain(archive: Archive, keep: list[dict[str, object]], edit: dict[str, di
     archive.index_path.unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("attack", ["delete the newest", "rechain from the middle", "empty everything",
-                                    "insert a forged production restore"])
+@pytest.mark.parametrize(
+    "attack", ["delete the newest", "rechain from the middle", "empty everything", "insert a forged production restore"]
+)
 def test_a_rewritten_archive_that_verifies_alone_is_caught_by_the_store(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attack: str) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, attack: str
+) -> None:
     import shutil
 
     local, recs, bare = _anchored(tmp_path, monkeypatch)
-    keep = {"delete the newest": recs[:-1], "rechain from the middle": [recs[0], recs[2], recs[3]],
-            "empty everything": [], "insert a forged production restore": recs}[attack]
+    keep = {
+        "delete the newest": recs[:-1],
+        "rechain from the middle": [recs[0], recs[2], recs[3]],
+        "empty everything": [],
+        "insert a forged production restore": recs,
+    }[attack]
     if attack.startswith("insert"):
         elsewhere = Archive(tmp_path / "forger")
         forged = commit_record(elsewhere, op="restore", env="production", ticket="CHG-1")
@@ -273,7 +285,8 @@ def test_a_rewritten_archive_that_verifies_alone_is_caught_by_the_store(
 
 
 def test_a_local_record_rewritten_after_the_push_is_never_already_there(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     local, recs, _bare = _anchored(tmp_path, monkeypatch)
     # a run re-sealed with another ticket and status, the chain after it re-hashed: whole, alone
     _rechain(local, recs, edit={str(recs[1]["id"]): {"status": "successful", "rc": 0, "ticket": "CHG-999"}})

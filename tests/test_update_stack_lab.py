@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import lab_run
-from os_lab_helpers import pid1_start, restore_baseline, shell, versions
+from helpers.lab import lab_run
+from helpers.os_lab import pid1_start, restore_baseline, shell, versions
 from test_app_lab import Client, app, artifacts, http_get  # noqa: F401  (app, artifacts: fixtures)
 
 pytestmark = pytest.mark.lab
@@ -24,8 +24,12 @@ BROKEN_DROPIN = "/etc/systemd/system/envcredit.service.d/zz-test-broken-start.co
 
 
 def service_started(hosts: str, unit: str) -> dict[str, str]:
-    return {h: v.strip() for h, v in
-            shell(hosts, f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}", become=False).items()}
+    return {
+        h: v.strip()
+        for h, v in shell(
+            hosts, f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}", become=False
+        ).items()
+    }
 
 
 def backend_state(host: str) -> str:
@@ -38,8 +42,11 @@ def stack(lab_ready: list[str], app: list[str]) -> Iterator[None]:
     assert http_get("/healthz")[0] == 200, "the app (installed by the app fixture) must be served"
     restore_baseline(HOSTS)
     yield
-    shell("lab-app1", f"rm -f {BROKEN_DROPIN} && systemctl daemon-reload && "
-          "(systemctl is-active -q envcredit || systemctl restart envcredit)")
+    shell(
+        "lab-app1",
+        f"rm -f {BROKEN_DROPIN} && systemctl daemon-reload && "
+        "(systemctl is-active -q envcredit || systemctl restart envcredit)",
+    )
     restore_baseline(HOSTS)
     if any("down" in backend_state(h) for h in ("lab-app1", "lab-app2")):
         lab_run("update-stack", "-e", "update_stack_packages=envcredit-agent")
@@ -84,8 +91,11 @@ def test_update_stack_upgrades_only_the_filter_rolling_without_a_failed_request(
 
 def test_failed_health_gate_stops_the_rollout_and_keeps_the_host_out(stack: None) -> None:
     # The application of lab-app1 will not start again after its packages change.
-    shell("lab-app1", f"mkdir -p {Path(BROKEN_DROPIN).parent} && "
-          f"printf '[Service]\\nExecStartPre=/bin/false\\n' > {BROKEN_DROPIN} && systemctl daemon-reload")
+    shell(
+        "lab-app1",
+        f"mkdir -p {Path(BROKEN_DROPIN).parent} && "
+        f"printf '[Service]\\nExecStartPre=/bin/false\\n' > {BROKEN_DROPIN} && systemctl daemon-reload",
+    )
     client = Client()
     client.start()
     try:
@@ -108,7 +118,8 @@ def test_failed_health_gate_stops_the_rollout_and_keeps_the_host_out(stack: None
     # Repaired, the same operation finishes the rollout and puts lab-app1 back.
     shell("lab-app1", f"rm -f {BROKEN_DROPIN} && systemctl daemon-reload && systemctl restart envcredit")
     rec = lab_run("update-stack", "-e", "update_stack_packages=envcredit-agent")
-    assert {h: s["state"] for h, s in rec["outputs"]["update_stack"].items()} == \
-        {h: "updated" for h in HOSTS.split(":")}
+    assert {h: s["state"] for h, s in rec["outputs"]["update_stack"].items()} == {
+        h: "updated" for h in HOSTS.split(":")
+    }
     assert all(v["envcredit-agent"] == "1.1 install" for v in versions(HOSTS).values())
     assert "down" not in backend_state("lab-app1")

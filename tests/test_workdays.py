@@ -19,13 +19,26 @@ D = dt.date
 # 2024-11-12 and 2025-11-04): rest days and make-up working days.
 OFFICIAL = {
     2025: {
-        "rest": [("01-01", "01-01"), ("01-28", "02-04"), ("04-04", "04-06"), ("05-01", "05-05"),
-                 ("05-31", "06-02"), ("10-01", "10-08")],
+        "rest": [
+            ("01-01", "01-01"),
+            ("01-28", "02-04"),
+            ("04-04", "04-06"),
+            ("05-01", "05-05"),
+            ("05-31", "06-02"),
+            ("10-01", "10-08"),
+        ],
         "makeup": ["01-26", "02-08", "04-27", "09-28", "10-11"],
     },
     2026: {
-        "rest": [("01-01", "01-03"), ("02-15", "02-23"), ("04-04", "04-06"), ("05-01", "05-05"),
-                 ("06-19", "06-21"), ("09-25", "09-27"), ("10-01", "10-07")],
+        "rest": [
+            ("01-01", "01-03"),
+            ("02-15", "02-23"),
+            ("04-04", "04-06"),
+            ("05-01", "05-05"),
+            ("06-19", "06-21"),
+            ("09-25", "09-27"),
+            ("10-01", "10-07"),
+        ],
         "makeup": ["01-04", "02-14", "02-28", "05-09", "09-20", "10-10"],
     },
 }
@@ -232,14 +245,17 @@ def test_project_file_adds_a_year_and_wins_over_the_package(tmp_path: Path, monk
     assert workdays.add_working_days(at("2027-02-05T18:00"), 1).at.day == 13
 
 
-@pytest.mark.parametrize("body, message", [
-    ("years:\n  2027:\n    workdays: [2027-02-10]\n", "is a weekday"),
-    ("years:\n  2027:\n    holidays: [2027-02-13]\n    workdays: [2027-02-13]\n", "both as a holiday"),
-    ("years:\n  2027:\n    holidays: [2028-01-01]\n", "is not in 2027"),
-    ("years:\n  2027:\n    holidays: [not-a-date]\n", "is not a date"),
-    ("years:\n  2027:\n    holiday: []\n", "unknown key"),
-    ("years: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("years:\n  2027:\n    workdays: [2027-02-10]\n", "is a weekday"),
+        ("years:\n  2027:\n    holidays: [2027-02-13]\n    workdays: [2027-02-13]\n", "both as a holiday"),
+        ("years:\n  2027:\n    holidays: [2028-01-01]\n", "is not in 2027"),
+        ("years:\n  2027:\n    holidays: [not-a-date]\n", "is not a date"),
+        ("years:\n  2027:\n    holiday: []\n", "unknown key"),
+        ("years: [\n", "not valid YAML"),
+    ],
+)
 def test_malformed_project_file(tmp_path: Path, body: str, message: str) -> None:
     path = tmp_path / "workdays.yml"
     path.write_text(body, encoding="utf-8")

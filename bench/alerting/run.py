@@ -49,7 +49,8 @@ class Handler(BaseHTTPRequestHandler):
 
 def site_alert_firing() -> bool:
     url = "http://127.0.0.1:9090/api/v1/query?" + urllib.parse.urlencode(
-        {"query": 'ALERTS{alertname="EnvcreditSiteDown",alertstate="firing"}'})
+        {"query": 'ALERTS{alertname="EnvcreditSiteDown",alertstate="firing"}'}
+    )
     with urllib.request.urlopen(url, timeout=10) as resp:
         return bool(json.loads(resp.read())["data"]["result"])
 
@@ -74,8 +75,13 @@ def one_round(timeout: float) -> float:
         subprocess.run(["podman", "exec", "lab-web1", "systemctl", "start", "nginx"], check=True, env=ENV)
     while site_alert_firing():
         time.sleep(5)
-    subprocess.run([OPSCTL, "incident", "resolve", incident, "--cause", "bench/alerting: nginx stopped on purpose"],
-                   capture_output=True, env=ENV, cwd=REPO, check=False)
+    subprocess.run(
+        [OPSCTL, "incident", "resolve", incident, "--cause", "bench/alerting: nginx stopped on purpose"],
+        capture_output=True,
+        env=ENV,
+        cwd=REPO,
+        check=False,
+    )
     return elapsed
 
 

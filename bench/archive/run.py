@@ -78,28 +78,56 @@ def make_inputs(i: int, rng: random.Random) -> tuple[RunMeta, list[dict[str, Any
     def ev(kind: str, text: str = "", **data: Any) -> None:
         nonlocal n
         n += 1
-        events.append({"event": kind, "uuid": f"{i:08x}-0000-0000-0000-{n:012d}", "counter": n, "stdout": text,
-                       "start_line": n, "end_line": n + 1, "runner_ident": run_id,
-                       "created": iso(started + timedelta(seconds=n)), "event_data": data})
+        events.append(
+            {
+                "event": kind,
+                "uuid": f"{i:08x}-0000-0000-0000-{n:012d}",
+                "counter": n,
+                "stdout": text,
+                "start_line": n,
+                "end_line": n + 1,
+                "runner_ident": run_id,
+                "created": iso(started + timedelta(seconds=n)),
+                "event_data": data,
+            }
+        )
         if text:
             stdout.append(text)
 
     ev("playbook_on_start")
     ev("playbook_on_play_start", f"PLAY [{op}] ****", play=op)
-    stats: dict[str, dict[str, int]] = {k: {} for k in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")}
+    stats: dict[str, dict[str, int]] = {
+        k: {} for k in ("ok", "changed", "failures", "dark", "skipped", "rescued", "ignored")
+    }
     for t in range(3):
         task = f"{op} step {t}"
         ev("playbook_on_task_start", f"TASK [{task}] ****", task=task)
         for h in hosts:
             if h == failed_host and t == 2:
-                ev("runner_on_failed", f"fatal: [{h}]: FAILED! => rc=1", host=h, task=task, task_action="ansible.builtin.command",
-                   resolved_action="ansible.builtin.command", role=op, ignore_errors=None, res={"msg": "non-zero return code", "rc": 1})
+                ev(
+                    "runner_on_failed",
+                    f"fatal: [{h}]: FAILED! => rc=1",
+                    host=h,
+                    task=task,
+                    task_action="ansible.builtin.command",
+                    resolved_action="ansible.builtin.command",
+                    role=op,
+                    ignore_errors=None,
+                    res={"msg": "non-zero return code", "rc": 1},
+                )
                 stats["failures"][h] = 1
             else:
                 changed = t == 1
-                ev("runner_on_ok", f"{'changed' if changed else 'ok'}: [{h}]", host=h, task=task,
-                   task_action="ansible.builtin.template", resolved_action="ansible.builtin.template", role=op,
-                   res={"changed": changed, "diff": [{"before": "a=1\n", "after": "a=2\n"}] if changed else None})
+                ev(
+                    "runner_on_ok",
+                    f"{'changed' if changed else 'ok'}: [{h}]",
+                    host=h,
+                    task=task,
+                    task_action="ansible.builtin.template",
+                    resolved_action="ansible.builtin.template",
+                    role=op,
+                    res={"changed": changed, "diff": [{"before": "a=1\n", "after": "a=2\n"}] if changed else None},
+                )
                 stats["ok"][h] = stats["ok"].get(h, 0) + 1
                 if changed:
                     stats["changed"][h] = 1
@@ -112,10 +140,17 @@ def build_record(meta: RunMeta, events: list[dict[str, Any]], status: str, rc: i
     builder = RecordBuilder()
     for e in events:
         builder.feed(e)
-    return builder.finish(meta, status=status, rc=rc, ended=iso(datetime.fromisoformat(meta.started[:-1] + "+00:00") + timedelta(seconds=len(events))))
+    return builder.finish(
+        meta,
+        status=status,
+        rc=rc,
+        ended=iso(datetime.fromisoformat(meta.started[:-1] + "+00:00") + timedelta(seconds=len(events))),
+    )
 
 
-def real_commit(archive: Archive, meta: RunMeta, events: list[dict[str, Any]], stdout: str, status: str, rc: int) -> dict[str, Any]:
+def real_commit(
+    archive: Archive, meta: RunMeta, events: list[dict[str, Any]], stdout: str, status: str, rc: int
+) -> dict[str, Any]:
     pending = archive.begin(meta.id, meta)
     for e in events:
         pending.write_event(e)
@@ -130,8 +165,16 @@ def events_bytes(events: list[dict[str, Any]]) -> bytes:
     )
 
 
-def fast_commit(root: Path, seq: int, prev_hash: str | None, meta: RunMeta, events: list[dict[str, Any]],
-                stdout: str, status: str, rc: int) -> dict[str, Any]:
+def fast_commit(
+    root: Path,
+    seq: int,
+    prev_hash: str | None,
+    meta: RunMeta,
+    events: list[dict[str, Any]],
+    stdout: str,
+    status: str,
+    rc: int,
+) -> dict[str, Any]:
     """Same bytes as Archive.commit(), without flock, fsyncs and index update."""
     import hashlib
 
@@ -141,7 +184,10 @@ def fast_commit(root: Path, seq: int, prev_hash: str | None, meta: RunMeta, even
     record = {k: v for k, v in record.items() if k not in ("seq", "prev_hash", "artifacts", "hash")}
     record["seq"] = seq
     record["prev_hash"] = prev_hash
-    record["artifacts"] = {"stdout.txt": hashlib.sha256(out_b).hexdigest(), "events.jsonl": hashlib.sha256(ev_b).hexdigest()}
+    record["artifacts"] = {
+        "stdout.txt": hashlib.sha256(out_b).hexdigest(),
+        "events.jsonl": hashlib.sha256(ev_b).hexdigest(),
+    }
     record["hash"] = record_hash(record)
     folder = root / meta.id
     os.mkdir(folder, 0o700)
@@ -187,7 +233,7 @@ def main() -> int:
     root = args.keep or tmp / "archive"
     try:
         check_identical(tmp)
-        print(f"fast path writes byte-identical folders to Archive.commit(): ok")
+        print("fast path writes byte-identical folders to Archive.commit(): ok")
         archive = Archive(root)
         rng = random.Random(42)
         n_real = min(args.real, args.count)
@@ -200,7 +246,9 @@ def main() -> int:
                 meta, events, stdout, status, rc = make_inputs(i, rng)
                 prev = fast_commit(root, i + 1, prev["hash"] if prev else None, meta, events, stdout, status, rc)
             if prev is not None:
-                (root / "HEAD").write_bytes(canonical_json({"seq": prev["seq"], "id": prev["id"], "hash": prev["hash"]}) + b"\n")
+                (root / "HEAD").write_bytes(
+                    canonical_json({"seq": prev["seq"], "id": prev["id"], "hash": prev["hash"]}) + b"\n"
+                )
 
         timed(f"create {args.count} records ({n_real} via commit())", build)
         timed("reindex (SQLite, from the folders)", archive.reindex)
@@ -208,21 +256,37 @@ def main() -> int:
         rows = timed(f"Archive.list(env={env!r}, status='failed')", lambda: archive.list(env=env, status="failed"), 0.3)
         print(f"  -> {len(rows)} rows")
         timed("Archive.list(host='db1', limit=50)", lambda: archive.list(host="db1", limit=50), 0.3)
-        timed("Archive.list(since=..., until=...) one week", lambda: archive.list(since="2026-03-02", until="2026-03-08"), 0.3)
+        timed(
+            "Archive.list(since=..., until=...) one week",
+            lambda: archive.list(since="2026-03-02", until="2026-03-08"),
+            0.3,
+        )
 
         from click.testing import CliRunner
 
-        from orchestrator.cli_records import records
+        from orchestrator.cli.records import records
 
         os.environ["OPSCTL_ARCHIVE"] = str(root)
-        res = timed("records list --env production --status failed (CliRunner)",
-                    lambda: CliRunner().invoke(records, ["list", "--env", env, "--status", "failed"]), 0.3)
+        res = timed(
+            "records list --env production --status failed (CliRunner)",
+            lambda: CliRunner().invoke(records, ["list", "--env", env, "--status", "failed"]),
+            0.3,
+        )
         assert res.exit_code == 0, res.output
-        code = ("import sys; from orchestrator.cli_records import records; "
-                "records.main(['list','--env','production','--status','failed'], standalone_mode=True)")
-        proc = timed("same, as a fresh python process (imports included)",
-                     lambda: subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
-                                            env={**os.environ, "PYTHONPATH": str(REPO)}, check=False))
+        code = (
+            "import sys; from orchestrator.cli.records import records; "
+            "records.main(['list','--env','production','--status','failed'], standalone_mode=True)"
+        )
+        proc = timed(
+            "same, as a fresh python process (imports included)",
+            lambda: subprocess.run(
+                [sys.executable, "-c", code],
+                cwd=REPO,
+                capture_output=True,
+                env={**os.environ, "PYTHONPATH": str(REPO)},
+                check=False,
+            ),
+        )
         assert proc.returncode == 0, proc.stderr
         report = timed("Archive.verify()", archive.verify, 10.0)
         print(f"  -> ok={report.ok} count={report.count} {report.problem}")

@@ -48,8 +48,7 @@ HOST_DIR = "/var/backups/bench-db"  # throw-away, beside the lab's /var/backups/
 JOBS = 2  # pg_dump / pg_restore jobs: the role's defaults on the lab (min(vCPUs, 4) = 2; restore 2)
 LEVEL = 3  # the role's zstd level
 DUMP_TASK = "Dump the databases, compress, checksum and write the manifest"
-MY_DUMP = ("mariadb-dump --single-transaction --routines --triggers --events --hex-blob "
-           "--default-character-set=utf8mb4")
+MY_DUMP = "mariadb-dump --single-transaction --routines --triggers --events --hex-blob --default-character-set=utf8mb4"
 
 
 class BenchError(Exception):
@@ -59,10 +58,30 @@ class BenchError(Exception):
 def ssh(host: str, script: str, user: str = "root", timeout: float = 3600) -> str:
     """Run a bash script on the lab host as `user` (set -euo pipefail); its stdout."""
     key = REPO / "var" / "lab" / "ssh" / "id_ed25519"
-    argv = ["ssh", "-i", str(key), "-p", str(PORT[host]), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={REPO / 'var' / 'lab' / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "LogLevel=ERROR", "ops@127.0.0.1",
-            "sudo", "-u", user, "bash", "-c", shlex.quote("set -euo pipefail; cd /tmp; " + script)]
+    argv = [
+        "ssh",
+        "-i",
+        str(key),
+        "-p",
+        str(PORT[host]),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={REPO / 'var' / 'lab' / 'known_hosts'}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "ops@127.0.0.1",
+        "sudo",
+        "-u",
+        user,
+        "bash",
+        "-c",
+        shlex.quote("set -euo pipefail; cd /tmp; " + script),
+    ]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise BenchError(f"{host}: {script[:200]!r} exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
@@ -71,7 +90,7 @@ def ssh(host: str, script: str, user: str = "root", timeout: float = 3600) -> st
 
 def timed_on_host(host: str, script: str, user: str = "root") -> tuple[float, float]:
     """(controller wall time, time measured on the host) of a script."""
-    wrapped = f"s=$(date +%s%N); ( {script} ); e=$(date +%s%N); echo \"@@elapsed $(( e - s ))\""
+    wrapped = f's=$(date +%s%N); ( {script} ); e=$(date +%s%N); echo "@@elapsed $(( e - s ))"'
     start = time.perf_counter()
     out = ssh(host, wrapped, user)
     wall = time.perf_counter() - start
@@ -100,11 +119,20 @@ def drop_db(host: str, db: str) -> None:
 
 def opsctl(args: list[str], env: dict[str, str]) -> tuple[float, dict[str, Any]]:
     start = time.perf_counter()
-    proc = subprocess.run([str(BIN / "opsctl"), *args, "--env", "lab", "--json"], cwd=REPO, env=env,
-                          capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [str(BIN / "opsctl"), *args, "--env", "lab", "--json"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        raise BenchError(f"opsctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+        raise BenchError(
+            f"opsctl {' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+        )
     record: dict[str, Any] = json.loads(proc.stdout)
     return wall, record
 
@@ -131,28 +159,49 @@ def ensure_seeded(host: str, db: str, env: dict[str, str]) -> dict[str, Any]:
         print(f"{host}: {db} already seeded ({have} enterprises)", flush=True)
         return {"seeded_now": False, "enterprises": have}
     print(f"{host}: seeding {db} with the bench data set (a few minutes)...", flush=True)
-    wall, _ = opsctl(["run", "seed", "--limit", host, "--reason", "bench-db seed",
-                      "-e", f"db_seed_database={db}", "-e", "db_seed_size=bench",
-                      "-e", f"db_seed_owner={db}_owner", "-e", f"db_seed_app_user={db}_app"], env)
+    wall, _ = opsctl(
+        [
+            "run",
+            "seed",
+            "--limit",
+            host,
+            "--reason",
+            "bench-db seed",
+            "-e",
+            f"db_seed_database={db}",
+            "-e",
+            "db_seed_size=bench",
+            "-e",
+            f"db_seed_owner={db}_owner",
+            "-e",
+            f"db_seed_app_user={db}_app",
+        ],
+        env,
+    )
     return {"seeded_now": True, "seed_s": wall, "enterprises": int(sql(host, db, "SELECT count(*) FROM enterprises"))}
 
 
 def bare_dump_script(engine: str, db: str, out: str) -> str:
     if engine == "postgresql":
-        return (f"rm -rf {out}; pg_dump -Fd -Z0 -j {JOBS} -f {out} {db}; "
-                f"zstd -q --rm -{LEVEL} -T0 {out}/*.dat")
+        return f"rm -rf {out}; pg_dump -Fd -Z0 -j {JOBS} -f {out} {db}; zstd -q --rm -{LEVEL} -T0 {out}/*.dat"
     return f"rm -f {out}; {MY_DUMP} {db} | zstd -q -{LEVEL} -T0 -c > {out}"
 
 
 def bare_restore_script(engine: str, db: str, src: str, into: str) -> str:
     if engine == "postgresql":
-        owner = f"$(psql -XAtq -d postgres -c \"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'\")"
-        return (f"rm -rf {HOST_DIR}/raw-restore; mkdir {HOST_DIR}/raw-restore; "
-                f"for f in {src}/*.zst; do zstd -q -d -o {HOST_DIR}/raw-restore/$(basename $f .zst) $f; done; "
-                f"createdb -T template0 -E UTF8 -O {owner} {into}; "
-                f"pg_restore --exit-on-error -j {JOBS} -d {into} {HOST_DIR}/raw-restore; rm -rf {HOST_DIR}/raw-restore")
-    return (f"mariadb -e 'CREATE DATABASE `{into}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci'; "
-            f"zstd -q -d -c {src} | mariadb --default-character-set=utf8mb4 {into}")
+        owner = (
+            f"$(psql -XAtq -d postgres -c \"SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = '{db}'\")"
+        )
+        return (
+            f"rm -rf {HOST_DIR}/raw-restore; mkdir {HOST_DIR}/raw-restore; "
+            f"for f in {src}/*.zst; do zstd -q -d -o {HOST_DIR}/raw-restore/$(basename $f .zst) $f; done; "
+            f"createdb -T template0 -E UTF8 -O {owner} {into}; "
+            f"pg_restore --exit-on-error -j {JOBS} -d {into} {HOST_DIR}/raw-restore; rm -rf {HOST_DIR}/raw-restore"
+        )
+    return (
+        f"mariadb -e 'CREATE DATABASE `{into}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci'; "
+        f"zstd -q -d -c {src} | mariadb --default-character-set=utf8mb4 {into}"
+    )
 
 
 def compress_bench(host: str, db: str) -> dict[str, Any]:
@@ -160,7 +209,7 @@ def compress_bench(host: str, db: str) -> dict[str, Any]:
     engine = ENGINE[host]
     user = RUN_AS[engine]
     raw = f"{HOST_DIR}/plain.sql"
-    dump = (f"pg_dump -Fp {db} > {raw}" if engine == "postgresql" else f"{MY_DUMP} {db} > {raw}")
+    dump = f"pg_dump -Fp {db} > {raw}" if engine == "postgresql" else f"{MY_DUMP} {db} > {raw}"
     _, dump_s = timed_on_host(host, dump, user)
     raw_bytes = int(ssh(host, f"stat -c %s {raw}", user))
     out: dict[str, Any] = {"plain_dump_s": dump_s, "plain_bytes": raw_bytes}
@@ -178,25 +227,47 @@ def compress_bench(host: str, db: str) -> dict[str, Any]:
     return out
 
 
-def bench_host(host: str, db: str, rounds: int, store: Path, archive: Path, env: dict[str, str],
-               tmp: Path, restore: bool, compress: bool) -> dict[str, Any]:
+def bench_host(
+    host: str,
+    db: str,
+    rounds: int,
+    store: Path,
+    archive: Path,
+    env: dict[str, str],
+    tmp: Path,
+    restore: bool,
+    compress: bool,
+) -> dict[str, Any]:
     engine = ENGINE[host]
     user = RUN_AS[engine]
     ssh(host, f"install -d -m 0700 -o {user} {HOST_DIR}")
     bare_out = f"{HOST_DIR}/bare." + ("dir" if engine == "postgresql" else "sql.zst")
     # one file per operation: each accepts only the -e keys its catalog entry declares
     varsfile = tmp / f"{host}-backup-vars.yml"
-    varsfile.write_text(json.dumps({
-        "db_backup_databases": [db], "db_backup_store_dir": str(store / "lab"),
-        "db_backup_host_dir": f"{HOST_DIR}/role", "db_backup_retention": False,
-    }), encoding="utf-8")
+    varsfile.write_text(
+        json.dumps(
+            {
+                "db_backup_databases": [db],
+                "db_backup_store_dir": str(store / "lab"),
+                "db_backup_host_dir": f"{HOST_DIR}/role",
+                "db_backup_retention": False,
+            }
+        ),
+        encoding="utf-8",
+    )
     restore_vars = tmp / f"{host}-restore-vars.yml"
-    restore_vars.write_text(json.dumps({
-        "db_backup_store_dir": str(store / "lab"), "db_restore_database": db,
-        "db_restore_store_dir": str(store / "lab"), "db_restore_stage_dir": f"{HOST_DIR}/stage",
-    }), encoding="utf-8")
-    res: dict[str, Any] = {"engine": engine, "database": db, "size_on_disk_bytes": size_on_disk(host, db),
-                           "rounds": []}
+    restore_vars.write_text(
+        json.dumps(
+            {
+                "db_backup_store_dir": str(store / "lab"),
+                "db_restore_database": db,
+                "db_restore_store_dir": str(store / "lab"),
+                "db_restore_stage_dir": f"{HOST_DIR}/stage",
+            }
+        ),
+        encoding="utf-8",
+    )
+    res: dict[str, Any] = {"engine": engine, "database": db, "size_on_disk_bytes": size_on_disk(host, db), "rounds": []}
     for i in range(rounds):
         rnd: dict[str, Any] = {}
         order = ["bare", "opsctl"] if i % 2 == 0 else ["opsctl", "bare"]
@@ -206,12 +277,15 @@ def bench_host(host: str, db: str, rounds: int, store: Path, archive: Path, env:
                 size = int(ssh(host, f"du -sb {bare_out} | cut -f1", user).strip())
                 rnd["bare_backup"] = {"wall_s": wall, "host_s": host_s, "bytes": size}
             else:
-                wall, rec = opsctl(["run", "backup", "--limit", host, "--reason", "bench-db",
-                                    "-e", f"@{varsfile}"], env)
+                wall, rec = opsctl(
+                    ["run", "backup", "--limit", host, "--reason", "bench-db", "-e", f"@{varsfile}"], env
+                )
                 prof = task_profile(archive, rec["id"])
                 out = rec["outputs"]["backup"][host]
                 rnd["opsctl_backup"] = {
-                    "wall_s": wall, "record_duration_s": rec.get("duration_s"), "backup_id": out["backup_id"],
+                    "wall_s": wall,
+                    "record_duration_s": rec.get("duration_s"),
+                    "backup_id": out["backup_id"],
                     "bytes": int(out["total_bytes"]),
                     "dump_task_s": prof.get(DUMP_TASK, 0.0),
                     "tool_s": float(out.get("elapsed_s") or 0.0),
@@ -233,14 +307,30 @@ def bench_host(host: str, db: str, rounds: int, store: Path, archive: Path, env:
                     wall, host_s = timed_on_host(host, bare_restore_script(engine, db, bare_out, into_bare), user)
                     rnd["bare_restore"] = {"wall_s": wall, "host_s": host_s}
                 else:
-                    wall, rec = opsctl(["run", "restore", "--limit", host, "--yes", "--reason", "bench-db",
-                                        "-e", f"@{restore_vars}", "-e", f"backup_id={o['backup_id']}",
-                                        "-e", f"target_db={into_role}"], env)
+                    wall, rec = opsctl(
+                        [
+                            "run",
+                            "restore",
+                            "--limit",
+                            host,
+                            "--yes",
+                            "--reason",
+                            "bench-db",
+                            "-e",
+                            f"@{restore_vars}",
+                            "-e",
+                            f"backup_id={o['backup_id']}",
+                            "-e",
+                            f"target_db={into_role}",
+                        ],
+                        env,
+                    )
                     prof = task_profile(archive, rec["id"])
                     rnd["opsctl_restore"] = {
                         "wall_s": wall,
                         "restore_task_s": prof.get(
-                            "Restore the backup into a new database and compare row counts with the manifest", 0.0),
+                            "Restore the backup into a new database and compare row counts with the manifest", 0.0
+                        ),
                         "stage_copy_s": prof.get("Copy the backup from the store to the host", 0.0),
                         "stage_check_s": prof.get("Check the checksums of the copy on the host", 0.0),
                         "profile": dict(sorted(prof.items(), key=lambda kv: -kv[1])[:8]),
@@ -269,39 +359,63 @@ def med(rounds: list[dict[str, Any]], side: str, key: str) -> float:
 def report(results: dict[str, Any]) -> None:
     for host, r in results["hosts"].items():
         rounds = r["rounds"]
-        print(f"\n{host} ({r['engine']}), {r['database']} {r['size_on_disk_bytes'] / 1e9:.2f} GB on disk, "
-              f"{len(rounds)} round(s), medians")
+        print(
+            f"\n{host} ({r['engine']}), {r['database']} {r['size_on_disk_bytes'] / 1e9:.2f} GB on disk, "
+            f"{len(rounds)} round(s), medians"
+        )
         print(f"  {'':34} {'wall s':>8} {'host s':>8} {'bytes':>14}")
-        print(f"  {'bare dump + zstd':34} {med(rounds, 'bare_backup', 'wall_s'):8.1f} "
-              f"{med(rounds, 'bare_backup', 'host_s'):8.1f} {med(rounds, 'bare_backup', 'bytes'):14,.0f}")
-        print(f"  {'opsctl run backup':34} {med(rounds, 'opsctl_backup', 'wall_s'):8.1f} "
-              f"{med(rounds, 'opsctl_backup', 'dump_task_s'):8.1f} {med(rounds, 'opsctl_backup', 'bytes'):14,.0f}")
-        print(f"    of which: copy to the store {med(rounds, 'opsctl_backup', 'copy_task_s'):.1f} s, store sha256 "
-              f"check {med(rounds, 'opsctl_backup', 'store_check_s'):.1f} s, every task but the dump "
-              f"{med(rounds, 'opsctl_backup', 'other_tasks_s'):.1f} s")
+        print(
+            f"  {'bare dump + zstd':34} {med(rounds, 'bare_backup', 'wall_s'):8.1f} "
+            f"{med(rounds, 'bare_backup', 'host_s'):8.1f} {med(rounds, 'bare_backup', 'bytes'):14,.0f}"
+        )
+        print(
+            f"  {'opsctl run backup':34} {med(rounds, 'opsctl_backup', 'wall_s'):8.1f} "
+            f"{med(rounds, 'opsctl_backup', 'dump_task_s'):8.1f} {med(rounds, 'opsctl_backup', 'bytes'):14,.0f}"
+        )
+        print(
+            f"    of which: copy to the store {med(rounds, 'opsctl_backup', 'copy_task_s'):.1f} s, store sha256 "
+            f"check {med(rounds, 'opsctl_backup', 'store_check_s'):.1f} s, every task but the dump "
+            f"{med(rounds, 'opsctl_backup', 'other_tasks_s'):.1f} s"
+        )
         print(f"  {'  the tool on the host (same disk)':34} {'':8} {med(rounds, 'opsctl_backup', 'tool_s'):8.1f}")
-        print(f"  ratio backup opsctl/bare: wall {r['median_ratio_wall']:.2f}, dump task {r['median_ratio_host']:.2f}, "
-              f"tool on the host {r['median_ratio_tool']:.2f}   (goal <= 1.10)")
+        print(
+            f"  ratio backup opsctl/bare: wall {r['median_ratio_wall']:.2f}, dump task {r['median_ratio_host']:.2f}, "
+            f"tool on the host {r['median_ratio_tool']:.2f}   (goal <= 1.10)"
+        )
         if "median_ratio_restore_wall" in r:
-            print(f"  {'bare restore (zstd -d + load)':34} {med(rounds, 'bare_restore', 'wall_s'):8.1f} "
-                  f"{med(rounds, 'bare_restore', 'host_s'):8.1f}")
-            print(f"  {'opsctl run restore (target_db)':34} {med(rounds, 'opsctl_restore', 'wall_s'):8.1f} "
-                  f"{med(rounds, 'opsctl_restore', 'restore_task_s'):8.1f}")
-            print(f"    copy store->host {med(rounds, 'opsctl_restore', 'stage_copy_s'):.1f} s, host sha256 check "
-                  f"{med(rounds, 'opsctl_restore', 'stage_check_s'):.1f} s")
-            print(f"  ratio restore opsctl/bare: wall {r['median_ratio_restore_wall']:.2f}, "
-                  f"restore step {r['median_ratio_restore_host']:.2f}")
+            print(
+                f"  {'bare restore (zstd -d + load)':34} {med(rounds, 'bare_restore', 'wall_s'):8.1f} "
+                f"{med(rounds, 'bare_restore', 'host_s'):8.1f}"
+            )
+            print(
+                f"  {'opsctl run restore (target_db)':34} {med(rounds, 'opsctl_restore', 'wall_s'):8.1f} "
+                f"{med(rounds, 'opsctl_restore', 'restore_task_s'):8.1f}"
+            )
+            print(
+                f"    copy store->host {med(rounds, 'opsctl_restore', 'stage_copy_s'):.1f} s, host sha256 check "
+                f"{med(rounds, 'opsctl_restore', 'stage_check_s'):.1f} s"
+            )
+            print(
+                f"  ratio restore opsctl/bare: wall {r['median_ratio_restore_wall']:.2f}, "
+                f"restore step {r['median_ratio_restore_host']:.2f}"
+            )
         c = r.get("compression")
         if c:
-            print(f"  compression of one plain dump ({c['plain_bytes'] / 1e6:,.0f} MB, dumped in "
-                  f"{c['plain_dump_s']:.1f} s):")
+            print(
+                f"  compression of one plain dump ({c['plain_bytes'] / 1e6:,.0f} MB, dumped in "
+                f"{c['plain_dump_s']:.1f} s):"
+            )
             for name in ("zstd-3-T0", "zstd-3-T1", "gzip-6"):
                 x = c[name]
-                print(f"    {name:10} {x['compress_s']:7.1f} s  {x['bytes'] / 1e6:9,.1f} MB  ratio {x['ratio']:5.1f}  "
-                      f"decompress {x['decompress_s']:6.1f} s")
+                print(
+                    f"    {name:10} {x['compress_s']:7.1f} s  {x['bytes'] / 1e6:9,.1f} MB  ratio {x['ratio']:5.1f}  "
+                    f"decompress {x['decompress_s']:6.1f} s"
+                )
             z, g = c["zstd-3-T0"], c["gzip-6"]
-            print(f"    zstd/gzip: time {z['compress_s'] / g['compress_s']:.2f}, size {z['bytes'] / g['bytes']:.2f}, "
-                  f"decompress {z['decompress_s'] / g['decompress_s']:.2f}")
+            print(
+                f"    zstd/gzip: time {z['compress_s'] / g['compress_s']:.2f}, size {z['bytes'] / g['bytes']:.2f}, "
+                f"decompress {z['decompress_s'] / g['decompress_s']:.2f}"
+            )
 
 
 def main() -> int:
@@ -318,16 +432,26 @@ def main() -> int:
         ap.error(f"hosts must be among {', '.join(ENGINE)} and --db must not be the live envcredit")
     tmp = Path(tempfile.mkdtemp(prefix="bench-db-"))
     store, archive = tmp / "store", tmp / "archive"
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-               OPSCTL_ARCHIVE=str(archive), OPSCTL_LOCKS=str(tmp / "locks"),
-               ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
-    results: dict[str, Any] = {"benchmark": "db", "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                               "machine_cpus": os.cpu_count(), "rounds": args.rounds, "hosts": {}}
+    env = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        OPSCTL_ARCHIVE=str(archive),
+        OPSCTL_LOCKS=str(tmp / "locks"),
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+    )
+    results: dict[str, Any] = {
+        "benchmark": "db",
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine_cpus": os.cpu_count(),
+        "rounds": args.rounds,
+        "hosts": {},
+    }
     try:
         for host in hosts:
             seed = ensure_seeded(host, args.db, env)
-            results["hosts"][host] = bench_host(host, args.db, args.rounds, store, archive, env, tmp,
-                                                not args.skip_restore, not args.skip_compress)
+            results["hosts"][host] = bench_host(
+                host, args.db, args.rounds, store, archive, env, tmp, not args.skip_restore, not args.skip_compress
+            )
             results["hosts"][host]["seed"] = seed
     except BenchError as exc:
         print(f"bench-db: {exc}", file=sys.stderr)

@@ -62,9 +62,14 @@ class Load:
         def q(p: float) -> float | None:
             return round(lat[min(len(lat) - 1, int(p * len(lat)))], 1) if lat else None
 
-        return {"requests": len(rows), "failed": sum(1 for s in rows if not s[2]),
-                "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": round(lat[-1], 1) if lat else None,
-                "seconds": round(b - a, 1)}
+        return {
+            "requests": len(rows),
+            "failed": sum(1 for s in rows if not s[2]),
+            "p50_ms": q(0.5),
+            "p99_ms": q(0.99),
+            "max_ms": round(lat[-1], 1) if lat else None,
+            "seconds": round(b - a, 1),
+        }
 
 
 def main() -> int:
@@ -88,19 +93,44 @@ def main() -> int:
             t0 = time.monotonic()
             time.sleep(args.steady)
             t1 = time.monotonic()
-            proc = subprocess.run([str(REPO / ".venv/bin/opsctl"), "run", "deploy", "--env", "lab",
-                                   "-e", f"app_version={version}", "-e", f"app_deploy_artifact_dir={tmp / 'releases'}"],
-                                  env=env, capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                [
+                    str(REPO / ".venv/bin/opsctl"),
+                    "run",
+                    "deploy",
+                    "--env",
+                    "lab",
+                    "-e",
+                    f"app_version={version}",
+                    "-e",
+                    f"app_deploy_artifact_dir={tmp / 'releases'}",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             t2 = time.monotonic()
-            phases.append({"round": i + 1, "version": version, "deploy_rc": proc.returncode,
-                           "steady": load.between(t0, t1), "deploy": load.between(t1, t2)})
+            phases.append(
+                {
+                    "round": i + 1,
+                    "version": version,
+                    "deploy_rc": proc.returncode,
+                    "steady": load.between(t0, t1),
+                    "deploy": load.between(t1, t2),
+                }
+            )
             print(json.dumps(phases[-1]), flush=True)
     finally:
         load.stop.set()
         for t in load.threads:
             t.join(timeout=15)
-    result = {"when": datetime.now().astimezone().isoformat(), "clients": args.clients, "phases": phases,
-              "failed_during_deploys": sum(p["deploy"]["failed"] for p in phases)}
+    result = {
+        "when": datetime.now().astimezone().isoformat(),
+        "clients": args.clients,
+        "phases": phases,
+        "failed_during_deploys": sum(p["deploy"]["failed"] for p in phases),
+    }
     out = REPO / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"deploy-{datetime.now():%Y%m%dT%H%M%S}.json"

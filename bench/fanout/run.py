@@ -38,7 +38,7 @@ STOCK_CFG = """\
 [defaults]
 inventory = {repo}/inventories/lab
 roles_path = {repo}/roles
-collections_path = {repo}/.venv/collections
+collections_path = {repo}/collections:{repo}/.venv/collections
 collections_scan_sys_path = true
 forks = 5
 interpreter_python = auto_silent
@@ -55,8 +55,16 @@ control_path_dir = {tmp}/cp
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         sys.exit(f"command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
@@ -64,8 +72,14 @@ def timed(cmd: list[str], env: dict[str, str]) -> float:
 
 
 def fleet_hosts(limit: str, env: dict[str, str]) -> list[str]:
-    proc = subprocess.run([str(BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), limit, "--list-hosts"],
-                          cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [str(BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), limit, "--list-hosts"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return [line.strip() for line in proc.stdout.splitlines()[1:] if line.strip()]
 
 
@@ -78,13 +92,18 @@ def main() -> None:
     ap.add_argument("--no-mitogen", action="store_true", help="skip the project + Mitogen variant")
     args = ap.parse_args()
 
-    base = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-                ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password"))
+    base = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        ANSIBLE_VAULT_PASSWORD_FILE=str(REPO / "lab" / "lab-only-vault-password"),
+    )
     project_env = dict(base, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"))
     hosts = fleet_hosts(args.limit, project_env)
     if len(hosts) < args.min_hosts:
-        sys.exit(f"{len(hosts)} host(s) match {args.limit!r}, need {args.min_hosts}: start them with "
-                 f"`make lab SCALE={args.min_hosts}` (or lower --min-hosts)")
+        sys.exit(
+            f"{len(hosts)} host(s) match {args.limit!r}, need {args.min_hosts}: start them with "
+            f"`make lab SCALE={args.min_hosts}` (or lower --min-hosts)"
+        )
     variants: list[tuple[str, dict[str, str]]] = []
     with tempfile.TemporaryDirectory(prefix="bench-fanout-") as tmp:
         (Path(tmp) / "cp").mkdir()
@@ -94,10 +113,20 @@ def main() -> None:
         variants.append(("stock", dict(base, ANSIBLE_CONFIG=str(cfg))))
         strategy_dir = mitogen_strategy_dir()
         if strategy_dir and not args.no_mitogen:
-            variants.append(("project+mitogen", dict(project_env, ANSIBLE_STRATEGY_PLUGINS=strategy_dir,
-                                                     ANSIBLE_STRATEGY="mitogen_linear")))
-        cmd = [str(BIN / "ansible-playbook"), "-i", str(REPO / "inventories" / "lab"),
-               str(REPO / args.playbook), "--limit", args.limit]
+            variants.append(
+                (
+                    "project+mitogen",
+                    dict(project_env, ANSIBLE_STRATEGY_PLUGINS=strategy_dir, ANSIBLE_STRATEGY="mitogen_linear"),
+                )
+            )
+        cmd = [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(REPO / "inventories" / "lab"),
+            str(REPO / args.playbook),
+            "--limit",
+            args.limit,
+        ]
         # One warm-up of each (SSH control masters, fact cache, page cache): steady state is
         # what a day of operations sees.
         for _, env in variants:
@@ -111,25 +140,38 @@ def main() -> None:
     t_proj, t_stock = times["project"], times["stock"]
     ratios = [s / p for s, p in zip(t_stock, t_proj, strict=True)]
     result: dict[str, object] = {
-        "benchmark": "fanout", "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "playbook": args.playbook, "hosts": len(hosts), "rounds": args.rounds,
-        "project_s": t_proj, "stock_s": t_stock,
-        "median_project_s": statistics.median(t_proj), "median_stock_s": statistics.median(t_stock),
+        "benchmark": "fanout",
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "playbook": args.playbook,
+        "hosts": len(hosts),
+        "rounds": args.rounds,
+        "project_s": t_proj,
+        "stock_s": t_stock,
+        "median_project_s": statistics.median(t_proj),
+        "median_stock_s": statistics.median(t_stock),
         "median_ratio_stock_over_project": statistics.median(ratios),
     }
     if "project+mitogen" in times:
         t_mit = times["project+mitogen"]
-        result.update({"mitogen_s": t_mit, "median_mitogen_s": statistics.median(t_mit),
-                       "median_ratio_mitogen_over_project": statistics.median(
-                           [m / p for m, p in zip(t_mit, t_proj, strict=True)])})
+        result.update(
+            {
+                "mitogen_s": t_mit,
+                "median_mitogen_s": statistics.median(t_mit),
+                "median_ratio_mitogen_over_project": statistics.median(
+                    [m / p for m, p in zip(t_mit, t_proj, strict=True)]
+                ),
+            }
+        )
     out = REPO / "bench" / "results" / f"fanout-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"{args.playbook} over {len(hosts)} host(s) ({args.limit}), {args.rounds} rotated rounds")
     labels = {"project": "project ansible.cfg", "stock": "stock settings", "project+mitogen": "project + Mitogen"}
     for name, series in times.items():
-        print(f"  {labels[name]:<20} median {statistics.median(series):6.2f} s   runs: "
-              f"{', '.join(f'{t:.2f}' for t in series)}")
+        print(
+            f"  {labels[name]:<20} median {statistics.median(series):6.2f} s   runs: "
+            f"{', '.join(f'{t:.2f}' for t in series)}"
+        )
     print(f"  ratio stock/project  median {result['median_ratio_stock_over_project']:.2f}")
     if "median_ratio_mitogen_over_project" in result:
         print(f"  ratio mitogen/project median {result['median_ratio_mitogen_over_project']:.2f}")

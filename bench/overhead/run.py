@@ -142,7 +142,7 @@ OPSCTL_ENV = "bench"
 
 
 def build_local_home(root: Path, hosts: int) -> Path:
-    """A self-contained opsctl home (the shape of tests/conftest.py's build_home)."""
+    """A self-contained opsctl home (the shape of build_home in tests/helpers/home.py)."""
     from ansible.parsing.vault import VaultLib, VaultSecret
 
     (root / "playbooks" / "templates").mkdir(parents=True)
@@ -152,7 +152,8 @@ def build_local_home(root: Path, hosts: int) -> Path:
     inv = root / "inventories" / OPSCTL_ENV
     (inv / "group_vars" / "all").mkdir(parents=True)
     names = "".join(f"        bench{i:02d}: {{}}\n" for i in range(1, hosts + 1))
-    (inv / "hosts.yml").write_text(textwrap.dedent(f"""\
+    (inv / "hosts.yml").write_text(
+        textwrap.dedent(f"""\
         all:
           vars:
             ansible_connection: local
@@ -160,11 +161,15 @@ def build_local_home(root: Path, hosts: int) -> Path:
           children:
             app:
               hosts:
-        """) + names, encoding="utf-8")
+        """)
+        + names,
+        encoding="utf-8",
+    )
     (inv / "group_vars" / "all" / "main.yml").write_text(f"bench_out: {root / 'out'}\n", encoding="utf-8")
     vault = VaultLib([("default", VaultSecret(VAULT_PASSWORD.encode()))])
     (inv / "group_vars" / "all" / "vault.yml").write_bytes(
-        vault.encrypt(b"vault_bench_secret: Bench-Vaulted-Secret-93c1\n"))
+        vault.encrypt(b"vault_bench_secret: Bench-Vaulted-Secret-93c1\n")
+    )
     (inv / ".opsctl.yml").write_text("vault_password_file: ../../vault-password\n", encoding="utf-8")
     (root / "vault-password").write_text(VAULT_PASSWORD + "\n", encoding="utf-8")
     (root / "out").mkdir()
@@ -198,12 +203,22 @@ def runner_only(spec: dict[str, Any]) -> int:
 
     try:
         r = ansible_runner.run(
-            private_data_dir=workdir, ident="run", playbook=spec["playbook"], inventory=spec["inventory"],
-            limit=spec.get("limit"), extravars={"opsctl_record_id": "bench", "opsctl_env": spec["env"]},
+            private_data_dir=workdir,
+            ident="run",
+            playbook=spec["playbook"],
+            inventory=spec["inventory"],
+            limit=spec.get("limit"),
+            extravars={"opsctl_record_id": "bench", "opsctl_env": spec["env"]},
             cmdline=cmdline,
-            envvars={"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_CONFIG": spec["cfg"],
-                     "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")])},
-            quiet=True, event_handler=on_event, cancel_callback=lambda: False,
+            envvars={
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_FORCE_COLOR": "0",
+                "ANSIBLE_CONFIG": spec["cfg"],
+                "PATH": os.pathsep.join([str(BIN), os.environ.get("PATH", "")]),
+            },
+            quiet=True,
+            event_handler=on_event,
+            cancel_callback=lambda: False,
             fact_cache=spec["fact_cache"],
             settings=spec["settings"],
             project_dir=spec["project"],
@@ -217,8 +232,16 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]
     """Wall time and CPU time (user + system, the command and all its descendants)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    proc = subprocess.run(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     elapsed = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -229,15 +252,23 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--local", type=int, metavar="N", default=0,
-                    help="measure on a throw-away home of N local-connection hosts (no lab)")
+    ap.add_argument(
+        "--local",
+        type=int,
+        metavar="N",
+        default=0,
+        help="measure on a throw-away home of N local-connection hosts (no lab)",
+    )
     ap.add_argument("--op", default="inspect")
     ap.add_argument("--env", default="lab")
     ap.add_argument("--limit", default=None)
     ap.add_argument("--no-runner", action="store_true", help="skip the bare ansible-runner variant")
-    ap.add_argument("--baseline", metavar="DIR",
-                    help="also run opsctl with PYTHONPATH=DIR (a directory holding another version of "
-                         "the orchestrator package, e.g. from `git archive`), to measure a change")
+    ap.add_argument(
+        "--baseline",
+        metavar="DIR",
+        help="also run opsctl with PYTHONPATH=DIR (a directory holding another version of "
+        "the orchestrator package, e.g. from `git archive`), to measure a change",
+    )
     ap.add_argument("--runner-child", help=argparse.SUPPRESS)  # internal: JSON spec of runner_only()
     args = ap.parse_args()
     if args.runner_child:
@@ -251,9 +282,13 @@ def main() -> None:
         else:
             home = REPO
             op_name, env_name = args.op, args.env
-        env = dict(os.environ, OPSCTL_ARCHIVE=str(tmp / "archive"), OPSCTL_LOCKS=str(tmp / "locks"),
-                   ANSIBLE_CONFIG=str(home / "ansible.cfg"),
-                   PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        env = dict(
+            os.environ,
+            OPSCTL_ARCHIVE=str(tmp / "archive"),
+            OPSCTL_LOCKS=str(tmp / "locks"),
+            ANSIBLE_CONFIG=str(home / "ansible.cfg"),
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        )
         env.pop("OPSCTL_VAULT_PASSWORD_FILE", None)
         if args.local:
             env.update(OPSCTL_HOME=str(home), OPSCTL_CATALOG=str(home / "catalog.yml"))
@@ -264,8 +299,9 @@ def main() -> None:
 
         # The runner variant copies opsctl's ansible-runner settings (these defaults: before
         # they were named in orchestrator/runner.py).
-        runner_settings = getattr(opsctl_runner, "RUNNER_SETTINGS",
-                                  {"pexpect_timeout": 1, "suppress_ansible_output": True})
+        runner_settings = getattr(
+            opsctl_runner, "RUNNER_SETTINGS", {"pexpect_timeout": 1, "suppress_ansible_output": True}
+        )
         pty_close_delay = getattr(opsctl_runner, "PTY_CLOSE_DELAY", None)
 
         playbook = get_operation(op_name).playbook_path()
@@ -274,20 +310,46 @@ def main() -> None:
         vault_opt = ["--vault-password-file", str(vault)] if vault else []
         limit = ["--limit", args.limit] if args.limit else []
         variants: dict[str, list[str]] = {
-            "ansible-playbook": [str(BIN / "ansible-playbook"), "-i", str(inventory), *vault_opt,
-                                 str(playbook), *limit],
+            "ansible-playbook": [
+                str(BIN / "ansible-playbook"),
+                "-i",
+                str(inventory),
+                *vault_opt,
+                str(playbook),
+                *limit,
+            ],
         }
         if not args.no_runner:
             (tmp / "runner").mkdir()
-            spec = {"playbook": str(playbook), "inventory": str(inventory), "vault": str(vault) if vault else None,
-                    "limit": args.limit, "env": env_name, "cfg": str(home / "ansible.cfg"),
-                    "fact_cache": str(home / "var" / "facts"), "project": str(home),
-                    "workdir_root": str(tmp / "runner"), "settings": runner_settings,
-                    "pty_close_delay": pty_close_delay}
-            variants["ansible-runner"] = [sys.executable, str(Path(__file__).resolve()),
-                                          "--runner-child", json.dumps(spec)]
-        variants["opsctl run"] = [str(BIN / "opsctl"), "run", op_name, "--env", env_name,
-                                  "--reason", "benchmark", *limit]
+            spec = {
+                "playbook": str(playbook),
+                "inventory": str(inventory),
+                "vault": str(vault) if vault else None,
+                "limit": args.limit,
+                "env": env_name,
+                "cfg": str(home / "ansible.cfg"),
+                "fact_cache": str(home / "var" / "facts"),
+                "project": str(home),
+                "workdir_root": str(tmp / "runner"),
+                "settings": runner_settings,
+                "pty_close_delay": pty_close_delay,
+            }
+            variants["ansible-runner"] = [
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--runner-child",
+                json.dumps(spec),
+            ]
+        variants["opsctl run"] = [
+            str(BIN / "opsctl"),
+            "run",
+            op_name,
+            "--env",
+            env_name,
+            "--reason",
+            "benchmark",
+            *limit,
+        ]
         envs = {name: env for name in variants}
         if args.baseline:  # the same opsctl command on another checkout's orchestrator package
             variants["opsctl baseline"] = variants["opsctl run"]
@@ -307,24 +369,31 @@ def main() -> None:
     where = f"{args.local} local hosts (throw-away home)" if args.local else f"{env_name}"
     print(f"operation {op_name} on {where}, {args.rounds} rounds, order rotated, {os.cpu_count()} cores")
     for what, data in (("wall", times), ("cpu", cpus)):
-        print(f" {what} time (cpu: user + system of the command and its children)" if what == "cpu"
-              else f" {what} time")
+        print(
+            f" {what} time (cpu: user + system of the command and its children)" if what == "cpu" else f" {what} time"
+        )
         for name in names:
-            print(f"  {name:<17} median {statistics.median(data[name]):6.2f} s   "
-                  f"runs: {', '.join(f'{t:.2f}' for t in data[name])}")
+            print(
+                f"  {name:<17} median {statistics.median(data[name]):6.2f} s   "
+                f"runs: {', '.join(f'{t:.2f}' for t in data[name])}"
+            )
         bare = data["ansible-playbook"]
         for name in names[1:]:
             ratios = [t / b for t, b in zip(data[name], bare, strict=True)]
             label = {"ansible-runner": "runner/bare", "opsctl run": "opsctl/bare"}.get(name, "baseline/bare")
             goal = "   goal <= 1.05" if name == "opsctl run" and what == "wall" else ""
-            print(f"  ratio {label:<12} median {statistics.median(ratios):.3f} "
-                  f"(per round: {', '.join(f'{r:.3f}' for r in ratios)}){goal}")
+            print(
+                f"  ratio {label:<12} median {statistics.median(ratios):.3f} "
+                f"(per round: {', '.join(f'{r:.3f}' for r in ratios)}){goal}"
+            )
         if "ansible-runner" in data:
             step = [o - r for o, r in zip(data["opsctl run"], data["ansible-runner"], strict=True)]
             print(f"  opsctl - runner   median {statistics.median(step):+.2f} s (opsctl's own part)")
         if "opsctl baseline" in data:
             step = [o - b for o, b in zip(data["opsctl run"], data["opsctl baseline"], strict=True)]
-            print(f"  opsctl - baseline median {statistics.median(step):+.2f} s (this checkout against {args.baseline})")
+            print(
+                f"  opsctl - baseline median {statistics.median(step):+.2f} s (this checkout against {args.baseline})"
+            )
 
 
 if __name__ == "__main__":

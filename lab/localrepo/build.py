@@ -50,11 +50,21 @@ exit 0
 # (package, version, suite, description, postinst or None)
 PACKAGES = [
     ("envcredit-agent", "1.0", "bookworm-envcredit", "Environmental credit monitoring agent", None),
-    ("envcredit-agent", "1.1", "bookworm-envcredit-security",
-     "Environmental credit monitoring agent (security fix)", None),
+    (
+        "envcredit-agent",
+        "1.1",
+        "bookworm-envcredit-security",
+        "Environmental credit monitoring agent (security fix)",
+        None,
+    ),
     ("envcredit-kernel-stub", "1.0", "bookworm-envcredit", "Stand-in for a kernel package", None),
-    ("envcredit-kernel-stub", "1.1", "bookworm-envcredit", "Stand-in for a kernel package (needs a reboot)",
-     REBOOT_POSTINST),
+    (
+        "envcredit-kernel-stub",
+        "1.1",
+        "bookworm-envcredit",
+        "Stand-in for a kernel package (needs a reboot)",
+        REBOOT_POSTINST,
+    ),
     ("envcredit-held", "1.0", "bookworm-envcredit", "A package the operators hold at its version", None),
     ("envcredit-held", "1.1", "bookworm-envcredit", "A package the operators hold at its version", None),
 ]
@@ -66,10 +76,12 @@ def build_deb(work: Path, pool: Path, name: str, version: str, desc: str, postin
     share = root / "usr" / "share" / "envcredit"
     share.mkdir(parents=True)
     (share / f"{name}.version").write_text(f"{version}\n", encoding="utf-8")
-    control = (f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
-               f"Maintainer: envcredit-ops contractor team <ops@example.invalid>\n"
-               f"Section: admin\nPriority: optional\nDescription: {desc}\n"
-               f" Built by lab/localrepo/build.py for the lab's patching tests.\n")
+    control = (
+        f"Package: {name}\nVersion: {version}\nArchitecture: all\n"
+        f"Maintainer: envcredit-ops contractor team <ops@example.invalid>\n"
+        f"Section: admin\nPriority: optional\nDescription: {desc}\n"
+        f" Built by lab/localrepo/build.py for the lab's patching tests.\n"
+    )
     (root / "DEBIAN" / "control").write_text(control, encoding="utf-8")
     if postinst:
         (root / "DEBIAN" / "postinst").write_text(postinst, encoding="utf-8")
@@ -82,17 +94,24 @@ def build_deb(work: Path, pool: Path, name: str, version: str, desc: str, postin
         os.utime(path, (EPOCH, EPOCH))
     deb = pool / f"{name}_{version}_all.deb"
     env = dict(os.environ, SOURCE_DATE_EPOCH=str(EPOCH))
-    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(root), str(deb)],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     return deb
 
 
 def stanza(deb: Path, rel: str) -> str:
-    control = subprocess.run(["dpkg-deb", "-f", str(deb)], check=True, capture_output=True,
-                             text=True).stdout.rstrip("\n")
+    control = subprocess.run(["dpkg-deb", "-f", str(deb)], check=True, capture_output=True, text=True).stdout.rstrip(
+        "\n"
+    )
     data = deb.read_bytes()
-    return (f"{control}\nFilename: {rel}\nSize: {len(data)}\n"
-            f"MD5sum: {hashlib.md5(data).hexdigest()}\nSHA256: {hashlib.sha256(data).hexdigest()}\n")
+    return (
+        f"{control}\nFilename: {rel}\nSize: {len(data)}\n"
+        f"MD5sum: {hashlib.md5(data).hexdigest()}\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
+    )
 
 
 def write_suite(dist: Path, suite: str, meta: dict[str, str], stanzas: list[str]) -> None:
@@ -107,10 +126,17 @@ def write_suite(dist: Path, suite: str, meta: dict[str, str], stanzas: list[str]
     for rel, data in files.items():
         (dist / rel).parent.mkdir(parents=True, exist_ok=True)
         (dist / rel).write_bytes(data)
-    lines = [f"Origin: {meta['Origin']}", f"Label: {meta['Label']}", f"Suite: {suite}",
-             f"Codename: {suite}", "Date: Thu, 01 Jan 2026 00:00:00 UTC",
-             f"Architectures: {' '.join(ARCHES)}", "Components: main",
-             "Description: envcredit lab repository", "MD5Sum:"]
+    lines = [
+        f"Origin: {meta['Origin']}",
+        f"Label: {meta['Label']}",
+        f"Suite: {suite}",
+        f"Codename: {suite}",
+        "Date: Thu, 01 Jan 2026 00:00:00 UTC",
+        f"Architectures: {' '.join(ARCHES)}",
+        "Components: main",
+        "Description: envcredit lab repository",
+        "MD5Sum:",
+    ]
     lines += [f" {hashlib.md5(d).hexdigest()} {len(d):>8} {r}" for r, d in sorted(files.items())]
     lines.append("SHA256:")
     lines += [f" {hashlib.sha256(d).hexdigest()} {len(d):>8} {r}" for r, d in sorted(files.items())]

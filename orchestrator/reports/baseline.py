@@ -2,42 +2,52 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import BadInput
-from .render import render_report, strings
+from .render import render_report, strings, to_csv as csv_text
 
 FORMATS = ("html", "csv", "json")
-CSV_COLUMNS = ("environment", "record_id", "host", "control", "description", "requirement", "status",
-               "reason", "waiver_approved_by", "waiver_reason", "waiver_until")
-
-
-def _cell(value: Any) -> Any:
-    """Neutralise spreadsheet formulas (a cell starting with = + - @)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    return value
+CSV_COLUMNS = (
+    "environment",
+    "record_id",
+    "host",
+    "control",
+    "description",
+    "requirement",
+    "status",
+    "reason",
+    "waiver_approved_by",
+    "waiver_reason",
+    "waiver_until",
+)
 
 
 def to_csv(data: Mapping[str, Any], lang: str) -> str:
     """One row per host and control; status words in the report's language."""
+    return csv_text(CSV_COLUMNS, _rows(data, lang))
+
+
+def _rows(data: Mapping[str, Any], lang: str) -> Iterator[list[Any]]:
     t = strings("baseline", lang)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
     for host in data["hosts"]:
         for c in host["controls"]:
             w = c.get("waiver") or {}
-            row = {"environment": data["environment"], "record_id": data["record"]["id"], "host": host["host"],
-                   "control": c["id"], "description": c[lang], "requirement": c["ref"],
-                   "status": t[f"status_{c['status']}"], "reason": c["reason"],
-                   "waiver_approved_by": w.get("approved_by") or "", "waiver_reason": w.get("reason") or "",
-                   "waiver_until": w.get("until") or ""}
-            writer.writerow([_cell(row[col]) for col in CSV_COLUMNS])
-    return buf.getvalue()
+            row = {
+                "environment": data["environment"],
+                "record_id": data["record"]["id"],
+                "host": host["host"],
+                "control": c["id"],
+                "description": c[lang],
+                "requirement": c["ref"],
+                "status": t[f"status_{c['status']}"],
+                "reason": c["reason"],
+                "waiver_approved_by": w.get("approved_by") or "",
+                "waiver_reason": w.get("reason") or "",
+                "waiver_until": w.get("until") or "",
+            }
+            yield [row[col] for col in CSV_COLUMNS]
 
 
 def render_baseline(fmt: str, lang: str, data: Mapping[str, Any]) -> str:

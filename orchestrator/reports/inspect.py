@@ -56,9 +56,11 @@ def line_chart(
     def y(v: float) -> float:
         return top + plot_h - min(max(v / top_value, 0.0), 1.0) * plot_h
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height + legend_h}" '
-             f'width="{width}" height="{height + legend_h}" role="img">',
-             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#c8ccd0"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height + legend_h}" '
+        f'width="{width}" height="{height + legend_h}" role="img">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#c8ccd0"/>',
+    ]
     for i in range(5):
         v = top_value * i / 4
         yy = y(v)
@@ -66,11 +68,14 @@ def line_chart(
         parts.append(f'<text x="{left - 4}" y="{yy + 3:.1f}" font-size="9" text-anchor="end">{_short(v)}</text>')
     parts.append(f'<text x="4" y="{top + 8}" font-size="9">{escape(y_label)}</text>')
     for t, anchor in ((t0, "start"), (t1, "end")):
-        parts.append(f'<text x="{x(t):.1f}" y="{top + plot_h + 14}" font-size="9" text-anchor="{anchor}">'
-                     f'{_fmt_time(t)}</text>')
+        parts.append(
+            f'<text x="{x(t):.1f}" y="{top + plot_h + 14}" font-size="9" text-anchor="{anchor}">{_fmt_time(t)}</text>'
+        )
     if limit is not None:
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(limit):.1f}" y2="{y(limit):.1f}" '
-                     f'stroke="#b00020" stroke-dasharray="4 3"/>')
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(limit):.1f}" y2="{y(limit):.1f}" '
+            f'stroke="#b00020" stroke-dasharray="4 3"/>'
+        )
     for idx, (label, pts) in enumerate(lines):
         color = PALETTE[idx % len(PALETTE)]
         coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in sorted(pts))
@@ -78,14 +83,17 @@ def line_chart(
         for t, v in pts:
             parts.append(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.2" fill="{color}"/>')
         lx, ly = left + (idx % 3) * (plot_w // 3), height + 4 + 16 * (idx // 3)
-        parts.append(f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{color}"/>'
-                     f'<text x="{lx + 14}" y="{ly + 9}" font-size="9">{escape(label[:48])}</text>')
+        parts.append(
+            f'<rect x="{lx}" y="{ly}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{lx + 14}" y="{ly + 9}" font-size="9">{escape(label[:48])}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
-def bar_chart(bars: Sequence[tuple[str, Sequence[float]]], series_labels: Sequence[str], *, width: int = 640,
-              height: int = 220) -> Markup:
+def bar_chart(
+    bars: Sequence[tuple[str, Sequence[float]]], series_labels: Sequence[str], *, width: int = 640, height: int = 220
+) -> Markup:
     """A grouped SVG bar chart: (label, [value per series])."""
     if not bars:
         return Markup("")
@@ -94,27 +102,37 @@ def bar_chart(bars: Sequence[tuple[str, Sequence[float]]], series_labels: Sequen
     top_value = max((v for _l, vs in bars for v in vs), default=0) or 1
     group_w = plot_w / len(bars)
     bar_w = max(2.0, group_w * 0.8 / max(1, len(series_labels)))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height + 16}" '
-             f'width="{width}" height="{height + 16}" role="img">',
-             f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#c8ccd0"/>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" viewBox="0 0 {width} {height + 16}" '
+        f'width="{width}" height="{height + 16}" role="img">',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#c8ccd0"/>',
+    ]
     for i in range(5):
         v = top_value * i / 4
         yy = top + plot_h - v / top_value * plot_h
-        parts.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eceff1"/>'
-                     f'<text x="{left - 4}" y="{yy + 3:.1f}" font-size="9" text-anchor="end">{_short(v)}</text>')
+        parts.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eceff1"/>'
+            f'<text x="{left - 4}" y="{yy + 3:.1f}" font-size="9" text-anchor="end">{_short(v)}</text>'
+        )
     for gi, (label, values) in enumerate(bars):
         gx = left + gi * group_w + group_w * 0.1
         for si, v in enumerate(values):
             h = v / top_value * plot_h
-            parts.append(f'<rect x="{gx + si * bar_w:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 1:.1f}" '
-                         f'height="{h:.1f}" fill="{PALETTE[si % len(PALETTE)]}"><title>{escape(label)}: {v:g}</title></rect>')
+            parts.append(
+                f'<rect x="{gx + si * bar_w:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 1:.1f}" '
+                f'height="{h:.1f}" fill="{PALETTE[si % len(PALETTE)]}"><title>{escape(label)}: {v:g}</title></rect>'
+            )
         cx = left + gi * group_w + group_w / 2
-        parts.append(f'<text x="{cx:.1f}" y="{top + plot_h + 12}" font-size="8" text-anchor="end" '
-                     f'transform="rotate(-30 {cx:.1f} {top + plot_h + 12})">{escape(label[:18])}</text>')
+        parts.append(
+            f'<text x="{cx:.1f}" y="{top + plot_h + 12}" font-size="8" text-anchor="end" '
+            f'transform="rotate(-30 {cx:.1f} {top + plot_h + 12})">{escape(label[:18])}</text>'
+        )
     for si, name in enumerate(series_labels):
         lx = left + si * 120
-        parts.append(f'<rect x="{lx}" y="{height + 4}" width="10" height="10" fill="{PALETTE[si % len(PALETTE)]}"/>'
-                     f'<text x="{lx + 14}" y="{height + 13}" font-size="9">{escape(name)}</text>')
+        parts.append(
+            f'<rect x="{lx}" y="{height + 4}" width="10" height="10" fill="{PALETTE[si % len(PALETTE)]}"/>'
+            f'<text x="{lx + 14}" y="{height + 13}" font-size="9">{escape(name)}</text>'
+        )
     parts.append("</svg>")
     return Markup("".join(parts))
 
@@ -149,9 +167,15 @@ def _host_row(host: str, res: Mapping[str, Any]) -> dict[str, Any]:
         "mem_pct": (res.get("memory") or {}).get("used_pct"),
         "disk_max": None if fullest is None else {"mount": fullest.get("mount"), "pct": fullest.get("used_pct")},
         "services": [{"name": s.get("name"), "active": s.get("active")} for s in services],
-        "databases": [{"engine": d.get("engine"), "status": d.get("status"),
-                       "connections": d.get("connections"), "max_connections": d.get("max_connections")}
-                      for d in dbs],
+        "databases": [
+            {
+                "engine": d.get("engine"),
+                "status": d.get("status"),
+                "connections": d.get("connections"),
+                "max_connections": d.get("max_connections"),
+            }
+            for d in dbs
+        ],
         "cert_min_days": min(certs) if certs else None,
         "backup_age_h": (backup.get("newest") or backup.get("newest_verified") or {}).get("age_h"),
         "backup_verified_age_h": (backup.get("newest_verified") or {}).get("age_h"),
@@ -162,8 +186,9 @@ def _host_row(host: str, res: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_inspect(archive: Archive, record_id: str | None = None, env: str | None = None,
-                  thresholds: Thresholds | None = None) -> dict[str, Any]:
+def build_inspect(
+    archive: Archive, record_id: str | None = None, env: str | None = None, thresholds: Thresholds | None = None
+) -> dict[str, Any]:
     """The report's data for one inspection record (default: the newest of ``env``)."""
     th = thresholds or Thresholds()
     record = find_record(archive, record_id, env)
@@ -173,19 +198,22 @@ def build_inspect(archive: Archive, record_id: str | None = None, env: str | Non
     fc = forecasts(trend, latest, th)
     findings = all_findings(latest, fc.pop("findings"))
     hosts = [_host_row(h, r) for h, r in sorted(latest.items())]
-    unreachable = sorted(h for h, c in (record.get("hosts") or {}).items()
-                         if c.get("unreachable") or (c.get("failed") and h not in latest))
+    unreachable = sorted(
+        h
+        for h, c in (record.get("hosts") or {}).items()
+        if c.get("unreachable") or (c.get("failed") and h not in latest)
+    )
     overall = worst([f["severity"] for f in findings] + (["critical"] if unreachable else []))
     counts = {sev: sum(1 for f in findings if f["severity"] == sev) for sev in ("critical", "warning", "info")}
-    meta = {k: record.get(k) for k in ("id", "environment", "started", "ended", "status", "check_mode",
-                                       "ticket", "reason")}
+    meta = {
+        k: record.get(k) for k in ("id", "environment", "started", "ended", "status", "check_mode", "ticket", "reason")
+    }
     for key in ("started", "ended"):
         if meta.get(key):
             meta[key] = local_iso(str(meta[key]))
     return {
         "record": meta
-                  | {"operator": operator_name(record.get("operator")),
-                     "launch": (record.get("launch") or {}).get("type")},
+        | {"operator": operator_name(record.get("operator")), "launch": (record.get("launch") or {}).get("type")},
         "generated": isoformat(now()),
         "overall": overall,
         "counts": counts,
@@ -193,10 +221,17 @@ def build_inspect(archive: Archive, record_id: str | None = None, env: str | Non
         "unreachable": unreachable,
         "findings": findings,
         "forecasts": fc,
-        "history": {"runs": len(runs), "first": local_iso(str(runs[0].get("started"))) if runs else None,
-                    "ids": [r.get("id") for r in runs]},
-        "thresholds": {"disk_warn_days": th.disk_warn_days, "disk_crit_days": th.disk_crit_days,
-                       "history": th.history, "cert_info_days": th.cert_info_days},
+        "history": {
+            "runs": len(runs),
+            "first": local_iso(str(runs[0].get("started"))) if runs else None,
+            "ids": [r.get("id") for r in runs],
+        },
+        "thresholds": {
+            "disk_warn_days": th.disk_warn_days,
+            "disk_crit_days": th.disk_crit_days,
+            "history": th.history,
+            "cert_info_days": th.cert_info_days,
+        },
         "_trend": trend,
     }
 
@@ -208,10 +243,12 @@ def charts(data: Mapping[str, Any], t: Mapping[str, str]) -> dict[str, Markup]:
     dbs = sorted(trend["db_size"].items(), key=lambda kv: -kv[1][-1][1])[:8]
     certs = sorted(trend["cert_days"].items(), key=lambda kv: kv[1][-1][1])[:8]
     return {
-        "disk": line_chart([(f"{h} {m}", pts) for (h, m), pts in disk], y_max=100, y_label=t["chart_disk_y"],
-                           limit=100),
-        "db": line_chart([(f"{h} {n}", [(ts, v / 1e6) for ts, v in pts]) for (h, n), pts in dbs],
-                         y_label=t["chart_db_y"]),
+        "disk": line_chart(
+            [(f"{h} {m}", pts) for (h, m), pts in disk], y_max=100, y_label=t["chart_disk_y"], limit=100
+        ),
+        "db": line_chart(
+            [(f"{h} {n}", [(ts, v / 1e6) for ts, v in pts]) for (h, n), pts in dbs], y_label=t["chart_db_y"]
+        ),
         "cert": line_chart([(f"{h} {p}", pts) for (h, p), pts in certs], y_label=t["chart_cert_y"]),
     }
 

@@ -17,18 +17,12 @@ from markupsafe import Markup
 
 from ..archive import Archive
 from ..incidents import IncidentRegister
+from ..operations import load_catalog, tagged
 from ..records import parse_iso
 from ..workdays import TZ, isoformat, now
 from .inspect import bar_chart, local_iso
 from .sla import build_sla, month_bounds
 
-BACKUP_OPS = ("backup",)
-VERIFY_OPS = ("backup-verify", "verify-backup", "backup_verify", "verify")
-PATCH_OPS = ("patch",)
-SCAN_OPS = ("patch-scan", "patch_scan")
-DEPLOY_OPS = ("deploy",)
-ROLLBACK_OPS = ("rollback",)
-INSPECT_OPS = ("inspect",)
 EVENT_OPS = ("incident",)  # register entries, not runs
 
 
@@ -54,14 +48,21 @@ def _first(mapping: Mapping[str, Any], *keys: str) -> Any:
     return None
 
 
-def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_env: str = "production",
-                  as_of: dt.datetime | None = None, availability: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def build_monthly(
+    archive: Archive,
+    month: str,
+    env: str | None = None,
+    inspect_env: str = "production",
+    as_of: dt.datetime | None = None,
+    availability: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The month's figures; ``availability`` is the site's, measured by the caller
     (:func:`orchestrator.availability.measure`), or None: not measured."""
     start, end = month_bounds(month)
     moment = as_of or now()
-    rows = archive.list(env=env, since=start.astimezone(dt.timezone.utc).isoformat(),
-                        until=end.astimezone(dt.timezone.utc).isoformat())
+    rows = archive.list(
+        env=env, since=start.astimezone(dt.timezone.utc).isoformat(), until=end.astimezone(dt.timezone.utc).isoformat()
+    )
     rows = [r for r in rows if start <= parse_iso(str(r["started"])).astimezone(TZ) < end]
     rows.reverse()  # oldest first
     by_op: dict[str, dict[str, Any]] = {}
@@ -71,28 +72,49 @@ def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_
     deploys: list[dict[str, Any]] = []
     pending: dict[str, Any] = {}
     inspect_days: dict[str, dict[str, Any]] = {}
+    catalog = load_catalog()
+    backup_ops, verify_ops, patch_ops, scan_ops, deploy_ops, rollback_ops, inspect_ops = (
+        tagged(tag, catalog)
+        for tag in ("backup", "backup-verify", "patch", "patch-scan", "deploy", "rollback", "inspection")
+    )
     for row in rows:
         op = str(row.get("operation"))
         if op in EVENT_OPS:
             continue
-        st = by_op.setdefault(op, {"operation": op, "runs": 0, "successful": 0, "failed": 0, "other": 0,
-                                   "changed_tasks": 0, "check_runs": 0, "scheduled": 0})
+        st = by_op.setdefault(
+            op,
+            {
+                "operation": op,
+                "runs": 0,
+                "successful": 0,
+                "failed": 0,
+                "other": 0,
+                "changed_tasks": 0,
+                "check_runs": 0,
+                "scheduled": 0,
+            },
+        )
         st["runs"] += 1
         status = str(row.get("status"))
         st["successful" if status == "successful" else "failed" if status == "failed" else "other"] += 1
         st["changed_tasks"] += int(row.get("changed") or 0)
         st["check_runs"] += bool(row.get("check_mode"))
-        needs_record = op in BACKUP_OPS + VERIFY_OPS + PATCH_OPS + SCAN_OPS + DEPLOY_OPS + ROLLBACK_OPS + INSPECT_OPS
+        needs_record = op in backup_ops + verify_ops + patch_ops + scan_ops + deploy_ops + rollback_ops + inspect_ops
         rec = archive.get(str(row["id"])) if needs_record else {}
         launch = (rec.get("launch") or {}).get("type") if rec else None
         st["scheduled"] += launch == "scheduled"
-        base = {"id": row["id"], "started": local_iso(str(row["started"])), "environment": row.get("environment"), "status": status}
-        if op in BACKUP_OPS and not row.get("check_mode"):
+        base = {
+            "id": row["id"],
+            "started": local_iso(str(row["started"])),
+            "environment": row.get("environment"),
+            "status": status,
+        }
+        if op in backup_ops and not row.get("check_mode"):
             hosts = _per_host(rec, "backup")
             backups.append(base | {"hosts": sorted(hosts), "count": len(hosts)})
-        elif op in VERIFY_OPS:
+        elif op in verify_ops:
             verifications.append(base | {"hosts": sorted(rec.get("hosts") or {})})
-        elif op in PATCH_OPS and not row.get("check_mode"):
+        elif op in patch_ops and not row.get("check_mode"):
             applied = 0
             for res in _per_host(rec, "patch").values():
                 if isinstance(res, Mapping):
@@ -101,24 +123,36 @@ def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_
                         items = [p for p in items if not isinstance(p, Mapping) or p.get("upgraded", True)]
                     applied += _count_items(items)
             patches.append(base | {"hosts": sorted(rec.get("hosts") or {}), "packages": applied})
-        elif op in SCAN_OPS and status == "successful":
+        elif op in scan_ops and status == "successful":
             for host, res in _per_host(rec, "patch_scan").items():
                 if isinstance(res, Mapping):
-                    pending[host] = {"pending": _count_items(_first(res, "pending", "upgradable", "updates")),
-                                     "security": _count_items(_first(res, "security", "security_pending")),
-                                     "scanned": local_iso(str(row["started"]))}
-        elif op in DEPLOY_OPS + ROLLBACK_OPS:
-            versions = sorted({str((v or {}).get("running")) for v in _per_host(rec, "deploy").values()
-                               if isinstance(v, Mapping) and v.get("running")})
-            deploys.append(base | {"kind": "rollback" if op in ROLLBACK_OPS else "deploy", "versions": versions})
-        elif (op in INSPECT_OPS and row.get("environment") == inspect_env and status == "successful"
-              and not row.get("check_mode")):
+                    pending[host] = {
+                        "pending": _count_items(_first(res, "pending", "upgradable", "updates")),
+                        "security": _count_items(_first(res, "security", "security_pending")),
+                        "scanned": local_iso(str(row["started"])),
+                    }
+        elif op in deploy_ops + rollback_ops:
+            versions = sorted(
+                {
+                    str((v or {}).get("running"))
+                    for v in _per_host(rec, "deploy").values()
+                    if isinstance(v, Mapping) and v.get("running")
+                }
+            )
+            deploys.append(base | {"kind": "rollback" if op in rollback_ops else "deploy", "versions": versions})
+        elif (
+            op in inspect_ops
+            and row.get("environment") == inspect_env
+            and status == "successful"
+            and not row.get("check_mode")
+        ):
             day = parse_iso(str(row["started"])).astimezone(TZ).date().isoformat()
             entry = inspect_days.setdefault(day, {"day": day, "runs": 0, "scheduled": 0})
             entry["runs"] += 1
             entry["scheduled"] += launch == "scheduled"
-    last_day = min(end, max(start, moment.astimezone(TZ).replace(hour=0, minute=0, second=0, microsecond=0)
-                            + dt.timedelta(days=1)))
+    last_day = min(
+        end, max(start, moment.astimezone(TZ).replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1))
+    )
     days = [(start + dt.timedelta(days=i)).date().isoformat() for i in range((last_day - start).days)]
     missed = [d for d in days if d not in inspect_days]
     register = IncidentRegister(archive)
@@ -137,33 +171,53 @@ def build_monthly(archive: Archive, month: str, env: str | None = None, inspect_
         "totals": totals,
         "availability": dict(availability) if availability is not None else {"source": "none"},
         "by_operation": sorted(by_op.values(), key=lambda s: (-s["runs"], s["operation"])),
-        "backups": {"runs": backups, "taken": sum(b["count"] for b in backups if b["status"] == "successful"),
-                    "failed_runs": sum(1 for b in backups if b["status"] != "successful"),
-                    "verifications": verifications,
-                    "verified": sum(1 for v in verifications if v["status"] == "successful")},
-        "patches": {"runs": patches, "applied_packages": sum(p["packages"] for p in patches),
-                    "pending": [{"host": h, **v} for h, v in sorted(pending.items())]},
-        "deploys": {"runs": deploys, "deploys": sum(1 for d in deploys if d["kind"] == "deploy"),
-                    "rollbacks": sum(1 for d in deploys if d["kind"] == "rollback")},
-        "inspections": {"environment": inspect_env, "days_expected": len(days), "days_done": len(days) - len(missed),
-                        "scheduled_days": sum(1 for d in inspect_days.values() if d["scheduled"]),
-                        "missed": missed, "by_day": [inspect_days[d] for d in sorted(inspect_days)]},
-        "sla": None if sla is None else {"compliance_pct": sla["compliance_pct"], "incidents": len(sla["incidents"]),
-                                         "clocks_met": sla["clocks_met"], "clocks_evaluated": sla["clocks_evaluated"],
-                                         "breaches": sla["breaches"], "by_severity": {
-                                             s: {"count": v["count"], "open": v["open"]}
-                                             for s, v in sla["by_severity"].items()}},
+        "backups": {
+            "runs": backups,
+            "taken": sum(b["count"] for b in backups if b["status"] == "successful"),
+            "failed_runs": sum(1 for b in backups if b["status"] != "successful"),
+            "verifications": verifications,
+            "verified": sum(1 for v in verifications if v["status"] == "successful"),
+        },
+        "patches": {
+            "runs": patches,
+            "applied_packages": sum(p["packages"] for p in patches),
+            "pending": [{"host": h, **v} for h, v in sorted(pending.items())],
+        },
+        "deploys": {
+            "runs": deploys,
+            "deploys": sum(1 for d in deploys if d["kind"] == "deploy"),
+            "rollbacks": sum(1 for d in deploys if d["kind"] == "rollback"),
+        },
+        "inspections": {
+            "environment": inspect_env,
+            "days_expected": len(days),
+            "days_done": len(days) - len(missed),
+            "scheduled_days": sum(1 for d in inspect_days.values() if d["scheduled"]),
+            "missed": missed,
+            "by_day": [inspect_days[d] for d in sorted(inspect_days)],
+        },
+        "sla": None
+        if sla is None
+        else {
+            "compliance_pct": sla["compliance_pct"],
+            "incidents": len(sla["incidents"]),
+            "clocks_met": sla["clocks_met"],
+            "clocks_evaluated": sla["clocks_evaluated"],
+            "breaches": sla["breaches"],
+            "by_severity": {s: {"count": v["count"], "open": v["open"]} for s, v in sla["by_severity"].items()},
+        },
     }
 
 
 def charts(data: Mapping[str, Any], t: Mapping[str, str]) -> dict[str, Markup]:
     ops = data["by_operation"][:14]
     return {
-        "runs": bar_chart([(o["operation"], [o["successful"], o["failed"] + o["other"]]) for o in ops],
-                          [t["successful"], t["failed"]]),
+        "runs": bar_chart(
+            [(o["operation"], [o["successful"], o["failed"] + o["other"]]) for o in ops], [t["successful"], t["failed"]]
+        ),
         "inspections": bar_chart(
-            [(d[5:], [1.0 if d not in data["inspections"]["missed"] else 0.0]) for d in _days(data)],
-            [t["inspected"]]),
+            [(d[5:], [1.0 if d not in data["inspections"]["missed"] else 0.0]) for d in _days(data)], [t["inspected"]]
+        ),
     }
 
 

@@ -11,7 +11,10 @@ One helper for every report:
 * a strings table per report, ``<name>.strings.yml``, one entry per key with
   its ``zh`` and ``en`` text side by side, merged over ``base.strings.yml``;
   every key must have both languages;
-* :func:`write_output` writes atomically (0600) or returns the text for stdout.
+* :func:`write_output` writes atomically (0600) or returns the text for stdout;
+* :func:`format_for`: the one rule for a command's format when ``--format`` is not given
+  (the ``--out`` file's suffix, if the command has that format; else the command's default);
+* :func:`to_csv` with :func:`csv_cell`, the one guard against spreadsheet formulas.
 
 A report module builds a JSON-ready dict and calls
 ``render_report("sla", fmt, lang, data)``.
@@ -19,9 +22,11 @@ A report module builds a JSON-ready dict and calls
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -121,6 +126,11 @@ def number(value: Any, digits: int = 1) -> str:
     return str(value)
 
 
+def pretty(value: Any) -> str:
+    """Indented JSON (sorted keys) of any value."""
+    return json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True, default=str)
+
+
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -134,6 +144,7 @@ def environment() -> jinja2.Environment:
     env.filters["md"] = md_cell
     env.filters["when"] = when
     env.filters["num"] = number
+    env.filters["pretty"] = pretty
     return env
 
 
@@ -163,9 +174,38 @@ def write_output(text: str, out: Path | None) -> None:
         raise OpsError(f"cannot write {out}: {exc}") from exc
 
 
-def format_for(out: Path | None, fmt: str | None) -> str:
-    """The format asked for, or the one the output file's suffix names (default Markdown)."""
+def format_for(out: Path | None, fmt: str | None, formats: Sequence[str] = FORMATS, default: str = "md") -> str:
+    """The format asked for; else the one the ``--out`` file's suffix names (``.htm`` is
+    html), if it is one of ``formats``; else ``default``. Every command that infers its
+    format from ``--out`` uses this rule; its help says the default."""
     if fmt:
-        return check_format(fmt)
-    suffix = out.suffix.lower() if out is not None else ""
-    return {".html": "html", ".htm": "html", ".json": "json"}.get(suffix, "md")
+        if fmt not in formats:
+            raise BadInput(f"format must be one of {', '.join(formats)}, not {fmt!r}")
+        return fmt
+    suffix = out.suffix.lower().lstrip(".") if out is not None else ""
+    suffix = {"htm": "html"}.get(suffix, suffix)
+    return suffix if suffix in formats else default
+
+
+#: A text cell beginning with one of these is a formula to a spreadsheet (CSV injection).
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell that no spreadsheet runs: text beginning with = + - @, a tab or a carriage
+    return gets a leading ``'``; None is empty; anything else is kept."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(CSV_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def to_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV text (``\\n`` line ends): the header, then every row with each cell through :func:`csv_cell`."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([csv_cell(v) for v in row])
+    return buf.getvalue()

@@ -52,9 +52,12 @@ def build_sla(register: IncidentRegister, month: str, as_of: dt.datetime | None 
     totals = {"met": 0, "evaluated": 0}
     for sev in SEVERITIES:
         stats[sev] = {
-            "count": 0, "open": 0,
-            "clocks": {t.clock: {"target": t.describe(), "met": 0, "late": 0, "breached": 0, "pending": 0,
-                                 "elapsed": []} for t in TARGETS[sev]},
+            "count": 0,
+            "open": 0,
+            "clocks": {
+                t.clock: {"target": t.describe(), "met": 0, "late": 0, "breached": 0, "pending": 0, "elapsed": []}
+                for t in TARGETS[sev]
+            },
         }
     for inc in incidents:
         warnings.update(str(w) for w in inc.calendar_warnings)
@@ -65,8 +68,13 @@ def build_sla(register: IncidentRegister, month: str, as_of: dt.datetime | None 
         clocks = _clocks_as_of(inc, moment)
         row_clocks: dict[str, dict[str, Any]] = {}
         row: dict[str, Any] = {
-            "id": inc.id, "severity": inc.severity, "summary": inc.summary, "state": inc.state,
-            "reported_at": isoformat(inc.reported_at), "cause": inc.cause, "clocks": row_clocks,
+            "id": inc.id,
+            "severity": inc.severity,
+            "summary": inc.summary,
+            "state": inc.state,
+            "reported_at": isoformat(inc.reported_at),
+            "cause": inc.cause,
+            "clocks": row_clocks,
         }
         for c in clocks:
             cs = st["clocks"][c["clock"]]
@@ -81,11 +89,21 @@ def build_sla(register: IncidentRegister, month: str, as_of: dt.datetime | None 
             row_clocks[c["clock"]] = c
             if c["status"] in ("late", "breached"):
                 notes = [e.text for e in inc.events if e.kind == "note"]
-                breaches.append({
-                    "id": inc.id, "severity": inc.severity, "summary": inc.summary, "clock": c["clock"],
-                    "target": c["target"], "due": c["due"], "done_at": c["done_at"], "status": c["status"],
-                    "late_hours": c["late_hours"], "cause": inc.cause, "last_note": notes[-1] if notes else None,
-                })
+                breaches.append(
+                    {
+                        "id": inc.id,
+                        "severity": inc.severity,
+                        "summary": inc.summary,
+                        "clock": c["clock"],
+                        "target": c["target"],
+                        "due": c["due"],
+                        "done_at": c["done_at"],
+                        "status": c["status"],
+                        "late_hours": c["late_hours"],
+                        "cause": inc.cause,
+                        "last_note": notes[-1] if notes else None,
+                    }
+                )
         rows.append(row)
     for sev in SEVERITIES:
         for cs in stats[sev]["clocks"].values():
@@ -130,9 +148,15 @@ def _clocks_as_of(inc: Incident, moment: dt.datetime) -> list[dict[str, Any]]:
             status, late, elapsed = "breached", _hours(moment - due), None
         else:
             status, late, elapsed = "running", None, None
-        out.append({
-            "clock": target.clock, "target": target.describe(), "due": isoformat(due),
-            "done_at": isoformat(done) if done else None, "status": status, "late_hours": late,
-            "elapsed_hours": elapsed,
-        })
+        out.append(
+            {
+                "clock": target.clock,
+                "target": target.describe(),
+                "due": isoformat(due),
+                "done_at": isoformat(done) if done else None,
+                "status": status,
+                "late_hours": late,
+                "elapsed_hours": elapsed,
+            }
+        )
     return out

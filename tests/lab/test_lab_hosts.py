@@ -17,8 +17,14 @@ KEY = REPO / "var" / "lab" / "ssh" / "id_ed25519"
 
 LAB_SH = REPO / "lab" / "lab.sh"
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
-ADDRESSES = {"lab-web1": "10.89.77.11", "lab-app1": "10.89.77.12", "lab-app2": "10.89.77.13",
-             "lab-db1": "10.89.77.14", "lab-db2": "10.89.77.15", "lab-mon1": "10.89.77.16"}
+ADDRESSES = {
+    "lab-web1": "10.89.77.11",
+    "lab-app1": "10.89.77.12",
+    "lab-app2": "10.89.77.13",
+    "lab-db1": "10.89.77.14",
+    "lab-db2": "10.89.77.15",
+    "lab-mon1": "10.89.77.16",
+}
 HOSTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225, "lab-mon1": 2226}
 SERVICES = {"lab-web1": "nginx", "lab-db1": "postgresql", "lab-db2": "mariadb"}
 
@@ -69,36 +75,45 @@ def test_lab_services(host, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_hosts_have_their_own_ssh_host_keys() -> None:
-    keys = [
-        line.split()[2]
-        for line in KNOWN_HOSTS.read_text().splitlines()
-        if " ssh-ed25519 " in line
-    ]
+    keys = [line.split()[2] for line in KNOWN_HOSTS.read_text().splitlines() if " ssh-ed25519 " in line]
     assert len(keys) == len(set(keys)) >= len(HOSTS)
 
 
 @pytest.mark.parametrize("user", ["root", "ops"])
 def test_only_key_login_of_ops(user: str) -> None:
-    base = ["ssh", "-o", "BatchMode=yes", "-o", "ControlPath=none",
-            "-o", f"UserKnownHostsFile={KNOWN_HOSTS}", "-o", "StrictHostKeyChecking=yes",
-            "-p", "2221"]
-    with_key = subprocess.run([*base, "-i", str(KEY), f"{user}@127.0.0.1", "true"],
-                              capture_output=True, check=False)
+    base = [
+        "ssh",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ControlPath=none",
+        "-o",
+        f"UserKnownHostsFile={KNOWN_HOSTS}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-p",
+        "2221",
+    ]
+    with_key = subprocess.run([*base, "-i", str(KEY), f"{user}@127.0.0.1", "true"], capture_output=True, check=False)
     assert with_key.returncode == (0 if user == "ops" else 255)
-    no_key = subprocess.run([*base, "-o", "PubkeyAuthentication=no", f"{user}@127.0.0.1", "true"],
-                            capture_output=True, check=False)
+    no_key = subprocess.run(
+        [*base, "-o", "PubkeyAuthentication=no", f"{user}@127.0.0.1", "true"], capture_output=True, check=False
+    )
     assert no_key.returncode == 255
 
 
 def test_web_port_published_on_loopback() -> None:
-    out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8080/"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:8080/"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert out.stdout == "200"
 
 
 def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=60,
-                          env=PODMAN_ENV, check=check)
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=60, env=PODMAN_ENV, check=check)
 
 
 @pytest.mark.parametrize("name", sorted(HOSTS))
@@ -122,7 +137,13 @@ def test_the_lab_network_is_the_one_lab_sh_made() -> None:
 @pytest.fixture
 def hosts_file_without_db1() -> Iterator[None]:
     """lab-app2 loses its /etc/hosts entry of lab-db1 (restored afterwards)."""
-    podman("exec", "lab-app2", "sh", "-c", "cp /etc/hosts /root/hosts.saved && grep -v lab-db1 /root/hosts.saved > /etc/hosts")
+    podman(
+        "exec",
+        "lab-app2",
+        "sh",
+        "-c",
+        "cp /etc/hosts /root/hosts.saved && grep -v lab-db1 /root/hosts.saved > /etc/hosts",
+    )
     try:
         yield
     finally:

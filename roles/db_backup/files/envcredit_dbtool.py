@@ -23,7 +23,6 @@ JSON object on stdout; errors go to stderr with exit status 1.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
@@ -37,19 +36,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+# The code both database tools share (Fail, now, sha256, the engines' connection and quoting)
+# is envcredit_dbcommon.py, installed beside this file (the collection's
+# plugins/module_utils/envcredit_dbcommon.py). This file's own directory first, also when
+# python runs in safe-path mode; no bytecode cache (__pycache__) written next to the tools.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_WRITE_BYTECODE, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+import envcredit_dbcommon as common  # noqa: E402
+from envcredit_dbcommon import MY_SOCKET, Fail, now, sha256  # noqa: E402,F401
+
+sys.dont_write_bytecode = _WRITE_BYTECODE
+
 STARTED = time.monotonic()
 # A table this big (with its TOAST and indexes) is worth a pg_dump worker of its own.
 PARALLEL_TABLE_BYTES = 256 * 1024 * 1024
-MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
 FORMAT = 1
-
-
-class Fail(Exception):
-    pass
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def run(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
@@ -85,8 +86,9 @@ def write_hashed(pipe: Any, dest: Path) -> None:
         SEALED[str(dest)] = h.hexdigest()
 
 
-def chain(first: list[str], second: list[str], stdout: Any = None, stdin: Any = None,
-          hashed_to: Path | None = None) -> None:
+def chain(
+    first: list[str], second: list[str], stdout: Any = None, stdin: Any = None, hashed_to: Path | None = None
+) -> None:
     """first | second, both exit statuses checked (the equivalent of set -o pipefail).
 
     With `hashed_to`, second's output goes to that file through write_hashed."""
@@ -110,14 +112,6 @@ def chain(first: list[str], second: list[str], stdout: Any = None, stdin: Any = 
             if proc.returncode != 0:
                 err.seek(0)
                 raise Fail(f"{argv[0]} exited {proc.returncode}: {err.read().decode(errors='replace').strip()[-2000:]}")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
@@ -173,8 +167,12 @@ class Follower(threading.Thread):
         written: dict[str, BaseException] = {}  # the output writer's failure, the real cause
         try:
             with self.raw.open("rb") as src, tempfile.TemporaryFile() as err:
-                self.proc = subprocess.Popen(["zstd", "-q", f"-{self.level}", "-T0", "-c"], stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=err)
+                self.proc = subprocess.Popen(
+                    ["zstd", "-q", f"-{self.level}", "-T0", "-c"],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                )
                 assert self.proc.stdin is not None
 
                 def drain() -> None:
@@ -257,18 +255,14 @@ def dump_directory_compressed(argv: list[str], out: Path, level: int) -> None:
 
 # ----------------------------------------------------------------------------- engines
 
-class Engine:
-    name = ""
 
+class Engine(common.Engine):
     def __init__(self) -> None:
         # database -> how far the manifest's row counts may be from the dump's snapshot
         # (0: exact, taken in the same snapshot)
         self.tolerance: dict[str, int] = {}
         # database -> parallel dump jobs used (PostgreSQL; 1 elsewhere)
         self.jobs: dict[str, int] = {}
-
-    def connect(self, db: str) -> Any:
-        raise NotImplementedError
 
     def query(self, db: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         conn = self.connect(db)
@@ -292,20 +286,9 @@ class Engine:
             out[t] = int(cur.fetchone()[0])
         return out
 
-    def quote(self, ident: str) -> str:
-        raise NotImplementedError
 
-
-class Postgres(Engine):
-    name = "postgresql"
-
-    def connect(self, db: str) -> Any:
-        import psycopg2
-
-        return psycopg2.connect(dbname=db)
-
-    def quote(self, ident: str) -> str:
-        return '"' + ident.replace('"', '""') + '"'
+class Postgres(common.Postgres, Engine):
+    """connect(db): peer authentication as the OS user (postgres)."""
 
     def tables(self, conn: Any, db: str) -> list[str]:
         cur = conn.cursor()
@@ -322,8 +305,9 @@ class Postgres(Engine):
         return int(self.query("postgres", "SELECT pg_database_size(%s)", (db,))[0][0])
 
     def owner(self, db: str) -> str:
-        return str(self.query("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s",
-                              (db,))[0][0])
+        return str(
+            self.query("postgres", "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = %s", (db,))[0][0]
+        )
 
     def dump(self, db: str, dest: Path, jobs: int, level: int) -> tuple[dict[str, int], list[Path]]:
         """pg_dump directory format in the snapshot the row counts were taken in."""
@@ -339,18 +323,37 @@ class Postgres(Engine):
             # help (and cost a connection each); no big table at all: one job. Sizes
             # from the catalog's page counts (table + TOAST, as of the last VACUUM/ANALYZE):
             # pg_total_relation_size() would wait on a table another session has locked.
-            cur.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "LEFT JOIN pg_class t ON t.oid = c.reltoastrelid "
-                        "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
-                        "AND (c.relpages::bigint + coalesce(t.relpages, 0)) "
-                        "* current_setting('block_size')::bigint >= %s", (PARALLEL_TABLE_BYTES,))
+            cur.execute(
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "LEFT JOIN pg_class t ON t.oid = c.reltoastrelid "
+                "WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+                "AND (c.relpages::bigint + coalesce(t.relpages, 0)) "
+                "* current_setting('block_size')::bigint >= %s",
+                (PARALLEL_TABLE_BYTES,),
+            )
             big = int(cur.fetchone()[0])
             self.jobs[db] = max(1, min(jobs, big + 1 if big else 1))
             out = dest / f"{db}.dir"
             # --no-sync: the raw files are compressed and removed as they are written; the
             # compressed files are fsynced with the manifest before the backup is renamed.
-            dump_directory_compressed(["pg_dump", "-Fd", "-Z", "0", "-j", str(self.jobs[db]), "--no-sync",
-                                       "--snapshot", snapshot, "-f", str(out), db], out, level)
+            dump_directory_compressed(
+                [
+                    "pg_dump",
+                    "-Fd",
+                    "-Z",
+                    "0",
+                    "-j",
+                    str(self.jobs[db]),
+                    "--no-sync",
+                    "--snapshot",
+                    snapshot,
+                    "-f",
+                    str(out),
+                    db,
+                ],
+                out,
+                level,
+            )
         finally:
             conn.rollback()
             conn.close()
@@ -384,8 +387,11 @@ class Postgres(Engine):
         try:
             cur = conn.cursor()
             for name in (live, new):
-                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                            "AND pid <> pg_backend_pid()", (name,))
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "AND pid <> pg_backend_pid()",
+                    (name,),
+                )
             cur.execute(f"ALTER DATABASE {self.quote(live)} RENAME TO {self.quote(old)}")
             try:
                 cur.execute(f"ALTER DATABASE {self.quote(new)} RENAME TO {self.quote(live)}")
@@ -401,29 +407,26 @@ class Postgres(Engine):
             out = {}
             cur = conn.cursor()
             for t in self.tables(conn, db):
-                cur.execute(f"SELECT md5(coalesce(string_agg(md5(r::text), '' ORDER BY md5(r::text)), '')) "
-                            f"FROM {self.quote(t)} r")
+                cur.execute(
+                    f"SELECT md5(coalesce(string_agg(md5(r::text), '' ORDER BY md5(r::text)), '')) "
+                    f"FROM {self.quote(t)} r"
+                )
                 out[t] = str(cur.fetchone()[0])
             return out
         finally:
             conn.close()
 
 
-class MariaDB(Engine):
-    name = "mariadb"
-
-    def connect(self, db: str) -> Any:
-        import pymysql
-
-        return pymysql.connect(unix_socket=MY_SOCKET, user="root", database=db or None, charset="utf8mb4")
-
-    def quote(self, ident: str) -> str:
-        return "`" + ident.replace("`", "``") + "`"
+class MariaDB(common.MariaDB, Engine):
+    """connect(db): root over the unix socket (unix_socket authentication)."""
 
     def tables(self, conn: Any, db: str) -> list[str]:
         cur = conn.cursor()
-        cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
-                    "AND table_type = 'BASE TABLE' ORDER BY table_name", (db,))
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "AND table_type = 'BASE TABLE' ORDER BY table_name",
+            (db,),
+        )
         return [r[0] for r in cur.fetchall()]
 
     def version(self) -> str:
@@ -433,8 +436,12 @@ class MariaDB(Engine):
         return bool(self.query("", "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (db,)))
 
     def size(self, db: str) -> int:
-        rows = self.query("", "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
-                              "WHERE table_schema = %s", (db,))
+        rows = self.query(
+            "",
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+            "WHERE table_schema = %s",
+            (db,),
+        )
         return int(rows[0][0])
 
     def owner(self, db: str) -> str:
@@ -478,9 +485,20 @@ class MariaDB(Engine):
             counter.start()
             out = dest / f"{db}.sql.zst"
             try:
-                chain(["mariadb-dump", "--single-transaction", "--routines", "--triggers", "--events",
-                       "--hex-blob", "--default-character-set=utf8mb4", db],
-                      ["zstd", "-q", f"-{level}", "-T0", "-c"], hashed_to=out)
+                chain(
+                    [
+                        "mariadb-dump",
+                        "--single-transaction",
+                        "--routines",
+                        "--triggers",
+                        "--events",
+                        "--hex-blob",
+                        "--default-character-set=utf8mb4",
+                        db,
+                    ],
+                    ["zstd", "-q", f"-{level}", "-T0", "-c"],
+                    hashed_to=out,
+                )
             finally:
                 counter.join()
             conn.rollback()
@@ -545,6 +563,7 @@ def engine(name: str) -> Engine:
 
 # ----------------------------------------------------------------------------- commands
 
+
 def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
     eng = engine(a.engine)
     root = Path(a.root)
@@ -561,8 +580,10 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
     free = shutil.disk_usage(root).free
     need = int(estimate * a.free_factor) + a.min_free_mb * 1024 * 1024
     if free < need:
-        raise Fail(f"not enough free space in {root}: {free} bytes free, {need} needed "
-                   f"({estimate} bytes of data x {a.free_factor} + {a.min_free_mb} MB reserve)")
+        raise Fail(
+            f"not enough free space in {root}: {free} bytes free, {need} needed "
+            f"({estimate} bytes of data x {a.free_factor} + {a.min_free_mb} MB reserve)"
+        )
     partial = root / f"{a.id}.partial"
     partial.mkdir(mode=0o700)
     started = now()
@@ -572,8 +593,16 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
         for db in a.db:
             counts, dumped = eng.dump(db, partial, a.jobs, a.level)
             files += dumped
-            databases.append({"name": db, "owner": eng.owner(db), "size_bytes": eng.size(db), "tables": counts,
-                              "count_tolerance": eng.tolerance.get(db, 0), "dump_jobs": eng.jobs.get(db, 1)})
+            databases.append(
+                {
+                    "name": db,
+                    "owner": eng.owner(db),
+                    "size_bytes": eng.size(db),
+                    "tables": counts,
+                    "count_tolerance": eng.tolerance.get(db, 0),
+                    "dump_jobs": eng.jobs.get(db, 1),
+                }
+            )
         files.append(eng.dump_globals(partial, a.level))
         manifest = {
             "format": FORMAT,
@@ -584,8 +613,14 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
             "env": a.env,
             "record_id": a.record_id,
             "databases": databases,
-            "files": [{"path": str(p.relative_to(partial)), "bytes": p.stat().st_size,
-                       "sha256": SEALED.get(str(p)) or sha256(p)} for p in files],
+            "files": [
+                {
+                    "path": str(p.relative_to(partial)),
+                    "bytes": p.stat().st_size,
+                    "sha256": SEALED.get(str(p)) or sha256(p),
+                }
+                for p in files
+            ],
             "started": started,
             "ended": now(),
         }
@@ -607,9 +642,9 @@ def cmd_backup(a: argparse.Namespace) -> dict[str, Any]:
         raise
     if a.keep_on_host > 0:  # only once the new backup is complete; the store keeps the history
         mine = sorted(p for p in root.glob(f"*Z-{a.host or socket.gethostname()}") if p.is_dir())
-        for old in mine[:-a.keep_on_host]:
+        for old in mine[: -a.keep_on_host]:
             shutil.rmtree(old)
-        manifest["removed_on_host"] = [p.name for p in mine[:-a.keep_on_host]]
+        manifest["removed_on_host"] = [p.name for p in mine[: -a.keep_on_host]]
     manifest["rsync_on_host"] = shutil.which("rsync") is not None
     manifest["elapsed_s"] = round(time.monotonic() - STARTED, 3)  # the whole tool run, for bench/db
     return manifest
@@ -652,11 +687,13 @@ def compare_counts(expected: dict[str, int], restored: dict[str, int], tolerance
     manifest says its counts and the dump came from snapshots that writes fell between.
     """
     if set(expected) != set(restored):
-        missing = {t: {"expected": expected.get(t), "restored": restored.get(t)}
-                   for t in sorted(set(expected) ^ set(restored))}
+        missing = {
+            t: {"expected": expected.get(t), "restored": restored.get(t)} for t in sorted(set(expected) ^ set(restored))
+        }
         return f"tables differ: {json.dumps(missing)}"
-    diff = {t: {"expected": expected[t], "restored": restored[t]} for t in sorted(expected)
-            if expected[t] != restored[t]}
+    diff = {
+        t: {"expected": expected[t], "restored": restored[t]} for t in sorted(expected) if expected[t] != restored[t]
+    }
     total = sum(abs(d["expected"] - d["restored"]) for d in diff.values())
     if total > tolerance:
         within = f" (more than the {tolerance} rows written during the backup)" if tolerance else ""
@@ -700,9 +737,15 @@ def cmd_restore(a: argparse.Namespace) -> dict[str, Any]:
         finally:
             pass
         raise
-    return {"backup_id": a.id, "database": a.into, "tables": counts, "count_tolerance": tolerance,
-            "counts_differ_by": sum(abs(counts[t] - expected[t]) for t in expected),
-            "started": started, "ended": now()}
+    return {
+        "backup_id": a.id,
+        "database": a.into,
+        "tables": counts,
+        "count_tolerance": tolerance,
+        "counts_differ_by": sum(abs(counts[t] - expected[t]) for t in expected),
+        "started": started,
+        "ended": now(),
+    }
 
 
 def main() -> int:
@@ -720,8 +763,13 @@ def main() -> int:
     b.add_argument("--level", type=int, default=3)
     b.add_argument("--min-free-mb", type=int, default=64)
     b.add_argument("--free-factor", type=float, default=1.0)
-    b.add_argument("--keep-on-host", type=int, default=0, help="complete backups of this host kept in --root "
-                   "(older ones removed after the new one is complete; 0 keeps all)")
+    b.add_argument(
+        "--keep-on-host",
+        type=int,
+        default=0,
+        help="complete backups of this host kept in --root "
+        "(older ones removed after the new one is complete; 0 keeps all)",
+    )
     c = sub.add_parser("check")
     c.add_argument("--root", required=True)
     c.add_argument("--id", required=True)

@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import decimal
-import hashlib
 import json
 import os
 import re
@@ -58,26 +57,20 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-MY_SOCKET = os.environ.get("ENVCREDIT_MY_SOCKET", "/run/mysqld/mysqld.sock")
+# The code both database tools share (Fail, now, sha256, the engines' connection and quoting)
+# is envcredit_dbcommon.py, installed beside this file (the collection's
+# plugins/module_utils/envcredit_dbcommon.py). This file's own directory first, also when
+# python runs in safe-path mode; no bytecode cache (__pycache__) written next to the tools.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+_WRITE_BYTECODE, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+import envcredit_dbcommon as common  # noqa: E402
+from envcredit_dbcommon import MY_SOCKET, Fail, now, sha256  # noqa: E402,F401
+
+sys.dont_write_bytecode = _WRITE_BYTECODE
+
 PG_HOST = os.environ.get("ENVCREDIT_PG_HOST", "127.0.0.1")
 BATCH = 500
 IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
-class Fail(Exception):
-    pass
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def chain(first: list[str], second: list[str], stdout: Any) -> None:
@@ -95,6 +88,7 @@ def chain(first: list[str], second: list[str], stdout: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- CSV
+
 
 def csv_field(value: Any) -> str:
     """One value in the file's convention (NULL: nothing; empty string: "")."""
@@ -178,10 +172,21 @@ def parse_csv(text: str) -> Iterator[tuple[int, list[str | None]]]:
 
 # ----------------------------------------------------------------------------- types
 
+
 class Column:
-    def __init__(self, name: str, kind: str, nullable: bool, has_default: bool, length: int | None = None,
-                 precision: int | None = None, scale: int | None = None, lo: int | None = None,
-                 hi: int | None = None, serial: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        nullable: bool,
+        has_default: bool,
+        length: int | None = None,
+        precision: int | None = None,
+        scale: int | None = None,
+        lo: int | None = None,
+        hi: int | None = None,
+        serial: bool = False,
+    ) -> None:
         self.name, self.kind, self.nullable, self.has_default = name, kind, nullable, has_default
         self.length, self.precision, self.scale, self.lo, self.hi = length, precision, scale, lo, hi
         self.serial = serial
@@ -234,7 +239,12 @@ class Column:
 
 
 INT_RANGE = {
-    "smallint": 16, "integer": 32, "bigint": 64, "tinyint": 8, "mediumint": 24, "int": 32,
+    "smallint": 16,
+    "integer": 32,
+    "bigint": 64,
+    "tinyint": 8,
+    "mediumint": 24,
+    "int": 32,
 }
 
 
@@ -243,7 +253,7 @@ def classify(data_type: str, unsigned: bool = False) -> tuple[str, int | None, i
     if t in INT_RANGE:
         bits = INT_RANGE[t]
         if unsigned:
-            return "int", 0, 2 ** bits - 1
+            return "int", 0, 2**bits - 1
         return "int", -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     if t in ("numeric", "decimal"):
         return "numeric", None, None
@@ -255,13 +265,13 @@ def classify(data_type: str, unsigned: bool = False) -> tuple[str, int | None, i
         return "date", None, None
     if t.startswith("timestamp") or t == "datetime":
         return "timestamp", None, None
-    if t in ("character varying", "character", "text", "varchar", "char", "tinytext", "mediumtext",
-             "longtext"):
+    if t in ("character varying", "character", "text", "varchar", "char", "tinytext", "mediumtext", "longtext"):
         return "text", None, None
     return "other", None, None  # left to the database's dry run
 
 
 # ----------------------------------------------------------------------------- engines
+
 
 class Login:
     """An account with a password (the export account); None: the administrator (peer/socket)."""
@@ -270,15 +280,8 @@ class Login:
         self.user, self.password = user, password
 
 
-class Engine:
-    name = ""
+class Engine(common.Engine):
     placeholder = "%s"
-
-    def connect(self, db: str, login: Login) -> Any:
-        raise NotImplementedError
-
-    def quote(self, ident: str) -> str:
-        raise NotImplementedError
 
     def columns(self, conn: Any, db: str, table: str) -> list[Column]:
         raise NotImplementedError
@@ -309,17 +312,11 @@ class Engine:
         return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-class Postgres(Engine):
-    name = "postgresql"
-
-    def connect(self, db: str, login: Login) -> Any:
-        import psycopg2
-
-        return psycopg2.connect(dbname=db, host=PG_HOST, user=login.user, password=login.password,
-                                application_name="envcredit_transfer")
-
-    def quote(self, ident: str) -> str:
-        return '"' + ident.replace('"', '""') + '"'
+class Postgres(common.Postgres, Engine):
+    def connect(self, db: str, login: Login) -> Any:  # type: ignore[override]
+        return super().connect(
+            db, host=PG_HOST, user=login.user, password=login.password, application_name="envcredit_transfer"
+        )
 
     def columns(self, conn: Any, db: str, table: str) -> list[Column]:
         cur = conn.cursor()
@@ -327,7 +324,9 @@ class Postgres(Engine):
             "SELECT column_name, data_type, is_nullable = 'YES', column_default IS NOT NULL OR is_identity = 'YES',"
             " character_maximum_length, numeric_precision, numeric_scale, coalesce(column_default, '') LIKE 'nextval(%%'"
             " FROM information_schema.columns WHERE table_schema = 'public' AND table_name = %s"
-            " ORDER BY ordinal_position", (table,))
+            " ORDER BY ordinal_position",
+            (table,),
+        )
         out = []
         for name, dtype, nullable, has_default, length, prec, scale, serial in cur.fetchall():
             kind, lo, hi = classify(dtype)
@@ -341,7 +340,9 @@ class Postgres(Engine):
             " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)"
             " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
             " WHERE i.indrelid = ('public.' || quote_ident(%s))::regclass AND i.indisunique"
-            " GROUP BY i.indexrelid", (table,))
+            " GROUP BY i.indexrelid",
+            (table,),
+        )
         return [list(r[0]) for r in cur.fetchall()]
 
     def begin_read_only(self, conn: Any) -> None:
@@ -366,8 +367,12 @@ class Postgres(Engine):
         cur.execute("SELECT pg_export_snapshot()")
         snapshot = cur.fetchone()[0]
         out = dest.with_name(dest.name + ".dump")
-        proc = subprocess.run(["pg_dump", "-Fc", "--snapshot", snapshot, "-t", f"public.{self.quote(table)}",
-                               "-f", str(out), db], capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["pg_dump", "-Fc", "--snapshot", snapshot, "-t", f"public.{self.quote(table)}", "-f", str(out), db],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             out.unlink(missing_ok=True)
             raise Fail(f"pg_dump of table {table} exited {proc.returncode}: {proc.stderr.strip()[-1000:]}")
@@ -380,20 +385,13 @@ class Postgres(Engine):
                 cur.execute(
                     f"SELECT setval(pg_get_serial_sequence(%s, %s), "
                     f"GREATEST((SELECT max({self.quote(c.name)}) FROM {self.quote(table)}), 1))",
-                    (f"public.{self.quote(table)}", c.name))
+                    (f"public.{self.quote(table)}", c.name),
+                )
 
 
-class MariaDB(Engine):
-    name = "mariadb"
-
-    def connect(self, db: str, login: Login) -> Any:
-        import pymysql  # type: ignore[import-untyped]
-
-        return pymysql.connect(unix_socket=MY_SOCKET, user=login.user, password=login.password, database=db,
-                               charset="utf8mb4", autocommit=False)
-
-    def quote(self, ident: str) -> str:
-        return "`" + ident.replace("`", "``") + "`"
+class MariaDB(common.MariaDB, Engine):
+    def connect(self, db: str, login: Login) -> Any:  # type: ignore[override]
+        return super().connect(db, user=login.user, password=login.password, autocommit=False)
 
     def columns(self, conn: Any, db: str, table: str) -> list[Column]:
         cur = conn.cursor()
@@ -402,20 +400,24 @@ class MariaDB(Engine):
             " OR extra LIKE '%%auto_increment%%', character_maximum_length, numeric_precision, numeric_scale,"
             " column_type LIKE '%%unsigned%%', extra LIKE '%%auto_increment%%'"
             " FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
-            " ORDER BY ordinal_position", (db, table))
+            " ORDER BY ordinal_position",
+            (db, table),
+        )
         out = []
         for name, dtype, nullable, has_default, length, prec, scale, unsigned, serial in cur.fetchall():
             kind, lo, hi = classify(dtype, bool(unsigned))
             if dtype.lower() not in ("varchar", "char"):
                 length = None  # TEXT limits are in bytes: left to the database
-            out.append(Column(name, kind, bool(nullable), bool(has_default), length, prec, scale, lo, hi,
-                              bool(serial)))
+            out.append(Column(name, kind, bool(nullable), bool(has_default), length, prec, scale, lo, hi, bool(serial)))
         return out
 
     def unique_keys(self, conn: Any, db: str, table: str) -> list[list[str]]:
         cur = conn.cursor()
-        cur.execute("SELECT index_name, column_name FROM information_schema.statistics WHERE table_schema = %s"
-                    " AND table_name = %s AND non_unique = 0 ORDER BY index_name, seq_in_index", (db, table))
+        cur.execute(
+            "SELECT index_name, column_name FROM information_schema.statistics WHERE table_schema = %s"
+            " AND table_name = %s AND non_unique = 0 ORDER BY index_name, seq_in_index",
+            (db, table),
+        )
         keys: dict[str, list[str]] = {}
         for index, col in cur.fetchall():
             keys.setdefault(index, []).append(col)
@@ -449,8 +451,10 @@ class MariaDB(Engine):
 
     def begin_import(self, conn: Any, table: str) -> None:
         cur = conn.cursor()
-        cur.execute("SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
-                    "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'")
+        cur.execute(
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,"
+            "ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+        )
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute("START TRANSACTION")
 
@@ -458,8 +462,18 @@ class MariaDB(Engine):
         out = dest.with_name(dest.name + ".sql.zst")
         try:
             with out.open("wb") as f:
-                chain(["mariadb-dump", "--single-transaction", "--hex-blob", "--default-character-set=utf8mb4",
-                       db, table], ["zstd", "-q", "-c"], stdout=f)
+                chain(
+                    [
+                        "mariadb-dump",
+                        "--single-transaction",
+                        "--hex-blob",
+                        "--default-character-set=utf8mb4",
+                        db,
+                        table,
+                    ],
+                    ["zstd", "-q", "-c"],
+                    stdout=f,
+                )
         except BaseException:
             out.unlink(missing_ok=True)
             raise
@@ -471,6 +485,7 @@ def engine(name: str) -> Engine:
 
 
 # ----------------------------------------------------------------------------- export
+
 
 def write_if_changed(path: Path, lines: Iterator[str]) -> tuple[int, bool]:
     """Write the lines to path unless the same bytes are there already. Returns (rows, changed)."""
@@ -534,7 +549,7 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
             if source.startswith("table ") and not eng.columns(conn, a.db, source[6:]):
                 raise Fail(f"no such table: {source[6:]}")
         if a.dry_run:
-            for name, source, sql in jobs:
+            for _name, _source, sql in jobs:
                 cur = eng.cursor_for(conn, f"SELECT * FROM ({sql}) AS q LIMIT 0")
                 cur.fetchall()
                 cur.close()
@@ -549,8 +564,16 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
             finally:
                 cur.close()
             changed = changed or file_changed
-            files.append({"name": name, "source": source, "rows": rows, "bytes": path.stat().st_size,
-                          "sha256": sha256(path), "changed": file_changed})
+            files.append(
+                {
+                    "name": name,
+                    "source": source,
+                    "rows": rows,
+                    "bytes": path.stat().st_size,
+                    "sha256": sha256(path),
+                    "changed": file_changed,
+                }
+            )
             if source == "query":
                 files[-1]["query"] = sql
     except Fail:
@@ -565,6 +588,7 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- import
 
+
 def read_csv(path: Path) -> list[tuple[int, list[str | None]]]:
     data = path.read_bytes()
     if data.startswith(b"\xef\xbb\xbf"):
@@ -573,16 +597,18 @@ def read_csv(path: Path) -> list[tuple[int, list[str | None]]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise Fail(f"line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-                   "save the file as UTF-8") from exc
+        raise Fail(
+            f"line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
+        ) from exc
     records = list(parse_csv(text))
     if not records:
         raise Fail("line 1: empty file (a header line is required)")
     return records
 
 
-def validate(records: list[tuple[int, list[str | None]]], cols: list[Column], keys: list[list[str]],
-             table: str) -> tuple[list[str], list[tuple[int, list[str | None]]]]:
+def validate(
+    records: list[tuple[int, list[str | None]]], cols: list[Column], keys: list[list[str]], table: str
+) -> tuple[list[str], list[tuple[int, list[str | None]]]]:
     by_name = {c.name: c for c in cols}
     line, header = records[0]
     names: list[str] = []
@@ -614,24 +640,28 @@ def validate(records: list[tuple[int, list[str | None]]], cols: list[Column], ke
             values = [fields[names.index(k)] for k in key]
             if any(v is None for v in values):
                 continue  # NULLs never collide
-            norm = tuple(str(int(v)) if by_name[k].kind == "int" and v is not None else str(v)
-                         for k, v in zip(key, values))
+            norm = tuple(
+                str(int(v)) if by_name[k].kind == "int" and v is not None else str(v) for k, v in zip(key, values)
+            )
             if norm in seen[i]:
-                raise Fail(f"line {line}: duplicate key ({', '.join(key)})=({', '.join(norm)}), "
-                           f"already on line {seen[i][norm]}")
+                raise Fail(
+                    f"line {line}: duplicate key ({', '.join(key)})=({', '.join(norm)}), "
+                    f"already on line {seen[i][norm]}"
+                )
             seen[i][norm] = line
     return names, rows
 
 
-def insert_all(eng: Engine, conn: Any, table: str, names: list[str],
-               rows: list[tuple[int, list[str | None]]]) -> int:
+def insert_all(eng: Engine, conn: Any, table: str, names: list[str], rows: list[tuple[int, list[str | None]]]) -> int:
     """Insert every row in the current transaction; a refused row raises Fail with its line."""
     cur = conn.cursor()
-    sql = (f"INSERT INTO {eng.quote(table)} ({', '.join(eng.quote(n) for n in names)}) "
-           f"VALUES ({', '.join([eng.placeholder] * len(names))})")
+    sql = (
+        f"INSERT INTO {eng.quote(table)} ({', '.join(eng.quote(n) for n in names)}) "
+        f"VALUES ({', '.join([eng.placeholder] * len(names))})"
+    )
     done = 0
     for start in range(0, len(rows), BATCH):
-        batch = rows[start:start + BATCH]
+        batch = rows[start : start + BATCH]
         cur.execute("SAVEPOINT envcredit_batch")
         try:
             cur.executemany(sql, [fields for _, fields in batch])
@@ -677,8 +707,14 @@ def cmd_import(a: argparse.Namespace) -> dict[str, Any]:
         keys = eng.unique_keys(conn, a.db, a.table)
         conn.rollback()
         names, rows = validate(read_csv(path), cols, keys, a.table)
-        result: dict[str, Any] = {"table": a.table, "database": a.db, "file_sha256": file_sha,
-                                  "columns": names, "rows": len(rows), "started": now()}
+        result: dict[str, Any] = {
+            "table": a.table,
+            "database": a.db,
+            "file_sha256": file_sha,
+            "columns": names,
+            "rows": len(rows),
+            "started": now(),
+        }
         # Dry run: every row inserted inside a transaction that is rolled back.
         eng.begin_import(conn, a.table)
         try:
@@ -703,15 +739,20 @@ def cmd_import(a: argparse.Namespace) -> dict[str, Any]:
         except BaseException:
             conn.rollback()
             raise
-        result.update(dry_run=False, imported=imported, changed=imported > 0,
-                      table_backup=str(backup), table_backup_sha256=sha256(backup),
-                      table_backup_bytes=backup.stat().st_size,
-                      backups_removed=prune_backups(backup_dir, a.db, a.table, a.keep_backups), ended=now())
+        result.update(
+            dry_run=False,
+            imported=imported,
+            changed=imported > 0,
+            table_backup=str(backup),
+            table_backup_sha256=sha256(backup),
+            table_backup_bytes=backup.stat().st_size,
+            backups_removed=prune_backups(backup_dir, a.db, a.table, a.keep_backups),
+            ended=now(),
+        )
         if a.done_dir:  # marks this file as imported into this table (the role's `creates`)
             done = Path(a.done_dir)
             done.mkdir(parents=True, exist_ok=True, mode=0o700)
-            (done / f"{a.db}.{a.table}.{file_sha}").write_text(json.dumps(result, ensure_ascii=False),
-                                                               encoding="utf-8")
+            (done / f"{a.db}.{a.table}.{file_sha}").write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
         return result
     except Fail:
         raise

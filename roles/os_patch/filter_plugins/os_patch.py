@@ -72,8 +72,13 @@ def os_patch_backup_status(paths, host, max_age_h):
     if best is None:
         return {"ok": False, "newest": None, "age_h": None, "manifest": None, "checked": len(paths or [])}
     age_h = round((now - best[0]).total_seconds() / 3600, 2)
-    return {"ok": age_h <= float(max_age_h), "newest": best[0].isoformat(), "age_h": age_h,
-            "manifest": os.path.basename(best[1]), "checked": len(paths or [])}
+    return {
+        "ok": age_h <= float(max_age_h),
+        "newest": best[0].isoformat(),
+        "age_h": age_h,
+        "manifest": os.path.basename(best[1]),
+        "checked": len(paths or []),
+    }
 
 
 def os_patch_targets(updates, scope, only=()):
@@ -82,17 +87,30 @@ def os_patch_targets(updates, scope, only=()):
     ``only`` (names or shell patterns) narrows the choice to those packages (update-stack);
     empty means every package.
     """
-    return [u["name"] for u in updates or []
-            if not u.get("held") and not u.get("excluded") and (scope != "security" or u.get("security"))
-            and (not only or any(fnmatch.fnmatchcase(u["name"], pattern) for pattern in only))]
+    return [
+        u["name"]
+        for u in updates or []
+        if not u.get("held")
+        and not u.get("excluded")
+        and (scope != "security" or u.get("security"))
+        and (not only or any(fnmatch.fnmatchcase(u["name"], pattern) for pattern in only))
+    ]
 
 
 def os_patch_changes(updates, targets, installed):
     """Per target package: before (installed at scan), candidate, after (installed now), security."""
-    return [{"name": u["name"], "before": u.get("current"), "candidate": u.get("candidate"),
-             "after": (installed or {}).get(u["name"]), "security": bool(u.get("security")),
-             "upgraded": (installed or {}).get(u["name"]) != u.get("current")}
-            for u in updates or [] if u["name"] in (targets or [])]
+    return [
+        {
+            "name": u["name"],
+            "before": u.get("current"),
+            "candidate": u.get("candidate"),
+            "after": (installed or {}).get(u["name"]),
+            "security": bool(u.get("security")),
+            "upgraded": (installed or {}).get(u["name"]) != u.get("current"),
+        }
+        for u in updates or []
+        if u["name"] in (targets or [])
+    ]
 
 
 def os_patch_kept(updates, held, installed):

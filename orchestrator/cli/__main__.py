@@ -1,0 +1,5 @@
+"""``python -m orchestrator.cli``: the same as ``opsctl``."""
+
+from . import main
+
+main()

@@ -1,1 +1,0 @@
-../../db_backup/library/db_backup_store.py

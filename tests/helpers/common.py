@@ -1,0 +1,45 @@
+"""The repository, the venv, running ``opsctl``, small assertions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def opsctl_cmd(*args: str) -> list[str]:
+    return [str(VENV_BIN / "opsctl"), *args]
+
+
+def run_opsctl(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        opsctl_cmd(*args),
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+
+
+def all_text_under(path: Path) -> str:
+    """Every byte under ``path`` decoded leniently (for leak checks), including the SQLite index."""
+    chunks: list[str] = []
+    for p in sorted(path.rglob("*")):
+        if p.is_file():
+            chunks.append(p.read_bytes().decode("utf-8", errors="replace"))
+    return "\n".join(chunks)
+
+
+def only(items: list[Any]) -> Any:
+    assert len(items) == 1, items
+    return items[0]

@@ -1,0 +1,136 @@
+"""The running lab: ad-hoc commands on its hosts, ``opsctl run --env lab``, unreachable hosts."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .common import REPO, VENV_BIN, run_opsctl
+
+LAB_HOSTS = ["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
+LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
+
+
+def lab_ansible_env(**extra: str) -> dict[str, str]:
+    """The environment of an ad-hoc ansible command against the lab (the repository's config and vault key)."""
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_VAULT_PASSWORD_FILE=str(LAB_VAULT_PASSWORD_FILE),
+        **extra,
+    )
+
+
+def lab_run(op: str, *args: str, rc: int = 0, timeout: float = 600) -> dict[str, Any]:
+    """``opsctl run OP --env lab ARGS --json``; the change record it prints. Fails the test unless it exits ``rc``."""
+    proc = run_opsctl("run", op, "--env", "lab", *args, "--json", timeout=timeout)
+    assert proc.returncode == rc, f"rc {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return dict(json.loads(proc.stdout))
+
+
+def newest_record(archive: Path) -> dict[str, Any]:
+    """The newest change record in ``archive`` (for runs whose output is not JSON)."""
+    from orchestrator.archive import Archive
+
+    arch = Archive(archive)
+    return arch.get(arch.list()[0]["id"])
+
+
+LAB_SSH_PORTS = {
+    "lab-web1": 2221,
+    "lab-app1": 2222,
+    "lab-app2": 2223,
+    "lab-db1": 2224,
+    "lab-db2": 2225,
+    "lab-mon1": 2226,
+}
+
+
+@contextlib.contextmanager
+def unreachable(*hosts: str) -> Iterator[None]:
+    """Lab hosts that refuse SSH for a while (sshd stopped, its sessions ended, the
+    controller's kept-open connections to them closed), started again afterwards.
+
+    Operations accept no ``ansible_*`` extra var, so a test cannot point a host at a dead
+    port with ``-e ansible_port=1``; this is the real thing instead."""
+    env = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
+    try:
+        for host in hosts:
+            # '^sshd: ops': the sessions only, not this very shell (its command line holds the words)
+            subprocess.run(
+                [
+                    "podman",
+                    "exec",
+                    host,
+                    "sh",
+                    "-c",
+                    "systemctl stop ssh.socket ssh.service 2>/dev/null; pkill -f '^sshd: ops' || true",
+                ],
+                check=True,
+                env=env,
+                capture_output=True,
+                timeout=60,
+            )
+            for cp in (Path.home() / ".ansible" / "cp", Path("/tmp/envcredit-cp")):
+                subprocess.run(
+                    [
+                        "ssh",
+                        "-o",
+                        f"ControlPath={cp}/%C",
+                        "-p",
+                        str(LAB_SSH_PORTS[host]),
+                        "-O",
+                        "exit",
+                        "ops@127.0.0.1",
+                    ],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+        yield
+    finally:
+        for host in hosts:
+            subprocess.run(
+                ["podman", "exec", host, "systemctl", "start", "ssh.service"],
+                check=True,
+                env=env,
+                capture_output=True,
+                timeout=60,
+            )
+
+
+def host_command(host: str, argv: list[str], user: str = "root") -> list[str]:
+    """The `ansible` command line that runs argv on a lab host over the inventory's SSH connection."""
+    return [
+        str(VENV_BIN / "ansible"),
+        "-i",
+        str(REPO / "inventories" / "lab"),
+        host,
+        "-o",
+        "-e",
+        "ansible_become=true",
+        "--become-user",
+        user,
+        "-m",
+        "ansible.builtin.command",
+        "-a",
+        json.dumps({"argv": argv}),
+    ]
+
+
+def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.CompletedProcess[str]:
+    """Run a command on a lab host over the inventory's SSH connection."""
+    return subprocess.run(
+        host_command(host, argv, user),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        check=False,
+        env=lab_ansible_env(),
+    )
