@@ -14,10 +14,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from helpers.common import REPO, VENV_BIN, run_opsctl
 from helpers.home import build_home, home_env
 from helpers.lab import LAB_HOSTS, lab_ansible_env
+
+# Property-based tests (tests/test_prop_*.py): derandomized, so every run (CI included) tries the
+# same examples and a failure is reproduced by running the test again; no example database (failing
+# examples are not saved: derandomized runs find them again; Hypothesis still keeps caches in
+# .hypothesis/, which git ignores through the .gitignore Hypothesis writes there); no per-example
+# deadline (a busy 2-core machine must not turn slowness into a failure). HYPOTHESIS_PROFILE=explore
+# searches afresh with random seeds (each test keeps its own max_examples), for new counterexamples.
+settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Modules that change the lab for good (hardening) run after every other test.
 RUN_LAST = ("test_baseline_lab_apply.py",)
