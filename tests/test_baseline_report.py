@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,10 @@ def test_html_in_both_languages(archive: Archive, tmp_path: Path, lang: str, wor
     for word in words:
         assert word in html, word
     assert "李明" in html and "2099-12-31" in html and "8.1.4.1 身份鉴别 a)" in html
-    assert "<script" not in html
+    assert re.findall(r"<script[^>]*>", html) in (
+        [],
+        ['<script type="application/json" id="envcredit-report">'],
+    )  # data, never code
     assert "&#39; /C calc&#39;" in html or "&#x27; /C calc" in html  # escaped
     assert out.stat().st_mode & 0o077 == 0
 
@@ -190,3 +194,24 @@ def test_check_time_is_beijing_time(archive: Archive, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     html = out.read_text(encoding="utf-8")
     assert shown in html and f"{utc}<" not in html
+
+
+@pytest.mark.parametrize("fmt", ["html", "json"])
+def test_a_filed_report_names_the_archive_head_and_its_records(archive: Archive, tmp_path: Path, fmt: str) -> None:
+    """Every report carries the chain's HEAD and [id, seq, hash] of the records it was built
+    from (issue 18): `records verify-export` checks a filed copy, and fails once the chain is rewritten."""
+    out = tmp_path / f"baseline.{fmt}"
+    result = CliRunner().invoke(cli, ["report", "baseline", "--env", "lab", "--format", fmt, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text(encoding="utf-8")
+    head = archive.head()
+    assert head is not None and head["hash"] in text
+    if fmt != "json":
+        assert f"序号 {head['seq']}，哈希 {head['hash']}" in text  # the line a reader of the zh report sees
+    check = CliRunner().invoke(cli, ["records", "verify-export", str(out)])
+    assert check.exit_code == 0, check.output
+    # the chain rewritten after the report was filed (the newest record re-hashed)
+    newest = archive.root / head["id"] / "record.json"
+    newest.write_text(newest.read_text(encoding="utf-8").replace(head["hash"], "0" * 64), encoding="utf-8")
+    check = CliRunner().invoke(cli, ["records", "verify-export", str(out)])
+    assert check.exit_code != 0 and "rewritten" in check.output, check.output

@@ -35,3 +35,25 @@ def test_one_format_rule() -> None:
     assert format_for(Path("r.txt"), None) == "md"  # the reports' default set: html, md, json
     with pytest.raises(BadInput):
         format_for(None, "xml", formats, "html")
+
+
+def test_markdown_and_html_reports_carry_their_provenance(tmp_path: Path) -> None:
+    """A report's provenance (HEAD and records) is a line for the reader and claims that
+    `records verify-export` reads back, from HTML and from Markdown; text that would end the
+    script element or the comment early cannot."""
+    from orchestrator.reports.export import read_export_claims
+    from orchestrator.reports.render import _with_provenance
+
+    prov = {
+        "head": {"seq": 7, "hash": "ab" * 32, "id": "x--y</script>"},
+        "records": [["20261128T090000000Z-8dc20c", 3, "cd" * 32]],
+    }
+    for fmt, body in (("md", "# 报告\n"), ("html", "<html><body><p>x</p></body></html>\n")):
+        text = _with_provenance(body, fmt, "zh", prov)
+        assert f"序号 7，哈希 {'ab' * 32}" in text and "本报告依据 1 条记录" in text
+        assert text.count("</script>") == (1 if fmt == "html" else 0) and "x--y" not in text
+        path = tmp_path / f"r.{fmt}"
+        path.write_text(text, encoding="utf-8")
+        claims = read_export_claims(path)
+        assert claims["head"] == prov["head"]
+        assert claims["records"] == [("20261128T090000000Z-8dc20c", 3, "cd" * 32)]

@@ -29,6 +29,7 @@ from ..reports.monthly import build_monthly
 from ..reports.monthly import charts as monthly_charts
 from ..reports.patches import FORMATS as PATCH_FORMATS
 from ..reports.patches import render_patches
+from ..reports.export import report_provenance
 from ..reports.render import FORMATS, LANGS, render_report, strings
 from ..reports.sla import build_sla, month_bounds
 from ..workdays import now, parse_time
@@ -55,6 +56,7 @@ def sla_cmd(ctx: click.Context, month: str, lang: str, fmt: str | None, out: Pat
     data = build_sla(IncidentRegister(context_of(ctx).archive), month, parse_time(as_of) if as_of else None)
     for warning in data["calendar_warnings"]:
         click.echo(f"warning: {warning}", err=True)
+    data["provenance"] = report_provenance(context_of(ctx).archive, data)
     text = render_report("sla", Context.format_for(out, fmt, FORMATS, "md"), lang, data)
     Context.emit(text, out, f"the SLA report for {month} ({lang})")
 
@@ -109,6 +111,7 @@ def inspect_cmd(
     payload: dict[str, Any] = inspect_report.public(data)
     if fmt == "html":
         payload["charts"] = inspect_report.charts(data, strings("inspect", lang))
+    payload["provenance"] = report_provenance(context_of(ctx).archive, data)
     text = render_report("inspect", fmt, lang, payload)
     Context.emit(text, out, f"the inspection report of {data['record']['id']} ({lang})")
 
@@ -150,6 +153,7 @@ def monthly_cmd(
     payload: dict[str, Any] = dict(data)
     if fmt == "html":
         payload["charts"] = monthly_charts(data, strings("monthly", lang))
+    payload["provenance"] = report_provenance(context_of(ctx).archive, data)
     text = render_report("monthly", fmt, lang, payload)
     Context.emit(text, out, f"the monthly report of {month} ({lang})")
 
@@ -191,6 +195,7 @@ def patches_report(ctx: click.Context, env: str, fmt: str | None, lang: str, out
     """Patch compliance per host from the newest patch-scan record: pending and security
     updates with versions, held packages, pending reboot, last patch date."""
     data = build_patches(latest_scan(context_of(ctx).archive, env))
+    data["provenance"] = report_provenance(context_of(ctx).archive, data)
     text = render_patches(Context.format_for(out, fmt, PATCH_FORMATS, "html"), lang, data)
     Context.emit(text, out, f"the patch report of {env} (record {data['record']['id']})")
 
@@ -211,5 +216,6 @@ def baseline_report(ctx: click.Context, env: str, fmt: str | None, lang: str, ou
     """Security baseline evidence per host and control (pass, fail, waived, not applicable,
     with the reason, the 等保 clause and the waiver) from the newest baseline-check record."""
     data = build_baseline(latest_check(context_of(ctx).archive, env))
+    data["provenance"] = report_provenance(context_of(ctx).archive, data)
     text = render_baseline(Context.format_for(out, fmt, BASELINE_FORMATS, "html"), lang, data)
     Context.emit(text, out, f"the baseline report of {env} (record {data['record']['id']})")

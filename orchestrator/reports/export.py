@@ -17,7 +17,7 @@ import jinja2
 from ..archive import Archive
 from ..archive.files import atomic_write
 from ..errors import ArchiveError, BadInput, OpsError
-from ..records import iso, utc_now
+from ..records import RECORD_ID_RE, iso, utc_now
 from .render import environment, to_csv
 
 EXPORT_FORMATS = ("csv", "json", "html")
@@ -28,6 +28,33 @@ def export_stamp(archive: Archive) -> dict[str, Any]:
     (``opsctl records verify-export FILE``): the chain's HEAD when it was made."""
     head = archive.head() or {}
     return {"seq": head.get("seq", 0), "hash": head.get("hash"), "id": head.get("id"), "exported_at": iso(utc_now())}
+
+
+def _record_ids(data: Any, found: set[str]) -> set[str]:
+    if isinstance(data, str):
+        if RECORD_ID_RE.fullmatch(data):
+            found.add(data)
+    elif isinstance(data, Mapping):
+        for value in data.values():
+            _record_ids(value, found)
+    elif isinstance(data, (list, tuple)):
+        for value in data:
+            _record_ids(value, found)
+    return found
+
+
+def report_provenance(archive: Archive, data: Any) -> dict[str, Any]:
+    """What a report carries so a filed copy can be checked later (``opsctl records
+    verify-export FILE``): the chain's HEAD when it was made and ``[id, seq, hash]`` of every
+    change record it names (the records it was built from)."""
+    records: list[list[Any]] = []
+    for rid in sorted(_record_ids(data, set())):
+        try:
+            rec = archive.get(rid)
+        except (ArchiveError, BadInput):
+            continue
+        records.append([rid, rec.get("seq"), rec.get("hash")])
+    return {"head": export_stamp(archive), "records": records}
 
 
 def export(archive: Archive, fmt: str, out: Path, **filters: Any) -> int:
@@ -132,8 +159,16 @@ def read_export_claims(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read the export {path}: {exc}") from exc
     try:
+        report = re.search(r'<script type="application/json" id="envcredit-report">(.*?)</script>', text, re.S)
+        report = report or re.search(r"<!-- envcredit-report (\{.*?\}) -->", text, re.S)
+        if report:  # a report (HTML or Markdown) made by opsctl report
+            data = json.loads(report.group(1))
+            return {"head": data["head"], "records": [tuple(r) for r in data["records"]]}
         if text.lstrip().startswith("{"):
             data = json.loads(text)
+            if "provenance" in data:  # a report as JSON
+                prov = data["provenance"]
+                return {"head": prov["head"], "records": [tuple(r) for r in prov["records"]]}
             return {"head": data["archive_head"], "records": [(r["id"], r["seq"], r["hash"]) for r in data["records"]]}
         if text.lstrip().startswith("<"):
             m = re.search(r'<script type="application/json" id="envcredit-export">(.*?)</script>', text, re.S)

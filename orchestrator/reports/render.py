@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import html
 import io
 import json
 from collections.abc import Iterable, Mapping, Sequence
@@ -156,9 +157,39 @@ def render_report(name: str, fmt: str, lang: str, data: Mapping[str, Any]) -> st
         return json.dumps({"report": name, "lang": lang, **data}, ensure_ascii=False, indent=2, sort_keys=False) + "\n"
     try:
         template = environment().get_template(f"{name}.{fmt}.j2")
-        return template.render(data=data, t=strings(name, lang), lang=lang, html_lang=HTML_LANG[lang])
+        text = template.render(data=data, t=strings(name, lang), lang=lang, html_lang=HTML_LANG[lang])
     except jinja2.TemplateError as exc:
         raise ReportError(f"cannot render the {name} report ({fmt}, {lang}): {exc}") from exc
+    provenance = data.get("provenance")
+    return _with_provenance(text, fmt, lang, provenance) if isinstance(provenance, Mapping) else text
+
+
+#: Where a report keeps the archive HEAD and the records it was built from, for
+#: ``opsctl records verify-export`` (HTML: a JSON script element; Markdown: an HTML comment).
+PROVENANCE_ID = "envcredit-report"
+
+
+def _with_provenance(text: str, fmt: str, lang: str, provenance: Mapping[str, Any]) -> str:
+    """The report with its provenance: a line a reader sees (HEAD seq and hash, number of
+    records) and the machine-readable claims, so a printed or filed copy can be checked later."""
+    head = provenance.get("head") or {}
+    line = strings("base", lang)["provenance"].format(
+        seq=head.get("seq", 0), hash=head.get("hash") or "-", n=len(provenance.get("records") or [])
+    )
+    claims = (
+        json.dumps(
+            {"head": head, "records": provenance.get("records") or []}, ensure_ascii=False, separators=(",", ":")
+        )
+        .replace("</", "<\\/")
+        .replace("--", "-\\u002d")
+    )
+    if fmt == "html":
+        block = (
+            f'<p class="note provenance">{html.escape(line)}</p>\n'
+            f'<script type="application/json" id="{PROVENANCE_ID}">{claims}</script>\n'
+        )
+        return text.replace("</body>", block + "</body>", 1) if "</body>" in text else text + block
+    return f"{text.rstrip()}\n\n{line}\n\n<!-- {PROVENANCE_ID} {claims} -->\n"
 
 
 def write_output(text: str, out: Path | None) -> None:
