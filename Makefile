@@ -16,6 +16,11 @@ ROLES    ?=
 PYTEST_ARGS ?=
 # The release `make demo` (and `make test-nightly`) builds from app/ and installs
 DEMO_VERSION ?= 1.0.0
+# The system on the lab, as `make demo` and `make test-nightly` install it: the data set, a
+# release built from app/, the application tier behind nginx. $(1): the records' reason.
+INSTALL_SYSTEM = $(OPSCTL) run seed --env lab --reason "$(1)" \
+	&& $(OPSCTL) releases build --version '$(DEMO_VERSION)' \
+	&& $(OPSCTL) run site-app --env lab --reason "$(1)" -e app_version='$(DEMO_VERSION)'
 comma    := ,
 # prometheus: its promtool checks and unit-tests the alert rules in `make lint`
 APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus iproute2
@@ -160,18 +165,13 @@ test-nightly: ## What `make test` leaves out (tests/README.md): the baseline app
 	@# A fresh (unhardened) lab, the system installed on it as `make demo` does (the flow proves
 	@# the site and the database still answer), records in var/nightly/archive.
 	$(MAKE) --no-print-directory lab-reset
-	export OPSCTL_ARCHIVE=$(CURDIR)/var/nightly/archive; \
-	$(OPSCTL) run seed --env lab --reason "nightly test" \
-	&& $(OPSCTL) releases build --version '$(DEMO_VERSION)' \
-	&& $(OPSCTL) run site-app --env lab --reason "nightly test" -e app_version='$(DEMO_VERSION)'
+	export OPSCTL_ARCHIVE=$(CURDIR)/var/nightly/archive; $(call INSTALL_SYSTEM,nightly test)
 	OPSCTL_BASELINE_LAB=1 OPSCTL_LYNIS_ALL=1 $(BIN)/pytest -q tests/test_baseline_lab_apply.py
 
 demo: lab ## Start the lab and the system: seed, release + site-app, inspect, backup + verify; records, reports
 	$(OPSCTL) ops
 	$(OPSCTL) run ping --env lab --reason demo
-	$(OPSCTL) run seed --env lab --reason demo
-	$(OPSCTL) releases build --version '$(DEMO_VERSION)'
-	$(OPSCTL) run site-app --env lab --reason demo -e app_version='$(DEMO_VERSION)'
+	$(call INSTALL_SYSTEM,demo)
 	lab/lab.sh check
 	@code=$$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/healthz); \
 	 test "$$code" = 200 || { echo "demo: the site does not answer through nginx (healthz: $$code)" >&2; exit 1; }
