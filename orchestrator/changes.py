@@ -228,21 +228,24 @@ def _roles_using_plugin(roles_dir: Path, path: PurePosixPath) -> set[str]:
     if not roles_dir.is_dir():
         return found
     for role_dir in sorted(roles_dir.iterdir()):
-        if not role_dir.is_dir():
-            continue
-        for part in sorted(role_dir.iterdir()):
-            if part.name in _ROLE_INERT or not part.is_dir():
-                continue
-            for f in part.rglob("*"):
-                if f.suffix not in (".yml", ".yaml", ".j2") or not f.is_file():
-                    continue
-                text = f.read_text(encoding="utf-8", errors="replace")
-                if any(n in text for n in needles):
-                    found.add(role_dir.name)
-                    break
-            if role_dir.name in found:
+        for f in _role_files(role_dir, (".yml", ".yaml", ".j2")):
+            if any(n in f.read_text(encoding="utf-8", errors="replace") for n in needles):
+                found.add(role_dir.name)
                 break
     return found
+
+
+def _role_files(role_dir: Path, suffixes: tuple[str, ...], parts: tuple[str, ...] | None = None) -> Iterator[Path]:
+    """The files of a role that run (not README, molecule, tests), with one of ``suffixes``;
+    ``parts``: only these folders of the role (tasks, defaults...)."""
+    if not role_dir.is_dir():
+        return
+    for part in sorted(role_dir.iterdir()):
+        if part.name in _ROLE_INERT or not part.is_dir() or (parts is not None and part.name not in parts):
+            continue
+        for f in sorted(part.rglob("*")):
+            if f.is_file() and f.suffix in suffixes:
+                yield f
 
 
 _VARS_DIRS = ("group_vars", "host_vars")
@@ -312,17 +315,11 @@ def _uses(text: str, names: Iterable[str]) -> list[str]:
 
 
 def _role_text(roles_dir: Path, role: str) -> str:
-    chunks: list[str] = []
-    for sub in _ROLE_CODE:
-        folder = roles_dir / role / sub
-        if folder.is_dir():
-            for f in sorted(folder.rglob("*")):
-                if f.is_file() and f.suffix in (".yml", ".yaml", ".j2", ".py", ".cfg", ".conf", ".sh", ""):
-                    try:
-                        chunks.append(f.read_text(encoding="utf-8"))
-                    except (OSError, UnicodeDecodeError):
-                        continue
-    return "\n".join(chunks)
+    """The text of a role's code folders (:data:`_ROLE_CODE`), to look for variable names."""
+    suffixes = (".yml", ".yaml", ".j2", ".py", ".cfg", ".conf", ".sh", "")
+    return "\n".join(
+        f.read_text(encoding="utf-8", errors="replace") for f in _role_files(roles_dir / role, suffixes, _ROLE_CODE)
+    )
 
 
 def affected_operations(
