@@ -28,6 +28,8 @@ from .errors import BadInput, OpsError
 
 NAMESPACE = "envcredit-ops-record"
 SIG_FILE = "record.sig"
+#: In a store copy: the signature its maker made in the archive it was pushed from.
+ORIGIN_SIG_FILE = "origin.sig"
 KEY_ENV = "OPSCTL_SIGNING_KEY"
 EXTRA_SIGNERS_ENV = "OPSCTL_ALLOWED_SIGNERS"
 

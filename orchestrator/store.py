@@ -52,6 +52,7 @@ from .errors import ArchiveError, BadInput
 from .lock import flock_file
 from .records import login_user, on_behalf_of
 from .redact import mask_url_credentials
+from .signing import ORIGIN_SIG_FILE, SIG_FILE
 
 DEFAULT_BRANCH = "records"
 STORE_GITIGNORE = (
@@ -83,7 +84,7 @@ class Store(Protocol):
 
     def push(self, local: Archive) -> PushResult: ...
 
-    def verify_store(self) -> tuple[Archive, Any]: ...
+    def verify_store(self, signatures: Any = None) -> tuple[Archive, Any]: ...
 
 
 # -- replaying records onto another chain ------------------------------------------------
@@ -166,6 +167,12 @@ def append_missing(local: Archive, target: Archive) -> tuple[list[str], int]:
             if src.is_file():
                 shutil.copyfile(src, pending.path / art)
                 os.chmod(pending.path / art, 0o600)
+        # The maker's signature travels with the copy (over the origin's seq and hash, which
+        # the copy's body holds); the copy itself is signed by whoever pushes it.
+        made = local.root / rid / (ORIGIN_SIG_FILE if "origin" in rec else SIG_FILE)
+        if made.is_file():
+            shutil.copyfile(made, pending.path / ORIGIN_SIG_FILE)
+            os.chmod(pending.path / ORIGIN_SIG_FILE, 0o600)
         # If this process dies now, recovery commits this very record (not an 'interrupted' one).
         atomic_write(pending.path / "record.json", record_bytes(body))
         target.commit(pending, body)
@@ -188,9 +195,9 @@ class FolderStore:
         pushed, skipped = append_missing(local, target)
         return PushResult(self.description, pushed, skipped, 1, target.head())
 
-    def verify_store(self) -> tuple[Archive, Any]:
+    def verify_store(self, signatures: Any = None) -> tuple[Archive, Any]:
         target = Archive(self.root)
-        return target, target.verify()
+        return target, target.verify(signatures)
 
 
 # -- git store ---------------------------------------------------------------------------
@@ -327,11 +334,13 @@ class GitStore:
                 f"{_safe(proc.stderr.strip())}"
             )
 
-    def verify_store(self) -> tuple[Archive, Any]:
+    def verify_store(self, signatures: Any = None) -> tuple[Archive, Any]:
+        """Fetch and verify the store's chain (and, with ``signatures``, every signature:
+        the pusher's on each copy, the maker's carried in ``origin.sig``)."""
         with self._locked():
             self._sync()
             target = Archive(self.workdir)
-            return target, target.verify()
+            return target, target.verify(signatures)
 
 
 def open_store(spec: str | None = None) -> Store:

@@ -159,3 +159,46 @@ def test_history_before_signing_was_required_and_register_entries_keep_verifying
     run = commit_record(archive, env="production", op="backup", when=late)
     report = check(archive, keys["allowed"], frozenset({"production"}), "2026-11-29T00:00:00+08:00", ops)
     assert not report.ok and report.first_bad_id == run["id"] and "is not signed" in report.problem
+
+
+# -- the store: each copy signed by whoever pushed it, the maker's signature carried along
+
+
+def test_a_store_copy_keeps_its_makers_signature_and_is_signed_by_the_pusher(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.store import FolderStore
+
+    ci = keypair(tmp_path, "ci")
+    allowed_file = allowed(tmp_path, ("alice@envcredit", keys["alice"]), ("ci@envcredit", ci))
+    local = Archive(tmp_path / "local")
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
+    recs = fill(local, 2)
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(ci))
+    store = FolderStore(tmp_path / "store")
+    assert store.push(local).pushed == [r["id"] for r in recs]
+    with Verifier([allowed_file]) as verifier:
+        copy, report = store.verify_store(SignaturePolicy(verifier, {"production": "2000-01-01T00:00:00Z"}))
+    assert report.ok, report.problem
+    assert report.signers == {"ci@envcredit": 2} and report.makers == {"alice@envcredit": 2}
+    first, second = (copy.root / r["id"] for r in recs)
+    # The maker's signature of another record, one by a key nobody allowed, one added to a
+    # record that was not pushed from anywhere: each fails.
+    shutil.copyfile(second / "origin.sig", tmp_path / "saved.sig")
+    shutil.copyfile(first / "origin.sig", second / "origin.sig")
+    report = check(copy, allowed_file)
+    assert not report.ok and report.first_bad_id == recs[1]["id"] and "the record's maker" in report.problem
+    shutil.copyfile(tmp_path / "saved.sig", second / "origin.sig")
+    assert check(copy, allowed_file).ok
+    mallory = subprocess.run(
+        ["ssh-keygen", "-q", "-Y", "sign", "-f", str(keys["mallory"]), "-n", "envcredit-ops-record"],
+        input=f"{recs[0]['id']}\n".encode(),
+        capture_output=True,
+        check=True,
+    ).stdout
+    (first / "origin.sig").write_bytes(mallory)
+    report = check(copy, allowed_file)
+    assert not report.ok and report.first_bad_id == recs[0]["id"] and "not in the allowed signers" in report.problem
+    shutil.copyfile(second / "origin.sig", local.root / recs[0]["id"] / "origin.sig")
+    report = check(local, allowed_file)
+    assert not report.ok and "not pushed from another archive" in report.problem

@@ -31,6 +31,9 @@ class VerifyReport:
     #: With signatures checked: records per signer, and records without a signature.
     signers: dict[str, int] = field(default_factory=dict)
     unsigned: int = 0
+    #: In a store: the makers' signatures carried over from the archives the records were
+    #: pushed from (``origin.sig``), per maker.
+    makers: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,6 +62,8 @@ class _Entry:
     #: What the index must hold for this record (derived from it).
     index_row: tuple[Any, ...] | None = None
     hosts: tuple[str, ...] = ()
+    #: A store copy: (seq, hash) of the record in the archive it was pushed from.
+    origin: tuple[object, object] | None = None
 
 
 def _check_folder(root: Path, name: str) -> _Entry:
@@ -117,11 +122,14 @@ def _check_folder(root: Path, name: str) -> _Entry:
     if entry.problem is None:
         entry.index_row = index.index_row(rec)
         entry.hosts = tuple(index.hosts_of(rec))
+        origin = rec.get("origin")
+        if isinstance(origin, dict):
+            entry.origin = (origin.get("seq"), origin.get("hash"))
     return entry
 
 
 #: Every file a record folder holds; anything else was put there afterwards.
-_FOLDER_FILES = frozenset({"record.json", "record.sig", *ARTIFACTS})
+_FOLDER_FILES = frozenset({"record.json", "record.sig", "origin.sig", *ARTIFACTS})
 
 
 def _hash_ok(raw: bytes, rec: Mapping[str, Any], stored: str) -> bool:
@@ -249,36 +257,47 @@ def _verify_signatures(archive: Archive, entries: Sequence[_Entry], policy: Sign
     from .. import signing
 
     signers: dict[str, int] = {}
+    makers: dict[str, int] = {}
     unsigned = 0
+
+    def broken(e: _Entry, problem: str) -> VerifyReport:
+        return VerifyReport(
+            ok=False,
+            count=len(entries),
+            first_bad_id=e.name,
+            problem=problem,
+            signers=signers,
+            unsigned=unsigned,
+            makers=makers,
+        )
+
     for e in entries:
         assert e.index_row is not None
         env = e.index_row[3]
-        sig = archive.root / e.name / signing.SIG_FILE
+        folder = archive.root / e.name
+        # A store copy carries its maker's signature (over the record as the maker's archive
+        # chained it: id, origin seq, origin hash, all inside this record's hash).
+        made = folder / signing.ORIGIN_SIG_FILE
+        if made.is_file():
+            if e.origin is None:
+                return broken(e, f"{signing.ORIGIN_SIG_FILE} in a record that was not pushed from another archive: added")
+            maker, why = policy.verifier.signer(made, signing.message(e.name, *e.origin))
+            if maker is None:
+                return broken(e, f"bad signature of the record's maker ({signing.ORIGIN_SIG_FILE}): {why}")
+            makers[maker] = makers.get(maker, 0) + 1
+        sig = folder / signing.SIG_FILE
         if not sig.is_file():
             # A refusal is filed even when the key is missing (that is often why it was
             # refused); it changed nothing, and re-sealing one would break every later
             # record's signature, so it may stay unsigned.
             if _must_be_signed(e.index_row, policy):
-                return VerifyReport(
-                    ok=False,
-                    count=len(entries),
-                    first_bad_id=e.name,
-                    problem=f"record of {env} is not signed (its records must be): "
-                    "signature removed, or made without a key",
-                    signers=signers,
-                    unsigned=unsigned,
+                return broken(
+                    e, f"record of {env} is not signed (its records must be): signature removed, or made without a key"
                 )
             unsigned += 1
             continue
         who, why = policy.verifier.signer(sig, signing.message(e.name, e.seq, e.hash))
         if who is None:
-            return VerifyReport(
-                ok=False,
-                count=len(entries),
-                first_bad_id=e.name,
-                problem=f"bad signature: {why}",
-                signers=signers,
-                unsigned=unsigned,
-            )
+            return broken(e, f"bad signature: {why}")
         signers[who] = signers.get(who, 0) + 1
-    return VerifyReport(ok=True, count=len(entries), signers=signers, unsigned=unsigned)
+    return VerifyReport(ok=True, count=len(entries), signers=signers, unsigned=unsigned, makers=makers)

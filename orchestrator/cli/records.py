@@ -222,6 +222,29 @@ def signed_environments() -> dict[str, str]:
     return out
 
 
+def signature_policy(verifier: Any) -> Any:
+    """What `records verify` and `store verify` check of the signatures (the environments'
+    policies and the catalog's operations)."""
+    from ..archive import SignaturePolicy
+
+    return SignaturePolicy(verifier, signed_environments(), _catalog_operations())
+
+
+def signatures_line(report: Any) -> str:
+    """Who signed the verified records (empty when nobody did: a lab, history)."""
+    parts = []
+    if report.signers:
+        who = ", ".join(f"{k} ({v})" for k, v in sorted(report.signers.items()))
+        parts.append(
+            f"signatures: {sum(report.signers.values())} good, signed by {who}; {report.unsigned} "
+            "unsigned where none is required (refusals, register entries, other environments, history)"
+        )
+    if report.makers:
+        who = ", ".join(f"{k} ({v})" for k, v in sorted(report.makers.items()))
+        parts.append(f"makers' signatures carried from the archives they were pushed from: {who}")
+    return "\n".join(parts)
+
+
 def _catalog_operations() -> frozenset[str] | None:
     from ..operations import load_catalog
 
@@ -248,23 +271,16 @@ def verify_cmd(ctx: click.Context, store_spec: str | None, against_store: bool) 
     With --against: a record removed, rewritten or re-chained after it was pushed, or an
     archive emptied and started again, is caught by the copy in the store (the anchor an
     attacker with the archive folder cannot rewrite)."""
-    from ..archive import SignaturePolicy
     from ..signing import Verifier
 
     archive = context_of(ctx).archive
     with Verifier() as verifier:
-        report = archive.verify(SignaturePolicy(verifier, signed_environments(), _catalog_operations()))
+        report = archive.verify(signature_policy(verifier))
     if not report.ok:
         where = f"record {report.first_bad_id}" if report.first_bad_id else "archive"
         click.echo(f"BROKEN: {where}: {report.problem}", err=True)
         ctx.exit(1)
-    signed = ""
-    if report.signers:  # none signed (a lab, an archive from before signing): nothing to say
-        who = ", ".join(f"{k} ({v})" for k, v in sorted(report.signers.items()))
-        signed = (
-            f"signatures: {sum(report.signers.values())} good, signed by {who}; {report.unsigned} "
-            "unsigned where none is required (refusals, register entries, other environments, history)"
-        )
+    signed = signatures_line(report)
     if store_spec or against_store:
         from ..store import divergence, open_store
 

@@ -54,8 +54,12 @@ def push_cmd(ctx: click.Context, spec: str | None, as_json: bool) -> None:
 @handle_errors
 def verify_cmd(ctx: click.Context, spec: str | None) -> None:
     """Fetch the store and verify its chain; also say how many local records it lacks."""
+    from ..signing import Verifier
+    from .records import signature_policy, signatures_line
+
     target = open_store(spec)
-    archive, report = target.verify_store()
+    with Verifier() as verifier:
+        archive, report = target.verify_store(signature_policy(verifier))
     local = context_of(ctx).archive
     missing = pending_count(archive, local)
     if not report.ok:
@@ -76,6 +80,9 @@ def verify_cmd(ctx: click.Context, spec: str | None) -> None:
         f"OK: {report.count} records in {target.description}, chain intact; the local archive "
         f"matches what it pushed; {missing} local record(s) not pushed yet"
     )
+    signed = signatures_line(report)
+    if signed:
+        click.echo(signed)
 
 
 @store.command("leases")
