@@ -280,7 +280,9 @@ def _verify_signatures(archive: Archive, entries: Sequence[_Entry], policy: Sign
         made = folder / signing.ORIGIN_SIG_FILE
         if made.is_file():
             if e.origin is None:
-                return broken(e, f"{signing.ORIGIN_SIG_FILE} in a record that was not pushed from another archive: added")
+                return broken(
+                    e, f"{signing.ORIGIN_SIG_FILE} in a record that was not pushed from another archive: added"
+                )
             maker, why = policy.verifier.signer(made, signing.message(e.name, *e.origin))
             if maker is None:
                 return broken(e, f"bad signature of the record's maker ({signing.ORIGIN_SIG_FILE}): {why}")
