@@ -196,7 +196,7 @@ def test_check_time_is_beijing_time(archive: Archive, tmp_path: Path) -> None:
     assert shown in html and f"{utc}<" not in html
 
 
-@pytest.mark.parametrize("fmt", ["html", "json"])
+@pytest.mark.parametrize("fmt", ["html", "json", "csv"])
 def test_a_filed_report_names_the_archive_head_and_its_records(archive: Archive, tmp_path: Path, fmt: str) -> None:
     """Every report carries the chain's HEAD and [id, seq, hash] of the records it was built
     from (issue 18): `records verify-export` checks a filed copy, and fails once the chain is rewritten."""
@@ -206,7 +206,13 @@ def test_a_filed_report_names_the_archive_head_and_its_records(archive: Archive,
     text = out.read_text(encoding="utf-8")
     head = archive.head()
     assert head is not None and head["hash"] in text
-    if fmt != "json":
+    if fmt == "csv":  # each row names its record (seq, hash) and the HEAD
+        rows = list(csv.DictReader(io.StringIO(text)))
+        rec = archive.get(rows[0]["record_id"])
+        assert {(r["record_seq"], r["record_hash"], r["archive_head_seq"]) for r in rows} == {
+            (str(rec["seq"]), rec["hash"], str(head["seq"]))
+        }
+    if fmt == "html":
         assert f"序号 {head['seq']}，哈希 {head['hash']}" in text  # the line a reader of the zh report sees
     check = CliRunner().invoke(cli, ["records", "verify-export", str(out)])
     assert check.exit_code == 0, check.output

@@ -154,3 +154,32 @@ def test_report_times_are_beijing_time() -> None:
             text = render_patches(fmt, lang, data)
             assert "2026-11-28 08:00" in text, (lang, fmt)
             assert "2026-11-28 00:00" not in text, (lang, fmt)
+
+
+def test_a_filed_csv_names_its_scan_record_and_the_head(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each CSV row carries the seq and hash of the patch-scan record it comes from and the
+    chain's HEAD (issue 18): `records verify-export` checks the filed CSV, and fails once the
+    record it names is rewritten."""
+    from helpers.records import commit_record
+
+    from orchestrator.archive import Archive
+
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "archive"))
+    archive = Archive(tmp_path / "archive")
+    scan = commit_record(archive, op="patch-scan", hosts=["h1", "h2"], outputs=RECORD["outputs"])
+    commit_record(archive, op="backup")  # a later record: HEAD is not the scan
+    out = tmp_path / "patches.csv"
+    result = CliRunner().invoke(cli, ["report", "patches", "--env", "lab", "--format", "csv", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
+    head = archive.head()
+    assert head is not None and rows
+    assert {
+        (r["record_id"], r["record_seq"], r["record_hash"], r["archive_head_seq"], r["archive_head_hash"]) for r in rows
+    } == {(scan["id"], str(scan["seq"]), scan["hash"], str(head["seq"]), head["hash"])}
+    check = CliRunner().invoke(cli, ["records", "verify-export", str(out)])
+    assert check.exit_code == 0 and "1 record(s)" in check.output, check.output
+    body = archive.root / scan["id"] / "record.json"
+    body.write_text(body.read_text(encoding="utf-8").replace(scan["hash"], "f" * 64), encoding="utf-8")
+    check = CliRunner().invoke(cli, ["records", "verify-export", str(out)])
+    assert check.exit_code != 0 and scan["id"] in check.output, check.output

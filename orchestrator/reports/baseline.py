@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import BadInput
-from .render import render_report, strings, to_csv as csv_text
+from .render import PROVENANCE_COLUMNS, provenance_cells, render_report, strings, to_csv as csv_text
 
 FORMATS = ("html", "csv", "json")
 CSV_COLUMNS = (
@@ -21,6 +21,7 @@ CSV_COLUMNS = (
     "waiver_approved_by",
     "waiver_reason",
     "waiver_until",
+    *PROVENANCE_COLUMNS,
 )
 
 
@@ -47,7 +48,9 @@ def _rows(data: Mapping[str, Any], lang: str) -> Iterator[list[Any]]:
                 "waiver_reason": w.get("reason") or "",
                 "waiver_until": w.get("until") or "",
             }
-            yield [row[col] for col in CSV_COLUMNS]
+            yield [row[col] for col in CSV_COLUMNS[: -len(PROVENANCE_COLUMNS)]] + provenance_cells(
+                data, row["record_id"]
+            )
 
 
 def render_baseline(fmt: str, lang: str, data: Mapping[str, Any]) -> str:

@@ -155,7 +155,7 @@ def verify_export(archive: Archive, claims: Mapping[str, Any]) -> list[str]:
 def read_export_claims(path: Path) -> dict[str, Any]:
     """The HEAD and (id, seq, hash) of each record an export file claims (CSV, JSON or HTML)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a CSV saved for Excel starts with a BOM
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read the export {path}: {exc}") from exc
     try:
@@ -178,8 +178,11 @@ def read_export_claims(path: Path) -> dict[str, Any]:
             return {"head": data["head"], "records": [tuple(r) for r in data["records"]]}
         rows = list(csv.DictReader(text.splitlines()))
         if rows and "archive_head_seq" not in rows[0]:
-            raise BadInput(f"{path}: a CSV without archive_head_seq (not made by records export)")
+            raise BadInput(f"{path}: a CSV without archive_head_seq (not made by records export or opsctl report)")
         head = {"seq": int(rows[0]["archive_head_seq"]), "hash": rows[0]["archive_head_hash"]} if rows else {}
+        if rows and "record_seq" in rows[0]:  # a report's CSV: one row per finding, each naming its record
+            named = {(r["record_id"], int(r["record_seq"]), r["record_hash"]) for r in rows if r["record_seq"]}
+            return {"head": head, "records": sorted(named)}
         return {"head": head, "records": [(r["id"], int(r["seq"]), r["hash"]) for r in rows]}
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         raise BadInput(f"{path}: not an export of records export ({type(exc).__name__}: {exc})") from exc

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import BadInput
-from .render import render_report, to_csv as csv_text
+from .render import PROVENANCE_COLUMNS, provenance_cells, render_report, to_csv as csv_text
 
 FORMATS = ("html", "md", "csv", "json")
 CSV_COLUMNS = (
@@ -23,6 +23,7 @@ CSV_COLUMNS = (
     "reboot_required",
     "last_patch",
     "scanned_at",
+    *PROVENANCE_COLUMNS,
 )
 
 
@@ -53,7 +54,9 @@ def _rows(data: Mapping[str, Any]) -> Iterator[list[Any]]:
                 "held": u.get("held", ""),
                 "excluded": u.get("excluded", ""),
             }
-            yield [full[c] for c in CSV_COLUMNS]
+            yield [full.get(c) for c in CSV_COLUMNS[: -len(PROVENANCE_COLUMNS)]] + provenance_cells(
+                data, base["record_id"]
+            )
 
 
 def render_patches(fmt: str, lang: str, data: Mapping[str, Any]) -> str:

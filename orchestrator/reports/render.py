@@ -232,6 +232,20 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+#: The provenance of a report's CSV row (its record in the chain, and the chain's HEAD when the
+#: report was made), read back by ``opsctl records verify-export``.
+PROVENANCE_COLUMNS = ("record_seq", "record_hash", "archive_head_seq", "archive_head_hash")
+
+
+def provenance_cells(data: Mapping[str, Any], record_id: str) -> list[Any]:
+    """The :data:`PROVENANCE_COLUMNS` of a row built from record ``record_id``."""
+    prov = data.get("provenance") or {}
+    head = prov.get("head") or {}
+    found = next((r for r in prov.get("records") or [] if r and r[0] == record_id), None)
+    seq, digest = (found[1], found[2]) if found else ("", "")
+    return [seq, digest, head.get("seq", ""), head.get("hash", "")]
+
+
 def to_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """CSV text (``\\n`` line ends): the header, then every row with each cell through :func:`csv_cell`."""
     buf = io.StringIO()
