@@ -59,6 +59,8 @@ STORE_GITIGNORE = (
     "# opsctl archive store: only record folders and HEAD are shared\n.pending/\n.lock\nindex.sqlite\n.index.*\n"
 )
 _CHAIN_FIELDS = ("seq", "prev_hash", "artifacts", "hash")
+#: In a writer's working clone: the store's branch as this machine last saw it (only moves forward).
+SEEN_REF = "refs/opsctl/seen"
 
 
 @dataclass
@@ -265,6 +267,7 @@ class GitStore:
             _git(self.workdir, "remote", "add", "origin", self.url)
         else:
             _git(self.workdir, "remote", "set-url", "origin", self.url)
+        seen = _git(self.workdir, "rev-parse", "-q", "--verify", SEEN_REF, check=False).stdout.strip()
         fetch = _git(
             self.workdir,
             "fetch",
@@ -275,9 +278,15 @@ class GitStore:
             check=False,
         )
         remote_ref = f"refs/remotes/origin/{self.branch}"
-        has_remote = _git(self.workdir, "rev-parse", "-q", "--verify", remote_ref, check=False).returncode == 0
+        if fetch.returncode != 0 and "couldn't find remote ref" in fetch.stderr.lower():
+            _git(self.workdir, "update-ref", "-d", remote_ref, check=False)  # no such branch (now)
+        now = _git(self.workdir, "rev-parse", "-q", "--verify", remote_ref, check=False).stdout.strip()
+        has_remote = bool(now)
         if fetch.returncode != 0 and has_remote:
             raise ArchiveError(f"cannot fetch the store {self.description}: {_safe(fetch.stderr.strip())}")
+        self._check_fast_forward(seen, now)
+        if now:
+            _git(self.workdir, "update-ref", SEEN_REF, now)
         if fetch.returncode != 0 and "couldn't find remote ref" not in fetch.stderr.lower():
             # An unreachable store is an error; an empty repository (no branch yet) is not.
             ls = _git(self.workdir, "ls-remote", "origin", check=False)
@@ -295,6 +304,29 @@ class GitStore:
         gitignore = self.workdir / ".gitignore"
         if not gitignore.is_file():
             gitignore.write_text(STORE_GITIGNORE, encoding="utf-8")
+
+    def _check_fast_forward(self, seen: str, now: str) -> None:
+        """The store's branch only ever grows: the commit this machine saw last must still be
+        in its history. A branch reset, rewritten or deleted on the server (by anyone with
+        write access there) is refused, and the last commit seen is kept for the auditors."""
+        if not seen or seen == now:
+            return
+        grown = bool(now) and _git(self.workdir, "merge-base", "--is-ancestor", seen, now, check=False).returncode == 0
+        if not grown:
+            raise ArchiveError(
+                f"the history of the store {self.description} was rewritten: this machine last saw commit "
+                f"{seen[:12]}, which is no longer in branch {self.branch!r} "
+                f"({'now ' + now[:12] if now else 'the branch is gone'}); refusing to use it "
+                f"(the commit seen stays as {SEEN_REF} in {self.workdir}, for the investigation)"
+            )
+
+    def _signing(self) -> tuple[list[str], list[str]]:
+        """How store commits are signed: with the writer's record key (``OPSCTL_SIGNING_KEY``,
+        SSH format) when there is one; ``OPSCTL_STORE_SIGN=1`` signs with git's configured key."""
+        key = os.environ.get("OPSCTL_SIGNING_KEY", "").strip()
+        if key:
+            return ["-c", "gpg.format=ssh", "-c", f"user.signingkey={Path(key).expanduser()}"], ["-S"]
+        return [], (["-S"] if os.environ.get("OPSCTL_STORE_SIGN") == "1" else [])
 
     def push(self, local: Archive) -> PushResult:
         result = PushResult(self.description)
@@ -321,10 +353,11 @@ class GitStore:
                     if len(pushed) > 1
                     else f"record seq {first} {pushed[0]} from {_origin_label(local)}"
                 )
-                sign = ["-S"] if os.environ.get("OPSCTL_STORE_SIGN") == "1" else []
-                _git(self.workdir, *self._identity(), "commit", "-q", *sign, "-m", msg)
+                config, sign = self._signing()
+                _git(self.workdir, *self._identity(), *config, "commit", "-q", *sign, "-m", msg)
                 proc = _git(self.workdir, "push", "-q", "origin", f"HEAD:refs/heads/{self.branch}", check=False)
                 if proc.returncode == 0:
+                    _git(self.workdir, "update-ref", SEEN_REF, "HEAD")  # what we published: the floor
                     return result
                 # Another writer got there first (non-fast-forward, or its ref lock): start again
                 # from the store's new HEAD. Nothing was published, so nothing is re-chained.

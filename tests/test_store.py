@@ -300,3 +300,47 @@ def test_an_honest_archive_matches_what_it_pushed(tmp_path: Path, monkeypatch: p
     commit_record(local, op="patch")  # a newer record, not pushed yet: still a prefix
     res = CliRunner().invoke(cli, ["records", "verify", "--against-store"])
     assert res.exit_code == 0 and "OK: 5 records, chain intact; matches what it pushed" in res.output
+
+
+def test_a_store_history_rewritten_on_the_server_is_refused(tmp_path: Path) -> None:
+    """The store's branch only grows (issue 18, item 2): a writer that saw commit X refuses a
+    store whose branch no longer contains X (reset back, or emptied and refilled), even when
+    the rewritten store verifies alone. Records are re-chained by nobody."""
+    bare = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(bare))
+    local = Archive(tmp_path / "local")
+    store = GitStore(str(bare), workdir=tmp_path / "clone")
+    for _ in range(2):  # two pushes: two commits
+        commit_record(local)
+        assert len(store.push(local).pushed) == 1
+    seen = git("rev-parse", "records", cwd=bare).strip()
+    # someone with write access on the server drops the newest commit (a valid, shorter chain)
+    first = git("rev-list", "--max-parents=0", "records", cwd=bare).strip()
+    git("update-ref", "refs/heads/records", first, cwd=bare)
+    with pytest.raises(ArchiveError, match="history of the store .* was rewritten") as err:
+        store.verify_store()
+    assert seen[:12] in str(err.value)
+    with pytest.raises(ArchiveError, match="was rewritten"):
+        store.push(local)
+    # the branch deleted: the same
+    git("update-ref", "-d", "refs/heads/records", cwd=bare)
+    with pytest.raises(ArchiveError, match="branch is gone"):
+        store.verify_store()
+    # a writer that never saw the store cannot know: it starts from what is there
+    fresh = GitStore(str(bare), workdir=tmp_path / "fresh")
+    assert fresh.verify_store()[1].ok
+
+
+def test_store_commits_are_signed_with_the_writers_record_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = tmp_path / "ci-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f", str(key)], check=True)
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(key))
+    bare = tmp_path / "store.git"
+    git("init", "-q", "--bare", str(bare))
+    local = Archive(tmp_path / "local")
+    fill(local, 1)
+    GitStore(str(bare), workdir=tmp_path / "clone").push(local)
+    allowed = tmp_path / "allowed"
+    allowed.write_text(f"ci@envcredit {key.with_suffix('.pub').read_text()}", encoding="utf-8")
+    shown = git("-c", f"gpg.ssh.allowedSignersFile={allowed}", "log", "-1", "--format=%G? %GS", "records", cwd=bare)
+    assert shown.strip() == "G ci@envcredit", shown
