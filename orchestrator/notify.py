@@ -130,13 +130,11 @@ def _read_urls_file(path: Path, vault_password_file: Path | None, problems: list
         problems.append(f"cannot read the notification URL file {path}: {exc.strerror or exc}")
         return []
     if data.lstrip().startswith(b"$ANSIBLE_VAULT"):
-        from ansible.errors import AnsibleError
-
-        from .redact import _vault_lib
+        from .redact import vault_decryptor
 
         try:
-            data = _vault_lib(vault_password_file, path).decrypt(data.strip())
-        except (BadInput, AnsibleError) as exc:
+            data = vault_decryptor(vault_password_file, path)(path, data.strip())
+        except BadInput as exc:
             problems.append(f"cannot decrypt the notification URL file {path}: {type(exc).__name__}")
             return []
     return _lines(data.decode("utf-8", "replace"))

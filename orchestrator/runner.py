@@ -60,6 +60,7 @@ from .records import (
     new_record_id,
 )
 from .redact import MASK, Redactor, _scalar_leaves, vault_values
+from .targets import resolve_targets
 from .textclean import clean_optional, clean_text, has_controls
 
 #: Seconds ptyprocess sleeps after closing the pty of ansible-playbook (its default: 0.1).
@@ -380,49 +381,6 @@ def file_hashes(op: Operation, env: Environment) -> dict[str, Any]:
     if policy.is_file():
         files["policy"] = file_entry(policy, root)
     return files
-
-
-def resolve_targets(op: Operation, env: Environment, limit: str | None) -> list[str]:
-    """The hosts the playbook's plays would run on, after ``--limit``."""
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-
-    pb = op.playbook_path()
-    if not pb.is_file():
-        raise BadInput(f"operation {op.name!r}: playbook {pb} is missing")
-    try:
-        plays = yaml.safe_load(pb.read_text(encoding="utf-8")) or []
-    except yaml.YAMLError as exc:
-        raise BadInput(f"{pb}: {yaml_problem(exc)}") from exc
-    patterns: list[str] = []
-    for play in plays if isinstance(plays, list) else []:
-        if isinstance(play, dict) and "hosts" in play:
-            hosts = play["hosts"]
-            patterns.extend(hosts if isinstance(hosts, list) else [str(hosts)])
-    if not patterns:
-        patterns = ["all"]
-    from ansible.errors import AnsibleError
-
-    found: set[str] = set()
-    try:
-        inventory = InventoryManager(loader=DataLoader(), sources=[str(env.inventory)])
-        if limit:
-            inventory.subset(limit)
-        for pattern in patterns:
-            if "{{" in pattern:  # templated pattern: be conservative
-                pattern = "all"
-            found.update(h.name for h in inventory.get_hosts(pattern))
-    except AnsibleError as exc:  # a bad pattern (e.g. an invalid ~regex) is bad input, not a traceback
-        raise BadInput(
-            f"--limit {limit!r}: {clean_text(str(exc.message))}"
-            if limit
-            else f"inventory {env.name!r}: {clean_text(str(exc.message))}"
-        ) from exc
-    if not found:
-        raise BadInput(
-            f"no host of environment {env.name!r} matches {'limit ' + repr(limit) if limit else 'the playbook'}"
-        )
-    return sorted(found)
 
 
 # ----------------------------------------------------------------------------- running
