@@ -171,6 +171,16 @@ class Environment:
         return change
 
 
+#: libyaml's safe loader when PyYAML was built with it (Debian's and the wheels are): the
+#: catalog and the policies are read on every command, 5-10x faster than the pure-Python one.
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` through libyaml when available (same result, same YAMLError)."""
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a safe loader
+
+
 def yaml_problem(exc: yaml.YAMLError) -> str:
     """A YAML error in one line: what is wrong and where."""
     mark = getattr(exc, "problem_mark", None)
@@ -244,7 +254,7 @@ def _parse_operation(name: str, raw: Any) -> Operation:
 
 def _load_file(path: Path) -> dict[str, Operation]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise BadInput(f"cannot read the operations catalog {path}: {exc}") from exc
     ops = data.get("operations") if isinstance(data, dict) else None
@@ -334,7 +344,7 @@ def _load_policy(policy_file: Path) -> dict[str, Any]:
     if not policy_file.is_file():
         return {}
     try:
-        loaded = yaml.safe_load(policy_file.read_text(encoding="utf-8")) or {}
+        loaded = load_yaml(policy_file.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read the policy {policy_file}: {exc}") from exc
     except yaml.YAMLError as exc:

@@ -28,6 +28,10 @@ anything else (``ssh://...``, ``git@host:repo.git``, ``file://...``, a path to a
     again on top of the new HEAD, push again. Only a fast-forward is ever pushed,
     so nothing published is rewritten and no writer's record is lost. Auditors
     ``git clone`` the repository and run ``OPSCTL_ARCHIVE=<clone> opsctl records verify``.
+
+Size (over 400 lines): the replay onto the store's chain, the divergence check, and the git
+store's fetch/fast-forward/push loop are one set of invariants (nothing published is ever
+rewritten or lost), reviewed together.
 """
 
 from __future__ import annotations

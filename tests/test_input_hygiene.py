@@ -283,7 +283,7 @@ def test_broken_policy_and_launch_type_are_refused_and_recorded(home: Path, monk
     assert_refused(
         home,
         ["run", "change", "--env", "production", "--ticket", "CHG-1"],
-        "/inventories/production/.opsctl.yml: not valid YAML: expected ',' or ']', but got '<stream end>'",
+        "/inventories/production/.opsctl.yml: not valid YAML: did not find expected ',' or ']' at line 2 column 1",
     )
     policy.write_text(good, encoding="utf-8")
     monkeypatch.setenv("OPSCTL_LAUNCH", "cron\x1b[1m")
