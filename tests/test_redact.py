@@ -384,3 +384,32 @@ def test_passwd_entry_fields_are_not_secrets() -> None:
 
     assert not any(looks_secret(k) for k in ("pw_name", "pw_dir", "pw_shell", "pw_uid", "pw_gid", "pw_gecos"))
     assert looks_secret("pw") and looks_secret("db_pw") and looks_secret("pw_hash") is not None
+
+
+def test_secrets_inside_plain_lists_are_masked() -> None:
+    """Lists given as lists (``-e @vars.yml``, a JSON ``-e``), not as text: every item is
+    masked by key, by URL and by value, and the values are learnt for the free text."""
+    r = Redactor()
+    masked, keys = r.redact_vars(
+        {
+            "dsns": ["postgres://u:Dsn-PW-0@h/db"],  # a secret key: the whole list
+            "urls": ["postgres://u:List-PW-1@h/db", "mysql://r:List-PW-2@h2/db"],
+            "targets": [{"host": "db1", "password": "Item-Secret-3"}, ("db2", {"token": "Item-Secret-4"})],
+            "tokens": ["Under-Secret-Key-5", "Under-Secret-Key-6"],
+            "hosts": ["db1", "db2"],
+        }
+    )
+    assert masked["dsns"] == MASK
+    assert masked["urls"] == [f"postgres://u:{MASK}@h/db", f"mysql://r:{MASK}@h2/db"]
+    assert masked["targets"] == [{"host": "db1", "password": MASK}, ["db2", {"token": MASK}]]
+    assert masked["tokens"] == MASK
+    assert masked["hosts"] == ["db1", "db2"]
+    assert sorted(keys) == ["dsns", "targets[0].password", "targets[1][1].token", "tokens"]
+    text = r.redact_text(
+        "Dsn-PW-0 List-PW-1 List-PW-2 Item-Secret-3 Item-Secret-4 Under-Secret-Key-5 Under-Secret-Key-6"
+    )
+    assert text == " ".join([MASK] * 7)
+    # the same lists inside event data
+    assert r.redact_obj({"res": ["ok", ["Item-Secret-4", "postgres://x:Other-PW@h"]]}) == {
+        "res": ["ok", [MASK, f"postgres://x:{MASK}@h"]]
+    }
