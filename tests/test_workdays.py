@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from orchestrator import workdays
@@ -72,17 +73,42 @@ def test_package_knows_the_official_schedule(cal: Calendar, year: int) -> None:
     assert all(d.weekday() >= 5 for d in makeup)
 
 
-def test_the_shipped_project_file_loads() -> None:
-    """The shipped file parses, and every year it lists is a whole, plausible schedule
-    (it holds comments only until a year the package does not know is added)."""
-    cal = Calendar(workdays.DATA_FILE)
-    assert cal.project_file == workdays.DATA_FILE
-    for year, sched in cal.project.items():
-        assert cal.source_of(year) == "project"
+def test_the_shipped_project_file_loads(cal: Calendar) -> None:
+    """The shipped file parses to exactly the years it lists, each a whole, plausible schedule
+    (it holds comments only until a year the package does not know is added), and with it the
+    default calendar still gives the official schedule of the years the package knows."""
+    raw = yaml.safe_load(workdays.DATA_FILE.read_text(encoding="utf-8"))
+    assert isinstance(raw, dict) and "years" in raw, "the file must keep its 'years' mapping"
+    listed = {int(y) for y in (raw["years"] or {})}
+    shipped = Calendar(workdays.DATA_FILE)
+    assert shipped.project_file == workdays.DATA_FILE
+    assert set(shipped.project) == listed
+    for year, sched in shipped.project.items():
+        assert shipped.source_of(year) == "project"
         assert 20 <= len(sched.holidays) <= 40, (year, len(sched.holidays))  # the official 7 holidays
         assert all(d.year == year and d.weekday() >= 5 for d in sched.workdays), year  # make-up days: weekends
-    # a year the package knows and the file does not: the package's, not bare weekdays
-    assert cal.source_of(2026) in ("package", "project") and cal.known(2026)
+    for year in sorted(OFFICIAL):
+        expected = "project" if year in listed else "package"
+        assert shipped.source_of(year) == expected and shipped.known(year)
+        for day in _days(year, "01-01", "12-31"):
+            assert shipped.is_workday(day) == cal.is_workday(day), day
+
+
+def test_ordinary_weekends_are_rest_days_in_a_project_year(tmp_path: Path) -> None:
+    """A year from the project file: listed days as listed, every other Saturday and Sunday
+    a rest day, every other Monday-Friday a working day, for the whole year."""
+    path = tmp_path / "workdays.yml"
+    path.write_text(PROJECT_2027, encoding="utf-8")
+    project = Calendar(path, use_package=False)
+    holidays = set(_days(2027, "02-06", "02-12")) | {D(2027, 4, 5)}
+    makeup = {D(2027, 2, 13)}
+    for day in _days(2027, "01-01", "12-31"):
+        expected = day in makeup or (day.weekday() < 5 and day not in holidays)
+        info = project.day(day)
+        assert (info.workday, info.known, info.source) == (expected, True, "project"), day
+    assert project.is_workday(D(2027, 1, 2)) == (False, True)  # an ordinary Saturday
+    # a general fault reported on Fri 1 Jan 2027 18:00: Mon 4 .. Thu 7 Jan, the weekend not counted
+    assert project.add_working_days(at("2027-01-01T18:00"), 4).at == dt.datetime(2027, 1, 7, 18, 0, tzinfo=TZ)
 
 
 def test_the_documented_example_is_the_official_schedule(tmp_path: Path, cal: Calendar) -> None:
