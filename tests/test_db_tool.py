@@ -9,6 +9,8 @@ comparison of restored row counts with the manifest (exact, or within the measur
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -180,3 +182,69 @@ def test_a_missing_or_extra_table_fails_whatever_the_tolerance() -> None:
     assert msg is not None and "tables differ" in msg and "indicators" in msg
     msg = tool.compare_counts(EXPECTED, {**EXPECTED, "extra": 0}, 10_000)
     assert msg is not None and "extra" in msg
+
+
+# -- check: every file against the manifest (size and sha256) --------------------------------
+
+
+def _stored_backup(root: Path, backup_id: str = "20261201T020000Z-pg") -> Path:
+    base = root / backup_id
+    (base / "envcredit.dir").mkdir(parents=True)
+    files = {"envcredit.dir/toc.dat.zst": b"toc " * 64, "globals.sql.zst": "CREATE ROLE 环境;\n".encode()}
+    entries = []
+    for rel, data in files.items():
+        (base / rel).write_bytes(data)
+        entries.append({"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    (base / "manifest.json").write_text(json.dumps({"id": backup_id, "files": entries}), encoding="utf-8")
+    return base
+
+
+def _check(root: Path, backup_id: str = "20261201T020000Z-pg") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins" / "module_utils")}
+    script = REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py"
+    cmd = [sys.executable, str(script), "check", "--root", str(root), "--id", backup_id]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+
+
+def test_check_passes_an_intact_backup(tmp_path: Path) -> None:
+    base = _stored_backup(tmp_path)
+    assert tool.verify_files(base, json.loads((base / "manifest.json").read_text())) == []
+    proc = _check(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"backup_id": "20261201T020000Z-pg", "files": 2, "ok": True}
+
+
+def test_check_refuses_a_same_size_file_with_another_sha256(tmp_path: Path) -> None:
+    base = _stored_backup(tmp_path)
+    toc = base / "envcredit.dir" / "toc.dat.zst"
+    data = bytearray(toc.read_bytes())
+    data[100] ^= 0x01  # one bit: same size, another hash
+    toc.write_bytes(bytes(data))
+    manifest = json.loads((base / "manifest.json").read_text())
+    assert tool.verify_files(base, manifest) == ["envcredit.dir/toc.dat.zst: checksum mismatch"]
+    proc = _check(tmp_path)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "envcredit_dbtool: backup 20261201T020000Z-pg is corrupt: envcredit.dir/toc.dat.zst: checksum mismatch" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_refuses_a_missing_or_resized_file_and_names_each(tmp_path: Path) -> None:
+    base = _stored_backup(tmp_path)
+    (base / "globals.sql.zst").unlink()
+    with (base / "envcredit.dir" / "toc.dat.zst").open("ab") as f:
+        f.write(b"x")
+    bad = tool.verify_files(base, json.loads((base / "manifest.json").read_text()))
+    assert bad == ["envcredit.dir/toc.dat.zst: checksum mismatch", "globals.sql.zst: missing"]
+    proc = _check(tmp_path)
+    assert proc.returncode == 1 and "globals.sql.zst: missing" in proc.stderr
+
+
+def test_check_of_an_unknown_or_unreadable_backup_is_a_clear_error(tmp_path: Path) -> None:
+    proc = _check(tmp_path, "nope")
+    assert proc.returncode == 1 and f"backup nope not found in {tmp_path}" in proc.stderr
+    base = _stored_backup(tmp_path)
+    (base / "manifest.json").write_text("{not json", encoding="utf-8")
+    proc = _check(tmp_path)
+    assert proc.returncode == 1 and "manifest unreadable" in proc.stderr and "Traceback" not in proc.stderr
