@@ -65,6 +65,38 @@ def test_list_is_complete_backups_newest_first(store: Path) -> None:
     assert ids == ["20261130T190000Z-my", "20261130T180000Z-pg", "20261130T170000Z-pg", "20261129T180000Z-pg"]
 
 
+def test_order_is_by_start_time_not_by_name_and_utf8_is_read(tmp_path: Path) -> None:
+    root = tmp_path / "backups"
+    _backup(root, "lab", "h", "a-manual", "2026-11-30T20:00:00+00:00", ["环境信用"])
+    _backup(root, "lab", "h", "z-nightly", "2026-11-30T18:00:00+00:00", ["envcredit"])
+    undated = _backup(root, "lab", "h", "m-undated", "", ["envcredit"])
+    manifest = json.loads((undated / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["started"]
+    (undated / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert [b.backup_id for b in list_backups(root)] == ["a-manual", "z-nightly", "m-undated"]
+    assert list_backups(root, db="环境信用")[0].databases == ["环境信用"]
+
+
+def test_skipped_entries_do_not_hide_the_rest(tmp_path: Path) -> None:
+    """Many folders in one host: copies in progress and other databases' backups mixed in
+    (whatever order the file system lists them) never stop the listing early."""
+    root = tmp_path / "backups"
+    for i in range(12):
+        _backup(
+            root, "lab", "h", f"b{i:02d}", f"2026-11-{i + 1:02d}T00:00:00+00:00", ["envcredit"] if i % 2 else ["other"]
+        )
+        _backup(root, "lab", "h", f"c{i:02d}.partial", "2026-11-01T00:00:00+00:00", ["envcredit"])
+        broken = _backup(root, "lab", "h", f"d{i:02d}", "2026-11-01T00:00:00+00:00", ["envcredit"])
+        (broken / ("status.json" if i % 2 else "manifest.json")).unlink()
+    assert len(list_backups(root)) == 12
+    assert [b.backup_id for b in list_backups(root, db="envcredit")] == [f"b{i:02d}" for i in range(11, 0, -2)]
+    for env in ("a", "b", "m", "y", "z"):
+        _backup(root, env, "h", f"x-{env}", "2026-11-01T00:00:00+00:00", ["envcredit"])
+        _backup(root, "lab", env, f"x-h-{env}", "2026-11-01T00:00:00+00:00", ["envcredit"])
+    assert [b.env for b in list_backups(root, env="m")] == ["m"]
+    assert [b.host for b in list_backups(root, env="lab", host="m")] == ["m"]
+
+
 def test_verification_status_is_what_the_status_file_says(store: Path) -> None:
     status = {b.backup_id: b.verification for b in list_backups(store)}
     assert status == {
@@ -98,8 +130,9 @@ def test_bad_environment_and_missing_store(store: Path, tmp_path: Path) -> None:
         with pytest.raises(BadInput, match="invalid environment"):
             list_backups(store, env=env)
     assert list_backups(tmp_path / "nowhere") == []
-    with pytest.raises(NotFound, match="no backup 'nope'"):
+    with pytest.raises(NotFound) as err:
         get_backup("nope", store)
+    assert str(err.value) == f"no backup 'nope' in {store}"
 
 
 def test_to_dict_fields_and_age(store: Path) -> None:
@@ -114,6 +147,26 @@ def test_to_dict_fields_and_age(store: Path) -> None:
     )
     assert d["age_s"] == 8 * 3600 and d["record_id"] == "rec-20261130T180000Z-pg"
     assert d["files"] == [{"path": "envcredit.dump.zst", "bytes": 1024, "sha256": "0" * 64}]
+    assert (d["started"], d["ended"]) == ("2026-11-30T18:00:00+00:00", "2026-11-30T18:00:00+00:00")
+    assert set(d) == {
+        "env",
+        "host",
+        "backup_id",
+        "path",
+        "engine",
+        "server_version",
+        "databases",
+        "total_bytes",
+        "started",
+        "ended",
+        "age_s",
+        "record_id",
+        "verification",
+        "verified_at",
+        "verify_record_id",
+        "files",
+    }
+    assert Backup("lab", "h", "x", Path("x"), {}, {}).to_dict(NOW)["files"] == []
     undated = Backup("lab", "h", "x", Path("x"), {"started": "yesterday"}, {})
     assert undated.started is None and undated.age_s(NOW) is None and undated.verification == "unverified"
     assert Backup("lab", "h", "x", Path("x"), {}, {"verified": {}}).verification == "unverified"
@@ -121,7 +174,17 @@ def test_to_dict_fields_and_age(store: Path) -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(None, "?"), (0, "0m"), (3599, "59m"), (3600, "1.0h"), (2 * 86400 - 1, "48.0h"), (2 * 86400, "2.0d")],
+    [
+        (None, "?"),
+        (0, "0m"),
+        (3540, "59m"),
+        (3599, "59m"),
+        (3600, "1.0h"),
+        (4141, "1.2h"),
+        (2 * 86400 - 1, "48.0h"),
+        (2 * 86400, "2.0d"),
+        (177_121, "2.1d"),
+    ],
 )
 def test_human_age(seconds: float | None, text: str) -> None:
     assert human_age(seconds) == text
@@ -144,8 +207,16 @@ def test_human_size(size: int | None, text: str) -> None:
 
 
 def test_store_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPSCTL_BACKUPS", raising=False)
+    monkeypatch.setenv("OPSCTL_DATA", str(tmp_path / "data"))
+    assert store_root() == (tmp_path / "data").resolve() / "backups"
     monkeypatch.setenv("OPSCTL_BACKUPS", str(tmp_path / "elsewhere"))
     assert store_root() == (tmp_path / "elsewhere").resolve()
+    monkeypatch.setenv("OPSCTL_BACKUPS", str(tmp_path / "store"))
+    _backup(tmp_path / "store", "lab", "h", "b1", "2026-11-30T18:00:00+00:00", ["envcredit"])
+    assert [b.backup_id for b in list_backups()] == ["b1"]  # the default root is the store_root()
+    with pytest.raises(NotFound, match=f"no backup 'b2' in {tmp_path / 'store'}"):
+        get_backup("b2")
 
 
 def test_cli_list_and_show(store: Path) -> None:
