@@ -287,3 +287,99 @@ def test_malformed_project_file(tmp_path: Path, body: str, message: str) -> None
     path.write_text(body, encoding="utf-8")
     with pytest.raises(CalendarError, match=message):
         Calendar(path)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "years:\n  2027:\n    holidays: 2027-02-10\n",
+            "{F}: 2027 holidays must be a list of dates or {from, to, name} ranges",
+        ),
+        (
+            "years:\n  2027:\n    holidays: [{name: x}]\n",
+            "{F}: 2027 holidays: {'name': 'x'} needs 'date' or 'from' (and 'to')",
+        ),
+        ("years:\n  2027:\n    holidays: [{date: nope}]\n", "{F}: 2027 holidays: 'nope' is not a date (YYYY-MM-DD)"),
+        ("years:\n  2027:\n    workdays: [{from: nope}]\n", "{F}: 2027 workdays: 'nope' is not a date (YYYY-MM-DD)"),
+        (
+            "years:\n  2027:\n    holidays: [{from: 2027-02-01, to: nope}]\n",
+            "{F}: 2027 holidays: 'nope' is not a date (YYYY-MM-DD)",
+        ),
+        (
+            "years:\n  2027:\n    holidays: [{from: 2027-02-05, to: 2027-02-04}]\n",
+            "{F}: 2027 holidays: range 2027-02-05 .. 2027-02-04 ends before it starts",
+        ),
+        ("years:\n  2027:\n    holidays: [20270210]\n", "{F}: 2027 holidays: 20270210 is not a date (YYYY-MM-DD)"),
+        ("- a list\n", "the calendar file {F} must be a mapping with a 'years' key"),
+        ("years: [2027]\n", "{F}: 'years' must map a year to its schedule"),
+        ("years:\n  next: {}\n", "{F}: 'next' is not a year"),
+        ("years:\n  2027: [2027-02-10]\n", "{F}: 2027: expected 'holidays' and 'workdays' lists"),
+        ("years:\n  2027:\n    holiday: []\n    extra: 1\n", "{F}: 2027: unknown key(s) extra, holiday"),
+    ],
+)
+def test_malformed_project_file_messages_name_the_file_year_and_entry(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(CalendarError) as err:
+        Calendar(path)
+    assert str(err.value) == message.replace("{F}", str(path))
+    assert err.value.exit_code == 2
+
+
+def test_project_file_entries_names_ranges_and_source(tmp_path: Path) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(
+        "years:\n  2027:\n    source: 国务院办公厅通知\n    holidays:\n"
+        "      - {from: 2027-10-01, to: 2027-10-02, name: 国庆节}\n"
+        "      - {from: 2027-05-03}\n"
+        "      - {date: 2027-04-05}\n"
+        "      - 2027-01-01\n"
+        "    workdays:\n      - {date: 2027-09-26, name: 国庆节调休}\n  2028: {}\n",
+        encoding="utf-8",
+    )
+    cal = Calendar(path, use_package=False)
+    sched = cal.project[2027]
+    assert (sched.year, sched.source) == (2027, "国务院办公厅通知")
+    assert sched.holidays == {
+        D(2027, 10, 1): "国庆节",
+        D(2027, 10, 2): "国庆节",
+        D(2027, 5, 3): None,  # a range without 'to' is one day
+        D(2027, 4, 5): None,
+        D(2027, 1, 1): None,
+    }
+    assert sched.workdays == {D(2027, 9, 26): "国庆节调休"}
+    assert cal.project[2028].source is None and cal.project[2028].holidays == {} and cal.project[2028].year == 2028
+    assert cal.day(D(2027, 10, 1)) == workdays.DayInfo(D(2027, 10, 1), False, True, "project", "国庆节")
+    assert cal.day(D(2027, 1, 1)).name is None
+    one_day = tmp_path / "one.yml"
+    one_day.write_text(
+        "years:\n  2027:\n    holidays: [{from: 2027-02-10, to: 2027-02-10, name: x}]\n", encoding="utf-8"
+    )
+    assert Calendar(one_day, use_package=False).project[2027].holidays == {D(2027, 2, 10): "x"}
+    assert workdays.load_project_file(tmp_path / "missing.yml") == {}
+    unreadable = tmp_path / "dir.yml"
+    unreadable.mkdir()
+    with pytest.raises(CalendarError, match=f"^cannot read the calendar file {unreadable}: "):
+        Calendar(unreadable)
+
+
+def test_parse_time_words_and_bad_values() -> None:
+    before = workdays.now()
+    for word in ("now", " NOW ", "Now"):
+        moment = parse_time(word)
+        assert moment.tzinfo is not None and moment >= before
+    assert parse_time(" 2026-10-09T11:30Z ") == dt.datetime(2026, 10, 9, 19, 30, tzinfo=TZ)
+    for bad in ("", "tomorrow", "XXXX", None):
+        with pytest.raises(workdays.BadInput) as err:
+            parse_time(bad)  # type: ignore[arg-type]
+        assert str(err.value).startswith(f"not a time: {bad!r} (use ISO 8601")
+
+
+def test_calendar_follows_opsctl_workdays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(PROJECT_2027, encoding="utf-8")
+    monkeypatch.setenv("OPSCTL_WORKDAYS", str(path))
+    assert Calendar().project_file == path and Calendar().source_of(2027) == "project"
+    monkeypatch.delenv("OPSCTL_WORKDAYS")
+    assert Calendar().project_file == workdays.DATA_FILE
