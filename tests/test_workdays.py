@@ -383,3 +383,35 @@ def test_calendar_follows_opsctl_workdays(tmp_path: Path, monkeypatch: pytest.Mo
     assert Calendar().project_file == path and Calendar().source_of(2027) == "project"
     monkeypatch.delenv("OPSCTL_WORKDAYS")
     assert Calendar().project_file == workdays.DATA_FILE
+
+
+def test_without_the_package_a_year_it_knows_is_unknown(tmp_path: Path) -> None:
+    empty = tmp_path / "workdays.yml"
+    empty.write_text("years: {}\n", encoding="utf-8")
+    bare = Calendar(empty, use_package=False)
+    assert bare.package_years is None and bare.source_of(2026) == "weekdays" and not bare.known(2026)
+    assert bare.day(D(2026, 2, 16)) == workdays.DayInfo(D(2026, 2, 16), True, False, "weekdays")
+
+
+def test_working_days_between_lists_every_day_inclusive(cal: Calendar) -> None:
+    days = cal.working_days_between(D(2026, 2, 13), D(2026, 2, 16))
+    assert [(d.day, d.workday) for d in days] == [
+        (D(2026, 2, 13), True),
+        (D(2026, 2, 14), True),  # make-up Saturday
+        (D(2026, 2, 15), False),
+        (D(2026, 2, 16), False),  # Spring Festival
+    ]
+    assert cal.working_days_between(D(2026, 2, 16), D(2026, 2, 15)) == []
+
+
+def test_a_calendar_without_working_days_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(
+        "years:\n  2027:\n    holidays: [{from: 2027-01-01, to: 2027-12-31}]\n"
+        "  2028:\n    holidays: [{from: 2028-01-01, to: 2028-12-31}]\n",
+        encoding="utf-8",
+    )
+    cal = Calendar(path, use_package=False)
+    with pytest.raises(CalendarError) as err:
+        cal.next_workday(D(2027, 1, 1))
+    assert str(err.value) == "no working day within 400 days after 2027-01-01: the calendar is malformed"
