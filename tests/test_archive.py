@@ -149,6 +149,20 @@ def test_edit_and_rehash_detected_at_next(filled: tuple[Archive, list[dict[str, 
     assert "prev_hash" in report.problem
 
 
+def test_edit_and_rehash_of_the_newest_detected_by_head(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    """The newest record has no successor whose prev_hash would catch a re-hash: HEAD's hash must."""
+    archive, recs = filled
+    rec = archive.get(recs[-1]["id"])
+    rec["rc"] = 0 if rec["rc"] else 1
+    rec["hash"] = record_hash(rec)
+    assert rec["hash"] != recs[-1]["hash"]
+    (archive.root / rec["id"] / "record.json").write_bytes(record_bytes(rec))
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == recs[-1]["id"]
+    assert "does not match HEAD" in report.problem
+
+
 def test_edited_index_row_detected_and_reindex_repairs(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
     """records list reads the index: a forged row there must fail verify, not only the records."""
     import sqlite3

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -69,6 +71,63 @@ def test_lock_overlap_and_stale_holders(tmp_path: Path) -> None:
     stale.write_text(json.dumps({"run_id": "run-x", "hosts": ["h9"], "pid": int(dead.stdout), "pid_start": "1"}))
     HostLock(tmp_path, "lab", ["h9"], "run-f").acquire()
     assert not stale.exists()
+
+
+def test_lock_holder_file_message_and_private_modes(tmp_path: Path) -> None:
+    """What a holder leaves (its file, 0600 in a 0700 folder), the message naming it, six or more
+    overlapping hosts shortened, unreadable holder files dropped, release idempotent."""
+    hosts = [f"h{i}" for i in range(1, 8)]
+    holder = {"operation": "patch", "operator": "alice", "started": "2026-12-01T10:00:00+08:00"}
+    a = HostLock(tmp_path / "locks", "lab", list(reversed(hosts)), "run-a", holder=holder)
+    with a:
+        path = tmp_path / "locks" / "lab" / "run-a.json"
+        data = json.loads(path.read_text(encoding="utf-8"))
+        assert data["hosts"] == sorted(hosts) and data["run_id"] == "run-a" and data["operator"] == "alice"
+        assert data["pid"] == os.getpid() and data["pid_start"]
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        assert not list(path.parent.glob("*.tmp"))
+        assert a.holders() == [data]
+        with pytest.raises(LockHeld) as exc:
+            HostLock(tmp_path / "locks", "lab", hosts, "run-b").acquire()
+        assert str(exc.value) == (
+            "environment 'lab' hosts h1, h2, h3, h4, h5 ... are locked by run run-a (patch, alice, "
+            f"pid {os.getpid()}, since 2026-12-01T10:00:00+08:00); wait for it to finish"
+        )
+        assert exc.value.exit_code == 1
+        with pytest.raises(LockHeld, match=r"hosts h1, h2, h3, h4, h5 are locked"):
+            HostLock(tmp_path / "locks", "lab", hosts[:5], "run-c").acquire()
+        (path.parent / "broken.json").write_text("{not json", encoding="utf-8")
+        assert [h["run_id"] for h in a.holders()] == ["run-a"]
+        assert not (path.parent / "broken.json").exists()
+    assert not path.exists()
+    a.release()  # a second release is harmless
+    assert HostLock(tmp_path / "nowhere", "lab", ["h1"], "run-d").holders() == []
+
+
+def test_lock_holders_stale_or_incomplete_and_release_after_removal(tmp_path: Path) -> None:
+    """A holder file whose pid is reused by another process (start time differs), or that names
+    no pid, is stale; one without hosts blocks nothing; stale files before a live one in name
+    order do not hide it; six overlapping hosts are shortened; releasing a removed file is fine."""
+    root = tmp_path / "locks"
+    live = HostLock(root, "lab", ["h1", "h2", "h3", "h4", "h5", "h6"], "run-m")
+    live.acquire()
+    env_dir = root / "lab"
+    mine = json.loads((env_dir / "run-m.json").read_text(encoding="utf-8"))
+    (env_dir / "run-0-reused.json").write_text(
+        json.dumps({"run_id": "run-0", "hosts": ["h1"], "pid": os.getpid(), "pid_start": "1"}), encoding="utf-8"
+    )
+    (env_dir / "run-1-nopid.json").write_text(json.dumps({"run_id": "run-1", "hosts": ["h1"]}), encoding="utf-8")
+    nohosts = {"run_id": "run-2", "pid": os.getpid(), "pid_start": mine["pid_start"]}
+    (env_dir / "run-2-nohosts.json").write_text(json.dumps(nohosts), encoding="utf-8")
+    assert [h["run_id"] for h in live.holders()] == ["run-2", "run-m"]
+    assert not (env_dir / "run-0-reused.json").exists() and not (env_dir / "run-1-nopid.json").exists()
+    with pytest.raises(LockHeld, match=r"hosts h1, h2, h3, h4, h5 \.\.\. are locked by run run-m"):
+        HostLock(root, "lab", ["h1", "h2", "h3", "h4", "h5", "h6"], "run-n").acquire()
+    HostLock(root, "lab", ["h9"], "run-o").acquire()  # run-2 names no hosts: blocks nothing
+    (env_dir / "run-m.json").unlink()
+    live.release()
+    assert live._path is None
 
 
 def test_catalog_d_files_extend_and_duplicates_are_refused(tmp_path: Path) -> None:

@@ -8,7 +8,10 @@ comparison of restored row counts with the manifest (exact, or within the measur
 
 from __future__ import annotations
 
+import argparse
 import hashlib
+import json
+import os
 import subprocess
 import sys
 import threading
@@ -180,3 +183,102 @@ def test_a_missing_or_extra_table_fails_whatever_the_tolerance() -> None:
     assert msg is not None and "tables differ" in msg and "indicators" in msg
     msg = tool.compare_counts(EXPECTED, {**EXPECTED, "extra": 0}, 10_000)
     assert msg is not None and "extra" in msg
+
+
+# -- check: every file against the manifest (size and sha256) --------------------------------
+
+
+def _stored_backup(root: Path, backup_id: str = "20261201T020000Z-pg") -> Path:
+    base = root / backup_id
+    (base / "envcredit.dir").mkdir(parents=True)
+    files = {"envcredit.dir/toc.dat.zst": b"toc " * 64, "globals.sql.zst": "CREATE ROLE 环境;\n".encode()}
+    entries = []
+    for rel, data in files.items():
+        (base / rel).write_bytes(data)
+        entries.append({"path": rel, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    (base / "manifest.json").write_text(json.dumps({"id": backup_id, "files": entries}), encoding="utf-8")
+    return base
+
+
+def _check(root: Path, backup_id: str = "20261201T020000Z-pg") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "plugins" / "module_utils")}
+    script = REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py"
+    cmd = [sys.executable, str(script), "check", "--root", str(root), "--id", backup_id]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+
+
+def test_check_passes_an_intact_backup(tmp_path: Path) -> None:
+    base = _stored_backup(tmp_path)
+    assert tool.verify_files(base, json.loads((base / "manifest.json").read_text())) == []
+    args = argparse.Namespace(root=str(tmp_path), id="20261201T020000Z-pg")
+    assert tool.cmd_check(args) == {"backup_id": "20261201T020000Z-pg", "files": 2, "ok": True}
+    loaded_base, manifest = tool.load_manifest(tmp_path, "20261201T020000Z-pg")
+    assert loaded_base == base and manifest["files"][1]["path"] == "globals.sql.zst"
+    proc = _check(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"backup_id": "20261201T020000Z-pg", "files": 2, "ok": True}
+
+
+def test_check_refuses_a_same_size_file_with_another_sha256(tmp_path: Path) -> None:
+    base = _stored_backup(tmp_path)
+    toc = base / "envcredit.dir" / "toc.dat.zst"
+    data = bytearray(toc.read_bytes())
+    data[100] ^= 0x01  # one bit: same size, another hash
+    toc.write_bytes(bytes(data))
+    manifest = json.loads((base / "manifest.json").read_text())
+    assert tool.verify_files(base, manifest) == ["envcredit.dir/toc.dat.zst: checksum mismatch"]
+    with pytest.raises(tool.Fail) as err:
+        tool.cmd_check(argparse.Namespace(root=str(tmp_path), id="20261201T020000Z-pg"))
+    assert str(err.value) == "backup 20261201T020000Z-pg is corrupt: envcredit.dir/toc.dat.zst: checksum mismatch"
+    proc = _check(tmp_path)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "envcredit_dbtool: backup 20261201T020000Z-pg is corrupt: envcredit.dir/toc.dat.zst: checksum mismatch" in (
+        proc.stderr
+    )
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_refuses_a_missing_or_resized_file_and_names_each(tmp_path: Path) -> None:
+    base = _stored_backup(tmp_path)
+    (base / "globals.sql.zst").unlink()
+    with (base / "envcredit.dir" / "toc.dat.zst").open("ab") as f:
+        f.write(b"x")
+    bad = tool.verify_files(base, json.loads((base / "manifest.json").read_text()))
+    assert bad == ["envcredit.dir/toc.dat.zst: checksum mismatch", "globals.sql.zst: missing"]
+    with pytest.raises(tool.Fail) as err:
+        tool.cmd_check(argparse.Namespace(root=str(tmp_path), id="20261201T020000Z-pg"))
+    assert str(err.value) == (
+        "backup 20261201T020000Z-pg is corrupt: envcredit.dir/toc.dat.zst: checksum mismatch; globals.sql.zst: missing"
+    )
+    proc = _check(tmp_path)
+    assert proc.returncode == 1 and "globals.sql.zst: missing" in proc.stderr
+
+
+def test_check_of_an_unknown_or_unreadable_backup_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(tool.Fail) as err:
+        tool.load_manifest(tmp_path, "nope")
+    assert str(err.value) == f"backup nope not found in {tmp_path}"
+    (tmp_path / "dir-only" / "manifest.json").mkdir(parents=True)  # not a file
+    with pytest.raises(tool.Fail, match="backup dir-only not found"):
+        tool.load_manifest(tmp_path, "dir-only")
+    utf8 = _stored_backup(tmp_path, "utf8")
+    (utf8 / "manifest.json").write_text(json.dumps({"note": "环境", "files": []}, ensure_ascii=False), encoding="utf-8")
+    assert tool.load_manifest(tmp_path, "utf8")[1]["note"] == "环境"
+    proc = _check(tmp_path, "nope")
+    assert proc.returncode == 1 and f"backup nope not found in {tmp_path}" in proc.stderr
+    base = _stored_backup(tmp_path)
+    (base / "manifest.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(tool.Fail, match=r"^backup 20261201T020000Z-pg: manifest unreadable: "):
+        tool.load_manifest(tmp_path, "20261201T020000Z-pg")
+    proc = _check(tmp_path)
+    assert proc.returncode == 1 and "manifest unreadable" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compare_counts_messages_name_each_table_and_both_counts() -> None:
+    restored = {k: v for k, v in EXPECTED.items() if k != "indicators"} | {"extra": 5}
+    assert tool.compare_counts(EXPECTED, restored, 0) == (
+        'tables differ: {"extra": {"expected": null, "restored": 5}, "indicators": {"expected": 20, "restored": null}}'
+    )
+    assert tool.compare_counts(EXPECTED, {**EXPECTED, "ratings": 1699}, 0) == (
+        '{"ratings": {"expected": 1700, "restored": 1699}}'
+    )

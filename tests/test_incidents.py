@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from orchestrator.archive import Archive
 from orchestrator.cli import cli
+from orchestrator.incidents import Incident, compute_deadlines
 from orchestrator.workdays import TZ
 
 REPO = Path(__file__).resolve().parent.parent
@@ -343,3 +344,48 @@ def test_concurrent_opens_get_distinct_ids(archive: Archive) -> None:
     assert sorted(int(i.rsplit("-", 1)[1]) for i in ids) == [1, 2, 3, 4]
     verified = invoke("records", "verify")
     assert verified.exit_code == 0, verified.output
+
+
+def _incident(severity: str, reported: dt.datetime, **milestones: dt.datetime) -> Incident:
+    deadlines, _ = compute_deadlines(severity, reported)
+    return Incident(
+        id="INC-20261201-001",
+        severity=severity,
+        summary="test",
+        environment="lab",
+        reported_at=reported,
+        opened_at=reported,
+        opened_record="r",
+        deadlines=deadlines,
+        **milestones,
+    )
+
+
+def test_an_acknowledgement_exactly_at_the_deadline_is_in_time() -> None:
+    reported = dt.datetime(2026, 12, 1, 10, 0, tzinfo=TZ)  # a Tuesday, a working day
+    due = reported + dt.timedelta(hours=4)
+    on_time = _incident("outage", reported, acknowledged_at=due)
+    clock = {c.clock: c for c in on_time.clocks(at=due)}["respond"]
+    assert (clock.due, clock.done_at, clock.status, clock.late_by) == (due, due, "met", None)
+    late = _incident("outage", reported, acknowledged_at=due + dt.timedelta(seconds=1))
+    clock = {c.clock: c for c in late.clocks(at=due)}["respond"]
+    assert clock.status == "late" and clock.late_by == dt.timedelta(seconds=1)
+    assert clock.as_dict()["late_hours"] == 0.0 and clock.as_dict()["status"] == "late"
+
+
+def test_respond_without_an_ack_is_the_earlier_of_recovered_and_resolved() -> None:
+    reported = dt.datetime(2026, 12, 1, 10, 0, tzinfo=TZ)
+    recovered = reported + dt.timedelta(hours=3)  # within the 4 h response time
+    resolved = reported + dt.timedelta(hours=30)
+    inc = _incident("outage", reported, recovered_at=recovered, resolved_at=resolved)
+    assert inc.milestone("respond") == recovered
+    assert inc.milestone("recover") == recovered and inc.milestone("resolve") == resolved
+    statuses = {c.clock: c.status for c in inc.clocks(at=resolved)}
+    assert statuses == {"respond": "met", "recover": "met", "resolve": "met"}
+    # resolved before a recovery was recorded: the resolution answers (and recovers) too
+    only_resolved = _incident("outage", reported, resolved_at=recovered)
+    assert only_resolved.milestone("respond") == recovered == only_resolved.milestone("recover")
+    # an acknowledgement wins over both, even when it came later
+    acked = _incident("outage", reported, acknowledged_at=resolved, recovered_at=recovered, resolved_at=resolved)
+    assert acked.milestone("respond") == resolved
+    assert {c.clock: c.status for c in acked.clocks(at=resolved)}["respond"] == "late"

@@ -384,3 +384,74 @@ def test_passwd_entry_fields_are_not_secrets() -> None:
 
     assert not any(looks_secret(k) for k in ("pw_name", "pw_dir", "pw_shell", "pw_uid", "pw_gid", "pw_gecos"))
     assert looks_secret("pw") and looks_secret("db_pw") and looks_secret("pw_hash") is not None
+
+
+def test_secrets_inside_plain_lists_are_masked() -> None:
+    """Lists given as lists (``-e @vars.yml``, a JSON ``-e``), not as text: every item is
+    masked by key, by URL and by value, and the values are learnt for the free text."""
+    r = Redactor()
+    masked, keys = r.redact_vars(
+        {
+            "dsns": ["postgres://u:Dsn-PW-0@h/db"],  # a secret key: the whole list
+            "urls": ["postgres://u:List-PW-1@h/db", "mysql://r:List-PW-2@h2/db"],
+            "targets": [{"host": "db1", "password": "Item-Secret-3"}, ("db2", {"token": "Item-Secret-4"})],
+            "tokens": ["Under-Secret-Key-5", "Under-Secret-Key-6"],
+            "hosts": ["db1", "db2"],
+        }
+    )
+    assert masked["dsns"] == MASK
+    assert masked["urls"] == [f"postgres://u:{MASK}@h/db", f"mysql://r:{MASK}@h2/db"]
+    assert masked["targets"] == [{"host": "db1", "password": MASK}, ["db2", {"token": MASK}]]
+    assert masked["tokens"] == MASK
+    assert masked["hosts"] == ["db1", "db2"]
+    assert sorted(keys) == ["dsns", "targets[0].password", "targets[1][1].token", "tokens"]
+    text = r.redact_text(
+        "Dsn-PW-0 List-PW-1 List-PW-2 Item-Secret-3 Item-Secret-4 Under-Secret-Key-5 Under-Secret-Key-6"
+    )
+    assert text == " ".join([MASK] * 7)
+    # the same lists inside event data
+    assert r.redact_obj({"res": ["ok", ["Item-Secret-4", "postgres://x:Other-PW@h"]]}) == {
+        "res": ["ok", [MASK, f"postgres://x:{MASK}@h"]]
+    }
+
+
+def test_vault_values_exactly_in_lists_tags_and_whole_files(tmp_path: Path) -> None:
+    """Every vault value and nothing else: inline ones inside lists and mappings next to other
+    tags, whole encrypted files (YAML or plain text), files named directly; hidden files and
+    folders and other suffixes are not read."""
+    vault = _vault()
+
+    def inline(text: str, indent: str) -> str:
+        return "\n".join(indent + line for line in vault.encrypt(text).decode().splitlines())
+
+    inv = tmp_path / "inv"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / "group_vars" / "db.yml").write_text(
+        "users:\n"
+        "  - name: ro\n"
+        f"    pw: !vault |\n{inline('List-Vault-1', '      ')}\n"
+        "  - !vault |\n" + inline("List-Vault-2", "      ") + "\n"
+        "tags: !unsafe [a, b]\n"
+        "opts: !unsafe {k: v}\n"
+        "note: !custom text\n"
+    )
+    (inv / "group_vars" / "plain.yaml").write_bytes(vault.encrypt("just one secret line\n"))
+    (inv / ".hidden").mkdir()
+    (inv / ".hidden" / "x.yml").write_bytes(vault.encrypt("Hidden-Dir-Secret"))
+    (inv / "group_vars" / ".x.yml").write_bytes(vault.encrypt("Hidden-File-Secret"))
+    (inv / "group_vars" / "notes.txt").write_bytes(vault.encrypt("Txt-Secret"))
+    direct = tmp_path / "extra.cfg"
+    direct.write_bytes(vault.encrypt("a: Direct-Secret\n"))
+    (tmp_path / "vault-pass").write_text(PASSWORD + "\n")
+    values = vault_values([inv, direct, tmp_path / "missing"], tmp_path / "vault-pass")
+    assert values == {"List-Vault-1", "List-Vault-2", "just one secret line", "Direct-Secret"}
+
+
+def test_vault_values_bad_yaml_with_a_vault_tag_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("a: !vault |\n  x\n b: [\n")
+    with pytest.raises(BadInput, match=f"^cannot parse {bad} while looking for vault values: "):
+        vault_values([bad], None)
+    with pytest.raises(BadInput) as err:
+        vault_values([tmp_path / "missing-dir", tmp_path], None)
+    assert "cannot parse" in str(err.value)

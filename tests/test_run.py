@@ -116,6 +116,29 @@ def test_production_read_only_with_reason_and_ticket(opsctl_home: Path) -> None:
     assert rec["ticket"] == "CHG-1" and rec["incident"] == "INC-7" and rec["status"] == "successful"
 
 
+def test_a_reason_is_not_a_ticket_for_a_changing_operation_in_production(opsctl_home: Path) -> None:
+    code, out, err = invoke("run", "change", "--env", "production", "--reason", "weekly check", "--yes")
+    assert code == 2, (out, err)
+    assert "requires --ticket for 'change'" in err and "Traceback" not in out + err
+    rec = latest(opsctl_home)
+    assert rec["status"] == "refused" and rec["reason"] == "weekly check" and rec["ticket"] is None
+    assert "requires --ticket" in rec["error"]
+    assert list((opsctl_home / "markers").iterdir()) == []
+
+
+def test_tags_and_skip_tags_are_recorded_as_given(opsctl_home: Path) -> None:
+    """Each list in its own field, on a refused attempt (built before the policy check) and on a run."""
+    code, _, _ = invoke("run", "change", "--env", "production", "--tags", "a,b", "--skip-tags", "c", "--skip-tags", "d")
+    assert code == 2
+    rec = latest(opsctl_home)
+    assert rec["status"] == "refused"
+    assert (rec["tags"], rec["skip_tags"]) == (["a", "b"], ["c", "d"])
+    code, out, _ = invoke("run", "ok", "--env", "test", "--skip-tags", "never-used", "--limit", "node1")
+    assert code == 0, out
+    rec = latest(opsctl_home)
+    assert rec["status"] == "successful" and (rec["tags"], rec["skip_tags"]) == ([], ["never-used"])
+
+
 def test_required_extra_var_given_with_e_runs(opsctl_home: Path) -> None:
     assert invoke("run", "needs", "--env", "test", "-e", "backup_id=20261128-1")[0] == 0
     rec = latest(opsctl_home)

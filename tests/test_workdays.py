@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from orchestrator import workdays
@@ -72,17 +73,42 @@ def test_package_knows_the_official_schedule(cal: Calendar, year: int) -> None:
     assert all(d.weekday() >= 5 for d in makeup)
 
 
-def test_the_shipped_project_file_loads() -> None:
-    """The shipped file parses, and every year it lists is a whole, plausible schedule
-    (it holds comments only until a year the package does not know is added)."""
-    cal = Calendar(workdays.DATA_FILE)
-    assert cal.project_file == workdays.DATA_FILE
-    for year, sched in cal.project.items():
-        assert cal.source_of(year) == "project"
+def test_the_shipped_project_file_loads(cal: Calendar) -> None:
+    """The shipped file parses to exactly the years it lists, each a whole, plausible schedule
+    (it holds comments only until a year the package does not know is added), and with it the
+    default calendar still gives the official schedule of the years the package knows."""
+    raw = yaml.safe_load(workdays.DATA_FILE.read_text(encoding="utf-8"))
+    assert isinstance(raw, dict) and "years" in raw, "the file must keep its 'years' mapping"
+    listed = {int(y) for y in (raw["years"] or {})}
+    shipped = Calendar(workdays.DATA_FILE)
+    assert shipped.project_file == workdays.DATA_FILE
+    assert set(shipped.project) == listed
+    for year, sched in shipped.project.items():
+        assert shipped.source_of(year) == "project"
         assert 20 <= len(sched.holidays) <= 40, (year, len(sched.holidays))  # the official 7 holidays
         assert all(d.year == year and d.weekday() >= 5 for d in sched.workdays), year  # make-up days: weekends
-    # a year the package knows and the file does not: the package's, not bare weekdays
-    assert cal.source_of(2026) in ("package", "project") and cal.known(2026)
+    for year in sorted(OFFICIAL):
+        expected = "project" if year in listed else "package"
+        assert shipped.source_of(year) == expected and shipped.known(year)
+        for day in _days(year, "01-01", "12-31"):
+            assert shipped.is_workday(day) == cal.is_workday(day), day
+
+
+def test_ordinary_weekends_are_rest_days_in_a_project_year(tmp_path: Path) -> None:
+    """A year from the project file: listed days as listed, every other Saturday and Sunday
+    a rest day, every other Monday-Friday a working day, for the whole year."""
+    path = tmp_path / "workdays.yml"
+    path.write_text(PROJECT_2027, encoding="utf-8")
+    project = Calendar(path, use_package=False)
+    holidays = set(_days(2027, "02-06", "02-12")) | {D(2027, 4, 5)}
+    makeup = {D(2027, 2, 13)}
+    for day in _days(2027, "01-01", "12-31"):
+        expected = day in makeup or (day.weekday() < 5 and day not in holidays)
+        info = project.day(day)
+        assert (info.workday, info.known, info.source) == (expected, True, "project"), day
+    assert project.is_workday(D(2027, 1, 2)) == (False, True)  # an ordinary Saturday
+    # a general fault reported on Fri 1 Jan 2027 18:00: Mon 4 .. Thu 7 Jan, the weekend not counted
+    assert project.add_working_days(at("2027-01-01T18:00"), 4).at == dt.datetime(2027, 1, 7, 18, 0, tzinfo=TZ)
 
 
 def test_the_documented_example_is_the_official_schedule(tmp_path: Path, cal: Calendar) -> None:
@@ -261,3 +287,131 @@ def test_malformed_project_file(tmp_path: Path, body: str, message: str) -> None
     path.write_text(body, encoding="utf-8")
     with pytest.raises(CalendarError, match=message):
         Calendar(path)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            "years:\n  2027:\n    holidays: 2027-02-10\n",
+            "{F}: 2027 holidays must be a list of dates or {from, to, name} ranges",
+        ),
+        (
+            "years:\n  2027:\n    holidays: [{name: x}]\n",
+            "{F}: 2027 holidays: {'name': 'x'} needs 'date' or 'from' (and 'to')",
+        ),
+        ("years:\n  2027:\n    holidays: [{date: nope}]\n", "{F}: 2027 holidays: 'nope' is not a date (YYYY-MM-DD)"),
+        ("years:\n  2027:\n    workdays: [{from: nope}]\n", "{F}: 2027 workdays: 'nope' is not a date (YYYY-MM-DD)"),
+        (
+            "years:\n  2027:\n    holidays: [{from: 2027-02-01, to: nope}]\n",
+            "{F}: 2027 holidays: 'nope' is not a date (YYYY-MM-DD)",
+        ),
+        (
+            "years:\n  2027:\n    holidays: [{from: 2027-02-05, to: 2027-02-04}]\n",
+            "{F}: 2027 holidays: range 2027-02-05 .. 2027-02-04 ends before it starts",
+        ),
+        ("years:\n  2027:\n    holidays: [20270210]\n", "{F}: 2027 holidays: 20270210 is not a date (YYYY-MM-DD)"),
+        ("- a list\n", "the calendar file {F} must be a mapping with a 'years' key"),
+        ("years: [2027]\n", "{F}: 'years' must map a year to its schedule"),
+        ("years:\n  next: {}\n", "{F}: 'next' is not a year"),
+        ("years:\n  2027: [2027-02-10]\n", "{F}: 2027: expected 'holidays' and 'workdays' lists"),
+        ("years:\n  2027:\n    holiday: []\n    extra: 1\n", "{F}: 2027: unknown key(s) extra, holiday"),
+    ],
+)
+def test_malformed_project_file_messages_name_the_file_year_and_entry(tmp_path: Path, body: str, message: str) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(body, encoding="utf-8")
+    with pytest.raises(CalendarError) as err:
+        Calendar(path)
+    assert str(err.value) == message.replace("{F}", str(path))
+    assert err.value.exit_code == 2
+
+
+def test_project_file_entries_names_ranges_and_source(tmp_path: Path) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(
+        "years:\n  2027:\n    source: 国务院办公厅通知\n    holidays:\n"
+        "      - {from: 2027-10-01, to: 2027-10-02, name: 国庆节}\n"
+        "      - {from: 2027-05-03}\n"
+        "      - {date: 2027-04-05}\n"
+        "      - 2027-01-01\n"
+        "    workdays:\n      - {date: 2027-09-26, name: 国庆节调休}\n  2028: {}\n",
+        encoding="utf-8",
+    )
+    cal = Calendar(path, use_package=False)
+    sched = cal.project[2027]
+    assert (sched.year, sched.source) == (2027, "国务院办公厅通知")
+    assert sched.holidays == {
+        D(2027, 10, 1): "国庆节",
+        D(2027, 10, 2): "国庆节",
+        D(2027, 5, 3): None,  # a range without 'to' is one day
+        D(2027, 4, 5): None,
+        D(2027, 1, 1): None,
+    }
+    assert sched.workdays == {D(2027, 9, 26): "国庆节调休"}
+    assert cal.project[2028].source is None and cal.project[2028].holidays == {} and cal.project[2028].year == 2028
+    assert cal.day(D(2027, 10, 1)) == workdays.DayInfo(D(2027, 10, 1), False, True, "project", "国庆节")
+    assert cal.day(D(2027, 1, 1)).name is None
+    one_day = tmp_path / "one.yml"
+    one_day.write_text(
+        "years:\n  2027:\n    holidays: [{from: 2027-02-10, to: 2027-02-10, name: x}]\n", encoding="utf-8"
+    )
+    assert Calendar(one_day, use_package=False).project[2027].holidays == {D(2027, 2, 10): "x"}
+    assert workdays.load_project_file(tmp_path / "missing.yml") == {}
+    unreadable = tmp_path / "dir.yml"
+    unreadable.mkdir()
+    with pytest.raises(CalendarError, match=f"^cannot read the calendar file {unreadable}: "):
+        Calendar(unreadable)
+
+
+def test_parse_time_words_and_bad_values() -> None:
+    before = workdays.now()
+    for word in ("now", " NOW ", "Now"):
+        moment = parse_time(word)
+        assert moment.tzinfo is not None and moment >= before
+    assert parse_time(" 2026-10-09T11:30Z ") == dt.datetime(2026, 10, 9, 19, 30, tzinfo=TZ)
+    for bad in ("", "tomorrow", "XXXX", None):
+        with pytest.raises(workdays.BadInput) as err:
+            parse_time(bad)  # type: ignore[arg-type]
+        assert str(err.value).startswith(f"not a time: {bad!r} (use ISO 8601")
+
+
+def test_calendar_follows_opsctl_workdays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(PROJECT_2027, encoding="utf-8")
+    monkeypatch.setenv("OPSCTL_WORKDAYS", str(path))
+    assert Calendar().project_file == path and Calendar().source_of(2027) == "project"
+    monkeypatch.delenv("OPSCTL_WORKDAYS")
+    assert Calendar().project_file == workdays.DATA_FILE
+
+
+def test_without_the_package_a_year_it_knows_is_unknown(tmp_path: Path) -> None:
+    empty = tmp_path / "workdays.yml"
+    empty.write_text("years: {}\n", encoding="utf-8")
+    bare = Calendar(empty, use_package=False)
+    assert bare.package_years is None and bare.source_of(2026) == "weekdays" and not bare.known(2026)
+    assert bare.day(D(2026, 2, 16)) == workdays.DayInfo(D(2026, 2, 16), True, False, "weekdays")
+
+
+def test_working_days_between_lists_every_day_inclusive(cal: Calendar) -> None:
+    days = cal.working_days_between(D(2026, 2, 13), D(2026, 2, 16))
+    assert [(d.day, d.workday) for d in days] == [
+        (D(2026, 2, 13), True),
+        (D(2026, 2, 14), True),  # make-up Saturday
+        (D(2026, 2, 15), False),
+        (D(2026, 2, 16), False),  # Spring Festival
+    ]
+    assert cal.working_days_between(D(2026, 2, 16), D(2026, 2, 15)) == []
+
+
+def test_a_calendar_without_working_days_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(
+        "years:\n  2027:\n    holidays: [{from: 2027-01-01, to: 2027-12-31}]\n"
+        "  2028:\n    holidays: [{from: 2028-01-01, to: 2028-12-31}]\n",
+        encoding="utf-8",
+    )
+    cal = Calendar(path, use_package=False)
+    with pytest.raises(CalendarError) as err:
+        cal.next_workday(D(2027, 1, 1))
+    assert str(err.value) == "no working day within 400 days after 2027-01-01: the calendar is malformed"
