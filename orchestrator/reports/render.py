@@ -100,23 +100,41 @@ def md_cell(value: Any) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
+#: How a time shown to a person is marked as Beijing time, per language.
+ZONE_MARK = {"zh": "北京时间", "en": "(UTC+8)"}
+
+
 def when(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """An ISO 8601 time (string or datetime) as Beijing wall time, e.g. ``2026-10-10 19:30``.
 
-    Records keep UTC (``...Z``); every report states Beijing time (its footer says so),
-    so an aware time is converted, whatever its offset. A naive time is shown as it is.
+    Records keep UTC (``...Z``), so an aware time is converted, whatever its offset, and a
+    time without an offset (older records, a controller's naive clock) is read as UTC.
+    The zone marker is added by :func:`when_marked` (the templates' ``when`` filter).
     """
     if value is None or value == "":
         return "-"
     try:
-        moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
     except ValueError:
         return str(value)
     if not isinstance(moment, dt.datetime):
         return str(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(TZ)
-    return moment.strftime(fmt)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(TZ).strftime(fmt)
+
+
+def when_marked(value: Any, lang: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """:func:`when` with the zone marked: ``2026-11-29 10:15 北京时间`` / ``2026-11-29 10:15 (UTC+8)``."""
+    text = when(value, fmt)
+    return text if text == "-" else f"{text} {ZONE_MARK[check_lang(lang)]}"
+
+
+@jinja2.pass_context
+def _when_filter(ctx: Any, value: Any, fmt: str = "%Y-%m-%d %H:%M", zone: bool = True) -> str:
+    """The templates' ``when``: Beijing time, marked in the report's language unless ``zone=false``
+    (a column whose header already names the zone)."""
+    return when_marked(value, str(ctx.get("lang") or "zh"), fmt) if zone else when(value, fmt)
 
 
 def number(value: Any, digits: int = 1) -> str:
@@ -143,7 +161,7 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["md"] = md_cell
-    env.filters["when"] = when
+    env.filters["when"] = _when_filter
     env.filters["num"] = number
     env.filters["pretty"] = pretty
     return env
