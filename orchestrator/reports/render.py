@@ -280,11 +280,16 @@ def write_output(text: str, out: Path | None) -> None:
     """Write a rendered report to ``out`` atomically (mode 0600); nothing for ``None``."""
     if out is None:
         return
+    write_bytes(text.encode("utf-8"), out)
+
+
+def write_bytes(data: bytes, out: Path) -> None:
+    """Write a report's bytes (a PDF, encoded text) to ``out`` atomically (mode 0600)."""
     from ..archive import atomic_write
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, text.encode("utf-8"))
+        atomic_write(out, data)
     except OSError as exc:
         raise OpsError(f"cannot write {out}: {exc}") from exc
 
