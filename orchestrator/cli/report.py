@@ -186,7 +186,11 @@ def _availability(month: str, env: str, url: str | None) -> dict[str, Any]:
         pass  # an environment without a policy file: only --prometheus or the variable
     url = url or os.environ.get("OPSCTL_PROMETHEUS_URL") or settings.get("prometheus_url")
     if not url:
-        return {"source": "none", "reason": "no Prometheus configured (availability.prometheus_url)"}
+        return {
+            "source": "none",
+            "code": "not_configured",
+            "reason": "no Prometheus configured (availability.prometheus_url)",
+        }
     start, end = month_bounds(month)
     end = min(end, now())
     if end <= start:
