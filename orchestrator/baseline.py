@@ -44,6 +44,7 @@ def _control(c: dict[str, Any]) -> dict[str, Any]:
         "ref": c.get("ref") or "",
         "status": status if status in STATUSES else "fail",
         "reason": c.get("reason") or "",
+        "evidence": c.get("evidence") if isinstance(c.get("evidence"), (dict, list)) else {},
         "waiver": c.get("waiver") if isinstance(c.get("waiver"), dict) else None,
     }
 

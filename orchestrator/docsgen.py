@@ -69,9 +69,11 @@ def scheduled(repo: Path) -> dict[str, list[str]]:
 
 
 def readme_table(catalog: Mapping[str, Operation], repo: Path) -> str:
-    rows = ["| operation | playbook | what it does | risk |", "| --- | --- | --- | --- |"]
+    rows = ["| operation | 中文名称 | playbook | what it does | risk |", "| --- | --- | --- | --- | --- |"]
     for name, op in catalog.items():
-        rows.append(f"| `{name}` | `playbooks/{op.playbook}` | {_cell(op.description)} | {risk_text(op)} |")
+        rows.append(
+            f"| `{name}` | {_cell(op.title_zh) or '-'} | `playbooks/{op.playbook}` | {_cell(op.description)} | {risk_text(op)} |"
+        )
     return "\n".join(rows)
 
 

@@ -26,7 +26,7 @@ import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ _PG_LINE = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) ?(?P<tz>[A-Z]{2,5}|[+-]\d\d)?"
     r".*?\b(?P<level>ERROR|FATAL|PANIC):\s+(?P<msg>.*)$"
 )
+#: Windows are shown in Beijing time (China has no daylight saving time).
+BEIJING = timezone(timedelta(hours=8))
 _TZ_NAMES = {"CST": "+08:00", "UTC": "+00:00", "GMT": "+00:00"}
 _NUM = re.compile(r"\d+")
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
@@ -151,7 +153,7 @@ class Analyzer:
         return (self.since is None or moment >= self.since) and (self.until is None or moment < self.until)
 
     def _bucket(self, moment: datetime) -> str:
-        local = moment  # the log's own offset (the hosts run Asia/Shanghai)
+        local = moment.astimezone(BEIJING)  # windows are Beijing time, whatever the log's offset
         start = local - timedelta(
             minutes=local.minute % int(self.window.total_seconds() // 60),
             seconds=local.second,
@@ -301,7 +303,7 @@ _TEXT = {
         "slow": "slow requests",
         "errors": "Errors by signature",
         "db": "Database errors",
-        "windows": "Requests per window",
+        "windows": "Requests per window (UTC+8)",
         "none": "none",
         "source": "source",
     },
@@ -315,7 +317,7 @@ _TEXT = {
         "slow": "慢请求",
         "errors": "按特征归类的错误",
         "db": "数据库错误",
-        "windows": "各时间窗口的请求",
+        "windows": "各时间窗口的请求（北京时间）",
         "none": "无",
         "source": "来源",
     },

@@ -397,7 +397,7 @@ def scheduled_failure_message(
     lines = [
         f"定时任务：{timer}",
         f"systemd 单元：{unit}",
-        f"运维操作：{operation or '（未在 schedules/schedules.yml 中找到该定时任务）'}",
+        f"运维操作：{_op_zh(operation) if operation else '（未在 schedules/schedules.yml 中找到该定时任务）'}",
     ]
     if env:
         lines.append(f"所属环境：{env_zh(env)}")
@@ -405,11 +405,31 @@ def scheduled_failure_message(
     if newest is not None:
         started = _parse(newest.get("started"))
         when = fmt_time(started) if started is not None else "未知"
-        lines.append(f"该操作最新变更记录：{newest.get('id')}（状态 {newest.get('status')}，开始于 {when}）")
+        status = RUN_STATUS_ZH.get(str(newest.get("status")), str(newest.get("status")))
+        lines.append(f"该操作最新变更记录：{newest.get('id')}（状态：{status}，开始于 {when}）")
     else:
         lines.append("该操作最新变更记录：无（任务可能在写入记录之前就已失败）")
     lines.append(f"请查看日志：journalctl -u {unit}；记录详情：opsctl records show <记录编号>")
     return title, "\n".join(lines)
+
+
+#: A run's status as the zh-CN messages and reports name it.
+RUN_STATUS_ZH = {
+    "successful": "成功",
+    "failed": "失败",
+    "canceled": "已取消",
+    "interrupted": "已中断",
+    "timeout": "超时",
+    "running": "运行中",
+}
+
+
+def _op_zh(name: str) -> str:
+    """``日常巡检（inspect）``: the operation's zh title with the name an engineer types."""
+    from .operations import title
+
+    zh = title(name, "zh")
+    return f"{zh}（{name}）" if zh != name else name
 
 
 def _parse(text: Any) -> Any:

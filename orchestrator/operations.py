@@ -7,12 +7,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
 from . import paths
-from .errors import BadInput, NotFound
+from .errors import BadInput, NotFound, OpsError
 
 RISKS = ("low", "medium", "high")
 POLICY_FILE = ".opsctl.yml"
@@ -78,6 +79,8 @@ class Operation:
     tags: tuple[str, ...] = ()
     #: ``plain`` or ``custom`` (:data:`MAKE_TARGETS`).
     make_target: str = "plain"
+    #: The operation's name in zh-CN reports and messages (日常巡检); :func:`title` falls back to the name.
+    title_zh: str = ""
 
     def input_for(self, key: str) -> Input | None:
         """The declared input ``key`` falls under, or None (refused)."""
@@ -249,6 +252,7 @@ def _parse_operation(name: str, raw: Any) -> Operation:
         inputs=_parse_inputs(name, raw.get("inputs")),
         tags=tuple(dict.fromkeys(tags)),
         make_target=make_target,
+        title_zh=str(raw.get("title_zh") or ""),
     )
 
 
@@ -380,3 +384,15 @@ def _standard_changes(settings: dict[str, Any], policy_file: Path) -> dict[str, 
             raise BadInput(f"{policy_file}: standard change {change!r} of {op!r} must match {shown}")
         changes[str(op)] = change
     return changes
+
+
+def title(name: str, lang: str, catalog: Mapping[str, Operation] | None = None) -> str:
+    """What a person reads for operation ``name``: its ``title_zh`` in zh (the name itself when the
+    catalog has none or cannot be read), the name in English."""
+    if lang != "zh":
+        return name
+    try:
+        op = (catalog if catalog is not None else load_catalog()).get(name)
+    except OpsError:
+        return name
+    return op.title_zh if op is not None and op.title_zh else name

@@ -644,11 +644,11 @@ def test_scheduled_failure_names_timer_operation_and_newest_record(
     for line in (
         "定时任务：backup",
         "systemd 单元：envcredit-ops-backup.service",
-        "运维操作：backup",
+        "运维操作：数据库备份（backup）",
         "所属环境：生产环境（production）",
     ):
         assert line in msg["message"].splitlines()
-    assert f"该操作最新变更记录：{newest}（状态 failed，开始于 " in msg["message"]
+    assert f"该操作最新变更记录：{newest}（状态：失败，开始于 " in msg["message"]
     assert "北京时间（+08:00）" in msg["message"]
     # the channel fails: exit 1, the reason (masked) on stderr
     capture.fail = True

@@ -155,7 +155,11 @@ def test_html_in_both_languages(archive: Archive, tmp_path: Path, lang: str, wor
         [],
         ['<script type="application/json" id="envcredit-report">'],
     )  # data, never code
-    assert "&#39; /C calc&#39;" in html or "&#x27; /C calc" in html  # escaped
+    if lang == "en":  # the engineer's reason (English) is shown escaped
+        assert "&#39; /C calc&#39;" in html or "&#x27; /C calc" in html
+    else:  # zh: the evidence read on the host, as code, never the English reason
+        assert "<code>x=1</code>" in html and "主机上的证据" in html and "sshd -T:" not in html
+        assert "lynis not installed" not in html and "未安装" in html
     assert out.stat().st_mode & 0o077 == 0
 
 

@@ -46,7 +46,7 @@ def test_a_catalog_change_shows_as_stale_docs() -> None:
     catalog["new-op"] = dataclasses.replace(catalog["ping"], name="new-op", playbook="new-op.yml")
     assert set(docsgen.stale(REPO, catalog)) == {"README.md", "docs/awx.md", "docs/ci.md", "mk/operations.mk"}
     text = docsgen.generate(REPO, catalog)["README.md"]
-    assert "| `new-op` | `playbooks/new-op.yml` |" in text
+    assert "| `new-op` | 连通性检查 | `playbooks/new-op.yml` |" in text
     assert "Besides `run`, `opsctl` has:" in text  # the hand-written text stays
 
 
@@ -118,3 +118,14 @@ def test_loader_refuses_bad_tags_and_make_targets(tmp_path: Path, entry: str, me
     path.write_text(f"operations:\n  scan:\n    playbook: scan.yml\n    {entry}\n", encoding="utf-8")
     with pytest.raises(BadInput, match=message):
         load_catalog(path)
+
+
+def test_every_operation_has_a_chinese_title() -> None:
+    """zh-CN reports and messages name operations by ``title_zh`` (issue 20), never by the English name."""
+    from orchestrator.operations import load_catalog, title
+
+    catalog = load_catalog()
+    missing = [name for name, op in catalog.items() if not op.title_zh]
+    assert not missing, f"operations without title_zh: {missing}"
+    assert title("inspect", "zh", catalog) == "日常巡检" and title("inspect", "en", catalog) == "inspect"
+    assert title("no-such-op", "zh", catalog) == "no-such-op"

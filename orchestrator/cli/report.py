@@ -30,7 +30,8 @@ from ..reports.monthly import charts as monthly_charts
 from ..reports.patches import FORMATS as PATCH_FORMATS
 from ..reports.patches import render_patches
 from ..reports.export import report_provenance
-from ..reports.render import FORMATS, LANGS, render_report, strings
+from ..reports.pdf import html_to_pdf
+from ..reports.render import FORMATS, LANGS, render_report, strings, write_bytes
 from ..reports.sla import build_sla, month_bounds
 from ..workdays import now, parse_time
 from .context import Context, context_of, handle_errors
@@ -120,7 +121,14 @@ def inspect_cmd(
 @click.option("--month", required=True, help="The month, YYYY-MM (Asia/Shanghai).")
 @click.option("--env", default=None, help="Only this environment (default: every environment).")
 @click.option("--lang", type=click.Choice(LANGS), default="zh", show_default=True, help="Language.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True, help="Output format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice((*FORMATS, "pdf")),
+    default="html",
+    show_default=True,
+    help="Output format (pdf: A4 with page numbers, printed by headless Chromium; needs --out).",
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of stdout.")
 @click.option(
     "--inspect-env",
@@ -147,14 +155,23 @@ def monthly_cmd(
     inspect_env: str,
     prometheus_url: str | None,
 ) -> None:
-    """Monthly service report: runs, backups, patches, deploys, inspections on schedule, incidents, SLA, availability."""
+    """Monthly service report (运维月报) as filed: header, summary, availability, incidents and SLA,
+    changes with record ids, backups, patches, baseline, inspections (calendar), consulting
+    requests, risks and forecasts, next month's plan, signature block."""
+    if fmt == "pdf" and out is None:
+        raise click.UsageError("--format pdf needs --out FILE")
+    month_bounds(month)  # a bad month is bad input before Prometheus is asked
     measured = _availability(month, env or inspect_env, prometheus_url)
     data = build_monthly(context_of(ctx).archive, month, env=env, inspect_env=env or inspect_env, availability=measured)
     payload: dict[str, Any] = dict(data)
-    if fmt == "html":
-        payload["charts"] = monthly_charts(data, strings("monthly", lang))
+    if fmt in ("html", "pdf"):
+        payload["charts"] = monthly_charts(data, strings("monthly", lang), lang)
     payload["provenance"] = report_provenance(context_of(ctx).archive, data)
-    text = render_report("monthly", fmt, lang, payload)
+    text = render_report("monthly", "html" if fmt == "pdf" else fmt, lang, payload)
+    if fmt == "pdf" and out is not None:
+        write_bytes(html_to_pdf(text), out)
+        click.echo(f"wrote the monthly report of {month} ({lang}, PDF) to {out}")
+        return
     Context.emit(text, out, f"the monthly report of {month} ({lang})")
 
 
@@ -169,7 +186,11 @@ def _availability(month: str, env: str, url: str | None) -> dict[str, Any]:
         pass  # an environment without a policy file: only --prometheus or the variable
     url = url or os.environ.get("OPSCTL_PROMETHEUS_URL") or settings.get("prometheus_url")
     if not url:
-        return {"source": "none", "reason": "no Prometheus configured (availability.prometheus_url)"}
+        return {
+            "source": "none",
+            "code": "not_configured",
+            "reason": "no Prometheus configured (availability.prometheus_url)",
+        }
     start, end = month_bounds(month)
     end = min(end, now())
     if end <= start:

@@ -242,6 +242,7 @@ def _to_html(
             .get_template("archive.html.j2")
             .render(
                 records=records,
+                lang="en",  # the export is in English; its times are marked (UTC+8)
                 generated=iso(utc_now()),
                 archive=str(archive.root),
                 filters={k: v for k, v in filters.items() if v is not None},

@@ -8,6 +8,7 @@ print as they show.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -91,15 +92,37 @@ def line_chart(
     return Markup("".join(parts))
 
 
+def count_ticks(largest: float) -> list[int]:
+    """Whole-number ticks from 0 for a count axis: steps of 1, 2, 5, 10, 20, 50 ... so that
+    at most six ticks cover ``largest`` (a count axis never reads 0.8 or 1.5)."""
+    top = max(1, math.ceil(largest))
+    step = 1
+    while top / step > 5:
+        for factor in (2, 2.5, 2):
+            step = int(step * factor)
+            if top / step <= 5:
+                break
+    return list(range(0, math.ceil(top / step) * step + 1, step))
+
+
 def bar_chart(
-    bars: Sequence[tuple[str, Sequence[float]]], series_labels: Sequence[str], *, width: int = 640, height: int = 220
+    bars: Sequence[tuple[str, Sequence[float]]],
+    series_labels: Sequence[str],
+    *,
+    width: int = 640,
+    height: int = 220,
+    integer: bool = False,
 ) -> Markup:
-    """A grouped SVG bar chart: (label, [value per series])."""
+    """A grouped SVG bar chart: (label, [value per series]); ``integer``: counts, whole-number ticks."""
     if not bars:
         return Markup("")
     left, right, top, bottom = 40, 10, 12, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     top_value = max((v for _l, vs in bars for v in vs), default=0) or 1
+    ticks: list[float] = [top_value * i / 4 for i in range(5)]
+    if integer:
+        ticks = [float(v) for v in count_ticks(top_value)]
+        top_value = ticks[-1]
     group_w = plot_w / len(bars)
     bar_w = max(2.0, group_w * 0.8 / max(1, len(series_labels)))
     parts = [
@@ -107,12 +130,11 @@ def bar_chart(
         f'width="{width}" height="{height + 16}" role="img">',
         f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" fill="#fff" stroke="#c8ccd0"/>',
     ]
-    for i in range(5):
-        v = top_value * i / 4
+    for v in ticks:
         yy = top + plot_h - v / top_value * plot_h
         parts.append(
             f'<line x1="{left}" x2="{left + plot_w}" y1="{yy:.1f}" y2="{yy:.1f}" stroke="#eceff1"/>'
-            f'<text x="{left - 4}" y="{yy + 3:.1f}" font-size="9" text-anchor="end">{_short(v)}</text>'
+            f'<text x="{left - 4}" y="{yy + 3:.1f}" font-size="9" text-anchor="end">{int(v) if integer else _short(v)}</text>'
         )
     for gi, (label, values) in enumerate(bars):
         gx = left + gi * group_w + group_w * 0.1

@@ -16,14 +16,17 @@ from typing import Any
 from markupsafe import Markup
 
 from ..archive import Archive
-from ..incidents import IncidentRegister
-from ..operations import load_catalog, tagged
+from ..errors import OpsError
+from ..incidents import OPERATIONS, IncidentRegister
+from ..operations import load_catalog, tagged, title
 from ..records import parse_iso
 from ..workdays import TZ, isoformat, now
-from .inspect import bar_chart, local_iso
+from . import monthly_filing as filing
+from .inspect import bar_chart, build_inspect, local_iso
 from .sla import build_sla, month_bounds
 
-EVENT_OPS = ("incident",)  # register entries, not runs
+#: Register entries (incidents: incident-open, incident-ack ...), not runs.
+EVENT_OPS = tuple(OPERATIONS.values())
 
 
 def _count_items(value: Any) -> int:
@@ -65,6 +68,7 @@ def build_monthly(
     )
     rows = [r for r in rows if start <= parse_iso(str(r["started"])).astimezone(TZ) < end]
     rows.reverse()  # oldest first
+    rows = [r for r in rows if str(r.get("operation")) not in EVENT_OPS]
     by_op: dict[str, dict[str, Any]] = {}
     backups: list[dict[str, Any]] = []
     verifications: list[dict[str, Any]] = []
@@ -157,6 +161,10 @@ def build_monthly(
     missed = [d for d in days if d not in inspect_days]
     register = IncidentRegister(archive)
     sla = build_sla(register, month, moment) if register.load() else None
+    today = moment.astimezone(TZ).date()
+    inspected = set(inspect_days)
+    baseline = filing.baseline_over_month(archive, rows, inspect_env)
+    risks = _risks(archive, rows, inspect_env, pending, baseline, sla, missed)
     totals = {
         "runs": sum(s["runs"] for s in by_op.values()),
         "successful": sum(s["successful"] for s in by_op.values()),
@@ -177,6 +185,7 @@ def build_monthly(
             "failed_runs": sum(1 for b in backups if b["status"] != "successful"),
             "verifications": verifications,
             "verified": sum(1 for v in verifications if v["status"] == "successful"),
+            "by_host": filing.backups_by_host(backups, verifications),
         },
         "patches": {
             "runs": patches,
@@ -196,6 +205,15 @@ def build_monthly(
             "missed": missed,
             "by_day": [inspect_days[d] for d in sorted(inspect_days)],
         },
+        "header": filing.header(env or inspect_env, month, start, end),
+        "availability_inspection": filing.inspection_availability(archive, rows, inspect_env),
+        "changes": filing.changes_by_kind(rows),
+        "baseline": baseline,
+        "requests": filing.consulting_requests(archive, start, end),
+        "risks": risks,
+        "plan": filing.next_month_plan(end),
+        "calendar": filing.calendar_strip(start, end, inspected, today),
+        "incidents": [] if sla is None else sla["incidents"],
         "sla": None
         if sla is None
         else {
@@ -209,16 +227,56 @@ def build_monthly(
     }
 
 
-def charts(data: Mapping[str, Any], t: Mapping[str, str]) -> dict[str, Markup]:
+def charts(data: Mapping[str, Any], t: Mapping[str, str], lang: str = "zh") -> dict[str, Markup]:
+    """The HTML charts: runs per operation (counts: whole-number ticks). Inspection days are a
+    calendar strip in the template, not a chart."""
     ops = data["by_operation"][:14]
     return {
         "runs": bar_chart(
-            [(o["operation"], [o["successful"], o["failed"] + o["other"]]) for o in ops], [t["successful"], t["failed"]]
-        ),
-        "inspections": bar_chart(
-            [(d[5:], [1.0 if d not in data["inspections"]["missed"] else 0.0]) for d in _days(data)], [t["inspected"]]
+            [(title(o["operation"], lang), [o["successful"], o["failed"] + o["other"]]) for o in ops],
+            [t["successful"], t["failed"]],
+            integer=True,
         ),
     }
+
+
+def _risks(
+    archive: Archive,
+    rows: list[dict[str, Any]],
+    env: str,
+    pending: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None,
+    sla: Mapping[str, Any] | None,
+    missed: list[str],
+) -> list[dict[str, Any]]:
+    """Risks and forecasts for the month ahead, most pressing first: the newest inspection's
+    warnings and critical findings (forecasts included), pending security updates, failing
+    baseline controls, SLA breaches, backups not verified, missed inspections."""
+    out: list[dict[str, Any]] = []
+    newest = next(
+        (r for r in reversed(rows) if r.get("operation") in tagged("inspection") and r.get("environment") == env),
+        None,
+    )
+    if newest is not None:
+        try:
+            inspection = build_inspect(archive, str(newest["id"]))
+        except OpsError:
+            inspection = None
+        for f in (inspection or {}).get("findings") or []:
+            if f.get("severity") in ("critical", "warning"):
+                keep = {k: f.get(k) for k in ("check", "severity", "host", "target", "value", "threshold", "message")}
+                out.append({"kind": "finding", "record": newest["id"], "forecast": bool(f.get("forecast")), **keep})
+    for host, p in sorted(pending.items()):
+        if p.get("security"):
+            out.append({"kind": "security_updates", "severity": "warning", "host": host, "value": p["security"]})
+    if baseline and baseline["last"]["failing_controls"]:
+        out.append({"kind": "baseline_fail", "severity": "warning", "controls": baseline["last"]["failing_controls"]})
+    for b in (sla or {}).get("breaches") or []:
+        out.append({"kind": "sla_breach", "severity": "critical", "id": b["id"], "clock": b["clock"]})
+    if missed:
+        out.append({"kind": "missed_inspections", "severity": "warning", "value": len(missed)})
+    rank = {"critical": 0, "warning": 1}
+    return sorted(out, key=lambda r: rank.get(str(r.get("severity")), 2))
 
 
 def _days(data: Mapping[str, Any]) -> list[str]:

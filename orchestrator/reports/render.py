@@ -27,6 +27,7 @@ import datetime as dt
 import html
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from importlib import resources
@@ -35,6 +36,7 @@ from typing import Any
 
 import jinja2
 import yaml
+from markupsafe import Markup
 
 from ..errors import BadInput, OpsError
 from ..workdays import TZ
@@ -100,23 +102,83 @@ def md_cell(value: Any) -> str:
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
+#: How a time shown to a person is marked as Beijing time, per language.
+ZONE_MARK = {"zh": "北京时间", "en": "(UTC+8)"}
+
+
 def when(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
     """An ISO 8601 time (string or datetime) as Beijing wall time, e.g. ``2026-10-10 19:30``.
 
-    Records keep UTC (``...Z``); every report states Beijing time (its footer says so),
-    so an aware time is converted, whatever its offset. A naive time is shown as it is.
+    Records keep UTC (``...Z``), so an aware time is converted, whatever its offset, and a
+    time without an offset (older records, a controller's naive clock) is read as UTC.
+    The zone marker is added by :func:`when_marked` (the templates' ``when`` filter).
     """
     if value is None or value == "":
         return "-"
     try:
-        moment = dt.datetime.fromisoformat(value) if isinstance(value, str) else value
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if isinstance(value, str) else value
     except ValueError:
         return str(value)
     if not isinstance(moment, dt.datetime):
         return str(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(TZ)
-    return moment.strftime(fmt)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.astimezone(TZ).strftime(fmt)
+
+
+def when_marked(value: Any, lang: str, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """:func:`when` with the zone marked: ``2026-11-29 10:15 北京时间`` / ``2026-11-29 10:15 (UTC+8)``."""
+    text = when(value, fmt)
+    return text if text == "-" else f"{text} {ZONE_MARK[check_lang(lang)]}"
+
+
+@jinja2.pass_context
+def _when_filter(ctx: Any, value: Any, fmt: str = "%Y-%m-%d %H:%M", zone: bool = True) -> str:
+    """The templates' ``when``: Beijing time, marked in the report's language unless ``zone=false``
+    (a column whose header already names the zone)."""
+    return when_marked(value, str(ctx.get("lang") or "zh"), fmt) if zone else when(value, fmt)
+
+
+_CODE_SPAN = re.compile(r"`([^`]*)`")
+
+
+def _code_html(text: str) -> str:
+    """``text`` escaped, its `backticked` parts in ``<code>``."""
+    parts = _CODE_SPAN.split(text)
+    return "".join(html.escape(p) if i % 2 == 0 else f"<code>{html.escape(p)}</code>" for i, p in enumerate(parts))
+
+
+@jinja2.pass_context
+def code_spans(ctx: Any, value: Any) -> Any:
+    """Text whose `backticked` parts are names a person types (paths, units, commands): in an
+    HTML report escaped and wrapped in ``<code>``, in Markdown kept as code spans."""
+    text = "" if value is None else str(value)
+    if not ctx.eval_ctx.autoescape:
+        return text
+    return Markup(_code_html(text))
+
+
+def evidence(value: Any) -> str:
+    """Evidence as read on the host (setting = value), each item a code span for :func:`code_spans`:
+    the same in every language, since it is what the host's files and commands say."""
+    if isinstance(value, Mapping):
+        items = [
+            f"{k} = {json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v}" for k, v in value.items()
+        ]
+    elif isinstance(value, (list, tuple)):
+        items = [str(v) for v in value]
+    else:
+        items = [] if value in (None, "") else [str(value)]
+    spans = ["`" + i.replace("`", "'") + "`" for i in items if i]
+    return "；".join(spans)
+
+
+@jinja2.pass_context
+def finding_detail(ctx: Any, finding: Mapping[str, Any]) -> str:
+    """A finding's detail in the report's language (:func:`orchestrator.reports.findings.detail`)."""
+    from .findings import detail
+
+    return detail(finding, str(ctx.get("lang") or "zh"))
 
 
 def number(value: Any, digits: int = 1) -> str:
@@ -125,6 +187,23 @@ def number(value: Any, digits: int = 1) -> str:
     if isinstance(value, (int, float)):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+@jinja2.pass_context
+def op_title(ctx: Any, name: Any) -> str:
+    """An operation's name for the reader: its ``title_zh`` in zh reports, the name in English."""
+    from ..operations import title
+
+    return title(str(name), str(ctx.get("lang") or "zh"))
+
+
+@jinja2.pass_context
+def env_name(ctx: Any, env: Any) -> str:
+    """An environment for the reader: 生产环境 in zh reports (its own name when it has no zh name)."""
+    from ..notify import ENV_ZH
+
+    text = "" if env is None else str(env)
+    return ENV_ZH.get(text, text) if str(ctx.get("lang") or "zh") == "zh" else text
 
 
 def pretty(value: Any) -> str:
@@ -143,9 +222,14 @@ def environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters["md"] = md_cell
-    env.filters["when"] = when
+    env.filters["when"] = _when_filter
     env.filters["num"] = number
     env.filters["pretty"] = pretty
+    env.filters["code"] = code_spans
+    env.filters["evidence"] = evidence
+    env.filters["finding"] = finding_detail
+    env.filters["op_title"] = op_title
+    env.filters["env"] = env_name
     return env
 
 
@@ -185,7 +269,7 @@ def _with_provenance(text: str, fmt: str, lang: str, provenance: Mapping[str, An
     )
     if fmt == "html":
         block = (
-            f'<p class="note provenance">{html.escape(line)}</p>\n'
+            f'<p class="note provenance">{_code_html(line)}</p>\n'
             f'<script type="application/json" id="{PROVENANCE_ID}">{claims}</script>\n'
         )
         return text.replace("</body>", block + "</body>", 1) if "</body>" in text else text + block
@@ -196,11 +280,16 @@ def write_output(text: str, out: Path | None) -> None:
     """Write a rendered report to ``out`` atomically (mode 0600); nothing for ``None``."""
     if out is None:
         return
+    write_bytes(text.encode("utf-8"), out)
+
+
+def write_bytes(data: bytes, out: Path) -> None:
+    """Write a report's bytes (a PDF, encoded text) to ``out`` atomically (mode 0600)."""
     from ..archive import atomic_write
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, text.encode("utf-8"))
+        atomic_write(out, data)
     except OSError as exc:
         raise OpsError(f"cannot write {out}: {exc}") from exc
 

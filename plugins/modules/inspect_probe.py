@@ -697,18 +697,21 @@ ACTIONS = {
 }
 
 
-def _finding(findings, check, severity, target, value, threshold, message):
-    findings.append(
-        {
-            "check": check,
-            "severity": severity,
-            "target": target,
-            "value": value,
-            "threshold": threshold,
-            "message": message,
-            "action": ACTIONS.get(check, ""),
-        }
-    )
+def _finding(findings, check, severity, target, value, threshold, message, params=None):
+    """One finding: its code (check), target, value and threshold are what reports render in
+    their own language; params holds further structured details; message is the English text."""
+    item = {
+        "check": check,
+        "severity": severity,
+        "target": target,
+        "value": value,
+        "threshold": threshold,
+        "message": message,
+        "action": ACTIONS.get(check, ""),
+    }
+    if params:
+        item["params"] = params
+    findings.append(item)
 
 
 def _level(value, warn, crit):
@@ -780,6 +783,7 @@ def _evaluate_system(params, metrics, findings):
             len(units),
             0,
             "%d failed systemd unit(s): %s" % (len(units), ", ".join(units)),
+            {"units": list(units)},
         )
     if metrics["reboot_required"]:
         _finding(
@@ -934,6 +938,7 @@ def _evaluate_other(params, metrics, findings):
             upd["security"],
             0,
             "%d security update(s) pending: %s" % (upd["security"], ", ".join(upd["security_packages"][:10])),
+            {"packages": list(upd["security_packages"][:10])},
         )
     for log in metrics["logs"]:
         if log["status"] != "ok" or log["requests"] < params["log_min_requests"]:

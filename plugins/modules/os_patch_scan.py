@@ -130,7 +130,8 @@ def scan_apt(module, exclude, names):
         except OSError:
             pass
     if stamps:
-        last = max(stamps)
+        # dpkg.log is in the host's local time: state its offset so reports can convert it
+        last = datetime.datetime.fromisoformat(max(stamps)).astimezone().isoformat(timespec="seconds")
     return updates, held, installed, last
 
 
