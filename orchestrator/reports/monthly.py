@@ -3,8 +3,9 @@
 Runs and changes by operation, backups taken and verified, patches applied
 and pending, deploys and rollbacks, daily inspections on schedule (missed
 days listed), incidents and SLA compliance (from :mod:`orchestrator.reports.sla`)
-when incident data exists, and the site's availability from the monitoring's
-probes (:mod:`orchestrator.availability`) when Prometheus is configured.
+when incident data exists, the site's availability from the monitoring's
+probes (:mod:`orchestrator.availability`) when Prometheus is configured, and the
+consulting requests (:func:`orchestrator.requests.requests_in_period`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from ..archive import Archive
 from ..incidents import IncidentRegister
 from ..operations import load_catalog, tagged
 from ..records import parse_iso
+from ..requests import OPERATIONS as REQUEST_OPS
+from ..requests import requests_in_period
 from ..workdays import TZ, isoformat, now
 from .inspect import bar_chart, local_iso
 from .sla import build_sla, month_bounds
@@ -79,7 +82,7 @@ def build_monthly(
     )
     for row in rows:
         op = str(row.get("operation"))
-        if op in EVENT_OPS:
+        if op in EVENT_OPS or op in REQUEST_OPS.values():  # register entries, not runs
             continue
         st = by_op.setdefault(
             op,
@@ -196,6 +199,7 @@ def build_monthly(
             "missed": missed,
             "by_day": [inspect_days[d] for d in sorted(inspect_days)],
         },
+        "requests": requests_in_period(archive, start, end, moment),
         "sla": None
         if sla is None
         else {
