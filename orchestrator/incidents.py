@@ -41,7 +41,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,10 +130,18 @@ def compute_deadlines(
     """The SLA deadlines of an incident reported at ``reported_at``."""
     if severity not in TARGETS:
         raise BadInput(f"severity must be one of {', '.join(SEVERITIES)}, not {severity!r}")
+    return deadlines_for(TARGETS[severity], reported_at, calendar)
+
+
+def deadlines_for(
+    targets: Sequence[Target], reported_at: dt.datetime, calendar: Calendar | None = None
+) -> tuple[dict[str, dt.datetime], tuple[CalendarWarning, ...]]:
+    """The deadline of each target clock for something reported at ``reported_at`` (clock hours,
+    or working days on the calendar); shared by the incident and the request registers."""
     cal = calendar or default_calendar()
     out: dict[str, dt.datetime] = {}
     warnings: list[CalendarWarning] = []
-    for target in TARGETS[severity]:
+    for target in targets:
         if target.hours is not None:
             out[target.clock] = add_hours(reported_at, target.hours)
         else:
@@ -172,6 +180,34 @@ class ClockState:
             "status": self.status,
             "late_hours": round(late.total_seconds() / 3600, 2) if late is not None else None,
         }
+
+
+def evaluate_clocks(
+    targets: Sequence[Target],
+    deadlines: Mapping[str, dt.datetime],
+    milestone: Callable[[str], dt.datetime | None],
+    at: dt.datetime | None = None,
+    margin_hours: float = DEFAULT_MARGIN_HOURS,
+) -> list[ClockState]:
+    """Each target clock's state at ``at`` (default now): its deadline against the time its
+    milestone was reached (``milestone(clock)``, None while not reached)."""
+    moment = local(at) if at is not None else now()
+    margin = dt.timedelta(hours=margin_hours)
+    out: list[ClockState] = []
+    for target in targets:
+        due = deadlines[target.clock]
+        done = milestone(target.clock)
+        if done is not None:
+            status = "met" if done <= due else "late"
+            late = done - due if done > due else None
+        elif moment > due:
+            status, late = "breached", moment - due
+        elif moment >= due - margin:
+            status, late = "due-soon", None
+        else:
+            status, late = "running", None
+        out.append(ClockState(target.clock, target, due, done, status, late))
+    return out
 
 
 @dataclass
@@ -263,23 +299,7 @@ class Incident:
         return self.resolved_at
 
     def clocks(self, at: dt.datetime | None = None, margin_hours: float = DEFAULT_MARGIN_HOURS) -> list[ClockState]:
-        moment = local(at) if at is not None else now()
-        margin = dt.timedelta(hours=margin_hours)
-        out: list[ClockState] = []
-        for target in TARGETS[self.severity]:
-            due = self.deadlines[target.clock]
-            done = self.milestone(target.clock)
-            if done is not None:
-                status = "met" if done <= due else "late"
-                late = done - due if done > due else None
-            elif moment > due:
-                status, late = "breached", moment - due
-            elif moment >= due - margin:
-                status, late = "due-soon", None
-            else:
-                status, late = "running", None
-            out.append(ClockState(target.clock, target, due, done, status, late))
-        return out
+        return evaluate_clocks(TARGETS[self.severity], self.deadlines, self.milestone, at, margin_hours)
 
     def breaching(self, at: dt.datetime | None = None, margin_hours: float = DEFAULT_MARGIN_HOURS) -> bool:
         return any(c.status in ("breached", "due-soon") for c in self.clocks(at, margin_hours))

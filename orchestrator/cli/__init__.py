@@ -56,6 +56,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "report",
         "Reports for the client and the auditors (zh-CN and English; HTML, Markdown, JSON).",
     ),
+    "request": (
+        "request",
+        "request",
+        "The consulting register: consultations, questions from the bureau, liaison with the"
+        " government-cloud operator (respond 24 h, close 5 working days; liaison has no clock).",
+    ),
     "run": ("run", "run_cmd", "Run OPERATION against an environment and save the change record."),
     "schedule": (
         "schedule",

@@ -3,8 +3,9 @@
 Runs and changes by operation, backups taken and verified, patches applied
 and pending, deploys and rollbacks, daily inspections on schedule (missed
 days listed), incidents and SLA compliance (from :mod:`orchestrator.reports.sla`)
-when incident data exists, and the site's availability from the monitoring's
-probes (:mod:`orchestrator.availability`) when Prometheus is configured.
+when incident data exists, the site's availability from the monitoring's
+probes (:mod:`orchestrator.availability`) when Prometheus is configured, and the
+consulting requests (:func:`orchestrator.requests.requests_in_period`).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from ..errors import OpsError
 from ..incidents import OPERATIONS, IncidentRegister
 from ..operations import load_catalog, tagged, title
 from ..records import parse_iso
+from ..requests import OPERATIONS as REQUEST_OPS
+from ..requests import requests_in_period
 from ..workdays import TZ, isoformat, now
 from . import monthly_filing as filing
 from .inspect import bar_chart, build_inspect, local_iso
 from .sla import build_sla, month_bounds
 
 #: Register entries (incidents: incident-open, incident-ack ...), not runs.
-EVENT_OPS = tuple(OPERATIONS.values())
+EVENT_OPS = tuple(OPERATIONS.values()) + tuple(REQUEST_OPS.values())
 
 
 def _count_items(value: Any) -> int:
@@ -83,7 +86,7 @@ def build_monthly(
     )
     for row in rows:
         op = str(row.get("operation"))
-        if op in EVENT_OPS:
+        if op in EVENT_OPS or op in REQUEST_OPS.values():  # register entries, not runs
             continue
         st = by_op.setdefault(
             op,
@@ -209,7 +212,7 @@ def build_monthly(
         "availability_inspection": filing.inspection_availability(archive, rows, inspect_env),
         "changes": filing.changes_by_kind(rows),
         "baseline": baseline,
-        "requests": filing.consulting_requests(archive, start, end),
+        "requests": requests_in_period(archive, start, end, moment),
         "risks": risks,
         "plan": filing.next_month_plan(end),
         "calendar": filing.calendar_strip(start, end, inspected, today),

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -213,26 +212,6 @@ def baseline_over_month(archive: Archive, rows: Sequence[Mapping[str, Any]], env
         "fixed": sorted(set(first["failing_controls"]) - set(last["failing_controls"])),
         "new_failures": sorted(set(last["failing_controls"]) - set(first["failing_controls"])),
     }
-
-
-#: HOOK for the consulting register (issue 20 part 4, built on another branch): the module
-#: ``orchestrator.requests`` and its ``monthly_requests(archive, start, end)`` returning one
-#: dict per request handled in the month (id, kind, subject, opened_at, closed_at, state).
-CONSULTING_MODULE = "orchestrator.requests"
-CONSULTING_FUNCTION = "monthly_requests"
-
-
-def consulting_requests(archive: Archive, start: dt.datetime, end: dt.datetime) -> list[dict[str, Any]]:
-    """The consulting requests (咨询服务) of the month from the register; [] while the register
-    module does not exist yet (its absence is not an error: the section says none)."""
-    try:
-        module = importlib.import_module(CONSULTING_MODULE)
-    except ImportError:
-        return []
-    func: Callable[..., Any] | None = getattr(module, CONSULTING_FUNCTION, None)
-    if func is None:
-        return []
-    return [dict(r) for r in func(archive, start, end)]
 
 
 WEEKDAYS = {"Mon": 0, "Tue": 1, "Wed": 2, "Thu": 3, "Fri": 4, "Sat": 5, "Sun": 6}

@@ -6,8 +6,8 @@ root (MariaDB, unix socket); Python 3 stdlib + psycopg2 / pymysql. Prints one
 JSON object on stdout; on a refusal or error prints the reason on stderr
 (``envcredit_transfer: line N: ...``) and exits 1.
 
-CSV convention (both directions): UTF-8 without BOM (a BOM is accepted on
-import), RFC 4180 quoting (``"`` doubled inside quoted fields, fields may span
+CSV convention (both directions): UTF-8 without BOM (``--bom`` writes one, for
+Excel on Chinese Windows; a BOM is accepted on import), RFC 4180 quoting (``"`` doubled inside quoted fields, fields may span
 lines), ``\\n`` line ends (``\\r\\n`` accepted), a header line with the column
 names. **NULL is an empty unquoted field; the empty string is ``""``** (the
 convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
@@ -26,21 +26,32 @@ convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
       only); in MariaDB INTO OUTFILE/DUMPFILE and LOAD_FILE are refused, also
       around comments. A file whose content did not change is left as it was
       (``changed`` false).
-  import --engine E --db DB --table T --file CSV --backup-dir DIR [--record-id R]
-         [--keep-backups N] [--done-dir DIR] --user U --password-stdin [--dry-run]
+  import --engine E --db DB --table T --file CSV|XLSX --backup-dir DIR [--record-id R]
+         [--keep-backups N] [--done-dir DIR] [--encoding auto|utf-8|gbk|gb18030]
+         [--mode insert|upsert --key COL[,COL]] --user U --password-stdin [--dry-run]
       Connects as the import account U (the role grants it SELECT and INSERT on
       table T only, for the length of the import; password on stdin). The
       table backup is taken by this process's OS account (pg_dump /
       mariadb-dump), which reads and never writes.
-      1. decode (strict UTF-8), parse, check the header against the table's
+      1. read: a ``.xlsx`` file (openpyxl; the first sheet, its first row the
+         header; cells as text in the CSV convention, an empty cell NULL) or a
+         CSV decoded as ``--encoding`` says: ``auto`` (the default) takes UTF-8
+         (with or without BOM) and refuses anything else, naming the encoding
+         to state when the file reads as GBK/GB18030 (what Excel on Chinese
+         Windows saves); ``gbk``/``gb18030`` decode strictly as GB18030 (a
+         superset of GBK); then check the header against the table's
          columns and every value against its column type, duplicate keys in
-         the file; 2. dry run: insert every row inside a transaction that is
+         the file; in ``--mode upsert`` the ``--key`` columns must be in the
+         header, make up a unique key of the table and have a value on every
+         line; 2. dry run: write every row inside a transaction that is
          rolled back (the database's own checks: existing keys, foreign keys,
          lengths); 3. unless --dry-run: back up the table (PostgreSQL pg_dump
          -Fc -t in the snapshot of the import transaction, whose table lock
          keeps writers out; MariaDB mariadb-dump --single-transaction | zstd),
-         then insert every row in ONE transaction and commit. Any failure:
-         refused with the line number and the reason, the table unchanged.
+         then write every row in ONE transaction and commit: ``insert`` (the
+         default) inserts; ``upsert`` updates the row with the line's key and
+         inserts the line when there is none. Any failure: refused with the
+         line number and the reason, the table unchanged.
 """
 
 from __future__ import annotations
@@ -487,13 +498,15 @@ def engine(name: str) -> Engine:
 # ----------------------------------------------------------------------------- export
 
 
-def write_if_changed(path: Path, lines: Iterator[str]) -> tuple[int, bool]:
-    """Write the lines to path unless the same bytes are there already. Returns (rows, changed)."""
+def write_if_changed(path: Path, lines: Iterator[str], bom: bool = False) -> tuple[int, bool]:
+    """Write the lines to path unless the same bytes are there already. Returns (rows, changed).
+
+    ``bom``: UTF-8 with a byte order mark, which Excel on Chinese Windows needs to read UTF-8."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     tmp = Path(tmp_name)
     rows = -1  # the header is not a row
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as f:
             for line in lines:
                 f.write(line)
                 rows += 1
@@ -560,7 +573,7 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
             cur = eng.cursor_for(conn, sql)
             try:
                 path = out / name
-                rows, file_changed = write_if_changed(path, rows_of(cur))
+                rows, file_changed = write_if_changed(path, rows_of(cur), a.bom)
             finally:
                 cur.close()
             changed = changed or file_changed
@@ -583,27 +596,161 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
     finally:
         conn.rollback()
         conn.close()
-    return {"dir": str(out), "changed": changed, "files": files, "read_only": True, "ended": now()}
+    return {
+        "dir": str(out),
+        "changed": changed,
+        "files": files,
+        "encoding": "utf-8-bom" if a.bom else "utf-8",
+        "read_only": True,
+        "ended": now(),
+    }
 
 
 # ----------------------------------------------------------------------------- import
 
 
-def read_csv(path: Path) -> list[tuple[int, list[str | None]]]:
-    data = path.read_bytes()
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+ENCODINGS = ("auto", "utf-8", "gbk", "gb18030")
+
+
+def _decode(data: bytes, codec: str, name: str, hint: str) -> str:
     try:
-        text = data.decode("utf-8")
+        return data.decode(codec)
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise Fail(
-            f"line {line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); save the file as UTF-8"
+            f"line {line}: not valid {name} (byte 0x{data[exc.start]:02x} at offset {exc.start}); {hint}"
         ) from exc
+
+
+def decode_csv(data: bytes, encoding: str = "auto") -> tuple[str, str]:
+    """The text of a CSV file and the encoding it was read as.
+
+    ``auto``: UTF-8, with or without BOM; anything else is refused (a file that reads as
+    GB18030 is refused too, with the option to state, rather than guessed: a GBK file and a
+    broken UTF-8 file cannot be told apart for sure). ``gbk``/``gb18030``: strict GB18030
+    (a superset of GBK); a UTF-8 BOM then is a contradiction and refused."""
+    if encoding not in ENCODINGS:
+        raise Fail(f"unknown encoding {encoding!r} (one of {', '.join(ENCODINGS)})")
+    bom = data.startswith(b"\xef\xbb\xbf")
+    if encoding in ("gbk", "gb18030"):
+        if bom:
+            raise Fail("line 1: the file starts with a UTF-8 byte order mark but the encoding given is " + encoding)
+        return _decode(data, "gb18030", "GBK/GB18030", "check the encoding the file was saved in"), "gb18030"
+    body = data[3:] if bom else data
+    try:
+        return body.decode("utf-8"), "utf-8-bom" if bom else "utf-8"
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        where = f"byte 0x{body[exc.start]:02x} at offset {exc.start + (3 if bom else 0)}"
+        if encoding == "auto" and not bom and _reads_as_gb18030(body):
+            raise Fail(
+                f"line {line}: not valid UTF-8 ({where}), but the file reads as GBK/GB18030 (what Excel on "
+                "Chinese Windows saves as CSV): state the encoding (-e db_import_encoding=gbk), or save it as "
+                "CSV UTF-8"
+            ) from exc
+        raise Fail(f"line {line}: not valid UTF-8 ({where}); save the file as UTF-8") from exc
+
+
+def _reads_as_gb18030(data: bytes) -> bool:
+    try:
+        data.decode("gb18030")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def read_csv(path: Path, encoding: str = "auto") -> list[tuple[int, list[str | None]]]:
+    text, _ = decode_csv(path.read_bytes(), encoding)
     records = list(parse_csv(text))
     if not records:
         raise Fail("line 1: empty file (a header line is required)")
     return records
+
+
+def xlsx_cell(value: Any) -> str | None:
+    """A cell's value as text in the CSV convention (an empty cell is NULL)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        if value.time() == dt.time(0) and value.tzinfo is None:
+            return value.date().isoformat()  # a date cell (Excel keeps dates as date-times)
+        return value.isoformat(sep=" ")
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e15:
+            return str(int(value))
+        return repr(value)
+    if isinstance(value, dt.timedelta):
+        raise Fail(f"a duration cell ({value}) has no column type to go into")
+    return str(value)
+
+
+def read_xlsx(path: Path) -> list[tuple[int, list[str | None]]]:
+    """The first sheet of a workbook as (row number, fields): the first row is the header;
+    empty rows are left out, and so are empty cells right of the header's last column."""
+    try:
+        import openpyxl  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise Fail("reading .xlsx needs openpyxl on the database host (the role installs python3-openpyxl)") from exc
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:  # not a zip, not a workbook, encrypted
+        raise Fail(f"not a readable .xlsx workbook: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    try:
+        sheet = book.worksheets[0] if book.worksheets else None
+        if sheet is None:
+            raise Fail("the workbook has no sheet")
+        records: list[tuple[int, list[str | None]]] = []
+        width = 0
+        for number, row in enumerate(sheet.iter_rows(values_only=True), start=1):
+            fields = [xlsx_cell(v) for v in row]
+            if not records:
+                while fields and fields[-1] is None:
+                    fields.pop()
+                width = len(fields)
+            if all(f is None for f in fields):
+                continue
+            if len(fields) > width and all(f is None for f in fields[width:]):
+                fields = fields[:width]
+            records.append((number, fields))
+    finally:
+        book.close()
+    if not records:
+        raise Fail("row 1: empty sheet (a header row is required)")
+    return records
+
+
+def read_file(path: Path, encoding: str = "auto") -> list[tuple[int, list[str | None]]]:
+    """A CSV file (decoded as ``encoding``) or, by its suffix, an .xlsx workbook."""
+    if path.suffix.lower() == ".xlsx":
+        return read_xlsx(path)
+    if path.suffix.lower() == ".xls":
+        raise Fail("the old Excel format .xls is not read: save the sheet as .xlsx or CSV UTF-8")
+    return read_csv(path, encoding)
+
+
+def check_upsert_key(
+    key: list[str], names: list[str], keys: list[list[str]], rows: list[tuple[int, list[str | None]]], table: str
+) -> None:
+    """Upsert by ``key``: in the header, a unique key of the table, a value on every line."""
+    if not key:
+        raise Fail("upsert needs the key columns (-e db_import_key=col1,col2)")
+    if len(set(key)) != len(key):
+        raise Fail(f"a key column is named twice: {', '.join(key)}")
+    absent = [k for k in key if k not in names]
+    if absent:
+        raise Fail(f"line 1: key column(s) {', '.join(absent)} not in the header")
+    if not any(sorted(k) == sorted(key) for k in keys):
+        found = "; ".join("(" + ", ".join(k) + ")" for k in keys) or "none"
+        raise Fail(f"({', '.join(key)}) is not a unique key of table {table} (its unique keys: {found})")
+    where = [names.index(k) for k in key]
+    for line, fields in rows:
+        for k, i in zip(key, where):
+            if fields[i] is None or fields[i] == "":
+                raise Fail(f"line {line}: key column {k!r} is empty (upsert needs every key value)")
 
 
 def validate(
@@ -677,6 +824,51 @@ def insert_all(eng: Engine, conn: Any, table: str, names: list[str], rows: list[
     return done
 
 
+def upsert_all(
+    eng: Engine, conn: Any, table: str, names: list[str], key: list[str], rows: list[tuple[int, list[str | None]]]
+) -> tuple[int, int]:
+    """Update the row with each line's key, or insert the line; in the current transaction.
+    Returns (inserted, updated); a refused line raises Fail with its line number."""
+    cur = conn.cursor()
+    q, ph = eng.quote, eng.placeholder
+    rest = [n for n in names if n not in key]
+    at = [names.index(k) for k in key]
+    other = [names.index(n) for n in rest]
+    match = " AND ".join(f"{q(k)} = {ph}" for k in key)
+    update = f"UPDATE {q(table)} SET {', '.join(f'{q(n)} = {ph}' for n in rest)} WHERE {match}" if rest else ""
+    exists = f"SELECT 1 FROM {q(table)} WHERE {match} LIMIT 1"
+    insert = f"INSERT INTO {q(table)} ({', '.join(q(n) for n in names)}) VALUES ({', '.join([ph] * len(names))})"
+    inserted = updated = 0
+    for line, fields in rows:
+        key_values = [fields[i] for i in at]
+        try:
+            # MariaDB counts changed rows, not matched ones: an unchanged row is found by the SELECT.
+            if update:
+                cur.execute(update, [fields[i] for i in other] + key_values)
+            if update and cur.rowcount > 0:
+                updated += 1
+                continue
+            cur.execute(exists, key_values)
+            if cur.fetchone() is not None:
+                updated += 1
+                continue
+            cur.execute(insert, fields)
+            inserted += 1
+        except Exception as exc:
+            raise Fail(f"line {line}: refused by the database: {eng.error_text(exc)}") from exc
+    return inserted, updated
+
+
+def write_rows(
+    eng: Engine, conn: Any, table: str, names: list[str], rows: list[tuple[int, list[str | None]]], key: list[str]
+) -> dict[str, int]:
+    """Insert (no key) or upsert (by ``key``) every row in the current transaction."""
+    if not key:
+        return {"inserted": insert_all(eng, conn, table, names, rows), "updated": 0}
+    inserted, updated = upsert_all(eng, conn, table, names, key, rows)
+    return {"inserted": inserted, "updated": updated}
+
+
 def prune_backups(backup_dir: Path, db: str, table: str, keep: int) -> list[str]:
     mine = sorted(p for p in backup_dir.glob(f"{db}.{table}.*") if p.is_file())
     old = mine[:-keep] if keep > 0 else []
@@ -706,24 +898,32 @@ def cmd_import(a: argparse.Namespace) -> dict[str, Any]:
             raise Fail(f"no such table: {a.table}")
         keys = eng.unique_keys(conn, a.db, a.table)
         conn.rollback()
-        names, rows = validate(read_csv(path), cols, keys, a.table)
+        names, rows = validate(read_file(path, a.encoding), cols, keys, a.table)
+        key = [k.strip() for k in a.key.split(",") if k.strip()] if a.mode == "upsert" else []
+        if a.mode == "upsert":
+            check_upsert_key(key, names, keys, rows, a.table)
+        elif a.key:
+            raise Fail("--key is for --mode upsert (an insert adds every line)")
         result: dict[str, Any] = {
             "table": a.table,
             "database": a.db,
             "file_sha256": file_sha,
+            "format": "xlsx" if path.suffix.lower() == ".xlsx" else "csv",
+            "mode": a.mode,
+            "key": key,
             "columns": names,
             "rows": len(rows),
             "started": now(),
         }
-        # Dry run: every row inserted inside a transaction that is rolled back.
+        # Dry run: every row written inside a transaction that is rolled back.
         eng.begin_import(conn, a.table)
         try:
-            insert_all(eng, conn, a.table, names, rows)
+            would = write_rows(eng, conn, a.table, names, rows, key)
         finally:
             conn.rollback()
         result["validated"] = True
         if a.dry_run:
-            result.update(dry_run=True, imported=0, changed=False, ended=now())
+            result.update(dry_run=True, imported=0, changed=False, would=would, ended=now())
             return result
         # The import: back up the table, then all rows in one transaction.
         backup_dir = Path(a.backup_dir)
@@ -733,7 +933,8 @@ def cmd_import(a: argparse.Namespace) -> dict[str, Any]:
         eng.begin_import(conn, a.table)
         try:
             backup = eng.backup_table(conn, a.db, a.table, base)
-            imported = insert_all(eng, conn, a.table, names, rows)
+            written = write_rows(eng, conn, a.table, names, rows, key)
+            imported = written["inserted"] + written["updated"]
             eng.after_import(conn, a.table, cols, names)
             conn.commit()
         except BaseException:
@@ -742,6 +943,8 @@ def cmd_import(a: argparse.Namespace) -> dict[str, Any]:
         result.update(
             dry_run=False,
             imported=imported,
+            inserted=written["inserted"],
+            updated=written["updated"],
             changed=imported > 0,
             table_backup=str(backup),
             table_backup_sha256=sha256(backup),
@@ -775,6 +978,7 @@ def main() -> int:
     e.add_argument("--user", default="")
     e.add_argument("--password-stdin", action="store_true")
     e.add_argument("--dry-run", action="store_true")
+    e.add_argument("--bom", action="store_true", help="UTF-8 with BOM (Excel on Chinese Windows)")
     i = sub.add_parser("import")
     i.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
     i.add_argument("--db", required=True)
@@ -787,6 +991,9 @@ def main() -> int:
     i.add_argument("--user", default="")
     i.add_argument("--password-stdin", action="store_true")
     i.add_argument("--dry-run", action="store_true")
+    i.add_argument("--encoding", default="auto", choices=ENCODINGS)
+    i.add_argument("--mode", default="insert", choices=["insert", "upsert"])
+    i.add_argument("--key", default="", help="upsert: the key columns, comma-separated")
     a = ap.parse_args()
     os.umask(0o077)
     try:
