@@ -8,6 +8,7 @@ operations only) against the running lab as the staging stand-in.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -426,3 +427,59 @@ def test_secrets_into_0600_files_and_removed(tmp_path: Path) -> None:
     assert proc.returncode == 0 and not secrets_dir.exists()
     # nothing of it is in the repository
     assert "vault-pw-123" not in (REPO / ".gitlab-ci.yml").read_text(encoding="utf-8")
+
+
+@pytest.mark.lab
+def test_gitlab_production_gate_puts_the_plan_and_the_approver_in_the_record(
+    ci_tools: Path, clone: Path, lab_ready: list[str], tmp_path: Path
+) -> None:
+    """The main branch's production jobs in gitlab-ci-local (issue 18, item 5): plan-production
+    (check + diff, before the gate) then apply-production, whose approver (GitLab: the user who
+    started the manual job, without an API token) and the production plan reach the change
+    record, under production's policy (ticket, signed records, host leases in the store,
+    ci_approval). `production` is the lab here: the clone's inventories/production is
+    inventories/lab-strict (the lab's hosts under production's rules), so nothing leaves the lab."""
+    prod = clone / "inventories" / "production"
+    shutil.rmtree(prod)
+    shutil.copytree(REPO / "inventories" / "lab-strict", prod, symlinks=True)
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "production = the lab")
+    base = git(clone, "rev-parse", "HEAD")
+    (clone / "docs" / "gate-test.md").write_text("A merge that reaches production.\n", encoding="utf-8")
+    git(clone, "add", "-A")
+    git(clone, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "Docs (CHG-2026-042)")
+    key = tmp_path / "ci-key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f", str(key)], check=True)
+    store = tmp_path / "store.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
+    common = [
+        "--variable", f"CI_COMMIT_BEFORE_SHA={base}",
+        "--variable", "OPS=maintenance-off",  # a changing operation (no-op on the lab): the gate applies
+        "--variable", "CHANGE_TICKET=CHG-2026-042",
+        "--variable", "GITLAB_USER_LOGIN=anna.approver",
+        "--variable", f"OPSCTL_SIGNING_KEY={key}",
+        "--variable", f"OPSCTL_STORE={store}",
+    ]  # fmt: skip
+    plan = gcl(clone, "plan-production", *common, mr=False)
+    assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-2000:]
+    planned = json.loads((clone / "var" / "ci" / "plan-production" / "plan.json").read_text(encoding="utf-8"))
+    assert planned["env"] == "production" and [r["operation"] for r in planned["runs"]] == ["maintenance-off"]
+    assert all(r["status"] == "successful" for r in planned["runs"])
+    apply = gcl(clone, "apply-production", *common, mr=False)
+    assert apply.returncode == 0, apply.stdout[-4000:] + apply.stderr[-2000:]
+    out = clone / "var" / "ci" / "apply-production"
+    record = json.loads((out / "records.json").read_text(encoding="utf-8"))["records"][0]
+    assert record["operation"] == "maintenance-off" and record["status"] == "successful"
+    assert not record["check_mode"] and record["ticket"] == "CHG-2026-042"
+    approval = record["approval"]
+    assert approval["approved_by"] == "anna.approver"
+    plan_file = clone / "var" / "ci" / "plan-production" / "plan.json"
+    assert approval["plan"]["env"] == "production" and approval["plan"]["operations"] == ["maintenance-off"]
+    assert approval["plan"]["sha256"] == hashlib.sha256(plan_file.read_bytes()).hexdigest()
+    # the signed record is in the shared store, with its maker's signature
+    copy = tmp_path / "store-clone"
+    subprocess.run(["git", "clone", "-q", "-b", "records", str(store), str(copy)], check=True)
+    assert (copy / record["id"] / "record.json").is_file() and (copy / record["id"] / "origin.sig").is_file()
+    # without an approver the job stops before anything runs
+    refused = gcl(clone, "apply-production", *common, "--variable", "GITLAB_USER_LOGIN=", mr=False)
+    assert refused.returncode != 0

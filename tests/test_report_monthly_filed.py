@@ -96,7 +96,9 @@ def test_the_filed_sections(archive: Archive) -> None:
     }  # fmt: skip
     bl = data["baseline"]
     assert bl["fixed"] == ["SSH-01"] and bl["new_failures"] == [] and bl["last"]["failing_controls"] == ["ACC-01"]
-    assert data["requests"]["total"] == 0 and data["requests"]["items"] == []  # the register (orchestrator/requests.py) is empty
+    assert (
+        data["requests"]["total"] == 0 and data["requests"]["items"] == []
+    )  # the register (orchestrator/requests.py) is empty
     risks = [r["kind"] for r in data["risks"]]
     assert risks[0] == "sla_breach" and {"finding", "baseline_fail", "missed_inspections"} <= set(risks)
     plan = {p["timer"]: p for p in data["plan"]["items"]}
