@@ -461,3 +461,18 @@ def test_the_default_calendar_is_read_again_when_its_file_changes(
     assert workdays.default_calendar().source_of(2027) == "project"
     monkeypatch.setenv("OPSCTL_WORKDAYS", str(tmp_path / "missing.yml"))
     assert workdays.default_calendar().project == {}
+
+
+def test_project_days_and_lowercase_z_and_a_rest_day_before_an_unknown_year(tmp_path: Path) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(
+        PROJECT_2027.replace("      - 2027-04-05\n", "      - 2027-04-05\n      - 2027-12-31\n"), encoding="utf-8"
+    )
+    cal = Calendar(path, use_package=False)
+    info = workdays.DayInfo
+    assert cal.day(D(2027, 2, 13)) == info(D(2027, 2, 13), True, True, "project", "春节调休")
+    assert cal.day(D(2027, 3, 1)) == info(D(2027, 3, 1), True, True, "project")
+    assert parse_time("2026-10-09T11:30z") == dt.datetime(2026, 10, 9, 19, 30, tzinfo=TZ)
+    # reported on the rest day Fri 31 Dec 2027: the first working day is Mon 3 Jan 2028, unknown
+    deadline = cal.add_working_days(at("2027-12-31T10:00"), 1)
+    assert deadline == workdays.Deadline(dt.datetime(2028, 1, 4, 0, 0, tzinfo=TZ), (CalendarWarning(2028),))
