@@ -471,6 +471,9 @@ def test_values_of_every_type_are_learnt_as_text_and_counted() -> None:
     assert r.redact_text("12345678 and postgres://u:Url-PW-9@h/db") == f"{MASK} and postgres://u:{MASK}@h/db"
     assert r.values_masked == 2
     assert r.redact_text("nothing here") == "nothing here" and r.values_masked == 2
+    no_values = Redactor()
+    assert no_values.redact_text("at postgres://u:Url-PW-9@h") == f"at postgres://u:{MASK}@h"
+    assert no_values.values_masked == 1
 
 
 def test_masked_structured_text_keeps_its_characters_and_other_types() -> None:
