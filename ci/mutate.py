@@ -106,7 +106,7 @@ MODULES = (
     Module("dbcommon-sha256", "envcredit_dbcommon.py", ("tests/test_db_tool.py", E), ("x_sha256",)),
     Module("workdays", "orchestrator/workdays.py", ("tests/test_workdays.py", E)),
     Module("redact", "orchestrator/redact.py", ("tests/test_redact.py", E)),
-    Module("verify", "orchestrator/archive/verify.py", ("tests/test_archive.py", E)),
+    Module("verify", "orchestrator/archive/verify.py", ("tests/test_archive.py", "tests/test_signing.py", E)),
     Module("chain", "orchestrator/archive/chain.py", ("tests/test_archive.py", E)),
     Module(
         "runner-policy",
