@@ -593,3 +593,31 @@ def test_verify_export_cli(
     shutil.rmtree(archive.root / recs[5]["id"])  # the newest record removed
     result = invoke("verify-export", str(out))
     assert result.exit_code == 1 and "MISMATCH" in result.output
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda rec: rec.pop("seq"), "record has no integer seq: edited"),
+        (lambda rec: rec.update(seq=True), "record has no integer seq: edited"),
+        (lambda rec: rec.pop("hash"), "record has no hash: edited"),
+        (lambda rec: rec.update(hash=7), "record has no hash: edited"),
+    ],
+)
+def test_malformed_fields_are_named(filled: tuple[Archive, list[dict[str, Any]]], edit: Any, problem: str) -> None:
+    archive, recs = filled
+    path = archive.root / recs[2]["id"] / "record.json"
+    rec = json.loads(path.read_bytes())
+    edit(rec)
+    path.write_bytes(canonical_json(rec) + b"\n")
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == recs[2]["id"]
+    assert problem in report.problem
+
+
+def test_a_record_that_is_not_an_object_is_named(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    (archive.root / recs[1]["id"] / "record.json").write_bytes(b"[1, 2]\n")
+    report = archive.verify()
+    assert not report.ok and report.first_bad_id == recs[1]["id"]
+    assert "record.json is not valid JSON (not an object): edited" in report.problem

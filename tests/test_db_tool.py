@@ -210,6 +210,7 @@ def _check(root: Path, backup_id: str = "20261201T020000Z-pg") -> subprocess.Com
 def test_check_passes_an_intact_backup(tmp_path: Path) -> None:
     base = _stored_backup(tmp_path)
     assert tool.verify_files(base, json.loads((base / "manifest.json").read_text())) == []
+    assert tool.verify_files(base, {}) == []  # a manifest listing no files: nothing to check
     args = argparse.Namespace(root=str(tmp_path), id="20261201T020000Z-pg")
     assert tool.cmd_check(args) == {"backup_id": "20261201T020000Z-pg", "files": 2, "ok": True}
     loaded_base, manifest = tool.load_manifest(tmp_path, "20261201T020000Z-pg")

@@ -455,3 +455,52 @@ def test_vault_values_bad_yaml_with_a_vault_tag_is_a_clear_error(tmp_path: Path)
     with pytest.raises(BadInput) as err:
         vault_values([tmp_path / "missing-dir", tmp_path], None)
     assert "cannot parse" in str(err.value)
+
+
+def test_values_of_every_type_are_learnt_as_text_and_counted() -> None:
+    """Numbers, bytes (invalid UTF-8 included), booleans and None under secret keys; values that
+    are only asterisks are no secrets; the count of masked values adds URL passwords."""
+    r = Redactor([12345678, "********", "  Spaced-Secret-1  "])  # type: ignore[list-item]
+    assert r.values == frozenset({"12345678", "  Spaced-Secret-1  ", "Spaced-Secret-1"})
+    r.redact_vars(
+        {"db": {"db_password": 987654321, "key_bytes": b"Bytes-Secret-\xff\xfe", "flag_token": True, "pw": None}}
+    )
+    assert {"987654321", "Bytes-Secret-\ufffd\ufffd"} <= r.values
+    assert not ({"True", "None", "False"} & r.values)
+    r.values_masked = 0
+    assert r.redact_text("12345678 and postgres://u:Url-PW-9@h/db") == f"{MASK} and postgres://u:{MASK}@h/db"
+    assert r.values_masked == 2
+    assert r.redact_text("nothing here") == "nothing here" and r.values_masked == 2
+    no_values = Redactor()
+    assert no_values.redact_text("at postgres://u:Url-PW-9@h") == f"at postgres://u:{MASK}@h"
+    assert no_values.values_masked == 1
+
+
+def test_masked_structured_text_keeps_its_characters_and_other_types() -> None:
+    r = Redactor()
+    masked, _ = r.redact_vars({"cfg": '{"名称": "环境", "password": "P-1", "n": 1.5, "when": "2026-12-01"}'})
+    assert masked["cfg"] == f'{{"名称": "环境", "password": "{MASK}", "n": 1.5, "when": "2026-12-01"}}'
+    dated, _ = r.redact_vars({"cfg": "{when: 2026-12-01, password: x}"})  # YAML gives a date: written as text
+    assert json.loads(dated["cfg"]) == {"when": "2026-12-01", "password": MASK}
+
+
+def test_parse_structured_only_mappings_and_lists() -> None:
+    assert parse_structured("  [1, 2]") == [1, 2]
+    assert parse_structured("XX{[XX") is None and parse_structured("X") is None
+    assert parse_structured("[") is None
+    assert parse_structured('{"a": 1}') == {"a": 1}
+
+
+def test_redact_obj_on_a_mapping_type_and_values_already_masked() -> None:
+    from collections import OrderedDict
+
+    r = Redactor()
+    event = OrderedDict([("password", "Ordered-Secret-1"), ("msg", "Ordered-Secret-1 seen")])
+    assert r.redact_obj(event) == {"password": MASK, "msg": f"{MASK} seen"}
+    r2 = Redactor()
+    assert r2.redact_obj({"token": MASK, "note": "x"}) == {"token": MASK, "note": "x"}
+    assert r2.values == frozenset()  # the mask itself is never learnt as a secret
+    r3 = Redactor(["Later-Secret-1"])
+    assert r3.redact_text("Later-Secret-1") == MASK
+    r3.add_values(["Later-Secret-22"])
+    assert r3.redact_text("Later-Secret-22 Later-Secret-1") == f"{MASK} {MASK}"

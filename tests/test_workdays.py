@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 import pytest
@@ -415,3 +416,63 @@ def test_a_calendar_without_working_days_is_a_clear_error(tmp_path: Path) -> Non
     with pytest.raises(CalendarError) as err:
         cal.next_workday(D(2027, 1, 1))
     assert str(err.value) == "no working day within 400 days after 2027-01-01: the calendar is malformed"
+
+
+def test_day_info_from_the_package_and_for_a_moment(cal: Calendar) -> None:
+    info = workdays.DayInfo
+    assert cal.day(D(2026, 2, 14)) == info(D(2026, 2, 14), True, True, "package", "Spring Festival")  # make-up day
+    assert cal.day(D(2026, 2, 16)) == info(D(2026, 2, 16), False, True, "package", "Spring Festival")
+    assert cal.day(D(2026, 3, 3)) == info(D(2026, 3, 3), True, True, "package", None)
+    # a moment is taken on its Asia/Shanghai date: 20:00 UTC on 15 Feb is 04:00 on 16 Feb
+    moment = dt.datetime(2026, 2, 15, 20, 0, tzinfo=dt.timezone.utc)
+    assert cal.day(moment) == info(D(2026, 2, 16), False, True, "package", "Spring Festival")
+    first, last = cal.package_years or (0, 0)
+    assert cal.source_of(first) == "package" == cal.source_of(last)
+    assert cal.source_of(first - 1) == "weekdays" == cal.source_of(last + 1)
+
+
+def test_deadlines_carry_the_warnings_of_every_year_they_crossed(tmp_path: Path) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(PROJECT_2027, encoding="utf-8")
+    cal = Calendar(path, use_package=False)
+    # Fri 31 Dec 2027 10:00 (a known year) + 1 working day: Mon 3 Jan 2028, a year nobody knows
+    assert cal.add_working_days(at("2027-12-31T10:00"), 1).warnings == (CalendarWarning(2028),)
+    # from a rest day (Sun 26 Dec 2027), six working days: 27-31 Dec and Mon 3 Jan 2028
+    deadline = cal.add_working_days(at("2027-12-26T10:00"), 6)
+    assert deadline == workdays.Deadline(dt.datetime(2028, 1, 4, 0, 0, tzinfo=TZ), (CalendarWarning(2028),))
+    assert cal.add_working_days(at("2028-01-01T10:00"), 0) == workdays.Deadline(
+        dt.datetime(2028, 1, 3, 0, 0, tzinfo=TZ), (CalendarWarning(2028),)
+    )
+    assert cal.add_working_days(at("2027-12-30T10:00"), 1).warnings == ()
+    with pytest.raises(workdays.BadInput) as err:
+        cal.add_working_days(at("2027-12-30T10:00"), -1)
+    assert str(err.value) == "the number of working days must not be negative"
+
+
+def test_the_default_calendar_is_read_again_when_its_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text("years: {}\n", encoding="utf-8")
+    monkeypatch.setenv("OPSCTL_WORKDAYS", str(path))
+    assert workdays.default_calendar().source_of(2027) == "weekdays"
+    path.write_text(PROJECT_2027, encoding="utf-8")
+    os.utime(path, (1_900_000_000, 1_900_000_000))
+    assert workdays.default_calendar().source_of(2027) == "project"
+    monkeypatch.setenv("OPSCTL_WORKDAYS", str(tmp_path / "missing.yml"))
+    assert workdays.default_calendar().project == {}
+
+
+def test_project_days_and_lowercase_z_and_a_rest_day_before_an_unknown_year(tmp_path: Path) -> None:
+    path = tmp_path / "workdays.yml"
+    path.write_text(
+        PROJECT_2027.replace("      - 2027-04-05\n", "      - 2027-04-05\n      - 2027-12-31\n"), encoding="utf-8"
+    )
+    cal = Calendar(path, use_package=False)
+    info = workdays.DayInfo
+    assert cal.day(D(2027, 2, 13)) == info(D(2027, 2, 13), True, True, "project", "春节调休")
+    assert cal.day(D(2027, 3, 1)) == info(D(2027, 3, 1), True, True, "project")
+    assert parse_time("2026-10-09T11:30z") == dt.datetime(2026, 10, 9, 19, 30, tzinfo=TZ)
+    # reported on the rest day Fri 31 Dec 2027: the first working day is Mon 3 Jan 2028, unknown
+    deadline = cal.add_working_days(at("2027-12-31T10:00"), 1)
+    assert deadline == workdays.Deadline(dt.datetime(2028, 1, 4, 0, 0, tzinfo=TZ), (CalendarWarning(2028),))
