@@ -12,7 +12,7 @@ from typing import Any
 
 from .common import REPO, VENV_BIN, run_opsctl
 
-LAB_HOSTS = ["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
+LAB_HOSTS = ["lab-app1", "lab-app2", "lab-backup1", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
 LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
 
 
@@ -48,6 +48,7 @@ LAB_SSH_PORTS = {
     "lab-db1": 2224,
     "lab-db2": 2225,
     "lab-mon1": 2226,
+    "lab-backup1": 2227,
 }
 
 
