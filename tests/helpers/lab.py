@@ -15,6 +15,11 @@ from .common import REPO, VENV_BIN, run_opsctl
 LAB_HOSTS = ["lab-app1", "lab-app2", "lab-backup1", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
 LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
 
+# `opsctl run` options of the tests about the logical dumps: without pgBackRest's part of
+# backup, backup-verify and a restore's safety backup (set-up, check, physical backup: about
+# 35 s a run on lab-db1), which tests/test_db_pgbackrest_lab.py proves on its own.
+LOGICAL_ONLY = ("--skip-tags", "pgbackrest")
+
 
 def lab_ansible_env(**extra: str) -> dict[str, str]:
     """The environment of an ad-hoc ansible command against the lab (the repository's config and vault key)."""
