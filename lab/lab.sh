@@ -41,6 +41,8 @@ FIXED_HOSTS=(
     "lab-db1  2224 14 - postgresql"
     "lab-db2  2225 15 - mariadb"
     "lab-mon1 2226 16 127.0.0.1:9090:9090,127.0.0.1:9093:9093 prometheus,prometheus-alertmanager,prometheus-blackbox-exporter"
+    # the backup host: pgBackRest repository, MariaDB backups (roles db_backup, db_restore); sshd only
+    "lab-backup1 2227 17 - -"
 )
 
 # Small tmpfs "data disks" tests may fill (name  mount point  size): the monitoring role's

@@ -43,7 +43,15 @@ pytestmark = [
 
 KEY = REPO / "var" / "lab" / "ssh" / "id_ed25519"
 KNOWN = REPO / "var" / "lab" / "known_hosts"
-PORTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225, "lab-mon1": 2226}
+PORTS = {
+    "lab-web1": 2221,
+    "lab-app1": 2222,
+    "lab-app2": 2223,
+    "lab-db1": 2224,
+    "lab-db2": 2225,
+    "lab-mon1": 2226,
+    "lab-backup1": 2227,
+}
 
 
 def _run_json(*args: str) -> dict[str, Any]:

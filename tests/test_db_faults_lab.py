@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 
 from helpers.common import VENV_BIN, run_opsctl
+from helpers.lab import LOGICAL_ONLY
 from test_db_transfer_lab import DBTOOL, checksums, on_host, stdout_of, tools  # noqa: F401  (tools: a fixture)
 
 pytestmark = pytest.mark.lab
 
 
 def opsctl(*args: str) -> tuple[int, dict[str, Any]]:
-    proc = run_opsctl("run", *args, "--env", "lab", "--json", timeout=600)
+    proc = run_opsctl("run", *args, *LOGICAL_ONLY, "--env", "lab", "--json", timeout=600)
     assert proc.stdout.strip(), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
@@ -89,7 +90,7 @@ def test_server_killed_mid_backup_leaves_nothing_partial(tools: None, store: Pat
     )
     assert holder.returncode == 0, holder.stdout + holder.stderr
     backup = subprocess.Popen(
-        [str(VENV_BIN / "opsctl"), "run", "backup", "--limit", host, *vars_, "--env", "lab", "--json"],
+        [str(VENV_BIN / "opsctl"), "run", "backup", "--limit", host, *vars_, *LOGICAL_ONLY, "--env", "lab", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -234,7 +235,7 @@ def test_postgres_killed_mid_backup_leaves_nothing_partial(pg_scratch: str, stor
         assert time.monotonic() < deadline, "the lock holder never got its lock"
         time.sleep(1)
     backup = subprocess.Popen(
-        [str(VENV_BIN / "opsctl"), "run", "backup", "--limit", host, *vars_, "--env", "lab", "--json"],
+        [str(VENV_BIN / "opsctl"), "run", "backup", "--limit", host, *vars_, *LOGICAL_ONLY, "--env", "lab", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO, VENV_BIN, run_opsctl
-from helpers.lab import host_command, lab_ansible_env, on_host
+from helpers.lab import LOGICAL_ONLY, host_command, lab_ansible_env, on_host
 
 pytestmark = pytest.mark.lab
 
@@ -48,7 +48,7 @@ def checksums(host: str, db: str = "envcredit") -> dict[str, str]:
 
 
 def opsctl(*args: str) -> tuple[int, dict[str, Any]]:
-    proc = run_opsctl("run", *args, "--env", "lab", "--json", timeout=600)
+    proc = run_opsctl("run", *args, *LOGICAL_ONLY, "--env", "lab", "--json", timeout=600)
     assert proc.stdout.strip(), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO, VENV_BIN, run_opsctl
-from helpers.lab import lab_ansible_env
+from helpers.lab import LOGICAL_ONLY, lab_ansible_env
 from orchestrator.releases import build_release
 
 pytestmark = pytest.mark.lab
@@ -104,7 +104,7 @@ def checksums() -> dict[str, str]:
 
 
 def opsctl(op: str, *args: str) -> tuple[int, dict[str, Any]]:
-    proc = run_opsctl("run", op, "--env", "lab", *args, "--json", timeout=600)
+    proc = run_opsctl("run", op, "--env", "lab", *args, *LOGICAL_ONLY, "--json", timeout=600)
     assert proc.stdout.strip(), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 

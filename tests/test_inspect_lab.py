@@ -19,7 +19,15 @@ from helpers.common import REPO, run_opsctl
 
 pytestmark = pytest.mark.lab
 
-PORTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225, "lab-mon1": 2226}
+PORTS = {
+    "lab-web1": 2221,
+    "lab-app1": 2222,
+    "lab-app2": 2223,
+    "lab-db1": 2224,
+    "lab-db2": 2225,
+    "lab-mon1": 2226,
+    "lab-backup1": 2227,
+}
 TAG = "opsctl-test-" + uuid.uuid4().hex[:6]
 
 

@@ -157,7 +157,9 @@ def monitored(lab_ready: list[str], tmp_path_factory: pytest.TempPathFactory) ->
 
 def test_prometheus_scrapes_every_host_and_loads_the_rules(monitored: Capture) -> None:
     up = {r["metric"]["instance"]: r["value"][1] for r in query('up{job="node", instance=~"lab-.*"}')}
-    assert up == dict.fromkeys(["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"], "1"), up
+    assert up == dict.fromkeys(
+        ["lab-app1", "lab-app2", "lab-backup1", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"], "1"
+    ), up
     assert {r["metric"]["job"] for r in query("up == 1")} >= {"node", "site", "app_health", "postgres", "mysqld"}
     with urllib.request.urlopen(PROMETHEUS + "/api/v1/rules", timeout=10) as resp:
         rules = {r["name"] for g in json.loads(resp.read())["data"]["groups"] for r in g["rules"]}

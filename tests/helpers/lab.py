@@ -12,8 +12,13 @@ from typing import Any
 
 from .common import REPO, VENV_BIN, run_opsctl
 
-LAB_HOSTS = ["lab-app1", "lab-app2", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
+LAB_HOSTS = ["lab-app1", "lab-app2", "lab-backup1", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
 LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
+
+# `opsctl run` options of the tests about the logical dumps: without pgBackRest's part of
+# backup, backup-verify and a restore's safety backup (set-up, check, physical backup: about
+# 35 s a run on lab-db1), which tests/test_db_pgbackrest_lab.py proves on its own.
+LOGICAL_ONLY = ("--skip-tags", "pgbackrest")
 
 
 def lab_ansible_env(**extra: str) -> dict[str, str]:
@@ -48,6 +53,7 @@ LAB_SSH_PORTS = {
     "lab-db1": 2224,
     "lab-db2": 2225,
     "lab-mon1": 2226,
+    "lab-backup1": 2227,
 }
 
 

@@ -24,8 +24,17 @@ ADDRESSES = {
     "lab-db1": "10.89.77.14",
     "lab-db2": "10.89.77.15",
     "lab-mon1": "10.89.77.16",
+    "lab-backup1": "10.89.77.17",
 }
-HOSTS = {"lab-web1": 2221, "lab-app1": 2222, "lab-app2": 2223, "lab-db1": 2224, "lab-db2": 2225, "lab-mon1": 2226}
+HOSTS = {
+    "lab-web1": 2221,
+    "lab-app1": 2222,
+    "lab-app2": 2223,
+    "lab-db1": 2224,
+    "lab-db2": 2225,
+    "lab-mon1": 2226,
+    "lab-backup1": 2227,
+}
 SERVICES = {"lab-web1": "nginx", "lab-db1": "postgresql", "lab-db2": "mariadb"}
 
 # lab_ready fails (never skips) when the lab is down.
@@ -161,4 +170,4 @@ def test_self_check_names_the_host_and_the_name_it_cannot_resolve(hosts_file_wit
 def test_self_check_passes_and_counts_the_tier_connections() -> None:
     proc = subprocess.run([str(LAB_SH), "check"], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert "names resolve between all 6 hosts" in proc.stderr
+    assert f"names resolve between all {len(HOSTS)} hosts" in proc.stderr

@@ -1,0 +1,149 @@
+"""pgBackRest on the lab, for real (issue 19): the backup operation archives lab-db1's WAL and
+takes full/incremental physical backups into the repository on lab-backup1 (its repository
+host, over SSH), encrypted there; backup-verify runs `pgbackrest check` and `verify`.
+
+The marker rows go to a scratch database of this module (created and dropped here), never
+envcredit. Each test has its own logical backup store and archive.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers.common import run_opsctl
+from helpers.lab import on_host
+
+pytestmark = pytest.mark.lab
+
+DB_HOST = "lab-db1"
+REPO_HOST = "lab-backup1"
+STANZA = "lab-db1"
+REPO_PATH = "/var/lib/pgbackrest"
+SCRATCH = "envcredit_pgbackrest_probe"
+
+
+def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout.split("(stdout) ", 1)[1].strip() if "(stdout) " in proc.stdout else ""
+
+
+def psql(statement: str, db: str = SCRATCH) -> str:
+    return stdout_of(
+        on_host(DB_HOST, ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", statement], "postgres")
+    )
+
+
+def opsctl(*args: str) -> tuple[int, dict[str, Any]]:
+    proc = run_opsctl("run", *args, "--env", "lab", "--json", timeout=900)
+    assert proc.stdout.strip(), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def repo_info(*extra: str) -> subprocess.CompletedProcess[str]:
+    return on_host(REPO_HOST, ["pgbackrest", f"--stanza={STANZA}", "--output=json", *extra, "info"], "pgbackrest")
+
+
+@pytest.fixture
+def store(lab_archive: Path) -> Iterator[list[str]]:
+    root = Path(tempfile.mkdtemp(prefix="envcredit-test-store-"))
+    yield ["-e", f"db_backup_store_dir={root}/lab", "-e", f"db_restore_store_dir={root}/lab"]
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def scratch(lab_ready: list[str]) -> Iterator[str]:
+    psql(f"DROP DATABASE IF EXISTS {SCRATCH}", db="postgres")
+    psql(f"CREATE DATABASE {SCRATCH}", db="postgres")
+    try:
+        yield SCRATCH
+    finally:
+        psql(f"DROP DATABASE IF EXISTS {SCRATCH}", db="postgres")
+
+
+def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_verifies_them(
+    store: list[str], scratch: str
+) -> None:
+    rc, rec = opsctl("backup", "--limit", DB_HOST, "-e", "db_backup_pgbackrest_type=full", *store)
+    assert rc == 0, rec.get("failures")
+    full = rec["outputs"]["backup"][DB_HOST]["pgbackrest"]
+    assert (full["type"], full["stanza"], full["repo_host"]) == ("full", STANZA, REPO_HOST)
+    assert full["label"].endswith("F") and full["label"] in full["backups"]
+    assert rec["outputs"]["backup"][DB_HOST]["backup_id"]  # the logical dump stays
+
+    marker = "pgbackrest-marker-" + uuid.uuid4().hex
+    psql("CREATE TABLE probe (note text)")
+    psql(f"INSERT INTO probe SELECT '{marker}' FROM generate_series(1, 50)")
+    rc, rec = opsctl("backup", "--limit", DB_HOST, *store)  # the default type: incremental
+    assert rc == 0, rec.get("failures")
+    incr = rec["outputs"]["backup"][DB_HOST]["pgbackrest"]
+    assert incr["type"] == "incr" and incr["label"].startswith(full["label"]) and incr["label"].endswith("I")
+    assert {full["label"], incr["label"]} <= set(incr["backups"])
+
+    # WAL archiving is on, through pgBackRest.
+    assert psql("SHOW archive_mode", db="postgres") == "on"
+    assert psql("SHOW archive_command", db="postgres") == f"pgbackrest --stanza={STANZA} archive-push %p"
+
+    # The marker is plain text on the database host (so the search below can find it) ...
+    data_dir = psql("SHOW data_directory", db="postgres")
+    found = on_host(DB_HOST, ["grep", "-rlF", marker, f"{data_dir}/pg_wal"])
+    assert found.returncode == 0 and "pg_wal/" in found.stdout, found.stdout
+    # ... and in no file of the repository on the backup host.
+    absent = on_host(REPO_HOST, ["grep", "-rlF", marker, REPO_PATH])
+    assert "rc=1 " in absent.stdout and REPO_PATH + "/" not in absent.stdout, absent.stdout
+    # Every backup and WAL file there is OpenSSL-encrypted (not merely compressed).
+    headers = stdout_of(
+        on_host(
+            REPO_HOST,
+            [
+                "python3",
+                "-c",
+                "import json,pathlib,sys; fs=[p for d in ('backup','archive') for p in pathlib.Path(sys.argv[1], d).rglob('*')"
+                " if p.is_file() and not p.is_symlink()]; print(json.dumps(sorted({p.open('rb').read(8).decode('latin-1') for p in fs})"
+                " + [len(fs)]))",
+                REPO_PATH,
+            ],
+        )
+    )
+    *magics, count = json.loads(headers.replace("\\n", ""))
+    assert magics == ["Salted__"] and count >= 10, headers
+
+    # Without the passphrase the repository cannot even be listed; with it, both backups are there.
+    # (pgBackRest's message quotes the ciphertext, so only its status code is read)
+    blind = on_host(
+        REPO_HOST,
+        [
+            "sh",
+            "-c",
+            f"pgbackrest --config=/dev/null --repo1-path={REPO_PATH} --stanza={STANZA} --output=json info"
+            ' | grep -ao \'"status":{"code":[0-9]*\' | head -n 1',
+        ],
+        "pgbackrest",
+    )
+    assert stdout_of(blind) == '"status":{"code":99', blind.stdout[-600:]
+    info = json.loads(stdout_of(repo_info()).replace("\\n", ""))[0]
+    assert info["status"]["code"] == 0 and info["cipher"] == "aes-256-cbc"
+    assert {full["label"], incr["label"]} <= {b["label"] for b in info["backup"]}
+
+    # backup-verify also runs `pgbackrest check` and `pgbackrest verify`, changing nothing there.
+    rc, rec = opsctl("backup-verify", "--limit", DB_HOST, "-e", "backup_id=latest", *store)
+    assert rc == 0, rec.get("failures")
+    assert rec["outputs"]["backup_verify"][DB_HOST]["pgbackrest"] == {
+        "stanza": STANZA,
+        "repo_host": REPO_HOST,
+        "status": "verified",
+    }
+
+    # Least privilege on the backup host: the repository account has no sudo, its key is restricted.
+    groups = stdout_of(on_host(REPO_HOST, ["id", "-nG", "pgbackrest"])).split()
+    assert "sudo" not in groups and "root" not in groups, groups
+    keys = stdout_of(on_host(REPO_HOST, ["cat", f"{REPO_PATH}/.ssh/authorized_keys"]))
+    assert keys.startswith("restrict ssh-ed25519 ") and "\\nssh-" not in keys, keys
