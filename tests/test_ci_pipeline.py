@@ -456,7 +456,9 @@ def test_gitlab_production_gate_puts_the_plan_and_the_approver_in_the_record(
         "--variable", f"CI_COMMIT_BEFORE_SHA={base}",
         "--variable", "OPS=maintenance-off",  # a changing operation (no-op on the lab): the gate applies
         "--variable", "CHANGE_TICKET=CHG-2026-042",
-        "--variable", "GITLAB_USER_LOGIN=anna.approver",
+        "--variable", "GITLAB_USER_LOGIN=anna.approver",  # who started the manual job (GitLab sets it)
+        "--variable", "CI_JOB_MANUAL=true",
+        "--ignore-predefined-vars", "GITLAB_USER_LOGIN,CI_JOB_MANUAL",
         "--variable", f"OPSCTL_SIGNING_KEY={key}",
         "--variable", f"OPSCTL_STORE={store}",
     ]  # fmt: skip
