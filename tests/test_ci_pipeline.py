@@ -461,11 +461,17 @@ def test_gitlab_production_gate_puts_the_plan_and_the_approver_in_the_record(
         "--ignore-predefined-vars", "GITLAB_USER_LOGIN,CI_JOB_MANUAL",
         "--variable", f"OPSCTL_SIGNING_KEY={key}",
         "--variable", f"OPSCTL_STORE={store}",
+        # opsctl of the clone's files (its inventories/production is the lab), not this checkout's
+        "--variable", f"OPSCTL_HOME={clone}",
     ]  # fmt: skip
     plan = gcl(clone, "plan-production", *common, mr=False)
     assert plan.returncode == 0, plan.stdout[-4000:] + plan.stderr[-2000:]
     planned = json.loads((clone / "var" / "ci" / "plan-production" / "plan.json").read_text(encoding="utf-8"))
     assert planned["env"] == "production" and [r["operation"] for r in planned["runs"]] == ["maintenance-off"]
+    planned_records = json.loads(
+        (clone / "var" / "ci" / "plan-production" / "records.json").read_text(encoding="utf-8")
+    )
+    assert planned_records["records"][0]["targets"] == ["lab-web1"]  # the lab, nothing else
     assert all(r["status"] == "successful" for r in planned["runs"])
     apply = gcl(clone, "apply-production", *common, mr=False)
     assert apply.returncode == 0, apply.stdout[-4000:] + apply.stderr[-2000:]
