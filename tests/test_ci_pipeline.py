@@ -458,7 +458,8 @@ def test_gitlab_production_gate_puts_the_plan_and_the_approver_in_the_record(
         "--variable", "CHANGE_TICKET=CHG-2026-042",
         "--variable", "GITLAB_USER_LOGIN=anna.approver",  # who started the manual job (GitLab sets it)
         "--variable", "CI_JOB_MANUAL=true",
-        "--ignore-predefined-vars", "GITLAB_USER_LOGIN,CI_JOB_MANUAL",
+        "--variable", "GITLAB_CI=true",  # gitlab-ci-local says false: it is GitLab here
+        "--ignore-predefined-vars", "GITLAB_USER_LOGIN,CI_JOB_MANUAL,GITLAB_CI",
         "--variable", f"OPSCTL_SIGNING_KEY={key}",
         "--variable", f"OPSCTL_STORE={store}",
         # opsctl of the clone's files (its inventories/production is the lab), not this checkout's
