@@ -164,7 +164,7 @@ def test_injected_conditions_become_findings_in_the_report(injected: dict, tmp_p
 
     for lang, words in (
         ("en", ["Daily inspection report", "Recommended action", "TLS certificate"]),
-        ("zh", ["日常巡检报告", "建议措施", "TLS 证书", "服务状态", "数据库备份"]),
+        ("zh", ["日常巡检报告", "建议措施", "网站证书", "服务状态", "数据库备份"]),
     ):
         md = _report("--record", rec["id"], "--format", "md", "--lang", lang)
         for word in words + [TAG, injected["cert"]]:
