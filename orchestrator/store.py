@@ -56,7 +56,7 @@ from .errors import ArchiveError, BadInput
 from .lock import flock_file
 from .records import login_user, on_behalf_of
 from .redact import mask_url_credentials
-from .signing import ORIGIN_SIG_FILE, SIG_FILE
+from .signing import ORIGIN_SIG_FILE, SIG_FILE, signing_key
 
 DEFAULT_BRANCH = "records"
 STORE_GITIGNORE = (
@@ -327,9 +327,9 @@ class GitStore:
     def _signing(self) -> tuple[list[str], list[str]]:
         """How store commits are signed: with the writer's record key (``OPSCTL_SIGNING_KEY``,
         SSH format) when there is one; ``OPSCTL_STORE_SIGN=1`` signs with git's configured key."""
-        key = os.environ.get("OPSCTL_SIGNING_KEY", "").strip()
-        if key:
-            return ["-c", "gpg.format=ssh", "-c", f"user.signingkey={Path(key).expanduser()}"], ["-S"]
+        key = signing_key()
+        if key is not None:
+            return ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key}"], ["-S"]
         return [], (["-S"] if os.environ.get("OPSCTL_STORE_SIGN") == "1" else [])
 
     def push(self, local: Archive) -> PushResult:
