@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -141,6 +142,26 @@ def test_baseline_apply_keeps_the_lab_working(lab_archive: Path, lab_ready: list
             assert resp.status == 200
     except urllib.error.HTTPError as exc:  # the maintenance page (503) would be a failure too
         pytest.fail(f"nginx answers {exc.code} after the baseline")
+
+    # pgBackRest crosses the hardened boundary both ways (baseline_ssh_peers): the backup's
+    # `pgbackrest check` pushes WAL from lab-db1 to lab-backup1 as pgbackrest, and the
+    # backup itself runs on lab-backup1 over SSH to lab-db1 as postgres.
+    with tempfile.TemporaryDirectory(prefix="envcredit-test-store-") as store:
+        physical = _run_json(
+            "run", "backup", "--env", "lab", "--limit", "lab-db1", "-e", f"db_backup_store_dir={store}/lab"
+        )
+    assert physical["status"] == "successful", physical.get("failures")
+    assert physical["outputs"]["backup"]["lab-db1"]["pgbackrest"]["repo_host"] == "lab-backup1"
+    sshd = {
+        # sshd -T prints one "allowgroups" line per group
+        h: [
+            ln.split()[1]
+            for ln in _lab(h, "sudo -n /usr/sbin/sshd -T").stdout.splitlines()
+            if ln.startswith("allowgroups ")
+        ]
+        for h in ("lab-db1", "lab-backup1")
+    }
+    assert sshd == {"lab-db1": ["ops", "postgres"], "lab-backup1": ["ops", "pgbackrest"]}, sshd
 
     firewall = {
         h: {c["id"]: c for c in r["controls"]}["NET-01"]["status"] for h, r in rec["outputs"]["baseline"].items()
