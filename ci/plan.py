@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ci {args.mode}: error: {err}", file=sys.stderr)
         return 2
 
-    given = {e.split("=", 1)[0] for e in args.extra_vars if "=" in e}
+    given = dict(e.split("=", 1) for e in args.extra_vars if "=" in e)
     reason = (
         args.reason
         or os.environ.get("CI_PLAN_REASON")
@@ -232,10 +232,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(f"  {op.name}: skipped (on demand only; name it with OPS= to run it)")
             continue
-        missing = [r for r in op.requires if r not in given]
+        missing = op.missing(given)
         if missing:
-            runs.append({"operation": op.name, "status": "skipped", "reason": f"needs -e {', '.join(missing)}"})
-            print(f"  {op.name}: skipped (needs -e {', '.join(missing)})")
+            runs.append({"operation": op.name, "status": "skipped", "reason": f"needs {', '.join(missing)}"})
+            print(f"  {op.name}: skipped (needs {', '.join(missing)})")
             continue
         cmd = [*opsctl(), "run", op.name, "--env", args.env, "--diff", "--json", "--yes", "--reason", reason]
         if args.mode == "plan":

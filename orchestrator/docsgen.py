@@ -85,7 +85,7 @@ def awx_table(catalog: Mapping[str, Operation], repo: Path) -> str:
         if op.read_only:
             notes.append("read-only")
         notes += [f"schedule: {_cell(t).lower()}" for t in timers.get(name, [])]
-        notes += [f"survey `{v}` (required)" for v in op.requires]
+        notes += [f"survey {' or '.join(f'`{k}`' for k in v.split('|'))} (required)" for v in op.requires]
         if op.risk_in("production") == "high":
             notes.append("approval node in production")
         rows.append(f"| `{name}` | `playbooks/{op.playbook}` | {'; '.join(notes)} |")
@@ -95,7 +95,7 @@ def awx_table(catalog: Mapping[str, Operation], repo: Path) -> str:
 def ci_table(catalog: Mapping[str, Operation], repo: Path) -> str:
     rows = ["| operation | read-only | on demand | requires |", "| --- | --- | --- | --- |"]
     for name, op in catalog.items():
-        requires = ", ".join(f"`{v}`" for v in op.requires)
+        requires = ", ".join(" or ".join(f"`{k}`" for k in v.split("|")) for v in op.requires)
         rows.append(f"| `{name}` | {'yes' if op.read_only else ''} | {'yes' if op.on_demand else ''} | {requires} |")
     return "\n".join(rows)
 

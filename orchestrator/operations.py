@@ -68,6 +68,7 @@ class Operation:
     risk: str = "low"
     read_only: bool = False
     high_risk_in: tuple[str, ...] = ()
+    #: -e keys the operation needs; ``a|b`` is met by either (restore: ``backup_id|target_time``).
     requires: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     #: Run only when someone asks for it (patching, recovery, restores...): CI never runs it
@@ -87,12 +88,24 @@ class Operation:
         if RESERVED_VAR_RE.match(key):
             return None
         found = next((i for i in self.inputs if i.matches(key)), None)
-        if found is None and key in self.requires:
+        if found is None and key in self.required_keys():
             return Input(name=key)
         return found
 
+    def required_keys(self) -> list[str]:
+        """Every key named in ``requires``, alternatives included."""
+        return [key for req in self.requires for key in req.split("|")]
+
+    def missing(self, given: Mapping[str, object]) -> list[str]:
+        """The requirements ``given`` does not meet, each as ``-e a=...`` (``-e a=... or -e b=...``)."""
+        return [
+            " or ".join(f"-e {key}=..." for key in req.split("|"))
+            for req in self.requires
+            if all(given.get(key) in ("", None) for key in req.split("|"))
+        ]
+
     def accepted(self) -> list[str]:
-        return sorted({*self.requires, *(i.name for i in self.inputs)})
+        return sorted({*self.required_keys(), *(i.name for i in self.inputs)})
 
     def playbook_path(self) -> Path:
         return paths.playbooks_dir() / self.playbook
@@ -103,7 +116,7 @@ class Operation:
 
     def requirements(self) -> list[str]:
         """Human-readable list of what the operation needs besides --env."""
-        reqs = [f"-e {name}=..." for name in self.requires]
+        reqs = self.missing({})
         reqs.append("--reason or --ticket in production" if self.read_only else "--ticket in production")
         return reqs
 

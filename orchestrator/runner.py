@@ -72,6 +72,10 @@ RUNNER_SETTINGS: dict[str, Any] = {"pexpect_timeout": 1, "suppress_ansible_outpu
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+#: A run a role refused for its input before changing anything (every failure's message
+#: starts with :data:`BAD_INPUT_PREFIX`): the same code as opsctl's own input checks.
+EXIT_BAD_INPUT = 2
+BAD_INPUT_PREFIX = "bad input: "
 EXIT_CANCELED = 130
 
 ProgressFn = Callable[[dict[str, Any]], None]
@@ -297,9 +301,9 @@ def check_policy(req: RunRequest, op: Operation, env: Environment, extra_vars: d
         else:
             raise BadInput(f"environment {env.name!r} requires --ticket for {op.name!r}" + _ticket_hint(op, env))
     check_inputs(op, env, given, ticket)
-    missing = [name for name in op.requires if name not in given or given[name] in ("", None)]
+    missing = op.missing(given)
     if missing:
-        raise BadInput(f"operation {op.name!r} requires " + ", ".join(f"-e {m}=..." for m in missing))
+        raise BadInput(f"operation {op.name!r} requires " + ", ".join(missing))
     if needs_confirmation(op, env.name) and not req.confirmed:
         raise BadInput(
             f"operation {op.name!r} is high risk in {env.name!r}: not confirmed "
@@ -701,7 +705,20 @@ class Executor:
         )
         final = self.archive.commit(pending, record)
         code = {"successful": EXIT_OK, "canceled": EXIT_CANCELED}.get(status, EXIT_FAILED)
+        if status == "failed" and refused_input(record):
+            code = EXIT_BAD_INPUT
         return RunResult(final, code)
+
+
+def refused_input(record: Mapping[str, Any]) -> bool:
+    """Whether a failed run only refused its input: failures all say so, nothing changed."""
+    failures = record.get("failures") or []
+    return (
+        bool(failures)
+        and not record.get("changes")
+        and all(str(f.get("msg", "")).startswith(BAD_INPUT_PREFIX) for f in failures if isinstance(f, Mapping))
+        and all(isinstance(f, Mapping) for f in failures)
+    )
 
 
 def _shorten_pty_close_delay() -> None:

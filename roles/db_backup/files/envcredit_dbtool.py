@@ -18,11 +18,15 @@ JSON object on stdout; errors go to stderr with exit status 1.
   swap     --engine E --live NAME --new NAME --old NAME
            live -> old, new -> live (PostgreSQL: rename; MariaDB: one RENAME TABLE)
   exists   --engine E --db NAME
+  pitr-window --stanza S --target TIME            (PostgreSQL, pgBackRest) the recovery window:
+           earliest = end of the oldest backup in the repository, latest = a commit made
+           now and archived (pgbackrest check); whether TIME (ISO 8601 with a zone) is in it
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import json
 import os
@@ -748,6 +752,89 @@ def cmd_restore(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+
+
+def parse_target_time(text: str) -> dt.datetime:
+    """``2026-11-29 10:15:00+08`` (ISO 8601, a zone required) as an aware datetime."""
+    try:
+        when = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise Fail(f"target_time {text!r} is not a time: give it as '2026-11-29 10:15:00+08'") from None
+    if when.tzinfo is None:
+        raise Fail(f"target_time {text!r} has no zone: give it as '2026-11-29 10:15:00+08' (Beijing time)")
+    return when
+
+
+def beijing(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, BEIJING).strftime("%Y-%m-%d %H:%M:%S+08")
+
+
+def recovery_window(info: list[dict[str, Any]], last_archived: float | None) -> tuple[float, float]:
+    """(earliest, latest) restorable epoch seconds from ``pgbackrest info`` and the newest archived commit."""
+    if not info:
+        raise Fail("pgbackrest info returned no stanza")
+    stanza = info[0]
+    status = stanza.get("status") or {}
+    if status.get("code") != 0:
+        # its message may quote undecryptable bytes: only the code and the first words
+        raise Fail(
+            f"the pgBackRest repository cannot be read (status {status.get('code')}: "
+            f"{str(status.get('message', ''))[:80]!r}): wrong repository key or the backup host unreachable"
+        )
+    backups = stanza.get("backup") or []
+    if not backups:
+        raise Fail("the pgBackRest repository holds no backup of this stanza: take one first (opsctl run backup)")
+    earliest = min(float(b["timestamp"]["stop"]) for b in backups)
+    # the newest backup's end is restorable without any later WAL (its own WAL is archived)
+    newest_stop = max(float(b["timestamp"]["stop"]) for b in backups)
+    latest = max(newest_stop, last_archived or 0.0)
+    return earliest, latest
+
+
+def cmd_pitr_window(a: argparse.Namespace) -> dict[str, Any]:
+    # Recovery to a time stops at the first commit after it: without one in the archived WAL,
+    # PostgreSQL ends the recovery "before the target was reached". So a commit is made now
+    # (an xid assigned, nothing written), then `pgbackrest check` switches the WAL and waits
+    # until it is in the repository: every time before that commit is restorable.
+    conn = engine("postgresql").connect("postgres")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT txid_current(), extract(epoch FROM clock_timestamp())")
+            row = cur.fetchone()
+        conn.commit()
+    finally:
+        conn.close()
+    marker = float(row[1]) if row else None
+    run(["pgbackrest", f"--stanza={a.stanza}", "check"])
+    info = json.loads(run(["pgbackrest", f"--stanza={a.stanza}", "--output=json", "info"]).stdout or "[]")
+    last = marker
+    earliest, latest = recovery_window(info, last)
+    out: dict[str, Any] = {
+        "stanza": a.stanza,
+        "earliest": earliest,
+        "latest": latest,
+        "window": f"{beijing(earliest)} .. {beijing(latest)}",
+    }
+    try:
+        target = parse_target_time(a.target).timestamp()
+    except Fail as exc:
+        return {**out, "within": False, "reason": str(exc)}
+    out["target"] = target
+    out["target_beijing"] = beijing(target)
+    if target < earliest:
+        out.update(within=False, reason=f"target_time {beijing(target)} is before the recovery window {out['window']}")
+    elif target >= latest:
+        out.update(
+            within=False,
+            reason=f"target_time {beijing(target)} is after the newest archived WAL: the recovery window is "
+            f"{out['window']}",
+        )
+    else:
+        out.update(within=True, reason="")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -792,6 +879,9 @@ def main() -> int:
     w.add_argument("--live", required=True)
     w.add_argument("--new", required=True)
     w.add_argument("--old", required=True)
+    pw = sub.add_parser("pitr-window")
+    pw.add_argument("--stanza", required=True)
+    pw.add_argument("--target", required=True)
     a = ap.parse_args()
     os.umask(0o077)
     try:
@@ -801,6 +891,8 @@ def main() -> int:
             out = cmd_check(a)
         elif a.cmd == "restore":
             out = cmd_restore(a)
+        elif a.cmd == "pitr-window":
+            out = cmd_pitr_window(a)
         else:
             eng = engine(a.engine)
             if a.cmd == "exists":

@@ -1,0 +1,145 @@
+"""Point-in-time restore of PostgreSQL on the lab, for real (issue 19): lab-db1's cluster comes
+back to a given second from the pgBackRest repository on lab-backup1, into a side cluster and in
+place, while a writer keeps committing.
+
+The story of the issue: with writes running, a marked row at T1, a table dropped at T2 (T1 + 40 s);
+restore to T1 + 30 s. The marked row and the table are there, nothing written after T1 + 30 s is.
+The control host's backup store is an empty directory throughout (`rm -rf var/backups` does not
+matter: the restore reads the repository on the backup host alone).
+
+The probe data lives in a scratch database of this module (created and dropped here); an in-place
+restore takes the whole cluster back about a minute, which no other test depends on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from helpers.common import REPO
+from helpers.lab import lab_run
+
+pytestmark = pytest.mark.lab
+
+HOST = "lab-db1"
+SCRATCH = "envcredit_pitr_probe"
+SIDE_PORT = 5433
+BEIJING = timezone(timedelta(hours=8))
+PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
+
+
+def psql(sql: str, db: str = SCRATCH, port: int = 5432, check: bool = True) -> str:
+    proc = subprocess.run(
+        ["podman", "exec", "-u", "postgres", HOST, "psql", "-p", str(port), "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db,
+         "-c", sql],
+        capture_output=True, text=True, timeout=60, env=PODMAN_ENV, check=False,
+    )  # fmt: skip
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def beijing(when: datetime) -> str:
+    return when.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S+08")
+
+
+@pytest.fixture
+def store(lab_archive: Path) -> Iterator[list[str]]:
+    # an empty logical store: the point-in-time restore must not need the control host's backups
+    with tempfile.TemporaryDirectory(prefix="envcredit-test-store-") as root:
+        yield ["-e", f"db_backup_store_dir={root}/lab", "-e", f"db_restore_store_dir={root}/lab"]
+
+
+@pytest.fixture
+def writer(lab_ready: list[str]) -> Iterator[None]:
+    """A scratch database with a table to drop and a writer committing a row every 0.2 s."""
+    psql(f"DROP DATABASE IF EXISTS {SCRATCH}", db="postgres")
+    psql(f"CREATE DATABASE {SCRATCH}", db="postgres")
+    psql("CREATE TABLE writes (at timestamptz NOT NULL DEFAULT clock_timestamp()); CREATE TABLE victim (n int)")
+    psql("INSERT INTO victim SELECT generate_series(1, 100)")
+    loop = (
+        f"while :; do psql -XAtq -d {SCRATCH} -c 'INSERT INTO writes DEFAULT VALUES' >/dev/null 2>&1; sleep 0.2; done"
+    )
+    proc = subprocess.Popen(
+        ["podman", "exec", "-u", "postgres", HOST, "bash", "-c", loop],
+        env=PODMAN_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        proc.kill()
+        subprocess.run(["podman", "exec", HOST, "pkill", "-f", "INSERT INTO writes"], env=PODMAN_ENV, check=False)
+        psql(f"DROP DATABASE IF EXISTS {SCRATCH} WITH (FORCE)", db="postgres", check=False)
+
+
+def test_restore_to_a_point_in_time_into_a_side_cluster_then_in_place(store: list[str], writer: None) -> None:
+    # a backup in the repository to start from (incremental, or the first full)
+    lab_run("backup", "--limit", HOST, *store, timeout=900)
+
+    marker = "pitr-marker-" + uuid.uuid4().hex
+    psql("CREATE TABLE marks (note text, at timestamptz DEFAULT clock_timestamp())")
+    t1 = datetime.fromtimestamp(
+        float(psql(f"INSERT INTO marks (note) VALUES ('{marker}') RETURNING extract(epoch FROM at)")), UTC
+    )
+    time.sleep(40)
+    psql("DROP TABLE victim")  # T2 = T1 + 40 s
+    target = t1 + timedelta(seconds=30)
+    time.sleep(2)
+    assert int(psql(f"SELECT count(*) FROM writes WHERE at > '{target.isoformat()}'")) > 0  # the writer runs
+
+    # Into the side cluster: the live cluster is not touched (the table stays dropped there).
+    rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={beijing(target)}", "-e", "restore_to=side", "--yes",
+                  *store, timeout=900)  # fmt: skip
+    side = rec["outputs"]["restore"][HOST]
+    assert side["target_time"] == beijing(target) and side["live_replaced"] is False
+    assert side["restored_into"] == f"side cluster 15/pitr (port {SIDE_PORT})"
+    assert psql("SELECT note FROM marks", port=SIDE_PORT) == marker
+    assert psql("SELECT count(*) FROM victim", port=SIDE_PORT) == "100"
+    assert psql(f"SELECT count(*) FROM writes WHERE at > '{target.isoformat()}'", port=SIDE_PORT) == "0"
+    # the writes just before the target are there (the restore did not stop at the backup)
+    assert (
+        int(
+            psql(
+                f"SELECT count(*) FROM writes WHERE at > '{(target - timedelta(seconds=5)).isoformat()}'",
+                port=SIDE_PORT,
+            )
+        )
+        > 0
+    )
+    assert psql("SELECT to_regclass('victim') IS NULL") == "t"  # live: still dropped
+
+    # In place: the same target, the live cluster replaced after the rehearsal in the side cluster.
+    # (the writer goes on: its rows from before this run and after the target must be gone)
+    before_in_place = datetime.now(UTC)
+    rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={beijing(target)}", "-e", "db_restore_drop_previous=true",
+                  "--yes", *store, timeout=900)  # fmt: skip
+    live = rec["outputs"]["restore"][HOST]
+    assert live["live_replaced"] is True and live["restored_into"] == "/var/lib/postgresql/15/main"
+    assert psql("SELECT note FROM marks") == marker
+    assert psql("SELECT count(*) FROM victim") == "100"
+    assert (
+        psql(f"SELECT count(*) FROM writes WHERE at > '{target.isoformat()}' AND at < '{before_in_place.isoformat()}'")
+        == "0"
+    )
+    # the side cluster is gone and WAL archiving goes on, on the new timeline
+    assert "pitr" not in subprocess.run(["podman", "exec", HOST, "pg_lsclusters"], capture_output=True, text=True,
+                                        env=PODMAN_ENV, check=True).stdout  # fmt: skip
+    assert psql("SELECT timeline_id > 1 FROM pg_control_checkpoint()", db="postgres") == "t"
+
+
+def test_a_target_outside_the_recovery_window_is_refused_naming_it(store: list[str], lab_ready: list[str]) -> None:
+    future = beijing(datetime.now(UTC) + timedelta(days=1))
+    rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={future}", "--yes", *store, rc=2)
+    assert rec["status"] == "failed" and rec["changes"] == []
+    msg = rec["failures"][0]["msg"]
+    assert msg.startswith(f"bad input: target_time {future} is after") and " .. " in msg, msg
+    rec = lab_run("restore", "--limit", HOST, "-e", "target_time=2026-11-29 10:15:00", "--yes", *store, rc=2)
+    assert "has no zone" in rec["failures"][0]["msg"]
