@@ -13,18 +13,19 @@ backups: venv ## List the backups in the store with verification status and age
 	$(OPSCTL) backups list --env $(ENV) $(ARGS)
 
 # Export and import (role db_transfer).
-#   make export ENV=lab [LIMIT=lab-db1] TABLES=enterprises,ratings [QUERY="SELECT ..."] [NAME=report]
+#   make export ENV=lab [LIMIT=lab-db1] TABLES=enterprises,ratings [QUERY="SELECT ..."] [NAME=report] [EXPORT_FORMAT=xlsx]
 #   make import ENV=lab LIMIT=lab-db1 FILE=path.csv TABLE=indicators ARGS=--yes
 TABLES ?=
 QUERY ?=
 NAME ?=
+EXPORT_FORMAT ?=
 FILE ?=
 TABLE ?=
 
 .PHONY: export import
 
-export: venv ## Export TABLES=a,b and/or QUERY="SELECT ..." to CSV under var/exports/<env>/<host>/<record id>/
-	$(OPSCTL) run export $(if $(TABLES),-e db_export_tables=$(TABLES)) $(if $(QUERY),-e "db_export_query=$(QUERY)") $(if $(NAME),-e db_export_name=$(NAME)) $(RUN_OPTS)
+export: venv ## Export TABLES=a,b and/or QUERY="SELECT ..." to CSV (EXPORT_FORMAT=xlsx: Excel) under var/exports/<env>/<host>/<record id>/
+	$(OPSCTL) run export $(if $(TABLES),-e db_export_tables=$(TABLES)) $(if $(QUERY),-e "db_export_query=$(QUERY)") $(if $(NAME),-e db_export_name=$(NAME)) $(if $(EXPORT_FORMAT),-e db_export_format=$(EXPORT_FORMAT)) $(RUN_OPTS)
 
 import: venv ## HIGH RISK: import FILE=path.csv into TABLE= (validated, table backed up, all or nothing)
 	$(OPSCTL) run import -e db_import_file=$(abspath $(FILE)) -e db_import_table=$(TABLE) $(RUN_OPTS)

@@ -283,3 +283,210 @@ def test_upsert_refusal_names_the_line() -> None:
     names, rows = t.validate(list(t.parse_csv("code,id,name\nA2,2,ok\nA9,1,clash\n")), COLS, KEYS, "demo")
     with pytest.raises(t.Fail, match="line 3: refused by the database: UNIQUE constraint failed"):
         t.write_rows(_SQLite(), conn, "demo", names, rows, ["code"])
+
+
+# ----------------------------------------------------------------------------- .xlsx export (issue 20)
+
+
+class _Cursor:
+    """A DB-API cursor over fixed rows (what the engines' server-side cursors give the writer)."""
+
+    def __init__(self, names: list[str], rows: list[tuple[object, ...]]) -> None:
+        self.description = [(n, None, None, None, None, None, None) for n in names]
+        self._rows = list(rows)
+
+    def fetchmany(self, size: int) -> list[tuple[object, ...]]:
+        batch, self._rows = self._rows[:size], self._rows[size:]
+        return batch
+
+
+def test_xlsx_export_cells_are_typed_and_the_sheet_is_set_up(tmp_path: Path) -> None:
+    import datetime as dt
+    import decimal
+
+    import openpyxl
+
+    utc = dt.timezone.utc
+    names = ["id", "credit_code", "name", "score", "day", "updated", "note", "formula", "big", "active"]
+    rows: list[tuple[object, ...]] = [
+        (1, "0914400000MA4W1234", "韶关市环保科技有限公司", decimal.Decimal("98.50"), dt.date(2026, 3, 1),
+         dt.datetime(2026, 3, 1, 0, 30, tzinfo=utc), None, "=1+1", 2**62, True),
+        (2, "00123", "乙", decimal.Decimal("7"), None, dt.datetime(2026, 3, 2, 9, 15, 0), "x", "+1", -5, False),
+    ]  # fmt: skip
+    path = tmp_path / "enterprises.xlsx"
+    assert t.write_xlsx_if_changed(path, _Cursor(names, rows), "enterprises") == (2, True)
+
+    book = openpyxl.load_workbook(path)
+    assert book.sheetnames == ["enterprises"]
+    sheet = book["enterprises"]
+    assert sheet.freeze_panes == "A2"
+    header = sheet[1]
+    assert [c.value for c in header] == names
+    assert all(c.font.b for c in header)
+    r2 = {n: sheet.cell(row=2, column=i + 1) for i, n in enumerate(names)}
+    r3 = {n: sheet.cell(row=3, column=i + 1) for i, n in enumerate(names)}
+    assert (r2["id"].value, r2["id"].data_type) == (1, "n")
+    # the credit code keeps its leading zero: a text cell, formatted as text
+    assert (r2["credit_code"].value, r2["credit_code"].data_type) == ("0914400000MA4W1234", "s")
+    assert r2["credit_code"].number_format == "@"
+    assert (r3["credit_code"].value, r3["credit_code"].data_type) == ("00123", "s")
+    assert r2["name"].value == "韶关市环保科技有限公司"
+    assert (r2["score"].value, r2["score"].data_type, r2["score"].number_format) == (98.5, "n", "0.00")
+    assert (r3["score"].value, r3["score"].number_format) == (7, "0")
+    assert r2["day"].is_date and r2["day"].value == dt.datetime(2026, 3, 1) and r2["day"].number_format == "yyyy-mm-dd"
+    assert r3["day"].value is None  # NULL: an empty cell
+    # timestamptz (aware): shown in Beijing time, 00:30 UTC is 08:30; a naive timestamp as it is
+    assert r2["updated"].is_date and r2["updated"].value == dt.datetime(2026, 3, 1, 8, 30)
+    assert r2["updated"].number_format == "yyyy-mm-dd hh:mm:ss"
+    assert r3["updated"].value == dt.datetime(2026, 3, 2, 9, 15)
+    assert r2["note"].value is None and r3["note"].value == "x"
+    assert (r2["formula"].value, r2["formula"].data_type) == ("=1+1", "s")  # text, never a formula
+    assert (r2["big"].value, r2["big"].data_type) == (str(2**62), "s")  # past Excel's 15 digits: text
+    assert (r3["big"].value, r3["big"].data_type) == (-5, "n")
+    assert (r2["active"].value, r3["active"].value) == (True, False)
+    widths = {n: sheet.column_dimensions[chr(ord("A") + i)].width for i, n in enumerate(names)}
+    assert widths["name"] >= 2 * len("韶关市环保科技有限公司")  # a Chinese character is two columns wide
+    assert widths["credit_code"] >= 18 and widths["id"] >= 8
+    assert all(w <= 60 for w in widths.values())
+
+
+def test_xlsx_export_of_the_same_rows_is_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "demo.xlsx"
+    rows: list[tuple[object, ...]] = [(1, "甲"), (2, "乙")]
+    assert t.write_xlsx_if_changed(path, _Cursor(["id", "name"], rows), "demo") == (2, True)
+    first = t.sha256(path)
+    # the workbook's saved time differs; the content does not: the file stays, same sha256
+    assert t.write_xlsx_if_changed(path, _Cursor(["id", "name"], rows), "demo") == (2, False)
+    assert t.sha256(path) == first
+    assert t.write_xlsx_if_changed(path, _Cursor(["id", "name"], rows[:1]), "demo") == (1, True)
+    assert t.sha256(path) != first
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.xlsx"]  # no temporary file left
+
+
+def test_xlsx_export_refuses_what_a_cell_cannot_hold_and_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "demo.xlsx"
+    with pytest.raises(t.Fail, match=r"row 3: column 'name': a control character .* export as CSV"):
+        t.write_xlsx_if_changed(path, _Cursor(["id", "name"], [(1, "ok"), (2, "bell\x07")]), "demo")
+    with pytest.raises(t.Fail, match=r"row 2: column 'name': 40000 characters, more than an Excel cell"):
+        t.write_xlsx_if_changed(path, _Cursor(["id", "name"], [(1, "长" * 40000)]), "demo")
+    assert list(tmp_path.iterdir()) == []
+    from openpyxl.worksheet._writer import ALL_TEMP_FILES
+
+    assert ALL_TEMP_FILES == []  # openpyxl's temporary copy of the rows streamed so far is removed too
+
+
+class _SQLiteExport(_SQLite):
+    """cmd_export's engine over a SQLite file: the SQL and the files of the tool, not an engine's."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+
+    def connect(self, db: str, login: object) -> object:  # type: ignore[override]
+        import sqlite3
+
+        return sqlite3.connect(self.db, detect_types=sqlite3.PARSE_DECLTYPES)  # DATE columns as dates
+
+    def columns(self, conn: object, db: str, table: str) -> list[t.Column]:
+        return COLS if table == "demo" else []
+
+    def begin_read_only(self, conn: object) -> None:
+        pass
+
+    def cursor_for(self, conn: object, sql: str) -> object:
+        return conn.execute(sql)  # type: ignore[attr-defined]
+
+
+DEMO_TABLE = (
+    "CREATE TABLE demo (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE, name TEXT NOT NULL,"
+    " score NUMERIC, day DATE, note TEXT)"
+)
+DEMO_ROWS = [
+    (1, "0012", "韶关市环保科技有限公司", 98.5, "2026-03-01", None),
+    (2, "A2", "乙 “引号”, 逗号", None, None, "两行\n文本"),
+    (3, "0003", "=SUM(A1:A2)", 0.25, "2026-12-31", "note"),
+]
+
+
+def _export_args(out: Path, fmt: str, **extra: object) -> object:
+    import argparse
+
+    values: dict[str, object] = dict(
+        engine="postgresql", db="envcredit", out=str(out), table=["demo"], query="", name="query",
+        user="envcredit_export", password_stdin=False, dry_run=False, bom=False, format=fmt,
+    )  # fmt: skip
+    values.update(extra)
+    return argparse.Namespace(**values)
+
+
+def test_xlsx_export_imports_back_with_the_same_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    source = tmp_path / "source.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute(DEMO_TABLE)
+        conn.executemany("INSERT INTO demo VALUES (?, ?, ?, ?, ?, ?)", DEMO_ROWS)
+    monkeypatch.setattr(t, "engine", lambda name: _SQLiteExport(source))
+    out = tmp_path / "out"
+
+    result = t.cmd_export(_export_args(out, "xlsx"))  # type: ignore[arg-type]
+    path = out / "demo.xlsx"
+    assert result["format"] == "xlsx" and result["changed"] is True and "encoding" not in result
+    # the manifest the role publishes and checks after the fetch: rows, bytes, sha256 of the file written
+    (entry,) = result["files"]
+    assert entry == {
+        "name": "demo.xlsx",
+        "source": "table demo",
+        "rows": 3,
+        "bytes": path.stat().st_size,
+        "sha256": t.sha256(path),
+        "changed": True,
+    }
+    again = t.cmd_export(_export_args(out, "xlsx"))  # type: ignore[arg-type]
+    assert again["changed"] is False and again["files"][0]["sha256"] == entry["sha256"]
+
+    records = t.read_file(path)
+    names, rows = t.validate(records, COLS, KEYS, "demo")
+    assert names == ["id", "code", "name", "score", "day", "note"]
+    target = sqlite3.connect(":memory:")
+    target.execute(DEMO_TABLE)
+    assert t.write_rows(_SQLite(), target, "demo", names, rows, []) == {"inserted": 3, "updated": 0}
+    assert target.execute("SELECT * FROM demo ORDER BY id").fetchall() == DEMO_ROWS
+
+
+def test_xlsx_export_without_openpyxl_says_so_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    monkeypatch.setitem(sys.modules, "openpyxl", None)  # `import openpyxl` raises ImportError
+    argv = ["envcredit_transfer.py", "export", "--engine=postgresql", "--db=envcredit", f"--out={out}"]
+    monkeypatch.setattr(sys, "argv", argv + ["--table=demo", "--user=envcredit_export", "--format=xlsx"])
+    assert t.main() == 1
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "envcredit_transfer: writing .xlsx needs openpyxl on the database host (the role installs python3-openpyxl)\n"
+    )
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert not out.exists()  # refused before connecting: no directory, no partial file
+
+
+def test_xlsx_export_refuses_a_byte_order_mark(tmp_path: Path) -> None:
+    with pytest.raises(t.Fail, match="--bom is for CSV files"):
+        t.cmd_export(_export_args(tmp_path / "out", "xlsx", bom=True))  # type: ignore[arg-type]
+    assert not (tmp_path / "out").exists()
+
+
+def test_xlsx_import_reads_timestamptz_cells_as_beijing_time(tmp_path: Path) -> None:
+    import datetime as dt
+
+    cols = [t.Column("id", "int", False, False), t.Column("updated", "timestamp", True, False, tz=True)]
+    cols.append(t.Column("local", "timestamp", True, False))
+    f = _workbook(
+        tmp_path / "x.xlsx",
+        [["id", "updated", "local"], [1, dt.datetime(2026, 3, 1, 8, 30), dt.datetime(2026, 3, 1, 8, 30)], [2]],
+    )
+    records = t.beijing_time(t.read_file(f), cols)
+    assert records[1:] == [
+        (2, ["1", "2026-03-01 08:30:00+08:00", "2026-03-01 08:30:00"]),  # the zone only where the column has one
+        (3, ["2", None, None]),  # a short row: its missing cells are empty (NULL)
+    ]
+    assert t.validate(records, cols, [["id"]], "demo")[0] == ["id", "updated", "local"]

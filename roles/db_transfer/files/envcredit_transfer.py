@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Bulk export to CSV and validated, all-or-nothing CSV import for the envcredit databases.
+"""Bulk export to CSV or .xlsx and validated, all-or-nothing CSV/.xlsx import for the envcredit databases.
 
 Runs on the database host as `postgres` (PostgreSQL, peer authentication) or
 root (MariaDB, unix socket); Python 3 stdlib + psycopg2 / pymysql. Prints one
@@ -15,7 +15,7 @@ convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
 ``true``/``false``, binary as ``\\x`` + hex.
 
   export --engine E --db DB --out DIR [--table T]... [--query SQL --name N]
-         --user U --password-stdin [--dry-run]
+         [--format csv|xlsx] [--bom] --user U --password-stdin [--dry-run]
       Connects as the export account U (SELECT only; password on stdin, never
       in an argument or the environment): PostgreSQL over TCP to 127.0.0.1,
       MariaDB over the unix socket. Tables and the query are read in ONE
@@ -25,7 +25,11 @@ convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
       one statement (no ``;``); in PostgreSQL through a cursor (SELECT/VALUES
       only); in MariaDB INTO OUTFILE/DUMPFILE and LOAD_FILE are refused, also
       around comments. A file whose content did not change is left as it was
-      (``changed`` false).
+      (``changed`` false). ``--format xlsx`` writes ``<table>.xlsx`` (openpyxl;
+      refused before connecting when it is missing): one sheet named after the
+      table, the first row the column names (bold, frozen), typed cells
+      (numbers, Excel dates, timestamptz in Beijing time, text kept as text,
+      NULL an empty cell), column widths for Chinese text.
   import --engine E --db DB --table T --file CSV|XLSX --backup-dir DIR [--record-id R]
          [--keep-backups N] [--done-dir DIR] [--encoding auto|utf-8|gbk|gb18030]
          [--mode insert|upsert --key COL[,COL]] --user U --password-stdin [--dry-run]
@@ -52,11 +56,17 @@ convention of PostgreSQL's ``COPY ... CSV``). Dates ``YYYY-MM-DD``, timestamps
          default) inserts; ``upsert`` updates the row with the line's key and
          inserts the line when there is none. Any failure: refused with the
          line number and the reason, the table unchanged.
+
+Size (over 400 lines): one tool copied to the database hosts as a single file (beside
+envcredit_dbcommon.py only), so both directions, both file formats, the CSV parser, the
+type checks and both engines' SQL stay together; split, each piece would have to be
+installed and found on the host as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import decimal
 import json
@@ -65,6 +75,8 @@ import re
 import subprocess
 import sys
 import tempfile
+import unicodedata
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -197,10 +209,12 @@ class Column:
         lo: int | None = None,
         hi: int | None = None,
         serial: bool = False,
+        tz: bool = False,
     ) -> None:
         self.name, self.kind, self.nullable, self.has_default = name, kind, nullable, has_default
         self.length, self.precision, self.scale, self.lo, self.hi = length, precision, scale, lo, hi
         self.serial = serial
+        self.tz = tz  # a timestamp with time zone (PostgreSQL timestamptz)
 
     def check(self, value: str | None) -> str | None:
         """Why the value does not fit the column, or None."""
@@ -341,7 +355,8 @@ class Postgres(common.Postgres, Engine):
         out = []
         for name, dtype, nullable, has_default, length, prec, scale, serial in cur.fetchall():
             kind, lo, hi = classify(dtype)
-            out.append(Column(name, kind, nullable, has_default, length, prec, scale, lo, hi, serial))
+            tz = dtype == "timestamp with time zone"
+            out.append(Column(name, kind, nullable, has_default, length, prec, scale, lo, hi, serial, tz))
         return out
 
     def unique_keys(self, conn: Any, db: str, table: str) -> list[list[str]]:
@@ -531,18 +546,196 @@ def rows_of(cur: Any) -> Iterator[str]:
         batch = cur.fetchmany(2000)
 
 
+# ----------------------------------------------------------------------------- xlsx export
+
+#: Beijing time (China keeps UTC+8 all year since 1991): timestamptz values are shown in it.
+BEIJING = dt.timezone(dt.timedelta(hours=8), "Asia/Shanghai")
+XLSX_MAX_ROWS = 1_048_576  # an Excel sheet's rows, the header's included
+XLSX_MAX_TEXT = 32_767  # characters in one Excel cell
+XLSX_EXACT_DIGITS = 15  # significant digits Excel keeps of a number
+XLSX_ILLEGAL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")  # control characters a sheet cannot hold
+DATETIME_FORMAT, DATE_FORMAT, TIME_FORMAT, TEXT_FORMAT = "yyyy-mm-dd hh:mm:ss", "yyyy-mm-dd", "hh:mm:ss", "@"
+
+
+def need_openpyxl(purpose: str) -> Any:
+    """The openpyxl module, or a refusal saying what is missing (no traceback)."""
+    try:
+        import openpyxl  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise Fail(f"{purpose} needs openpyxl on the database host (the role installs python3-openpyxl)") from exc
+    return openpyxl
+
+
+def xlsx_value(value: Any) -> tuple[Any, str]:
+    """A database value as a typed cell: (cell value, number format).
+
+    Numbers Excel holds exactly stay numbers (others, e.g. a 19-digit bigint, become text);
+    dates and timestamps are Excel dates (an aware timestamp in Beijing time, Excel has no
+    time zones; Excel keeps milliseconds); text stays text (format ``@``: leading zeros of
+    codes are kept); NULL is an empty cell; the rest is text in the CSV convention."""
+    if value is None:
+        return None, "General"
+    if isinstance(value, bool):
+        return value, "General"
+    if isinstance(value, int):
+        return (value, "0") if abs(value) < 10**XLSX_EXACT_DIGITS else (str(value), TEXT_FORMAT)
+    if isinstance(value, decimal.Decimal):
+        exact = value.as_tuple()
+        if value.is_finite() and isinstance(exact.exponent, int) and len(exact.digits) <= XLSX_EXACT_DIGITS:
+            scale = max(-exact.exponent, 0)
+            return value, "0." + "0" * scale if scale else "0"
+        return format(value, "f"), TEXT_FORMAT
+    if isinstance(value, float):
+        return (value, "General") if value == value and abs(value) != float("inf") else (repr(value), TEXT_FORMAT)
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(BEIJING).replace(tzinfo=None)
+        return value, DATETIME_FORMAT + (".000" if value.microsecond else "")
+    if isinstance(value, dt.date):
+        return value, DATE_FORMAT
+    if isinstance(value, dt.time) and value.tzinfo is None:
+        return value, TIME_FORMAT
+    return csv_text(value), TEXT_FORMAT
+
+
+def csv_text(value: Any) -> str:
+    """A value's text in the CSV convention, unquoted."""
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\x" + bytes(value).hex()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    return str(value)
+
+
+def display_width(value: Any, number_format: str) -> int:
+    """Columns a value takes in Excel: a Chinese (wide) character takes two."""
+    if isinstance(value, dt.datetime):
+        return len(number_format)
+    if isinstance(value, (dt.date, dt.time)):
+        return len(number_format)
+    text = "" if value is None else str(value)
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def same_workbook(old: Path, new: Path) -> bool:
+    """The two workbooks hold the same parts, the document properties (the time saved) aside."""
+    try:
+        with zipfile.ZipFile(old) as a, zipfile.ZipFile(new) as b:
+            names = sorted(a.namelist())
+            if names != sorted(b.namelist()):
+                return False
+            return all(a.read(n) == b.read(n) for n in names if n != "docProps/core.xml")
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def discard(sheet: Any) -> None:
+    """Drop a streamed sheet left unfinished: its rows so far are in a temporary file of
+    openpyxl's (which it otherwise removes only when the process exits)."""
+    writer = getattr(sheet, "_writer", None)
+    if writer is None:
+        return
+    with contextlib.suppress(Exception):
+        sheet.close()
+    with contextlib.suppress(Exception):
+        writer.cleanup()
+
+
+def write_xlsx_if_changed(path: Path, cur: Any, sheet_name: str) -> tuple[int, bool]:
+    """The cursor's rows as a workbook at path, unless one with the same content is there.
+
+    One sheet named ``sheet_name`` (Excel allows 31 characters); the first row the column
+    names (bold, frozen); typed cells (xlsx_value); widths from the header and the first
+    2000 rows, a Chinese character counting two. Written to a temporary file first: any
+    refusal leaves no file behind. Returns (rows, changed)."""
+    openpyxl = need_openpyxl("writing .xlsx")
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+
+    batch = cur.fetchmany(2000)  # a PostgreSQL named cursor has a description only after a fetch
+    names = [str(d[0]) for d in cur.description]
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet(title=sheet_name[:31])
+    sheet.freeze_panes = "A2"
+    for i, name in enumerate(names):
+        widest = max([display_width(name, "")] + [display_width(*xlsx_value(row[i])) for row in batch])
+        sheet.column_dimensions[get_column_letter(i + 1)].width = min(max(widest + 2, 8), 60)
+    bold = Font(bold=True)
+
+    def cell(value: Any, number_format: str, bold_font: Any = None) -> Any:
+        c = WriteOnlyCell(sheet, value=value)
+        if isinstance(value, str):
+            c.data_type = "s"  # text that starts with "=" stays text, never a formula
+        c.number_format = number_format
+        if bold_font is not None:
+            c.font = bold_font
+        return c
+
+    try:
+        sheet.append([cell(n, TEXT_FORMAT, bold) for n in names])
+        rows = 0
+        while batch:
+            for row in batch:
+                rows += 1
+                if rows >= XLSX_MAX_ROWS:
+                    raise Fail(f"more than {XLSX_MAX_ROWS - 1} rows, more than an Excel sheet holds: export as CSV")
+                cells = []
+                for name, raw in zip(names, row):
+                    value, number_format = xlsx_value(raw)
+                    if isinstance(value, str):
+                        if len(value) > XLSX_MAX_TEXT:
+                            raise Fail(
+                                f"row {rows + 1}: column {name!r}: {len(value)} characters, more than an Excel "
+                                f"cell holds ({XLSX_MAX_TEXT}): export as CSV"
+                            )
+                        if XLSX_ILLEGAL.search(value):
+                            raise Fail(
+                                f"row {rows + 1}: column {name!r}: a control character an Excel cell cannot hold: "
+                                "export as CSV"
+                            )
+                    cells.append(cell(value, number_format))
+                sheet.append(cells)
+            batch = cur.fetchmany(2000)
+    except BaseException:
+        discard(sheet)
+        raise
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".xlsx", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        book.save(tmp)
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        if path.is_file() and same_workbook(path, tmp):
+            tmp.unlink()
+            return rows, False
+        os.replace(tmp, path)
+        return rows, True
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
     eng = engine(a.engine)
+    fmt = a.format
+    if fmt == "xlsx":
+        if a.bom:
+            raise Fail("--bom is for CSV files (a workbook has no byte order mark)")
+        need_openpyxl("writing .xlsx")  # before any connection or file
     jobs: list[tuple[str, str, str]] = []  # (file name, source, sql)
     for t in a.table:
         if not IDENT.match(t):
             raise Fail(f"not a table name: {t!r}")
-        jobs.append((f"{t}.csv", f"table {t}", f"SELECT * FROM {eng.quote(t)} ORDER BY 1"))
+        jobs.append((f"{t}.{fmt}", f"table {t}", f"SELECT * FROM {eng.quote(t)} ORDER BY 1"))
     if a.query:
         eng.check_query(a.query)
         if not IDENT.match(a.name):
             raise Fail(f"not a file name for the query: {a.name!r}")
-        jobs.append((f"{a.name}.csv", "query", a.query.strip().rstrip(";")))
+        jobs.append((f"{a.name}.{fmt}", "query", a.query.strip().rstrip(";")))
     if not jobs:
         raise Fail("nothing to export: give tables or a query")
     if len({j[0] for j in jobs}) != len(jobs):
@@ -566,14 +759,22 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
                 cur = eng.cursor_for(conn, f"SELECT * FROM ({sql}) AS q LIMIT 0")
                 cur.fetchall()
                 cur.close()
-            return {"dry_run": True, "changed": False, "files": [{"name": n, "source": s} for n, s, _ in jobs]}
+            return {
+                "dry_run": True,
+                "changed": False,
+                "format": fmt,
+                "files": [{"name": n, "source": s} for n, s, _ in jobs],
+            }
         out.mkdir(parents=True, exist_ok=True, mode=0o700)
         changed = False
         for name, source, sql in jobs:
             cur = eng.cursor_for(conn, sql)
             try:
                 path = out / name
-                rows, file_changed = write_if_changed(path, rows_of(cur), a.bom)
+                if fmt == "xlsx":  # the sheet is named after the table (the query: its file name)
+                    rows, file_changed = write_xlsx_if_changed(path, cur, name.rsplit(".", 1)[0])
+                else:
+                    rows, file_changed = write_if_changed(path, rows_of(cur), a.bom)
             finally:
                 cur.close()
             changed = changed or file_changed
@@ -600,7 +801,8 @@ def cmd_export(a: argparse.Namespace) -> dict[str, Any]:
         "dir": str(out),
         "changed": changed,
         "files": files,
-        "encoding": "utf-8-bom" if a.bom else "utf-8",
+        "format": fmt,
+        **({} if fmt == "xlsx" else {"encoding": "utf-8-bom" if a.bom else "utf-8"}),
         "read_only": True,
         "ended": now(),
     }
@@ -690,11 +892,9 @@ def xlsx_cell(value: Any) -> str | None:
 
 def read_xlsx(path: Path) -> list[tuple[int, list[str | None]]]:
     """The first sheet of a workbook as (row number, fields): the first row is the header;
-    empty rows are left out, and so are empty cells right of the header's last column."""
-    try:
-        import openpyxl  # type: ignore[import-untyped]
-    except ImportError as exc:
-        raise Fail("reading .xlsx needs openpyxl on the database host (the role installs python3-openpyxl)") from exc
+    empty rows are left out, and so are empty cells right of the header's last column; a
+    row shorter than the header is filled up with empty cells (NULL)."""
+    openpyxl = need_openpyxl("reading .xlsx")
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # not a zip, not a workbook, encrypted
@@ -715,6 +915,8 @@ def read_xlsx(path: Path) -> list[tuple[int, list[str | None]]]:
                 continue
             if len(fields) > width and all(f is None for f in fields[width:]):
                 fields = fields[:width]
+            elif len(fields) < width:  # a row whose last cells are not written (a streamed sheet
+                fields += [None] * (width - len(fields))  # has no dimension): empty cells, NULL
             records.append((number, fields))
     finally:
         book.close()
@@ -730,6 +932,32 @@ def read_file(path: Path, encoding: str = "auto") -> list[tuple[int, list[str | 
     if path.suffix.lower() == ".xls":
         raise Fail("the old Excel format .xls is not read: save the sheet as .xlsx or CSV UTF-8")
     return read_csv(path, encoding)
+
+
+def beijing_time(records: list[tuple[int, list[str | None]]], cols: list[Column]) -> list[tuple[int, list[str | None]]]:
+    """A workbook's timestamps without a zone, in the timestamptz columns, read as Beijing time
+    (the time the .xlsx export shows them in, and the bureau's clock): ``+08:00`` appended."""
+    if not records:
+        return records
+    tz = {c.name for c in cols if c.tz}
+    at = [i for i, h in enumerate(records[0][1]) if h in tz]
+    if not at:
+        return records
+    out = records[:1]
+    for line, fields in records[1:]:
+        fields = list(fields)
+        for i in at:
+            v = fields[i] if i < len(fields) else None
+            if v is None:
+                continue
+            try:
+                naive = dt.datetime.fromisoformat(v).tzinfo is None
+            except ValueError:
+                continue  # not a timestamp: the validation names the line
+            if naive:
+                fields[i] = (v + " 00:00:00" if len(v) == 10 else v) + "+08:00"
+        out.append((line, fields))
+    return out
 
 
 def check_upsert_key(
@@ -898,7 +1126,10 @@ def cmd_import(a: argparse.Namespace) -> dict[str, Any]:
             raise Fail(f"no such table: {a.table}")
         keys = eng.unique_keys(conn, a.db, a.table)
         conn.rollback()
-        names, rows = validate(read_file(path, a.encoding), cols, keys, a.table)
+        records = read_file(path, a.encoding)
+        if path.suffix.lower() == ".xlsx":
+            records = beijing_time(records, cols)
+        names, rows = validate(records, cols, keys, a.table)
         key = [k.strip() for k in a.key.split(",") if k.strip()] if a.mode == "upsert" else []
         if a.mode == "upsert":
             check_upsert_key(key, names, keys, rows, a.table)
@@ -979,6 +1210,7 @@ def main() -> int:
     e.add_argument("--password-stdin", action="store_true")
     e.add_argument("--dry-run", action="store_true")
     e.add_argument("--bom", action="store_true", help="UTF-8 with BOM (Excel on Chinese Windows)")
+    e.add_argument("--format", default="csv", choices=["csv", "xlsx"], help="csv (default) or an Excel workbook")
     i = sub.add_parser("import")
     i.add_argument("--engine", required=True, choices=["postgresql", "mariadb"])
     i.add_argument("--db", required=True)
