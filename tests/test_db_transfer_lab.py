@@ -15,10 +15,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import datetime
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pytest
 
 from helpers.common import REPO, VENV_BIN, all_text_under, run_opsctl
@@ -380,6 +382,45 @@ def test_import_good_csv_both_engines(scratch: str, exports: Path, tmp_path: Pat
     assert all(rec["outputs"]["import"][h]["already_imported"] for h in ENGINE)
     assert rec["changes"] == []
     assert {h: checksums(h, (scratch,)) for h in ENGINE} == before
+
+    # The Excel workbook of the same table (issue 20): typed cells from the real engines, text
+    # kept as text, NULL and "" both an empty cell (the one thing a workbook cannot tell apart).
+    rc, rec = opsctl(
+        "export",
+        "-e",
+        f"db_export_tables={scratch}",
+        "-e",
+        "db_export_format=xlsx",
+        "-e",
+        f"db_transfer_export_dir={exports}",
+    )
+    assert rc == 0, rec.get("failures")
+    for host in ENGINE:
+        sheet = openpyxl.load_workbook(Path(rec["outputs"]["export"][host]["dir"]) / f"{scratch}.xlsx").active
+        assert sheet is not None and sheet.title == scratch and sheet.freeze_panes == "A2"
+        rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+        assert rows[0] == ["id", "code", "name", "score", "day", "note"]
+        assert rows[1][:4] == [1, "E001", "韶关市浈江区绿源环保科技有限公司", 98.5], host
+        assert rows[1][4] == datetime(2026, 3, 1) and rows[1][5] is None and rows[2][5] is None
+        assert rows[3][5] == "第一行\n第二行" and rows[4][4] == datetime(2024, 2, 29)
+
+    # A GBK file from Excel on Chinese Windows, as an upsert by the unique code: one row
+    # updated in place, one added, the others untouched.
+    gbk = tmp_path / "gbk.csv"
+    gbk.write_bytes("id,code,name,score\n4,E004,韶关市曲江区更名企业,66.60\n5,E005,南雄市新企业,12.00\n".encode("gbk"))
+    rc, rec = opsctl(
+        "import", "--yes", "-e", f"db_import_file={gbk}", "-e", f"db_import_table={scratch}",
+        "-e", "db_import_encoding=gbk", "-e", "db_import_mode=upsert", "-e", "db_import_key=code",
+    )  # fmt: skip
+    assert rc == 0, rec.get("failures")
+    for host in ENGINE:
+        assert lines(sql(host, f"SELECT name FROM {scratch} WHERE id >= 3 ORDER BY id")) == [
+            '名称含"引号"',
+            "韶关市曲江区更名企业",
+            "南雄市新企业",
+        ], host
+        assert lines(sql(host, f"SELECT score FROM {scratch} WHERE id >= 4 ORDER BY id")) == ["66.60", "12.00"], host
+        assert sql(host, f"SELECT count(*) FROM {scratch}") == "5"
 
 
 # The kinds that depend on the live database (its columns, types, NOT NULL flags and existing
