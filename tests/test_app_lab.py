@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO, VENV_BIN, run_opsctl
-from helpers.lab import lab_ansible_env, lab_run
+from helpers.lab import LOGICAL_ONLY, lab_ansible_env, lab_run
 from orchestrator.releases import build_release
 from test_db_transfer_lab import on_host, stdout_of
 
@@ -239,6 +239,7 @@ def test_release_with_a_migration_gets_the_backup_operations_backup_first(
             f"app_deploy_artifact_dir={out}",
             "-e",
             f"db_backup_store_dir={store}",
+            *LOGICAL_ONLY,
         )
         assert rec["status"] == "successful"
         backup = rec["outputs"]["backup"]["lab-db1"]
@@ -261,6 +262,7 @@ def test_release_with_a_migration_gets_the_backup_operations_backup_first(
             f"app_deploy_artifact_dir={out}",
             "-e",
             f"db_backup_store_dir={store}",
+            *LOGICAL_ONLY,
         )
         assert "backup" not in again["outputs"]
         assert len(list((store / "lab-db1").glob("*/manifest.json"))) == 1

@@ -49,7 +49,7 @@ def test_the_config_file_defines_the_four_timers() -> None:
 def test_the_policies_standard_changes_are_catalog_operations(env: str) -> None:
     environment = get_environment(env)
     catalog = load_catalog()
-    assert set(environment.standard_changes) == {"inspect", "patch-scan", "backup", "backup-verify"}
+    assert set(environment.standard_changes) == {"inspect", "patch-scan", "backup", "backup-verify", "restore-drill"}
     for name, change in environment.standard_changes.items():
         assert environment.standard_change(catalog[name]) == change  # known, not high risk there
         with pytest.raises(BadInput, match="does not match the ticket pattern"):
@@ -111,7 +111,7 @@ def test_timers_installed_listed_and_removed_on_a_lab_host(lab_archive: Path) ->
         names = {r["timer"] for r in res["timers"]}
         assert names == {
             f"envcredit-ops-{n}.timer"
-            for n in ("inspection", "backup", "patch-scan", "backup-verify", "incident-check")
+            for n in ("inspection", "backup", "patch-scan", "backup-verify", "restore-drill", "incident-check")
         }
         assert all(r["active"] == "active" and r["enabled"] == "enabled" for r in res["timers"]), res
         assert "envcredit-ops-inspection.timer" in res["list_timers"]

@@ -20,7 +20,8 @@ JSON object on stdout; errors go to stderr with exit status 1.
   exists   --engine E --db NAME
   pitr-window --stanza S --target TIME            (PostgreSQL, pgBackRest) the recovery window:
            earliest = end of the oldest backup in the repository, latest = a commit made
-           now and archived (pgbackrest check); whether TIME (ISO 8601 with a zone) is in it
+           now and archived (pgbackrest check); whether TIME (ISO 8601 with a zone, or
+           `latest`: a second before that commit) is in it
 """
 
 from __future__ import annotations
@@ -817,7 +818,8 @@ def cmd_pitr_window(a: argparse.Namespace) -> dict[str, Any]:
         "window": f"{beijing(earliest)} .. {beijing(latest)}",
     }
     try:
-        target = parse_target_time(a.target).timestamp()
+        # latest: everything committed before the commit made above (a restore drill)
+        target = latest - 1 if a.target.strip() == "latest" else parse_target_time(a.target).timestamp()
     except Fail as exc:
         return {**out, "within": False, "reason": str(exc)}
     out["target"] = target
