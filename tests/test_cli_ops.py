@@ -229,6 +229,11 @@ def test_run_policy_vars_file_refusals_say_what_is_wrong(tmp_path: Path, text: s
     assert _refused(load_vars_file, f"@{f}").startswith(f"-e @{f}: {message}")
 
 
+def test_run_policy_vars_file_unreadable_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "none.yml"
+    assert _refused(load_vars_file, f"@{missing}") == f"-e @{missing}: cannot read {missing}: No such file or directory"
+
+
 def test_run_policy_vars_file_nested_too_deeply(tmp_path: Path) -> None:
     f = tmp_path / "deep.yml"
     f.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
