@@ -116,7 +116,7 @@ MODULES = (
             "tests/test_run.py",
             E,
             "-k",
-            "parse_extra_vars or bad_input or reason or tags or bad_extra",
+            "parse_extra_vars or bad_input or reason or tags or bad_extra or run_policy",
         ),
         (
             "x_read_input_file",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -621,3 +622,280 @@ def test_a_record_that_is_not_an_object_is_named(filled: tuple[Archive, list[dic
     report = archive.verify()
     assert not report.ok and report.first_bad_id == recs[1]["id"]
     assert "record.json is not valid JSON (not an object): edited" in report.problem
+
+
+# -- edges the mutation run of issue 22 found untested (tests/MUTATION.md, "chain") -------
+
+
+def _meta(rid: str, **extra: Any) -> RunMeta:
+    return RunMeta(id=rid, operation="x", playbook="p", environment="lab", inventory="i", **extra)
+
+
+def test_the_archive_defaults_to_opsctl_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "elsewhere"))
+    assert Archive().root == (tmp_path / "elsewhere").resolve()
+    assert Archive(tmp_path / "given").root == tmp_path / "given"
+
+
+def test_an_archive_is_made_under_missing_folders_or_refused_with_the_reason(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "a" / "b" / "archive")
+    rec = commit_record(archive)
+    assert archive.get(rec["id"]) == rec and archive.verify().ok
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(ArchiveError, match=r"cannot create the archive at .*file/archive: "):
+        commit_record(Archive(tmp_path / "file" / "archive"))
+
+
+def test_pending_json_says_who_runs_it_and_since_when(archive: Archive) -> None:
+    import datetime as dt
+
+    from orchestrator.proc import process_start_time
+
+    rid = new_record_id()
+    archive.begin(rid, _meta(rid, started="2026-11-28T08:00:00Z")).close()
+    info = json.loads((archive.pending_root / rid / "pending.json").read_bytes())
+    assert info["id"] == rid and info["pid"] == os.getpid()
+    assert info["pid_start"] == process_start_time(os.getpid()) is not None
+    assert info["started"] == info["meta"]["started"] == "2026-11-28T08:00:00.000Z" and info["meta"]["operation"] == "x"
+    rid2 = new_record_id()
+    archive.begin(rid2, {"operation": "y"}).close()  # no start time in the meta: now
+    info = json.loads((archive.pending_root / rid2 / "pending.json").read_bytes())
+    started = dt.datetime.fromisoformat(info["started"].replace("Z", "+00:00"))
+    assert abs((dt.datetime.now(dt.UTC) - started).total_seconds()) < 60
+    assert info["meta"] == {"operation": "y"}
+
+
+def test_begin_refuses_an_id_already_filed_or_pending(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    with pytest.raises(ArchiveError, match=f"record {recs[0]['id']} already exists"):
+        archive.begin(recs[0]["id"], _meta(recs[0]["id"]))  # filed (no pending folder)
+    rid = new_record_id()
+    archive.begin(rid, _meta(rid)).close()
+    with pytest.raises(ArchiveError, match=f"record {rid} already exists"):
+        archive.begin(rid, _meta(rid))  # pending (no record folder)
+
+
+def test_the_pending_streams_as_written_and_closed(archive: Archive) -> None:
+    import datetime as dt
+
+    rid = new_record_id()
+    pending = archive.begin(rid, _meta(rid))
+    pending.write_event({"event": "x", "task": "春节 check", "at": dt.date(2026, 11, 28)})
+    pending.write_stdout("ok \udc80 done\n")  # a lone surrogate (undecodable output) is replaced
+    pending.write_stdout("")
+    pending.write_child(4242, "123456")
+    events, stdout = pending._events, pending._stdout
+    path = pending.path
+    assert (path / "events.jsonl").read_bytes() == '{"event":"x","task":"春节 check","at":"2026-11-28"}\n'.encode()
+    assert (path / "stdout.txt").read_bytes() == b"ok ? done\n"
+    assert json.loads((path / "child.json").read_bytes()) == {"pid": 4242, "pid_start": "123456"}
+    assert not pending.closed
+    pending.close()
+    assert pending.closed and events is not None and events.closed and stdout is not None and stdout.closed
+    pending.close()  # idempotent
+    with pytest.raises(ArchiveError, match=f"pending run {rid} is already closed"):
+        pending.write_event({"event": "late"})
+    with pytest.raises(ArchiveError, match=f"pending run {rid} is already closed"):
+        pending.write_stdout("late")
+    # the child's pid file is run state: the filed record has none, and verifies
+    rec = archive.commit(pending, {"id": rid, "status": "successful"})
+    assert sorted(p.name for p in (archive.root / rid).iterdir()) == ["events.jsonl", "record.json", "stdout.txt"]
+    assert rec["artifacts"]["stdout.txt"] == hashlib.sha256(b"ok ? done\n").hexdigest()
+    assert archive.verify().ok
+    pending.discard()  # already filed: nothing left to remove, and no error
+    pending.discard()
+
+
+def test_missing_streams_are_filed_empty(archive: Archive) -> None:
+    rid = new_record_id()
+    pending = archive.begin(rid, _meta(rid))
+    pending.close()
+    (pending.path / "stdout.txt").unlink()
+    (pending.path / "events.jsonl").unlink()
+    rec = archive.commit(pending, {"id": rid, "status": "interrupted"})
+    empty = hashlib.sha256(b"").hexdigest()
+    assert rec["artifacts"] == {"stdout.txt": empty, "events.jsonl": empty}
+    for name in ("stdout.txt", "events.jsonl"):
+        assert (archive.root / rid / name).read_bytes() == b""
+        assert stat.S_IMODE((archive.root / rid / name).stat().st_mode) == 0o600
+    assert archive.verify().ok
+
+
+def test_commit_errors_name_the_record(archive: Archive) -> None:
+    rid, other = new_record_id(), new_record_id()
+    pending = archive.begin(rid, _meta(rid))
+    with pytest.raises(ArchiveError, match=f"record id '{other}' does not match the pending run {rid}"):
+        archive.commit(pending, {"id": other, "status": "successful"})
+    (archive.root / rid).mkdir()  # a folder of that id appeared meanwhile
+    with pytest.raises(ArchiveError, match=f"record {rid} is already in the archive"):
+        archive.commit(pending, {"id": rid, "status": "successful"})
+
+
+def test_a_missing_head_stops_commits_with_what_to_do(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, _ = filled
+    (archive.root / "HEAD").unlink()
+    with pytest.raises(ArchiveError) as err:
+        commit_record(archive)
+    assert str(err.value) == (
+        f"{archive.root / 'HEAD'} is missing but the archive holds records; "
+        "run `opsctl records verify` and restore HEAD before recording more runs"
+    )
+
+
+def test_symlinks_are_not_records(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    archive.root.mkdir()
+    rid = new_record_id()
+    (archive.root / rid).symlink_to(elsewhere, target_is_directory=True)
+    assert archive.record_ids() == []
+    rec = commit_record(archive)  # no HEAD, but no record folder either: a first record
+    assert rec["seq"] == 1 and archive.record_ids() == [rec["id"]]
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b'{"seq": 1, "id": "x"}', "(fields missing)"),
+        (b'{"hash": "ab", "id": "x"}', "(fields missing)"),
+        (b'["seq", "hash"]', "(fields missing)"),
+        (b"{not json", "Expecting property name"),
+    ],
+)
+def test_a_corrupt_head_is_named(filled: tuple[Archive, list[dict[str, Any]]], content: bytes, problem: str) -> None:
+    archive, _ = filled
+    (archive.root / "HEAD").write_bytes(content)
+    with pytest.raises(ArchiveError) as err:
+        archive.head()
+    assert str(err.value).startswith(f"{archive.root / 'HEAD'} is corrupt (") and problem in str(err.value)
+
+
+def test_unreadable_head_record_and_stdout_are_named(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    (archive.root / "HEAD").unlink()
+    (archive.root / "HEAD").mkdir()
+    with pytest.raises(ArchiveError, match=f"^cannot read {archive.root / 'HEAD'}: "):
+        archive.head()
+    rid = recs[1]["id"]
+    (archive.root / rid / "stdout.txt").unlink()
+    (archive.root / rid / "stdout.txt").mkdir()
+    with pytest.raises(ArchiveError, match=f"^cannot read the stdout of {rid}: "):
+        archive.stdout(rid)
+    (archive.root / rid / "record.json").unlink()
+    (archive.root / rid / "record.json").mkdir()
+    with pytest.raises(ArchiveError, match=f"^cannot read record {rid}: "):
+        archive.get(rid)
+
+
+def test_corrupt_records_and_unknown_artifacts_are_named(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    a, b = recs[1]["id"], recs[2]["id"]
+    (archive.root / a / "record.json").write_bytes(b"{torn")
+    with pytest.raises(ArchiveError, match=f"^record {a} is corrupt: Expecting"):
+        archive.get(a)
+    (archive.root / b / "record.json").write_bytes(b"[1]")
+    with pytest.raises(ArchiveError, match=f"^record {b} is corrupt: not a JSON object$"):
+        archive.get(b)
+    unknown = new_record_id()
+    with pytest.raises(NotFound, match=f"^no record {unknown} in the archive {archive.root}$"):
+        archive.stdout(unknown)
+
+
+def test_stdout_with_undecodable_bytes_is_read_with_replacements(archive: Archive) -> None:
+    rec = commit_record(archive)
+    path = archive.root / rec["id"] / "stdout.txt"
+    path.write_bytes(b"ok \xff\xfe end\n")
+    assert archive.stdout(rec["id"]) == "ok \ufffd\ufffd end\n"
+
+
+def test_roll_forward_removes_run_state_and_indexes(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    import sqlite3
+
+    archive, recs = filled
+    last = recs[-1]
+    archive.list()  # the index exists
+    conn = sqlite3.connect(archive.index_path)
+    conn.execute("DELETE FROM records WHERE id = ?", (last["id"],))
+    conn.execute("DELETE FROM record_hosts WHERE id = ?", (last["id"],))
+    conn.commit()
+    conn.close()
+    pend = archive.pending_root / last["id"]
+    (archive.root / last["id"]).rename(pend)  # the crash between HEAD and the rename
+    (pend / "pending.json").write_text("{}")
+    (pend / "child.json").write_text("{}")
+    assert archive.recover_interrupted() == []
+    assert sorted(p.name for p in (archive.root / last["id"]).iterdir()) == [
+        "events.jsonl",
+        "record.json",
+        "stdout.txt",
+    ]
+    assert archive.list()[0]["id"] == last["id"]
+    assert archive.verify().ok
+
+
+@pytest.mark.parametrize("edit", ["hash", "list", "id"])
+def test_roll_forward_leaves_what_head_does_not_vouch_for(
+    filled: tuple[Archive, list[dict[str, Any]]], edit: str
+) -> None:
+    archive, recs = filled
+    last = recs[-1]
+    pend = archive.pending_root / last["id"]
+    (archive.root / last["id"]).rename(pend)
+    if edit == "hash":  # the content HEAD vouches for, but its hash field edited
+        rec = json.loads((pend / "record.json").read_bytes())
+        rec["hash"] = "0" * 64
+        (pend / "record.json").write_bytes(canonical_json(rec))
+    elif edit == "list":
+        (pend / "record.json").write_bytes(b"[1, 2]")
+    else:  # HEAD's id is not a record id
+        head = json.loads((archive.root / "HEAD").read_bytes())
+        (archive.root / "HEAD").write_bytes(canonical_json({**head, "id": 7}))
+    archive._roll_forward()
+    assert pend.is_dir() and not (archive.root / last["id"]).exists()
+
+
+def test_list_filters_by_incident(archive: Archive) -> None:
+    from helpers.records import fill as fill_records
+
+    fill_records(archive, 2)
+    rid = new_record_id()
+    pending = archive.begin(rid, _meta(rid, incident="INC-20261128-001"))
+    rec = archive.commit(pending, {"id": rid, "status": "successful", "incident": "INC-20261128-001"})
+    assert [r["id"] for r in archive.list(incident="INC-20261128-001")] == [rec["id"]]
+    assert len(archive.list()) == 3
+
+
+def test_export_stamp_is_the_head_now(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    stamp = archive.export_stamp()
+    assert stamp["seq"] == 6 and stamp["hash"] == recs[-1]["hash"]
+
+
+def test_commits_are_signed_with_the_makers_key_or_said_unsigned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.archive import SignaturePolicy
+    from orchestrator.signing import Verifier, message
+
+    key = tmp_path / "keys" / "alice"
+    key.parent.mkdir()
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f", str(key)], check=True)
+    allowed = tmp_path / "allowed_signers"
+    allowed.write_text(f'alice@envcredit namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}')
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(key))
+    signed = commit_record(archive, env="production")
+    sig = archive.root / signed["id"] / "record.sig"
+    with Verifier([allowed]) as verifier:
+        assert verifier.signer(sig, message(signed["id"], signed["seq"], signed["hash"])) == ("alice@envcredit", "")
+        assert verifier.signer(sig, message(signed["id"], signed["seq"], "0" * 64))[0] is None
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(tmp_path / "keys" / "nobody"))
+    unsigned = commit_record(archive, env="production")
+    err = capsys.readouterr().err
+    assert f"opsctl: warning: record {unsigned['id']} is not signed: " in err and "no such key file" in err
+    assert not (archive.root / unsigned["id"] / "record.sig").exists()
+    assert archive.verify().ok  # the chain alone
+    with Verifier([allowed]) as verifier:  # the signatures asked for: the unsigned one is named
+        report = archive.verify(SignaturePolicy(verifier, {"production": "2000-01-01T00:00:00Z"}))
+    assert not report.ok and report.first_bad_id == unsigned["id"]
