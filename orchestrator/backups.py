@@ -119,6 +119,68 @@ def list_backups(
     return out
 
 
+@dataclass(frozen=True)
+class Repository:
+    """The pgBackRest repository of a PostgreSQL host as its newest backup run read it
+    (``<store>/<env>/<host>/pgbackrest.json``, written by role db_backup)."""
+
+    env: str
+    host: str
+    state: dict[str, Any]
+
+    def kinds(self) -> dict[str, int]:
+        """How many backups of each kind (full, diff, incr) the repository holds."""
+        out = {"full": 0, "diff": 0, "incr": 0}
+        for b in self.state.get("backups") or []:
+            kind = str(b.get("type", ""))
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+    def window(self) -> tuple[datetime | None, datetime | None]:
+        """Earliest and latest restorable time as read: from the end of the oldest backup to the
+        newest archived WAL (archiving goes on after it; a restore reads the window again)."""
+
+        def moment(value: Any) -> datetime | None:
+            try:
+                return datetime.fromtimestamp(float(value), UTC)
+            except (TypeError, ValueError, OverflowError):
+                return None
+
+        stops = [b.get("stop") for b in self.state.get("backups") or []]
+        latest = max((m for m in (moment(v) for v in [*stops, self.state.get("last_archived")]) if m), default=None)
+        return moment(self.state.get("earliest_restorable")), latest
+
+    def to_dict(self) -> dict[str, Any]:
+        earliest, latest = self.window()
+        return {
+            "env": self.env,
+            "host": self.host,
+            "repo_host": self.state.get("repo_host"),
+            "stanza": self.state.get("stanza"),
+            "cipher": self.state.get("cipher"),
+            "backups": self.kinds(),
+            "earliest_restorable": earliest.isoformat() if earliest else None,
+            "latest_restorable": latest.isoformat() if latest else None,
+            "read_by_record": self.state.get("record_id"),
+        }
+
+
+def list_repositories(root: Path | None = None, env: str | None = None, host: str | None = None) -> list[Repository]:
+    """The pgBackRest repository states in the store, by environment and host."""
+    root = root or store_root()
+    if env is not None and (not env or "/" in env):
+        raise BadInput(f"invalid environment {env!r}")
+    out: list[Repository] = []
+    for path in sorted(root.glob("*/*/pgbackrest.json")) if root.is_dir() else []:
+        env_name, host_name = path.parent.parent.name, path.parent.name
+        if (env and env_name != env) or (host and host_name != host):
+            continue
+        state = _read(path)
+        if state is not None:
+            out.append(Repository(env_name, host_name, state))
+    return out
+
+
 def get_backup(backup_id: str, root: Path | None = None) -> Backup:
     for b in list_backups(root):
         if b.backup_id == backup_id:

@@ -229,8 +229,8 @@ def test_cli_list_and_show(store: Path) -> None:
     assert result.exit_code == 0, result.output
     lines = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}
     assert set(lines) == {"20261130T180000Z-pg", "20261129T180000Z-pg"}
-    assert "FAILED 2026-12-01T03:20:00+08:00" in lines["20261129T180000Z-pg"]
-    assert "verified 2026-12-01T03:10:00+08:00" in lines["20261130T180000Z-pg"]
+    assert "FAILED 2026-12-01 03:20 (UTC+8)" in lines["20261129T180000Z-pg"]
+    assert "verified 2026-12-01 03:10 (UTC+8)" in lines["20261130T180000Z-pg"]
     result = runner.invoke(cli, ["backups", "list", "--store", str(store), "--env", "staging"])
     assert result.exit_code == 0 and result.stdout.strip() == "no backups"
     result = runner.invoke(cli, ["backups", "list", "--store", str(store), "--env", "a/b"])
@@ -239,3 +239,37 @@ def test_cli_list_and_show(store: Path) -> None:
     assert result.exit_code == 0 and json.loads(result.stdout)["status"] == {"stored": True}
     result = runner.invoke(cli, ["backups", "show", "nope", "--store", str(store)])
     assert result.exit_code == 2 and "no backup 'nope'" in result.stderr
+
+
+def test_list_shows_the_pgbackrest_repository_and_its_recovery_window(store: Path) -> None:
+    state = {
+        "stanza": "lab-db1",
+        "repo_host": "lab-backup1",
+        "cipher": "aes-256-cbc",
+        "record_id": "20261130T020000Z-abc",
+        "earliest_restorable": 1795991812,  # 2026-11-30 06:36:52 UTC+8
+        "last_archived": 1796000000.5,  # 2026-11-30 08:53:20 UTC+8
+        "backups": [
+            {"label": "20261130-063647F", "type": "full", "start": 1795991807, "stop": 1795991812},
+            {"label": "20261130-063647F_20261130-063942I", "type": "incr", "start": 1795991982, "stop": 1795991986},
+            {"label": "20261130-063647F_20261130-070000I", "type": "incr", "start": 1795993200, "stop": 1795993205},
+        ],
+    }
+    (store / "lab" / "lab-db1" / "pgbackrest.json").write_text(json.dumps(state), encoding="utf-8")
+    (store / "staging").mkdir(exist_ok=True)
+    result = CliRunner().invoke(cli, ["backups", "list", "--store", str(store), "--env", "lab"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    line = lines[lines.index("point-in-time recovery (pgBackRest repository, as the newest backup run read it):") + 1]
+    assert line == (
+        "  lab/lab-db1: repository lab-backup1 (aes-256-cbc), 1 full, 2 incr; "
+        "restorable from 2026-11-30 06:36:52 (UTC+8) to at least 2026-11-30 08:53:20 (UTC+8)"
+    )
+    # the newest backup's end when nothing was archived after it; other environments are not shown
+    state["last_archived"] = None
+    (store / "lab" / "lab-db1" / "pgbackrest.json").write_text(json.dumps(state), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["backups", "list", "--store", str(store)])
+    assert result.output.count("lab/lab-db1: repository") == 1
+    assert "to at least 2026-11-30 07:00:05 (UTC+8)" in result.output
+    # a host's directory holding only the repository state is not a backup
+    assert all("pgbackrest.json" not in b.backup_id for b in list_backups(store))

@@ -88,6 +88,16 @@ def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_ve
     assert incr["type"] == "incr" and incr["label"].startswith(full["label"]) and incr["label"].endswith("I")
     assert {full["label"], incr["label"]} <= set(incr["backups"])
 
+    # `opsctl backups list` shows the repository and its recovery window beside the dumps
+    root = store[1].split("=", 1)[1].rsplit("/", 1)[0]
+    listed = run_opsctl("backups", "list", "--store", root, "--env", "lab")
+    assert listed.returncode == 0, listed.stderr
+    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("  lab/lab-db1: repository "))
+    assert (
+        line.startswith("  lab/lab-db1: repository lab-backup1 (aes-256-cbc), ") and " incr; restorable from " in line
+    )
+    assert line.endswith("(UTC+8)") and " to at least " in line, line
+
     # WAL archiving is on, through pgBackRest.
     assert psql("SHOW archive_mode", db="postgres") == "on"
     assert psql("SHOW archive_command", db="postgres") == f"pgbackrest --stanza={STANZA} archive-push %p"
