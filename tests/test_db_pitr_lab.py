@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from helpers.common import REPO
-from helpers.lab import lab_run
+from helpers.lab import lab_run, unreachable
 
 pytestmark = pytest.mark.lab
 
@@ -158,3 +158,53 @@ def test_a_target_outside_the_recovery_window_is_refused_naming_it(store: list[s
     assert msg.startswith(f"bad input: target_time {future} is after") and " .. " in msg, msg
     rec = lab_run("restore", "--limit", HOST, "-e", "target_time=2026-11-29 10:15:00", "--yes", *store, rc=2)
     assert "has no zone" in rec["failures"][0]["msg"]
+
+
+def test_a_wrong_repository_key_is_refused_before_anything_is_touched(store: list[str], lab_ready: list[str]) -> None:
+    conf = "/etc/pgbackrest/pgbackrest.conf"
+    podman = ["podman", "exec", "-i", "lab-backup1"]
+    original = subprocess.run([*podman, "cat", conf], capture_output=True, text=True, env=PODMAN_ENV, check=True).stdout
+    assert "repo1-cipher-pass=" in original
+    wrong = "\n".join(
+        "repo1-cipher-pass=" + "x" * 40 if ln.startswith("repo1-cipher-pass=") else ln for ln in original.splitlines()
+    )
+    try:
+        subprocess.run(
+            [*podman, "sh", "-c", f"cat > {conf}"], input=wrong + "\n", text=True, env=PODMAN_ENV, check=True
+        )
+        target = beijing(datetime.now(UTC) - timedelta(seconds=30))
+        rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={target}", "-e", "restore_to=side", "--yes",
+                      *store, rc=1)  # fmt: skip
+        assert rec["changes"] == [], [c["task"] for c in rec["changes"]]
+        msg = rec["failures"][0]["msg"]
+        assert "cannot be read" in msg and "wrong repository key" in msg, msg
+        clusters = subprocess.run(["podman", "exec", HOST, "pg_lsclusters", "-h"], capture_output=True, text=True,
+                                  env=PODMAN_ENV, check=True).stdout  # fmt: skip
+        assert " pitr " not in clusters and " main " in clusters and "online" in clusters
+    finally:
+        subprocess.run([*podman, "sh", "-c", f"cat > {conf}"], input=original, text=True, env=PODMAN_ENV, check=True)
+
+
+def test_backup_host_unreachable_the_backup_fails_clearly_and_the_wal_catches_up(
+    store: list[str], writer: None
+) -> None:
+    with unreachable("lab-backup1"):
+        failed_before = int(psql("SELECT failed_count FROM pg_stat_archiver", db="postgres"))
+        rec = lab_run("backup", "--limit", HOST, *store, rc=1, timeout=900)
+        assert any("lab-backup1" in (f.get("msg") or "") or f.get("unreachable") for f in rec["failures"]), rec[
+            "failures"
+        ]
+        # the logical dump of the night is still taken and stored
+        assert list(Path(store[1].split("=", 1)[1], HOST).glob("*/manifest.json")), "no logical dump in the store"
+        # WAL archiving fails and the segments queue in pg_wal
+        segment = psql("SELECT pg_walfile_name(pg_switch_wal())", db="postgres")
+        deadline = time.monotonic() + 60
+        while int(psql("SELECT failed_count FROM pg_stat_archiver", db="postgres")) <= failed_before:
+            assert time.monotonic() < deadline, "archive_command did not fail without the backup host"
+            time.sleep(2)
+    # back: the queued segments are archived without anyone's help (a switch wakes the archiver)
+    deadline = time.monotonic() + 180
+    while psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver", db="postgres") < segment:
+        assert time.monotonic() < deadline, "the queued WAL was not archived after the backup host came back"
+        psql("SELECT pg_switch_wal()", db="postgres")
+        time.sleep(5)

@@ -794,6 +794,23 @@ def recovery_window(info: list[dict[str, Any]], last_archived: float | None) -> 
 
 
 def cmd_pitr_window(a: argparse.Namespace) -> dict[str, Any]:
+    # The repository first: unreadable (wrong key, backup host unreachable) or empty, nothing
+    # else is done.
+    proc = subprocess.run(
+        ["pgbackrest", f"--stanza={a.stanza}", "--output=json", "info"], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        said = (
+            "".join(ch for ch in proc.stderr.strip().splitlines()[0][:160] if ch.isprintable())
+            if proc.stderr.strip()
+            else ""
+        )
+        raise Fail(
+            f"the pgBackRest repository cannot be read (pgbackrest info exited {proc.returncode}: {said!r}): "
+            "wrong repository key or the backup host unreachable"
+        )
+    info = json.loads(proc.stdout or "[]")
+    recovery_window(info, None)
     # Recovery to a time stops at the first commit after it: without one in the archived WAL,
     # PostgreSQL ends the recovery "before the target was reached". So a commit is made now
     # (an xid assigned, nothing written), then `pgbackrest check` switches the WAL and waits
@@ -806,10 +823,8 @@ def cmd_pitr_window(a: argparse.Namespace) -> dict[str, Any]:
         conn.commit()
     finally:
         conn.close()
-    marker = float(row[1]) if row else None
+    last = float(row[1]) if row else None
     run(["pgbackrest", f"--stanza={a.stanza}", "check"])
-    info = json.loads(run(["pgbackrest", f"--stanza={a.stanza}", "--output=json", "info"]).stdout or "[]")
-    last = marker
     earliest, latest = recovery_window(info, last)
     out: dict[str, Any] = {
         "stanza": a.stanza,
