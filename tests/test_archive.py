@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from helpers.records import BASE_TIME, commit_record, fill  # noqa: E402
 
-from orchestrator.archive import Archive, canonical_json, record_bytes, record_hash  # noqa: E402
+from orchestrator.archive import Archive, VerifyReport, canonical_json, record_bytes, record_hash  # noqa: E402
 from orchestrator.errors import ArchiveError, BadInput, NotFound  # noqa: E402
 from orchestrator.records import RunMeta, iso, new_record_id  # noqa: E402
 
@@ -613,7 +613,7 @@ def test_malformed_fields_are_named(filled: tuple[Archive, list[dict[str, Any]]]
     path.write_bytes(canonical_json(rec) + b"\n")
     report = archive.verify()
     assert not report.ok and report.first_bad_id == recs[2]["id"]
-    assert problem in report.problem
+    assert report.problem == problem
 
 
 def test_a_record_that_is_not_an_object_is_named(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
@@ -899,3 +899,93 @@ def test_commits_are_signed_with_the_makers_key_or_said_unsigned(
     with Verifier([allowed]) as verifier:  # the signatures asked for: the unsigned one is named
         report = archive.verify(SignaturePolicy(verifier, {"production": "2000-01-01T00:00:00Z"}))
     assert not report.ok and report.first_bad_id == unsigned["id"]
+
+
+# -- verify's whole messages and edges, from the mutation run of issue 22 (tests/MUTATION.md, "verify")
+
+
+def _rehash(archive: Archive, rid: str, **changes: Any) -> None:
+    """Edit a record and give it a hash that fits the edit (what a forger would do)."""
+    path = archive.root / rid / "record.json"
+    rec = json.loads(path.read_bytes())
+    rec.update(changes)
+    rec["hash"] = record_hash(rec)
+    path.write_bytes(canonical_json(rec) + b"\n")
+
+
+def test_folder_problems_are_named_whole(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    (archive.root / "extra").mkdir()
+    report = archive.verify()
+    assert report.problem == "folder 'extra' is not a record id (inserted or renamed folder)"
+    (archive.root / "extra").rmdir()
+    (archive.root / recs[2]["id"] / "record.json").unlink()
+    report = archive.verify()
+    assert (report.first_bad_id, report.problem) == (recs[2]["id"], "record.json unreadable: No such file or directory")
+
+
+def test_edits_inside_a_folder_are_named_whole(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    a, b, c = recs[1]["id"], recs[2]["id"], recs[3]["id"]
+    saved = (archive.root / a / "record.json").read_bytes()
+    _rewrite(archive, a, ticket="CHG-forged")
+    report = archive.verify()
+    assert (report.first_bad_id, report.problem) == (a, "record hash mismatch: record.json was edited")
+    (archive.root / a / "record.json").write_bytes(saved)
+    assert archive.verify().ok
+    _rehash(archive, b, artifacts="none")
+    report = archive.verify()
+    assert (report.first_bad_id, report.problem) == (b, "record has no artifact hashes: edited")
+    _rehash(archive, b, artifacts=recs[2]["artifacts"])  # its own hash again: the chain holds
+    assert archive.verify().ok
+    (archive.root / c / "stdout.txt").unlink()
+    report = archive.verify()
+    assert (report.ok, report.first_bad_id, report.problem) == (False, c, "stdout.txt is missing: removed")
+
+
+def test_several_unexpected_files_are_listed(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    for name in ("notes.txt", "approval.pdf"):
+        (archive.root / recs[3]["id"] / name).write_bytes(b"added")
+    report = archive.verify()
+    assert report.problem == "unexpected file(s) in the record folder: approval.pdf, notes.txt: added"
+
+
+def test_a_record_id_that_is_not_text_is_named(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    _rehash(archive, recs[2]["id"], id=5)
+    report = archive.verify()
+    assert report.first_bad_id == recs[2]["id"]
+    assert report.problem == f"folder {recs[2]['id']} holds record None (seq 3): folders renamed or swapped"
+
+
+def test_a_record_the_canonical_form_cannot_hold_is_a_hash_mismatch(
+    filled: tuple[Archive, list[dict[str, Any]]],
+) -> None:
+    # NaN parses but cannot be hashed (canonical JSON refuses it): an edit, not a pass.
+    archive, recs = filled
+    path = archive.root / recs[2]["id"] / "record.json"
+    path.write_bytes(b'{"aaa":NaN,' + path.read_bytes()[1:])
+    report = archive.verify()
+    assert (report.ok, report.first_bad_id, report.problem) == (
+        False,
+        recs[2]["id"],
+        "record hash mismatch: record.json was edited",
+    )
+
+
+def test_a_stored_hash_that_is_not_ascii_is_a_mismatch_not_a_crash(
+    filled: tuple[Archive, list[dict[str, Any]]],
+) -> None:
+    archive, recs = filled
+    _rewrite(archive, recs[4]["id"], hash="é" * 64)
+    report = archive.verify()
+    assert (report.first_bad_id, report.problem) == (recs[4]["id"], "record hash mismatch: record.json was edited")
+
+
+def test_a_corrupt_head_fails_verify_with_its_reason(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, _ = filled
+    (archive.root / "HEAD").write_bytes(b"{not json")
+    with pytest.raises(ArchiveError) as err:
+        archive.head()
+    assert archive.verify() == VerifyReport(ok=False, count=0, first_bad_id=None, problem=str(err.value))

@@ -490,3 +490,224 @@ def test_xlsx_import_reads_timestamptz_cells_as_beijing_time(tmp_path: Path) -> 
         (3, ["2", None, None]),  # a short row: its missing cells are empty (NULL)
     ]
     assert t.validate(records, cols, [["id"]], "demo")[0] == ["id", "updated", "local"]
+
+
+# ----------------------------------------------------------------------------- issue 22: mutation survivors
+
+
+def test_csv_field_writes_each_type_in_the_file_convention() -> None:
+    import datetime as dt
+    import decimal
+
+    assert t.csv_field(None) == ""
+    assert t.csv_field("") == '""'
+    assert (t.csv_field(True), t.csv_field(False)) == ("true", "false")
+    assert t.csv_field(dt.datetime(2026, 3, 1, 8, 5, 9)) == "2026-03-01 08:05:09"  # a space, not "T"
+    assert t.csv_field(dt.date(2026, 3, 1)) == "2026-03-01"
+    assert t.csv_field(dt.time(8, 5)) == "08:05:00"
+    assert t.csv_field(decimal.Decimal("1E+2")) == "100"  # fixed point, never an exponent
+    assert t.csv_field(decimal.Decimal("0.50")) == "0.50"
+    assert t.csv_field(decimal.Decimal("NaN")) == "NaN"  # as PostgreSQL writes it, not "NAN"
+    assert t.csv_field(b"\x00\xff") == "\\x00ff"
+    assert t.csv_field(bytearray(b"\x01")) == "\\x01"
+    assert t.csv_field(memoryview(b"\xab")) == "\\xab"
+    assert t.csv_field({"b": 1, "a": "甲"}) == '"{""a"": ""甲"", ""b"": 1}"'  # sorted keys, not \\u escapes
+    assert t.csv_field([1]) == "[1]"
+    assert t.csv_field(2.5) == "2.5"
+    assert t.csv_field("plain") == "plain"
+    assert t.csv_field("Xmas X") == "Xmas X"  # only , " CR LF (and the empty string) are quoted
+    for special in ("a,b", 'a"b', "a\rb", "a\nb"):
+        assert t.csv_field(special) == '"' + special.replace('"', '""') + '"'
+
+
+@pytest.mark.parametrize(
+    ("text", "records"),
+    [
+        ("a,b", [(1, ["a", "b"])]),  # no newline at the end
+        ("a\r\nb\r\n", [(1, ["a"]), (2, ["b"])]),
+        ("a,\n,b\n", [(1, ["a", None]), (2, [None, "b"])]),
+        ("\n", [(1, [None])]),
+        ('"",""\n', [(1, ["", ""])]),
+        ('"a""b",""""\n', [(1, ['a"b', '"'])]),
+        ('"x"\r\n"y"', [(1, ["x"]), (2, ["y"])]),
+        ('"a,b\r\nc",d\ne\n', [(1, ["a,b\r\nc", "d"]), (3, ["e"])]),
+        ("a,", [(1, ["a", None])]),  # a last empty field at the very end of the file
+        ("aXb,X\n", [(1, ["aXb", "X"])]),
+    ],
+)
+def test_parse_csv_records_and_their_lines(text: str, records: list[tuple[int, list[str | None]]]) -> None:
+    assert list(t.parse_csv(text)) == records
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a\rb\n", "line 1: carriage return without line feed"),
+        ("a\n\nb\r", "line 3: carriage return without line feed"),
+        ('a\n"x\ny"z\n', "line 3: text after a closing quote"),
+        ('"a"X\n', "line 1: text after a closing quote"),
+        ('a\n"x\ny""', "line 2: quoted field not closed before the end of the file"),
+        ('a\nb\n"x\ny",c"d\n', "line 4: quote inside an unquoted field"),
+    ],
+)
+def test_parse_csv_refusals_name_the_physical_line(text: str, message: str) -> None:
+    with pytest.raises(t.Fail) as exc:
+        list(t.parse_csv(text))
+    assert str(exc.value).startswith(message)
+
+
+def test_read_csv_refuses_an_empty_file(tmp_path: Path) -> None:
+    f = tmp_path / "empty.csv"
+    f.write_bytes(b"")
+    with pytest.raises(t.Fail) as exc:
+        t.read_csv(f)
+    assert str(exc.value) == "line 1: empty file (a header line is required)"
+
+
+def _why(col: t.Column, value: str | None) -> str | None:
+    return col.check(value)
+
+
+def test_column_check_int_bounds_and_messages() -> None:
+    col = t.Column("id", "int", False, False, lo=-128, hi=127)
+    for ok in ("-128", "127", "+5", "0", "-0"):
+        assert _why(col, ok) is None, ok
+    assert _why(col, "128") == "128 is out of range [-128, 127]"
+    assert _why(col, "-129") == "-129 is out of range [-128, 127]"
+    assert _why(col, "5a") == "'5a' is not an integer"
+    assert _why(col, " 5") == "' 5' is not an integer"
+    assert _why(col, "x" * 50) == repr("x" * 40) + " is not an integer"  # cut at 40 characters
+    assert _why(col, None) == "NULL (empty unquoted field) in a NOT NULL column"
+    assert _why(t.Column("id", "int", True, False), None) is None
+    assert _why(t.Column("id", "int", False, False, lo=0), "1" + "0" * 30) is None  # no upper bound
+    assert _why(t.Column("id", "int", False, False, hi=0), "-" + "1" * 30) is None  # no lower bound
+    assert _why(t.Column("id", "int", False, False, lo=0), "-1") == "-1 is out of range [0, None]"
+    assert _why(t.Column("id", "int", False, False, hi=0), "1") == "1 is out of range [None, 0]"
+
+
+def test_column_check_numeric_scale_and_precision() -> None:
+    col = t.Column("score", "numeric", True, False, precision=5, scale=2)
+    for ok in ("999.99", "-999.99", "1.", ".5", "+1.5", "0.10", "0"):
+        assert _why(col, ok) is None, ok
+    assert _why(col, "1000") == "1000 does not fit NUMERIC(5,2)"
+    assert _why(col, "-1000.0") == "-1000.0 does not fit NUMERIC(5,2)"
+    assert _why(col, "0.001") == "0.001 has more than 2 decimal places"
+    for bad in ("1e5", ".", "1.2.3", "", "x" * 50):
+        assert _why(col, bad) == f"{bad[:40]!r} is not a decimal number"
+    assert _why(t.Column("n", "numeric", True, False), "123456789.123456789") is None  # unbounded NUMERIC
+    assert _why(t.Column("n", "numeric", True, False, precision=3), "12345.678") is None  # no scale: not checked
+
+
+def test_column_check_other_kinds() -> None:
+    flt = t.Column("f", "float", True, False)
+    for ok in ("1e5", "-1.5", "nan", "inf"):
+        assert _why(flt, ok) is None, ok
+    assert _why(flt, "x" * 50) == repr("x" * 40) + " is not a number"
+    boolean = t.Column("b", "bool", True, False)
+    for ok in ("true", "FALSE", "t", "F", "1", "0", "yes", "No"):
+        assert _why(boolean, ok) is None, ok
+    assert _why(boolean, "y") == "'y' is not a boolean (true/false)"
+    assert _why(boolean, "2" * 50) == repr("2" * 40) + " is not a boolean (true/false)"
+    day = t.Column("d", "date", True, False)
+    assert _why(day, "2026-03-01") is None
+    assert _why(day, "x" * 50) == repr("x" * 40) + " is not a date (YYYY-MM-DD)"
+    ts = t.Column("ts", "timestamp", True, False)
+    for ok in ("2026-03-01 08:00:00", "2026-03-01T08:00:00+08:00", "2026-03-01"):
+        assert _why(ts, ok) is None, ok
+    assert _why(ts, "x" * 50) == repr("x" * 40) + " is not a timestamp (YYYY-MM-DD HH:MM:SS)"
+    text = t.Column("s", "text", True, False, length=3)
+    assert _why(text, "abc") is None
+    assert _why(text, "甲乙丙") is None  # characters, not bytes
+    assert _why(text, "abcd") == "4 characters, longer than the column's 3"
+    assert _why(t.Column("s", "text", True, False), "x" * 10_000) is None
+    assert _why(text, "a\x00") == "NUL character"
+    assert _why(t.Column("o", "other", True, False), "anything at all") is None  # left to the database
+
+
+@pytest.mark.parametrize(
+    ("data_type", "unsigned", "expected"),
+    [
+        ("smallint", False, ("int", -32768, 32767)),
+        ("INTEGER", False, ("int", -(2**31), 2**31 - 1)),
+        ("bigint", False, ("int", -(2**63), 2**63 - 1)),
+        ("tinyint", True, ("int", 0, 255)),
+        ("mediumint", True, ("int", 0, 2**24 - 1)),
+        ("int", False, ("int", -(2**31), 2**31 - 1)),
+        ("numeric", False, ("numeric", None, None)),
+        ("DECIMAL", True, ("numeric", None, None)),
+        ("real", False, ("float", None, None)),
+        ("double precision", False, ("float", None, None)),
+        ("float", False, ("float", None, None)),
+        ("double", False, ("float", None, None)),
+        ("boolean", False, ("bool", None, None)),
+        ("date", False, ("date", None, None)),
+        ("timestamp with time zone", False, ("timestamp", None, None)),
+        ("timestamp", False, ("timestamp", None, None)),
+        ("datetime", False, ("timestamp", None, None)),
+        ("character varying", False, ("text", None, None)),
+        ("character", False, ("text", None, None)),
+        ("text", False, ("text", None, None)),
+        ("varchar", False, ("text", None, None)),
+        ("char", False, ("text", None, None)),
+        ("tinytext", False, ("text", None, None)),
+        ("mediumtext", False, ("text", None, None)),
+        ("longtext", False, ("text", None, None)),
+        ("jsonb", False, ("other", None, None)),
+        ("time", False, ("other", None, None)),
+    ],
+)
+def test_classify_maps_the_engines_types(data_type: str, unsigned: bool, expected: tuple[str, object, object]) -> None:
+    assert t.classify(data_type, unsigned) == expected
+
+
+def test_classify_is_signed_by_default() -> None:
+    assert t.classify("tinyint") == ("int", -128, 127)
+
+
+def _refusal(text: str, cols: list[t.Column] = COLS, keys: list[list[str]] = KEYS) -> str:
+    with pytest.raises(t.Fail) as exc:
+        t.validate(list(t.parse_csv(text)), cols, keys, "demo")
+    return str(exc.value)
+
+
+def test_validate_refusals_whole_messages() -> None:
+    assert _refusal("id,,code\n") == "line 1: column 2 of the header has no name"
+    assert _refusal('id,"",code\n') == "line 1: column 2 of the header has no name"
+    assert (
+        _refusal("id,colour\n") == "line 1: unknown column 'colour' (table demo has: id, code, name, score, day, note)"
+    )
+    assert _refusal("id,id\n") == "line 1: column 'id' appears twice in the header"
+    assert _refusal("id\n") == "line 1: missing column(s) code, name (NOT NULL, no default)"
+    assert _refusal("id,code,name\n1,A1\n") == "line 2: 2 field(s), the header has 3"
+    assert _refusal("id,code,name\n1,A1,x\n2,A2,\n") == (
+        "line 3: column 'name': NULL (empty unquoted field) in a NOT NULL column"
+    )
+    keys = [["code", "day"]]
+    text = "id,code,name,day\n1,A1,x,2026-03-01\n2,A1,y,\n3,A1,z,2026-03-01\n"
+    assert _refusal(text, keys=keys) == ("line 4: duplicate key (code, day)=(A1, 2026-03-01), already on line 2")
+
+
+def test_validate_keys_text_is_compared_as_written_and_absent_keys_are_skipped() -> None:
+    # "01" and "1" are one integer but two texts; a key whose column is not in the file is not checked.
+    text = "id,code,name\n1,01,x\n2,1,y\n"
+    names, rows = t.validate(list(t.parse_csv(text)), COLS, KEYS + [["day"]], "demo")
+    assert names == ["id", "code", "name"]
+    assert rows == [(2, ["1", "01", "x"]), (3, ["2", "1", "y"])]
+    # a key not checked at all (not in the header) lets duplicates through to the database
+    cols = COLS[:3] + [t.Column("score", "numeric", True, False)]
+    names, rows = t.validate(list(t.parse_csv("id,code,name\n1,A1,x\n")), cols, [["score"], ["id"]], "demo")
+    assert rows == [(2, ["1", "A1", "x"])]
+    # the first row's line is kept for the message when the third repeats it
+    assert _refusal("id,code,name\n5,A1,x\n6,A2,y\n+5,A3,z\n") == ("line 4: duplicate key (id)=(5), already on line 2")
+
+
+def test_validate_checks_every_key_past_one_it_skips() -> None:
+    # a key not in the header, or NULL on a line, is skipped for that line; the keys after it are still checked
+    text = "id,code,name,note\n1,A1,x,\n2,A1,y,\n"
+    assert _refusal(text, keys=[["day"], ["code"]]) == "line 3: duplicate key (code)=(A1), already on line 2"
+    assert _refusal(text, keys=[["note"], ["code"]]) == "line 3: duplicate key (code)=(A1), already on line 2"
+
+
+def test_a_column_is_not_serial_unless_said() -> None:
+    assert t.Column("id", "int", False, False).serial is False
+    assert t.Column("id", "int", False, True, serial=True).serial is True

@@ -188,6 +188,8 @@ def test_a_store_copy_keeps_its_makers_signature_and_is_signed_by_the_pusher(
     shutil.copyfile(first / "origin.sig", second / "origin.sig")
     report = check(copy, allowed_file)
     assert not report.ok and report.first_bad_id == recs[1]["id"] and "the record's maker" in report.problem
+    # what was counted before the failure: the first copy's maker and pusher
+    assert (report.count, report.makers, report.signers) == (2, {"alice@envcredit": 1}, {"ci@envcredit": 1})
     shutil.copyfile(tmp_path / "saved.sig", second / "origin.sig")
     assert check(copy, allowed_file).ok
     mallory = subprocess.run(
@@ -202,3 +204,52 @@ def test_a_store_copy_keeps_its_makers_signature_and_is_signed_by_the_pusher(
     shutil.copyfile(second / "origin.sig", local.root / recs[0]["id"] / "origin.sig")
     report = check(local, allowed_file)
     assert not report.ok and "not pushed from another archive" in report.problem
+
+
+# -- what verify reports of the signatures, whole (the mutation run of issue 22, tests/MUTATION.md "verify")
+
+
+def test_the_failing_report_counts_what_was_checked_before_it(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.archive import VerifyReport
+
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.delenv("OPSCTL_SIGNING_KEY", raising=False)
+    commit_record(archive, env="lab")  # unsigned, allowed there
+    monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(keys["alice"]))
+    commit_record(archive, env="production")
+    assert check(archive, keys["allowed"], frozenset({"production"})) == VerifyReport(
+        ok=True, count=2, signers={"alice@envcredit": 1}, unsigned=1
+    )
+    monkeypatch.delenv("OPSCTL_SIGNING_KEY")
+    bad = commit_record(archive, env="production")
+    assert check(archive, keys["allowed"], frozenset({"production"})) == VerifyReport(
+        ok=False,
+        count=3,
+        first_bad_id=bad["id"],
+        problem="record of production is not signed (its records must be): signature removed, or made without a key",
+        signers={"alice@envcredit": 1},
+        unsigned=1,
+    )
+
+
+def test_signing_is_required_from_the_run_start_on(
+    tmp_path: Path, keys: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run that started before the time (and ended after it) may stay unsigned; one that started
+    at the very time may not; a time the policy cannot read requires signatures (fails closed)."""
+    from datetime import timedelta
+
+    from helpers.records import BASE_TIME
+    from orchestrator.records import iso
+
+    archive = Archive(tmp_path / "archive")
+    monkeypatch.delenv("OPSCTL_SIGNING_KEY", raising=False)
+    rec = commit_record(archive, env="production", when=BASE_TIME)  # ends 30 s later
+    assert check(archive, keys["allowed"], frozenset({"production"}), iso(BASE_TIME + timedelta(seconds=10))).ok
+    report = check(archive, keys["allowed"], frozenset({"production"}), iso(BASE_TIME))
+    assert not report.ok and report.first_bad_id == rec["id"]
+    report = check(archive, keys["allowed"], frozenset({"production"}), "since the audit")
+    assert not report.ok and report.first_bad_id == rec["id"]
+    assert check(archive, keys["allowed"], frozenset({"staging"}), "since the audit").ok  # not production's policy
