@@ -80,6 +80,10 @@ def kv_file(text: str | None, sep: str = r"\s*=\s*|\s+") -> dict[str, str]:
     return out
 
 
+# sshd -T keys printed once per value: their values are joined with spaces.
+SSHD_LIST_KEYS = frozenset({"allowgroups", "allowusers", "denygroups", "denyusers"})
+
+
 class Evaluator:
     def __init__(self, expect: dict[str, Any], container: bool) -> None:
         self.e = expect
@@ -96,7 +100,12 @@ class Evaluator:
                 self._sshd_error = (err or out).strip()[:300]
             for line in out.splitlines():
                 key, _, value = line.partition(" ")
-                self._sshd.setdefault(key.lower(), value.strip())
+                key = key.lower()
+                if key in SSHD_LIST_KEYS and key in self._sshd:
+                    # sshd -T prints one line per value of these ("allowgroups ops", "allowgroups postgres")
+                    self._sshd[key] += " " + value.strip()
+                else:
+                    self._sshd.setdefault(key, value.strip())
         return self._sshd
 
     def ssh_values(self, expected: dict[str, str]) -> tuple[str, str, dict[str, Any]]:
