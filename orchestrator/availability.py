@@ -34,7 +34,14 @@ MAX_POINTS = 11000
 
 
 class AvailabilityError(OpsError):
-    """Prometheus could not be asked (unreachable, refused the query, answered nonsense)."""
+    """Prometheus could not be asked (unreachable, refused the query, answered nonsense).
+
+    ``code`` says which, for a report that words it in its own language: ``unreachable`` (no
+    connection), ``refused`` (an HTTP error), ``answer`` (not a usable answer)."""
+
+    def __init__(self, message: str, code: str = "answer") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _query_range(
@@ -49,11 +56,13 @@ def _query_range(
             body = json.loads(resp.read().decode("utf-8"))
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace")[:300]
-        raise AvailabilityError(f"Prometheus at {url} refused the query ({exc.code}): {detail}") from exc
+        raise AvailabilityError(f"Prometheus at {url} refused the query ({exc.code}): {detail}", "refused") from exc
     except urllib.error.URLError as exc:
-        raise AvailabilityError(f"cannot ask Prometheus at {url}: {exc.reason}") from exc
-    except (OSError, ValueError) as exc:
-        raise AvailabilityError(f"cannot ask Prometheus at {url}: {exc}") from exc
+        raise AvailabilityError(f"cannot ask Prometheus at {url}: {exc.reason}", "unreachable") from exc
+    except OSError as exc:
+        raise AvailabilityError(f"cannot ask Prometheus at {url}: {exc}", "unreachable") from exc
+    except ValueError as exc:
+        raise AvailabilityError(f"Prometheus at {url} answered what is not JSON: {exc}") from exc
     if not isinstance(body, dict) or body.get("status") != "success":
         raise AvailabilityError(f"Prometheus at {url} answered: {str(body)[:300]}")
     result = (body.get("data") or {}).get("result") or []

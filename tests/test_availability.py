@@ -158,4 +158,17 @@ def test_unreachable_prometheus_is_stated_not_fatal(tmp_path: Path, monkeypatch:
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "Availability not measured this month: cannot ask Prometheus at " + dead in result.output
+    assert f"Prometheus (`{dead}`) could not be reached when the report was made" in result.output
+    assert "estimated from the inspections" in result.output
+
+
+def test_unreachable_prometheus_is_worded_in_chinese(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The zh report says in Chinese that monitoring was unreachable (not the English error)."""
+    monkeypatch.setenv("OPSCTL_ARCHIVE", str(tmp_path / "archive"))
+    dead = f"http://127.0.0.1:{_free_port()}"
+    args = ["report", "monthly", "--month", "2026-10", "--env", "lab", "--prometheus", dead]
+    for fmt in ("md", "html"):
+        result = CliRunner().invoke(cli, [*args, "--format", fmt])
+        assert result.exit_code == 0, result.output
+        assert "生成报告时无法连接监控系统（Prometheus" in result.output and dead in result.output
+        assert "cannot ask" not in result.output and "Connection refused" not in result.output

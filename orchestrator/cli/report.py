@@ -200,7 +200,7 @@ def _availability(month: str, env: str, url: str | None) -> dict[str, Any]:
             str(url), start, end, query=str(settings.get("query") or site_availability.DEFAULT_QUERY)
         )
     except site_availability.AvailabilityError as exc:
-        return {"source": "none", "reason": str(exc)}
+        return {"source": "none", "code": exc.code, "url": str(url), "reason": str(exc)}
 
 
 @report.command("patches")
