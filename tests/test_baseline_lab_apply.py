@@ -143,15 +143,17 @@ def test_baseline_apply_keeps_the_lab_working(lab_archive: Path, lab_ready: list
     except urllib.error.HTTPError as exc:  # the maintenance page (503) would be a failure too
         pytest.fail(f"nginx answers {exc.code} after the baseline")
 
-    # pgBackRest crosses the hardened boundary both ways (baseline_ssh_peers): the backup's
-    # `pgbackrest check` pushes WAL from lab-db1 to lab-backup1 as pgbackrest, and the
-    # backup itself runs on lab-backup1 over SSH to lab-db1 as postgres.
+    # The physical backups cross the hardened boundary (baseline_ssh_peers): pgBackRest both
+    # ways (the backup's `pgbackrest check` pushes WAL from lab-db1 to lab-backup1 as pgbackrest,
+    # and the backup runs on lab-backup1 over SSH to lab-db1 as postgres); the MariaDB archive
+    # from lab-db2 to lab-backup1 as dbarchive (physical backup, then the binary logs).
     with tempfile.TemporaryDirectory(prefix="envcredit-test-store-") as store:
         physical = _run_json(
-            "run", "backup", "--env", "lab", "--limit", "lab-db1", "-e", f"db_backup_store_dir={store}/lab"
+            "run", "backup", "--env", "lab", "--limit", "lab-db1,lab-db2", "-e", f"db_backup_store_dir={store}/lab"
         )
     assert physical["status"] == "successful", physical.get("failures")
     assert physical["outputs"]["backup"]["lab-db1"]["pgbackrest"]["repo_host"] == "lab-backup1"
+    assert physical["outputs"]["backup"]["lab-db2"]["mariadb_archive"]["backup_host"] == "lab-backup1"
     sshd = {
         # sshd -T prints one "allowgroups" line per group
         h: [
@@ -161,7 +163,7 @@ def test_baseline_apply_keeps_the_lab_working(lab_archive: Path, lab_ready: list
         ]
         for h in ("lab-db1", "lab-backup1")
     }
-    assert sshd == {"lab-db1": ["ops", "postgres"], "lab-backup1": ["ops", "pgbackrest"]}, sshd
+    assert sshd == {"lab-db1": ["ops", "postgres"], "lab-backup1": ["ops", "pgbackrest", "dbarchive"]}, sshd
 
     firewall = {
         h: {c["id"]: c for c in r["controls"]}["NET-01"]["status"] for h, r in rec["outputs"]["baseline"].items()

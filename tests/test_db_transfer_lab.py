@@ -24,7 +24,7 @@ import openpyxl
 import pytest
 
 from helpers.common import REPO, VENV_BIN, all_text_under, run_opsctl
-from helpers.lab import lab_ansible_env, on_host
+from helpers.lab import lab_ansible_env, on_host, vault_value
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
@@ -307,25 +307,6 @@ def test_export_account_has_select_only(tools: None, lab_archive: Path, exports:
     folder = lab_archive / rec["id"]
     for f in folder.iterdir():
         assert password not in f.read_text(encoding="utf-8", errors="replace"), f.name
-
-
-def vault_value(key: str) -> str:
-    """A value of the lab's vault (to prove it never reaches a record)."""
-    secret = subprocess.run(
-        [
-            str(VENV_BIN / "ansible-vault"),
-            "view",
-            "--vault-password-file",
-            str(REPO / "lab" / "lab-only-vault-password"),
-            str(REPO / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    value = next(line.split(": ", 1)[1] for line in secret.splitlines() if line.startswith(f"{key}:"))
-    assert len(value) >= 8
-    return value
 
 
 GOOD = (

@@ -10,15 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from .common import REPO, VENV_BIN, run_opsctl
 
 LAB_HOSTS = ["lab-app1", "lab-app2", "lab-backup1", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
 LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
 
-# `opsctl run` options of the tests about the logical dumps: without pgBackRest's part of
-# backup, backup-verify and a restore's safety backup (set-up, check, physical backup: about
-# 35 s a run on lab-db1), which tests/test_db_pgbackrest_lab.py proves on its own.
-LOGICAL_ONLY = ("--skip-tags", "pgbackrest")
+# `opsctl run` options of the tests about the logical dumps: without the physical part of
+# backup, backup-verify and a restore's safety backup (pgBackRest on lab-db1: set-up, check,
+# physical backup, about 35 s a run; the MariaDB archive on lab-db2, about 20 s), which
+# tests/test_db_pgbackrest_lab.py and tests/test_db_mariadb_archive_lab.py prove on their own.
+LOGICAL_ONLY = ("--skip-tags", "pgbackrest,mariadb_archive")
 
 
 def lab_ansible_env(**extra: str) -> dict[str, str]:
@@ -140,3 +143,22 @@ def on_host(host: str, argv: list[str], user: str = "root") -> subprocess.Comple
         check=False,
         env=lab_ansible_env(),
     )
+
+
+def vault_value(key: str) -> str:
+    """A value of the lab's vault (to prove it never reaches a record, or to decrypt a backup)."""
+    text = subprocess.run(
+        [
+            str(VENV_BIN / "ansible-vault"),
+            "view",
+            "--vault-password-file",
+            str(LAB_VAULT_PASSWORD_FILE),
+            str(REPO / "inventories" / "lab" / "group_vars" / "all" / "vault.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    value = str(yaml.safe_load(text)[key])
+    assert len(value) >= 8
+    return value

@@ -1,0 +1,176 @@
+"""The MariaDB archive on the lab, for real (issue 19): the backup operation turns on binary
+logging on lab-db2, streams a physical backup (mariadb-backup | zstd | age) to lab-backup1, and
+the envcredit-binlog-archive timer ships each closed binary log there, encrypted. The backup
+host's archive account can only add files under lab-db2's directory (a forced command): no
+shell, no overwrite. Nothing there is readable without the age secret key from the vault.
+
+The marker rows go to a scratch database of this module (created and dropped here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers.common import REPO, all_text_under, run_opsctl
+from helpers.lab import vault_value
+
+pytestmark = pytest.mark.lab
+
+DB_HOST = "lab-db2"
+BACKUP_HOST = "lab-backup1"
+ROOT = f"/var/lib/envcredit-archive/{DB_HOST}"
+SCRATCH = "envcredit_archive_probe"
+IDENTITY = "/root/.envcredit-test-age-identity"
+ENV = {"CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
+
+
+def podman(host: str, script: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["podman", "exec", *(["-i"] if stdin is not None else []), host, "sh", "-c", script],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, **ENV},
+    )
+
+
+def ok(host: str, script: str, stdin: str | None = None) -> str:
+    proc = podman(host, script, stdin)
+    assert proc.returncode == 0, f"{host}: {script}\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def sql(statement: str) -> str:
+    return ok(DB_HOST, f"mariadb -N -B -e {json.dumps(statement)}")
+
+
+@pytest.fixture
+def store(lab_archive: Path) -> Iterator[list[str]]:
+    root = Path(tempfile.mkdtemp(prefix="envcredit-test-store-"))
+    yield ["-e", f"db_backup_store_dir={root}/lab"]
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def identity() -> Iterator[str]:
+    """The age secret key on the backup host, only for the test's decryption, removed after."""
+    ok(BACKUP_HOST, f"umask 077; cat > {IDENTITY}", stdin=vault_value("vault_lab_archive_age_identity") + "\n")
+    try:
+        yield IDENTITY
+    finally:
+        podman(BACKUP_HOST, f"rm -f {IDENTITY}")
+
+
+@pytest.fixture
+def scratch(lab_ready: list[str]) -> Iterator[str]:
+    sql(f"DROP DATABASE IF EXISTS {SCRATCH}; CREATE DATABASE {SCRATCH}")
+    sql(f"CREATE TABLE {SCRATCH}.marks (id INT PRIMARY KEY AUTO_INCREMENT, note VARCHAR(64)) ENGINE=InnoDB")
+    try:
+        yield SCRATCH
+    finally:
+        sql(f"DROP DATABASE IF EXISTS {SCRATCH}")
+
+
+def backup(store: list[str]) -> dict[str, Any]:
+    proc = run_opsctl("run", "backup", "--env", "lab", "--limit", DB_HOST, "--json", *store, timeout=900)
+    assert proc.stdout.strip(), proc.stderr
+    rec: dict[str, Any] = json.loads(proc.stdout)
+    assert proc.returncode == 0, rec.get("failures")
+    return rec
+
+
+def listing(kind: str) -> list[str]:
+    return ok(BACKUP_HOST, f"ls -1 {ROOT}/{kind}").split()
+
+
+def test_physical_backup_and_binary_logs_reach_the_backup_host_encrypted(
+    store: list[str], scratch: str, identity: str, lab_archive: Path
+) -> None:
+    rec = backup(store)
+    out = rec["outputs"]["backup"][DB_HOST]
+    assert out["backup_id"]  # the logical dump stays
+    archive = out["mariadb_archive"]
+    base = archive["base"]
+    assert archive["backup_host"] == BACKUP_HOST
+    assert base["id"] == out["backup_id"] and base["binlog_file"].startswith("mariadb-bin.")
+    assert base["size"] > 100_000 and len(base["sha256"]) == 64
+
+    # On the backup host: the base and its metadata, owned by the archive account, encrypted.
+    bases = listing("base")
+    assert f"{base['id']}.xbs.zst.age" in bases and f"{base['id']}.json.age" in bases
+    data = f"{ROOT}/base/{base['id']}.xbs.zst.age"
+    assert ok(BACKUP_HOST, f"stat -c '%U %a' {data}").split() == ["dbarchive", "600"]
+    assert ok(BACKUP_HOST, f"sha256sum {data}").split()[0] == base["sha256"]
+    for name in (f"base/{base['id']}.xbs.zst.age", f"base/{base['id']}.json.age", f"binlog/{listing('binlog')[0]}"):
+        assert ok(BACKUP_HOST, f"head -c 21 {ROOT}/{name}") == "age-encryption.org/v1"
+        assert podman(BACKUP_HOST, f"age -d {ROOT}/{name} >/dev/null").returncode != 0  # no key, no data
+        assert podman(BACKUP_HOST, f"zstd -t {ROOT}/{name}").returncode != 0
+        assert podman(BACKUP_HOST, f"grep -c -a -e envcredit -e InnoDB {ROOT}/{name}").stdout.strip() == "0"
+
+    # With the key: the metadata matches the record, and the stream unpacks to a backup.
+    meta = json.loads(ok(BACKUP_HOST, f"age -d -i {identity} {ROOT}/base/{base['id']}.json.age"))
+    assert (meta["binlog_file"], meta["binlog_pos"], meta["sha256"]) == (
+        base["binlog_file"],
+        base["binlog_pos"],
+        base["sha256"],
+    )
+    unpacked = ok(
+        BACKUP_HOST,
+        f"d=$(mktemp -d) && age -d -i {identity} {data} | zstd -dq | mbstream -x -C $d && ls $d; rm -rf $d",
+    ).split()
+    assert "ibdata1" in unpacked and SCRATCH in unpacked
+
+    # A committed row reaches the backup host through the timer's own service, encrypted.
+    mark = f"mark-{uuid.uuid4().hex[:12]}"
+    sql(f"INSERT INTO {SCRATCH}.marks (note) VALUES ('{mark}')")
+    before = set(listing("binlog"))
+    ok(DB_HOST, "systemctl start envcredit-binlog-archive.service")
+    assert ok(DB_HOST, "systemctl is-active envcredit-binlog-archive.timer").strip() == "active"
+    new = sorted(set(listing("binlog")) - before)
+    assert new, "the archiving service sent no binary log"
+    decoded = ok(
+        BACKUP_HOST,
+        f"f=$(mktemp) && age -d -i {identity} -o $f {ROOT}/binlog/{new[-1]} && "
+        f"mariadb-binlog --base64-output=decode-rows -v $f; rm -f $f",
+    )
+    assert mark in decoded
+    # Nothing new: the next run sends nothing (and closes no empty binary log).
+    again = json.loads(
+        ok(DB_HOST, "runuser -u mysql -- python3 /usr/local/lib/envcredit/envcredit_mariadb_archive.py binlogs")
+    )
+    assert again["sent"] == [] and again["flushed"] is False
+
+    # Secrets stay out of the record.
+    for key in ("vault_lab_archive_age_identity", "vault_lab_mariadb_archive_password"):
+        assert vault_value(key) not in all_text_under(lab_archive / rec["id"])
+
+
+def test_the_database_hosts_key_can_only_add_files_under_its_own_directory(lab_ready: list[str]) -> None:
+    """What the mysql account's key can do on the backup host: no shell, no overwrite, no way out."""
+    ssh = (
+        "runuser -u mysql -- ssh -i /etc/mysql/envcredit-archive/id_ed25519 -o BatchMode=yes "
+        "-o UserKnownHostsFile=/etc/mysql/envcredit-archive/known_hosts dbarchive@lab-backup1"
+    )
+    shell = podman(DB_HOST, f"{ssh} 'id; cat /etc/shadow' </dev/null")
+    assert shell.returncode == 2 and "bad request" in shell.stderr and "uid=" not in shell.stdout
+    existing = listing("binlog")[0]
+    overwrite = podman(DB_HOST, f"echo junk | {ssh} 'put binlog {existing}'")
+    assert overwrite.returncode == 3 and "exists already" in overwrite.stderr
+    escape = podman(DB_HOST, f"echo junk | {ssh} 'put base ../../lab-db1/base/x'")
+    assert escape.returncode == 2
+    assert podman(BACKUP_HOST, "ls /var/lib/envcredit-archive/lab-db1/base/x").returncode != 0
+    # Its own files come back as they are (encrypted), for a restore.
+    got = podman(DB_HOST, f"{ssh} 'get binlog {existing}' </dev/null | head -c 21")
+    assert got.stdout == "age-encryption.org/v1"
