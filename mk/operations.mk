@@ -19,7 +19,7 @@ logs: ## Collect app, nginx and PostgreSQL logs to var/logs/<record id>/ and ana
 seed: ## Create the envcredit database, accounts and schema; load the seeded data set (empty databases only)
 backup: ## Logical, consistent backup of the databases (zstd, manifest, sha256) to the backup store; retention
 backup-verify: ## Restore a backup into a scratch database, compare row counts with its manifest, mark it verified
-restore-drill: ## Restore drill (weekly timer): the newest state of the pgBackRest repository into a side cluster of each PostgreSQL host (the live one untouched), rows counted, restore time measured, side cluster dropped
+restore-drill: ## Restore drill (weekly timer): the newest state on the backup host into a side cluster/instance of each database host (PostgreSQL: pgBackRest; MariaDB: physical backup and binary logs; the live one untouched), rows counted, restore time measured, side cluster/instance dropped
 monitoring: ## Install or re-apply the monitoring: node exporter on every host, PostgreSQL/MariaDB exporters (stats-only accounts), Prometheus with the alert rules, Alertmanager to the alert webhook, blackbox probes of the site; publishes the backup times from the store
 patch-scan: ## Pending updates per host (security, held, reboot pending, last patch) for the compliance report
 patch: ## Install updates (all or -e os_patch_scope=security), rolling, db hosts last; reboot when needed

@@ -121,12 +121,15 @@ def list_backups(
 
 @dataclass(frozen=True)
 class Repository:
-    """The pgBackRest repository of a PostgreSQL host as its newest backup run read it
-    (``<store>/<env>/<host>/pgbackrest.json``, written by role db_backup)."""
+    """The physical backups of a database host on the backup host as its newest backup run read
+    them (written by role db_backup beside the host's logical backups in the store):
+    ``pgbackrest.json`` (PostgreSQL, the pgBackRest repository) or ``mariadb-archive.json``
+    (MariaDB, its physical backups and binary logs), both of the same shape."""
 
     env: str
     host: str
     state: dict[str, Any]
+    tool: str = "pgBackRest"
 
     def kinds(self) -> dict[str, int]:
         """How many backups of each kind (full, diff, incr) the repository holds."""
@@ -155,6 +158,7 @@ class Repository:
         return {
             "env": self.env,
             "host": self.host,
+            "tool": self.tool,
             "repo_host": self.state.get("repo_host"),
             "stanza": self.state.get("stanza"),
             "cipher": self.state.get("cipher"),
@@ -166,19 +170,24 @@ class Repository:
 
 
 def list_repositories(root: Path | None = None, env: str | None = None, host: str | None = None) -> list[Repository]:
-    """The pgBackRest repository states in the store, by environment and host."""
+    """The physical-backup states in the store (PHYSICAL_STATES), by environment and host."""
     root = root or store_root()
     if env is not None and (not env or "/" in env):
         raise BadInput(f"invalid environment {env!r}")
     out: list[Repository] = []
-    for path in sorted(root.glob("*/*/pgbackrest.json")) if root.is_dir() else []:
+    paths = sorted(p for name in PHYSICAL_STATES for p in root.glob(f"*/*/{name}")) if root.is_dir() else []
+    for path in paths:
         env_name, host_name = path.parent.parent.name, path.parent.name
         if (env and env_name != env) or (host and host_name != host):
             continue
         state = _read(path)
         if state is not None:
-            out.append(Repository(env_name, host_name, state))
+            out.append(Repository(env_name, host_name, state, PHYSICAL_STATES[path.name]))
     return out
+
+
+#: State file in the store -> the tool it describes.
+PHYSICAL_STATES = {"pgbackrest.json": "pgBackRest", "mariadb-archive.json": "mariadb-backup + binary logs"}
 
 
 def get_backup(backup_id: str, root: Path | None = None) -> Backup:

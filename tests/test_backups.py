@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from orchestrator.backups import Backup, get_backup, human_age, human_size, list_backups, store_root
+from orchestrator.backups import list_repositories, Backup, get_backup, human_age, human_size, list_backups, store_root
 from orchestrator.cli import cli
 from orchestrator.errors import BadInput, NotFound
 
@@ -260,16 +260,45 @@ def test_list_shows_the_pgbackrest_repository_and_its_recovery_window(store: Pat
     result = CliRunner().invoke(cli, ["backups", "list", "--store", str(store), "--env", "lab"])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    line = lines[lines.index("point-in-time recovery (pgBackRest repository, as the newest backup run read it):") + 1]
+    heading = "point-in-time recovery (physical backups on the backup host, as the newest backup run read them):"
+    line = lines[lines.index(heading) + 1]
     assert line == (
-        "  lab/lab-db1: repository lab-backup1 (aes-256-cbc), 1 full, 2 incr; "
+        "  lab/lab-db1: pgBackRest on lab-backup1 (aes-256-cbc), 1 full, 2 incr; "
         "restorable from 2026-11-30 06:36:52 (UTC+8) to at least 2026-11-30 08:53:20 (UTC+8)"
     )
     # the newest backup's end when nothing was archived after it; other environments are not shown
     state["last_archived"] = None
     (store / "lab" / "lab-db1" / "pgbackrest.json").write_text(json.dumps(state), encoding="utf-8")
     result = CliRunner().invoke(cli, ["backups", "list", "--store", str(store)])
-    assert result.output.count("lab/lab-db1: repository") == 1
+    assert result.output.count("lab/lab-db1: pgBackRest on lab-backup1") == 1
     assert "to at least 2026-11-30 07:00:05 (UTC+8)" in result.output
     # a host's directory holding only the repository state is not a backup
     assert all("pgbackrest.json" not in b.backup_id for b in list_backups(store))
+
+
+def test_list_shows_the_mariadb_archive_and_its_recovery_window(store: Path) -> None:
+    """The MariaDB archive's state (role db_backup, mariadb_archive.yml) is listed the same way."""
+    (store / "lab" / "lab-db2").mkdir(parents=True, exist_ok=True)
+    state = {
+        "tool": "mariadb-backup + binary logs",
+        "repo_host": "lab-backup1",
+        "cipher": "age",
+        "record_id": "20261130T020000Z-def",
+        "earliest_restorable": 1795991812,  # 2026-11-30 06:36:52 UTC+8
+        "last_archived": 1796000000.5,  # 2026-11-30 08:53:20 UTC+8
+        "binlogs": 12,
+        "backups": [
+            {"label": "20261130T223647Z-lab-db2", "type": "full", "stop": 1795991812},
+            {"label": "20261130T230000Z-lab-db2", "type": "full", "stop": 1795993205},
+        ],
+    }
+    (store / "lab" / "lab-db2" / "mariadb-archive.json").write_text(json.dumps(state), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["backups", "list", "--store", str(store), "--host", "lab-db2"])
+    assert result.exit_code == 0, result.output
+    assert (
+        "  lab/lab-db2: mariadb-backup + binary logs on lab-backup1 (age), 2 full; "
+        "restorable from 2026-11-30 06:36:52 (UTC+8) to at least 2026-11-30 08:53:20 (UTC+8)"
+    ) in result.output.splitlines()
+    repo = list_repositories(store, host="lab-db2")[0]
+    assert repo.to_dict()["tool"] == "mariadb-backup + binary logs"
+    assert all("mariadb-archive.json" not in b.backup_id for b in list_backups(store))

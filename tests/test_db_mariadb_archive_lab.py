@@ -107,6 +107,11 @@ def test_physical_backup_and_binary_logs_reach_the_backup_host_encrypted(
     assert base["id"] == out["backup_id"] and base["binlog_file"].startswith("mariadb-bin.")
     assert base["size"] > 100_000 and len(base["sha256"]) == 64
 
+    # `backups list` shows the archive and its recovery window, from the store the run wrote.
+    listed = run_opsctl("backups", "list", "--store", store[1].split("=", 1)[1].rsplit("/", 1)[0], "--host", DB_HOST)
+    assert f"lab/{DB_HOST}: mariadb-backup + binary logs on {BACKUP_HOST} (age), " in listed.stdout, listed.stdout
+    assert "restorable from " in listed.stdout
+
     # On the backup host: the base and its metadata, owned by the archive account, encrypted.
     bases = listing("base")
     assert f"{base['id']}.xbs.zst.age" in bases and f"{base['id']}.json.age" in bases

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "roles" / "db_backup" / "files"))
+sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
 
 import envcredit_mariadb_archive as tool  # noqa: E402
 
@@ -66,3 +68,43 @@ def test_the_ssh_call_pins_the_host_key_and_never_asks() -> None:
     assert argv[-2:] == ["dbarchive@lab-backup1", "list base"]
     for option in ("BatchMode=yes", "StrictHostKeyChecking=yes", "UserKnownHostsFile=/etc/kh"):
         assert option in argv
+
+
+def window_of(monkeypatch: pytest.MonkeyPatch, finished: list[float], target: str, until: float) -> dict[str, Any]:
+    metas = [{"id": f"b{i}", "finished": f} for i, f in enumerate(finished)]
+    monkeypatch.setattr(tool, "bases", lambda cfg, identity: sorted(metas, key=lambda m: m["finished"]))
+    return tool.cmd_window({}, Path("/id"), target, until)
+
+
+def test_the_window_runs_from_the_oldest_base_to_what_the_logs_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2026-11-29 02:00:00 UTC = 10:00 Beijing
+    t0 = 1795917600.0
+    out = window_of(monkeypatch, [t0 + 600, t0], "2026-11-29 10:05:00+08", t0 + 3600)
+    assert out["within"] is True and out["base"] == "b1" and out["target"] == t0 + 300
+    assert out["window"] == "2026-11-29 10:00:00+08 .. 2026-11-29 11:00:00+08"
+    later = window_of(monkeypatch, [t0 + 600, t0], "2026-11-29 02:20:00Z", t0 + 3600)
+    assert later["base"] == "b0"  # the newest base that ended before the target
+    assert window_of(monkeypatch, [t0], "latest", t0 + 3600)["target"] == t0 + 3599
+
+
+@pytest.mark.parametrize(
+    ("target", "words"),
+    [
+        ("2026-11-29 09:59:59+08", "is before the recovery window 2026-11-29 10:00:00+08 .. "),
+        ("2026-11-29 11:00:00+08", "is after the newest archived binary log"),
+        ("2026-11-29 10:05:00", "has no zone"),
+        ("yesterday", "is not a time"),
+    ],
+)
+def test_a_target_outside_the_window_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, target: str, words: str
+) -> None:
+    out = window_of(monkeypatch, [1795917600.0], target, 1795917600.0 + 3600)
+    assert out["within"] is False and words in out["reason"] and "base" not in out
+
+
+def test_no_complete_base_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tool, "bases", lambda cfg, identity: [])
+    with pytest.raises(tool.ArchiveError) as caught:
+        tool.cmd_window({}, Path("/id"), "latest", 1.0)
+    assert "no complete physical backup" in str(caught.value)

@@ -272,13 +272,15 @@ def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
         assert (ARCHIVE / rec["id"] / "record.sig").is_file()  # signed with the timers' key
     verify = run_timer("backup-verify", env_file)
     assert verify["status"] == "successful" and verify["change_type"] == "standard"
-    # Sunday 04:00: the restore drill, the newest state of the pgBackRest repository into
-    # lab-db1's side cluster, counted and measured, the side cluster dropped (issue 19)
+    # Sunday 04:00: the restore drill, the newest state on the backup host into lab-db1's side
+    # cluster (pgBackRest) and lab-db2's side instance (MariaDB archive), counted and measured,
+    # then dropped (issue 19)
     drill = run_timer("restore-drill", env_file)
     assert drill["status"] == "successful" and drill["ticket"] == "STD-RESTOREDRILL-2026", drill.get("failures")
-    result = drill["outputs"]["restore_drill"]["lab-db1"]
-    assert result["live_replaced"] is False and result["restore_seconds"] > 0
-    assert result["tables"]["enterprises"] > 0 and "dropped after the count" in result["restored_into"]
+    for db_host in ("lab-db1", "lab-db2"):
+        result = drill["outputs"]["restore_drill"][db_host]
+        assert result["live_replaced"] is False and result["restore_seconds"] > 0, result
+        assert result["tables"]["enterprises"] > 0 and "dropped after the count" in result["restored_into"]
     inspection = run_timer("inspection", env_file)
     assert inspection["status"] == "successful" and inspection["ticket"] == "STD-INSPECT-2026"
     backup_findings = [

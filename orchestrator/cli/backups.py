@@ -25,8 +25,9 @@ def backups() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
 def list_cmd(env: str | None, host: str | None, db: str | None, store: Path | None, as_json: bool) -> None:
-    """List backups, newest first, with verification status and age; then, per PostgreSQL host
-    with a pgBackRest repository, its backups of each kind and the recovery window."""
+    """List backups, newest first, with verification status and age; then, per database host
+    with physical backups on the backup host (PostgreSQL: pgBackRest; MariaDB: mariadb-backup and
+    binary logs), its backups of each kind and the recovery window."""
     items = list_backups(store, env=env, host=host, db=db)
     repos = list_repositories(store, env=env, host=host)
     if as_json:
@@ -38,12 +39,12 @@ def list_cmd(env: str | None, host: str | None, db: str | None, store: Path | No
         _table(items)
     if repos:
         click.echo("")
-        click.echo("point-in-time recovery (pgBackRest repository, as the newest backup run read it):")
+        click.echo("point-in-time recovery (physical backups on the backup host, as the newest backup run read them):")
         for r in repos:
             d = r.to_dict()
             kinds = ", ".join(f"{n} {k}" for k, n in d["backups"].items() if n) or "no backup"
             click.echo(
-                f"  {r.env}/{r.host}: repository {d['repo_host']} ({d['cipher'] or 'unencrypted'}), {kinds}; "
+                f"  {r.env}/{r.host}: {d['tool']} on {d['repo_host']} ({d['cipher'] or 'unencrypted'}), {kinds}; "
                 f"restorable from {when_marked(d['earliest_restorable'], 'en', '%Y-%m-%d %H:%M:%S')} "
                 f"to at least {when_marked(d['latest_restorable'], 'en', '%Y-%m-%d %H:%M:%S')}"
             )

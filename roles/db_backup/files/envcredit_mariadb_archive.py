@@ -37,12 +37,18 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+# The backup tool (installed beside this one by the role) parses and shows target times.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import envcredit_dbcommon  # noqa: E402
+import envcredit_dbtool as dbtool  # noqa: E402
 
 CHUNK = 1 << 20
 POSITION = re.compile(r"binlog position: filename '([^']+)', position '(\d+)'(?:, GTID of the last change '([^']*)')?")
@@ -152,7 +158,7 @@ def sql(cfg: dict[str, Any], statement: str) -> list[list[str]]:
     return [line.split("\t") for line in proc.stdout.splitlines() if line]
 
 
-def cmd_base(cfg: dict[str, Any], backup_id: str) -> dict[str, Any]:
+def cmd_base(cfg: dict[str, Any], backup_id: str, new_timeline: bool = False) -> dict[str, Any]:
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}$", backup_id):
         raise ArchiveError(f"bad backup id {backup_id!r}", 2)
     started = time.time()
@@ -201,7 +207,14 @@ def cmd_base(cfg: dict[str, Any], backup_id: str) -> dict[str, Any]:
         "binlog_pos": int(found.group(2)),
         "gtid": found.group(3) or "",
         "server": sql(cfg, "SELECT VERSION()")[0][0],
+        # the first base after an in-place point-in-time restore: older bases and binary logs
+        # belong to the history that restore discarded, no restore starts from them any more
+        "timeline_start": new_timeline,
     }
+    if new_timeline:
+        # seen by `status` without the key (its content is empty, encrypted like the rest)
+        with tempfile.TemporaryFile() as empty:
+            send(cfg, "base", backup_id + ".timeline.age", empty)
     with tempfile.TemporaryFile() as buf:
         buf.write(json.dumps(meta, sort_keys=True).encode())
         buf.seek(0)
@@ -232,6 +245,8 @@ def ship_binlogs(cfg: dict[str, Any], state_path: Path) -> dict[str, Any]:
     # by itself: the server adds a checkpoint event to a new log a moment after the flush).
     gtid = (sql(cfg, "SELECT @@gtid_binlog_pos") or [[""]])[0][0]
     flushed = False
+    # Everything committed before this moment is in a closed log once this run is done.
+    archived_until = time.time()
     if gtid != state.get("gtid_at_flush"):
         sql(cfg, "FLUSH BINARY LOGS")
         state["gtid_at_flush"] = gtid
@@ -251,18 +266,220 @@ def ship_binlogs(cfg: dict[str, Any], state_path: Path) -> dict[str, Any]:
     tmp = state_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state), encoding="utf-8")
     os.replace(tmp, state_path)
-    return {"flushed": flushed, "sent": sent, "current": logs[-1] if logs else None}
+    return {"flushed": flushed, "sent": sent, "current": logs[-1] if logs else None, "archived_until": archived_until}
 
 
 def cmd_status(cfg: dict[str, Any]) -> dict[str, Any]:
-    bases = remote_json(cfg, "list base")
-    names = {b["name"] for b in bases}
+    """What the backup host holds, and the complete bases of the current timeline (from the
+    newest one that starts a timeline), oldest first: a restore can start from those."""
+    found = cmd_status_bases(cfg)
+    complete = sorted((b for b in found if b["complete"]), key=lambda b: float(b["stored_at"]))
+    starts = [i for i, b in enumerate(complete) if b["timeline_start"]]
+    current = complete[starts[-1] :] if starts else complete
+    return {
+        "bases": found,
+        "timeline": current,
+        "earliest_restorable": current[0]["stored_at"] if current else None,
+        "binlogs": remote_json(cfg, "list binlog"),
+        "space": remote_json(cfg, "df"),
+    }
+
+
+# ----------------------------------------------------------------------------- restore
+
+
+def fetch(cfg: dict[str, Any], kind: str, name: str, identity: Path) -> subprocess.Popen[bytes]:
+    """``get KIND NAME`` from the backup host, decrypted: a process whose stdout is the plaintext."""
+    ssh = subprocess.Popen(ssh_argv(cfg, f"get {kind} {name}"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    age = subprocess.Popen(
+        ["age", "-d", "-i", str(identity)], stdin=ssh.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert ssh.stdout is not None
+    ssh.stdout.close()
+    age.envcredit_ssh = ssh  # type: ignore[attr-defined]
+    return age
+
+
+def finish(proc: subprocess.Popen[bytes], what: str) -> None:
+    """Wait for a ``fetch`` pipeline; a wrong key or a missing file is a clear error."""
+    err = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+    ssh: subprocess.Popen[bytes] = proc.envcredit_ssh  # type: ignore[attr-defined]
+    ssh_err = ssh.stderr.read() if ssh.stderr else b""
+    if ssh.wait() != 0:
+        raise remote_error(ssh_err, ssh.returncode)
+    if proc.wait() != 0:
+        if "no identity matched" in err:
+            raise ArchiveError(f"the age key does not open {what}: wrong archive key (db_backup_archive_age_identity)")
+        raise ArchiveError(f"cannot decrypt {what}: {err}")
+
+
+def read_plain(cfg: dict[str, Any], kind: str, name: str, identity: Path) -> bytes:
+    proc = fetch(cfg, kind, name, identity)
+    data = proc.stdout.read() if proc.stdout else b""
+    finish(proc, f"{kind}/{name}")
+    return data
+
+
+def bases(cfg: dict[str, Any], identity: Path) -> list[dict[str, Any]]:
+    """The complete bases (metadata stored) of the current timeline, oldest first, each with its
+    metadata: from the newest base that starts a timeline (an in-place restore's) on."""
     out = []
-    for b in bases:
+    for b in cmd_status_bases(cfg):
+        if b["complete"]:
+            out.append(json.loads(read_plain(cfg, "base", b["id"] + ".json.age", identity)))
+    out.sort(key=lambda m: m["finished"])
+    starts = [i for i, m in enumerate(out) if m.get("timeline_start")]
+    return out[starts[-1] :] if starts else out
+
+
+def cmd_carry_binlog(previous: Path, datadir: Path, basename: str) -> dict[str, Any]:
+    """After an in-place restore: the newest binary log of the data directory kept aside, and an
+    index naming it, in the restored data directory, so the server goes on numbering after it
+    (a name the backup host already holds is never written again)."""
+    index = previous / f"{basename}.index"
+    try:
+        names = [ln.strip() for ln in index.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError as exc:
+        raise ArchiveError(f"cannot read {index}: {exc}", 2) from exc
+    if not names:
+        return {"carried": None}
+    last = Path(names[-1]).name
+    shutil.copy2(previous / last, datadir / last)
+    (datadir / f"{basename}.index").write_text(f"./{last}\n", encoding="utf-8")
+    return {"carried": last}
+
+
+def cmd_status_bases(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bases on the backup host, read without the key: complete (metadata stored; its time,
+    about the end of the backup), starting a timeline (an in-place restore's)."""
+    listed = remote_json(cfg, "list base")
+    mtimes = {b["name"]: b["mtime"] for b in listed}
+    out = []
+    for b in listed:
         if b["name"].endswith(SUFFIX):
             bid = b["name"][: -len(SUFFIX)]
-            out.append({"id": bid, "size": b["size"], "complete": bid + ".json.age" in names})
-    return {"bases": out, "binlogs": remote_json(cfg, "list binlog"), "space": remote_json(cfg, "df")}
+            out.append(
+                {
+                    "id": bid,
+                    "size": b["size"],
+                    "complete": bid + ".json.age" in mtimes,
+                    "stored_at": mtimes.get(bid + ".json.age"),
+                    "timeline_start": bid + ".timeline.age" in mtimes,
+                }
+            )
+    return out
+
+
+def utc_text(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def cmd_window(cfg: dict[str, Any], identity: Path, target_text: str, archived_until: float) -> dict[str, Any]:
+    """The recovery window (the oldest complete base's end .. what the archived binary logs
+    reach) and where ``target_text`` lies in it, with the base a restore to it starts from. The
+    backup host is read first (with the key): a wrong key or an unreachable host is said before
+    anything else. The output has the shape of envcredit_dbtool.py pitr-window's."""
+    found = bases(cfg, identity)
+    if not found:
+        raise ArchiveError(
+            "the backup host holds no complete physical backup of this host: take one first (opsctl run backup)"
+        )
+    earliest, latest = float(found[0]["finished"]), float(archived_until)
+    out: dict[str, Any] = {
+        "earliest": earliest,
+        "latest": latest,
+        "window": f"{dbtool.beijing(earliest)} .. {dbtool.beijing(latest)}",
+        "bases": len(found),
+    }
+    try:
+        target = latest - 1 if target_text.strip() == "latest" else dbtool.parse_target_time(target_text).timestamp()
+    except envcredit_dbcommon.Fail as exc:
+        return {**out, "within": False, "reason": str(exc)}
+    out.update(target=target, target_beijing=dbtool.beijing(target))
+    if target < earliest:
+        out.update(
+            within=False, reason=f"target_time {dbtool.beijing(target)} is before the recovery window {out['window']}"
+        )
+    elif target >= latest:
+        out.update(
+            within=False,
+            reason=f"target_time {dbtool.beijing(target)} is after the newest archived binary log: the recovery window is "
+            f"{out['window']}",
+        )
+    else:
+        out.update(within=True, reason="", base=[b for b in found if float(b["finished"]) <= target][-1]["id"])
+    return out
+
+
+def run_checked(argv: list[str], what: str, **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    kw.setdefault("stdout", subprocess.PIPE)
+    proc = subprocess.run(argv, stderr=subprocess.PIPE, check=False, **kw)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.decode("utf-8", "replace").strip().splitlines()[-3:])
+        raise ArchiveError(f"{what} failed (exit {proc.returncode}): {tail}")
+    return proc
+
+
+def cmd_restore(cfg: dict[str, Any], identity: Path, base_id: str, target: float, datadir: Path) -> dict[str, Any]:
+    """The base ``base_id`` unpacked and prepared into ``datadir`` (which must not exist), then
+    the binary logs from its position up to ``target`` (epoch seconds, exclusive) written to
+    ``datadir``/../<name>.binlog.sql for the caller to apply once an instance runs on it."""
+    started = time.time()
+    if datadir.exists():
+        raise ArchiveError(f"{datadir} exists: remove the earlier side instance first", 2)
+    meta = json.loads(read_plain(cfg, "base", base_id + ".json.age", identity))
+    datadir.mkdir(mode=0o700, parents=True)
+    proc = fetch(cfg, "base", meta["file"], identity)
+    zstd = subprocess.Popen(["zstd", "-dq", "-c"], stdin=proc.stdout, stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    mbs = subprocess.run(["mbstream", "-x", "-C", str(datadir)], stdin=zstd.stdout, capture_output=True, check=False)
+    zstd.wait()
+    finish(proc, f"base/{meta['file']}")
+    if zstd.returncode != 0 or mbs.returncode != 0:
+        raise ArchiveError(f"unpacking {meta['file']} failed: {mbs.stderr.decode('utf-8', 'replace').strip()[-300:]}")
+    run_checked(["mariadb-backup", "--prepare", f"--target-dir={datadir}"], "mariadb-backup --prepare")
+    unpacked = time.time()
+    # The binary logs from the base's position on, decrypted next to the data directory.
+    names = sorted(e["name"][:-4] for e in remote_json(cfg, "list binlog") if e["name"].endswith(".age"))
+    needed = [n for n in names if n >= meta["binlog_file"]]
+    if needed and needed[0] != meta["binlog_file"]:
+        raise ArchiveError(f"the binary log {meta['binlog_file']} (the base's position) is not on the backup host")
+    work = datadir.parent / (datadir.name + ".binlogs")
+    work.mkdir(mode=0o700, exist_ok=True)
+    files = []
+    for name in needed:
+        path = work / name
+        path.write_bytes(read_plain(cfg, "binlog", name + ".age", identity))
+        files.append(str(path))
+    sql_out = datadir.parent / (datadir.name + ".binlog.sql")
+    if files:
+        with open(sql_out, "wb") as out:
+            run_checked(
+                [
+                    "mariadb-binlog",
+                    f"--start-position={meta['binlog_pos']}",
+                    f"--stop-datetime={utc_text(target)}",
+                    *files,
+                ],
+                "mariadb-binlog",
+                env={**os.environ, "TZ": "UTC"},
+                stdout=out,
+            )
+    else:
+        sql_out.write_bytes(b"")
+    for f in files:
+        Path(f).unlink()
+    work.rmdir()
+    return {
+        "base": base_id,
+        "base_finished": meta["finished"],
+        "binlog_start": [meta["binlog_file"], meta["binlog_pos"]],
+        "binlogs": needed,
+        "replay_sql": str(sql_out),
+        "unpack_seconds": round(unpacked - started, 3),
+        "seconds": round(time.time() - started, 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,15 +488,35 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     base = sub.add_parser("base")
     base.add_argument("--id", required=True)
+    base.add_argument("--new-timeline", action="store_true")
+    carry = sub.add_parser("carry-binlog")
+    carry.add_argument("--previous", type=Path, required=True)
+    carry.add_argument("--datadir", type=Path, required=True)
+    carry.add_argument("--basename", default="mariadb-bin")
     sub.add_parser("binlogs")
     sub.add_parser("status")
+    window = sub.add_parser("window")
+    window.add_argument("--identity", type=Path, required=True)
+    window.add_argument("--target", required=True, help="'2026-11-29 10:15:00+08' or latest")
+    window.add_argument("--archived-until", type=float, required=True, help="epoch seconds (binlogs' answer)")
+    restore = sub.add_parser("restore")
+    restore.add_argument("--identity", type=Path, required=True)
+    restore.add_argument("--base", required=True)
+    restore.add_argument("--target", type=float, required=True, help="epoch seconds")
+    restore.add_argument("--datadir", type=Path, required=True)
     opts = parser.parse_args(argv)
     try:
         cfg = load_config(opts.config)
         if opts.cmd == "base":
-            result = cmd_base(cfg, opts.id)
+            result = cmd_base(cfg, opts.id, opts.new_timeline)
+        elif opts.cmd == "carry-binlog":
+            result = cmd_carry_binlog(opts.previous, opts.datadir, opts.basename)
         elif opts.cmd == "binlogs":
             result = cmd_binlogs(cfg)
+        elif opts.cmd == "window":
+            result = cmd_window(cfg, opts.identity, opts.target, opts.archived_until)
+        elif opts.cmd == "restore":
+            result = cmd_restore(cfg, opts.identity, opts.base, opts.target, opts.datadir)
         else:
             result = cmd_status(cfg)
     except ArchiveError as exc:
