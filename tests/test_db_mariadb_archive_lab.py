@@ -118,11 +118,24 @@ def test_physical_backup_and_binary_logs_reach_the_backup_host_encrypted(
     data = f"{ROOT}/base/{base['id']}.xbs.zst.age"
     assert ok(BACKUP_HOST, f"stat -c '%U %a' {data}").split() == ["dbarchive", "600"]
     assert ok(BACKUP_HOST, f"sha256sum {data}").split()[0] == base["sha256"]
-    for name in (f"base/{base['id']}.xbs.zst.age", f"base/{base['id']}.json.age", f"binlog/{listing('binlog')[0]}"):
+    for name in (
+        f"base/{base['id']}.xbs.zst.age",
+        f"base/{base['id']}.json.age",
+        f"binlog/{listing('binlog')[0]}",
+        f"dump/{out['backup_id']}.tar.age",
+    ):
         assert ok(BACKUP_HOST, f"head -c 21 {ROOT}/{name}") == "age-encryption.org/v1"
         assert podman(BACKUP_HOST, f"age -d {ROOT}/{name} >/dev/null").returncode != 0  # no key, no data
         assert podman(BACKUP_HOST, f"zstd -t {ROOT}/{name}").returncode != 0
         assert podman(BACKUP_HOST, f"grep -c -a -e envcredit -e InnoDB {ROOT}/{name}").stdout.strip() == "0"
+
+    # The logical dump is there too, encrypted on the control host: a tar of the backup directory.
+    dump = f"{ROOT}/dump/{out['backup_id']}.tar.age"
+    assert out["dump_archive"]["file"] == dump and int(out["dump_archive"]["size"]) > 0
+    assert ok(BACKUP_HOST, f"head -c 21 {dump}") == "age-encryption.org/v1"
+    assert podman(BACKUP_HOST, f"age -d {dump} >/dev/null").returncode != 0
+    members = ok(BACKUP_HOST, f"age -d -i {identity} {dump} | tar -tf -").split()
+    assert f"{out['backup_id']}/manifest.json" in members, members
 
     # With the key: the metadata matches the record, and the stream unpacks to a backup.
     meta = json.loads(ok(BACKUP_HOST, f"age -d -i {identity} {ROOT}/base/{base['id']}.json.age"))

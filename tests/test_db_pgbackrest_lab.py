@@ -92,9 +92,10 @@ def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_ve
     root = store[1].split("=", 1)[1].rsplit("/", 1)[0]
     listed = run_opsctl("backups", "list", "--store", root, "--env", "lab")
     assert listed.returncode == 0, listed.stderr
-    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("  lab/lab-db1: repository "))
+    line = next(ln for ln in listed.stdout.splitlines() if ln.startswith("  lab/lab-db1: pgBackRest on "))
     assert (
-        line.startswith("  lab/lab-db1: repository lab-backup1 (aes-256-cbc), ") and " incr; restorable from " in line
+        line.startswith("  lab/lab-db1: pgBackRest on lab-backup1 (aes-256-cbc), ")
+        and " incr; restorable from " in line
     )
     assert line.endswith("(UTC+8)") and " to at least " in line, line
 
