@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -989,3 +990,82 @@ def test_a_corrupt_head_fails_verify_with_its_reason(filled: tuple[Archive, list
     with pytest.raises(ArchiveError) as err:
         archive.head()
     assert archive.verify() == VerifyReport(ok=False, count=0, first_bad_id=None, problem=str(err.value))
+
+
+# -- verify: a seq claimed twice, and what the top of the archive holds (issue 22, second run) --
+# The forgeries get ids that sort after every genuine record's, so that naming the forged one
+# depends on the chain (which record the next one or HEAD links to), not on the names' order.
+
+
+def _forge_claim(archive: Archive, genuine: dict[str, Any], *, rehash: bool = True) -> str:
+    """A copy of ``genuine`` under a later id, claiming its seq and linking to its predecessor."""
+    forged = new_record_id(BASE_TIME + timedelta(days=1))
+    shutil.copytree(archive.root / genuine["id"], archive.root / forged)
+    rec = archive.get(forged)
+    rec["id"] = forged
+    rec["status"] = "successful"
+    if rehash:
+        rec["hash"] = record_hash(rec)
+    (archive.root / forged / "record.json").write_bytes(record_bytes(rec))
+    return forged
+
+
+@pytest.mark.parametrize("where", [0, 2, 4, 5])  # the first, the middle, next to the newest, the newest
+def test_a_seq_claimed_twice_names_the_record_off_the_chain(
+    filled: tuple[Archive, list[dict[str, Any]]], where: int
+) -> None:
+    archive, recs = filled
+    genuine = recs[where]
+    forged = _forge_claim(archive, genuine)
+    report = archive.verify()
+    ids = ", ".join(sorted([genuine["id"], forged]))
+    assert report == VerifyReport(
+        ok=False,
+        count=7,
+        first_bad_id=forged,
+        problem=f"seq {genuine['seq']} is claimed by 2 records ({ids}); {forged} is not part of the chain: "
+        "inserted record",
+    )
+
+
+def test_a_seq_claimed_twice_without_head_names_the_broken_record_first(
+    filled: tuple[Archive, list[dict[str, Any]]],
+) -> None:
+    # No HEAD to tell which of the newest two is genuine: neither is kept; a record with a
+    # problem of its own is named before a sound one, whatever the names.
+    archive, recs = filled
+    forged = _forge_claim(archive, recs[-1], rehash=False)
+    (archive.root / "HEAD").unlink()
+    report = archive.verify()
+    ids = ", ".join(sorted([recs[-1]["id"], forged]))
+    assert (report.ok, report.count, report.first_bad_id) == (False, 7, forged)
+    assert report.problem == (
+        f"seq 6 is claimed by 2 records ({ids}); {forged} is not part of the chain: inserted record "
+        "(record hash mismatch: record.json was edited)"
+    )
+
+
+def test_folders_without_a_seq_are_named_in_name_order(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, _ = filled
+    names = [f"junk-{c}" for c in "hcafgbed"]
+    for name in names:
+        (archive.root / name).mkdir()
+    report = archive.verify()
+    assert (report.ok, report.count, report.first_bad_id) == (False, 14, "junk-a")
+    assert report.problem == "folder 'junk-a' is not a record id (inserted or renamed folder)"
+
+
+def test_a_symlink_or_file_at_the_top_is_no_record_unless_named_as_one(
+    tmp_path: Path, filled: tuple[Archive, list[dict[str, Any]]]
+) -> None:
+    archive, recs = filled
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (archive.root / "notes").symlink_to(elsewhere, target_is_directory=True)
+    (archive.root / new_record_id(BASE_TIME + timedelta(days=1))).write_bytes(b"not a folder")
+    assert archive.verify() == VerifyReport(ok=True, count=6)
+    # A symlink named as a record is checked (and is no record folder of this archive).
+    linked = new_record_id(BASE_TIME + timedelta(days=2))
+    (archive.root / linked).symlink_to(elsewhere, target_is_directory=True)
+    report = archive.verify()
+    assert (report.ok, report.count, report.first_bad_id) == (False, 7, linked)
