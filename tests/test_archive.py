@@ -1069,3 +1069,114 @@ def test_a_symlink_or_file_at_the_top_is_no_record_unless_named_as_one(
     (archive.root / linked).symlink_to(elsewhere, target_is_directory=True)
     report = archive.verify()
     assert (report.ok, report.count, report.first_bad_id) == (False, 7, linked)
+
+
+def test_chain_problems_are_named_whole(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    ids = [r["id"] for r in recs]
+
+    def report_of() -> tuple[bool, int, str | None, str]:
+        report = archive.verify()
+        return report.ok, report.count, report.first_bad_id, report.problem
+
+    _rehash(archive, ids[0], seq=0)
+    assert report_of() == (False, 6, ids[0], "seq 0 is out of range (the first record has seq 1): edited")
+    _rehash(archive, ids[0], seq=1)
+    _rehash(archive, ids[0], prev_hash="0" * 64)
+    assert report_of() == (
+        False,
+        6,
+        ids[0],
+        "prev_hash does not match the hash of nothing (first record): "
+        "a record before it was edited and re-hashed, replaced or reordered",
+    )
+    _rehash(archive, ids[0], prev_hash=None)
+    _rehash(archive, ids[3], prev_hash="0" * 64)
+    assert report_of() == (
+        False,
+        6,
+        ids[3],
+        f"prev_hash does not match the hash of record {ids[2]}: "
+        "a record before it was edited and re-hashed, replaced or reordered",
+    )
+
+
+def test_removed_records_are_named_whole(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    ids = [r["id"] for r in recs]
+    shutil.rmtree(archive.root / ids[2])
+    report = archive.verify()
+    assert (report.count, report.first_bad_id, report.problem) == (
+        5,
+        ids[3],
+        "seq jumps from 2 to 4: record(s) with seq 3 missing (removed)",
+    )
+    shutil.rmtree(archive.root / ids[3])
+    report = archive.verify()
+    assert (report.first_bad_id, report.problem) == (
+        ids[4],
+        "seq jumps from 2 to 5: record(s) with seqs 3..4 missing (removed)",
+    )
+
+
+def test_head_problems_are_named_whole(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    ids = [r["id"] for r in recs]
+    head = archive.head()
+    assert head is not None
+
+    def set_head(**changes: Any) -> None:
+        (archive.root / "HEAD").write_bytes(canonical_json({**head, **changes}))
+
+    def report_of() -> tuple[bool, int, str | None, str]:
+        report = archive.verify()
+        return report.ok, report.count, report.first_bad_id, report.problem
+
+    set_head(hash="0" * 64)
+    assert report_of() == (
+        False,
+        6,
+        ids[5],
+        "the newest record does not match HEAD: edited and re-hashed, or replaced",
+    )
+    for seq, beyond in ((1, 1), (4, 4), (-1, 5)):  # the record after HEAD's, or the newest
+        set_head(seq=seq)
+        assert report_of() == (
+            False,
+            6,
+            ids[beyond],
+            f"record {ids[beyond]} (seq {beyond + 1}) is beyond HEAD (seq {seq}): inserted",
+        )
+    set_head()
+    (archive.root / "HEAD").unlink()
+    assert report_of() == (
+        False,
+        6,
+        ids[5],
+        "HEAD is missing: cannot tell whether the newest records were removed",
+    )
+    set_head()
+    saved = archive.root.parent / "saved"
+    shutil.move(archive.root / ids[5], saved)
+    removed = f"HEAD names seq 6 ({ids[5]}) but the newest record is seq 5: newest record(s) removed"
+    assert report_of() == (False, 5, ids[5], removed)
+    pending = archive.pending_root / ids[5]
+    pending.mkdir(parents=True)
+    (pending / "record.json").write_bytes(b"{}")
+    assert report_of() == (
+        False,
+        5,
+        ids[5],
+        removed + " (its commit was interrupted; run `opsctl records recover`)",
+    )
+
+
+def test_a_head_without_records_and_an_archive_without_either(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive")
+    archive.root.mkdir()
+    assert archive.verify() == VerifyReport(ok=True, count=0)
+    (rec,) = fill(archive, 1)
+    shutil.rmtree(archive.root / rec["id"])
+    assert archive.verify() == VerifyReport(
+        ok=False, count=0, first_bad_id=rec["id"], problem="HEAD names seq 1 but the archive holds no records: removed"
+    )
