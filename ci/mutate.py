@@ -141,7 +141,26 @@ MODULES = (
         ("x_csv_field", "x_csv_line", "x_parse_csv", "xǁColumnǁ*", "x_classify", "x_read_csv", "x_validate"),
     ),
     Module("incidents", "orchestrator/incidents.py", ("tests/test_incidents.py", "tests/test_alerts.py", E)),
-    Module("records", "orchestrator/records.py", ("tests/test_archive.py", "tests/test_cli_records.py")),
+    Module(
+        "records",
+        "orchestrator/records.py",
+        (
+            "tests/test_archive.py",
+            "tests/test_cli_records.py",
+            # test_records.py's tests without its real ansible-runner run (its module fixture)
+            *(
+                f"tests/test_records.py::{t}"
+                for t in (
+                    "test_unreachable_and_failed",
+                    "test_failed_command_carries_the_tail_of_its_stderr",
+                    "test_record_ids_sort_by_time",
+                    "test_record_id_validation_rejects",
+                    "test_run_meta_round_trip_and_validation",
+                    "test_finish_error_outputs_missing_and_time_normalisation",
+                )
+            ),
+        ),
+    ),
 )
 
 
