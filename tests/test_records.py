@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import platform
+import pwd
+import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -14,14 +20,22 @@ import pytest
 
 from orchestrator.archive import Archive
 from orchestrator.errors import BadInput
+from orchestrator import records
 from orchestrator.records import (
     RecordBuilder,
     RunMeta,
+    _item_label,
     build_from_events,
+    collect_approval,
+    collect_operator,
+    collect_source,
     collect_versions,
     inventory_entries,
     iso,
+    login_user,
     new_record_id,
+    on_behalf_of,
+    operator_name,
     parse_iso,
     validate_record_id,
 )
@@ -482,3 +496,188 @@ def test_finish_error_outputs_missing_and_time_normalisation() -> None:
     assert rec["error"] == "a ticket is required for production"
     assert rec["outputs"] == {"backup_id": "b-1"} and rec["outputs_missing"] == ["checksum"]
     assert rec["playbook"] is None and rec["status"] == "refused"
+
+
+# -- who, from where, approved by whom: the collectors (issue 22, records' mutation run) -------
+
+
+def _repo(path: Path, *, commit: bool = True) -> Path:
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
+
+    path.mkdir()
+    git("init", "-q", "-b", "trunk")
+    git("config", "user.name", "Ada\x1b[31m Ops")
+    git("config", "user.email", "ada@example.test")
+    if commit:
+        (path / "a.txt").write_text("a\n")
+        git("add", "a.txt")
+        git("commit", "-q", "-m", "first")
+    return path
+
+
+def test_collect_operator_keeps_the_login_user_and_names_a_claimed_identity_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _repo(tmp_path / "repo", commit=False)
+    monkeypatch.delenv("OPSCTL_OPERATOR", raising=False)
+    monkeypatch.setenv("SUDO_USER", "bob\x07")
+    assert collect_operator(repo) == {
+        "user": pwd.getpwuid(os.getuid()).pw_name,
+        "on_behalf_of": "bob",
+        "on_behalf_of_source": "SUDO_USER",
+        "host": socket.gethostname(),
+        "git_name": "Ada Ops",
+        "git_email": "ada@example.test",
+    }
+    monkeypatch.setenv("OPSCTL_OPERATOR", "timer:nightly")  # the first variable set wins
+    assert on_behalf_of() == ("timer:nightly", "OPSCTL_OPERATOR")
+    monkeypatch.setenv("OPSCTL_OPERATOR", "\x1b[0m")  # nothing left after cleaning: the next one
+    assert on_behalf_of() == ("bob", "SUDO_USER")
+    monkeypatch.delenv("SUDO_USER")
+    assert on_behalf_of() == (None, None)
+    outside = tmp_path / "not-a-repo"
+    outside.mkdir()
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(tmp_path / "no-global"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.chdir(outside)
+    operator = collect_operator()  # the current folder, no git identity there
+    assert (operator["git_name"], operator["git_email"], operator["on_behalf_of"]) == (None, None, None)
+
+
+def test_login_user_is_the_bare_uid_without_a_passwd_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    def missing(uid: int) -> Any:
+        raise KeyError(uid)
+
+    monkeypatch.setattr(pwd, "getpwuid", missing)
+    assert login_user() == f"uid:{os.getuid()}"
+
+
+def test_collect_source_names_the_commit_branch_and_a_dirty_tree(tmp_path: Path) -> None:
+    repo = _repo(tmp_path / "repo")
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert collect_source(repo) == {"commit": head.strip(), "branch": "trunk", "dirty": False}
+    (repo / "a.txt").write_text("changed\n")
+    assert collect_source(repo)["dirty"] is True
+    (repo / "a.txt").write_text("a\n")
+    (repo / "untracked.txt").write_text("x\n")  # untracked files do not make the tree dirty
+    assert collect_source(repo)["dirty"] is False
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    assert collect_source(outside) == {"commit": None, "branch": None, "dirty": None}
+    assert collect_source(tmp_path / "missing") == {"commit": None, "branch": None, "dirty": None}
+
+
+def test_collect_versions_names_each_tool() -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from orchestrator import __version__
+
+    try:
+        ansible: str | None = version("ansible")
+    except PackageNotFoundError:
+        ansible = None
+    assert collect_versions() == {
+        "opsctl": __version__,
+        "ansible_core": version("ansible-core"),
+        "ansible": ansible,
+        "ansible_runner": version("ansible-runner"),
+        "python": platform.python_version(),
+    }
+
+
+def test_operator_name_for_reports() -> None:
+    assert operator_name(None) is None
+    assert operator_name({}) is None
+    assert operator_name({"user": "", "on_behalf_of": "bob"}) is None
+    assert operator_name({"user": "ada"}) == "ada"
+    assert operator_name({"user": "ada", "on_behalf_of": None}) == "ada"
+    assert operator_name({"user": "ada", "on_behalf_of": "timer:nightly"}) == "ada (for timer:nightly)"
+    assert operator_name({"user": 1000}) == "1000"
+
+
+def test_collect_approval_reads_the_gate_and_its_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPSCTL_APPROVED_BY", raising=False)
+    monkeypatch.delenv("OPSCTL_APPROVAL_PLAN", raising=False)
+    assert collect_approval() is None
+    monkeypatch.setenv("OPSCTL_APPROVED_BY", "carol\x1b[1m")
+    assert collect_approval() == {"approved_by": "carol", "plan": None}
+    plan = tmp_path / "plan.json"
+    data = json.dumps(
+        {
+            "mode": "plan",
+            "env": "prod\x07",
+            "commit": "abc123",
+            "operations": [{"operation": "backup"}, {"operation": ""}, "junk", {"other": 1}, {"operation": "seed"}],
+        }
+    ).encode()
+    plan.write_bytes(data)
+    monkeypatch.setenv("OPSCTL_APPROVAL_PLAN", str(plan))
+    monkeypatch.delenv("OPSCTL_APPROVED_BY")
+    assert collect_approval() == {
+        "approved_by": None,
+        "plan": {
+            "file": "plan.json",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "env": "prod",
+            "commit": "abc123",
+            "operations": ["backup", "seed"],
+        },
+    }
+    plan.write_bytes(b'{"mode": "plan"}')
+    assert collect_approval() == {
+        "approved_by": None,
+        "plan": {
+            "file": "plan.json",
+            "sha256": hashlib.sha256(b'{"mode": "plan"}').hexdigest(),
+            "env": None,
+            "commit": None,
+            "operations": [],
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read {p}: No such file or directory"),
+        (b"{not json", "{p} is not a plan.json (not JSON)"),
+        (b'["plan"]', "{p} is not the plan.json of `ci/plan.py plan`"),
+        (b'{"mode": "apply"}', "{p} is not the plan.json of `ci/plan.py plan`"),
+    ],
+)
+def test_collect_approval_refuses_a_plan_it_cannot_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: bytes | None, problem: str
+) -> None:
+    plan = tmp_path / "plan.json"
+    if content is not None:
+        plan.write_bytes(content)
+    monkeypatch.setenv("OPSCTL_APPROVAL_PLAN", str(plan))
+    with pytest.raises(BadInput) as err:
+        collect_approval()
+    assert str(err.value) == "OPSCTL_APPROVAL_PLAN: " + problem.format(p=plan)
+
+
+def test_collect_approval_refuses_a_plan_over_its_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plan = tmp_path / "plan.json"
+    monkeypatch.setattr(records, "MAX_PLAN_BYTES", 20)
+    plan.write_bytes(b'{"mode": "plan", "x": 1}')  # 24 bytes
+    monkeypatch.setenv("OPSCTL_APPROVAL_PLAN", str(plan))
+    with pytest.raises(BadInput) as err:
+        collect_approval()
+    assert str(err.value) == f"OPSCTL_APPROVAL_PLAN: {plan} is larger than 20 bytes"
+    plan.write_bytes(b'{"mode":"plan","x":1}')  # 21 bytes: one over
+    with pytest.raises(BadInput):
+        collect_approval()
+    plan.write_bytes(b'{"mode": "plan"}    ')  # 20 bytes: at the limit
+    assert collect_approval() is not None
+
+
+def test_item_labels_of_loop_results() -> None:
+    assert _item_label({"_ansible_item_label": "lbl", "item": "x"}) == "lbl"
+    assert _item_label({"item": 3}) == 3
+    assert _item_label({"item": 2.5}) == 2.5
+    assert _item_label({"item": True}) is True
+    assert _item_label({}) is None
+    assert _item_label({"item": {"name": "a"}}) == "{'name': 'a'}"
+    assert _item_label({"item": ["x" * 300]}) == str(["x" * 300])[:200]
