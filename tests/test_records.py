@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from orchestrator.records import (
     collect_operator,
     collect_source,
     collect_versions,
+    file_entry,
     inventory_entries,
     iso,
     login_user,
@@ -37,9 +38,12 @@ from orchestrator.records import (
     on_behalf_of,
     operator_name,
     parse_iso,
+    utc_now,
     validate_record_id,
 )
 from orchestrator.redact import MASK, Redactor
+
+from helpers.records import BASE_TIME, synthetic_events
 
 VENV_BIN = Path(sys.executable).parent
 SECRET = "Pg-Admin-Secret-42"
@@ -681,3 +685,102 @@ def test_item_labels_of_loop_results() -> None:
     assert _item_label({}) is None
     assert _item_label({"item": {"name": "a"}}) == "{'name': 'a'}"
     assert _item_label({"item": ["x" * 300]}) == str(["x" * 300])[:200]
+
+
+def test_utc_now_is_aware_utc() -> None:
+    assert utc_now().tzinfo is timezone.utc
+
+
+def test_file_entries_hash_files_relative_to_the_base(tmp_path: Path) -> None:
+    inv = tmp_path / "inv"
+    (inv / "group_vars").mkdir(parents=True)
+    (inv / ".git").mkdir()
+    (inv / ".git" / "config").write_text("hidden folder\n")
+    (inv / ".hidden.yml").write_text("hidden file\n")
+    (inv / "hosts.yml").write_text("all: {}\n")
+    (inv / "group_vars" / "all.yml").write_bytes(b"x: 1\n" * 300_000)  # over one 1 MiB block
+
+    def digest(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    assert inventory_entries(inv, base=tmp_path) == [
+        {"path": "inv/hosts.yml", "sha256": digest(inv / "hosts.yml")},
+        {"path": "inv/group_vars/all.yml", "sha256": digest(inv / "group_vars" / "all.yml")},
+    ]
+    assert inventory_entries(inv / "hosts.yml", base=tmp_path) == [
+        {"path": "inv/hosts.yml", "sha256": digest(inv / "hosts.yml")}
+    ]
+    assert inventory_entries(inv / "hosts.yml") == [
+        {"path": str(inv / "hosts.yml"), "sha256": digest(inv / "hosts.yml")}
+    ]
+    assert inventory_entries(tmp_path / "missing") == []
+    outside = tmp_path.parent
+    assert file_entry(inv / "hosts.yml", base=inv / "group_vars") == {
+        "path": str(inv / "hosts.yml"),  # not under the base: the path as given
+        "sha256": digest(inv / "hosts.yml"),
+    }
+    assert file_entry(inv, base=outside)["sha256"] is None  # a folder has no digest
+    # A file that cannot be read (Linux's /proc/self/mem: a regular file whose read fails).
+    assert file_entry(Path("/proc/self/mem")) == {"path": "/proc/self/mem", "sha256": None}
+
+
+def test_progress_follows_plays_tasks_and_hosts() -> None:
+    builder = RecordBuilder()
+    assert builder.progress() == {
+        "play": None,
+        "task": None,
+        "task_hosts_done": 0,
+        "hosts_seen": 0,
+        "hosts_failed": [],
+        "changes": 0,
+        "events": 0,
+    }
+    for event in synthetic_events(["db1", "db2", "db3"], fail_host="db2")[:-1]:
+        builder.feed(event)
+    assert builder.progress() == {
+        "play": "Back up the database",
+        "task": "Dump the database",
+        "task_hosts_done": 3,
+        "hosts_seen": 3,
+        "hosts_failed": ["db2"],
+        "changes": 2,
+        "events": 6,
+    }
+
+
+def test_build_from_events_passes_everything_to_the_record() -> None:
+    meta = RunMeta(
+        id=new_record_id(BASE_TIME),
+        operation="backup",
+        playbook="playbooks/backup.yml",
+        environment="lab",
+        inventory=None,
+        started=iso(BASE_TIME),
+    )
+    events = synthetic_events(["db1", "db2"], fail_host="db2", outputs={"backup_id": "b-7"})
+    redaction = {"keys": ["password"], "values_masked": 3, "min_length": 4}
+    rec = build_from_events(
+        events,
+        meta,
+        status="failed",
+        rc=2,
+        ended=iso(BASE_TIME + timedelta(seconds=30)),
+        redaction=redaction,
+        error="db2 failed",
+        output_keys=["backup_id", "checksum"],
+    )
+    builder = RecordBuilder()
+    for event in events:
+        builder.feed(event)
+    assert rec == builder.finish(
+        meta,
+        status="failed",
+        rc=2,
+        ended=iso(BASE_TIME + timedelta(seconds=30)),
+        redaction=redaction,
+        error="db2 failed",
+        output_keys=["backup_id", "checksum"],
+    )
+    assert (rec["status"], rec["rc"], rec["duration_s"], rec["error"]) == ("failed", 2, 30.0, "db2 failed")
+    assert rec["redaction"] == redaction and rec["outputs_missing"] == ["checksum"]
+    assert rec["hosts"]["db2"]["failed"] == 1 and len(rec["changes"]) == 1 and len(rec["failures"]) == 1
