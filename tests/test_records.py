@@ -784,3 +784,57 @@ def test_build_from_events_passes_everything_to_the_record() -> None:
     assert (rec["status"], rec["rc"], rec["duration_s"], rec["error"]) == ("failed", 2, 30.0, "db2 failed")
     assert rec["redaction"] == redaction and rec["outputs_missing"] == ["checksum"]
     assert rec["hosts"]["db2"]["failed"] == 1 and len(rec["changes"]) == 1 and len(rec["failures"]) == 1
+
+
+def test_failure_messages_of_every_shape() -> None:
+    fm = records._failure_msg
+    assert records._tail("  lead kept, trail cut  \n") == "  lead kept, trail cut"
+    assert records._tail("x" * 2000) == "x" * 2000  # at the limit: whole
+    assert records._tail("x" * 2001) == "..." + "x" * 2000
+    assert records._tail(None) == ""
+    # A command's stdout is its reason only when it ran (rc present); a long one keeps its tail.
+    assert fm({"msg": "failed", "stdout": "out"}) == "failed"
+    assert fm({"msg": "failed", "rc": 3, "stdout": "o" * 700 + "END"}) == "failed (rc 3): ..." + ("o" * 597 + "END")
+    assert fm({"msg": "failed", "rc": "3", "stderr": "boom"}) == "failed: boom"  # an rc that is no integer
+    # No message: the first output there is, in this order.
+    order = ("stderr", "module_stderr", "stdout", "module_stdout")
+    for i, key in enumerate(order):
+        res = {k: f"from {k}" for k in order[i:]}
+        assert fm(res) == f"from {key}", key
+    # A loop: the failed or unreachable items' messages, joined.
+    loop = {
+        "results": [
+            "not a mapping",
+            {"failed": True, "msg": "first"},
+            {"unreachable": True, "msg": "second"},
+            {"failed": False, "msg": "fine"},
+            {"failed": True},  # says nothing: left out
+        ]
+    }
+    assert fm(loop) == "first; second"
+    assert fm({"msg": ["a", "list"]}) == "['a', 'list']"
+    assert fm({"msg": 7}) == "7"
+    assert fm({"msg": "   ", "stdout": "why"}) == "why"  # a blank message: the output says more
+    assert fm({}) == ""
+
+
+def test_ignored_and_unreachable_failures_are_counted_apart() -> None:
+    builder = RecordBuilder()
+    for host, kind, ignore in (
+        ("db1", "runner_on_failed", True),
+        ("db2", "runner_on_failed", False),
+        ("db3", "runner_on_unreachable", True),  # ignore_errors does not cover an unreachable host
+    ):
+        builder.feed(_ev(kind, host=host, task="t", ignore_errors=ignore, res={"msg": f"{host} said no"}))
+    zero = dict.fromkeys(("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored"), 0)
+    assert builder.hosts == {
+        "db1": {**zero, "ok": 1, "ignored": 1},
+        "db2": {**zero, "failed": 1},
+        "db3": {**zero, "unreachable": 1},
+    }
+    assert [(f["host"], f["msg"], f["ignored"], f["unreachable"]) for f in builder.failures] == [
+        ("db1", "db1 said no", True, False),
+        ("db2", "db2 said no", False, False),
+        ("db3", "db3 said no", False, True),
+    ]
+    assert builder.progress()["hosts_failed"] == ["db2", "db3"]
