@@ -838,3 +838,29 @@ def test_ignored_and_unreachable_failures_are_counted_apart() -> None:
         ("db3", "db3 said no", False, True),
     ]
     assert builder.progress()["hosts_failed"] == ["db2", "db3"]
+
+
+def test_a_changed_loop_records_one_change_per_changed_item() -> None:
+    builder = RecordBuilder()
+    data = {"host": "db1", "task": "Write files", "role": "", "task_action": "copy"}
+    loop = {
+        "changed": True,
+        "diff": {"whole": "task"},
+        "results": [
+            {"changed": True, "item": "a", "diff": {"after": "A"}},
+            "junk",
+            {"changed": False, "item": "b", "diff": {"after": "B"}},
+            {"changed": True, "_ansible_item_label": "c", "item": {"path": "/c"}},
+        ],
+    }
+    builder.feed(_ev("runner_on_ok", **data, res=loop))
+    base = {"host": "db1", "task": "Write files", "role": None, "module": "copy"}
+    assert builder.changes == [
+        {**base, "item": "a", "diff": {"after": "A"}},
+        {**base, "item": "c", "diff": None},
+    ]
+    # A changed loop none of whose items says so: one change for the task, with its diff.
+    unchanged = {"changed": True, "diff": {"whole": "task"}, "results": [{"changed": False, "item": "b"}]}
+    builder.feed(_ev("runner_on_ok", **data, res=unchanged))
+    assert builder.changes[2:] == [{**base, "diff": {"whole": "task"}}]
+    assert builder.hosts["db1"]["changed"] == 2
