@@ -864,3 +864,25 @@ def test_a_changed_loop_records_one_change_per_changed_item() -> None:
     builder.feed(_ev("runner_on_ok", **data, res=unchanged))
     assert builder.changes[2:] == [{**base, "diff": {"whole": "task"}}]
     assert builder.hosts["db1"]["changed"] == 2
+
+
+def test_the_stats_event_is_the_recap_missing_fields_zero() -> None:
+    builder = RecordBuilder()
+    builder.feed(
+        _ev(
+            "runner_on_ok",
+            host="db1",
+            task="t",
+            resolved_action="ansible.builtin.copy",
+            task_action="copy",
+            res={"changed": True},
+        )
+    )
+    assert builder.changes[0]["module"] == "ansible.builtin.copy"  # the resolved name first
+    # "changed" is not a mapping and "dark" is missing: skipped, the keys after them still read
+    builder.feed(
+        _ev("playbook_on_stats", ok={"db1": 5, "db2": 0}, changed="junk", failures={"db2": None}, skipped={"db1": 2})
+    )
+    zero = dict.fromkeys(("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored"), 0)
+    assert builder.hosts == {"db1": {**zero, "ok": 5, "skipped": 2}, "db2": zero}
+    assert builder.has_stats
