@@ -886,3 +886,43 @@ def test_the_stats_event_is_the_recap_missing_fields_zero() -> None:
     zero = dict.fromkeys(("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored"), 0)
     assert builder.hosts == {"db1": {**zero, "ok": 5, "skipped": 2}, "db2": zero}
     assert builder.has_stats
+
+
+def test_feed_reads_names_handlers_skips_and_async_failures() -> None:
+    builder = RecordBuilder()
+    builder.feed(_ev("playbook_on_play_start", name="Play by name"))
+    builder.feed(_ev("playbook_on_handler_task_start", name="Restart by name"))
+    builder.feed(_ev("runner_on_skipped", host="db1", task="t"))
+    builder.feed(_ev("runner_on_async_failed", host="db2", task="t", res="not a mapping"))
+    builder.feed(_ev("runner_on_ok", host=None, task="t", res={"changed": True}))  # no host: not counted
+    builder.feed({"event": "runner_on_ok", "event_data": "not a mapping"})
+    assert builder.progress() == {
+        "play": "Play by name",
+        "task": "Restart by name",
+        "task_hosts_done": 2,
+        "hosts_seen": 2,
+        "hosts_failed": ["db2"],
+        "changes": 0,
+        "events": 6,
+    }
+    zero = dict.fromkeys(("ok", "changed", "failed", "unreachable", "skipped", "rescued", "ignored"), 0)
+    assert builder.hosts == {"db1": {**zero, "skipped": 1}, "db2": {**zero, "failed": 1}}
+    assert [(f["host"], f["msg"]) for f in builder.failures] == [("db2", "")]
+    builder.feed(_ev("playbook_on_play_start", play="Second play", name="ignored"))
+    builder.feed(_ev("playbook_on_task_start", task="Second task", name="ignored"))
+    assert (builder.progress()["play"], builder.progress()["task"]) == ("Second play", "Second task")
+    assert builder.progress()["task_hosts_done"] == 0  # a new task starts with no host done
+
+
+def test_finish_refuses_an_unknown_status() -> None:
+    meta = RunMeta(
+        id=new_record_id(BASE_TIME),
+        operation="backup",
+        playbook=None,
+        environment="lab",
+        inventory=None,
+        started=iso(BASE_TIME),
+    )
+    with pytest.raises(BadInput) as err:
+        RecordBuilder().finish(meta, status="done", rc=0)
+    assert str(err.value) == f"status must be one of {', '.join(records.STATUSES)}, not 'done'"
