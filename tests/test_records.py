@@ -926,3 +926,24 @@ def test_finish_refuses_an_unknown_status() -> None:
     with pytest.raises(BadInput) as err:
         RecordBuilder().finish(meta, status="done", rc=0)
     assert str(err.value) == f"status must be one of {', '.join(records.STATUSES)}, not 'done'"
+
+
+def test_finish_defaults_and_a_run_that_ended_as_it_started(monkeypatch: pytest.MonkeyPatch) -> None:
+    meta = RunMeta(
+        id=new_record_id(BASE_TIME),
+        operation="backup",
+        playbook=None,
+        environment="prod",
+        inventory=None,
+        started=iso(BASE_TIME),
+        ticket="CHG-1",
+        change_type="standard",
+    )
+    monkeypatch.setattr(records, "utc_now", lambda: BASE_TIME)  # "now": the run's start
+    rec = RecordBuilder().finish(meta, status="successful", rc=0)
+    assert rec["schema_version"] == records.SCHEMA_VERSION
+    assert (rec["ticket"], rec["change_type"]) == ("CHG-1", "standard")
+    assert (rec["started"], rec["ended"], rec["duration_s"]) == (iso(BASE_TIME), iso(BASE_TIME), 0.0)
+    assert rec["redaction"] == {"keys": [], "values_masked": 0, "min_length": 4}
+    early = RecordBuilder().finish(meta, status="successful", rc=0, ended=iso(BASE_TIME - timedelta(seconds=5)))
+    assert early["duration_s"] == 0.0  # a clock set back: never negative
