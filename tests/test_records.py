@@ -947,3 +947,56 @@ def test_finish_defaults_and_a_run_that_ended_as_it_started(monkeypatch: pytest.
     assert rec["redaction"] == {"keys": [], "values_masked": 0, "min_length": 4}
     early = RecordBuilder().finish(meta, status="successful", rc=0, ended=iso(BASE_TIME - timedelta(seconds=5)))
     assert early["duration_s"] == 0.0  # a clock set back: never negative
+
+
+def test_times_and_ids_are_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        assert iso(BASE_TIME) == "2026-11-28T08:00:00.000Z"
+        assert new_record_id(BASE_TIME).startswith("20261128T080000000Z-")
+        assert utc_now().utcoffset() == timedelta(0)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_refusals_name_the_value() -> None:
+    with pytest.raises(BadInput) as err:
+        validate_record_id("../" * 30)
+    shown = repr("../" * 30)[:60]
+    assert str(err.value) == f"invalid record id {shown}: expected the form 20261128T134500123Z-a1b2c3"
+    with pytest.raises(BadInput) as err:
+        RunMeta(
+            id=new_record_id(BASE_TIME),
+            operation="backup",
+            playbook=None,
+            environment="lab",
+            inventory=None,
+            started=iso(BASE_TIME),
+            launch={},
+        )
+    assert str(err.value) == "launch type must be one of manual, scheduled, ci, awx, not ''"
+
+
+def test_leases_and_approval_reach_the_record_only_when_given() -> None:
+    def meta(**extra: Any) -> RunMeta:
+        return RunMeta(
+            id=new_record_id(BASE_TIME),
+            operation="backup",
+            playbook=None,
+            environment="lab",
+            inventory=None,
+            started=iso(BASE_TIME),
+            **extra,
+        )
+
+    ended = iso(BASE_TIME)
+    plain = RecordBuilder().finish(meta(), status="successful", rc=0, ended=ended)
+    assert "leases" not in plain and "approval" not in plain
+    leases = {"store": "s", "hosts": ["db1"], "took_over": []}
+    approval = {"approved_by": "carol", "plan": None}
+    rec = RecordBuilder().finish(meta(leases=leases, approval=approval), status="successful", rc=0, ended=ended)
+    assert (rec["leases"], rec["approval"]) == (leases, approval)
