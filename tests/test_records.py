@@ -958,6 +958,8 @@ def test_times_and_ids_are_utc_whatever_the_local_zone(monkeypatch: pytest.Monke
         assert iso(BASE_TIME) == "2026-11-28T08:00:00.000Z"
         assert new_record_id(BASE_TIME).startswith("20261128T080000000Z-")
         assert utc_now().utcoffset() == timedelta(0)
+        assert parse_iso("2026-11-28T08:00:00") == BASE_TIME  # a naive time is UTC, not local time
+        assert parse_iso("2026-11-28T16:00:00+08:00").tzinfo is timezone.utc
     finally:
         monkeypatch.undo()
         time.tzset()
