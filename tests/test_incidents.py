@@ -389,3 +389,33 @@ def test_respond_without_an_ack_is_the_earlier_of_recovered_and_resolved() -> No
     acked = _incident("outage", reported, acknowledged_at=resolved, recovered_at=recovered, resolved_at=resolved)
     assert acked.milestone("respond") == resolved
     assert {c.clock: c.status for c in acked.clocks(at=resolved)}["respond"] == "late"
+
+
+def test_notified_matches_kind_delivery_clock_and_level() -> None:
+    """Incident.notified (issue 22: mutants of the partial incidents run not yet reached)."""
+    at = dt.datetime(2026, 11, 28, 9, 0, tzinfo=TZ)
+    inc = Incident(
+        id="x",
+        severity="general",
+        summary="s",
+        environment="prod",
+        reported_at=at,
+        opened_at=at,
+        opened_record="r",
+        notices=[
+            {"kind": "opened", "ok": False},  # tried, not delivered
+            {"kind": "deadline", "ok": True, "clock": "respond", "level": 75},
+            {"kind": "deadline", "ok": True, "clock": "resolve"},  # no level: 0
+        ],
+    )
+    assert not inc.notified("opened")
+    assert not inc.notified("closed")
+    assert inc.notified("deadline")
+    assert inc.notified("deadline", clock="respond")
+    assert inc.notified("deadline", clock="respond", level=75)
+    assert not inc.notified("deadline", clock="respond", level=76)
+    assert inc.notified("deadline", clock="resolve", level=0)
+    assert not inc.notified("deadline", clock="resolve", level=1)
+    assert not inc.notified("deadline", clock="recover")
+    inc.notices.insert(0, {"kind": "opened", "ok": True})
+    assert inc.notified("opened")
