@@ -724,7 +724,7 @@ def test_file_entries_hash_files_relative_to_the_base(tmp_path: Path) -> None:
     assert file_entry(Path("/proc/self/mem")) == {"path": "/proc/self/mem", "sha256": None}
 
 
-def test_progress_follows_plays_tasks_and_hosts() -> None:
+def test_builder_progress_follows_plays_tasks_and_hosts() -> None:
     builder = RecordBuilder()
     assert builder.progress() == {
         "play": None,
