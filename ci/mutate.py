@@ -147,7 +147,8 @@ MODULES = (
         (
             "tests/test_archive.py",
             "tests/test_cli_records.py",
-            # test_records.py without the tests of its real ansible-runner run (its module fixture)
+            # test_records.py without the tests of its real ansible-runner run (its module fixture);
+            # --deselect matches node ids by prefix: no other test's name may start with these
             "tests/test_records.py",
             *(
                 f"--deselect=tests/test_records.py::{t}"
