@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -989,3 +990,193 @@ def test_a_corrupt_head_fails_verify_with_its_reason(filled: tuple[Archive, list
     with pytest.raises(ArchiveError) as err:
         archive.head()
     assert archive.verify() == VerifyReport(ok=False, count=0, first_bad_id=None, problem=str(err.value))
+
+
+# -- verify: a seq claimed twice, and what the top of the archive holds (issue 22, second run) --
+# The forgeries get ids that sort after every genuine record's, so that naming the forged one
+# depends on the chain (which record the next one or HEAD links to), not on the names' order.
+
+
+def _forge_claim(archive: Archive, genuine: dict[str, Any], *, rehash: bool = True) -> str:
+    """A copy of ``genuine`` under a later id, claiming its seq and linking to its predecessor."""
+    forged = new_record_id(BASE_TIME + timedelta(days=1))
+    shutil.copytree(archive.root / genuine["id"], archive.root / forged)
+    rec = archive.get(forged)
+    rec["id"] = forged
+    rec["status"] = "successful"
+    if rehash:
+        rec["hash"] = record_hash(rec)
+    (archive.root / forged / "record.json").write_bytes(record_bytes(rec))
+    return forged
+
+
+@pytest.mark.parametrize("where", [0, 2, 4, 5])  # the first, the middle, next to the newest, the newest
+def test_a_seq_claimed_twice_names_the_record_off_the_chain(
+    filled: tuple[Archive, list[dict[str, Any]]], where: int
+) -> None:
+    archive, recs = filled
+    genuine = recs[where]
+    forged = _forge_claim(archive, genuine)
+    report = archive.verify()
+    ids = ", ".join(sorted([genuine["id"], forged]))
+    assert report == VerifyReport(
+        ok=False,
+        count=7,
+        first_bad_id=forged,
+        problem=f"seq {genuine['seq']} is claimed by 2 records ({ids}); {forged} is not part of the chain: "
+        "inserted record",
+    )
+
+
+def test_a_seq_claimed_twice_without_head_names_the_broken_record_first(
+    filled: tuple[Archive, list[dict[str, Any]]],
+) -> None:
+    # No HEAD to tell which of the newest two is genuine: neither is kept; a record with a
+    # problem of its own is named before a sound one, whatever the names.
+    archive, recs = filled
+    forged = _forge_claim(archive, recs[-1], rehash=False)
+    (archive.root / "HEAD").unlink()
+    report = archive.verify()
+    ids = ", ".join(sorted([recs[-1]["id"], forged]))
+    assert (report.ok, report.count, report.first_bad_id) == (False, 7, forged)
+    assert report.problem == (
+        f"seq 6 is claimed by 2 records ({ids}); {forged} is not part of the chain: inserted record "
+        "(record hash mismatch: record.json was edited)"
+    )
+
+
+def test_folders_without_a_seq_are_named_in_name_order(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, _ = filled
+    names = [f"junk-{c}" for c in "hcafgbed"]
+    for name in names:
+        (archive.root / name).mkdir()
+    report = archive.verify()
+    assert (report.ok, report.count, report.first_bad_id) == (False, 14, "junk-a")
+    assert report.problem == "folder 'junk-a' is not a record id (inserted or renamed folder)"
+
+
+def test_a_symlink_or_file_at_the_top_is_no_record_unless_named_as_one(
+    tmp_path: Path, filled: tuple[Archive, list[dict[str, Any]]]
+) -> None:
+    archive, recs = filled
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (archive.root / "notes").symlink_to(elsewhere, target_is_directory=True)
+    (archive.root / new_record_id(BASE_TIME + timedelta(days=1))).write_bytes(b"not a folder")
+    assert archive.verify() == VerifyReport(ok=True, count=6)
+    # A symlink named as a record is checked (and is no record folder of this archive).
+    linked = new_record_id(BASE_TIME + timedelta(days=2))
+    (archive.root / linked).symlink_to(elsewhere, target_is_directory=True)
+    report = archive.verify()
+    assert (report.ok, report.count, report.first_bad_id) == (False, 7, linked)
+
+
+def test_chain_problems_are_named_whole(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    ids = [r["id"] for r in recs]
+
+    def report_of() -> tuple[bool, int, str | None, str]:
+        report = archive.verify()
+        return report.ok, report.count, report.first_bad_id, report.problem
+
+    _rehash(archive, ids[0], seq=0)
+    assert report_of() == (False, 6, ids[0], "seq 0 is out of range (the first record has seq 1): edited")
+    _rehash(archive, ids[0], seq=1)
+    _rehash(archive, ids[0], prev_hash="0" * 64)
+    assert report_of() == (
+        False,
+        6,
+        ids[0],
+        "prev_hash does not match the hash of nothing (first record): "
+        "a record before it was edited and re-hashed, replaced or reordered",
+    )
+    _rehash(archive, ids[0], prev_hash=None)
+    _rehash(archive, ids[3], prev_hash="0" * 64)
+    assert report_of() == (
+        False,
+        6,
+        ids[3],
+        f"prev_hash does not match the hash of record {ids[2]}: "
+        "a record before it was edited and re-hashed, replaced or reordered",
+    )
+
+
+def test_removed_records_are_named_whole(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    ids = [r["id"] for r in recs]
+    shutil.rmtree(archive.root / ids[2])
+    report = archive.verify()
+    assert (report.count, report.first_bad_id, report.problem) == (
+        5,
+        ids[3],
+        "seq jumps from 2 to 4: record(s) with seq 3 missing (removed)",
+    )
+    shutil.rmtree(archive.root / ids[3])
+    report = archive.verify()
+    assert (report.first_bad_id, report.problem) == (
+        ids[4],
+        "seq jumps from 2 to 5: record(s) with seqs 3..4 missing (removed)",
+    )
+
+
+def test_head_problems_are_named_whole(filled: tuple[Archive, list[dict[str, Any]]]) -> None:
+    archive, recs = filled
+    ids = [r["id"] for r in recs]
+    head = archive.head()
+    assert head is not None
+
+    def set_head(**changes: Any) -> None:
+        (archive.root / "HEAD").write_bytes(canonical_json({**head, **changes}))
+
+    def report_of() -> tuple[bool, int, str | None, str]:
+        report = archive.verify()
+        return report.ok, report.count, report.first_bad_id, report.problem
+
+    set_head(hash="0" * 64)
+    assert report_of() == (
+        False,
+        6,
+        ids[5],
+        "the newest record does not match HEAD: edited and re-hashed, or replaced",
+    )
+    for seq, beyond in ((1, 1), (4, 4), (-1, 5)):  # the record after HEAD's, or the newest
+        set_head(seq=seq)
+        assert report_of() == (
+            False,
+            6,
+            ids[beyond],
+            f"record {ids[beyond]} (seq {beyond + 1}) is beyond HEAD (seq {seq}): inserted",
+        )
+    set_head()
+    (archive.root / "HEAD").unlink()
+    assert report_of() == (
+        False,
+        6,
+        ids[5],
+        "HEAD is missing: cannot tell whether the newest records were removed",
+    )
+    set_head()
+    saved = archive.root.parent / "saved"
+    shutil.move(archive.root / ids[5], saved)
+    removed = f"HEAD names seq 6 ({ids[5]}) but the newest record is seq 5: newest record(s) removed"
+    assert report_of() == (False, 5, ids[5], removed)
+    pending = archive.pending_root / ids[5]
+    pending.mkdir(parents=True)
+    (pending / "record.json").write_bytes(b"{}")
+    assert report_of() == (
+        False,
+        5,
+        ids[5],
+        removed + " (its commit was interrupted; run `opsctl records recover`)",
+    )
+
+
+def test_a_head_without_records_and_an_archive_without_either(tmp_path: Path) -> None:
+    archive = Archive(tmp_path / "archive")
+    archive.root.mkdir()
+    assert archive.verify() == VerifyReport(ok=True, count=0)
+    (rec,) = fill(archive, 1)
+    shutil.rmtree(archive.root / rec["id"])
+    assert archive.verify() == VerifyReport(
+        ok=False, count=0, first_bad_id=rec["id"], problem="HEAD names seq 1 but the archive holds no records: removed"
+    )

@@ -389,3 +389,70 @@ def test_respond_without_an_ack_is_the_earlier_of_recovered_and_resolved() -> No
     acked = _incident("outage", reported, acknowledged_at=resolved, recovered_at=recovered, resolved_at=resolved)
     assert acked.milestone("respond") == resolved
     assert {c.clock: c.status for c in acked.clocks(at=resolved)}["respond"] == "late"
+
+
+def test_notified_matches_kind_delivery_clock_and_level() -> None:
+    """Incident.notified (issue 22: mutants of the partial incidents run not yet reached)."""
+    at = dt.datetime(2026, 11, 28, 9, 0, tzinfo=TZ)
+    inc = Incident(
+        id="x",
+        severity="general",
+        summary="s",
+        environment="prod",
+        reported_at=at,
+        opened_at=at,
+        opened_record="r",
+        notices=[
+            {"kind": "opened", "ok": False},  # tried, not delivered
+            {"kind": "deadline", "ok": True, "clock": "respond", "level": 75},
+            {"kind": "deadline", "ok": True, "clock": "resolve"},  # no level: 0
+        ],
+    )
+    assert not inc.notified("opened")
+    assert not inc.notified("closed")
+    assert inc.notified("deadline")
+    assert inc.notified("deadline", clock="respond")
+    assert inc.notified("deadline", clock="respond", level=75)
+    assert not inc.notified("deadline", clock="respond", level=76)
+    assert inc.notified("deadline", clock="resolve", level=0)
+    assert not inc.notified("deadline", clock="resolve", level=1)
+    assert not inc.notified("deadline", clock="recover")
+    inc.notices.insert(0, {"kind": "opened", "ok": True})
+    assert inc.notified("opened")
+
+
+def test_a_note_keeps_its_cleaned_text_author_alert_and_notice(tmp_path: Path) -> None:
+    """IncidentRegister.note and TimelineEntry.as_dict (issue 22, the partial incidents run)."""
+    from orchestrator.incidents import IncidentRegister
+
+    register = IncidentRegister(Archive(tmp_path / "archive"))
+    at = dt.datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
+    inc, _ = register.open("general", "disk full", reported_at=at)
+    alert = {"fingerprint": "f1", "status": "firing"}
+    notice = {"kind": "opened", "ok": True, "channels": ["mail"]}
+    later = at + dt.timedelta(minutes=5)
+    noted, rec = register.note(
+        inc.id, "line one\x1b[31m\nline two  ", at=later, by=" ann\x07 ", alert=alert, notice=notice
+    )
+    assert rec["incident_event"] == {
+        "action": "note",
+        "at": "2026-11-30T09:05:00.000+08:00",
+        "text": "line one\nline two",
+        "by": "ann",
+        "alert": alert,
+        "notice": notice,
+    }
+    assert noted.notices == [{**notice, "at": "2026-11-30T09:05:00.000+08:00", "record_id": rec["id"]}]
+    assert noted.events[-1].as_dict() == {
+        "at": "2026-11-30T09:05:00+08:00",
+        "kind": "note",
+        "text": "line one\nline two by ann",
+        "record_id": rec["id"],
+        "status": None,
+    }
+    _, plain = register.note(inc.id, "just text", at=later, by="  ")
+    assert plain["incident_event"] == {
+        "action": "note",
+        "at": "2026-11-30T09:05:00.000+08:00",
+        "text": "just text",
+    }  # nobody (a blank author): no "by"

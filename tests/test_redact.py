@@ -504,3 +504,82 @@ def test_redact_obj_on_a_mapping_type_and_values_already_masked() -> None:
     assert r3.redact_text("Later-Secret-1") == MASK
     r3.add_values(["Later-Secret-22"])
     assert r3.redact_text("Later-Secret-22 Later-Secret-1") == f"{MASK} {MASK}"
+
+
+# -- vault: messages whole, odd files, a password script (issue 22, second mutation run) ----------
+
+
+def test_vault_errors_are_named_whole(tmp_path: Path) -> None:
+    secret_file = tmp_path / "vault.yml"
+    secret_file.write_bytes(_vault().encrypt("pw: Whole-Message-1\n"))
+    with pytest.raises(BadInput) as err:
+        vault_values([secret_file], None)
+    assert str(err.value) == (
+        f"{secret_file} holds vault-encrypted data but no vault password file was given; "
+        "set --vault-password-file (or ANSIBLE_VAULT_PASSWORD_FILE) so its values can be redacted"
+    )
+    empty = tmp_path / "empty-pass"
+    empty.write_text("\n")
+    with pytest.raises(BadInput) as err:
+        vault_values([secret_file], empty)
+    assert str(err.value) == f"cannot read vault password file {empty}: it is empty"
+    # A password file that cannot be read (root reads a file of mode 000; Linux's /proc/self/mem
+    # is a regular file whose read at offset 0 fails with EIO).
+    with pytest.raises(BadInput) as err:
+        vault_values([secret_file], Path("/proc/self/mem"))
+    assert str(err.value) == "cannot read vault password file /proc/self/mem: Input/output error"
+    wrong = tmp_path / "wrong-pass"
+    wrong.write_text("not-the-password\n")
+    with pytest.raises(BadInput) as err:
+        vault_values([secret_file], wrong)
+    assert str(err.value).startswith(f"cannot decrypt vault content in {secret_file} with {wrong}: Decryption failed (")
+
+
+def test_vault_files_with_odd_bytes_blanks_or_plain_text(tmp_path: Path) -> None:
+    vault = _vault()
+    inv = tmp_path / "inv"
+    inv.mkdir()
+    (inv / "a.yml").symlink_to(tmp_path / "nowhere.yml")  # unreadable: skipped, the rest still read
+    (inv / "b.yml").write_bytes(b"\n\n" + vault.encrypt("Leading-Blank-Lines-1"))  # whole file after blanks
+    (inv / "c.yml").write_bytes(vault.encrypt(b"pw: Bad-\xff-Byte-2\n"))  # plaintext not UTF-8
+    (inv / "d.yml").write_bytes(vault.encrypt("first line\n  second line\n"))  # text, not YAML's folding
+    cipher = vault.encrypt("key: Inline-Yaml-3").decode()  # an inline value is one value, YAML or not
+    indented = "\n".join("    " + line for line in cipher.splitlines())
+    (inv / "e.yml").write_text(f"x: !vault |\n{indented}\n")
+    (tmp_path / "vault-pass").write_text(PASSWORD + "\n")
+    assert vault_values([tmp_path / "missing", inv], tmp_path / "vault-pass") == {
+        "Leading-Blank-Lines-1",
+        "Bad-\ufffd-Byte-2",
+        "first line\n  second line",
+        "key: Inline-Yaml-3",
+    }
+
+
+def test_a_vault_file_with_non_ascii_bytes_is_a_decryption_error(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yml"
+    broken.write_bytes(_vault().encrypt("Never-Read-4").replace(b"\n", "\né".encode(), 1))
+    (tmp_path / "vault-pass").write_text(PASSWORD + "\n")
+    with pytest.raises(BadInput, match=f"^cannot decrypt vault content in {broken} with "):
+        vault_values([broken], tmp_path / "vault-pass")
+
+
+def test_a_password_script_goes_through_ansible_with_its_errors_named(tmp_path: Path) -> None:
+    secret_file = tmp_path / "vault.yml"
+    secret_file.write_bytes(_vault().encrypt("pw: Script-Secret-5\n"))
+    script = tmp_path / "pw.sh"
+    script.write_text(f"#!/bin/sh\necho {PASSWORD}\n")
+    script.chmod(0o700)
+    assert vault_values([secret_file], script) == {"Script-Secret-5"}
+    script.write_text("#!/bin/sh\necho not-the-password\n")
+    with pytest.raises(BadInput) as err:
+        vault_values([secret_file], script)
+    assert str(err.value).startswith(f"cannot decrypt vault content in {secret_file} with {script}: ")
+    script.write_text("#!/bin/sh\nexit 3\n")
+    with pytest.raises(BadInput) as err:
+        vault_values([secret_file], script)
+    assert str(err.value).startswith(f"cannot read vault password file {script}: ")
+
+
+def test_a_value_of_only_asterisks_is_no_secret_but_other_letters_are() -> None:
+    r = Redactor(["********", "XXXXXXXX", "*XX*XX**"])
+    assert r.redact_text("a ******** b XXXXXXXX c *XX*XX**") == f"a ******** b {MASK} c {MASK}"
