@@ -108,3 +108,25 @@ def test_no_complete_base_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(tool.ArchiveError) as caught:
         tool.cmd_window({}, Path("/id"), "latest", 1.0)
     assert "no complete physical backup" in str(caught.value)
+
+
+def test_the_current_timeline_starts_at_the_newest_in_place_restore() -> None:
+    def base(bid: str, at: float, complete: bool = True, start: bool = False) -> dict[str, Any]:
+        return {
+            "id": bid,
+            "size": 1,
+            "complete": complete,
+            "stored_at": at if complete else None,
+            "timeline_start": start,
+        }
+
+    found = [
+        base("c", 30.0, start=True),
+        base("a", 10.0),
+        base("x", 0.0, complete=False),
+        base("d", 40.0),
+        base("b", 20.0),
+    ]
+    assert [b["id"] for b in tool.current_timeline(found)] == ["c", "d"]
+    assert [b["id"] for b in tool.current_timeline([b for b in found if b["id"] != "c"])] == ["a", "b", "d"]
+    assert tool.current_timeline([base("x", 0.0, complete=False)]) == []

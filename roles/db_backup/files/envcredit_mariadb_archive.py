@@ -269,13 +269,20 @@ def ship_binlogs(cfg: dict[str, Any], state_path: Path) -> dict[str, Any]:
     return {"flushed": flushed, "sent": sent, "current": logs[-1] if logs else None, "archived_until": archived_until}
 
 
+def current_timeline(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The complete bases (cmd_status_bases) a restore can start from, oldest first: from the
+    newest one that starts a timeline (an in-place restore's) on; older ones belong to the
+    history that restore discarded."""
+    complete = sorted((b for b in found if b["complete"]), key=lambda b: float(b["stored_at"]))
+    starts = [i for i, b in enumerate(complete) if b["timeline_start"]]
+    return complete[starts[-1] :] if starts else complete
+
+
 def cmd_status(cfg: dict[str, Any]) -> dict[str, Any]:
     """What the backup host holds, and the complete bases of the current timeline (from the
     newest one that starts a timeline), oldest first: a restore can start from those."""
     found = cmd_status_bases(cfg)
-    complete = sorted((b for b in found if b["complete"]), key=lambda b: float(b["stored_at"]))
-    starts = [i for i, b in enumerate(complete) if b["timeline_start"]]
-    current = complete[starts[-1] :] if starts else complete
+    current = current_timeline(found)
     return {
         "bases": found,
         "timeline": current,
@@ -321,15 +328,13 @@ def read_plain(cfg: dict[str, Any], kind: str, name: str, identity: Path) -> byt
 
 
 def bases(cfg: dict[str, Any], identity: Path) -> list[dict[str, Any]]:
-    """The complete bases (metadata stored) of the current timeline, oldest first, each with its
-    metadata: from the newest base that starts a timeline (an in-place restore's) on."""
-    out = []
-    for b in cmd_status_bases(cfg):
-        if b["complete"]:
-            out.append(json.loads(read_plain(cfg, "base", b["id"] + ".json.age", identity)))
-    out.sort(key=lambda m: m["finished"])
-    starts = [i for i, m in enumerate(out) if m.get("timeline_start")]
-    return out[starts[-1] :] if starts else out
+    """The complete bases of the current timeline (current_timeline), oldest first, each with
+    its metadata, decrypted."""
+    out = [
+        json.loads(read_plain(cfg, "base", b["id"] + ".json.age", identity))
+        for b in current_timeline(cmd_status_bases(cfg))
+    ]
+    return sorted(out, key=lambda m: m["finished"])
 
 
 def cmd_carry_binlog(previous: Path, datadir: Path, basename: str) -> dict[str, Any]:
