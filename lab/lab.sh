@@ -6,6 +6,8 @@
 #   lab/lab.sh down           remove containers, network and var/lab (the image stays)
 #   lab/lab.sh reset [SCALE]  down, then up
 #   lab/lab.sh status         one line per host
+#   lab/lab.sh recreate HOST  HOST destroyed and made again from the image, empty
+#                             (OS and packages only: no data, no role applied)
 #
 #   lab/lab.sh check         the self-check alone (names, tier ports)
 #
@@ -70,7 +72,7 @@ TIER_PATHS=(
     "lab-mon1 lab-db2 9104 prometheus-mysqld-exporter"
 )
 
-usage() { sed -n '2,14s/^# \{0,1\}//p' "$0" >&2; exit 2; }
+usage() { sed -n '2,16s/^# \{0,1\}//p' "$0" >&2; exit 2; }
 
 ssh_base() {   # ssh options shared by every check the lab makes
     printf '%s\n' -i "$LAB_SSH_KEY" -o BatchMode=yes -o ConnectTimeout=5 \
@@ -431,6 +433,23 @@ cmd_down() {
     log "lab down (image kept: $(lab_image_tag))"
 }
 
+# A host destroyed and made again from nothing: its container (data, keys, what any
+# role did) removed, then `up` at the current scale creates it afresh from the image.
+cmd_recreate() {
+    local name=${1:-} port scale
+    [ -n "$name" ] || die "recreate: which host? (lab/lab.sh recreate lab-db1)"
+    fixed_names | grep -qxF "$name" || die "recreate: $name is not a fixed lab host ($(fixed_names | tr '\n' ' '))"
+    if podman container exists "$name"; then
+        port="$(podman inspect -f "{{index .Config.Labels \"$LAB_LABEL.port\"}}" "$name" 2>/dev/null || echo 0)"
+        close_masters "$port"
+        log "$name: destroying (container, its data and SSH host keys)"
+        podman rm -f -t 5 "$name" >/dev/null
+    fi
+    forget_facts "$name"
+    scale="$(lab_containers | grep -c '^lab-fleet' || true)"
+    cmd_up "$scale"
+}
+
 cmd_status() {
     local image names name state sysd port ssh_ok img group
     image="$(lab_image_tag)"
@@ -470,7 +489,7 @@ main() {
     shift
     # One lifecycle change at a time. flock -o: the lock stays with flock
     # itself and is not inherited by podman's long-lived conmon processes.
-    if [ -z "${__LAB_LOCKED:-}" ] && [[ "$cmd" =~ ^(up|down|reset)$ ]]; then
+    if [ -z "${__LAB_LOCKED:-}" ] && [[ "$cmd" =~ ^(up|down|reset|recreate)$ ]]; then
         mkdir -p "$REPO_ROOT/var"
         __LAB_LOCKED=1 exec flock -o "$REPO_ROOT/var/.lab.lock" "$0" "$cmd" "$@"
     fi
@@ -479,6 +498,7 @@ main() {
         down) cmd_down ;;
         reset) cmd_down; cmd_up "$@" ;;
         status) cmd_status ;;
+        recreate) cmd_recreate "$@" ;;
         check) self_check ;;
         -h | --help | help) usage ;;
         *) usage ;;

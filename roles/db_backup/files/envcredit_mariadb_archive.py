@@ -425,10 +425,15 @@ def run_checked(argv: list[str], what: str, **kw: Any) -> subprocess.CompletedPr
     return proc
 
 
-def cmd_restore(cfg: dict[str, Any], identity: Path, base_id: str, target: float, datadir: Path) -> dict[str, Any]:
+def cmd_restore(
+    cfg: dict[str, Any], identity: Path, base_id: str, target: float, datadir: Path, carry_newest: bool = False
+) -> dict[str, Any]:
     """The base ``base_id`` unpacked and prepared into ``datadir`` (which must not exist), then
     the binary logs from its position up to ``target`` (epoch seconds, exclusive) written to
-    ``datadir``/../<name>.binlog.sql for the caller to apply once an instance runs on it."""
+    ``datadir``/../<name>.binlog.sql for the caller to apply once an instance runs on it.
+    ``carry_newest`` (a host rebuilt from nothing, whose own logs are gone): the newest archived
+    binary log and an index naming it go into ``datadir`` too, so a server started on it with
+    binary logging goes on numbering after it (a name the backup host holds is never written again)."""
     started = time.time()
     if datadir.exists():
         raise ArchiveError(f"{datadir} exists: remove the earlier side instance first", 2)
@@ -473,6 +478,13 @@ def cmd_restore(cfg: dict[str, Any], identity: Path, base_id: str, target: float
             )
     else:
         sql_out.write_bytes(b"")
+    carried = None
+    if carry_newest and names:
+        carried = names[-1]
+        newest = work / carried
+        data = newest.read_bytes() if carried in needed else read_plain(cfg, "binlog", carried + ".age", identity)
+        (datadir / carried).write_bytes(data)
+        (datadir / (carried.rsplit(".", 1)[0] + ".index")).write_text(f"./{carried}\n", encoding="utf-8")
     for f in files:
         Path(f).unlink()
     work.rmdir()
@@ -482,6 +494,7 @@ def cmd_restore(cfg: dict[str, Any], identity: Path, base_id: str, target: float
         "binlog_start": [meta["binlog_file"], meta["binlog_pos"]],
         "binlogs": needed,
         "replay_sql": str(sql_out),
+        "carried": carried,
         "unpack_seconds": round(unpacked - started, 3),
         "seconds": round(time.time() - started, 3),
     }
@@ -509,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
     restore.add_argument("--base", required=True)
     restore.add_argument("--target", type=float, required=True, help="epoch seconds")
     restore.add_argument("--datadir", type=Path, required=True)
+    restore.add_argument(
+        "--carry-newest", action="store_true", help="the newest archived binary log and its index into the datadir"
+    )
     opts = parser.parse_args(argv)
     try:
         cfg = load_config(opts.config)
@@ -521,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
         elif opts.cmd == "window":
             result = cmd_window(cfg, opts.identity, opts.target, opts.archived_until)
         elif opts.cmd == "restore":
-            result = cmd_restore(cfg, opts.identity, opts.base, opts.target, opts.datadir)
+            result = cmd_restore(cfg, opts.identity, opts.base, opts.target, opts.datadir, opts.carry_newest)
         else:
             result = cmd_status(cfg)
     except ArchiveError as exc:
