@@ -51,6 +51,8 @@ FIXED_HOSTS=(
 # disk-full forecast is tested on a real file system filling up (tests/test_monitoring_lab.py).
 FILL_MOUNTS=(
     "lab-app1 /srv/lab-fill 32m"
+    # a full backup host (tests/test_db_mariadb_archive_lab.py): the archive receiver on a full disk
+    "lab-backup1 /srv/lab-fill 32m"
 )
 
 # Services that must not run on a host unless its role names them above.

@@ -37,3 +37,12 @@ import: venv ## HIGH RISK: import FILE=path.csv into TABLE= (validated, table ba
 
 bench-db: lab ## DB benchmark: opsctl backup/restore vs bare pg_dump/mariadb-dump, zstd vs gzip (bench data set)
 	$(BIN)/python bench/db/run.py $(ARGS)
+
+# Physical backups and point-in-time restore (pgBackRest, mariadb-backup + binary logs) against
+# the bare tools, and the recovery point objective under writes (--rpo: each host killed and
+# rebuilt from the backup host). See bench/db/README.md.
+#   make bench-db-pitr ARGS="--rounds 3 --rpo"
+.PHONY: bench-db-pitr
+
+bench-db-pitr: lab ## DB benchmark: physical backup and PITR vs bare pgbackrest/mariadb-backup; RPO under writes (--rpo)
+	$(BIN)/python bench/db/pitr.py $(ARGS)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO, all_text_under, run_opsctl
-from helpers.lab import vault_value
+from helpers.lab import unreachable, vault_value
 
 pytestmark = pytest.mark.lab
 
@@ -192,3 +192,60 @@ def test_the_database_hosts_key_can_only_add_files_under_its_own_directory(lab_r
     # Its own files come back as they are (encrypted), for a restore.
     got = podman(DB_HOST, f"{ssh} 'get binlog {existing}' </dev/null | head -c 21")
     assert got.stdout == "age-encryption.org/v1"
+
+
+def test_backup_host_unreachable_the_backup_fails_clearly_and_the_binary_logs_catch_up(
+    store: list[str], scratch: str
+) -> None:
+    """The backup host down during the night's backup: the run fails naming it, the logical dump
+    is still taken and stored, the binary logs wait on the database host (kept
+    db_backup_mariadb_binlog_keep_days) and reach the backup host once it is back, without help."""
+    with unreachable(BACKUP_HOST):
+        proc = run_opsctl("run", "backup", "--env", "lab", "--limit", DB_HOST, "--json", *store, timeout=900)
+        rec = json.loads(proc.stdout)
+        assert proc.returncode == 1, rec.get("failures")
+        assert any(BACKUP_HOST in (f.get("msg") or "") or f.get("unreachable") for f in rec["failures"]), rec[
+            "failures"
+        ]
+        assert list(Path(store[1].split("=", 1)[1], DB_HOST).glob("*/manifest.json")), "no logical dump in the store"
+        # the timer's run fails too (the unit says so to systemd, hence to the node exporter)
+        sql(f"INSERT INTO {SCRATCH}.marks (note) VALUES ('while-unreachable')")
+        podman(DB_HOST, "systemctl start envcredit-binlog-archive.service")
+        assert ok(DB_HOST, "systemctl is-failed envcredit-binlog-archive.service || true").strip() == "failed"
+        sql("FLUSH BINARY LOGS")
+        closed = [r.split("\t")[0] for r in sql("SHOW BINARY LOGS").splitlines()][:-1]
+    # back: the next timer run ships every closed log the backup host lacks
+    ok(
+        DB_HOST,
+        "systemctl reset-failed envcredit-binlog-archive.service; systemctl start envcredit-binlog-archive.service",
+    )
+    assert ok(DB_HOST, "systemctl is-active envcredit-binlog-archive.service || true").strip() in {"inactive", "active"}
+    stored = set(listing("binlog"))
+    missing = [n for n in closed if n + ".age" not in stored]
+    assert not missing, f"not archived after the backup host came back: {missing}"
+
+
+def test_a_full_backup_host_refuses_the_file_and_keeps_nothing_of_it(lab_ready: list[str]) -> None:
+    """The backup host's disk full (a real 32 MiB file system of the lab, /srv/lab-fill): the
+    receiver (the program the database host's forced command runs) refuses with exit 4 and leaves
+    no partial file; what was stored before stays."""
+    root = "/srv/lab-fill/archive"
+    receiver = f"python3 /usr/local/lib/envcredit/envcredit_archive_receive.py --root {root} --host {DB_HOST}"
+    ok(BACKUP_HOST, f"rm -rf {root} /srv/lab-fill/ballast; install -d -o dbarchive -m 0750 {root}")
+    try:
+        small = podman(BACKUP_HOST, f"head -c 4096 /dev/urandom | runuser -u dbarchive -- {receiver} put binlog a.age")
+        assert small.returncode == 0, small.stderr
+        # fill the file system to about 1 MiB free, then send 4 MiB
+        ok(
+            BACKUP_HOST,
+            "fallocate -l $(( $(df -B1 --output=avail /srv/lab-fill | tail -1) - 1048576 )) /srv/lab-fill/ballast",
+        )
+        full = podman(
+            BACKUP_HOST, f"head -c 4194304 /dev/urandom | runuser -u dbarchive -- {receiver} put binlog b.age"
+        )
+        assert full.returncode == 4, (full.returncode, full.stderr)
+        assert "full" in full.stderr
+        left = ok(BACKUP_HOST, f"ls -A {root}/{DB_HOST}/binlog").split()
+        assert left == ["a.age"], left
+    finally:
+        podman(BACKUP_HOST, f"rm -rf {root} /srv/lab-fill/ballast")

@@ -142,7 +142,7 @@ def test_a_destroyed_database_host_is_rebuilt_from_the_backup_host_alone(host: s
 
     try:
         rec = lab_run("rebuild-db", "--limit", host, "--yes", timeout=1800)
-        assert rec["status"] == "ok"
+        assert rec["status"] == "successful"
         out = rec["outputs"]["rebuild"][host]
         assert {k: int(v) for k, v in out["tables"].items()} == before
         assert counts(host) == before
