@@ -115,6 +115,8 @@ def test_physical_backup_and_binary_logs_reach_the_backup_host_encrypted(
     # On the backup host: the base and its metadata, owned by the archive account, encrypted.
     bases = listing("base")
     assert f"{base['id']}.xbs.zst.age" in bases and f"{base['id']}.json.age" in bases
+    # its starting binary log in an empty marker, for the backup host's retention (no key there)
+    assert f"{base['id']}.binlog.{base['binlog_file']}.age" in bases
     data = f"{ROOT}/base/{base['id']}.xbs.zst.age"
     assert ok(BACKUP_HOST, f"stat -c '%U %a' {data}").split() == ["dbarchive", "600"]
     assert ok(BACKUP_HOST, f"sha256sum {data}").split()[0] == base["sha256"]

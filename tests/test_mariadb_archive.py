@@ -4,6 +4,7 @@ envcredit_mariadb_archive.py); the lab test runs it against real MariaDB and a r
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,111 @@ def test_the_current_timeline_starts_at_the_newest_in_place_restore() -> None:
     assert [b["id"] for b in tool.current_timeline(found)] == ["c", "d"]
     assert [b["id"] for b in tool.current_timeline([b for b in found if b["id"] != "c"])] == ["a", "b", "d"]
     assert tool.current_timeline([base("x", 0.0, complete=False)]) == []
+
+
+def listing(*names: str) -> list[dict[str, Any]]:
+    return [{"name": n, "size": 5, "mtime": 100 + i} for i, n in enumerate(sorted(names))]
+
+
+def test_markers_are_no_bases_and_tell_the_binlog_and_the_verification() -> None:
+    found = tool.bases_of(
+        listing(
+            "a.xbs.zst.age",
+            "a.json.age",
+            "a.binlog.mariadb-bin.000012.age",
+            "a.verified.age",
+            "a.timeline.age",
+            "ab.xbs.zst.age",
+            "ab.json.age",
+            "c.xbs.zst.age",
+            "c.binlog.mariadb-bin.000001.age",
+        )
+    )
+    assert [b["id"] for b in found] == ["a", "ab", "c"]
+    a, ab, c = found
+    assert (a["binlog_file"], a["verified"], a["timeline_start"], a["complete"]) == (
+        "mariadb-bin.000012",
+        True,
+        True,
+        True,
+    )
+    # a base from before the binlog markers; another id's markers are not its own
+    assert (ab["binlog_file"], ab["verified"], ab["timeline_start"], ab["complete"]) == (None, False, False, True)
+    assert (c["complete"], c["stored_at"], c["binlog_file"]) == (False, None, "mariadb-bin.000001")
+
+
+def status_of(monkeypatch: pytest.MonkeyPatch, *names: str) -> list[tuple[str, str]]:
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr(tool, "remote_json", lambda cfg, request: listing(*names))
+    monkeypatch.setattr(tool, "send", lambda cfg, kind, name, source: sent.append((kind, name)) or {})
+    return sent
+
+
+def test_mark_verified_stores_the_marker_of_a_complete_base(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = status_of(monkeypatch, "b1.xbs.zst.age", "b1.json.age")
+    assert tool.cmd_mark_verified({}, "b1") == {"base": "b1", "verified": True, "marked": True}
+    assert sent == [("base", "b1.verified.age")]
+
+
+def test_mark_verified_twice_is_done_already(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent = status_of(monkeypatch, "b1.xbs.zst.age", "b1.json.age", "b1.verified.age")
+    assert tool.cmd_mark_verified({}, "b1") == {"base": "b1", "verified": True, "marked": False}
+    assert sent == []
+
+    def refused(cfg: Any, kind: str, name: str, source: Any) -> dict[str, Any]:
+        raise tool.remote_error(b"envcredit-archive: base/b1.verified.age exists already", rc)
+
+    # another run stored it between the listing and the put: the receiver's 3 is done already
+    status_of(monkeypatch, "b1.xbs.zst.age", "b1.json.age")
+    rc = 3
+    monkeypatch.setattr(tool, "send", refused)
+    assert tool.cmd_mark_verified({}, "b1")["marked"] is False
+    rc = 1  # any other refusal stays an error
+    with pytest.raises(tool.ArchiveError) as caught:
+        tool.cmd_mark_verified({}, "b1")
+    assert caught.value.code == 3
+
+
+@pytest.mark.parametrize(
+    ("base", "names", "words"),
+    [
+        ("b2", ("b1.xbs.zst.age", "b1.json.age"), "not there"),
+        ("b1", ("b1.xbs.zst.age", "b1.timeline.age"), "incomplete"),
+        ("../b1", ("b1.xbs.zst.age", "b1.json.age"), "bad backup id"),
+    ],
+)
+def test_mark_verified_refuses_what_is_not_a_complete_base(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], base: str, names: tuple[str, ...], words: str
+) -> None:
+    sent = status_of(monkeypatch, *names)
+    monkeypatch.setattr(tool, "load_config", lambda path: {})
+    assert tool.main(["mark-verified", "--base", base]) == 2
+    assert words in capsys.readouterr().err and sent == []
+
+
+def test_a_base_stores_its_starting_binlog_in_a_marker_after_its_metadata(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake = tmp_path / "mariadb-backup"
+    fake.write_text(f"#!/bin/sh\nprintf 'stream'\nprintf \"{STDERR}\" >&2\n", encoding="utf-8")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    monkeypatch.setattr(tool, "sql", lambda cfg, statement: [["10.11.6-MariaDB"]])
+    sent: list[tuple[str, bytes]] = []
+
+    def send(cfg: Any, kind: str, name: str, source: Any) -> dict[str, Any]:
+        data = source.read()
+        sent.append((name, data))
+        return {"size": len(data), "sha256": "x"}
+
+    monkeypatch.setattr(tool, "send", send)
+    meta = tool.cmd_base({"defaults_file": "/dev/null"}, "20261130T010203Z-lab-db2")
+    assert meta["binlog_file"] == "mariadb-bin.000002"
+    assert [name for name, _ in sent] == [
+        "20261130T010203Z-lab-db2.xbs.zst.age",
+        "20261130T010203Z-lab-db2.json.age",
+        "20261130T010203Z-lab-db2.binlog.mariadb-bin.000002.age",
+    ]
+    assert sent[-1][1] == b""
+    found = tool.bases_of(listing(*(name for name, _ in sent)))
+    assert found[0]["binlog_file"] == "mariadb-bin.000002" and found[0]["complete"]

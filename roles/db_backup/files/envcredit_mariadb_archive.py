@@ -17,13 +17,20 @@ Commands (each prints one JSON object on stdout; errors go to stderr with a non-
     base --id ID     mariadb-backup --backup --stream=xbstream | zstd | age -> base/ID.xbs.zst.age,
                      then base/ID.json.age (the metadata: the binary log position at the backup,
                      sizes, sha256 of the stored file). A base counts only once its metadata is
-                     stored: an interrupted upload leaves a file no restore will take.
+                     stored: an interrupted upload leaves a file no restore will take. Then the
+                     empty marker base/ID.binlog.FILE.age: the base's starting binary log, readable
+                     without the key (the backup host's retention, envcredit_archive_prune.py).
+    mark-verified --base ID
+                     the empty marker base/ID.verified.age: a restore drill restored that base
+                     (kept by the retention, with every newer base). Refused (2) when ID is not a
+                     complete base on the backup host; done already is not an error.
     binlogs          close the current binary log if it holds anything new (FLUSH BINARY LOGS),
                      then send every closed binary log the backup host lacks, each encrypted
                      (binlog/NAME.age). Run every minute by envcredit-binlog-archive.timer: the
                      recovery point is at most about a minute behind.
     status           what the backup host holds for this host (bases with their metadata file
-                     present or not, binary logs), and the free space there.
+                     present or not, their starting binary log and verified mark, binary logs),
+                     and the free space there.
 
 Exit status: 0 done, 2 bad input, 3 the backup host refused or is unreachable, 4 its disk is
 full, 1 anything else.
@@ -53,12 +60,16 @@ import envcredit_dbtool as dbtool  # noqa: E402
 CHUNK = 1 << 20
 POSITION = re.compile(r"binlog position: filename '([^']+)', position '(\d+)'(?:, GTID of the last change '([^']*)')?")
 SUFFIX = ".xbs.zst.age"
+# A base's id (cmd_base): no dot, so ``<id>.`` starts exactly that base's files.
+BASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}$")
 
 
 class ArchiveError(Exception):
-    def __init__(self, message: str, code: int = 1) -> None:
+    def __init__(self, message: str, code: int = 1, remote_rc: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+        # the receiver's (or ssh's) own exit status, when the backup host answered
+        self.remote_rc = remote_rc
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -99,10 +110,10 @@ def remote_error(stderr: bytes, rc: int) -> ArchiveError:
     detail = text[-1] if text else f"ssh exit {rc}"
     # The receiver's exit codes: 4 disk full; ssh's own 255: unreachable.
     if rc == 4:
-        return ArchiveError(f"backup host: {detail}", 4)
+        return ArchiveError(f"backup host: {detail}", 4, remote_rc=rc)
     if rc == 255:
-        return ArchiveError(f"the backup host is unreachable: {detail}", 3)
-    return ArchiveError(f"the backup host refused: {detail}", 3)
+        return ArchiveError(f"the backup host is unreachable: {detail}", 3, remote_rc=rc)
+    return ArchiveError(f"the backup host refused: {detail}", 3, remote_rc=rc)
 
 
 def remote_json(cfg: dict[str, Any], request: str) -> Any:
@@ -159,7 +170,7 @@ def sql(cfg: dict[str, Any], statement: str) -> list[list[str]]:
 
 
 def cmd_base(cfg: dict[str, Any], backup_id: str, new_timeline: bool = False) -> dict[str, Any]:
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,100}$", backup_id):
+    if not BASE_ID.match(backup_id):
         raise ArchiveError(f"bad backup id {backup_id!r}", 2)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="envcredit-mbk-") as tmp, open(Path(tmp) / "log", "w+b") as log:
@@ -219,7 +230,35 @@ def cmd_base(cfg: dict[str, Any], backup_id: str, new_timeline: bool = False) ->
         buf.write(json.dumps(meta, sort_keys=True).encode())
         buf.seek(0)
         send(cfg, "base", backup_id + ".json.age", buf)
+    # The starting binary log in the name of an empty marker: the backup host's retention reads
+    # it without the key (the binary logs before it are only needed by older bases).
+    with tempfile.TemporaryFile() as empty:
+        send(cfg, "base", f"{backup_id}.binlog.{meta['binlog_file']}.age", empty)
     return meta
+
+
+def cmd_mark_verified(cfg: dict[str, Any], base_id: str) -> dict[str, Any]:
+    """The empty marker base/ID.verified.age (a restore drill restored that base): the backup
+    host's retention keeps the newest verified base and every newer one. ``marked`` is false
+    when the marker was there already (a second drill of the same base)."""
+    if not BASE_ID.match(base_id):
+        raise ArchiveError(f"bad backup id {base_id!r}", 2)
+    found = [b for b in cmd_status_bases(cfg) if b["id"] == base_id]
+    if not found or not found[0]["complete"]:
+        state = "incomplete (no metadata stored)" if found else "not there"
+        raise ArchiveError(
+            f"base {base_id} is not a complete base on the backup host ({state}): not marked verified", 2
+        )
+    if found[0]["verified"]:
+        return {"base": base_id, "verified": True, "marked": False}
+    try:
+        with tempfile.TemporaryFile() as empty:
+            send(cfg, "base", base_id + ".verified.age", empty)
+    except ArchiveError as exc:
+        if exc.remote_rc != 3:  # 3: the receiver has that name already (another run marked it)
+            raise
+        return {"base": base_id, "verified": True, "marked": False}
+    return {"base": base_id, "verified": True, "marked": True}
 
 
 def load_state(path: Path) -> dict[str, Any]:
@@ -355,14 +394,26 @@ def cmd_carry_binlog(previous: Path, datadir: Path, basename: str) -> dict[str, 
 
 
 def cmd_status_bases(cfg: dict[str, Any]) -> list[dict[str, Any]]:
-    """The bases on the backup host, read without the key: complete (metadata stored; its time,
-    about the end of the backup), starting a timeline (an in-place restore's)."""
-    listed = remote_json(cfg, "list base")
+    """The bases on the backup host, read without the key (bases_of)."""
+    return bases_of(remote_json(cfg, "list base"))
+
+
+def bases_of(listed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bases in a listing of base/ (the receiver's ``list base``: name, size, mtime), read
+    without the key: complete (metadata stored; its time, about the end of the backup), starting
+    a timeline (an in-place restore's), its starting binary log (the marker ID.binlog.FILE.age;
+    None for a base from before the markers), verified (ID.verified.age). Markers are no bases.
+    The backup host's retention (envcredit_archive_prune.py) reads its directory with this too."""
     mtimes = {b["name"]: b["mtime"] for b in listed}
     out = []
     for b in listed:
         if b["name"].endswith(SUFFIX):
             bid = b["name"][: -len(SUFFIX)]
+            binlog = [
+                n[len(bid) + 8 : -4]
+                for n in sorted(mtimes)
+                if n.startswith(bid + ".binlog.") and n.endswith(".age") and len(n) > len(bid) + 12
+            ]
             out.append(
                 {
                     "id": bid,
@@ -370,6 +421,8 @@ def cmd_status_bases(cfg: dict[str, Any]) -> list[dict[str, Any]]:
                     "complete": bid + ".json.age" in mtimes,
                     "stored_at": mtimes.get(bid + ".json.age"),
                     "timeline_start": bid + ".timeline.age" in mtimes,
+                    "binlog_file": binlog[0] if binlog else None,
+                    "verified": bid + ".verified.age" in mtimes,
                 }
             )
     return out
@@ -511,6 +564,8 @@ def main(argv: list[str] | None = None) -> int:
     carry.add_argument("--previous", type=Path, required=True)
     carry.add_argument("--datadir", type=Path, required=True)
     carry.add_argument("--basename", default="mariadb-bin")
+    mark = sub.add_parser("mark-verified")
+    mark.add_argument("--base", required=True)
     sub.add_parser("binlogs")
     sub.add_parser("status")
     window = sub.add_parser("window")
@@ -532,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
             result = cmd_base(cfg, opts.id, opts.new_timeline)
         elif opts.cmd == "carry-binlog":
             result = cmd_carry_binlog(opts.previous, opts.datadir, opts.basename)
+        elif opts.cmd == "mark-verified":
+            result = cmd_mark_verified(cfg, opts.base)
         elif opts.cmd == "binlogs":
             result = cmd_binlogs(cfg)
         elif opts.cmd == "window":
