@@ -251,3 +251,36 @@ def test_a_full_backup_host_refuses_the_file_and_keeps_nothing_of_it(lab_ready: 
         assert left == ["a.age"], left
     finally:
         podman(BACKUP_HOST, f"rm -rf {root} /srv/lab-fill/ballast")
+
+
+def test_the_archives_retention_on_the_backup_host_keeps_the_newest_bases_and_their_binary_logs(
+    store: list[str], scratch: str
+) -> None:
+    """envcredit-archive-prune (daily timer on lab-backup1, as the archive account, without the
+    key): its service runs in its sandbox; with one base kept, the older complete bases go with
+    every file of theirs, and so do the binary logs before the kept base's starting one."""
+
+    def complete() -> list[str]:
+        return sorted(n[: -len(".json.age")] for n in listing("base") if n.endswith(".json.age"))
+
+    while len(complete()) < 2:
+        backup(store)
+    ok(BACKUP_HOST, "systemctl start envcredit-archive-prune.service")  # the timer's service, keep 2
+    assert len(complete()) >= 2
+    prune = (
+        "runuser -u dbarchive -- python3 /usr/local/lib/envcredit/envcredit_archive_prune.py "
+        f"--root /var/lib/envcredit-archive --host {DB_HOST} --keep-bases 1 --keep-dumps 100"
+    )
+    plan = json.loads(ok(BACKUP_HOST, prune + " --dry-run"))["hosts"][DB_HOST]
+    newest = complete()[-1]
+    assert plan["bases"]["kept"][-1] == newest and complete()[:-1] == sorted(plan["bases"]["removed"]), plan
+    marker = [n for n in listing("base") if n.startswith(newest + ".binlog.")]
+    assert len(marker) == 1, listing("base")
+    start = marker[0][len(newest + ".binlog.") : -len(".age")]
+    assert plan["binlogs"]["from"] == start
+    json.loads(ok(BACKUP_HOST, prune))
+    assert complete() == [newest]
+    left = listing("base")
+    assert not [n for n in left for b in plan["bases"]["removed"] if n.startswith(b + ".")], left
+    logs = sorted(n[: -len(".age")] for n in listing("binlog"))
+    assert logs and logs[0] == start, (start, logs[:3])

@@ -208,3 +208,51 @@ def test_backup_host_unreachable_the_backup_fails_clearly_and_the_wal_catches_up
         assert time.monotonic() < deadline, "the queued WAL was not archived after the backup host came back"
         psql("SELECT pg_switch_wal()", db="postgres")
         time.sleep(5)
+
+
+def annotations() -> dict[str, dict[str, str]]:
+    proc = subprocess.run(
+        ["podman", "exec", "-u", "pgbackrest", "lab-backup1", "pgbackrest", f"--stanza={HOST}", "--output=json", "info"],
+        capture_output=True, text=True, timeout=60, env=PODMAN_ENV, check=True,
+    )  # fmt: skip
+    return {b["label"]: b.get("annotation") or {} for b in json.loads(proc.stdout)[0].get("backup", [])}
+
+
+def annotate(label: str, value: str) -> None:
+    subprocess.run(
+        ["podman", "exec", "-u", "pgbackrest", "lab-backup1", "pgbackrest", f"--stanza={HOST}", f"--set={label}",
+         f"--annotation=verified={value}", "annotate"],
+        capture_output=True, text=True, timeout=60, env=PODMAN_ENV, check=True,
+    )  # fmt: skip
+
+
+def test_the_drill_marks_what_it_restored_and_the_retention_never_expires_the_newest_verified_backup(
+    store: list[str], lab_ready: list[str]
+) -> None:
+    """pgBackRest keeps db_backup_pgbackrest_retention_full (2) full backups, and never fewer than
+    it takes to keep the newest backup set a restore drill verified."""
+    if not [b for b in repository_backups() if b.endswith("F")]:
+        lab_run("backup", "--limit", HOST, "-e", "db_backup_pgbackrest_type=full", *store, timeout=900)
+    # the weekly drill restores the newest state and marks the backup set it came from
+    rec = lab_run("restore-drill", "--limit", HOST, timeout=900)
+    assert rec["outputs"]["restore_drill"][HOST]["tables"]
+    marked = [label for label, ann in annotations().items() if "verified" in ann]
+    assert marked and marked[-1] == repository_backups()[-1], annotations()
+    for label in marked[:-1]:
+        annotate(label, "")  # only the newest verified one counts
+    verified = marked[-1]
+    full = verified.split("_")[0]
+    try:
+        # two full backups later, a retention of 2 alone would expire the verified set's full
+        for _ in range(2):
+            rec = lab_run("backup", "--limit", HOST, "-e", "db_backup_pgbackrest_type=full", *store, timeout=900)
+        after = repository_backups()
+        assert verified in after and full in after, after
+        assert len([b for b in after if b.endswith("F")]) >= 3
+        assert rec["outputs"]["backup"][HOST]["pgbackrest"]["verified_set"] == verified
+        assert int(rec["outputs"]["backup"][HOST]["pgbackrest"]["retention_full"]) >= 3
+    finally:
+        annotate(verified, "")  # the next backups go back to the plain retention
+    rec = lab_run("backup", "--limit", HOST, "-e", "db_backup_pgbackrest_type=full", *store, timeout=900)
+    after = repository_backups()
+    assert full not in after and len([b for b in after if b.endswith("F")]) == 2, after

@@ -848,7 +848,9 @@ def cmd_pitr_window(a: argparse.Namespace) -> dict[str, Any]:
             f"{out['window']}",
         )
     else:
-        out.update(within=True, reason="")
+        # the backup set pgBackRest restores from: the newest that ended before the target
+        ended = [b for b in (info[0].get("backup") or [] if info else []) if float(b["timestamp"]["stop"]) <= target]
+        out.update(within=True, reason="", set=ended[-1]["label"] if ended else None)
     return out
 
 
