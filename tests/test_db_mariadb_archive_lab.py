@@ -233,9 +233,13 @@ def test_a_full_backup_host_refuses_the_file_and_keeps_nothing_of_it(lab_ready: 
     no partial file; what was stored before stays."""
     root = "/srv/lab-fill/archive"
     receiver = f"python3 /usr/local/lib/envcredit/envcredit_archive_receive.py --root {root} --host {DB_HOST}"
+    # the request comes as the forced command's SSH_ORIGINAL_COMMAND
     ok(BACKUP_HOST, f"rm -rf {root} /srv/lab-fill/ballast; install -d -o dbarchive -m 0750 {root}")
     try:
-        small = podman(BACKUP_HOST, f"head -c 4096 /dev/urandom | runuser -u dbarchive -- {receiver} put binlog a.age")
+        small = podman(
+            BACKUP_HOST,
+            f"head -c 4096 /dev/urandom | runuser -u dbarchive -- env SSH_ORIGINAL_COMMAND='put binlog a.age' {receiver}",
+        )
         assert small.returncode == 0, small.stderr
         # fill the file system to about 1 MiB free, then send 4 MiB
         ok(
@@ -243,7 +247,8 @@ def test_a_full_backup_host_refuses_the_file_and_keeps_nothing_of_it(lab_ready: 
             "fallocate -l $(( $(df -B1 --output=avail /srv/lab-fill | tail -1) - 1048576 )) /srv/lab-fill/ballast",
         )
         full = podman(
-            BACKUP_HOST, f"head -c 4194304 /dev/urandom | runuser -u dbarchive -- {receiver} put binlog b.age"
+            BACKUP_HOST,
+            f"head -c 4194304 /dev/urandom | runuser -u dbarchive -- env SSH_ORIGINAL_COMMAND='put binlog b.age' {receiver}",
         )
         assert full.returncode == 4, (full.returncode, full.stderr)
         assert "full" in full.stderr
