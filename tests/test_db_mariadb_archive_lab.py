@@ -214,6 +214,13 @@ def test_backup_host_unreachable_the_backup_fails_clearly_and_the_binary_logs_ca
         sql(f"INSERT INTO {SCRATCH}.marks (note) VALUES ('while-unreachable')")
         podman(DB_HOST, "systemctl start envcredit-binlog-archive.service")
         assert ok(DB_HOST, "systemctl is-failed envcredit-binlog-archive.service || true").strip() == "failed"
+        # what the alert EnvcreditBinlogArchivingFailing reads, where the monitoring role put the exporter
+        if podman(DB_HOST, "systemctl -q is-active prometheus-node-exporter").returncode == 0:
+            metrics = ok(DB_HOST, "curl -s localhost:9100/metrics")
+            assert (
+                'node_systemd_unit_state{name="envcredit-binlog-archive.service",state="failed",type="oneshot"} 1'
+                in metrics
+            )
         sql("FLUSH BINARY LOGS")
         closed = [r.split("\t")[0] for r in sql("SHOW BINARY LOGS").splitlines()][:-1]
     # back: the next timer run ships every closed log the backup host lacks
