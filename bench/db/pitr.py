@@ -86,7 +86,7 @@ def bare_physical(host: str) -> float:
     if ENGINE[host] == "postgresql":
         return on_backup_host(f"pgbackrest --stanza={host} --type=full backup", "pgbackrest")
     cfg = json.loads(dbbench.ssh(host, f"cat {ARCHIVE_CFG}"))
-    name = f"benchbare-{int(time.time())}.xbstream.zst.age"
+    name = f"benchbare-{int(time.time())}.age"
     ssh_cmd = (
         f"ssh -i {cfg['key']} -o BatchMode=yes -o UserKnownHostsFile={cfg['known_hosts']} -p {cfg['port']} "
         f"{cfg['target']} put base {name}"
@@ -108,8 +108,6 @@ def opsctl_backup(host: str, env: dict[str, str], archive: Path, store: Path) ->
         host,
         "-e",
         f"db_backup_store_dir={store}/lab",
-        "-e",
-        "db_backup_retention=false",
     ]
     if ENGINE[host] == "postgresql":
         args += ["-e", "db_backup_pgbackrest_type=full"]
@@ -168,18 +166,23 @@ def bare_pitr(host: str, target: float) -> float:
     )
     base = [b for b in status["timeline"] if float(b["stored_at"]) <= target][-1]["id"]
     script = f"""
+        systemctl stop envcredit-benchside 2>/dev/null || true; systemctl reset-failed envcredit-benchside 2>/dev/null || true
         d={MY_BARE_DIR}; rm -rf $d $d.binlogs; mkdir -p $d $d.binlogs
         meta=$({ssh_get} get base {base}.json.age | age -d -i {ident})
         file=$(echo "$meta" | python3 -c 'import json,sys; print(json.load(sys.stdin)["binlog_file"])')
         pos=$(echo "$meta" | python3 -c 'import json,sys; print(json.load(sys.stdin)["binlog_pos"])')
-        {ssh_get} get base {base}.xbstream.zst.age | age -d -i {ident} | zstd -dq -c | mbstream -x -C $d
+        data=$(echo "$meta" | python3 -c 'import json,sys; print(json.load(sys.stdin)["file"])')
+        {ssh_get} get base $data | age -d -i {ident} | zstd -dq -c | mbstream -x -C $d
         mariadb-backup --prepare --target-dir=$d 2>/dev/null
         for n in $({ssh_get} list binlog | python3 -c 'import json,sys; print(" ".join(sorted(e["name"][:-4] for e in json.load(sys.stdin))))'); do
             [ "$n" \\< "$file" ] && continue
             {ssh_get} get binlog $n.age | age -d -i {ident} > $d.binlogs/$n
         done
-        TZ=UTC mariadb-binlog --start-position=$pos --stop-datetime='{time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(target))}' \
-            $(ls $d.binlogs/* | sort) > $d.sql
+        : > $d.sql
+        if [ -n "$(ls -A $d.binlogs)" ]; then
+            TZ=UTC mariadb-binlog --start-position=$pos --stop-datetime='{time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(target))}' \
+                $(ls $d.binlogs/* | sort) > $d.sql
+        fi
         chown -R mysql:mysql $d
         systemd-run --unit=envcredit-benchside --property=User=mysql /usr/sbin/mariadbd --no-defaults --datadir=$d \
             --port=3308 --bind-address=127.0.0.1 --socket={MY_BARE_SOCKET} --skip-log-bin >/dev/null 2>&1
@@ -202,11 +205,21 @@ def vault(key: str) -> str:
 def mark_and_target(host: str) -> float:
     """A commit now, archived; the target a moment after it (inside the recovery window)."""
     if ENGINE[host] == "postgresql":
-        dbbench.sql(host, "postgres", "SELECT pg_switch_wal()")
-        time.sleep(3)
-        return time.time() - 1
+        # recovery to a time stops at the first commit after it, which must be archived (as the
+        # tool's pitr-window does): a commit after the target, then `pgbackrest check`
+        target = time.time()
+        time.sleep(1.5)
+        dbbench.sql(host, "postgres", "SELECT txid_current()")
+        dbbench.ssh(host, f"pgbackrest --stanza={host} check", "postgres")
+        return target
+    # a write (the archiving flushes only when the GTID moved), archived; the target after it
+    dbbench.ssh(host, "mariadb -e 'CREATE DATABASE IF NOT EXISTS envcredit_bench_mark; CREATE TABLE IF NOT EXISTS "
+                      "envcredit_bench_mark.m (at DOUBLE); INSERT INTO envcredit_bench_mark.m VALUES (UNIX_TIMESTAMP(NOW(6)))'")  # fmt: skip
+    time.sleep(1.5)
+    target = time.time()
+    time.sleep(1.5)
     dbbench.ssh(host, "python3 /usr/local/lib/envcredit/envcredit_mariadb_archive.py binlogs >/dev/null", "mysql")
-    return time.time() - 1
+    return target
 
 
 def opsctl_pitr(host: str, target: float, env: dict[str, str]) -> dict[str, float]:
@@ -324,6 +337,7 @@ def bench_host(host: str, rounds: int, env: dict[str, str], archive: Path, store
     out["pitr_host_ratio"] = med([x["opsctl_pitr"]["restore_s"] / x["bare_pitr_s"] for x in rs])
     if do_rpo:
         out["rpo"] = rpo(host, env)
+        print(f"{host} RPO: {json.dumps(out['rpo'])}", flush=True)
     return out
 
 
