@@ -456,3 +456,68 @@ def test_a_note_keeps_its_cleaned_text_author_alert_and_notice(tmp_path: Path) -
         "at": "2026-11-30T09:05:00.000+08:00",
         "text": "just text",
     }  # nobody (a blank author): no "by"
+
+
+# -- issue 22: the survivors of the incidents mutation run (tests/MUTATION.md) ------------------
+
+
+@pytest.fixture
+def register(tmp_path: Path) -> Any:
+    from orchestrator.incidents import IncidentRegister
+
+    return IncidentRegister(Archive(tmp_path / "archive"))
+
+
+def test_recovered_keeps_its_cleaned_text_author_and_reason(register: Any) -> None:
+    at = dt.datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
+    inc, _ = register.open("outage", "portal down", reported_at=at)
+    later = at + dt.timedelta(minutes=30)
+    done, rec = register.recovered(inc.id, at=later, text=" app\x1b[31m restarted\nline two  ", by=" ops\x07 ")
+    assert rec["incident_event"] == {
+        "action": "recovered",
+        "at": "2026-11-30T09:30:00.000+08:00",
+        "text": "app restarted\nline two",
+        "by": "ops",
+    }
+    assert rec["reason"] == "app restarted\nline two"  # the note's text is the record's reason
+    assert done.recovered_at == later and done.state == "recovered"
+    assert done.events[-1].text == "emergency recovery achieved: app restarted\nline two by ops"
+    # without text or author: neither in the payload, no reason
+    other, _ = register.open("outage", "db down", reported_at=at)
+    _, plain = register.recovered(other.id, at=later)
+    assert plain["incident_event"] == {"action": "recovered", "at": "2026-11-30T09:30:00.000+08:00"}
+    assert plain["reason"] is None
+
+
+def test_recovered_by_alert_records_the_alert_as_its_author(register: Any) -> None:
+    at = dt.datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
+    fired = {"fingerprint": "f1", "status": "firing", "digest": "d0"}
+    inc, _ = register.open("outage", "portal down", reported_at=at, alert=fired)
+    ended = at + dt.timedelta(minutes=20)
+    resolved = {"fingerprint": "f1", "status": "resolved", "digest": "d1"}
+    done, rec = register.recovered_by_alert(inc.id, ended, "the alert ended", resolved)
+    assert rec["incident_event"] == {
+        "action": "recovered",
+        "at": "2026-11-30T09:20:00.000+08:00",
+        "text": "the alert ended",
+        "by": "alertmanager",
+        "alert": resolved,
+    }
+    assert rec["reason"] == "the alert ended"
+    assert done.recovered_at == ended and done.alert_digest == "d1"
+    assert done.alert_seen_at == ended and done.alert_resolved_at == ended
+    assert done.events[-1].text == "emergency recovery achieved: the alert ended by alertmanager"
+
+
+def test_breaching_and_breached_at_a_given_time() -> None:
+    reported = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)  # a Monday; outage: respond due at 14:00
+    inc = _incident("outage", reported)
+    assert not inc.breaching(reported) and not inc.breached(reported)  # breached now, but not at that time
+    assert inc.breaching(reported + dt.timedelta(hours=2)) and not inc.breached(reported + dt.timedelta(hours=2))
+    assert not inc.breaching(reported + dt.timedelta(hours=2), margin_hours=1.5)
+    assert inc.breaching(reported + dt.timedelta(hours=3), margin_hours=1.5)
+    assert not inc.breached(reported + dt.timedelta(hours=4))  # at the deadline: not yet past it
+    assert inc.breached(reported + dt.timedelta(hours=4, seconds=1))
+    assert inc.breached() and inc.breaching()  # now: weeks later
+    acked = _incident("outage", reported, acknowledged_at=reported + dt.timedelta(hours=1))
+    assert not acked.breached(reported + dt.timedelta(hours=5))  # respond met, recover not due yet
