@@ -521,3 +521,92 @@ def test_breaching_and_breached_at_a_given_time() -> None:
     assert inc.breached() and inc.breaching()  # now: weeks later
     acked = _incident("outage", reported, acknowledged_at=reported + dt.timedelta(hours=1))
     assert not acked.breached(reported + dt.timedelta(hours=5))  # respond met, recover not due yet
+
+
+def test_an_incident_as_a_dict_names_every_field(register: Any) -> None:
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)  # a Monday
+    inc, rec = register.open(
+        "outage", "portal down", reported_at=at, reporter="hotline", environment="staging", on_call={"primary": "chen"}
+    )
+    register.ack(inc.id, at=at + dt.timedelta(hours=1), by="chen")
+    inc, _ = register.recovered(inc.id, at=at + dt.timedelta(hours=30))
+    deadlines = {
+        "respond": "2026-11-02T14:00:00+08:00",
+        "recover": "2026-11-03T10:00:00+08:00",
+        "resolve": "2026-11-05T10:00:00+08:00",
+    }
+    assert inc.as_dict(at + dt.timedelta(hours=40)) == {
+        "id": inc.id,
+        "severity": "outage",
+        "state": "recovered",
+        "summary": "portal down",
+        "environment": "staging",
+        "reporter": "hotline",
+        "reported_at": "2026-11-02T10:00:00+08:00",
+        "opened_at": inc.opened_at.isoformat(timespec="seconds"),
+        "opened_record": rec["id"],
+        "acknowledged_at": "2026-11-02T11:00:00+08:00",
+        "acknowledged_by": "chen",
+        "recovered_at": "2026-11-03T16:00:00+08:00",
+        "resolved_at": None,
+        "cause": None,
+        "deadlines": deadlines,
+        "deadlines_at_open": deadlines,
+        "clocks": [
+            {
+                "clock": "respond",
+                "target": "4 h",
+                "due": deadlines["respond"],
+                "done_at": "2026-11-02T11:00:00+08:00",
+                "status": "met",
+                "late_hours": None,
+            },
+            {
+                "clock": "recover",
+                "target": "1 working day",
+                "due": deadlines["recover"],
+                "done_at": "2026-11-03T16:00:00+08:00",
+                "status": "late",
+                "late_hours": 6.0,
+            },
+            {
+                "clock": "resolve",
+                "target": "3 working days",
+                "due": deadlines["resolve"],
+                "done_at": None,
+                "status": "running",
+                "late_hours": None,
+            },
+        ],
+        "calendar_warnings": [],
+        "on_call_at_open": {"primary": "chen"},
+    }
+
+
+def test_timeline_orders_ties_reported_opened_then_the_rest(register: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    inc, rec = register.open("general", "slow search")  # reported when opened: the same moment
+    runs = [
+        {"id": "r1", "operation": "restart", "environment": "production", "status": "successful", "rc": 0},
+        {
+            "id": "r2",
+            "operation": "inspect",
+            "environment": "production",
+            "status": "failed",
+            "rc": 2,
+            "check_mode": True,
+            "started": "2026-11-02T09:00:00+08:00",
+        },
+    ]
+    monkeypatch.setattr(register, "linked_runs", lambda incident_id: runs if incident_id == inc.id else [])
+    # the run without a start time (r1) counts from the opening, after the register's own entries
+    assert [(e.kind, e.record_id) for e in register.timeline(inc)] == [
+        ("run", "r2"),
+        ("reported", None),
+        ("opened", rec["id"]),
+        ("run", "r1"),
+    ]
+    entries = {e.record_id: e for e in register.timeline(inc)}
+    assert entries["r1"].at == inc.opened_at and entries["r1"].status == "successful"
+    assert entries["r1"].text == "run restart on production: successful (rc 0)"
+    assert entries["r2"].text == "run inspect (check) on production: failed (rc 2)"
+    assert entries["r2"].at == dt.datetime(2026, 11, 2, 9, 0, tzinfo=TZ) and entries["r2"].status == "failed"
