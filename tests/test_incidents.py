@@ -581,6 +581,19 @@ def test_an_incident_as_a_dict_names_every_field(register: Any) -> None:
         "calendar_warnings": [],
         "on_call_at_open": {"primary": "chen"},
     }
+    # the margin given is the one used: resolve due at 10:00, 3 h to go
+    three_hours_before = dt.datetime(2026, 11, 5, 7, 0, tzinfo=TZ)
+    assert inc.as_dict(three_hours_before)["clocks"][2]["status"] == "running"
+    assert inc.as_dict(three_hours_before, margin_hours=4)["clocks"][2]["status"] == "due-soon"
+    done, _ = register.resolve(inc.id, "pool size raised", at=at + dt.timedelta(hours=50))
+    assert {k: done.as_dict()[k] for k in ("state", "resolved_at", "cause")} == {
+        "state": "resolved",
+        "resolved_at": "2026-11-04T12:00:00+08:00",
+        "cause": "pool size raised",
+    }
+    old, _ = register.open("general", "old", reported_at=dt.datetime(2003, 6, 6, 10, 0, tzinfo=TZ))
+    assert old.as_dict()["calendar_warnings"] == [str(w) for w in old.calendar_warnings]
+    assert len(old.calendar_warnings) == 1 and "2003" in old.as_dict()["calendar_warnings"][0]
 
 
 def test_timeline_orders_ties_reported_opened_then_the_rest(register: Any, monkeypatch: pytest.MonkeyPatch) -> None:
