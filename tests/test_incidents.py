@@ -623,3 +623,25 @@ def test_timeline_orders_ties_reported_opened_then_the_rest(register: Any, monke
     assert entries["r1"].text == "run restart on production: successful (rc 0)"
     assert entries["r2"].text == "run inspect (check) on production: failed (rc 2)"
     assert entries["r2"].at == dt.datetime(2026, 11, 2, 9, 0, tzinfo=TZ) and entries["r2"].status == "failed"
+
+
+def test_ack_and_resolve_keep_their_cleaned_author_cause_and_reason(register: Any) -> None:
+    from orchestrator.errors import BadInput
+
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)
+    inc, _ = register.open("general", "slow search", reported_at=at)
+    acked, rec = register.ack(inc.id, at=at + dt.timedelta(hours=1), by=" chen\x07 ")
+    assert rec["incident_event"] == {"action": "ack", "at": "2026-11-02T11:00:00.000+08:00", "by": "chen"}
+    assert rec["reason"] is None and acked.acknowledged_by == "chen"
+    with pytest.raises(BadInput, match="needs a cause"):
+        register.resolve(inc.id, "")
+    done, rec = register.resolve(inc.id, " index\x1b[31m rebuilt\nfor 2026  ", at=at + dt.timedelta(hours=2), by=" li ")
+    assert rec["incident_event"] == {
+        "action": "resolve",
+        "at": "2026-11-02T12:00:00.000+08:00",
+        "cause": "index rebuilt\nfor 2026",
+        "by": "li",
+    }
+    assert rec["reason"] == "index rebuilt\nfor 2026"
+    assert done.cause == "index rebuilt\nfor 2026"
+    assert done.events[-1].text == "resolved: index rebuilt\nfor 2026 by li"
