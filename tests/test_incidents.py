@@ -645,3 +645,98 @@ def test_ack_and_resolve_keep_their_cleaned_author_cause_and_reason(register: An
     assert rec["reason"] == "index rebuilt\nfor 2026"
     assert done.cause == "index rebuilt\nfor 2026"
     assert done.events[-1].text == "resolved: index rebuilt\nfor 2026 by li"
+
+
+def _rec(rid: str, action: str, inc_id: Any = "INC-20261102-001", **payload: Any) -> dict[str, Any]:
+    """A synthetic incident record, as the fold reads it."""
+    return {
+        "id": rid,
+        "operation": f"incident-{action}",
+        "incident": inc_id,
+        "environment": "prod",
+        "incident_event": {"action": action, **payload},
+    }
+
+
+def test_the_fold_of_synthetic_records(register: Any) -> None:
+    """IncidentRegister._apply record by record: what each action sets, keeps and ignores."""
+    t = [f"2026-11-02T{h:02d}:00:00.000+08:00" for h in range(10, 24)]
+    opened = {"severity": "outage", "summary": "down", "reported_at": t[0], "reporter": "hotline"}
+    fired = {"fingerprint": "f1", "status": "firing", "digest": "d0", "name": "PortalDown"}
+    incidents: dict[str, Incident] = {}
+    register._apply(incidents, _rec("r1", "open", at=t[1], alert=fired, deadlines={"respond": "x"}, **opened))
+    inc = incidents["INC-20261102-001"]
+    assert (inc.severity, inc.summary, inc.environment, inc.reporter) == ("outage", "down", "prod", "hotline")
+    assert (inc.opened_record, inc.deadlines_at_open) == ("r1", {"respond": "x"})
+    assert inc.alert == fired and inc.alert_fingerprint == "f1" and inc.alert_digest == "d0"
+    assert inc.reported_at == dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ) and inc.alert_seen_at == inc.opened_at
+    assert inc.opened_at == dt.datetime(2026, 11, 2, 11, 0, tzinfo=TZ)
+    assert [(e.kind, e.text, e.record_id) for e in inc.events] == [
+        ("reported", "outage: down by hotline", None),
+        ("opened", "opened in the register (outage)", "r1"),
+    ]
+    # ignored: a second open of the id, an unknown severity, no valid time, no operation or id,
+    # an action on an incident never opened
+    register._apply(incidents, _rec("r2", "open", at=t[2], **{**opened, "summary": "again"}))
+    register._apply(incidents, _rec("r3", "open", "INC-20261102-002", at=t[2], **{**opened, "severity": "minor"}))
+    register._apply(incidents, _rec("r4", "open", "INC-20261102-003", at="noon", **opened))
+    register._apply(incidents, _rec("r5", "ack", None, at=t[2]))
+    register._apply(incidents, {**_rec("r6", "ack", at=t[2]), "operation": "incident-reopen"})
+    register._apply(incidents, _rec("r7", "ack", "INC-20261102-009", at=t[2]))
+    assert list(incidents) == ["INC-20261102-001"] and inc.summary == "down" and len(inc.events) == 2
+
+    # the first acknowledgement, recovery and resolution count; later ones are only in the timeline
+    register._apply(incidents, _rec("a1", "ack", at=t[2], by="chen"))
+    register._apply(incidents, _rec("a2", "ack", at=t[3]))
+    assert (inc.acknowledged_at, inc.acknowledged_by, inc.state) == (
+        dt.datetime(2026, 11, 2, 12, 0, tzinfo=TZ),
+        "chen",
+        "acknowledged",
+    )
+    resolved_alert = {"fingerprint": "f1", "status": "resolved", "digest": "d1"}
+    register._apply(incidents, _rec("v1", "recovered", at=t[4], text="restarted", alert=resolved_alert))
+    register._apply(incidents, _rec("v2", "recovered", at=t[5]))
+    assert inc.recovered_at == dt.datetime(2026, 11, 2, 14, 0, tzinfo=TZ) and inc.state == "recovered"
+    assert (inc.alert_digest, inc.alert_seen_at, inc.alert_resolved_at) == ("d1", inc.recovered_at, inc.recovered_at)
+    # the alert resolved again: the first end stays; a note without a digest keeps the last one
+    register._apply(incidents, _rec("n1", "note", at=t[6], text="still quiet", alert={"status": "resolved"}))
+    assert inc.alert_resolved_at == inc.recovered_at and inc.alert_digest == "d1"
+    assert inc.alert_seen_at == dt.datetime(2026, 11, 2, 16, 0, tzinfo=TZ)
+    # firing again: no longer resolved
+    notice = {"kind": "opened", "ok": True}
+    register._apply(
+        incidents, _rec("n2", "note", at=t[7], text="fires", alert={**fired, "digest": "d2"}, notice=notice)
+    )
+    assert inc.alert_resolved_at is None and inc.alert_digest == "d2"
+    assert inc.notices == [{**notice, "at": t[7], "record_id": "n2"}]
+    register._apply(incidents, _rec("n3", "note", at=t[8], alert={"status": "resolved", "digest": "d3"}))
+    assert inc.alert_resolved_at == dt.datetime(2026, 11, 2, 18, 0, tzinfo=TZ) and inc.alert_digest == "d3"
+    # an alert in an acknowledgement or a resolution is not looked at
+    register._apply(incidents, _rec("a3", "ack", at=t[9], alert={"status": "firing", "digest": "d4"}))
+    assert inc.alert_resolved_at is not None and inc.alert_digest == "d3"
+
+    register._apply(incidents, _rec("s1", "resolve", at=t[10], cause="pool", by="li"))
+    register._apply(incidents, _rec("s2", "resolve", at=t[11], cause="other"))
+    assert (inc.resolved_at, inc.cause, inc.state) == (dt.datetime(2026, 11, 2, 20, 0, tzinfo=TZ), "pool", "resolved")
+    assert [(e.kind, e.text, e.record_id) for e in inc.events[2:]] == [
+        ("acknowledged", "acknowledged by chen", "a1"),
+        ("acknowledged", "acknowledged", "a2"),
+        ("recovered", "emergency recovery achieved: restarted", "v1"),
+        ("recovered", "emergency recovery achieved", "v2"),
+        ("note", "still quiet", "n1"),
+        ("note", "fires", "n2"),
+        ("note", "", "n3"),
+        ("acknowledged", "acknowledged", "a3"),
+        ("resolved", "resolved: pool by li", "s1"),
+        ("resolved", "resolved: other", "s2"),
+    ]
+    assert [e.at.hour for e in inc.events[2:]] == [12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+
+    # an open record whose alert has no digest, and one without a reporter
+    register._apply(incidents, _rec("o2", "open", "INC-20261102-004", at=t[1], alert={"fingerprint": "f9"}, **opened))
+    assert incidents["INC-20261102-004"].alert_digest is None
+    plain = {**opened, "reporter": None, "severity": "general"}
+    register._apply(incidents, _rec("o3", "open", "INC-20261102-005", at=t[1], **plain))
+    quiet = incidents["INC-20261102-005"]
+    assert quiet.alert is None and quiet.alert_digest is None and quiet.alert_seen_at is None
+    assert quiet.events[0].text == "general: down" and set(quiet.deadlines) == {"respond", "resolve"}
