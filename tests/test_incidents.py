@@ -740,3 +740,106 @@ def test_the_fold_of_synthetic_records(register: Any) -> None:
     quiet = incidents["INC-20261102-005"]
     assert quiet.alert is None and quiet.alert_digest is None and quiet.alert_seen_at is None
     assert quiet.events[0].text == "general: down" and set(quiet.deadlines) == {"respond", "resolve"}
+
+
+def test_open_and_update_write_whole_records_and_name_each_refusal(register: Any) -> None:
+    from orchestrator.errors import BadInput
+    from orchestrator.incidents import stamp
+
+    archive = register.archive
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)
+    inc, rec = register.open(
+        "outage",
+        "portal down",
+        reported_at=at,
+        reporter=" hotline ",
+        environment="staging",
+        on_call={"primary": "chen"},
+        alert={"fingerprint": "f"},
+    )
+    deadlines = {
+        "respond": "2026-11-02T14:00:00+08:00",
+        "recover": "2026-11-03T10:00:00+08:00",
+        "resolve": "2026-11-05T10:00:00+08:00",
+    }
+    assert rec["incident_event"] == {
+        "action": "open",
+        "at": stamp(inc.opened_at),
+        "severity": "outage",
+        "summary": "portal down",
+        "reporter": "hotline",
+        "reported_at": "2026-11-02T10:00:00.000+08:00",
+        "targets": [
+            {"clock": "respond", "hours": 4, "working_days": None},
+            {"clock": "recover", "hours": None, "working_days": 1},
+            {"clock": "resolve", "hours": None, "working_days": 3},
+        ],
+        "deadlines": deadlines,
+        "calendar_warnings": [],
+        "on_call": {"primary": "chen"},
+        "alert": {"fingerprint": "f"},
+    }
+    assert {k: rec.get(k) for k in ("operation", "incident", "environment", "reason", "status", "rc")} == {
+        "operation": "incident-open",
+        "incident": inc.id,
+        "environment": "staging",
+        "reason": "portal down",
+        "status": "successful",
+        "rc": 0,
+    }
+    assert archive.stdout(rec["id"]) == (
+        f"incident {inc.id} opened (outage): portal down\n"
+        "  respond by 2026-11-02T14:00:00+08:00\n"
+        "  recover by 2026-11-03T10:00:00+08:00\n"
+        "  resolve by 2026-11-05T10:00:00+08:00\n"
+    )
+    general, g_rec = register.open("general", "g", reported_at=at)
+    assert g_rec["incident_event"]["on_call"] is None and "alert" not in g_rec["incident_event"]
+    assert g_rec["incident_event"]["reporter"] is None and general.id != inc.id
+
+    def refused(call: Any) -> str:
+        with pytest.raises(BadInput) as info:
+            call()
+        return str(info.value)
+
+    hour = dt.timedelta(hours=1)
+    i = inc.id
+    assert refused(lambda: register.recovered(general.id, at=at)) == (
+        f"{general.id} is a general fault: emergency recovery applies to outages only (use `resolve`, or `note`)"
+    )
+    assert refused(lambda: register.ack(i, at=at - hour)) == (
+        "the acknowledgement time 2026-11-02T09:00:00+08:00 is before the report (2026-11-02T10:00:00+08:00)"
+    )
+    assert refused(lambda: register.note(i, " ")) == "a note needs text"
+    assert refused(lambda: register.note(i, "x", at=at - hour)) == (
+        "the note time 2026-11-02T09:00:00+08:00 is before the report (2026-11-02T10:00:00+08:00)"
+    )
+    assert refused(lambda: register.recovered(i, at=at - hour)) == (
+        "the recovery time 2026-11-02T09:00:00+08:00 is before the report (2026-11-02T10:00:00+08:00)"
+    )
+    assert refused(lambda: register.resolve(i, "c", at=at - hour)) == (
+        "the resolution time 2026-11-02T09:00:00+08:00 is before the report (2026-11-02T10:00:00+08:00)"
+    )
+    _, r = register.ack(i, at=at + hour, by="chen")
+    assert archive.stdout(r["id"]) == f"incident {i}: ack at 2026-11-02T11:00:00+08:00\n  by: chen\n"
+    assert refused(lambda: register.ack(i, at=at + 2 * hour)) == (
+        f"{i} was already acknowledged at 2026-11-02T11:00:00+08:00"
+    )
+    _, r = register.recovered(i, at=at + 3 * hour, text="restarted")
+    assert archive.stdout(r["id"]) == f"incident {i}: recovered at 2026-11-02T13:00:00+08:00\n  text: restarted\n"
+    assert refused(lambda: register.recovered(i, at=at + 4 * hour)) == (
+        f"{i} was already marked recovered at 2026-11-02T13:00:00+08:00"
+    )
+    assert refused(lambda: register.resolve(i, "c", at=at + 2 * hour)) == (
+        "the resolution time 2026-11-02T12:00:00+08:00 is before the recovery (2026-11-02T13:00:00+08:00)"
+    )
+    _, r = register.note(i, "a\nb", at=at + 4 * hour)
+    assert archive.stdout(r["id"]) == f"incident {i}: note at 2026-11-02T14:00:00+08:00\n  text: a\nb\n"
+    _, r = register.resolve(i, "c", at=at + 5 * hour, by="li")
+    assert archive.stdout(r["id"]) == f"incident {i}: resolve at 2026-11-02T15:00:00+08:00\n  cause: c\n  by: li\n"
+    assert r["environment"] == "staging" and r["incident"] == i and r["operation"] == "incident-resolve"
+    assert refused(lambda: register.recovered(i)) == f"{i} is already resolved (2026-11-02T15:00:00+08:00)"
+    assert refused(lambda: register.resolve(i, "c")) == f"{i} is already resolved (2026-11-02T15:00:00+08:00)"
+    assert refused(lambda: register.ack(i)) == (
+        f"{i} is already resolved (2026-11-02T15:00:00+08:00); nothing to acknowledge"
+    )
