@@ -843,3 +843,37 @@ def test_open_and_update_write_whole_records_and_name_each_refusal(register: Any
     assert refused(lambda: register.ack(i)) == (
         f"{i} is already resolved (2026-11-02T15:00:00+08:00); nothing to acknowledge"
     )
+
+
+def test_an_incident_record_names_who_and_what_and_a_failed_commit_leaves_nothing(
+    register: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import paths
+    from orchestrator.records import collect_operator, collect_source, collect_versions
+
+    inc, rec = register.open("general", "x")
+    repo = paths.repo_root()
+    assert {k: rec[k] for k in ("operator", "source", "versions")} == {
+        "operator": collect_operator(repo),
+        "source": collect_source(repo),
+        "versions": collect_versions(),
+    }
+    assert rec["playbook"] is None and rec["inventory"] is None and rec["environment"] == "production"
+    assert register.archive.stdout(rec["id"]).endswith("\n  resolve by " + isoformat_of(inc, "resolve") + "\n")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    count = len(register.archive.list())
+    monkeypatch.setattr(register.archive, "commit", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        register.note(inc.id, "n")
+    assert list((register.archive.root / ".pending").iterdir()) == []  # the half-written action is discarded
+    monkeypatch.undo()
+    assert len(register.archive.list()) == count and register.get(inc.id).events[-1].kind == "opened"
+
+
+def isoformat_of(inc: Incident, clock: str) -> str:
+    from orchestrator.workdays import isoformat
+
+    return isoformat(inc.deadlines[clock])
