@@ -877,3 +877,78 @@ def isoformat_of(inc: Incident, clock: str) -> str:
     from orchestrator.workdays import isoformat
 
     return isoformat(inc.deadlines[clock])
+
+
+def test_ids_times_and_severities_are_checked_and_named(register: Any) -> None:
+    from orchestrator.errors import BadInput
+    from orchestrator.incidents import validate_incident_id
+
+    assert validate_incident_id("INC-20261128-001") == "INC-20261128-001"
+    assert validate_incident_id("INC-20261128-1234") == "INC-20261128-1234"
+    for bad in ("INC-20261128-01", "INC-2026112-001", "inc-20261128-001", " INC-20261128-001", 20261128):
+        with pytest.raises(BadInput) as info:
+            validate_incident_id(bad)
+        assert str(info.value) == f"invalid incident id {str(bad)!r}: expected the form INC-20261128-001"
+    with pytest.raises(BadInput) as info:
+        validate_incident_id("X" * 100)
+    assert str(info.value) == f"invalid incident id {'X' * 60!r}: expected the form INC-20261128-001"
+    with pytest.raises(BadInput) as info:
+        compute_deadlines("critical", dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ))
+    assert str(info.value) == "severity must be one of general, outage, not 'critical'"
+    with pytest.raises(BadInput) as info:
+        register.open("critical", "x")
+    assert str(info.value) == "severity must be one of general, outage, not 'critical'"
+    # two working-day clocks in a year without a schedule: its warning once
+    _, warnings = compute_deadlines("outage", dt.datetime(2003, 6, 6, 10, 0, tzinfo=TZ))
+    assert len(warnings) == 1 and "2003" in str(warnings[0])
+
+    from orchestrator.incidents import stamp
+
+    utc = dt.datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=dt.timezone.utc)
+    assert stamp(utc) == "2026-01-01T08:00:00.123+08:00"
+
+    # an operator's time may run a few minutes ahead (clock skew), not more
+    now = dt.datetime.now(TZ)
+    inc, _ = register.open("general", "x", reported_at=now - dt.timedelta(hours=1))
+    register.note(inc.id, "soon", at=now + dt.timedelta(seconds=240))
+    with pytest.raises(BadInput, match="the note time .* is in the future"):
+        register.note(inc.id, "later", at=now + dt.timedelta(seconds=360))
+    with pytest.raises(BadInput, match="the report time .* is in the future"):
+        register.open("general", "x", reported_at=now + dt.timedelta(seconds=360))
+
+
+def test_next_ids_count_up_per_day(register: Any) -> None:
+    day = dt.date(2026, 11, 2)
+    taken = dict.fromkeys(["INC-20261102-009", "INC-20261102-010", "INC-20261101-050"])
+    assert register._next_id(taken, day) == "INC-20261102-011"
+    assert register._next_id(taken, dt.date(2026, 11, 1)) == "INC-20261101-051"
+    assert register._next_id(taken, dt.date(2026, 11, 3)) == "INC-20261103-001"
+    assert register._next_id(dict.fromkeys(["INC-20261102-999"]), day) == "INC-20261102-1000"
+    first, _ = register.open("general", "a")
+    second, _ = register.open("general", "b")
+    today = f"INC-{dt.datetime.now(TZ):%Y%m%d}-"
+    assert (first.id, second.id) == (today + "001", today + "002")
+
+
+def test_the_register_reads_only_successful_incident_records_in_chain_order(register: Any) -> None:
+    from orchestrator.records import RecordBuilder, RunMeta, new_record_id
+
+    archive = register.archive
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)
+    inc, _ = register.open("general", "x", reported_at=at)
+    # an incident-note record without a payload (not written by the register): not an event
+    rid = new_record_id()
+    meta = RunMeta(
+        id=rid, operation="incident-note", playbook=None, environment="production", inventory=None, incident=inc.id
+    )
+    pending = archive.begin(rid, meta)
+    pending.write_stdout("x\n")
+    archive.commit(pending, RecordBuilder().finish(meta, status="successful", rc=0))
+    register.note(inc.id, "first", at=at + dt.timedelta(hours=2))
+    register.note(inc.id, "second", at=at + dt.timedelta(hours=1))  # back-dated: still after "first"
+    register.ack(inc.id, at=at + dt.timedelta(hours=3))
+    records = register._event_records()
+    assert [r["operation"] for r in records] == ["incident-open", "incident-note", "incident-note", "incident-ack"]
+    assert [int(r["seq"]) for r in records] == sorted(int(r["seq"]) for r in records)
+    assert [e.text for e in register.get(inc.id).events if e.kind == "note"] == ["first", "second"]
+    assert register.load().keys() == {inc.id}
