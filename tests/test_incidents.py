@@ -456,3 +456,499 @@ def test_a_note_keeps_its_cleaned_text_author_alert_and_notice(tmp_path: Path) -
         "at": "2026-11-30T09:05:00.000+08:00",
         "text": "just text",
     }  # nobody (a blank author): no "by"
+
+
+# -- issue 22: the survivors of the incidents mutation run (tests/MUTATION.md) ------------------
+
+
+@pytest.fixture
+def register(tmp_path: Path) -> Any:
+    from orchestrator.incidents import IncidentRegister
+
+    return IncidentRegister(Archive(tmp_path / "archive"))
+
+
+def test_recovered_keeps_its_cleaned_text_author_and_reason(register: Any) -> None:
+    at = dt.datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
+    inc, _ = register.open("outage", "portal down", reported_at=at)
+    later = at + dt.timedelta(minutes=30)
+    done, rec = register.recovered(inc.id, at=later, text=" app\x1b[31m restarted\nline two  ", by=" ops\x07 ")
+    assert rec["incident_event"] == {
+        "action": "recovered",
+        "at": "2026-11-30T09:30:00.000+08:00",
+        "text": "app restarted\nline two",
+        "by": "ops",
+    }
+    assert rec["reason"] == "app restarted\nline two"  # the note's text is the record's reason
+    assert done.recovered_at == later and done.state == "recovered"
+    assert done.events[-1].text == "emergency recovery achieved: app restarted\nline two by ops"
+    # without text or author: neither in the payload, no reason
+    other, _ = register.open("outage", "db down", reported_at=at)
+    _, plain = register.recovered(other.id, at=later)
+    assert plain["incident_event"] == {"action": "recovered", "at": "2026-11-30T09:30:00.000+08:00"}
+    assert plain["reason"] is None
+
+
+def test_recovered_by_alert_records_the_alert_as_its_author(register: Any) -> None:
+    at = dt.datetime(2026, 11, 30, 9, 0, tzinfo=TZ)
+    fired = {"fingerprint": "f1", "status": "firing", "digest": "d0"}
+    inc, _ = register.open("outage", "portal down", reported_at=at, alert=fired)
+    ended = at + dt.timedelta(minutes=20)
+    resolved = {"fingerprint": "f1", "status": "resolved", "digest": "d1"}
+    done, rec = register.recovered_by_alert(inc.id, ended, "the alert ended", resolved)
+    assert rec["incident_event"] == {
+        "action": "recovered",
+        "at": "2026-11-30T09:20:00.000+08:00",
+        "text": "the alert ended",
+        "by": "alertmanager",
+        "alert": resolved,
+    }
+    assert rec["reason"] == "the alert ended"
+    assert done.recovered_at == ended and done.alert_digest == "d1"
+    assert done.alert_seen_at == ended and done.alert_resolved_at == ended
+    assert done.events[-1].text == "emergency recovery achieved: the alert ended by alertmanager"
+
+
+def test_breaching_and_breached_at_a_given_time() -> None:
+    reported = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)  # a Monday; outage: respond due at 14:00
+    inc = _incident("outage", reported)
+    assert not inc.breaching(reported) and not inc.breached(reported)  # breached now, but not at that time
+    assert inc.breaching(reported + dt.timedelta(hours=2)) and not inc.breached(reported + dt.timedelta(hours=2))
+    assert not inc.breaching(reported + dt.timedelta(hours=2), margin_hours=1.5)
+    assert inc.breaching(reported + dt.timedelta(hours=3), margin_hours=1.5)
+    assert not inc.breached(reported + dt.timedelta(hours=4))  # at the deadline: not yet past it
+    assert inc.breached(reported + dt.timedelta(hours=4, seconds=1))
+    assert inc.breached() and inc.breaching()  # now: weeks later
+    acked = _incident("outage", reported, acknowledged_at=reported + dt.timedelta(hours=1))
+    assert not acked.breached(reported + dt.timedelta(hours=5))  # respond met, recover not due yet
+
+
+def test_an_incident_as_a_dict_names_every_field(register: Any) -> None:
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)  # a Monday
+    inc, rec = register.open(
+        "outage", "portal down", reported_at=at, reporter="hotline", environment="staging", on_call={"primary": "chen"}
+    )
+    register.ack(inc.id, at=at + dt.timedelta(hours=1), by="chen")
+    inc, _ = register.recovered(inc.id, at=at + dt.timedelta(hours=30))
+    deadlines = {
+        "respond": "2026-11-02T14:00:00+08:00",
+        "recover": "2026-11-03T10:00:00+08:00",
+        "resolve": "2026-11-05T10:00:00+08:00",
+    }
+    assert inc.as_dict(at + dt.timedelta(hours=40)) == {
+        "id": inc.id,
+        "severity": "outage",
+        "state": "recovered",
+        "summary": "portal down",
+        "environment": "staging",
+        "reporter": "hotline",
+        "reported_at": "2026-11-02T10:00:00+08:00",
+        "opened_at": inc.opened_at.isoformat(timespec="seconds"),
+        "opened_record": rec["id"],
+        "acknowledged_at": "2026-11-02T11:00:00+08:00",
+        "acknowledged_by": "chen",
+        "recovered_at": "2026-11-03T16:00:00+08:00",
+        "resolved_at": None,
+        "cause": None,
+        "deadlines": deadlines,
+        "deadlines_at_open": deadlines,
+        "clocks": [
+            {
+                "clock": "respond",
+                "target": "4 h",
+                "due": deadlines["respond"],
+                "done_at": "2026-11-02T11:00:00+08:00",
+                "status": "met",
+                "late_hours": None,
+            },
+            {
+                "clock": "recover",
+                "target": "1 working day",
+                "due": deadlines["recover"],
+                "done_at": "2026-11-03T16:00:00+08:00",
+                "status": "late",
+                "late_hours": 6.0,
+            },
+            {
+                "clock": "resolve",
+                "target": "3 working days",
+                "due": deadlines["resolve"],
+                "done_at": None,
+                "status": "running",
+                "late_hours": None,
+            },
+        ],
+        "calendar_warnings": [],
+        "on_call_at_open": {"primary": "chen"},
+    }
+    # the margin given is the one used: resolve due at 10:00, 3 h to go
+    three_hours_before = dt.datetime(2026, 11, 5, 7, 0, tzinfo=TZ)
+    assert inc.as_dict(three_hours_before)["clocks"][2]["status"] == "running"
+    assert inc.as_dict(three_hours_before, margin_hours=4)["clocks"][2]["status"] == "due-soon"
+    done, _ = register.resolve(inc.id, "pool size raised", at=at + dt.timedelta(hours=50))
+    assert {k: done.as_dict()[k] for k in ("state", "resolved_at", "cause")} == {
+        "state": "resolved",
+        "resolved_at": "2026-11-04T12:00:00+08:00",
+        "cause": "pool size raised",
+    }
+    old, _ = register.open("general", "old", reported_at=dt.datetime(2003, 6, 6, 10, 0, tzinfo=TZ))
+    assert old.as_dict()["calendar_warnings"] == [str(w) for w in old.calendar_warnings]
+    assert len(old.calendar_warnings) == 1 and "2003" in old.as_dict()["calendar_warnings"][0]
+
+
+def test_timeline_orders_ties_reported_opened_then_the_rest(register: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    inc, rec = register.open("general", "slow search")  # reported when opened: the same moment
+    runs = [
+        {"id": "r1", "operation": "restart", "environment": "production", "status": "successful", "rc": 0},
+        {
+            "id": "r2",
+            "operation": "inspect",
+            "environment": "production",
+            "status": "failed",
+            "rc": 2,
+            "check_mode": True,
+            "started": "2026-11-02T09:00:00+08:00",
+        },
+    ]
+    monkeypatch.setattr(register, "linked_runs", lambda incident_id: runs if incident_id == inc.id else [])
+    # the run without a start time (r1) counts from the opening, after the register's own entries
+    assert [(e.kind, e.record_id) for e in register.timeline(inc)] == [
+        ("run", "r2"),
+        ("reported", None),
+        ("opened", rec["id"]),
+        ("run", "r1"),
+    ]
+    entries = {e.record_id: e for e in register.timeline(inc)}
+    assert entries["r1"].at == inc.opened_at and entries["r1"].status == "successful"
+    assert entries["r1"].text == "run restart on production: successful (rc 0)"
+    assert entries["r2"].text == "run inspect (check) on production: failed (rc 2)"
+    assert entries["r2"].at == dt.datetime(2026, 11, 2, 9, 0, tzinfo=TZ) and entries["r2"].status == "failed"
+
+
+def test_ack_and_resolve_keep_their_cleaned_author_cause_and_reason(register: Any) -> None:
+    from orchestrator.errors import BadInput
+
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)
+    inc, _ = register.open("general", "slow search", reported_at=at)
+    acked, rec = register.ack(inc.id, at=at + dt.timedelta(hours=1), by=" chen\x07 ")
+    assert rec["incident_event"] == {"action": "ack", "at": "2026-11-02T11:00:00.000+08:00", "by": "chen"}
+    assert rec["reason"] is None and acked.acknowledged_by == "chen"
+    with pytest.raises(BadInput, match="needs a cause"):
+        register.resolve(inc.id, "")
+    done, rec = register.resolve(inc.id, " index\x1b[31m rebuilt\nfor 2026  ", at=at + dt.timedelta(hours=2), by=" li ")
+    assert rec["incident_event"] == {
+        "action": "resolve",
+        "at": "2026-11-02T12:00:00.000+08:00",
+        "cause": "index rebuilt\nfor 2026",
+        "by": "li",
+    }
+    assert rec["reason"] == "index rebuilt\nfor 2026"
+    assert done.cause == "index rebuilt\nfor 2026"
+    assert done.events[-1].text == "resolved: index rebuilt\nfor 2026 by li"
+
+
+def _rec(rid: str, action: str, inc_id: Any = "INC-20261102-001", **payload: Any) -> dict[str, Any]:
+    """A synthetic incident record, as the fold reads it."""
+    return {
+        "id": rid,
+        "operation": f"incident-{action}",
+        "incident": inc_id,
+        "environment": "prod",
+        "incident_event": {"action": action, **payload},
+    }
+
+
+def test_the_fold_of_synthetic_records(register: Any) -> None:
+    """IncidentRegister._apply record by record: what each action sets, keeps and ignores."""
+    t = [f"2026-11-02T{h:02d}:00:00.000+08:00" for h in range(10, 24)]
+    opened = {"severity": "outage", "summary": "down", "reported_at": t[0], "reporter": "hotline"}
+    fired = {"fingerprint": "f1", "status": "firing", "digest": "d0", "name": "PortalDown"}
+    incidents: dict[str, Incident] = {}
+    register._apply(incidents, _rec("r1", "open", at=t[1], alert=fired, deadlines={"respond": "x"}, **opened))
+    inc = incidents["INC-20261102-001"]
+    assert (inc.severity, inc.summary, inc.environment, inc.reporter) == ("outage", "down", "prod", "hotline")
+    assert (inc.opened_record, inc.deadlines_at_open) == ("r1", {"respond": "x"})
+    assert inc.alert == fired and inc.alert_fingerprint == "f1" and inc.alert_digest == "d0"
+    assert inc.reported_at == dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ) and inc.alert_seen_at == inc.opened_at
+    assert inc.opened_at == dt.datetime(2026, 11, 2, 11, 0, tzinfo=TZ)
+    assert [(e.kind, e.text, e.record_id) for e in inc.events] == [
+        ("reported", "outage: down by hotline", None),
+        ("opened", "opened in the register (outage)", "r1"),
+    ]
+    # ignored: a second open of the id, an unknown severity, no valid time, no operation or id,
+    # an action on an incident never opened
+    register._apply(incidents, _rec("r2", "open", at=t[2], **{**opened, "summary": "again"}))
+    register._apply(incidents, _rec("r3", "open", "INC-20261102-002", at=t[2], **{**opened, "severity": "minor"}))
+    register._apply(incidents, _rec("r4", "open", "INC-20261102-003", at="noon", **opened))
+    register._apply(incidents, _rec("r5", "ack", None, at=t[2]))
+    register._apply(incidents, {**_rec("r6", "ack", at=t[2]), "operation": "incident-reopen"})
+    register._apply(incidents, _rec("r7", "ack", "INC-20261102-009", at=t[2]))
+    assert list(incidents) == ["INC-20261102-001"] and inc.summary == "down" and len(inc.events) == 2
+
+    # the first acknowledgement, recovery and resolution count; later ones are only in the timeline
+    register._apply(incidents, _rec("a1", "ack", at=t[2], by="chen"))
+    register._apply(incidents, _rec("a2", "ack", at=t[3]))
+    assert (inc.acknowledged_at, inc.acknowledged_by, inc.state) == (
+        dt.datetime(2026, 11, 2, 12, 0, tzinfo=TZ),
+        "chen",
+        "acknowledged",
+    )
+    resolved_alert = {"fingerprint": "f1", "status": "resolved", "digest": "d1"}
+    register._apply(incidents, _rec("v1", "recovered", at=t[4], text="restarted", alert=resolved_alert))
+    register._apply(incidents, _rec("v2", "recovered", at=t[5]))
+    assert inc.recovered_at == dt.datetime(2026, 11, 2, 14, 0, tzinfo=TZ) and inc.state == "recovered"
+    assert (inc.alert_digest, inc.alert_seen_at, inc.alert_resolved_at) == ("d1", inc.recovered_at, inc.recovered_at)
+    # the alert resolved again: the first end stays; a note without a digest keeps the last one
+    register._apply(incidents, _rec("n1", "note", at=t[6], text="still quiet", alert={"status": "resolved"}))
+    assert inc.alert_resolved_at == inc.recovered_at and inc.alert_digest == "d1"
+    assert inc.alert_seen_at == dt.datetime(2026, 11, 2, 16, 0, tzinfo=TZ)
+    # firing again: no longer resolved
+    notice = {"kind": "opened", "ok": True}
+    register._apply(
+        incidents, _rec("n2", "note", at=t[7], text="fires", alert={**fired, "digest": "d2"}, notice=notice)
+    )
+    assert inc.alert_resolved_at is None and inc.alert_digest == "d2"
+    assert inc.notices == [{**notice, "at": t[7], "record_id": "n2"}]
+    register._apply(incidents, _rec("n3", "note", at=t[8], alert={"status": "resolved", "digest": "d3"}))
+    assert inc.alert_resolved_at == dt.datetime(2026, 11, 2, 18, 0, tzinfo=TZ) and inc.alert_digest == "d3"
+    # an alert in an acknowledgement or a resolution is not looked at
+    register._apply(incidents, _rec("a3", "ack", at=t[9], alert={"status": "firing", "digest": "d4"}))
+    assert inc.alert_resolved_at is not None and inc.alert_digest == "d3"
+
+    register._apply(incidents, _rec("s1", "resolve", at=t[10], cause="pool", by="li"))
+    register._apply(incidents, _rec("s2", "resolve", at=t[11], cause="other"))
+    assert (inc.resolved_at, inc.cause, inc.state) == (dt.datetime(2026, 11, 2, 20, 0, tzinfo=TZ), "pool", "resolved")
+    assert [(e.kind, e.text, e.record_id) for e in inc.events[2:]] == [
+        ("acknowledged", "acknowledged by chen", "a1"),
+        ("acknowledged", "acknowledged", "a2"),
+        ("recovered", "emergency recovery achieved: restarted", "v1"),
+        ("recovered", "emergency recovery achieved", "v2"),
+        ("note", "still quiet", "n1"),
+        ("note", "fires", "n2"),
+        ("note", "", "n3"),
+        ("acknowledged", "acknowledged", "a3"),
+        ("resolved", "resolved: pool by li", "s1"),
+        ("resolved", "resolved: other", "s2"),
+    ]
+    assert [e.at.hour for e in inc.events[2:]] == [12, 13, 14, 15, 16, 17, 18, 19, 20, 21]
+
+    # an open record whose alert has no digest, and one without a reporter
+    register._apply(incidents, _rec("o2", "open", "INC-20261102-004", at=t[1], alert={"fingerprint": "f9"}, **opened))
+    assert incidents["INC-20261102-004"].alert_digest is None
+    plain = {**opened, "reporter": None, "severity": "general"}
+    register._apply(incidents, _rec("o3", "open", "INC-20261102-005", at=t[1], **plain))
+    quiet = incidents["INC-20261102-005"]
+    assert quiet.alert is None and quiet.alert_digest is None and quiet.alert_seen_at is None
+    assert quiet.events[0].text == "general: down" and set(quiet.deadlines) == {"respond", "resolve"}
+
+
+def test_open_and_update_write_whole_records_and_name_each_refusal(register: Any) -> None:
+    from orchestrator.errors import BadInput
+    from orchestrator.incidents import stamp
+
+    archive = register.archive
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)
+    inc, rec = register.open(
+        "outage",
+        "portal down",
+        reported_at=at,
+        reporter=" hotline ",
+        environment="staging",
+        on_call={"primary": "chen"},
+        alert={"fingerprint": "f"},
+    )
+    deadlines = {
+        "respond": "2026-11-02T14:00:00+08:00",
+        "recover": "2026-11-03T10:00:00+08:00",
+        "resolve": "2026-11-05T10:00:00+08:00",
+    }
+    assert rec["incident_event"] == {
+        "action": "open",
+        "at": stamp(inc.opened_at),
+        "severity": "outage",
+        "summary": "portal down",
+        "reporter": "hotline",
+        "reported_at": "2026-11-02T10:00:00.000+08:00",
+        "targets": [
+            {"clock": "respond", "hours": 4, "working_days": None},
+            {"clock": "recover", "hours": None, "working_days": 1},
+            {"clock": "resolve", "hours": None, "working_days": 3},
+        ],
+        "deadlines": deadlines,
+        "calendar_warnings": [],
+        "on_call": {"primary": "chen"},
+        "alert": {"fingerprint": "f"},
+    }
+    assert {k: rec.get(k) for k in ("operation", "incident", "environment", "reason", "status", "rc")} == {
+        "operation": "incident-open",
+        "incident": inc.id,
+        "environment": "staging",
+        "reason": "portal down",
+        "status": "successful",
+        "rc": 0,
+    }
+    assert archive.stdout(rec["id"]) == (
+        f"incident {inc.id} opened (outage): portal down\n"
+        "  respond by 2026-11-02T14:00:00+08:00\n"
+        "  recover by 2026-11-03T10:00:00+08:00\n"
+        "  resolve by 2026-11-05T10:00:00+08:00\n"
+    )
+    general, g_rec = register.open("general", "g", reported_at=at)
+    assert g_rec["incident_event"]["on_call"] is None and "alert" not in g_rec["incident_event"]
+    assert g_rec["incident_event"]["reporter"] is None and general.id != inc.id
+
+    def refused(call: Any) -> str:
+        with pytest.raises(BadInput) as info:
+            call()
+        return str(info.value)
+
+    hour = dt.timedelta(hours=1)
+    i = inc.id
+    assert refused(lambda: register.recovered(general.id, at=at)) == (
+        f"{general.id} is a general fault: emergency recovery applies to outages only (use `resolve`, or `note`)"
+    )
+    assert refused(lambda: register.ack(i, at=at - hour)) == (
+        "the acknowledgement time 2026-11-02T09:00:00+08:00 is before the report (2026-11-02T10:00:00+08:00)"
+    )
+    assert refused(lambda: register.note(i, " ")) == "a note needs text"
+    assert refused(lambda: register.note(i, "x", at=at - hour)) == (
+        "the note time 2026-11-02T09:00:00+08:00 is before the report (2026-11-02T10:00:00+08:00)"
+    )
+    assert refused(lambda: register.recovered(i, at=at - hour)) == (
+        "the recovery time 2026-11-02T09:00:00+08:00 is before the report (2026-11-02T10:00:00+08:00)"
+    )
+    assert refused(lambda: register.resolve(i, "c", at=at - hour)) == (
+        "the resolution time 2026-11-02T09:00:00+08:00 is before the report (2026-11-02T10:00:00+08:00)"
+    )
+    _, r = register.ack(i, at=at + hour, by="chen")
+    assert archive.stdout(r["id"]) == f"incident {i}: ack at 2026-11-02T11:00:00+08:00\n  by: chen\n"
+    assert refused(lambda: register.ack(i, at=at + 2 * hour)) == (
+        f"{i} was already acknowledged at 2026-11-02T11:00:00+08:00"
+    )
+    _, r = register.recovered(i, at=at + 3 * hour, text="restarted")
+    assert archive.stdout(r["id"]) == f"incident {i}: recovered at 2026-11-02T13:00:00+08:00\n  text: restarted\n"
+    assert refused(lambda: register.recovered(i, at=at + 4 * hour)) == (
+        f"{i} was already marked recovered at 2026-11-02T13:00:00+08:00"
+    )
+    assert refused(lambda: register.resolve(i, "c", at=at + 2 * hour)) == (
+        "the resolution time 2026-11-02T12:00:00+08:00 is before the recovery (2026-11-02T13:00:00+08:00)"
+    )
+    _, r = register.note(i, "a\nb", at=at + 4 * hour)
+    assert archive.stdout(r["id"]) == f"incident {i}: note at 2026-11-02T14:00:00+08:00\n  text: a\nb\n"
+    _, r = register.resolve(i, "c", at=at + 5 * hour, by="li")
+    assert archive.stdout(r["id"]) == f"incident {i}: resolve at 2026-11-02T15:00:00+08:00\n  cause: c\n  by: li\n"
+    assert r["environment"] == "staging" and r["incident"] == i and r["operation"] == "incident-resolve"
+    assert refused(lambda: register.recovered(i)) == f"{i} is already resolved (2026-11-02T15:00:00+08:00)"
+    assert refused(lambda: register.resolve(i, "c")) == f"{i} is already resolved (2026-11-02T15:00:00+08:00)"
+    assert refused(lambda: register.ack(i)) == (
+        f"{i} is already resolved (2026-11-02T15:00:00+08:00); nothing to acknowledge"
+    )
+
+
+def test_an_incident_record_names_who_and_what_and_a_failed_commit_leaves_nothing(
+    register: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import paths
+    from orchestrator.records import collect_operator, collect_source, collect_versions
+
+    inc, rec = register.open("general", "x")
+    repo = paths.repo_root()
+    assert {k: rec[k] for k in ("operator", "source", "versions")} == {
+        "operator": collect_operator(repo),
+        "source": collect_source(repo),
+        "versions": collect_versions(),
+    }
+    assert rec["playbook"] is None and rec["inventory"] is None and rec["environment"] == "production"
+    assert register.archive.stdout(rec["id"]).endswith("\n  resolve by " + isoformat_of(inc, "resolve") + "\n")
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("disk full")
+
+    count = len(register.archive.list())
+    monkeypatch.setattr(register.archive, "commit", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        register.note(inc.id, "n")
+    assert list((register.archive.root / ".pending").iterdir()) == []  # the half-written action is discarded
+    monkeypatch.undo()
+    assert len(register.archive.list()) == count and register.get(inc.id).events[-1].kind == "opened"
+
+
+def isoformat_of(inc: Incident, clock: str) -> str:
+    from orchestrator.workdays import isoformat
+
+    return isoformat(inc.deadlines[clock])
+
+
+def test_ids_times_and_severities_are_checked_and_named(register: Any) -> None:
+    from orchestrator.errors import BadInput
+    from orchestrator.incidents import validate_incident_id
+
+    assert validate_incident_id("INC-20261128-001") == "INC-20261128-001"
+    assert validate_incident_id("INC-20261128-1234") == "INC-20261128-1234"
+    for bad in ("INC-20261128-01", "INC-2026112-001", "inc-20261128-001", " INC-20261128-001", 20261128):
+        with pytest.raises(BadInput) as info:
+            validate_incident_id(bad)
+        assert str(info.value) == f"invalid incident id {str(bad)!r}: expected the form INC-20261128-001"
+    with pytest.raises(BadInput) as info:
+        validate_incident_id("X" * 100)
+    assert str(info.value) == f"invalid incident id {'X' * 60!r}: expected the form INC-20261128-001"
+    with pytest.raises(BadInput) as info:
+        compute_deadlines("critical", dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ))
+    assert str(info.value) == "severity must be one of general, outage, not 'critical'"
+    with pytest.raises(BadInput) as info:
+        register.open("critical", "x")
+    assert str(info.value) == "severity must be one of general, outage, not 'critical'"
+    # two working-day clocks in a year without a schedule: its warning once
+    _, warnings = compute_deadlines("outage", dt.datetime(2003, 6, 6, 10, 0, tzinfo=TZ))
+    assert len(warnings) == 1 and "2003" in str(warnings[0])
+
+    from orchestrator.incidents import stamp
+
+    utc = dt.datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=dt.timezone.utc)
+    assert stamp(utc) == "2026-01-01T08:00:00.123+08:00"
+
+    # an operator's time may run a few minutes ahead (clock skew), not more
+    now = dt.datetime.now(TZ)
+    inc, _ = register.open("general", "x", reported_at=now - dt.timedelta(hours=1))
+    register.note(inc.id, "soon", at=now + dt.timedelta(seconds=240))
+    with pytest.raises(BadInput, match="the note time .* is in the future"):
+        register.note(inc.id, "later", at=now + dt.timedelta(seconds=360))
+    with pytest.raises(BadInput, match="the report time .* is in the future"):
+        register.open("general", "x", reported_at=now + dt.timedelta(seconds=360))
+
+
+def test_next_ids_count_up_per_day(register: Any) -> None:
+    day = dt.date(2026, 11, 2)
+    taken = dict.fromkeys(["INC-20261102-009", "INC-20261102-010", "INC-20261101-050"])
+    assert register._next_id(taken, day) == "INC-20261102-011"
+    assert register._next_id(taken, dt.date(2026, 11, 1)) == "INC-20261101-051"
+    assert register._next_id(taken, dt.date(2026, 11, 3)) == "INC-20261103-001"
+    assert register._next_id(dict.fromkeys(["INC-20261102-999"]), day) == "INC-20261102-1000"
+    first, _ = register.open("general", "a")
+    second, _ = register.open("general", "b")
+    today = f"INC-{dt.datetime.now(TZ):%Y%m%d}-"
+    assert (first.id, second.id) == (today + "001", today + "002")
+
+
+def test_the_register_reads_only_successful_incident_records_in_chain_order(register: Any) -> None:
+    from orchestrator.records import RecordBuilder, RunMeta, new_record_id
+
+    archive = register.archive
+    at = dt.datetime(2026, 11, 2, 10, 0, tzinfo=TZ)
+    inc, _ = register.open("general", "x", reported_at=at)
+    # an incident-note record without a payload (not written by the register): not an event
+    rid = new_record_id()
+    meta = RunMeta(
+        id=rid, operation="incident-note", playbook=None, environment="production", inventory=None, incident=inc.id
+    )
+    pending = archive.begin(rid, meta)
+    pending.write_stdout("x\n")
+    archive.commit(pending, RecordBuilder().finish(meta, status="successful", rc=0))
+    register.note(inc.id, "first", at=at + dt.timedelta(hours=2))
+    register.note(inc.id, "second", at=at + dt.timedelta(hours=1))  # back-dated: still after "first"
+    register.ack(inc.id, at=at + dt.timedelta(hours=3))
+    records = register._event_records()
+    assert [r["operation"] for r in records] == ["incident-open", "incident-note", "incident-note", "incident-ack"]
+    assert [int(r["seq"]) for r in records] == sorted(int(r["seq"]) for r in records)
+    assert [e.text for e in register.get(inc.id).events if e.kind == "note"] == ["first", "second"]
+    assert register.load().keys() == {inc.id}
