@@ -1180,3 +1180,22 @@ def test_a_head_without_records_and_an_archive_without_either(tmp_path: Path) ->
     assert archive.verify() == VerifyReport(
         ok=False, count=0, first_bad_id=rec["id"], problem="HEAD names seq 1 but the archive holds no records: removed"
     )
+
+
+@pytest.mark.parametrize("bad", [0, False, [], {}, 1.5])
+def test_a_first_record_linking_to_a_non_text_value_is_refused(
+    filled: tuple[Archive, list[dict[str, Any]]], bad: object
+) -> None:
+    """The first record links to nothing (null), the others to a hash (text): a first record
+    written with prev_hash 0, false, [] or {} (its own hash and HEAD consistent with it) is no
+    record commit() wrote, and verify names it (issue 22: verify's mutant _check_folder 57)."""
+    archive, recs = filled
+    first = archive.get(recs[0]["id"])
+    assert first["prev_hash"] is None
+    first["prev_hash"] = bad
+    first["hash"] = record_hash(first)
+    (archive.root / first["id"] / "record.json").write_bytes(record_bytes(first))
+    report = archive.verify()
+    assert not report.ok
+    assert report.first_bad_id == recs[0]["id"]
+    assert f"prev_hash is {type(bad).__name__}, not a hash or null" in report.problem

@@ -94,6 +94,11 @@ def _check_folder(root: Path, name: str) -> _Entry:
     entry.prev_hash = prev if isinstance(prev, str) else None
     if entry.problem:
         return entry
+    if prev is not None and not isinstance(prev, str):
+        # a record links to a hash (text) or, the first one, to nothing (null): any other value
+        # was not written by commit(), whatever the record's own hash says
+        entry.problem = f"record's prev_hash is {type(prev).__name__}, not a hash or null: edited"
+        return entry
     if entry.seq is None:
         entry.problem = "record has no integer seq: edited"
     elif entry.id != name:
