@@ -82,6 +82,11 @@ def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_ve
     marker = "pgbackrest-marker-" + uuid.uuid4().hex
     psql("CREATE TABLE probe (note text)")
     psql(f"INSERT INTO probe SELECT '{marker}' FROM generate_series(1, 50)")
+    # The marker is plain text on the database host (so the search below can find it), looked
+    # for before the backup's checkpoint may remove or recycle its WAL segment ...
+    data_dir = psql("SHOW data_directory", db="postgres")
+    found = on_host(DB_HOST, ["grep", "-rlF", marker, f"{data_dir}/pg_wal"])
+    assert found.returncode == 0 and "pg_wal/" in found.stdout, found.stdout
     rc, rec = opsctl("backup", "--limit", DB_HOST, *store)  # the default type: incremental
     assert rc == 0, rec.get("failures")
     incr = rec["outputs"]["backup"][DB_HOST]["pgbackrest"]
@@ -103,11 +108,7 @@ def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_ve
     assert psql("SHOW archive_mode", db="postgres") == "on"
     assert psql("SHOW archive_command", db="postgres") == f"pgbackrest --stanza={STANZA} archive-push %p"
 
-    # The marker is plain text on the database host (so the search below can find it) ...
-    data_dir = psql("SHOW data_directory", db="postgres")
-    found = on_host(DB_HOST, ["grep", "-rlF", marker, f"{data_dir}/pg_wal"])
-    assert found.returncode == 0 and "pg_wal/" in found.stdout, found.stdout
-    # ... and in no file of the repository on the backup host.
+    # ... and in no file of the repository on the backup host (it was found in pg_wal above).
     absent = on_host(REPO_HOST, ["grep", "-rlF", marker, REPO_PATH])
     assert "rc=1 " in absent.stdout and REPO_PATH + "/" not in absent.stdout, absent.stdout
     # Every backup and WAL file there is OpenSSL-encrypted (not merely compressed).

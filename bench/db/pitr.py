@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -361,21 +361,8 @@ def main() -> int:
     if [h for h in hosts if h not in ENGINE]:
         ap.error(f"hosts must be among {', '.join(ENGINE)}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-pitr-"))
-    store, archive = tmp / "store", tmp / "archive"
-    env = dict(
-        os.environ,
-        PATH=f"{dbbench.BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        OPSCTL_ARCHIVE=str(archive),
-        OPSCTL_LOCKS=str(tmp / "locks"),
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-    )
-    results: dict[str, Any] = {
-        "benchmark": "db-pitr",
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine_cpus": os.cpu_count(),
-        "rounds": args.rounds,
-        "hosts": {},
-    }
+    store, archive, env = dbbench.throwaway_env(tmp)
+    results = dbbench.new_results("db-pitr", args.rounds)
     try:
         for host in hosts:
             seed = dbbench.ensure_seeded(host, BENCH_DB, env)
@@ -386,9 +373,7 @@ def main() -> int:
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out = REPO / "bench" / "results" / f"db-pitr-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    out = dbbench.write_results(results)
     report(results)
     print(f"\nresults: {out}")
     return 0

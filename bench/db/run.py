@@ -418,6 +418,37 @@ def report(results: dict[str, Any]) -> None:
             )
 
 
+def throwaway_env(tmp: Path) -> tuple[Path, Path, dict[str, str]]:
+    """(store, archive, environment) for opsctl runs whose store, archive and locks are thrown away."""
+    store, archive = tmp / "store", tmp / "archive"
+    env = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        OPSCTL_ARCHIVE=str(archive),
+        OPSCTL_LOCKS=str(tmp / "locks"),
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+    )
+    return store, archive, env
+
+
+def new_results(benchmark: str, rounds: int) -> dict[str, Any]:
+    return {
+        "benchmark": benchmark,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine_cpus": os.cpu_count(),
+        "rounds": rounds,
+        "hosts": {},
+    }
+
+
+def write_results(results: dict[str, Any]) -> Path:
+    """bench/results/<benchmark>-<time>.json"""
+    out = REPO / "bench" / "results" / f"{results['benchmark']}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=1)
@@ -431,21 +462,8 @@ def main() -> int:
     if unknown or args.db in ("envcredit", ""):
         ap.error(f"hosts must be among {', '.join(ENGINE)} and --db must not be the live envcredit")
     tmp = Path(tempfile.mkdtemp(prefix="bench-db-"))
-    store, archive = tmp / "store", tmp / "archive"
-    env = dict(
-        os.environ,
-        PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        OPSCTL_ARCHIVE=str(archive),
-        OPSCTL_LOCKS=str(tmp / "locks"),
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-    )
-    results: dict[str, Any] = {
-        "benchmark": "db",
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine_cpus": os.cpu_count(),
-        "rounds": args.rounds,
-        "hosts": {},
-    }
+    store, archive, env = throwaway_env(tmp)
+    results = new_results("db", args.rounds)
     try:
         for host in hosts:
             seed = ensure_seeded(host, args.db, env)
@@ -458,9 +476,7 @@ def main() -> int:
         return 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    out = REPO / "bench" / "results" / f"db-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    out = write_results(results)
     report(results)
     print(f"\nresults: {out}")
     return 0
