@@ -159,3 +159,47 @@ def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_ve
     assert "sudo" not in groups and "root" not in groups, groups
     keys = stdout_of(on_host(REPO_HOST, ["cat", f"{REPO_PATH}/.ssh/authorized_keys"]))
     assert keys.startswith("restrict ssh-ed25519 ") and "\\nssh-" not in keys, keys
+
+
+def _tasks_run(archive: Path, record_id: str) -> set[str]:
+    """The names of the tasks that ran on a host (started) in a run, from its archived events."""
+    names: set[str] = set()
+    with (archive / record_id / "events.jsonl").open(encoding="utf-8") as events:
+        for line in events:
+            event = json.loads(line)
+            if event.get("event") in ("runner_on_ok", "runner_on_failed"):
+                names.add(str(event.get("event_data", {}).get("task", "")))
+    return names
+
+
+def test_the_set_up_runs_only_when_its_inputs_or_stamps_changed(lab_archive: Path, store: list[str]) -> None:
+    stamp = "/var/lib/envcredit-setup/db_backup-pgbackrest-lab-db1.sha256"
+    set_up = "Install pgBackRest on the database host and the backup host"
+    rc, rec = opsctl("backup", "--limit", DB_HOST, "-e", "db_backup_setup=always", *store)
+    assert rc == 0, rec.get("failures")
+    assert set_up in _tasks_run(lab_archive, rec["id"])
+    stamps = {host: stdout_of(on_host(host, ["cat", stamp])) for host in (DB_HOST, REPO_HOST)}
+    assert stamps[DB_HOST] == stamps[REPO_HOST] and len(stamps[DB_HOST]) == 64, stamps
+
+    # Nothing changed: the set-up is left out, the backup is taken all the same.
+    rc, rec = opsctl("backup", "--limit", DB_HOST, *store)
+    assert rc == 0, rec.get("failures")
+    ran = _tasks_run(lab_archive, rec["id"])
+    assert (
+        set_up not in ran
+        and "Take the pgBackRest backup (runs on the repository host; expires by the retention)" in ran
+    )
+    assert rec["outputs"]["backup"][DB_HOST]["pgbackrest"]["label"]
+
+    # A stamp gone from the backup host (a host recreated): it runs again.
+    assert on_host(REPO_HOST, ["rm", "-f", stamp]).returncode == 0
+    rc, rec = opsctl("backup", "--limit", DB_HOST, "-e", "db_backup_pgbackrest_type=diff", *store)
+    assert rc == 0, rec.get("failures")
+    assert set_up in _tasks_run(lab_archive, rec["id"])
+    assert stdout_of(on_host(REPO_HOST, ["cat", stamp])) == stamps[DB_HOST]  # the type is per run, not an input
+    # A stamp that differs (what an input changed makes it): it runs again and writes the digest.
+    assert on_host(DB_HOST, ["sh", "-c", f"echo {'0' * 64} > {stamp}"]).returncode == 0
+    rc, rec = opsctl("backup", "--limit", DB_HOST, *store)
+    assert rc == 0, rec.get("failures")
+    assert set_up in _tasks_run(lab_archive, rec["id"])
+    assert stdout_of(on_host(DB_HOST, ["cat", stamp])) == stamps[DB_HOST]
