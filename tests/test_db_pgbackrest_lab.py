@@ -181,7 +181,11 @@ def test_the_set_up_runs_only_when_its_inputs_or_stamps_changed(lab_archive: Pat
     stamps = {host: stdout_of(on_host(host, ["cat", stamp])) for host in (DB_HOST, REPO_HOST)}
     assert stamps[DB_HOST] == stamps[REPO_HOST] and len(stamps[DB_HOST]) == 64, stamps
 
-    # Nothing changed: the set-up is left out, the backup is taken all the same.
+    # Nothing changed: the set-up is left out, the backup is taken all the same. The tools are
+    # checked in one round trip and copied only when one differs: here the tool's mode.
+    tool = "/usr/local/lib/envcredit/envcredit_dbtool.py"
+    install = "Install the database tools (the shared code, the backup tool, the MariaDB archiving tool)"
+    assert on_host(DB_HOST, ["chmod", "0777", tool]).returncode == 0
     rc, rec = opsctl("backup", "--limit", DB_HOST, *store)
     assert rc == 0, rec.get("failures")
     ran = _tasks_run(lab_archive, rec["id"])
@@ -189,13 +193,15 @@ def test_the_set_up_runs_only_when_its_inputs_or_stamps_changed(lab_archive: Pat
         set_up not in ran
         and "Take the pgBackRest backup (runs on the repository host; expires by the retention)" in ran
     )
+    assert install in ran and stdout_of(on_host(DB_HOST, ["stat", "-c", "%a %U", tool])) == "755 root"
     assert rec["outputs"]["backup"][DB_HOST]["pgbackrest"]["label"]
 
     # A stamp gone from the backup host (a host recreated): it runs again.
     assert on_host(REPO_HOST, ["rm", "-f", stamp]).returncode == 0
     rc, rec = opsctl("backup", "--limit", DB_HOST, "-e", "db_backup_pgbackrest_type=diff", *store)
     assert rc == 0, rec.get("failures")
-    assert set_up in _tasks_run(lab_archive, rec["id"])
+    ran = _tasks_run(lab_archive, rec["id"])
+    assert set_up in ran and install not in ran  # the tools were as they must be
     assert stdout_of(on_host(REPO_HOST, ["cat", stamp])) == stamps[DB_HOST]  # the type is per run, not an input
     # A stamp that differs (what an input changed makes it): it runs again and writes the digest.
     assert on_host(DB_HOST, ["sh", "-c", f"echo {'0' * 64} > {stamp}"]).returncode == 0
