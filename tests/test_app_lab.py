@@ -25,9 +25,8 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO, VENV_BIN, run_opsctl
-from helpers.lab import LOGICAL_ONLY, lab_ansible_env, lab_run
+from helpers.lab import LOGICAL_ONLY, lab_ansible_env, lab_run, on_host, stdout_of
 from orchestrator.releases import build_release
-from test_db_transfer_lab import on_host, stdout_of
 
 pytestmark = pytest.mark.lab
 

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from helpers.common import VENV_BIN, run_opsctl
-from helpers.lab import LOGICAL_ONLY
-from test_db_transfer_lab import DBTOOL, checksums, on_host, stdout_of, tools  # noqa: F401  (tools: a fixture)
+from helpers.lab import LOGICAL_ONLY, on_host, stdout_of
+from test_db_transfer_lab import DBTOOL, checksums, tools  # noqa: F401  (tools: a fixture)
 
 pytestmark = pytest.mark.lab
 
@@ -152,7 +152,7 @@ def postgres_healthy(host: str = "lab-db1", timeout: float = 120) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         probe = on_host(host, ["psql", "-XAtq", "-d", "postgres", "-c", "SELECT 1"], "postgres")
-        if probe.returncode == 0 and "(stdout) 1" in probe.stdout:
+        if probe.returncode == 0 and probe.stdout.strip() == "1":
             return True
         time.sleep(2)
     return False

@@ -30,7 +30,7 @@ RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
 def tool(host: str, *args: str) -> dict[str, Any]:
     proc = on_host(host, ["/usr/bin/python3", TOOL, args[0], f"--engine={ENGINE[host]}", *args[1:]], RUN_AS[host])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return json.loads(proc.stdout.split("(stdout) ", 1)[1])  # type: ignore[no-any-return]
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
 def sql(host: str, statement: str) -> None:
@@ -268,7 +268,7 @@ def load_rows(host: str) -> int:
     )
     proc = on_host(host, argv, RUN_AS[host])
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    return int(proc.stdout.split("(stdout) ", 1)[1].strip())
+    return int(proc.stdout.strip())
 
 
 def test_backup_taken_under_write_load_verifies_on_both_engines(seeded: None, store: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from helpers.common import run_opsctl
-from helpers.lab import on_host
+from helpers.lab import on_host, stdout_of
 
 pytestmark = pytest.mark.lab
 
@@ -29,11 +29,6 @@ REPO_HOST = "lab-backup1"
 STANZA = "lab-db1"
 REPO_PATH = "/var/lib/pgbackrest"
 SCRATCH = "envcredit_pgbackrest_probe"
-
-
-def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.split("(stdout) ", 1)[1].strip() if "(stdout) " in proc.stdout else ""
 
 
 def psql(statement: str, db: str = SCRATCH) -> str:
@@ -110,7 +105,7 @@ def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_ve
 
     # ... and in no file of the repository on the backup host (it was found in pg_wal above).
     absent = on_host(REPO_HOST, ["grep", "-rlF", marker, REPO_PATH])
-    assert "rc=1 " in absent.stdout and REPO_PATH + "/" not in absent.stdout, absent.stdout
+    assert absent.returncode == 1 and REPO_PATH + "/" not in absent.stdout, absent.stdout
     # Every backup and WAL file there is OpenSSL-encrypted (not merely compressed).
     headers = stdout_of(
         on_host(
@@ -125,7 +120,7 @@ def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_ve
             ],
         )
     )
-    *magics, count = json.loads(headers.replace("\\n", ""))
+    *magics, count = json.loads(headers)
     assert magics == ["Salted__"] and count >= 10, headers
 
     # Without the passphrase the repository cannot even be listed; with it, both backups are there.
@@ -141,7 +136,7 @@ def test_backup_archives_wal_takes_encrypted_full_and_incremental_backups_and_ve
         "pgbackrest",
     )
     assert stdout_of(blind) == '"status":{"code":99', blind.stdout[-600:]
-    info = json.loads(stdout_of(repo_info()).replace("\\n", ""))[0]
+    info = json.loads(stdout_of(repo_info()))[0]
     assert info["status"]["code"] == 0 and info["cipher"] == "aes-256-cbc"
     assert {full["label"], incr["label"]} <= {b["label"] for b in info["backup"]}
 

@@ -24,7 +24,7 @@ import openpyxl
 import pytest
 
 from helpers.common import REPO, VENV_BIN, all_text_under, run_opsctl
-from helpers.lab import lab_ansible_env, on_host, vault_value
+from helpers.lab import lab_ansible_env, on_host, stdout_of, vault_value
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
@@ -36,11 +36,6 @@ DBTOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
 ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
 RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
 SCRATCH = f"xfer_test_{os.getpid()}"
-
-
-def stdout_of(proc: subprocess.CompletedProcess[str]) -> str:
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout.split("(stdout) ", 1)[1].strip() if "(stdout) " in proc.stdout else ""
 
 
 def sql(host: str, statement: str) -> str:
