@@ -176,8 +176,8 @@ def read_csv(path: Path) -> list[list[str | None]]:
 
 
 def lines(out: str) -> list[str]:
-    """The lines of a command's stdout as the one-line callback prints them (newlines escaped)."""
-    return out.split("\\n") if out else []
+    """The lines of a command's stdout."""
+    return out.splitlines()
 
 
 def test_export_tables_and_query_both_engines(tools: None, lab_archive: Path, exports: Path) -> None:

@@ -141,7 +141,8 @@ def on_host(host: str, argv: list[str], user: str = "root", timeout: float = 120
     written. `podman exec` (the lab's hosts are containers): about 0.1 s a command, where an
     ad-hoc `ansible` over SSH took 1.5 s of the controller's CPU, dozens of times in a lab run."""
     return subprocess.run(
-        ["podman", "exec", "-u", user, "-w", "/", host, *argv],
+        # the locale an SSH session would have: the clients print UTF-8 (mariadb: '?' without it)
+        ["podman", "exec", "-e", "LANG=C.UTF-8", "-e", "LC_ALL=C.UTF-8", "-u", user, "-w", "/", host, *argv],
         capture_output=True,
         text=True,
         timeout=timeout,
