@@ -171,6 +171,17 @@ def test_a_destroyed_database_host_is_rebuilt_from_the_backup_host_alone(host: s
             # numbered after what the backup host held: no name written twice, none skipped
             assert min(new) > max(binlogs_before)
 
+        # The lost host's key is gone from the backup host: only the rebuilt host's is let in.
+        if host == "lab-db1":
+            own = podman(host, "cat", "/var/lib/postgresql/.ssh/id_ed25519.pub").stdout.split()[1]
+            keys = podman("lab-backup1", "cat", "/var/lib/pgbackrest/.ssh/authorized_keys").stdout.splitlines()
+            mine = [k for k in keys if k.endswith(f" postgres@{host}")]
+        else:
+            own = podman(host, "cat", "/etc/mysql/envcredit-archive/id_ed25519.pub").stdout.split()[1]
+            keys = podman("lab-backup1", "cat", "/var/lib/envcredit-archive/.ssh/authorized_keys").stdout.splitlines()
+            mine = [k for k in keys if f'--host {host}"' in k]
+        assert len(mine) == 1 and own in mine[0], keys
+
         # Once the host holds the database, a second rebuild is refused before anything is touched.
         again = lab_run("rebuild-db", "--limit", host, "--yes", rc=2, timeout=600)
         assert "holds the database envcredit" in json.dumps(again)
