@@ -151,6 +151,13 @@ def task_profile(archive: Path, record_id: str) -> dict[str, float]:
 
 
 def ensure_seeded(host: str, db: str, env: dict[str, str]) -> dict[str, Any]:
+    """``db`` holds the bench data set on ``host`` (seeded now when empty). The system's own
+    database comes first, as in `make demo`: the backups dump it (a fresh lab has none)."""
+    try:
+        sql(host, "envcredit", "SELECT count(*) FROM enterprises")
+    except BenchError:
+        print(f"{host}: seeding the system's database envcredit first (a fresh lab)...", flush=True)
+        opsctl(["run", "seed", "--limit", host, "--reason", "bench-db seed"], env)
     try:
         have = int(sql(host, db, "SELECT count(*) FROM enterprises") or 0)
     except BenchError:
