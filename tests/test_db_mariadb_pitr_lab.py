@@ -11,7 +11,6 @@ host alone. The probe data lives in a scratch database of this module (created a
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -22,15 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers.common import REPO
-from helpers.lab import lab_run
+from helpers.lab import PODMAN_ENV, lab_run
 
 pytestmark = pytest.mark.lab
 
 HOST = "lab-db2"
 SCRATCH = "envcredit_mpitr_probe"
 SIDE_SOCKET = "/run/mysqld/mysqld-pitr.sock"
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
 ARCHIVE_TOOL = "/usr/local/lib/envcredit/envcredit_mariadb_archive.py"
 BASES = f"/var/lib/envcredit-archive/{HOST}/base"
 BEIJING = timezone(timedelta(hours=8))

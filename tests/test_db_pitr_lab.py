@@ -14,7 +14,6 @@ restore takes the whole cluster back about a minute, which no other test depends
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -25,8 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.common import REPO
-from helpers.lab import lab_run, unreachable
+from helpers.lab import PODMAN_ENV, lab_run, unreachable
 
 pytestmark = pytest.mark.lab
 
@@ -34,7 +32,6 @@ HOST = "lab-db1"
 SCRATCH = "envcredit_pitr_probe"
 SIDE_PORT = 5433
 BEIJING = timezone(timedelta(hours=8))
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
 
 
 def psql(sql: str, db: str = SCRATCH, port: int = 5432, check: bool = True) -> str:

@@ -10,7 +10,6 @@ refused before anything is touched.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -22,21 +21,17 @@ from pathlib import Path
 import pytest
 
 from helpers.common import REPO
-from helpers.lab import lab_run
+from helpers.lab import lab_run, on_host
 
 pytestmark = pytest.mark.lab
 
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
 SCRATCH = "envcredit_rebuild_probe"
 TOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
 ARCHIVE_TOOL = "/usr/local/lib/envcredit/envcredit_mariadb_archive.py"
 
 
-def podman(*argv: str, user: str = "root", timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", "exec", "-u", user, *argv], capture_output=True, text=True, timeout=timeout, env=PODMAN_ENV,
-        check=False,
-    )  # fmt: skip
+def podman(host: str, *argv: str, user: str = "root", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return on_host(host, list(argv), user, timeout)
 
 
 def query(host: str, statement: str, db: str = "") -> str:

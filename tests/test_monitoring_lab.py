@@ -29,14 +29,13 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO
-from helpers.lab import lab_run
+from helpers.lab import PODMAN_ENV, lab_run
 from orchestrator.releases import build_release
 
 pytestmark = pytest.mark.lab
 
 PROMETHEUS = "http://127.0.0.1:9090"
 CAPTURE_PORT = 9096
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
 ARCHIVE = REPO / "var" / "archive"  # the receiver records where `opsctl incident list` reads
 
 
