@@ -23,7 +23,7 @@ INSTALL_SYSTEM = $(OPSCTL) run seed --env lab --reason "$(1)" \
 	&& $(OPSCTL) run site-app --env lab --reason "$(1)" -e app_version='$(DEMO_VERSION)'
 comma    := ,
 # prometheus: its promtool checks and unit-tests the alert rules in `make lint`
-APT_PKGS := podman runc debootstrap openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus iproute2 age
+APT_PKGS := podman runc debootstrap e2fsprogs mount openssh-client rsync git sqlite3 zstd curl chromium fonts-noto-cjk prometheus iproute2 age
 
 export PATH := $(BIN):$(PATH)
 export CONTAINERS_CONF := $(CURDIR)/lab/containers.conf

@@ -55,6 +55,17 @@ FILL_MOUNTS=(
     "lab-backup1 /srv/lab-fill 32m"
 )
 
+# Disk-backed file systems of their own (name  mount point  size): a sparse ext4 image on a
+# loop device of this machine, bind-mounted into the host. The pgBackRest repository sits on
+# one, as on a dedicated backup volume, so a test can fill it for real (a full repository:
+# tests/test_db_pitr_lab.py) without filling this machine's disk; fallocate's ballast takes
+# no blocks of the sparse image. Made empty with the host (create, recreate), removed by `down`.
+# One lab per machine (its ports and names are fixed), so the images live outside any clone.
+VOLUME_DIR="${LAB_VOLUME_DIR:-/var/lib/envcredit-lab/volumes}"
+VOLUMES=(
+    "lab-backup1 /var/lib/pgbackrest 8G"
+)
+
 # Services that must not run on a host unless its role names them above.
 ROLE_SERVICES="nginx postgresql mariadb prometheus prometheus-alertmanager prometheus-blackbox-exporter"
 
@@ -177,6 +188,13 @@ ensure_host() {
         read -r fm_name fm_dir fm_size <<<"$p"
         [ "$fm_name" = "$name" ] && args+=(--mount "type=tmpfs,destination=$fm_dir,tmpfs-size=$fm_size,tmpfs-mode=1777")
     done
+    local -a vols=()
+    for p in "${VOLUMES[@]}"; do
+        read -r fm_name fm_dir fm_size <<<"$p"
+        [ "$fm_name" = "$name" ] || continue
+        vols+=("$fm_dir $fm_size")
+        args+=(-v "$(volume_mount "$name" "$fm_dir"):$fm_dir")
+    done
     if [ "$pub" != "-" ]; then
         for p in ${pub//,/ }; do args+=(-p "$p"); done
     fi
@@ -194,15 +212,18 @@ ensure_host() {
             forget_facts "$name"
             podman rm -f -t 5 "$name" >/dev/null
         elif [ "$state" = "running" ]; then
+            for p in "${vols[@]}"; do ensure_volume keep "$name" $p; done
             log "$name: running, kept"
             return 0
         else
+            for p in "${vols[@]}"; do ensure_volume keep "$name" $p; done
             log "$name: $state, starting"
             close_masters "$port"
             podman start "$name" >/dev/null
             return 0
         fi
     fi
+    for p in "${vols[@]}"; do ensure_volume fresh "$name" $p; done
     log "$name: creating (ssh on 127.0.0.1:$port)"
     podman run -d "${args[@]}" \
         --label "$LAB_LABEL=1" --label "$LAB_LABEL.group=$group" \
@@ -361,6 +382,39 @@ prune_old_images() {
     done
 }
 
+volume_mount() {   # NAME DIR: where the host's file system for DIR is mounted on this machine
+    printf '%s/%s%s' "$VOLUME_DIR" "$1" "${2//\//_}"
+}
+
+# ensure_volume fresh|keep NAME DIR SIZE: the file system mounted (fresh: made empty first,
+# for a host being created; keep: the existing one mounted again, e.g. after this machine
+# restarted, and made only when missing).
+ensure_volume() {
+    local how=$1 name=$2 dir=$3 size=$4 mnt img
+    mnt="$(volume_mount "$name" "$dir")"
+    img="$mnt.img"
+    install -d -m 0700 "$VOLUME_DIR"
+    if [ "$how" = fresh ] || [ ! -s "$img" ]; then
+        release_volume "$mnt"
+        log "$name: a $size file system of its own for $dir ($img)"
+        truncate -s "$size" "$img"
+        mkfs.ext4 -q -F -m 0 "$img" >/dev/null
+    fi
+    if ! mountpoint -q "$mnt"; then
+        install -d -m 0755 "$mnt"
+        # discard: what the host deletes is given back to the sparse image
+        mount -o loop,discard "$img" "$mnt"
+        rmdir "$mnt/lost+found" 2>/dev/null || true
+    fi
+}
+
+release_volume() {   # MNT: unmounted (its loop device goes with it) and its image removed
+    local mnt=$1
+    if mountpoint -q "$mnt"; then umount "$mnt"; fi
+    rm -f "$mnt.img"
+    [ ! -d "$mnt" ] || rmdir "$mnt"
+}
+
 cmd_up() {
     local scale=${1:-${SCALE:-0}}
     [[ "$scale" =~ ^[0-9]+$ ]] || die "SCALE must be a number, got '$scale'"
@@ -425,6 +479,11 @@ cmd_down() {
         log "$name: removing"
         podman rm -f -t 5 "$name" >/dev/null
         forget_facts "$name"
+    done
+    local p v_name v_dir v_size
+    for p in "${VOLUMES[@]}"; do
+        read -r v_name v_dir v_size <<<"$p"
+        release_volume "$(volume_mount "$v_name" "$v_dir")"
     done
     if podman network exists "$LAB_NETWORK"; then
         log "removing podman network $LAB_NETWORK"

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.lab import PODMAN_ENV, lab_run, unreachable
+from helpers.lab import PODMAN_ENV, lab_run, on_host, stdout_of, unreachable
 
 pytestmark = pytest.mark.lab
 
@@ -182,11 +182,35 @@ def test_a_wrong_repository_key_is_refused_before_anything_is_touched(store: lis
         subprocess.run([*podman, "sh", "-c", f"cat > {conf}"], input=original, text=True, env=PODMAN_ENV, check=True)
 
 
+def archive_failures() -> int:
+    return int(psql("SELECT failed_count FROM pg_stat_archiver", db="postgres"))
+
+
+def wal_queues(failed_before: int) -> str:
+    """A segment switched out now; archive_command fails on it (it stays queued in pg_wal).
+    Returns the segment's name."""
+    segment = psql("SELECT pg_walfile_name(pg_switch_wal())", db="postgres")
+    deadline = time.monotonic() + 60
+    while archive_failures() <= failed_before:
+        assert time.monotonic() < deadline, "archive_command did not fail"
+        time.sleep(2)
+    return segment
+
+
+def wal_catches_up(segment: str) -> None:
+    """The queued segments are archived without anyone's help (a switch wakes the archiver)."""
+    deadline = time.monotonic() + 180
+    while psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver", db="postgres") < segment:
+        assert time.monotonic() < deadline, "the queued WAL was not archived once the repository was back"
+        psql("SELECT pg_switch_wal()", db="postgres")
+        time.sleep(5)
+
+
 def test_backup_host_unreachable_the_backup_fails_clearly_and_the_wal_catches_up(
     store: list[str], writer: None
 ) -> None:
     with unreachable("lab-backup1"):
-        failed_before = int(psql("SELECT failed_count FROM pg_stat_archiver", db="postgres"))
+        failed_before = archive_failures()
         rec = lab_run("backup", "--limit", HOST, *store, rc=1, timeout=900)
         assert any("lab-backup1" in (f.get("msg") or "") or f.get("unreachable") for f in rec["failures"]), rec[
             "failures"
@@ -194,17 +218,49 @@ def test_backup_host_unreachable_the_backup_fails_clearly_and_the_wal_catches_up
         # the logical dump of the night is still taken and stored
         assert list(Path(store[1].split("=", 1)[1], HOST).glob("*/manifest.json")), "no logical dump in the store"
         # WAL archiving fails and the segments queue in pg_wal
-        segment = psql("SELECT pg_walfile_name(pg_switch_wal())", db="postgres")
-        deadline = time.monotonic() + 60
-        while int(psql("SELECT failed_count FROM pg_stat_archiver", db="postgres")) <= failed_before:
-            assert time.monotonic() < deadline, "archive_command did not fail without the backup host"
-            time.sleep(2)
-    # back: the queued segments are archived without anyone's help (a switch wakes the archiver)
-    deadline = time.monotonic() + 180
-    while psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver", db="postgres") < segment:
-        assert time.monotonic() < deadline, "the queued WAL was not archived after the backup host came back"
-        psql("SELECT pg_switch_wal()", db="postgres")
-        time.sleep(5)
+        segment = wal_queues(failed_before)
+    wal_catches_up(segment)
+
+
+REPOSITORY = "/var/lib/pgbackrest"  # lab.sh VOLUMES: a file system of its own on lab-backup1
+
+
+def test_a_full_repository_fails_the_backup_clearly_keeps_every_backup_and_the_wal_catches_up(
+    store: list[str], writer: None
+) -> None:
+    """The repository's file system full (a real ext4 file system of the lab, filled with a
+    ballast file): the backup fails naming it, the repository keeps every backup it had and
+    lists nothing partial, WAL queues on the database host and is archived once there is room."""
+    mounted = stdout_of(on_host("lab-backup1", ["findmnt", "-n", "-o", "TARGET,FSTYPE", "--target", REPOSITORY]))
+    assert mounted.split() == [REPOSITORY, "ext4"], mounted
+    before = repository_backups()
+    assert before, "no backup of lab-db1 in the repository yet (tests/test_db_pgbackrest_lab.py takes them)"
+    ballast = f"{REPOSITORY}/ballast"
+    fill = f"fallocate -l $(( $(df -B1 --output=avail {REPOSITORY} | tail -1) - 65536 )) {ballast}"
+    stdout_of(on_host("lab-backup1", ["sh", "-c", fill]))
+    try:
+        failed_before = archive_failures()
+        rec = lab_run("backup", "--limit", HOST, *store, rc=1, timeout=900)
+        (failure,) = rec["failures"]
+        # refused before pgBackRest starts (its room against the newest backup's size); when the
+        # set-up runs first, its stanza check stops on the WAL it cannot archive and the role
+        # names the full repository all the same
+        assert failure["host"] == HOST, failure
+        assert failure["task"] in ("Refuse a backup the repository has no room for", "Stop with pgBackRest's message")
+        assert failure["msg"].startswith(f"the pgBackRest repository on lab-backup1 ({REPOSITORY}) "), failure["msg"]
+        assert " MiB free" in failure["msg"] and "make room there" in failure["msg"], failure["msg"]
+        print(f"{failure['task']}: {failure['msg']}")
+        # the logical dump of the night is still taken and stored
+        assert list(Path(store[1].split("=", 1)[1], HOST).glob("*/manifest.json")), "no logical dump in the store"
+        # nothing expired, nothing partial listed
+        assert repository_backups() == before
+        segment = wal_queues(failed_before)
+    finally:
+        on_host("lab-backup1", ["rm", "-f", ballast])
+    wal_catches_up(segment)
+    check = on_host("lab-backup1", ["pgbackrest", f"--stanza={HOST}", "check"], user="pgbackrest", timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert repository_backups() == before
 
 
 def annotations() -> dict[str, dict[str, str]]:
