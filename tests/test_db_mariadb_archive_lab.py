@@ -10,7 +10,6 @@ The marker rows go to a scratch database of this module (created and dropped her
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -21,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from helpers.common import REPO, all_text_under, run_opsctl
-from helpers.lab import unreachable, vault_value
+from helpers.common import all_text_under, run_opsctl
+from helpers.lab import on_host, unreachable, vault_value
 
 pytestmark = pytest.mark.lab
 
@@ -31,19 +30,10 @@ BACKUP_HOST = "lab-backup1"
 ROOT = f"/var/lib/envcredit-archive/{DB_HOST}"
 SCRATCH = "envcredit_archive_probe"
 IDENTITY = "/root/.envcredit-test-age-identity"
-ENV = {"CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
 
 
 def podman(host: str, script: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", "exec", *(["-i"] if stdin is not None else []), host, "sh", "-c", script],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env={**os.environ, **ENV},
-    )
+    return on_host(host, ["sh", "-c", script], stdin=stdin, timeout=300)
 
 
 def ok(host: str, script: str, stdin: str | None = None) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.lab import PODMAN_ENV, lab_run
+from helpers.lab import PODMAN_ENV, lab_run, on_host
 
 pytestmark = pytest.mark.lab
 
@@ -37,11 +37,8 @@ def beijing(when: datetime) -> str:
     return when.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S+08")
 
 
-def podman(*argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["podman", "exec", *(["-i"] if stdin is not None else []), *argv],
-        input=stdin, capture_output=True, text=True, timeout=120, env=PODMAN_ENV, check=False,
-    )  # fmt: skip
+def podman(host: str, *argv: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return on_host(host, list(argv), stdin=stdin)
 
 
 def sql(statement: str, socket: str = "", check: bool = True) -> str:

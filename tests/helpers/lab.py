@@ -134,15 +134,20 @@ def host_command(host: str, argv: list[str], user: str = "root") -> list[str]:
 
 
 PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
+LOCALE = ("-e", "LANG=C.UTF-8", "-e", "LC_ALL=C.UTF-8")
 
 
-def on_host(host: str, argv: list[str], user: str = "root", timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def on_host(
+    host: str, argv: list[str], user: str = "root", timeout: float = 120, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run a command on a lab host as ``user`` and wait for it: its exit code, stdout and stderr as
-    written. `podman exec` (the lab's hosts are containers): about 0.1 s a command, where an
-    ad-hoc `ansible` over SSH took 1.5 s of the controller's CPU, dozens of times in a lab run."""
+    written; ``stdin``, when given, is its standard input. `podman exec` (the lab's hosts are
+    containers): about 0.1 s a command, where an ad-hoc `ansible` over SSH took 1.5 s of the
+    controller's CPU, dozens of times in a lab run."""
     return subprocess.run(
         # the locale an SSH session would have: the clients print UTF-8 (mariadb: '?' without it)
-        ["podman", "exec", "-e", "LANG=C.UTF-8", "-e", "LC_ALL=C.UTF-8", "-u", user, "-w", "/", host, *argv],
+        ["podman", "exec", *(["-i"] if stdin is not None else []), *LOCALE, "-u", user, "-w", "/", host, *argv],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,
