@@ -246,18 +246,19 @@ def opsctl_pitr(host: str, target: float, env: dict[str, str]) -> dict[str, floa
 def rpo(host: str, env: dict[str, str], writes_s: float) -> dict[str, Any]:
     """Seconds of acknowledged commits lost when the host is killed after ``writes_s`` seconds of
     writes and rebuilt from the backup host."""
-    table = "envcredit_rpo_probe.writes" if ENGINE[host] == "mariadb" else "rpo_writes"
+    # A table of this sample's own: ids restart with a new table, and a rebuild that lost the
+    # whole sample (its CREATE TABLE too) must not find an earlier sample's rows.
+    tag = f"{int(time.time())}_{random.randrange(1 << 16):04x}"
+    table = f"envcredit_rpo_probe.writes_{tag}" if ENGINE[host] == "mariadb" else f"rpo_writes_{tag}"
     if ENGINE[host] == "postgresql":
-        dbbench.sql(
-            host, "envcredit", "CREATE TABLE IF NOT EXISTS rpo_writes (id serial PRIMARY KEY, at double precision)"
-        )
+        dbbench.sql(host, "envcredit", f"CREATE TABLE {table} (id serial PRIMARY KEY, at double precision)")
         insert = (
-            'psql -XAtq -d envcredit -c "INSERT INTO rpo_writes (at) VALUES (extract(epoch FROM clock_timestamp())) '
+            f'psql -XAtq -d envcredit -c "INSERT INTO {table} (at) VALUES (extract(epoch FROM clock_timestamp())) '
             'RETURNING id, at"'
         )
         writer = f"while :; do runuser -u postgres -- {insert} || exit; sleep 0.1; done"
     else:
-        dbbench.ssh(host, "mariadb -e 'CREATE DATABASE IF NOT EXISTS envcredit_rpo_probe; CREATE TABLE IF NOT EXISTS "
+        dbbench.ssh(host, "mariadb -e 'CREATE DATABASE IF NOT EXISTS envcredit_rpo_probe; CREATE TABLE "
                           f"{table} (id INT AUTO_INCREMENT PRIMARY KEY, at DOUBLE)'")  # fmt: skip
         insert = (
             f'mariadb -N -B -e "INSERT INTO {table} (at) VALUES (UNIX_TIMESTAMP(NOW(6))); '
@@ -286,21 +287,30 @@ def rpo(host: str, env: dict[str, str], writes_s: float) -> dict[str, Any]:
             acked.append((int(parts[0]), float(parts[1])))
     subprocess.run([str(REPO / "lab" / "lab.sh"), "recreate", host], check=True, capture_output=True, cwd=REPO)
     wall, _ = dbbench.opsctl(["run", "rebuild-db", "--limit", host, "--yes"], env)
-    if ENGINE[host] == "postgresql":
-        got = dbbench.sql(host, "envcredit", "SELECT coalesce(max(id), 0), coalesce(max(at), 0) FROM rpo_writes")
-    else:
-        got = dbbench.ssh(host, f"mariadb -N -B -e 'SELECT coalesce(max(id), 0), coalesce(max(at), 0) FROM {table}'")
+    query = f"SELECT coalesce(max(id), 0), coalesce(max(at), 0) FROM {table}"
+    try:
+        if ENGINE[host] == "postgresql":
+            got = dbbench.sql(host, "envcredit", query)
+        else:
+            got = dbbench.ssh(host, f"mariadb -N -B -e '{query}'")
+        table_restored = True
+    except dbbench.BenchError:  # the table's creation was lost as well: every commit of the sample
+        got, table_restored = "0 0", False
     max_id, max_at = got.replace("|", "\t").split()
     last_id, last_at = acked[-1]
     lost = [a for a in acked if a[0] > int(max_id)]
     if ENGINE[host] == "postgresql":
-        dbbench.sql(host, "envcredit", "DROP TABLE rpo_writes")
+        dbbench.sql(host, "envcredit", f"DROP TABLE IF EXISTS {table}")
     else:
-        dbbench.ssh(host, "mariadb -e 'DROP DATABASE envcredit_rpo_probe'")
+        dbbench.ssh(host, "mariadb -e 'DROP DATABASE IF EXISTS envcredit_rpo_probe'")
+    # seconds of acknowledged commits lost: from the newest restored commit (or, with none
+    # restored, from the first acknowledged one: at least that much) to the newest acknowledged
+    newest_kept = float(max_at) if int(max_id) else acked[0][1]
     return {
         "acked_commits": len(acked),
         "lost_commits": len(lost),
-        "rpo_s": round(last_at - float(max_at), 2) if lost else 0.0,
+        "rpo_s": round(last_at - newest_kept, 2) if lost else 0.0,
+        "table_restored": table_restored,
         "kill_after_last_ack_s": round(killed_at - last_at, 2),
         "rebuild_wall_s": round(wall, 1),
         "last_acked_id": last_id,
@@ -389,7 +399,8 @@ def main() -> int:
     results = dbbench.new_results("db-pitr", args.rounds)
     try:
         for host in hosts:
-            seed = dbbench.ensure_seeded(host, BENCH_DB, env)
+            # the RPO alone (--rounds 0) writes into the system's database: no bench data set
+            seed = dbbench.ensure_seeded(host, BENCH_DB if args.rounds else "envcredit", env)
             results["hosts"][host] = bench_host(
                 host, args.rounds, env, archive, store, args.rpo_samples if args.rpo else 0
             )
