@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -204,3 +205,29 @@ def test_the_set_up_runs_only_when_its_inputs_or_stamps_changed(lab_archive: Pat
     assert rc == 0, rec.get("failures")
     assert set_up in _tasks_run(lab_archive, rec["id"])
     assert stdout_of(on_host(DB_HOST, ["cat", stamp])) == stamps[DB_HOST]
+
+
+def test_archive_timeout_holds_from_the_start_after_a_restart(scratch: str) -> None:
+    """PostgreSQL 15's checkpointer starts during the server's startup recovery and then sleeps a
+    whole checkpoint_timeout (5 min) before it first looks at archive_timeout: for that long after
+    each start, WAL with commits in it stayed on the host (found by the RPO bench: a host killed
+    a minute after a rebuild lost every commit since). The role's drop-in runs a CHECKPOINT once
+    the server is up; after a restart, a segment with writes is archived within archive_timeout
+    (10 s here, set for this test, so that 5 minutes without the drop-in cannot pass for it)."""
+    dropin = "/etc/systemd/system/postgresql@.service.d/envcredit-checkpoint-on-start.conf"
+    assert "CHECKPOINT" in stdout_of(on_host(DB_HOST, ["cat", dropin]))
+    unit = stdout_of(on_host(DB_HOST, ["systemctl", "list-units", "--plain", "--no-legend", "postgresql@*"])).split()[0]
+    before = psql("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'", db="postgres")
+    psql("CREATE TABLE ticks (at timestamptz DEFAULT clock_timestamp())")
+    psql("ALTER SYSTEM SET archive_timeout = 10", db="postgres")
+    try:
+        stdout_of(on_host(DB_HOST, ["systemctl", "restart", unit]))
+        segment = psql("SELECT pg_walfile_name(pg_current_wal_lsn())", db="postgres")
+        deadline = time.monotonic() + 45
+        while psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver", db="postgres")[8:] < segment[8:]:
+            assert time.monotonic() < deadline, f"{segment} not archived within 45 s of the restart"
+            psql("INSERT INTO ticks DEFAULT VALUES")
+            time.sleep(1)
+    finally:
+        psql(f"ALTER SYSTEM SET archive_timeout = {before}", db="postgres")
+        psql("SELECT pg_reload_conf()", db="postgres")
