@@ -187,7 +187,8 @@ def test_the_set_up_runs_only_when_its_inputs_or_stamps_changed(lab_archive: Pat
     ran = _tasks_run(lab_archive, rec["id"])
     assert (
         set_up not in ran
-        and "Take the pgBackRest backup (runs on the repository host; expires by the retention)" in ran
+        and "Start the pgBackRest backup in the background (runs on the repository host; expires by the retention)"
+        in ran
     )
     assert install in ran and stdout_of(on_host(DB_HOST, ["stat", "-c", "%a %U", tool])) == "755 root"
     assert rec["outputs"]["backup"][DB_HOST]["pgbackrest"]["label"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -110,3 +112,31 @@ def test_every_new_backup_failing_removes_nothing_new(verified: bool) -> None:
     bs = [b("2026-01-01T01:00:00", verified=verified)]
     keep, remove = plan(bs)
     assert keep == ids(bs[0]) and remove == []
+
+
+def _module(tmp_path: Path, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "plugins" / "modules" / "db_backup_store.py"), str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_the_state_of_a_physical_backup_is_written_private_and_whole(tmp_path: Path) -> None:
+    """action=state: <store>/<host>/<name> replaced at once (no .tmp left), mode 0600, in a host
+    directory of mode 0700 made when missing; any other name is refused and nothing is written."""
+    store = tmp_path / "store"
+    args = {"action": "state", "store": str(store), "host": "lab-db1", "name": "pgbackrest.json"}
+    rc, out = _module(tmp_path, {**args, "data": {"stanza": "lab-db1", "note": "韶关"}})
+    assert rc == 0 and out["changed"], out
+    path = store / "lab-db1" / "pgbackrest.json"
+    assert json.loads(path.read_text(encoding="utf-8")) == {"stanza": "lab-db1", "note": "韶关"}
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    rc, _ = _module(tmp_path, {**args, "data": {"stanza": "lab-db1"}})
+    assert rc == 0 and json.loads(path.read_text(encoding="utf-8")) == {"stanza": "lab-db1"}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["pgbackrest.json"]
+    rc, out = _module(tmp_path, {**args, "name": "../escape.json", "data": {}})
+    assert rc != 0 and "must be one of" in out["msg"]
+    assert not (store / "escape.json").exists() and not (tmp_path / "escape.json").exists()

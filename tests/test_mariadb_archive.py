@@ -239,3 +239,26 @@ def test_a_base_stores_its_starting_binlog_in_a_marker_after_its_metadata(
     assert sent[-1][1] == b""
     found = tool.bases_of(listing(*(name for name, _ in sent)))
     assert found[0]["binlog_file"] == "mariadb-bin.000002" and found[0]["complete"]
+
+
+def test_backup_runs_the_base_then_the_binary_logs_then_reads_the_backup_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One run for a backup's physical part: the binary logs are shipped after the base (the
+    recovery window reaches the run), the status read last sees both; a failing base stops it."""
+    calls: list[str] = []
+    monkeypatch.setattr(tool, "cmd_base", lambda cfg, bid: calls.append(f"base {bid}") or {"id": bid})
+    monkeypatch.setattr(tool, "cmd_binlogs", lambda cfg: calls.append("binlogs") or {"sent": ["b.1"]})
+    monkeypatch.setattr(tool, "cmd_status", lambda cfg: calls.append("status") or {"bases": [1]})
+    out = tool.cmd_backup({}, "20261130T010203Z-lab-db2")
+    assert calls == ["base 20261130T010203Z-lab-db2", "binlogs", "status"]
+    seconds = out.pop("seconds")
+    assert out == {"base": {"id": "20261130T010203Z-lab-db2"}, "binlogs": {"sent": ["b.1"]}, "status": {"bases": [1]}}
+    assert sorted(seconds) == ["base", "binlogs", "status"] and all(v >= 0 for v in seconds.values())
+
+    def refuse(cfg: Any, bid: str) -> dict[str, Any]:
+        raise tool.ArchiveError("mariadb-backup failed (exit 1): no room")
+
+    calls.clear()
+    monkeypatch.setattr(tool, "cmd_base", refuse)
+    with pytest.raises(tool.ArchiveError, match="no room"):
+        tool.cmd_backup({}, "20261130T010203Z-lab-db2")
+    assert calls == []

@@ -17,10 +17,12 @@ description:
   - C(commit) verifies a copied C(<id>.partial) directory, writes status.json and renames it to C(<id>).
   - C(resolve) finds a backup by id, C(latest) or C(latest-verified) and checks its files.
   - C(mark) records the result of a restore test (backup-verify) in status.json.
+  - C(state) writes C(<store>/<host>/<name>) (a JSON object, mode 0600, replaced atomically), what a
+    physical backup saw of its repository or archive, read by C(opsctl backups list).
   - C(retention) removes backups beyond keep_last + daily/weekly/monthly, never the newest
     verified backup nor the protected ones. Supports check mode (reports only).
 options:
-  action: {type: str, required: true, choices: [verify, commit, resolve, mark, retention], description: What to do (see above).}
+  action: {type: str, required: true, choices: [verify, commit, resolve, mark, state, retention], description: What to do (see above).}
   store: {type: path, required: true, description: Root of the store.}
   host: {type: str, required: true, description: Database host the backups belong to.}
   backup_id: {type: str, description: Backup id, or latest / latest-verified for resolve.}
@@ -32,6 +34,8 @@ options:
   keep_weekly: {type: int, default: 4, description: For retention, weeks of which the newest backup is kept.}
   keep_monthly: {type: int, default: 6, description: For retention, months of which the newest backup is kept.}
   protect: {type: list, elements: str, default: [], description: Backup ids never removed.}
+  name: {type: str, description: "For state, the file's name: pgbackrest.json or mariadb-archive.json."}
+  data: {type: dict, default: {}, description: For state, the object written.}
 author: envcredit-ops contractor team
 """
 
@@ -42,6 +46,10 @@ import os
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+
+
+# the state files a physical backup writes beside the host's backups (action state)
+STATE_FILES = ("pgbackrest.json", "mariadb-archive.json")
 
 
 def _now():
@@ -145,7 +153,9 @@ def retention_plan(backups, keep_last, keep_daily, keep_weekly, keep_monthly, pr
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            action=dict(type="str", required=True, choices=["verify", "commit", "resolve", "mark", "retention"]),
+            action=dict(
+                type="str", required=True, choices=["verify", "commit", "resolve", "mark", "state", "retention"]
+            ),
             store=dict(type="path", required=True),
             host=dict(type="str", required=True),
             backup_id=dict(type="str"),
@@ -157,12 +167,15 @@ def main():
             keep_weekly=dict(type="int", default=4),
             keep_monthly=dict(type="int", default=6),
             protect=dict(type="list", elements="str", default=[]),
+            name=dict(type="str", choices=list(STATE_FILES)),
+            data=dict(type="dict", default={}),
         ),
         required_if=[
             ("action", "verify", ["backup_id"]),
             ("action", "commit", ["backup_id"]),
             ("action", "resolve", ["backup_id"]),
             ("action", "mark", ["backup_id"]),
+            ("action", "state", ["name"]),
         ],
         supports_check_mode=True,
     )
@@ -212,6 +225,14 @@ def main():
             if name.endswith(".partial"):
                 shutil.rmtree(os.path.join(hostdir, name), ignore_errors=True)
         module.exit_json(changed=True, backup_id=bid, path=final, manifest=manifest)
+
+    if action == "state":
+        path = os.path.join(hostdir, p["name"])
+        if not module.check_mode:
+            if not os.path.isdir(hostdir):
+                os.makedirs(hostdir, mode=0o700)
+            _write_json(path, p["data"])
+        module.exit_json(changed=True, path=path)
 
     if action == "resolve":
         backups = list_backups(hostdir)

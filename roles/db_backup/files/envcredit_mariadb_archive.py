@@ -20,6 +20,8 @@ Commands (each prints one JSON object on stdout; errors go to stderr with a non-
                      stored: an interrupted upload leaves a file no restore will take. Then the
                      empty marker base/ID.binlog.FILE.age: the base's starting binary log, readable
                      without the key (the backup host's retention, envcredit_archive_prune.py).
+    backup --id ID   a backup's physical part in one run: base, then binlogs, then status;
+                     prints {"base": ..., "binlogs": ..., "status": ..., "seconds": each step's}
     mark-verified --base ID
                      the empty marker base/ID.verified.age: a restore drill restored that base
                      (kept by the retention, with every newer base). Refused (2) when ID is not a
@@ -308,6 +310,22 @@ def ship_binlogs(cfg: dict[str, Any], state_path: Path) -> dict[str, Any]:
     return {"flushed": flushed, "sent": sent, "current": logs[-1] if logs else None, "archived_until": archived_until}
 
 
+def cmd_backup(cfg: dict[str, Any], backup_id: str) -> dict[str, Any]:
+    """A backup's whole physical part in one run (one task, started in the background while the
+    logical dump runs): the base, the binary logs up to now (the recovery window reaches this
+    run) and what the backup host then holds."""
+    out: dict[str, Any] = {"seconds": {}}
+    for step, run in (
+        ("base", lambda: cmd_base(cfg, backup_id)),
+        ("binlogs", lambda: cmd_binlogs(cfg)),
+        ("status", lambda: cmd_status(cfg)),
+    ):
+        started = time.monotonic()
+        out[step] = run()
+        out["seconds"][step] = round(time.monotonic() - started, 3)
+    return out
+
+
 def current_timeline(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The complete bases (cmd_status_bases) a restore can start from, oldest first: from the
     newest one that starts a timeline (an in-place restore's) on; older ones belong to the
@@ -560,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     base = sub.add_parser("base")
     base.add_argument("--id", required=True)
     base.add_argument("--new-timeline", action="store_true")
+    backup = sub.add_parser("backup", help="base, then binlogs, then status (a backup's physical part)")
+    backup.add_argument("--id", required=True)
     carry = sub.add_parser("carry-binlog")
     carry.add_argument("--previous", type=Path, required=True)
     carry.add_argument("--datadir", type=Path, required=True)
@@ -585,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(opts.config)
         if opts.cmd == "base":
             result = cmd_base(cfg, opts.id, opts.new_timeline)
+        elif opts.cmd == "backup":
+            result = cmd_backup(cfg, opts.id)
         elif opts.cmd == "carry-binlog":
             result = cmd_carry_binlog(opts.previous, opts.datadir, opts.basename)
         elif opts.cmd == "mark-verified":
