@@ -14,7 +14,8 @@ module: db_backup_store
 short_description: Verify, commit, resolve, mark and prune backups in the envcredit backup store
 description:
   - C(verify) checks the sha256 and size of every file of a backup directory against its manifest.
-  - C(commit) verifies a copied C(<id>.partial) directory, writes status.json and renames it to C(<id>).
+  - C(commit) verifies a copied C(<id>.partial) directory, writes status.json and renames it to C(<id>);
+    the host's directory is set to mode 0700.
   - C(resolve) finds a backup by id, C(latest) or C(latest-verified) and checks its files.
   - C(mark) records the result of a restore test (backup-verify) in status.json.
   - C(state) writes C(<store>/<host>/<name>) (a JSON object, mode 0600, replaced atomically), what a
@@ -196,6 +197,8 @@ def main():
         module.exit_json(changed=False, backup_id=bid, path=path, files=len(manifest["files"]))
 
     if action == "commit":
+        if os.path.isdir(hostdir) and not module.check_mode:
+            os.chmod(hostdir, 0o700)  # made by the copy (rsync --mkpath, fetch) with the umask's mode
         partial = os.path.join(hostdir, bid + ".partial")
         final = os.path.join(hostdir, bid)
         if os.path.isdir(final) and not os.path.isdir(partial):
