@@ -60,6 +60,7 @@ def test_it_returns_the_jobs_result_once_the_placeholder_is_replaced_and_removes
     waited = time.monotonic() - started
     later.join()
     assert rc == 0 and out["job"] == result
+    assert out["elapsed_s"] == 1.5 and tool.seconds("1:02:03.250000") == 3723.25
     # the command after the job: run at once, its output whole
     assert out["then"] == {"rc": 0, "stdout": "read after\n", "stderr": ""}
     assert not path.exists()

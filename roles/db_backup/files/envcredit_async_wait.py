@@ -12,7 +12,8 @@ it stopped the job at its time limit. Prints one JSON object:
 
     {"job": the job's result (the command module's: rc, stdout, stderr, delta, ...),
      "then": {"rc", "stdout", "stderr"} of COMMAND, run at once when the job ended with rc 0,
-             or null}
+             or null,
+     "elapsed_s": the job's own time in seconds (its "delta", H:MM:SS.ffffff; absent without)}
 
 RESULTS_FILE is removed. No result after TIMEOUT_S seconds: "job" says so (rc -1, failed).
 Exit 0 in every case: the caller reads "job" and "then".
@@ -46,6 +47,12 @@ def wait(path: str, timeout_s: float, poll_s: float = POLL_S) -> dict[str, Any]:
         time.sleep(poll_s)
 
 
+def seconds(delta: str) -> float:
+    """The command module's ``delta`` (``H:MM:SS.ffffff``) in seconds."""
+    hours, minutes, secs = delta.split(":")
+    return round(int(hours) * 3600 + int(minutes) * 60 + float(secs), 3)
+
+
 def main(argv: list[str]) -> int:
     if len(argv) < 2:
         print("usage: envcredit_async_wait.py RESULTS_FILE TIMEOUT_S [COMMAND ...]", file=sys.stderr)
@@ -60,7 +67,10 @@ def main(argv: list[str]) -> int:
     if command and result.get("rc") == 0:
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         then = {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
-    print(json.dumps({"job": result, "then": then}))
+    out: dict[str, Any] = {"job": result, "then": then}
+    if isinstance(result.get("delta"), str):
+        out["elapsed_s"] = seconds(result["delta"])
+    print(json.dumps(out))
     return 0
 
 
