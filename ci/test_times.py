@@ -5,7 +5,7 @@
 
 Reads what the run left in TIMES_DIR (default var/test-times.d):
 
-- ``part-<name>.json``  from ci/timed.sh: one part of the run (setup, lint, lab, lanes);
+- ``part-<name>.json``  from ci/timed.sh: one part of the run (setup, lab, lanes);
                         a name with a dot (``lanes.lab``) is a piece of the part before
                         the dot, shown under it and not added to the total;
 - ``pytest*.xml``       pytest's JUnit reports (one per lane): the time of each test file (setup,
@@ -71,7 +71,7 @@ def _load(path: Path) -> Any:
 
 
 #: The parts of `make test` in the order they run (anything else after them, by name).
-ORDER = ["setup", "lint", "lab", "lanes"]
+ORDER = ["setup", "lab", "lanes"]
 
 
 def _part_key(part: dict[str, Any]) -> tuple[int, str, int, str]:

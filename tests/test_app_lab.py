@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -215,67 +216,6 @@ def test_broken_release_rolls_back_automatically(app: list[str], lab_archive: Pa
     assert seen == {json.dumps({"version": V2})}
 
 
-def test_release_with_a_migration_gets_the_backup_operations_backup_first(
-    app: list[str], lab_archive: Path, tmp_path: Path
-) -> None:
-    """A migration in the release: db_backup's backup (manifest, checksums, store), then migrate once."""
-    ensure(app, V1, V2)
-    src = tmp_path / "src" / "app"
-    shutil.copytree(REPO / "app", src, ignore=shutil.ignore_patterns("__pycache__"))
-    name = f"0002_deploy_test_{os.getpid()}.sql"
-    table = f"deploy_test_{os.getpid()}"
-    (src / "migrations" / name).write_text(f"CREATE TABLE {table} (id integer PRIMARY KEY);\n", encoding="utf-8")
-    out = tmp_path / "releases"
-    build_release(MIGRATING, src=src, out_dir=out)
-    store = tmp_path / "store"
-    psql = ["psql", "--no-psqlrc", "-AtX", "-d", "envcredit", "-c"]
-    try:
-        rec = lab_run(
-            "deploy",
-            "-e",
-            f"app_version={MIGRATING}",
-            "-e",
-            f"app_deploy_artifact_dir={out}",
-            "-e",
-            f"db_backup_store_dir={store}",
-            *LOGICAL_ONLY,
-        )
-        assert rec["status"] == "successful"
-        backup = rec["outputs"]["backup"]["lab-db1"]
-        manifests = list((store / "lab-db1").glob("*/manifest.json"))
-        assert len(manifests) == 1 and backup["backup_id"] == manifests[0].parent.name, (backup, manifests)
-        manifest = json.loads(manifests[0].read_text(encoding="utf-8"))
-        assert manifest["record_id"] == rec["id"], "the backup names the deploy's change record"
-        migrations = rec["outputs"]["deploy_migrations"]
-        assert migrations["applied"] == [name] and migrations["backup_operation"] is True, migrations
-        assert {h: s["current"] for h, s in release_state().items()} == {h: MIGRATING for h in APP_HOSTS}
-        assert stdout_of(on_host("lab-db1", [*psql, f"SELECT count(*) FROM {table}"], "postgres")) == "0", (
-            "the migration's table exists"
-        )
-        # Nothing pending any more: a second deploy of the release takes no backup.
-        again = lab_run(
-            "deploy",
-            "-e",
-            f"app_version={MIGRATING}",
-            "-e",
-            f"app_deploy_artifact_dir={out}",
-            "-e",
-            f"db_backup_store_dir={store}",
-            *LOGICAL_ONLY,
-        )
-        assert "backup" not in again["outputs"]
-        assert len(list((store / "lab-db1").glob("*/manifest.json"))) == 1
-    finally:
-        ensure(app, V1, V2)
-        stdout_of(
-            on_host(
-                "lab-db1",
-                [*psql, f"DROP TABLE IF EXISTS {table}; DELETE FROM schema_migrations WHERE name = '{name}'"],
-                "postgres",
-            )
-        )
-
-
 def test_rollback_to_previous_and_to_a_named_release(app: list[str], lab_archive: Path) -> None:
     ensure(app, V1, V2)
     rec = lab_run("rollback", *[x for e in app for x in ("-e", e)])
@@ -374,3 +314,71 @@ def test_maintenance_page_on_and_off(app: list[str], lab_archive: Path) -> None:
     assert rec["outputs"]["web_frontend"]["lab-web1"]["maintenance"] is False
     status, body = http_get("/")
     assert status == 200 and "企业环境信用评价结果" in body
+
+
+def test_release_with_a_migration_gets_the_backup_operations_backup_first(
+    app: list[str], lab_archive: Path, tmp_path: Path
+) -> None:
+    """A migration in the release: db_backup's backup (manifest, checksums, store), then migrate once.
+
+    Last in the module: it leaves V2 running with the migrating release before it."""
+    ensure(app, V1, V2)
+    # a version of its own each run: a release once installed is never unpacked again
+    # (its directory has a VERSION), and each run's release carries its own migration
+    migrating = f"{MIGRATING}.{uuid.uuid4().hex[:8]}"
+    src = tmp_path / "src" / "app"
+    shutil.copytree(REPO / "app", src, ignore=shutil.ignore_patterns("__pycache__"))
+    name = f"0002_deploy_test_{os.getpid()}.sql"
+    table = f"deploy_test_{os.getpid()}"
+    (src / "migrations" / name).write_text(f"CREATE TABLE {table} (id integer PRIMARY KEY);\n", encoding="utf-8")
+    out = tmp_path / "releases"
+    build_release(migrating, src=src, out_dir=out)
+    store = tmp_path / "store"
+    psql = ["psql", "--no-psqlrc", "-AtX", "-d", "envcredit", "-c"]
+    try:
+        rec = lab_run(
+            "deploy",
+            "-e",
+            f"app_version={migrating}",
+            "-e",
+            f"app_deploy_artifact_dir={out}",
+            "-e",
+            f"db_backup_store_dir={store}",
+            *LOGICAL_ONLY,
+        )
+        assert rec["status"] == "successful"
+        backup = rec["outputs"]["backup"]["lab-db1"]
+        manifests = list((store / "lab-db1").glob("*/manifest.json"))
+        assert len(manifests) == 1 and backup["backup_id"] == manifests[0].parent.name, (backup, manifests)
+        manifest = json.loads(manifests[0].read_text(encoding="utf-8"))
+        assert manifest["record_id"] == rec["id"], "the backup names the deploy's change record"
+        migrations = rec["outputs"]["deploy_migrations"]
+        assert migrations["applied"] == [name] and migrations["backup_operation"] is True, migrations
+        assert {h: s["current"] for h, s in release_state().items()} == {h: migrating for h in APP_HOSTS}
+        assert stdout_of(on_host("lab-db1", [*psql, f"SELECT count(*) FROM {table}"], "postgres")) == "0", (
+            "the migration's table exists"
+        )
+        # Nothing pending any more: a second deploy of the release takes no backup.
+        again = lab_run(
+            "deploy",
+            "-e",
+            f"app_version={migrating}",
+            "-e",
+            f"app_deploy_artifact_dir={out}",
+            "-e",
+            f"db_backup_store_dir={store}",
+            *LOGICAL_ONLY,
+        )
+        assert "backup" not in again["outputs"]
+        assert len(list((store / "lab-db1").glob("*/manifest.json"))) == 1
+    finally:
+        # back to V2, an installed release (one rollback, not two deploys): the last test of the
+        # module, so nothing after it needs V1 as the previous release
+        lab_run("rollback", "-e", f"app_version={V2}")
+        stdout_of(
+            on_host(
+                "lab-db1",
+                [*psql, f"DROP TABLE IF EXISTS {table}; DELETE FROM schema_migrations WHERE name = '{name}'"],
+                "postgres",
+            )
+        )

@@ -89,6 +89,7 @@ def test_restore_to_a_point_in_time_into_a_side_instance_then_in_place(store: li
     if not complete_bases():
         lab_run("backup", "--limit", HOST, *store, timeout=900)
     assert complete_bases()
+    kept_before = previous_data_dirs()  # another test's in-place restore may have kept one
 
     marker = "pitr-marker-" + uuid.uuid4().hex
     sql(f"INSERT INTO {SCRATCH}.marks (note) VALUES ('{marker}')")
@@ -142,8 +143,14 @@ def test_restore_to_a_point_in_time_into_a_side_instance_then_in_place(store: li
     assert shipped["current"] > side["binlogs"][-1]
     # the side instance is gone; the previous data directory was dropped on request
     assert subprocess.run(["podman", "exec", HOST, "test", "-e", SIDE_SOCKET], env=PODMAN_ENV, check=False).returncode
-    assert "pre_" not in subprocess.run(["podman", "exec", HOST, "ls", "/var/lib"], capture_output=True, text=True,
-                                        env=PODMAN_ENV, check=True).stdout  # fmt: skip
+    assert previous_data_dirs() == kept_before
+
+
+def previous_data_dirs() -> set[str]:
+    """The previous data directories an in-place restore kept in /var/lib (``mysql.pre_<time>``)."""
+    ls = subprocess.run(["podman", "exec", HOST, "ls", "/var/lib"], capture_output=True, text=True, env=PODMAN_ENV,
+                        check=True).stdout  # fmt: skip
+    return {name for name in ls.split() if "pre_" in name}
 
 
 def test_a_target_outside_the_window_or_a_wrong_key_is_refused_before_anything_is_touched(
