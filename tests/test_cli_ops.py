@@ -304,6 +304,17 @@ def test_run_policy_limit_refusals(tmp_path: Path) -> None:
     check_limit(f"node2:@{hosts}")
 
 
+def test_run_policy_limit_without_a_file_part_needs_no_ansible_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing Ansible's inventory code takes a quarter of a second of every run: a limit
+    without ``@`` is checked without it (the import made to fail here would raise)."""
+    from orchestrator.runner import check_limit
+
+    monkeypatch.setitem(sys.modules, "ansible.inventory.manager", None)
+    check_limit("lab-db1,lab-db2:!lab-web1")
+    with pytest.raises(ImportError):
+        check_limit("lab-db1,@hosts.txt")
+
+
 def test_run_policy_inputs_must_be_declared(tmp_path: Path) -> None:
     from orchestrator.operations import Input
     from orchestrator.runner import check_inputs
