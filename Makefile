@@ -33,7 +33,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 RUN_OPTS = --env $(ENV) $(if $(LIMIT),--limit '$(LIMIT)') $(if $(TICKET),--ticket '$(TICKET)') \
            $(if $(REASON),--reason '$(REASON)') $(ARGS)
 
-.PHONY: help setup apt venv lab lab-up lab-down lab-reset lab-status image ops docs lane-lab lane-nolab test-nightly \
+.PHONY: help setup apt venv lab lab-down lab-reset lab-status image ops docs lane-lab lane-nolab test-nightly \
         records verify-records export-html lint fmt collection mypy pytest unit e2e molecule test demo \
         bench bench-overhead bench-archive bench-alerting bench-redact mutate clean
 
@@ -72,10 +72,6 @@ image: setup ## Build the lab's Debian 12 image (once; cached by content hash)
 	lab/build-image.sh
 
 lab: setup ## Start the lab (idempotent); SCALE=N adds N fleet hosts
-	lab/lab.sh up $(SCALE)
-
-lab-up: apt
-	@# (make test's start, beside `venv`) the lab without the venv, which lab.sh does not need
 	lab/lab.sh up $(SCALE)
 
 lab-down: ## Remove the lab's containers, network, key (keeps the image)
@@ -140,8 +136,8 @@ molecule: image ## Every role's molecule scenario (create, converge, idempotence
 TIMES_DIR := $(CURDIR)/var/test-times.d
 
 test: ## Everything CI runs: setup, lab, then two lanes side by side (lint in the second); prints the time table
-	@# setup: the Debian packages; lab: the venv beside the lab's start (lab.sh needs no venv);
-	@# the lanes then take the lab as started (-o lab: not `lab.sh up` a second time, 11 s).
+	@# The lanes take the lab as started (-o lab: not `lab.sh up` a second time, 11 s). The lab
+	@# needs the venv first: its alerts receiver is `opsctl alerts serve`.
 	@# Two lanes on two cores: (1) the lab's end-to-end tests, one at a time (they share the
 	@# lab's hosts and ports), the baseline's apply flow last; (2) the linters, every role's
 	@# molecule scenario (containers of their own), then the tests that need no lab. The lab
@@ -152,8 +148,8 @@ test: ## Everything CI runs: setup, lab, then two lanes side by side (lint in th
 	@# Each part's wall time goes to var/test-times.d; ci/test_times.py prints the table
 	@# (also when a part failed) and writes var/test-times.json.
 	@rm -rf $(TIMES_DIR); mkdir -p $(TIMES_DIR); export TEST_TIMES_DIR=$(TIMES_DIR); rc=0; \
-	ci/timed.sh setup $(MAKE) --no-print-directory apt \
-	&& ci/timed.sh lab $(MAKE) --no-print-directory -j2 --output-sync=target venv lab-up \
+	ci/timed.sh setup $(MAKE) --no-print-directory setup \
+	&& ci/timed.sh lab $(MAKE) --no-print-directory lab \
 	&& ci/timed.sh lanes $(MAKE) --no-print-directory -j2 --output-sync=target -o lab lane-lab lane-nolab \
 	|| rc=$$?; \
 	python3 ci/test_times.py $(TIMES_DIR) $(CURDIR)/var/test-times.json || true; \

@@ -211,15 +211,16 @@ ensure_host() {
             close_masters "$port"
             forget_facts "$name"
             podman rm -f -t 5 "$name" >/dev/null
-        elif [ "$state" = "running" ]; then
-            for p in "${vols[@]}"; do ensure_volume keep "$name" $p; done
-            log "$name: running, kept"
-            return 0
         else
+            # kept: its volumes mounted again (they do not outlive a reboot of the machine)
             for p in "${vols[@]}"; do ensure_volume keep "$name" $p; done
-            log "$name: $state, starting"
-            close_masters "$port"
-            podman start "$name" >/dev/null
+            if [ "$state" = "running" ]; then
+                log "$name: running, kept"
+            else
+                log "$name: $state, starting"
+                close_masters "$port"
+                podman start "$name" >/dev/null
+            fi
             return 0
         fi
     fi

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +10,13 @@ from pathlib import Path
 import pytest
 import testinfra
 
-REPO = Path(__file__).resolve().parents[2]
+from helpers.common import REPO
+from helpers.lab import PODMAN_ENV
+
 KNOWN_HOSTS = REPO / "var" / "lab" / "known_hosts"
 KEY = REPO / "var" / "lab" / "ssh" / "id_ed25519"
 
 LAB_SH = REPO / "lab" / "lab.sh"
-PODMAN_ENV = {**os.environ, "CONTAINERS_CONF": str(REPO / "lab" / "containers.conf")}
 ADDRESSES = {
     "lab-web1": "10.89.77.11",
     "lab-app1": "10.89.77.12",
