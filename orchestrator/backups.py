@@ -46,11 +46,19 @@ class Backup:
             return None
 
     @property
-    def verification(self) -> str:
+    def _mark(self) -> dict[str, Any]:
+        """What backup-verify wrote (``{"ok": bool, "at", "record_id"}``); {} when it has not
+        run (None) or status.json holds something else."""
         verified = self.status.get("verified")
-        if not verified:
+        return verified if isinstance(verified, dict) else {}
+
+    @property
+    def verification(self) -> str:
+        # the rules of plugins/module_utils/backup_store.py (tests/test_prop_backup_store.py)
+        mark = self._mark
+        if not mark:
             return "unverified"
-        return "verified" if verified.get("ok") else "FAILED"
+        return "verified" if mark.get("ok") is True else "FAILED"
 
     def age_s(self, now: datetime | None = None) -> float | None:
         started = self.started
@@ -59,7 +67,7 @@ class Backup:
         return ((now or datetime.now(UTC)) - started).total_seconds()
 
     def to_dict(self, now: datetime | None = None) -> dict[str, Any]:
-        verified = self.status.get("verified") or {}
+        verified = self._mark
         return {
             "env": self.env,
             "host": self.host,

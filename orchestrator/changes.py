@@ -64,6 +64,8 @@ _ROLE_INERT = ("README.md", "molecule", "tests", "LICENSE", ".gitignore")
 _GLOBAL_FILES = ("ansible.cfg", "requirements.yml", "collections/requirements.yml", "meta/runtime.yml")
 #: This repository as a collection (galaxy.yml): how roles name its modules.
 _COLLECTION = "envcredit.ops"
+#: The Python package of the collection, as its modules import their module_utils.
+_COLLECTION_PACKAGE = "ansible_collections." + _COLLECTION
 
 
 @dataclass
@@ -219,7 +221,9 @@ def _role_of(path: PurePosixPath) -> str | None:
 
 def _roles_using_plugin(roles_dir: Path, path: PurePosixPath) -> set[str]:
     """``plugins/modules/<m>.py`` -> the roles calling ``envcredit.ops.<m>``; another file under
-    ``plugins/`` -> the roles naming its path (a role copies module_utils/ code to the hosts).
+    ``plugins/`` -> the roles naming its path (a role copies module_utils/ code to the hosts);
+    ``plugins/module_utils/<u>.py`` also -> the roles calling a module that imports it, and the
+    roles whose own plugins (filter_plugins/...) import it.
     Only the parts of a role that run are read (not README, molecule, tests)."""
     needles = {str(path)}
     if len(path.parts) == 3 and path.parts[1] == "modules" and path.suffix == ".py":
@@ -227,6 +231,16 @@ def _roles_using_plugin(roles_dir: Path, path: PurePosixPath) -> set[str]:
     found: set[str] = set()
     if not roles_dir.is_dir():
         return found
+    if len(path.parts) == 3 and path.parts[1] == "module_utils" and path.suffix == ".py":
+        importer = f"{_COLLECTION_PACKAGE}.plugins.module_utils.{path.stem} import"
+        for module in sorted((roles_dir.parent / "plugins" / "modules").glob("*.py")):
+            if importer in module.read_text(encoding="utf-8", errors="replace"):
+                needles.add(f"{_COLLECTION}.{module.stem}")
+        for role_dir in sorted(roles_dir.iterdir()):
+            if any(
+                importer in f.read_text(encoding="utf-8", errors="replace") for f in _role_files(role_dir, (".py",))
+            ):
+                found.add(role_dir.name)
     for role_dir in sorted(roles_dir.iterdir()):
         for f in _role_files(role_dir, (".yml", ".yaml", ".j2")):
             if any(n in f.read_text(encoding="utf-8", errors="replace") for n in needles):

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
-from orchestrator.changes import affected_operations, changed_files, playbook_roles
+from orchestrator.changes import _roles_using_plugin, affected_operations, changed_files, playbook_roles
 from orchestrator.errors import BadInput
 from orchestrator.operations import load_catalog
 
@@ -237,3 +237,13 @@ def test_collection_plugins_reach_the_roles_that_use_them() -> None:
     common = names("plugins/module_utils/envcredit_dbcommon.py")  # db_backup and db_transfer
     assert {"backup", "export", "import"} <= set(common)
     assert "deploy" in names("plugins/modules/envcredit_release.py")
+    # module_utils code the modules import: the operations of the roles calling those modules
+    # (db_backup_store: backup, restore; inspect_backups: inspect; monitoring_backup_metrics),
+    # and role os_patch's filters import it: patch
+    rules = names("plugins/module_utils/backup_store.py")
+    assert {"backup", "backup-verify", "restore", "inspect", "monitoring", "patch"} <= set(rules), rules
+    assert "ping" not in rules
+    # by role: the modules' callers and the role whose filter imports it
+    assert {"db_backup", "db_restore", "inspect", "monitoring", "os_patch"} <= _roles_using_plugin(
+        REPO_ROOT / "roles", PurePosixPath("plugins/module_utils/backup_store.py")
+    )

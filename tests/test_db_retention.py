@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,13 @@ from typing import Any
 import pytest
 
 from helpers.common import REPO
+from helpers.store import COLLECTIONS
 
 
 def _load() -> ModuleType:
+    # the module imports the store's rules from the collection (module_utils/backup_store.py)
+    if str(COLLECTIONS) not in sys.path:
+        sys.path.append(str(COLLECTIONS))
     spec = importlib.util.spec_from_file_location(
         "db_backup_store", REPO / "plugins" / "modules" / "db_backup_store.py"
     )
@@ -119,7 +124,7 @@ def _module(tmp_path: Path, args: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}), encoding="utf-8")
     proc = subprocess.run(
         [sys.executable, str(REPO / "plugins" / "modules" / "db_backup_store.py"), str(path)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=60, check=False, env={**os.environ, "PYTHONPATH": str(COLLECTIONS)},
     )  # fmt: skip
     return proc.returncode, json.loads(proc.stdout)
 

@@ -7,62 +7,32 @@ schedule, so a healthy system (nightly backup, nightly verification) has no find
 
 from __future__ import annotations
 
-import json
-import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers.common import REPO, VENV_BIN
+from helpers.store import run_module, write_backup
 
 
-def _backup(store: Path, host: str, hours_ago: float, verified_hours_ago: float | None = None) -> str:
+def _backup(
+    store: Path, host: str, hours_ago: float, verified_hours_ago: float | None = None, committed: bool = True
+) -> str:
     now = datetime.now(timezone.utc)  # the module judges a moment later: ages are compared to 0.1 h
     ended = now - timedelta(hours=hours_ago)
     bid = ended.strftime("%Y%m%dT%H%M%SZ") + f"-{host}"
-    folder = store / host / bid
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(
-        json.dumps({"backup_id": bid, "host": host, "ended": ended.isoformat()}), encoding="utf-8"
-    )
-    if verified_hours_ago is not None:
-        at = (now - timedelta(hours=verified_hours_ago)).isoformat()
-        (folder / "status.json").write_text(json.dumps({"verified": {"ok": True, "at": at}}), encoding="utf-8")
+    at = "" if verified_hours_ago is None else (now - timedelta(hours=verified_hours_ago)).isoformat()
+    write_backup(store, host, bid, ended.isoformat(), verified=None if not at else True, at=at, committed=committed)
     return bid
 
 
 def judge(store: Path, host: str = "db1", expected: bool = True) -> dict[str, Any]:
-    args = (
-        f"store={store} host={host} expected={expected} max_age_h=26 crit_age_h=50"
-        " verify_max_age_h=50 verify_crit_age_h=170"
-    )
-    proc = subprocess.run(
-        [
-            str(VENV_BIN / "ansible"),
-            "localhost",
-            "-c",
-            "local",
-            "-i",
-            "localhost,",
-            "-o",
-            "-M",
-            str(REPO / "plugins" / "modules"),
-            "-m",
-            "inspect_backups",
-            "-a",
-            args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=REPO,
-        env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "0", "HOME": str(store.parent)},
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return dict(json.loads(proc.stdout.split("=>", 1)[1]))
+    args = {
+        "store": str(store), "host": host, "expected": expected,
+        "max_age_h": 26, "crit_age_h": 50, "verify_max_age_h": 50, "verify_crit_age_h": 170,
+    }  # fmt: skip
+    return run_module("inspect_backups", args, store.parent)
 
 
 def _findings(result: dict[str, Any]) -> dict[str, tuple[str, Any]]:
@@ -118,3 +88,27 @@ def test_no_backup_at_all_is_critical_only_where_expected(tmp_path: Path) -> Non
     assert judge(store, host="web1", expected=False)["findings"] == []
     # no store at all: backups are not set up in this environment, nothing to judge
     assert judge(tmp_path / "nowhere")["findings"] == []
+
+
+def test_a_failed_copy_is_no_backup(tmp_path: Path) -> None:
+    """A night whose copy failed its checksums (or never finished) leaves ``<id>.partial``, and a
+    folder without status.json was never committed: neither is the newest backup, so the missed
+    night is a finding instead of a fresh backup."""
+    store = tmp_path / "backups"
+    kept = _backup(store, "db1", 30.5, verified_hours_ago=29.5)
+    _backup(store, "db1", 6.5, committed=False)
+    uncommitted = store / "db1" / "20991231T000000Z-db1"
+    uncommitted.mkdir()
+    (uncommitted / "manifest.json").write_text('{"ended": "2099-12-31T00:00:00+00:00"}', encoding="utf-8")
+    result = judge(store)
+    assert result["backup"]["count"] == 1 and result["backup"]["newest"]["id"] == kept
+    assert _findings(result) == {"backup": ("warning", 30.0)}
+
+
+def test_a_failed_restore_test_is_not_a_verified_backup(tmp_path: Path) -> None:
+    store = tmp_path / "backups"
+    now = datetime.now(timezone.utc)
+    write_backup(store, "db1", "b1", (now - timedelta(hours=2)).isoformat(), verified=False)
+    result = judge(store)
+    assert result["backup"]["verified_count"] == 0 and result["backup"]["newest_verified"] is None
+    assert _findings(result) == {"backup_verify": ("warning", None)}

@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import io
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from orchestrator.cli import cli
 from orchestrator.errors import BadInput
 from orchestrator.patches import build_patches
+from helpers.store import COLLECTIONS, write_backup
 from orchestrator.reports.patches import render_patches
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,6 +91,9 @@ def test_cli_without_a_scan_is_bad_input(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def _filters() -> ModuleType:
+    # the filter reads the store by the collection's rules (module_utils/backup_store.py)
+    if str(COLLECTIONS) not in sys.path:
+        sys.path.append(str(COLLECTIONS))
     spec = importlib.util.spec_from_file_location(
         "os_patch_filters", REPO / "roles/os_patch/filter_plugins/os_patch.py"
     )
@@ -99,28 +104,29 @@ def _filters() -> ModuleType:
 
 
 def test_backup_status_filter(tmp_path: Path) -> None:
+    """The newest verified backup of the host, in any environment's folder of the store; a
+    backup whose restore test failed, another host's, a copy that never committed and a damaged
+    folder do not count."""
     f = _filters()
     now = datetime.now(UTC)
-    files = []
-    for name, body in {
-        "old.json": {"host": "db1", "verified": True, "finished_at": (now - timedelta(hours=30)).isoformat()},
-        "unverified.json": {"host": "db1", "verified": False, "finished_at": now.isoformat()},
-        "other.json": {"host": "db2", "verified": True, "finished_at": now.isoformat()},
-        "broken.json": "not json",
-    }.items():
-        path = tmp_path / name
-        path.write_text(body if isinstance(body, str) else json.dumps(body), encoding="utf-8")
-        files.append(str(path))
-    status = f.os_patch_backup_status(files, "db1", 24)
-    assert status["ok"] is False and status["manifest"] == "old.json" and status["age_h"] > 24
-    fresh = tmp_path / "fresh.json"
-    fresh.write_text(
-        json.dumps({"hosts": ["db1"], "verify": {"ok": True}, "created_at": (now - timedelta(hours=1)).isoformat()}),
-        encoding="utf-8",
-    )
-    status = f.os_patch_backup_status(files + [str(fresh)], "db1", 24)
-    assert status["ok"] is True and status["manifest"] == "fresh.json"
-    assert f.os_patch_backup_status([], "db1", 24)["ok"] is False
+    store = tmp_path / "backups"
+    assert f.os_patch_backup_status(str(store), "db1", 24) == {
+        "ok": False, "newest": None, "age_h": None, "backup_id": None, "checked": 0,
+    }  # fmt: skip
+    write_backup(store / "lab", "db1", "old", (now - timedelta(hours=30)).isoformat(), verified=True)
+    write_backup(store / "lab", "db1", "failed", now.isoformat(), verified=False)
+    write_backup(store / "lab", "db2", "other", now.isoformat(), verified=True)
+    write_backup(store / "lab", "db1", "copying", now.isoformat(), committed=False)
+    (store / "lab" / "db1" / "broken").mkdir()
+    (store / "lab" / "db1" / "broken" / "manifest.json").write_text("not json", encoding="utf-8")
+    status = f.os_patch_backup_status(str(store), "db1", 24)
+    assert status["ok"] is False and status["backup_id"] == "old" and 29.9 < status["age_h"] < 30.1, status
+    assert status["checked"] == 2  # old and failed
+    write_backup(store / "prod", "db1", "fresh", (now - timedelta(hours=1)).isoformat(), verified=True)
+    status = f.os_patch_backup_status(str(store), "db1", 24)
+    assert status["ok"] is True and status["backup_id"] == "fresh" and status["checked"] == 3
+    # one environment's store named directly
+    assert f.os_patch_backup_status(str(store / "lab"), "db1", 24)["backup_id"] == "old"
 
 
 def test_target_and_kept_filters() -> None:

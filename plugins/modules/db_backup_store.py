@@ -47,6 +47,12 @@ import os
 import shutil
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.envcredit.ops.plugins.module_utils.backup_store import (
+    PARTIAL,
+    is_verified,
+    list_backups,
+    read_json,
+)
 
 
 # the state files a physical backup writes beside the host's backups (action state)
@@ -65,11 +71,6 @@ def _sha256(path):
     return h.hexdigest()
 
 
-def _read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def _write_json(path, data):
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -86,7 +87,7 @@ def verify_dir(path):
     if not os.path.isfile(mpath):
         return None, ["manifest.json: missing"]
     try:
-        manifest = _read_json(mpath)
+        manifest = read_json(mpath)
     except ValueError as exc:
         return None, ["manifest.json: unreadable (%s)" % exc]
     bad = []
@@ -99,29 +100,6 @@ def verify_dir(path):
         elif _sha256(p) != f["sha256"]:
             bad.append("%s: sha256 mismatch" % f["path"])
     return manifest, bad
-
-
-def list_backups(hostdir):
-    """Complete backups of a host, newest first: (id, manifest, status)."""
-    out = []
-    if not os.path.isdir(hostdir):
-        return out
-    for name in os.listdir(hostdir):
-        path = os.path.join(hostdir, name)
-        if name.endswith(".partial") or not os.path.isdir(path):
-            continue
-        try:
-            manifest = _read_json(os.path.join(path, "manifest.json"))
-            status = _read_json(os.path.join(path, "status.json"))
-        except (OSError, ValueError):
-            continue
-        out.append((name, manifest, status))
-    out.sort(key=lambda b: (b[1].get("started", ""), b[0]), reverse=True)
-    return out
-
-
-def is_verified(status):
-    return bool((status.get("verified") or {}).get("ok"))
 
 
 def retention_plan(backups, keep_last, keep_daily, keep_weekly, keep_monthly, protect):
@@ -199,7 +177,7 @@ def main():
     if action == "commit":
         if os.path.isdir(hostdir) and not module.check_mode:
             os.chmod(hostdir, 0o700)  # made by the copy (rsync --mkpath, fetch) with the umask's mode
-        partial = os.path.join(hostdir, bid + ".partial")
+        partial = os.path.join(hostdir, bid + PARTIAL)
         final = os.path.join(hostdir, bid)
         if os.path.isdir(final) and not os.path.isdir(partial):
             manifest, bad = verify_dir(final)
@@ -225,7 +203,7 @@ def main():
         )
         os.rename(partial, final)
         for name in os.listdir(hostdir):  # copies left by failed runs
-            if name.endswith(".partial"):
+            if name.endswith(PARTIAL):
                 shutil.rmtree(os.path.join(hostdir, name), ignore_errors=True)
         module.exit_json(changed=True, backup_id=bid, path=final, manifest=manifest)
 
@@ -260,14 +238,14 @@ def main():
             backup_id=bid,
             path=path,
             manifest=manifest,
-            status=_read_json(os.path.join(path, "status.json")),
+            status=read_json(os.path.join(path, "status.json")),
         )
 
     if action == "mark":
         spath = os.path.join(hostdir, bid, "status.json")
         if not os.path.isfile(spath):
             module.fail_json(msg="backup %s of %s not found in %s" % (bid, p["host"], p["store"]))
-        status = _read_json(spath)
+        status = read_json(spath)
         status["verified"] = {"ok": p["verified"], "at": _now(), "record_id": p["record_id"], "detail": p["detail"]}
         if not module.check_mode:
             _write_json(spath, status)

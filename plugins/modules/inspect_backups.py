@@ -10,16 +10,15 @@ DOCUMENTATION = r"""
 module: inspect_backups
 short_description: Age of the newest backup and newest verified backup of a host in the backup store
 description:
-  - Reads the C(manifest.json) files under C(<store>/<host>/<id>/) (the layout
-    of the database backup roles) and returns the newest backup and the newest
-    verified one, with their age in hours.
-  - A manifest counts as verified when it says C(verified=true) or carries a
-    C(verification) (or C(verify)) object whose C(status) is C(ok),
-    C(verified) or C(passed), or when a C(status.json) with C(verified.ok) (the db_backup
-    store), a C(verification.json) (or
-    C(verify.json)) beside it says so. Its time is the first of C(finished),
-    C(finished_at), C(completed), C(created), C(created_at), C(timestamp),
-    C(started) found (C(ended) first), else the manifest file's modification time.
+  - Reads the committed backups under C(<store>/<host>/<id>/) (the layout role db_backup
+    writes; the rules are module_utils C(backup_store), shared with db_backup_store and
+    monitoring_backup_metrics) and returns the newest backup and the newest verified one,
+    with their age in hours.
+  - A backup is a folder with C(manifest.json) and C(status.json) (the copy passed its
+    checksums and was committed); C(<id>.partial) folders (a copy in progress or one that
+    failed its checksums) are not. It is verified when C(status.json) says C(verified.ok)
+    (backup-verify restored it). Its time is the manifest's C(ended) (else C(started)), else the
+    manifest file's modification time.
   - "Meant to run on the controller (C(delegate_to: localhost)). Read-only."
   - Without a store there is nothing to judge (not applicable); a host without
     a folder in an existing store has no backup, a finding when C(expected).
@@ -64,101 +63,16 @@ findings:
   type: list
 """
 
-import datetime
-import json
 import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.envcredit.ops.plugins.module_utils.backup_store import summary
 
-TIME_KEYS = (
-    "ended",
-    "ended_at",
-    "finished",
-    "finished_at",
-    "completed",
-    "completed_at",
-    "created",
-    "created_at",
-    "timestamp",
-    "started",
-    "started_at",
-)
-OK_STATES = ("ok", "verified", "passed", "successful", "success")
 ACTION = "Run the backup now (opsctl run backup), then verify it; find why the scheduled backup did not run."
 VERIFY_ACTION = (
     "Verify the newest backup by a restore (opsctl run backup-verify); find why the scheduled verification did not run."
 )
-
-
-def _stamp(manifest, path):
-    for key in TIME_KEYS:
-        value = manifest.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str) and value:
-            try:
-                moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if moment.tzinfo is None:
-                moment = moment.astimezone()
-            return moment.timestamp()
-    return os.path.getmtime(path)
-
-
-def _verified(manifest):
-    if manifest.get("verified") is True:
-        return True
-    for key in ("verification", "verify"):
-        value = manifest.get(key)
-        if isinstance(value, dict) and str(value.get("status", "")).lower() in OK_STATES:
-            return True
-        if isinstance(value, str) and value.lower() in OK_STATES:
-            return True
-    return False
-
-
-def _verified_beside(folder):
-    """A verification result written next to the manifest: status.json (db_backup's store:
-    ``{"verified": {"ok": true, "at": ..., "record_id": ...}}``), or verification.json/verify.json."""
-    for name in ("status.json", "verification.json", "verify.json"):
-        try:
-            with open(os.path.join(folder, name), encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(data, dict):
-            continue
-        verified = data.get("verified")
-        if verified is True or (isinstance(verified, dict) and verified.get("ok") is True):
-            return True
-        if str(data.get("status", "")).lower() in OK_STATES:
-            return True
-    return False
-
-
-def scan(store, host):
-    folder = os.path.join(store, host)
-    if not os.path.isdir(folder):
-        return None
-    backups = []
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name, "manifest.json")
-        try:
-            with open(path, encoding="utf-8") as handle:
-                manifest = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if isinstance(manifest, dict):
-            backups.append(
-                {
-                    "id": str(manifest.get("backup_id") or manifest.get("id") or name),
-                    "stamp": _stamp(manifest, path),
-                    "verified": _verified(manifest) or _verified_beside(os.path.join(folder, name)),
-                }
-            )
-    return backups
 
 
 def _entry(backup, now):
@@ -268,9 +182,9 @@ def main():
     )
     p = module.params
     now = time.time()
-    backups = scan(p["store"], p["host"])
+    found = summary(p["store"], p["host"])
     findings = []
-    if backups is None:
+    if found is None:
         result = {
             "status": "not_applicable",
             "store": p["store"],
@@ -284,16 +198,13 @@ def main():
         if p["expected"] and os.path.isdir(p["store"]):
             result["status"] = "none"
     else:
-        verified = [b for b in backups if b["verified"]]
-        newest = max(backups, key=lambda b: b["stamp"], default=None)
-        newest_verified = max(verified, key=lambda b: b["stamp"], default=None)
         result = {
-            "status": "ok" if newest_verified else "none",
+            "status": "ok" if found["newest_verified"] else "none",
             "store": p["store"],
-            "count": len(backups),
-            "verified_count": len(verified),
-            "newest": _entry(newest, now),
-            "newest_verified": _entry(newest_verified, now),
+            "count": found["count"],
+            "verified_count": found["verified_count"],
+            "newest": _entry(found["newest"], now),
+            "newest_verified": _entry(found["newest_verified"], now),
             "expected": p["expected"],
         }
     findings += _judge_newest(p, result)

@@ -9,11 +9,11 @@ DOCUMENTATION = r"""
 module: monitoring_backup_metrics
 short_description: Newest backup and newest verified backup time per host, as a Prometheus textfile
 description:
-  - Reads the C(manifest.json) files under C(<store>/<host>/<id>/) (the layout of
-    the database backup roles, read with the same rules as the inspect role's
-    C(inspect_backups)) and returns the text of a node exporter textfile with,
-    per host, the time of the newest backup and of the newest verified backup
-    (C(status.json) C(verified.ok), or a manifest that says it is verified).
+  - Reads the committed backups under C(<store>/<host>/<id>/) (the layout role db_backup
+    writes, by the rules of module_utils C(backup_store) that C(inspect_backups) and
+    C(db_backup_store) share; C(<id>.partial) copies and folders without C(status.json) are
+    not backups) and returns the text of a node exporter textfile with, per host, the time of
+    the newest backup and of the newest verified backup (C(status.json) C(verified.ok)).
   - Times, not ages, so the age (C(time() - metric)) keeps growing between runs.
     A host of C(hosts) without any backup gets C(0).
   - Without a store there is nothing to publish but C(envcredit_backup_store_present 0).
@@ -43,26 +43,10 @@ backups:
   type: dict
 """
 
-import datetime
-import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-
-TIME_KEYS = (
-    "ended",
-    "ended_at",
-    "finished",
-    "finished_at",
-    "completed",
-    "completed_at",
-    "created",
-    "created_at",
-    "timestamp",
-    "started",
-    "started_at",
-)
-OK_STATES = ("ok", "verified", "passed", "successful", "success")
+from ansible_collections.envcredit.ops.plugins.module_utils.backup_store import summary
 
 METRICS = (
     (
@@ -80,65 +64,16 @@ METRICS = (
 )
 
 
-def _stamp(manifest, path):
-    for key in TIME_KEYS:
-        value = manifest.get(key)
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str) and value:
-            try:
-                moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            if moment.tzinfo is None:
-                moment = moment.astimezone()
-            return moment.timestamp()
-    return os.path.getmtime(path)
-
-
-def _ok(value):
-    if value is True:
-        return True
-    if isinstance(value, dict):
-        return value.get("ok") is True or str(value.get("status", "")).lower() in OK_STATES
-    return isinstance(value, str) and value.lower() in OK_STATES
-
-
-def _verified(manifest, folder):
-    if _ok(manifest.get("verified")) or _ok(manifest.get("verification")) or _ok(manifest.get("verify")):
-        return True
-    for name in ("status.json", "verification.json", "verify.json"):
-        try:
-            with open(os.path.join(folder, name), encoding="utf-8") as handle:
-                data = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and (_ok(data.get("verified")) or str(data.get("status", "")).lower() in OK_STATES):
-            return True
-    return False
-
-
 def host_backups(store, host):
-    folder = os.path.join(store, host)
-    result = {"count": 0, "verified_count": 0, "newest": 0, "newest_verified": 0}
-    if not os.path.isdir(folder):
-        return result
-    for name in sorted(os.listdir(folder)):
-        path = os.path.join(folder, name, "manifest.json")
-        try:
-            with open(path, encoding="utf-8") as handle:
-                manifest = json.load(handle)
-        except (OSError, ValueError):
-            continue
-        if not isinstance(manifest, dict):
-            continue
-        stamp = int(_stamp(manifest, path))
-        result["count"] += 1
-        result["newest"] = max(result["newest"], stamp)
-        if _verified(manifest, os.path.dirname(path)):
-            result["verified_count"] += 1
-            result["newest_verified"] = max(result["newest_verified"], stamp)
-    return result
+    found = summary(store, host)
+    if found is None:
+        return {"count": 0, "verified_count": 0, "newest": 0, "newest_verified": 0}
+    return {
+        "count": found["count"],
+        "verified_count": found["verified_count"],
+        "newest": int(found["newest"]["stamp"]) if found["newest"] else 0,
+        "newest_verified": int(found["newest_verified"]["stamp"]) if found["newest_verified"] else 0,
+    }
 
 
 def _label(value):

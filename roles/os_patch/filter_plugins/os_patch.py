@@ -4,80 +4,46 @@ from __future__ import annotations
 
 import datetime
 import fnmatch
-import json
 import os
+
+from ansible_collections.envcredit.ops.plugins.module_utils.backup_store import summary
 
 DOCUMENTATION = ""
 
-_TIME_KEYS = ("ended", "finished_at", "finished", "completed_at", "created_at", "time")
 
+def os_patch_backup_status(store, host, max_age_h):
+    """The newest verified backup of ``host`` in the controller's backup store ``store``.
 
-def _parse_time(value):
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment
-
-
-def _read_status(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def os_patch_backup_status(paths, host, max_age_h):
-    """The newest verified backup of ``host`` among the JSON manifests ``paths``.
-
-    A manifest counts when it names the host (``host``, or ``hosts`` containing it) and says
-    ``verified: true`` (or ``verify: {ok: true}``), or the db_backup store's ``status.json`` beside
-    it says ``verified: {ok: true}``; its time is the first of ended/finished_at/finished/
-    completed_at/created_at/time. Returns {ok, newest, age_h, manifest, checked}.
+    The store is role db_backup's: ``<store>/<env>/<host>/<backup id>/`` (every environment's
+    folder is read: the host's name picks its own), or ``<store>/<host>/<backup id>/`` when
+    ``store`` is one environment's. Backups are read by the rules the inspection and the
+    monitoring share (the collection's module_utils/backup_store.py): committed copies only,
+    verified when backup-verify restored them; a backup's time is its end.
+    Returns {ok, newest, age_h, backup_id, checked} (checked: the backups of the host read).
     """
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.timezone.utc).timestamp()
+    folders = []
+    if os.path.isdir(store):
+        folders = [store] + [os.path.join(store, name) for name in sorted(os.listdir(store))]
     best = None
-    for path in paths or []:
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except (OSError, ValueError):
+    checked = 0
+    for folder in folders:
+        found = summary(folder, host) if os.path.isdir(folder) else None
+        if found is None:
             continue
-        if not isinstance(data, dict):
-            continue
-        if os.path.basename(path) == "status.json":
-            continue  # read beside its manifest below
-        hosts = data.get("hosts") if isinstance(data.get("hosts"), list) else [data.get("host")]
-        # The db_backup store keeps <env>/<host>/<backup id>/manifest.json: the folder names the host.
-        hosts = hosts + [os.path.basename(os.path.dirname(os.path.dirname(path)))]
-        if host not in hosts:
-            continue
-        verify = data.get("verify")
-        verified = data.get("verified") is True or (isinstance(verify, dict) and verify.get("ok") is True)
-        status = _read_status(os.path.join(os.path.dirname(path), "status.json"))
-        verified = verified or (isinstance(status.get("verified"), dict) and status["verified"].get("ok") is True)
-        if not verified:
-            continue
-        moment = next((m for m in (_parse_time(data.get(k)) for k in _TIME_KEYS) if m), None)
-        if moment is None:
-            continue
-        if best is None or moment > best[0]:
-            best = (moment, path)
+        checked += found["count"]
+        verified = found["newest_verified"]
+        if verified is not None and (best is None or verified["stamp"] > best["stamp"]):
+            best = verified
     if best is None:
-        return {"ok": False, "newest": None, "age_h": None, "manifest": None, "checked": len(paths or [])}
-    age_h = round((now - best[0]).total_seconds() / 3600, 2)
+        return {"ok": False, "newest": None, "age_h": None, "backup_id": None, "checked": checked}
+    age_h = round((now - best["stamp"]) / 3600, 2)
     return {
         "ok": age_h <= float(max_age_h),
-        "newest": best[0].isoformat(),
+        "newest": datetime.datetime.fromtimestamp(best["stamp"], datetime.timezone.utc).isoformat(),
         "age_h": age_h,
-        "manifest": os.path.basename(best[1]),
-        "checked": len(paths or []),
+        "backup_id": best["id"],
+        "checked": checked,
     }
 
 
