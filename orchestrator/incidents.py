@@ -49,14 +49,7 @@ from . import paths
 from .archive import Archive
 from .errors import BadInput, NotFound
 from .lock import flock_file
-from .records import (
-    RecordBuilder,
-    RunMeta,
-    collect_operator,
-    collect_source,
-    collect_versions,
-    new_record_id,
-)
+from .records import commit_event_record
 from .textclean import clean_optional, clean_text
 from .workdays import Calendar, CalendarWarning, add_hours, default_calendar, isoformat, local, now, parse_time
 
@@ -529,30 +522,15 @@ class IncidentRegister:
     def _write(
         self, incident_id: str, action: str, environment: str, payload: dict[str, Any], reason: str | None, text: str
     ) -> dict[str, Any]:
-        rid = new_record_id()
-        repo = paths.repo_root()
-        meta = RunMeta(
-            id=rid,
+        return commit_event_record(
+            self.archive,
             operation=OPERATIONS[action],
-            playbook=None,
             environment=environment,
-            inventory=None,
-            incident=incident_id,
+            text=text,
+            fields={"incident_event": payload},
             reason=reason,
-            operator=collect_operator(repo),
-            source=collect_source(repo),
-            versions=collect_versions(),
+            incident=incident_id,
         )
-        pending = self.archive.begin(rid, meta)
-        try:
-            pending.write_stdout(text.rstrip("\n") + "\n")
-            record = RecordBuilder().finish(meta, status="successful", rc=0)
-            record["incident_event"] = payload
-            return self.archive.commit(pending, record)
-        except BaseException:
-            if not pending.closed:
-                pending.discard()
-            raise
 
     @staticmethod
     def _check_time(

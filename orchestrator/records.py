@@ -27,10 +27,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import paths
 from .errors import BadInput
 from .textclean import clean_optional, clean_text
+
+if TYPE_CHECKING:  # the archive imports this module
+    from .archive import Archive
 
 SCHEMA_VERSION = 1
 
@@ -596,3 +600,41 @@ def build_from_events(
     return builder.finish(
         meta, status=status, rc=rc, ended=ended, redaction=redaction, error=error, output_keys=output_keys
     )
+
+
+def commit_event_record(
+    archive: Archive,
+    *,
+    operation: str,
+    environment: str,
+    text: str,
+    fields: Mapping[str, Any],
+    reason: str | None = None,
+    incident: str | None = None,
+) -> dict[str, Any]:
+    """The change record of a step that runs no playbook (an incident's or a request's): who,
+    from which source and with which versions as for a run, ``text`` as its output and
+    ``fields`` added to the record. Committed whole, or nothing is left in the archive."""
+    repo = paths.repo_root()
+    meta = RunMeta(
+        id=new_record_id(),
+        operation=operation,
+        playbook=None,
+        environment=environment,
+        inventory=None,
+        incident=incident,
+        reason=reason,
+        operator=collect_operator(repo),
+        source=collect_source(repo),
+        versions=collect_versions(),
+    )
+    pending = archive.begin(meta.id, meta)
+    try:
+        pending.write_stdout(text.rstrip("\n") + "\n")
+        record = RecordBuilder().finish(meta, status="successful", rc=0)
+        record.update(fields)
+        return archive.commit(pending, record)
+    except BaseException:
+        if not pending.closed:
+            pending.discard()
+        raise

@@ -33,7 +33,7 @@ from .archive import Archive
 from .errors import BadInput, NotFound
 from .incidents import FUTURE_SKEW_S, ClockState, Target, TimelineEntry, deadlines_for, evaluate_clocks, stamp
 from .lock import flock_file
-from .records import RecordBuilder, RunMeta, collect_operator, collect_source, collect_versions, new_record_id
+from .records import commit_event_record
 from .textclean import clean_optional, clean_text
 from .workdays import Calendar, CalendarWarning, default_calendar, isoformat, local, now, parse_time
 
@@ -209,30 +209,14 @@ class RequestRegister:
     def _write(
         self, request_id: str, action: str, environment: str, payload: dict[str, Any], text: str
     ) -> dict[str, Any]:
-        rid = new_record_id()
-        repo = paths.repo_root()
-        meta = RunMeta(
-            id=rid,
+        return commit_event_record(
+            self.archive,
             operation=OPERATIONS[action],
-            playbook=None,
             environment=environment,
-            inventory=None,
+            text=text,
+            fields={"request": request_id, "request_event": payload},
             reason=str(payload.get("subject") or payload.get("text") or "") or None,
-            operator=collect_operator(repo),
-            source=collect_source(repo),
-            versions=collect_versions(),
         )
-        pending = self.archive.begin(rid, meta)
-        try:
-            pending.write_stdout(text.rstrip("\n") + "\n")
-            record = RecordBuilder().finish(meta, status="successful", rc=0)
-            record["request"] = request_id
-            record["request_event"] = payload
-            return self.archive.commit(pending, record)
-        except BaseException:
-            if not pending.closed:
-                pending.discard()
-            raise
 
     def _lock(self) -> Any:
         root = self.archive.root
