@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from helpers.common import REPO, VENV_BIN, run_opsctl
-from helpers.lab import LOGICAL_ONLY, host_command, lab_ansible_env, on_host
+from helpers.common import REPO, run_opsctl
+from helpers.lab import DBTOOL as TOOL
+from helpers.lab import LOGICAL_ONLY, host_command, lab_ansible_env, on_host, seed_with_repository_dbtool
 
 pytestmark = pytest.mark.lab
 
-TOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
 ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
 RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
 
@@ -85,47 +85,7 @@ def store_vars(store: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def seeded(lab_ready: list[str]) -> None:
-    proc = run_opsctl(
-        "run",
-        "seed",
-        "--env",
-        "lab",
-        "--json",
-        timeout=600,
-        env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
-    # The tests read checksums with the repository's version of the tool.
-    # (with the code it shares with the transfer tool, installed beside it)
-    for src, dest, mode in (
-        (REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py", TOOL, "0755"),
-        (
-            REPO / "plugins" / "module_utils" / "envcredit_dbcommon.py",
-            str(Path(TOOL).with_name("envcredit_dbcommon.py")),
-            "0644",
-        ),
-    ):
-        copy = subprocess.run(
-            [
-                str(VENV_BIN / "ansible"),
-                "-i",
-                str(REPO / "inventories" / "lab"),
-                "db",
-                "-e",
-                "ansible_become=true",
-                "-m",
-                "ansible.builtin.copy",
-                "-a",
-                json.dumps({"src": str(src), "dest": dest, "mode": mode}),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO,
-            check=False,
-            env=lab_ansible_env(),
-        )
-        assert copy.returncode == 0, copy.stdout + copy.stderr
+    seed_with_repository_dbtool()
 
 
 def test_round_trip_both_engines(seeded: None, store: Path) -> None:

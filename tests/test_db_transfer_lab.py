@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from datetime import datetime
@@ -23,8 +22,8 @@ from typing import Any
 import openpyxl
 import pytest
 
-from helpers.common import REPO, VENV_BIN, all_text_under, run_opsctl
-from helpers.lab import lab_ansible_env, on_host, stdout_of, vault_value
+from helpers.common import REPO, all_text_under, run_opsctl
+from helpers.lab import DBTOOL, on_host, seed_with_repository_dbtool, stdout_of, vault_value
 
 sys.path.insert(0, str(REPO / "roles" / "db_transfer" / "files"))
 sys.path.insert(0, str(REPO / "plugins" / "module_utils"))  # envcredit_dbcommon, the tools' shared code
@@ -32,7 +31,6 @@ import envcredit_transfer as transfer  # noqa: E402  (the role's own parser read
 
 pytestmark = pytest.mark.lab
 
-DBTOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
 ENGINE = {"lab-db1": "postgresql", "lab-db2": "mariadb"}
 RUN_AS = {"lab-db1": "postgres", "lab-db2": "root"}
 SCRATCH = f"xfer_test_{os.getpid()}"
@@ -93,46 +91,7 @@ def drop_scratch(host: str, table: str) -> None:
 def tools(lab_ready: list[str]) -> None:
     """The seeded database (seed changes nothing when it is there) and the checksum tool
     (role db_backup) on the database hosts, the repository's version."""
-    seed = run_opsctl(
-        "run",
-        "seed",
-        "--env",
-        "lab",
-        "--json",
-        timeout=600,
-        env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"},
-    )
-    assert seed.returncode == 0, seed.stdout[-3000:] + seed.stderr
-    # (with the code it shares with the transfer tool, installed beside it)
-    for src, dest, mode in (
-        (REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py", DBTOOL, "0755"),
-        (
-            REPO / "plugins" / "module_utils" / "envcredit_dbcommon.py",
-            str(Path(DBTOOL).with_name("envcredit_dbcommon.py")),
-            "0644",
-        ),
-    ):
-        copy = subprocess.run(
-            [
-                str(VENV_BIN / "ansible"),
-                "-i",
-                str(REPO / "inventories" / "lab"),
-                "db",
-                "-e",
-                "ansible_become=true",
-                "-m",
-                "ansible.builtin.copy",
-                "-a",
-                json.dumps({"src": str(src), "dest": dest, "mode": mode}),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO,
-            check=False,
-            env=lab_ansible_env(),
-        )
-        assert copy.returncode == 0, copy.stdout + copy.stderr
+    seed_with_repository_dbtool()
 
 
 @pytest.fixture

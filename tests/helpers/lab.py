@@ -41,6 +41,43 @@ def lab_run(op: str, *args: str, rc: int = 0, timeout: float = 600) -> dict[str,
     return dict(json.loads(proc.stdout))
 
 
+#: Where role db_backup installs its tool on the database hosts.
+DBTOOL = "/usr/local/lib/envcredit/envcredit_dbtool.py"
+
+
+def seed_with_repository_dbtool() -> None:
+    """The seeded database on both engines (`opsctl run seed`: changes nothing when it is there,
+    records kept out of the test's archive) and this repository's version of role db_backup's
+    tool on the database hosts (with the code it shares with the transfer tool, installed
+    beside it), for the tests that read checksums and row counts with it."""
+    seed = run_opsctl(
+        "run",
+        "seed",
+        "--env",
+        "lab",
+        "--json",
+        timeout=600,
+        env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"},
+    )
+    assert seed.returncode == 0, seed.stdout[-3000:] + seed.stderr
+    for src, dest, mode in (
+        (REPO / "roles" / "db_backup" / "files" / "envcredit_dbtool.py", DBTOOL, "0755"),
+        (
+            REPO / "plugins" / "module_utils" / "envcredit_dbcommon.py",
+            str(Path(DBTOOL).with_name("envcredit_dbcommon.py")),
+            "0644",
+        ),
+    ):
+        copy = subprocess.run(
+            [
+                str(VENV_BIN / "ansible"), "-i", str(REPO / "inventories" / "lab"), "db", "-e", "ansible_become=true",
+                "-m", "ansible.builtin.copy", "-a", json.dumps({"src": str(src), "dest": dest, "mode": mode}),
+            ],
+            capture_output=True, text=True, timeout=120, cwd=REPO, check=False, env=lab_ansible_env(),
+        )  # fmt: skip
+        assert copy.returncode == 0, copy.stdout + copy.stderr
+
+
 def newest_record(archive: Path) -> dict[str, Any]:
     """The newest change record in ``archive`` (for runs whose output is not JSON)."""
     from orchestrator.archive import Archive
