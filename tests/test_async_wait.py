@@ -4,7 +4,6 @@ without the lab: the result file as Ansible's async wrapper writes it (a placeho
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,25 +11,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from helpers.common import REPO
+from helpers.common import REPO, load_source
 
 TOOL = REPO / "roles" / "db_backup" / "files" / "envcredit_async_wait.py"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("envcredit_async_wait", TOOL)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tool = _load()
+tool = load_source(TOOL, "envcredit_async_wait")
 
 
 def jwrite(path: Path, data: dict[str, Any]) -> None:

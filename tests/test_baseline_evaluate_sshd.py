@@ -4,23 +4,16 @@ backup host failed SSH-03 when only the first line was read)."""
 
 from __future__ import annotations
 
-import importlib.util
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-from helpers.common import REPO
+from helpers.common import REPO, load_source
 
 
 def load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "baseline_evaluate", REPO / "plugins" / "modules" / "baseline_evaluate.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_source(REPO / "plugins" / "modules" / "baseline_evaluate.py", "baseline_evaluate")
 
 
 SSHD_T = "port 22\nallowgroups ops\nallowgroups pgbackrest\nallowusers a\nallowusers b\npermitrootlogin no\nport 2222\n"

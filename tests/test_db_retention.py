@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from helpers.common import REPO
-from helpers.store import COLLECTIONS
+from helpers.common import COLLECTIONS, REPO, load_source
 
 
-def _load() -> ModuleType:
-    # the module imports the store's rules from the collection (module_utils/backup_store.py)
-    if str(COLLECTIONS) not in sys.path:
-        sys.path.append(str(COLLECTIONS))
-    spec = importlib.util.spec_from_file_location(
-        "db_backup_store", REPO / "plugins" / "modules" / "db_backup_store.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-store = _load()
+store = load_source(REPO / "plugins" / "modules" / "db_backup_store.py", "db_backup_store")
 
 
 def b(started: str, verified: bool = False) -> tuple[str, dict[str, Any], dict[str, Any]]:

@@ -4,10 +4,8 @@ and the os_patch role's filters (backup manifests, targets, kept versions)."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +16,8 @@ from click.testing import CliRunner
 from orchestrator.cli import cli
 from orchestrator.errors import BadInput
 from orchestrator.patches import build_patches
-from helpers.store import COLLECTIONS, write_backup
+from helpers.common import load_source
+from helpers.store import write_backup
 from orchestrator.reports.patches import render_patches
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,16 +90,7 @@ def test_cli_without_a_scan_is_bad_input(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def _filters() -> ModuleType:
-    # the filter reads the store by the collection's rules (module_utils/backup_store.py)
-    if str(COLLECTIONS) not in sys.path:
-        sys.path.append(str(COLLECTIONS))
-    spec = importlib.util.spec_from_file_location(
-        "os_patch_filters", REPO / "roles/os_patch/filter_plugins/os_patch.py"
-    )
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_source(REPO / "roles/os_patch/filter_plugins/os_patch.py", "os_patch_filters")
 
 
 def test_backup_status_filter(tmp_path: Path) -> None:

@@ -5,30 +5,20 @@ the same verification, whatever the store holds (properties, hypothesis)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import tempfile
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers.common import REPO
+from helpers.common import REPO, load_source
 from orchestrator.backups import list_backups
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("backup_store", REPO / "plugins" / "module_utils" / "backup_store.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-rules = _load()
+rules = load_source(REPO / "plugins" / "module_utils" / "backup_store.py", "backup_store")
 
 # What a backup folder may hold: every state role db_backup leaves, and damaged files.
 VERIFIED = st.sampled_from(

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent.parent
 VENV_BIN = Path(sys.executable).parent
+#: Where ``ansible_collections.envcredit.ops`` is found (a link to the repository).
+COLLECTIONS = REPO / "collections"
+
+
+def load_source(path: Path, name: str) -> ModuleType:
+    """The Python file ``path`` (a module, a filter plugin, a tool the roles copy to the hosts)
+    imported as ``name``; what it imports from this collection
+    (``ansible_collections.envcredit.ops...``) is found as Ansible finds it."""
+    if str(COLLECTIONS) not in sys.path:
+        sys.path.append(str(COLLECTIONS))
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def opsctl_cmd(*args: str) -> list[str]:

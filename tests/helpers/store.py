@@ -11,9 +11,6 @@ from typing import Any
 
 from .common import REPO, VENV_BIN
 
-#: Where ``ansible_collections.envcredit.ops`` is found (a link to the repository).
-COLLECTIONS = REPO / "collections"
-
 
 def write_backup(
     store: Path, host: str, bid: str, ended: str, *, verified: bool | None = None, at: str = "", committed: bool = True
