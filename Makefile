@@ -171,12 +171,14 @@ lane-nolab: image ## (make test's second lane) lint, every molecule scenario, th
 	ci/timed.sh lanes.unit $$N $(BIN)/pytest -q -m "not lab" --junitxml=$(TIMES_DIR)/pytest-unit.xml || rc=$$?; \
 	exit $$rc
 
-test-nightly: ## What `make test` leaves out (tests/README.md): the baseline apply flow with Lynis on every lab host, from a fresh lab
+test-nightly: ## What `make test` leaves out (tests/README.md): the baseline apply flow with Lynis on every lab host, from a fresh lab; the GitLab lint job
 	@# A fresh (unhardened) lab, the system installed on it as `make demo` does (the flow proves
 	@# the site and the database still answer), records in var/nightly/archive.
 	$(MAKE) --no-print-directory lab-reset
 	export OPSCTL_ARCHIVE=$(CURDIR)/var/nightly/archive; $(call INSTALL_SYSTEM,nightly test)
 	OPSCTL_BASELINE_LAB=1 OPSCTL_LYNIS_ALL=1 $(BIN)/pytest -q tests/test_baseline_lab_apply.py
+	@# The GitLab lint job in a clone through gitlab-ci-local: `make lint` again (make test runs it).
+	OPSCTL_NIGHTLY=1 $(BIN)/pytest -q tests/test_ci_pipeline.py::test_gitlab_lint_job
 
 demo: lab ## Start the lab and the system: seed, release + site-app, inspect, backup + verify; records, reports
 	$(OPSCTL) ops
