@@ -46,7 +46,9 @@ def opsctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     env = home_env(home)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("OPSCTL_VAULT_PASSWORD_FILE", raising=False)
+    # nor this machine's signers (the Makefile names the lab timers' file) or key
+    for key in ("OPSCTL_VAULT_PASSWORD_FILE", "OPSCTL_ALLOWED_SIGNERS", "OPSCTL_SIGNING_KEY"):
+        monkeypatch.delenv(key, raising=False)
     yield home
 
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import pytest
 
-from helpers.common import REPO
-from helpers.lab import PODMAN_ENV, lab_run
+from helpers.common import REPO, run_opsctl
+from helpers.lab import PODMAN_ENV, lab_run, lab_timers_key
 from orchestrator.releases import build_release
 
 pytestmark = pytest.mark.lab
@@ -252,12 +252,9 @@ def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
 ) -> None:
     store = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
-    key = tmp_path / "timer-key"  # the timers' own signing key, allowed on this machine
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "timers", "-f", str(key)], check=True)
-    signers = tmp_path / "allowed_signers"
-    signers.write_text(
-        f'timers@lab namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}', encoding="utf-8"
-    )
+    # The timers' own signing key, allowed on this machine (not in security/allowed_signers). Kept
+    # in var/signing: their records stay in the archive, which must verify after the test.
+    key, signers = lab_timers_key()
     # what /etc/envcredit-ops/opsctl.env holds on a controller
     env_file = {"OPSCTL_STORE": str(store), "OPSCTL_SIGNING_KEY": str(key), "OPSCTL_ALLOWED_SIGNERS": str(signers)}
 
@@ -322,6 +319,14 @@ def test_timers_run_as_standard_changes_under_production_policy_and_are_watched(
     assert [
         r["value"][1] for r in query(f'envcredit_scheduled_run_interval_seconds{{timer="backup",env="{STRICT}"}}')
     ] == ["86400"]
+
+    # The archive the timers filed into still verifies, their signatures included, with this
+    # machine's allowed signers as the Makefile hands them to opsctl (`make demo` verifies it).
+    verified = run_opsctl(
+        "records", "verify", env={"OPSCTL_ARCHIVE": str(ARCHIVE), "OPSCTL_ALLOWED_SIGNERS": str(signers)}
+    )
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
+    assert "timers@lab" in verified.stdout, verified.stdout[-3000:]
 
 
 def test_a_filling_disk_raises_the_forecast_warning_before_it_is_full(monitored: Capture) -> None:

@@ -216,3 +216,32 @@ def vault_value(key: str) -> str:
     value = str(yaml.safe_load(text)[key])
     assert len(value) >= 8
     return value
+
+
+#: The lab controller's timers key and the allowed-signers file naming it. The timers sign
+#: the records they file in this checkout's archive (var/archive, where the lab's receiver
+#: reads them), so the public half must outlive the test and the lab (`lab.sh down` removes
+#: var/lab, not the archive): var/signing, kept. It is a key of this machine, never in
+#: security/allowed_signers; the Makefile hands the file to opsctl (OPSCTL_ALLOWED_SIGNERS),
+#: so `make demo` and `make verify-records` verify the timers' records after `make test`.
+LAB_SIGNING_DIR = REPO / "var" / "signing"
+LAB_TIMERS_KEY = LAB_SIGNING_DIR / "lab-timers-key"
+LAB_ALLOWED_SIGNERS = LAB_SIGNING_DIR / "lab-allowed_signers"
+
+
+def lab_timers_key() -> tuple[Path, Path]:
+    """(private key, allowed-signers file) of the lab's timers, made once and then reused."""
+    LAB_SIGNING_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not LAB_TIMERS_KEY.is_file() or not LAB_TIMERS_KEY.with_suffix(".pub").is_file():
+        LAB_TIMERS_KEY.unlink(missing_ok=True)
+        LAB_TIMERS_KEY.with_suffix(".pub").unlink(missing_ok=True)
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "timers@lab", "-f", str(LAB_TIMERS_KEY)], check=True
+        )
+    line = f'timers@lab namespaces="envcredit-ops-record" {LAB_TIMERS_KEY.with_suffix(".pub").read_text().strip()}\n'
+    # appended, never replaced: records signed by an earlier key of this machine keep verifying
+    have = LAB_ALLOWED_SIGNERS.read_text(encoding="utf-8") if LAB_ALLOWED_SIGNERS.is_file() else ""
+    if line not in have.splitlines(keepends=True):
+        with LAB_ALLOWED_SIGNERS.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+    return LAB_TIMERS_KEY, LAB_ALLOWED_SIGNERS
