@@ -2,7 +2,7 @@
 back to a given second from the pgBackRest repository on lab-backup1, into a side cluster and in
 place, while a writer keeps committing.
 
-The story of the issue: with writes running, a marked row at T1, a table dropped at T2 (T1 + 40 s);
+The story of the issue: with writes running, a marked row at T1, a table dropped at T2 (T1 + 34 s);
 restore to T1 + 30 s. The marked row and the table are there, nothing written after T1 + 30 s is.
 The control host's backup store is an empty directory throughout (`rm -rf var/backups` does not
 matter: the restore reads the repository on the backup host alone).
@@ -101,8 +101,8 @@ def test_restore_to_a_point_in_time_into_a_side_cluster_then_in_place(store: lis
     t1 = datetime.fromtimestamp(
         float(psql(f"INSERT INTO marks (note) VALUES ('{marker}') RETURNING extract(epoch FROM at)")), UTC
     )
-    time.sleep(40)
-    psql("DROP TABLE victim")  # T2 = T1 + 40 s
+    time.sleep(34)  # past the target (T1 + 30 s)
+    psql("DROP TABLE victim")  # T2 = T1 + 34 s
     target = t1 + timedelta(seconds=30)
     time.sleep(2)
     assert int(psql(f"SELECT count(*) FROM writes WHERE at > '{target.isoformat()}'")) > 0  # the writer runs
