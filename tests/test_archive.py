@@ -19,6 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from helpers.common import allowed_signers_line, ssh_keygen  # noqa: E402
 from helpers.records import BASE_TIME, commit_record, fill  # noqa: E402
 
 from orchestrator.archive import Archive, VerifyReport, canonical_json, record_bytes, record_hash  # noqa: E402
@@ -879,11 +880,9 @@ def test_commits_are_signed_with_the_makers_key_or_said_unsigned(
     from orchestrator.archive import SignaturePolicy
     from orchestrator.signing import Verifier, message
 
-    key = tmp_path / "keys" / "alice"
-    key.parent.mkdir()
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice", "-f", str(key)], check=True)
+    key = ssh_keygen(tmp_path / "keys" / "alice", "alice")
     allowed = tmp_path / "allowed_signers"
-    allowed.write_text(f'alice@envcredit namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}')
+    allowed.write_text(allowed_signers_line("alice@envcredit", key))
     archive = Archive(tmp_path / "archive")
     monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(key))
     signed = commit_record(archive, env="production")

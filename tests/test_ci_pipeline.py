@@ -26,7 +26,7 @@ from orchestrator.archive import Archive
 from orchestrator.operations import load_catalog
 from orchestrator.records import login_user
 
-from helpers.common import VENV_BIN
+from helpers.common import VENV_BIN, ssh_keygen
 
 REPO = Path(__file__).resolve().parent.parent
 NODE_DIR = REPO / "var" / "ci-node"
@@ -407,8 +407,7 @@ def test_secrets_into_0600_files_and_removed(tmp_path: Path) -> None:
         'cat "$OPSCTL_VAULT_PASSWORD_FILE"; echo "$ANSIBLE_SSH_COMMON_ARGS"'
     )
     # A throw-away key made now (never committed), with CRLF line ends as CI variables may carry.
-    keyfile = tmp_path / "throwaway"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keyfile)], check=True)
+    keyfile = ssh_keygen(tmp_path / "throwaway")
     private_key = keyfile.read_text(encoding="utf-8").replace("\n", "\r\n")
     env = {
         "OPSCTL_CI_SECRETS": str(secrets_dir),
@@ -453,8 +452,7 @@ def test_gitlab_production_gate_puts_the_plan_and_the_approver_in_the_record(
     (clone / "docs" / "gate-test.md").write_text("A merge that reaches production.\n", encoding="utf-8")
     git(clone, "add", "-A")
     git(clone, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-qm", "Docs (CHG-2026-042)")
-    key = tmp_path / "ci-key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f", str(key)], check=True)
+    key = ssh_keygen(tmp_path / "ci-key", "ci")
     store = tmp_path / "store.git"
     subprocess.run(["git", "init", "-q", "--bare", str(store)], check=True)
     common = [

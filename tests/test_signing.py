@@ -10,24 +10,20 @@ from typing import Any
 
 import pytest
 
+from helpers.common import allowed_signers_line, ssh_keygen
 from helpers.records import commit_record, fill
 from orchestrator.archive import Archive, SignaturePolicy
 from orchestrator.signing import Verifier
 
 
 def keypair(tmp_path: Path, name: str) -> Path:
-    key = tmp_path / "keys" / name
-    key.parent.mkdir(exist_ok=True)
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
-    return key
+    return ssh_keygen(tmp_path / "keys" / name, name)
 
 
 def allowed(tmp_path: Path, *entries: tuple[str, Path]) -> Path:
     path = tmp_path / "allowed_signers"
     path.write_text(
-        "".join(
-            f'{who} namespaces="envcredit-ops-record" {key.with_suffix(".pub").read_text()}' for who, key in entries
-        ),
+        "".join(allowed_signers_line(who, key) for who, key in entries),
         encoding="utf-8",
     )
     return path

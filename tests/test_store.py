@@ -17,6 +17,7 @@ from orchestrator.cli import cli
 from orchestrator.errors import ArchiveError
 from orchestrator.store import FolderStore, GitStore, _git, open_store
 
+from helpers.common import ssh_keygen
 from helpers.records import commit_record, fill
 
 TESTS = Path(__file__).resolve().parent
@@ -332,8 +333,7 @@ def test_a_store_history_rewritten_on_the_server_is_refused(tmp_path: Path) -> N
 
 
 def test_store_commits_are_signed_with_the_writers_record_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    key = tmp_path / "ci-key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f", str(key)], check=True)
+    key = ssh_keygen(tmp_path / "ci-key", "ci")
     monkeypatch.setenv("OPSCTL_SIGNING_KEY", str(key))
     bare = tmp_path / "store.git"
     git("init", "-q", "--bare", str(bare))

@@ -60,3 +60,20 @@ def all_text_under(path: Path) -> str:
 def only(items: list[Any]) -> Any:
     assert len(items) == 1, items
     return items[0]
+
+
+def ssh_keygen(path: Path, comment: str | None = None) -> Path:
+    """A new passphrase-less ed25519 key pair at ``path`` (and ``path``.pub), made by ssh-keygen."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", *(["-C", comment] if comment else []), "-f", str(path)],
+        check=True,
+    )
+    return path
+
+
+def allowed_signers_line(principal: str, key: Path) -> str:
+    """The allowed_signers line that lets ``principal`` sign change records with ``key``."""
+    from orchestrator.signing import NAMESPACE
+
+    return f'{principal} namespaces="{NAMESPACE}" {key.with_suffix(".pub").read_text(encoding="utf-8").strip()}\n'

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .common import REPO, VENV_BIN, run_opsctl
+from .common import REPO, VENV_BIN, allowed_signers_line, run_opsctl, ssh_keygen
 
 LAB_HOSTS = ["lab-app1", "lab-app2", "lab-backup1", "lab-db1", "lab-db2", "lab-mon1", "lab-web1"]
 LAB_VAULT_PASSWORD_FILE = REPO / "lab" / "lab-only-vault-password"
@@ -235,10 +235,8 @@ def lab_timers_key() -> tuple[Path, Path]:
     if not LAB_TIMERS_KEY.is_file() or not LAB_TIMERS_KEY.with_suffix(".pub").is_file():
         LAB_TIMERS_KEY.unlink(missing_ok=True)
         LAB_TIMERS_KEY.with_suffix(".pub").unlink(missing_ok=True)
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "timers@lab", "-f", str(LAB_TIMERS_KEY)], check=True
-        )
-    line = f'timers@lab namespaces="envcredit-ops-record" {LAB_TIMERS_KEY.with_suffix(".pub").read_text().strip()}\n'
+        ssh_keygen(LAB_TIMERS_KEY, "timers@lab")
+    line = allowed_signers_line("timers@lab", LAB_TIMERS_KEY)
     # appended, never replaced: records signed by an earlier key of this machine keep verifying
     have = LAB_ALLOWED_SIGNERS.read_text(encoding="utf-8") if LAB_ALLOWED_SIGNERS.is_file() else ""
     if line not in have.splitlines(keepends=True):
