@@ -10,6 +10,7 @@ host alone. The probe data lives in a scratch database of this module (created a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import tempfile
@@ -122,6 +123,35 @@ def test_restore_to_a_point_in_time_into_a_side_instance_then_in_place(store: li
     # the side instance listens on 127.0.0.1 only and writes no binary log
     assert sql("SELECT @@bind_address, @@log_bin", socket=SIDE_SOCKET).split() == ["127.0.0.1", "0"]
 
+    # In place, MariaDB failing to start on the restored data (after the side instance's rehearsal
+    # passed, the live data directory moved aside and the restored one put in its place): the
+    # previous data directory comes back and MariaDB runs on it, nothing committed is lost.
+    committed = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    time.sleep(1)
+    rows_before = sql(f"SELECT count(*) FROM {SCRATCH}.writes WHERE at < '{committed}'")
+    with first_start_fails():
+        rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={beijing(target)}", "--yes", *store, rc=1,
+                      timeout=900)  # fmt: skip
+    assert rec["status"] == "failed"
+    # the fault where it was meant to be, then the rollback's own message
+    assert rec["failures"][0]["task"] == "Start MariaDB on the restored data", rec["failures"]
+    msg = rec["failures"][-1]["msg"]
+    assert msg.startswith(
+        "the point-in-time restore in place failed; the previous data directory is back and MariaDB runs as before"
+    ), msg
+    done = {c["task"] for c in rec["changes"]}
+    assert {"Keep the live data directory aside", "Put the previous data directory back"} <= done, done
+    assert (
+        sql(f"SELECT count(*) FROM information_schema.tables WHERE table_schema='{SCRATCH}' AND table_name='victim'")
+        == "0"
+    )  # the live state: still dropped
+    assert sql(f"SELECT note FROM {SCRATCH}.marks") == marker
+    assert sql(f"SELECT count(*) FROM {SCRATCH}.writes WHERE at < '{committed}'") == rows_before
+    time.sleep(2)  # the writer goes on on the previous data directory
+    recent = (datetime.now(UTC) - timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    assert sql(f"SELECT count(*) FROM {SCRATCH}.writes WHERE at > '{recent}'") != "0"
+    assert previous_data_dirs() == kept_before, "a data directory left aside after the rollback"
+
     # In place: the same target; the live data directory is replaced after the rehearsal.
     before_in_place = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
     rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={beijing(target)}", "-e", "db_restore_drop_previous=true",
@@ -144,6 +174,30 @@ def test_restore_to_a_point_in_time_into_a_side_instance_then_in_place(store: li
     # the side instance is gone; the previous data directory was dropped on request
     assert subprocess.run(["podman", "exec", HOST, "test", "-e", SIDE_SOCKET], env=PODMAN_ENV, check=False).returncode
     assert previous_data_dirs() == kept_before
+
+
+# A drop-in on lab-db2 that makes the next start of mariadb.service fail, once (the check runs as
+# root, "+": the unit runs as mysql). In an in-place restore that is the start on the restored data
+# (nothing else in the run starts the live unit; the side instance is a unit of its own), and the
+# rollback's start then works: a fault between the side instance's rehearsal and the swap, which
+# nothing natural produces on demand.
+FAULT_DROPIN = "/etc/systemd/system/mariadb.service.d/zz-envcredit-test-fault.conf"
+FAULT_ONCE = "/run/envcredit-test-mariadb-start-fails"
+
+
+@contextlib.contextmanager
+def first_start_fails() -> Iterator[None]:
+    dropin = f"[Service]\nExecStartPre=+/bin/sh -c 'if [ -e {FAULT_ONCE} ]; then rm -f {FAULT_ONCE}; exit 1; fi'\n"
+    script = (
+        f"mkdir -p $(dirname {FAULT_DROPIN}) && cat > {FAULT_DROPIN} && touch {FAULT_ONCE} && systemctl daemon-reload"
+    )
+    proc = podman(HOST, "sh", "-c", script, stdin=dropin)
+    assert proc.returncode == 0, proc.stderr
+    try:
+        yield
+    finally:
+        proc = podman(HOST, "sh", "-c", f"rm -f {FAULT_DROPIN} {FAULT_ONCE} && systemctl daemon-reload")
+        assert proc.returncode == 0, proc.stderr
 
 
 def previous_data_dirs() -> set[str]:

@@ -13,6 +13,7 @@ restore takes the whole cluster back about a minute, which no other test depends
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import tempfile
@@ -54,6 +55,32 @@ def repository_backups() -> list[str]:
     if proc.returncode != 0:
         return []
     return [b["label"] for b in json.loads(proc.stdout)[0].get("backup", [])]
+
+
+DATA_PARENT = "/var/lib/postgresql/15"
+# On lab-db1, ahead of /usr/bin in sudo's secure_path: pgBackRest itself, except that a restore into
+# the live cluster's path (the in-place swap: no --pg1-path, which the side cluster's restore names)
+# fails once the real restore has written the data directory, as when the repository breaks off
+# at the end (a fault between the side cluster's rehearsal and the swap, which nothing natural
+# produces on demand).
+FAULT = "/usr/local/bin/pgbackrest"
+FAULT_SCRIPT = """#!/bin/sh
+case " $* " in
+  *" restore "*|*" restore") case " $* " in *" --pg1-path="*) ;; *)
+    /usr/bin/pgbackrest "$@"; echo "ERROR: [039]: the repository went away (fault injected by the lab test)" >&2; exit 39;;
+  esac;;
+esac
+exec /usr/bin/pgbackrest "$@"
+"""
+
+
+@contextlib.contextmanager
+def in_place_restore_fails() -> Iterator[None]:
+    stdout_of(on_host(HOST, ["sh", "-c", f"cat > {FAULT} && chmod 0755 {FAULT}"], stdin=FAULT_SCRIPT))
+    try:
+        yield
+    finally:
+        stdout_of(on_host(HOST, ["rm", "-f", FAULT]))
 
 
 def beijing(when: datetime) -> str:
@@ -127,6 +154,37 @@ def test_restore_to_a_point_in_time_into_a_side_cluster_then_in_place(store: lis
         > 0
     )
     assert psql("SELECT to_regclass('victim') IS NULL") == "t"  # live: still dropped
+    timeline = psql("SELECT timeline_id FROM pg_control_checkpoint()", db="postgres")
+
+    # In place, the repository failing at the swap (after the side cluster's rehearsal passed, with
+    # the live data directory already moved aside and the restore written into its path): the
+    # previous data directory comes back and the cluster runs on it, nothing committed is lost.
+    committed = datetime.now(UTC)
+    time.sleep(1)
+    rows_before = psql(f"SELECT count(*) FROM writes WHERE at < '{committed.isoformat()}'")
+    aside = ["find", DATA_PARENT, "-maxdepth", "1", "-name", "main.pre_*"]
+    kept_before = stdout_of(on_host(HOST, aside))
+    with in_place_restore_fails():
+        rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={beijing(target)}", "--yes", *store, rc=1,
+                      timeout=900)  # fmt: skip
+    assert rec["status"] == "failed"
+    # the fault where it was meant to be, then the rollback's own message
+    assert rec["failures"][0]["task"] == "Restore the repository into the cluster's path", rec["failures"]
+    assert "fault injected by the lab test" in rec["failures"][0]["msg"], rec["failures"]
+    msg = rec["failures"][-1]["msg"]
+    assert msg.startswith(
+        "the point-in-time restore in place failed; the previous data directory is back and the cluster runs as before"
+    ), msg
+    done = {c["task"] for c in rec["changes"]}
+    assert {"Keep the data directory aside", "Put the previous data directory back"} <= done, done
+    assert psql("SELECT to_regclass('victim') IS NULL") == "t"  # the live state: still dropped
+    assert psql("SELECT note FROM marks") == marker
+    assert psql(f"SELECT count(*) FROM writes WHERE at < '{committed.isoformat()}'") == rows_before
+    time.sleep(2)  # the writer goes on on the previous data directory
+    assert psql(f"SELECT count(*) FROM writes WHERE at > '{datetime.now(UTC) - timedelta(seconds=30)}'") != "0"
+    assert psql("SELECT timeline_id FROM pg_control_checkpoint()", db="postgres") == timeline
+    kept = stdout_of(on_host(HOST, aside))
+    assert kept == kept_before, f"a data directory left aside after the rollback: {kept}"
 
     # In place: the same target, the live cluster replaced after the rehearsal in the side cluster.
     # (the writer goes on: its rows from before this run and after the target must be gone)
