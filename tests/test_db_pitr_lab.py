@@ -60,27 +60,42 @@ def repository_backups() -> list[str]:
 DATA_PARENT = "/var/lib/postgresql/15"
 # On lab-db1, ahead of /usr/bin in sudo's secure_path: pgBackRest itself, except that a restore into
 # the live cluster's path (the in-place swap: no --pg1-path, which the side cluster's restore names)
-# fails once the real restore has written the data directory, as when the repository breaks off
-# at the end (a fault between the side cluster's rehearsal and the swap, which nothing natural
-# produces on demand).
+# goes to 20 s before the target it was given: the in-place restore then ends elsewhere than the
+# side cluster's rehearsal, and its row check fails (a fault between the rehearsal and the swap,
+# which nothing natural produces on demand).
 FAULT = "/usr/local/bin/pgbackrest"
-FAULT_SCRIPT = """#!/bin/sh
-case " $* " in
-  *" restore "*|*" restore") case " $* " in *" --pg1-path="*) ;; *)
-    /usr/bin/pgbackrest "$@"; echo "ERROR: [039]: the repository went away (fault injected by the lab test)" >&2; exit 39;;
-  esac;;
-esac
+FAULT_SCRIPT = """#!/bin/bash
+live=1
+for a in "$@"; do case "$a" in --pg1-path=*) live=0;; esac; done
+if [[ $live == 1 && " $* " == *" restore "* ]]; then
+  args=()
+  for a in "$@"; do
+    case "$a" in
+      --target=*) t=$(date -d "${a#--target=}" +%s)
+                  args+=("--target=$(date -u -d "@$((t - 20))" '+%Y-%m-%d %H:%M:%S+00')");;
+      *) args+=("$a");;
+    esac
+  done
+  exec /usr/bin/pgbackrest "${args[@]}"
+fi
 exec /usr/bin/pgbackrest "$@"
 """
 
 
 @contextlib.contextmanager
-def in_place_restore_fails() -> Iterator[None]:
+def in_place_restore_goes_elsewhere() -> Iterator[None]:
     stdout_of(on_host(HOST, ["sh", "-c", f"cat > {FAULT} && chmod 0755 {FAULT}"], stdin=FAULT_SCRIPT))
     try:
         yield
     finally:
         stdout_of(on_host(HOST, ["rm", "-f", FAULT]))
+
+
+def history_files() -> list[str]:
+    """The timeline history files of lab-db1 in the repository on lab-backup1."""
+    out = stdout_of(on_host("lab-backup1", ["pgbackrest", f"--stanza={HOST}", "repo-ls", "--recurse", "archive"],
+                            user="pgbackrest"))  # fmt: skip
+    return sorted(line for line in out.split() if line.endswith(".history"))
 
 
 def beijing(when: datetime) -> str:
@@ -156,33 +171,39 @@ def test_restore_to_a_point_in_time_into_a_side_cluster_then_in_place(store: lis
     assert psql("SELECT to_regclass('victim') IS NULL") == "t"  # live: still dropped
     timeline = psql("SELECT timeline_id FROM pg_control_checkpoint()", db="postgres")
 
-    # In place, the repository failing at the swap (after the side cluster's rehearsal passed, with
-    # the live data directory already moved aside and the restore written into its path): the
-    # previous data directory comes back and the cluster runs on it, nothing committed is lost.
+    # In place, the restore into the live path ending elsewhere than the side cluster's rehearsal
+    # (after the live data directory was moved aside): the rows are checked while the replay is
+    # paused at the target, so the check fails before any promotion; the previous data directory
+    # comes back and the cluster runs on it, on its timeline, nothing committed lost, and no new
+    # timeline reaches the repository (the in-place restore below, to the same target, still works).
     committed = datetime.now(UTC)
     time.sleep(1)
     rows_before = psql(f"SELECT count(*) FROM writes WHERE at < '{committed.isoformat()}'")
     aside = ["find", DATA_PARENT, "-maxdepth", "1", "-name", "main.pre_*"]
     kept_before = stdout_of(on_host(HOST, aside))
-    with in_place_restore_fails():
-        rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={beijing(target)}", "--yes", *store, rc=1,
-                      timeout=900)  # fmt: skip
+    histories = history_files()
+    with in_place_restore_goes_elsewhere():
+        rec = lab_run("restore", "--limit", HOST, "-e", f"target_time={beijing(target)}", "-e",
+                      f"db_restore_database={SCRATCH}", "--yes", *store, rc=1, timeout=900)  # fmt: skip
     assert rec["status"] == "failed"
-    # the fault where it was meant to be, then the rollback's own message
-    assert rec["failures"][0]["task"] == "Restore the repository into the cluster's path", rec["failures"]
-    assert "fault injected by the lab test" in rec["failures"][0]["msg"], rec["failures"]
+    # the fault where it was meant to be (the check at the target), then the rollback's own message
+    first = rec["failures"][0]
+    assert first["task"] == "Require the expected rows (or, without an expectation, a database with tables)", first
+    assert "differ from the side cluster's" in first["msg"], first
     msg = rec["failures"][-1]["msg"]
     assert msg.startswith(
         "the point-in-time restore in place failed; the previous data directory is back and the cluster runs as before"
     ), msg
     done = {c["task"] for c in rec["changes"]}
     assert {"Keep the data directory aside", "Put the previous data directory back"} <= done, done
+    assert "Resume the replay paused at the target (it ends the recovery)" not in done
     assert psql("SELECT to_regclass('victim') IS NULL") == "t"  # the live state: still dropped
     assert psql("SELECT note FROM marks") == marker
     assert psql(f"SELECT count(*) FROM writes WHERE at < '{committed.isoformat()}'") == rows_before
     time.sleep(2)  # the writer goes on on the previous data directory
     assert psql(f"SELECT count(*) FROM writes WHERE at > '{datetime.now(UTC) - timedelta(seconds=30)}'") != "0"
     assert psql("SELECT timeline_id FROM pg_control_checkpoint()", db="postgres") == timeline
+    assert history_files() == histories, "the rolled-back restore left a timeline in the repository"
     kept = stdout_of(on_host(HOST, aside))
     assert kept == kept_before, f"a data directory left aside after the rollback: {kept}"
 
