@@ -151,6 +151,14 @@ def test_restore_to_a_point_in_time_into_a_side_instance_then_in_place(store: li
     recent = (datetime.now(UTC) - timedelta(seconds=30)).strftime("%Y-%m-%d %H:%M:%S.%f")
     assert sql(f"SELECT count(*) FROM {SCRATCH}.writes WHERE at > '{recent}'") != "0"
     assert previous_data_dirs() == kept_before, "a data directory left aside after the rollback"
+    # the archiving was held during the swap and runs again; nothing of the rolled-back instance
+    # was shipped: no archived binary log after the live one
+    assert "Hold the binary-log archiving while the data directory is swapped" in done, done
+    assert podman(HOST, "systemctl", "is-active", "envcredit-binlog-archive.timer").stdout.strip() == "active"
+    podman(HOST, "runuser", "-u", "mysql", "--", "python3", ARCHIVE_TOOL, "binlogs")  # what is closed, shipped
+    current = sql("SHOW MASTER STATUS").split()[0]
+    shipped = podman("lab-backup1", "ls", f"/var/lib/envcredit-archive/{HOST}/binlog").stdout.split()
+    assert shipped and all(name.removesuffix(".age") < current for name in shipped), (current, shipped[-3:])
 
     # In place: the same target; the live data directory is replaced after the rehearsal.
     before_in_place = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
