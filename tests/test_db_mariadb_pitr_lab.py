@@ -155,7 +155,8 @@ def test_restore_to_a_point_in_time_into_a_side_instance_then_in_place(store: li
     # was shipped: no archived binary log after the live one
     assert "Hold the binary-log archiving while the data directory is swapped" in done, done
     assert podman(HOST, "systemctl", "is-active", "envcredit-binlog-archive.timer").stdout.strip() == "active"
-    podman(HOST, "runuser", "-u", "mysql", "--", "python3", ARCHIVE_TOOL, "binlogs")  # what is closed, shipped
+    shipping = podman(HOST, "runuser", "-u", "mysql", "--", "python3", ARCHIVE_TOOL, "binlogs")  # the closed ones
+    assert shipping.returncode == 0, shipping.stderr
     current = sql("SHOW MASTER STATUS").split()[0]
     shipped = podman("lab-backup1", "ls", f"/var/lib/envcredit-archive/{HOST}/binlog").stdout.split()
     assert shipped and all(name.removesuffix(".age") < current for name in shipped), (current, shipped[-3:])
