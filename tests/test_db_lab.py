@@ -117,6 +117,7 @@ def test_round_trip_both_engines(seeded: None, store: Path) -> None:
                 reseed(host)
     for host in ENGINE:
         assert rec["outputs"]["restore"][host]["live_replaced"] is True
+        assert rec["outputs"]["restore"][host]["warnings"] == []  # the swap left nothing behind
         assert checksums(host) == before[host], host
         # the safety backup of the damaged data was taken first: two backups in the store now
         assert len([p for p in (store / "lab" / host).iterdir() if not p.name.endswith(".partial")]) == 2

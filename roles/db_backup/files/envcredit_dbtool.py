@@ -16,7 +16,10 @@ JSON object on stdout; errors go to stderr with exit status 1.
   checksum --engine E --db NAME                   per-table checksum of the data
   drop     --engine E --db NAME                   drop a database (never the --protect one)
   swap     --engine E --live NAME --new NAME --old NAME
-           live -> old, new -> live (PostgreSQL: rename; MariaDB: one RENAME TABLE)
+           live -> old, new -> live (PostgreSQL: rename, new connections refused meanwhile;
+           MariaDB: one RENAME TABLE); exit 1: nothing changed, exit 3: the live name is
+           missing (could not be put back, the message says where its data is); the JSON's
+           "warnings" name what a done swap left (an emptied database that could not be dropped)
   exists   --engine E --db NAME
   pitr-window --stanza S --target TIME            (PostgreSQL, pgBackRest) the recovery window:
            earliest = end of the oldest backup in the repository, latest = a commit made
@@ -261,6 +264,23 @@ def dump_directory_compressed(argv: list[str], out: Path, level: int) -> None:
 # ----------------------------------------------------------------------------- engines
 
 
+class SwapBroken(Fail):
+    """The swap failed half-way and could not be undone: the live name does not exist (exit 3)."""
+
+
+def _pg_message(exc: Any) -> str:
+    """psycopg2's message on one line (its DETAIL too), no traceback."""
+    return " ".join(str(exc).split())
+
+
+def _my_message(exc: Any) -> str:
+    """pymysql's (code, message) as 'message (code)'."""
+    args = getattr(exc, "args", ())
+    if len(args) >= 2:
+        return f"{args[1]} ({args[0]})"
+    return " ".join(str(exc).split())
+
+
 class Engine(common.Engine):
     def __init__(self) -> None:
         # database -> how far the manifest's row counts may be from the dump's snapshot
@@ -386,25 +406,71 @@ class Postgres(common.Postgres, Engine):
     def drop(self, db: str) -> None:
         run(["dropdb", "--if-exists", "--force", db])
 
-    def swap(self, live: str, new: str, old: str) -> None:
+    def swap(self, live: str, new: str, old: str) -> list[str]:
+        """live -> old, new -> live. Both databases refuse new connections from before their
+        sessions are ended until after the renames (a client that reconnects at once, a pool
+        or a probe, would otherwise hold the name and fail the rename); each gets its own
+        setting back, found by OID since the names change. Fails (live unchanged, or
+        SwapBroken when it could not be put back) without a traceback."""
+        import psycopg2
+
         conn = self.connect("postgres")
         conn.autocommit = True
+        cur = conn.cursor()
+        cur.execute("SELECT oid, datallowconn FROM pg_database WHERE datname IN (%s, %s)", (live, new))
+        allowed = {int(oid): bool(allow) for oid, allow in cur.fetchall()}
+        step = "refusing new connections"
         try:
-            cur = conn.cursor()
             for name in (live, new):
+                cur.execute(f"ALTER DATABASE {self.quote(name)} WITH ALLOW_CONNECTIONS false")
+            step = "ending the sessions"
+            for name in (live, new):
+                # waits up to 5 s for each session to end (PostgreSQL 14+)
                 cur.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s "
                     "AND pid <> pg_backend_pid()",
                     (name,),
                 )
+            step = f"renaming {live} to {old}"
             cur.execute(f"ALTER DATABASE {self.quote(live)} RENAME TO {self.quote(old)}")
             try:
+                step = f"renaming {new} to {live}"
                 cur.execute(f"ALTER DATABASE {self.quote(new)} RENAME TO {self.quote(live)}")
-            except Exception:
-                cur.execute(f"ALTER DATABASE {self.quote(old)} RENAME TO {self.quote(live)}")
+            except psycopg2.Error as exc:
+                first = _pg_message(exc)
+                try:
+                    cur.execute(f"ALTER DATABASE {self.quote(old)} RENAME TO {self.quote(live)}")
+                except psycopg2.Error as back:
+                    raise SwapBroken(
+                        f"{step} failed ({first}) and {old} could not be renamed back to {live} "
+                        f"({_pg_message(back)}): {live} does not exist; its data is in {old}"
+                    ) from None
                 raise
+        except psycopg2.Error as exc:
+            raise Fail(f"the swap failed while {step}: {_pg_message(exc)}; {live} is unchanged") from None
         finally:
+            warnings = self._allow_again(cur, allowed)
             conn.close()
+        return warnings
+
+    def _allow_again(self, cur: Any, allowed: dict[int, bool]) -> list[str]:
+        import psycopg2
+
+        warnings = []
+        for oid, allow in allowed.items():
+            try:
+                cur.execute("SELECT datname FROM pg_database WHERE oid = %s", (oid,))
+                row = cur.fetchone()
+                if row:
+                    cur.execute(
+                        f"ALTER DATABASE {self.quote(row[0])} WITH ALLOW_CONNECTIONS {'true' if allow else 'false'}"
+                    )
+            except psycopg2.Error as exc:
+                warnings.append(
+                    f"could not allow connections to database OID {oid} again: {_pg_message(exc)}; "
+                    "ALTER DATABASE ... WITH ALLOW_CONNECTIONS true by hand"
+                )
+        return warnings
 
     def checksums(self, db: str) -> dict[str, str]:
         conn = self.connect(db)
@@ -534,18 +600,42 @@ class MariaDB(common.MariaDB, Engine):
     def drop(self, db: str) -> None:
         self.query("", f"DROP DATABASE IF EXISTS {self.quote(db)}")
 
-    def swap(self, live: str, new: str, old: str) -> None:
+    def swap(self, live: str, new: str, old: str) -> list[str]:
+        """live -> old, new -> live in one atomic RENAME TABLE. Once it has run, the swap is
+        done: failing to drop the emptied new database (a file MariaDB does not know in its
+        directory, say) is a warning naming what is left, not a failure. Before it, nothing
+        has changed: the empty old database made for it is dropped again."""
+        import pymysql
+
         conn = self.connect("")
         try:
             cur = conn.cursor()
-            live_t = self.tables(conn, live)
-            new_t = self.tables(conn, new)
-            cur.execute(f"CREATE DATABASE {self.quote(old)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            try:
+                live_t = self.tables(conn, live)
+                new_t = self.tables(conn, new)
+                cur.execute(f"CREATE DATABASE {self.quote(old)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            except pymysql.Error as exc:
+                raise Fail(f"the swap could not start: {_my_message(exc)}; {live} is unchanged") from None
             pairs = [f"{self.quote(live)}.{self.quote(t)} TO {self.quote(old)}.{self.quote(t)}" for t in live_t]
             pairs += [f"{self.quote(new)}.{self.quote(t)} TO {self.quote(live)}.{self.quote(t)}" for t in new_t]
-            cur.execute("SET foreign_key_checks = 0")
-            cur.execute("RENAME TABLE " + ", ".join(pairs))  # one atomic statement
-            cur.execute(f"DROP DATABASE {self.quote(new)}")
+            try:
+                cur.execute("SET foreign_key_checks = 0")
+                cur.execute("RENAME TABLE " + ", ".join(pairs))  # one atomic statement
+            except pymysql.Error as exc:
+                left = ""
+                try:
+                    cur.execute(f"DROP DATABASE {self.quote(old)}")
+                except pymysql.Error as drop:
+                    left = f" (the empty database {old} made for the swap is left: {_my_message(drop)})"
+                raise Fail(f"the swap failed: {_my_message(exc)}; {live} is unchanged{left}") from None
+            try:
+                cur.execute(f"DROP DATABASE {self.quote(new)}")
+            except pymysql.Error as exc:
+                return [
+                    f"the swap is done, but the emptied database {new} could not be dropped: {_my_message(exc)}; "
+                    f"remove what is left in it and drop it by hand"
+                ]
+            return []
         finally:
             conn.close()
 
@@ -936,8 +1026,10 @@ def main() -> int:
                         raise Fail(f"no such database: {db}")
                 if eng.exists(a.old):
                     raise Fail(f"database {a.old} already exists")
-                eng.swap(a.live, a.new, a.old)
-                out = {"live": a.live, "previous": a.old}
+                out = {"live": a.live, "previous": a.old, "warnings": eng.swap(a.live, a.new, a.old)}
+    except SwapBroken as exc:
+        print(f"envcredit_dbtool: {exc}", file=sys.stderr)
+        return 3
     except Fail as exc:
         print(f"envcredit_dbtool: {exc}", file=sys.stderr)
         return 1
