@@ -420,37 +420,43 @@ class Postgres(common.Postgres, Engine):
         cur.execute("SELECT oid, datallowconn FROM pg_database WHERE datname IN (%s, %s)", (live, new))
         allowed = {int(oid): bool(allow) for oid, allow in cur.fetchall()}
         step = "refusing new connections"
+        failure: Fail | None = None
         try:
-            for name in (live, new):
-                cur.execute(f"ALTER DATABASE {self.quote(name)} WITH ALLOW_CONNECTIONS false")
-            step = "ending the sessions"
-            for name in (live, new):
-                # waits up to 5 s for each session to end (PostgreSQL 14+)
-                cur.execute(
-                    "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s "
-                    "AND pid <> pg_backend_pid()",
-                    (name,),
-                )
-            step = f"renaming {live} to {old}"
-            cur.execute(f"ALTER DATABASE {self.quote(live)} RENAME TO {self.quote(old)}")
             try:
-                step = f"renaming {new} to {live}"
-                cur.execute(f"ALTER DATABASE {self.quote(new)} RENAME TO {self.quote(live)}")
-            except psycopg2.Error as exc:
-                first = _pg_message(exc)
+                for name in (live, new):
+                    cur.execute(f"ALTER DATABASE {self.quote(name)} WITH ALLOW_CONNECTIONS false")
+                step = "ending the sessions"
+                for name in (live, new):
+                    # waits up to 5 s for each session to end (PostgreSQL 14+)
+                    cur.execute(
+                        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = %s "
+                        "AND pid <> pg_backend_pid()",
+                        (name,),
+                    )
+                step = f"renaming {live} to {old}"
+                cur.execute(f"ALTER DATABASE {self.quote(live)} RENAME TO {self.quote(old)}")
                 try:
-                    cur.execute(f"ALTER DATABASE {self.quote(old)} RENAME TO {self.quote(live)}")
-                except psycopg2.Error as back:
-                    raise SwapBroken(
-                        f"{step} failed ({first}) and {old} could not be renamed back to {live} "
-                        f"({_pg_message(back)}): {live} does not exist; its data is in {old}"
-                    ) from None
-                raise
-        except psycopg2.Error as exc:
-            raise Fail(f"the swap failed while {step}: {_pg_message(exc)}; {live} is unchanged") from None
-        finally:
+                    step = f"renaming {new} to {live}"
+                    cur.execute(f"ALTER DATABASE {self.quote(new)} RENAME TO {self.quote(live)}")
+                except psycopg2.Error as exc:
+                    first = _pg_message(exc)
+                    try:
+                        cur.execute(f"ALTER DATABASE {self.quote(old)} RENAME TO {self.quote(live)}")
+                    except psycopg2.Error as back:
+                        raise SwapBroken(
+                            f"{step} failed ({first}) and {old} could not be renamed back to {live} "
+                            f"({_pg_message(back)}): {live} does not exist; its data is in {old}"
+                        ) from None
+                    raise
+            except SwapBroken as exc:
+                failure = exc
+            except psycopg2.Error as exc:
+                failure = Fail(f"the swap failed while {step}: {_pg_message(exc)}; {live} is unchanged")
+        finally:  # also on any other exception: no database is left refusing connections
             warnings = self._allow_again(cur, allowed)
             conn.close()
+        if failure is not None:
+            raise type(failure)("; ".join([str(failure), *warnings]))
         return warnings
 
     def _allow_again(self, cur: Any, allowed: dict[int, bool]) -> list[str]:
