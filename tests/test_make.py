@@ -7,6 +7,7 @@ or an unexpanded variable in the commands is such a failure waiting for the lab.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -31,3 +32,21 @@ def test_target_commands_have_no_empty_arguments(target: str) -> None:
     assert any("releases build --version '1.0.0'" in line for line in commands), commands
     empty = [line for line in commands if re.search(r"(?:=|\s)''(?:\s|$)", line)]
     assert empty == [], empty
+
+
+@pytest.mark.parametrize(("env", "trusted"), [("lab", True), ("staging", False), ("production", False)])
+def test_the_lab_timers_key_is_trusted_only_by_targets_for_the_lab(env: str, trusted: bool) -> None:
+    """What a recipe's opsctl gets as OPSCTL_ALLOWED_SIGNERS (a one-line recipe added with --eval)."""
+    proc = subprocess.run(
+        ["make", "-s", "--no-print-directory", f"ENV={env}",
+         "--eval", 'envcredit-print-signers: ; @echo "[$$OPSCTL_ALLOWED_SIGNERS]"', "envcredit-print-signers"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if k != "OPSCTL_ALLOWED_SIGNERS"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    expected = f"[{REPO}/var/signing/lab-allowed_signers]" if trusted else "[]"
+    assert proc.stdout.strip() == expected
