@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from helpers.common import REPO
-from helpers.lab import lab_run, on_host
+from helpers.lab import db_query, lab_run, on_host
 
 pytestmark = pytest.mark.lab
 
@@ -32,17 +32,6 @@ ARCHIVE_TOOL = "/usr/local/lib/envcredit/envcredit_mariadb_archive.py"
 
 def podman(host: str, *argv: str, user: str = "root", timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return on_host(host, list(argv), user, timeout)
-
-
-def query(host: str, statement: str, db: str = "") -> str:
-    """One statement on the host's live database (psql as postgres on lab-db1, mariadb as root on lab-db2)."""
-    if host == "lab-db1":
-        proc = podman(host, "psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db or "postgres", "-c", statement,
-                      user="postgres")  # fmt: skip
-    else:
-        proc = podman(host, "mariadb", "-N", "-B", *([db] if db else []), "-e", statement)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout.strip()
 
 
 def counts(host: str) -> dict[str, int]:
@@ -69,10 +58,10 @@ def physical_backup_exists(host: str) -> bool:
 def archive_now(host: str) -> None:
     """What the archiving does by itself within a minute, done now: the marked row reaches lab-backup1."""
     if host == "lab-db1":
-        query(host, "SELECT pg_switch_wal()")
-        wal = query(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
+        db_query(host, "SELECT pg_switch_wal()")
+        wal = db_query(host, "SELECT pg_walfile_name(pg_current_wal_lsn())")
         for _ in range(60):  # the segment before the current one is archived
-            last = query(host, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+            last = db_query(host, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
             if last and last[-24:] >= _previous(wal):
                 return
             time.sleep(1)
@@ -116,10 +105,10 @@ def test_a_destroyed_database_host_is_rebuilt_from_the_backup_host_alone(host: s
 
     # A marked row committed just before the host is lost, archived like the timers do.
     marker = "rebuild-" + uuid.uuid4().hex
-    query(host, f"DROP DATABASE IF EXISTS {SCRATCH}")
-    query(host, f"CREATE DATABASE {SCRATCH}")
-    query(host, "CREATE TABLE marks (note VARCHAR(80))", db=SCRATCH)
-    query(host, f"INSERT INTO marks VALUES ('{marker}')", db=SCRATCH)
+    db_query(host, f"DROP DATABASE IF EXISTS {SCRATCH}")
+    db_query(host, f"CREATE DATABASE {SCRATCH}")
+    db_query(host, "CREATE TABLE marks (note VARCHAR(80))", db=SCRATCH)
+    db_query(host, f"INSERT INTO marks VALUES ('{marker}')", db=SCRATCH)
     before = counts(host)
     assert before, "the seeded database has no table"
     archive_now(host)
@@ -129,7 +118,9 @@ def test_a_destroyed_database_host_is_rebuilt_from_the_backup_host_alone(host: s
     recreate = subprocess.run([str(REPO / "lab" / "lab.sh"), "recreate", host], capture_output=True, text=True,
                               timeout=600, cwd=REPO, check=False)  # fmt: skip
     assert recreate.returncode == 0, recreate.stderr[-3000:]
-    assert "envcredit" not in query(host, "SELECT datname FROM pg_database" if host == "lab-db1" else "SHOW DATABASES")
+    assert "envcredit" not in db_query(
+        host, "SELECT datname FROM pg_database" if host == "lab-db1" else "SHOW DATABASES"
+    )
     assert not no_store.exists()
 
     # Rebuilding two hosts at once is refused before any host is touched.
@@ -141,7 +132,7 @@ def test_a_destroyed_database_host_is_rebuilt_from_the_backup_host_alone(host: s
         out = rec["outputs"]["rebuild"][host]
         assert {k: int(v) for k, v in out["tables"].items()} == before
         assert counts(host) == before
-        assert query(host, "SELECT note FROM marks", db=SCRATCH) == marker
+        assert db_query(host, "SELECT note FROM marks", db=SCRATCH) == marker
         assert not no_store.exists(), "the rebuild wrote into the control host's store"
 
         # The application hosts reach the database again (the lab's tier check: it connects
@@ -159,7 +150,7 @@ def test_a_destroyed_database_host_is_rebuilt_from_the_backup_host_alone(host: s
             assert proc.returncode == 0, proc.stderr
         else:
             assert podman(host, "systemctl", "is-active", "envcredit-binlog-archive.timer").stdout.strip() == "active"
-            query(host, f"INSERT INTO marks VALUES ('{marker}-after')", db=SCRATCH)
+            db_query(host, f"INSERT INTO marks VALUES ('{marker}-after')", db=SCRATCH)
             archive_now(host)
             new = archived_binlogs() - binlogs_before
             assert new, "the rebuilt host archived no binary log"
@@ -181,7 +172,7 @@ def test_a_destroyed_database_host_is_rebuilt_from_the_backup_host_alone(host: s
         again = lab_run("rebuild-db", "--limit", host, "--yes", rc=2, timeout=600)
         assert "holds the database envcredit" in json.dumps(again)
         assert not again["changes"], again["changes"]
-        assert query(host, f"SELECT count(*) FROM marks WHERE note = '{marker}'", db=SCRATCH) == "1"
+        assert db_query(host, f"SELECT count(*) FROM marks WHERE note = '{marker}'", db=SCRATCH) == "1"
     finally:
         podman(host, *(["psql", "-XAtqc", f"DROP DATABASE IF EXISTS {SCRATCH}"] if host == "lab-db1"
                        else ["mariadb", "-e", f"DROP DATABASE IF EXISTS {SCRATCH}"]),

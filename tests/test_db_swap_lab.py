@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.lab import DBTOOL, on_host, stdout_of
+from helpers.lab import DBTOOL, db_query, on_host, stdout_of
 from test_db_faults_lab import opsctl, store  # noqa: F401  (store: a fixture)
 from test_db_lab import checksums, store_vars
 from test_db_transfer_lab import tools  # noqa: F401  (a fixture: the repository's tool on the hosts)
@@ -51,7 +51,7 @@ def swap(host: str, engine: str, user: str) -> tuple[int, str, str]:
 
 
 def my(statement: str, db: str = "") -> str:
-    return stdout_of(on_host("lab-db2", ["mariadb", "-NB", *([db] if db else []), "-e", statement]))
+    return db_query("lab-db2", statement, db)
 
 
 def my_databases() -> set[str]:
@@ -140,9 +140,7 @@ def test_a_restore_whose_swap_the_server_refuses_changes_nothing(tools: None, st
 
 
 def pg(statement: str, db: str = "postgres") -> str:
-    return stdout_of(
-        on_host("lab-db1", ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", statement], "postgres")
-    )
+    return db_query("lab-db1", statement, db)
 
 
 RECONNECT = "envcredit-test-reconnect"

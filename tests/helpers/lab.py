@@ -243,3 +243,13 @@ def lab_timers_key() -> tuple[Path, Path]:
         with LAB_ALLOWED_SIGNERS.open("a", encoding="utf-8") as fh:
             fh.write(line)
     return LAB_TIMERS_KEY, LAB_ALLOWED_SIGNERS
+
+
+def db_query(host: str, statement: str, db: str = "") -> str:
+    """One statement on a lab database host, its stripped output; fails the test unless it worked.
+    lab-db1: psql as postgres (``db`` default postgres); lab-db2: mariadb as root (no default
+    database unless ``db``)."""
+    if host == "lab-db1":
+        argv = ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db or "postgres", "-c", statement]
+        return stdout_of(on_host(host, argv, "postgres"))
+    return stdout_of(on_host(host, ["mariadb", "-N", "-B", *([db] if db else []), "-e", statement]))
