@@ -82,8 +82,9 @@ image: setup ## Build the lab's Debian 12 image (once; cached by content hash)
 lab: setup ## Start the lab (idempotent); SCALE=N adds N fleet hosts
 	lab/lab.sh up $(SCALE)
 
-lab-down: ## Remove the lab's containers, network, key (keeps the image)
+lab-down: ## Remove the lab's containers, network, key (keeps the image); the second lab's too
 	lab/lab.sh down
+	lab/lab2.sh down
 
 lab-reset: setup ## Recreate the lab from scratch
 	lab/lab.sh reset $(SCALE)
@@ -143,14 +144,16 @@ molecule: image ## Every role's molecule scenario (create, converge, idempotence
 
 TIMES_DIR := $(CURDIR)/var/test-times.d
 
-test: ## Everything CI runs: setup, lab, then two lanes side by side (lint in the second); prints the time table
+test: ## Everything CI runs: setup, lab, then three lanes side by side (two labs; lint in the third); prints the time table
 	@# The lanes take the lab as started (-o lab: not `lab.sh up` a second time, 11 s). The lab
 	@# needs the venv first: its alerts receiver is `opsctl alerts serve`.
-	@# Two lanes on two cores: (1) the lab's end-to-end tests, one at a time (they share the
-	@# lab's hosts and ports), the baseline's apply flow last; (2) the linters, every role's
-	@# molecule scenario (containers of their own), then the tests that need no lab. The lab
-	@# lane is the long one, so everything that does not need the lab runs beside it (lint
-	@# too: before the lanes it held the lab lane back 70 s).
+	@# Three lanes on two cores: (1) the lab's end-to-end tests but the databases', one at a
+	@# time (they share the lab's hosts and ports), the baseline's apply flow last; (2) the
+	@# databases' lab tests (LAB2_TESTS) on a second lab of their own (lab/lab2.sh, started in
+	@# the lane); (3) the linters, every role's molecule scenario (containers of their own),
+	@# then the tests that need no lab. The lab tests wait on SSH round trips, services and
+	@# clocks (a third of the two cores idle with one lab lane), so the two lab lanes overlap
+	@# their waits; everything that does not need a lab runs beside them.
 	@# The apply flow leaves the lab hardened (`make lab-reset` returns to a plain lab; every
 	@# test also passes on a hardened one).
 	@# Each part's wall time goes to var/test-times.d; ci/test_times.py prints the table
@@ -158,13 +161,26 @@ test: ## Everything CI runs: setup, lab, then two lanes side by side (lint in th
 	@rm -rf $(TIMES_DIR); mkdir -p $(TIMES_DIR); export TEST_TIMES_DIR=$(TIMES_DIR); rc=0; \
 	ci/timed.sh setup $(MAKE) --no-print-directory setup \
 	&& ci/timed.sh lab $(MAKE) --no-print-directory lab \
-	&& ci/timed.sh lanes $(MAKE) --no-print-directory -j2 --output-sync=target -o lab lane-lab lane-nolab \
+	&& ci/timed.sh lanes $(MAKE) --no-print-directory -j3 --output-sync=target -o lab lane-lab lane-lab2 lane-nolab \
 	|| rc=$$?; \
 	python3 ci/test_times.py $(TIMES_DIR) $(CURDIR)/var/test-times.json || true; \
 	exit $$rc
 
-lane-lab: lab ## (make test's first lane) the lab's end-to-end tests, baseline apply flow last
-	ci/timed.sh lanes.lab env OPSCTL_BASELINE_LAB=1 $(BIN)/pytest -q -m lab --junitxml=$(TIMES_DIR)/pytest-lab.xml
+# The lab's end-to-end tests run in two lanes, each on a lab of its own: the first lab (`make
+# lab`) and a second one beside it (lab/lab2.sh: the same hosts, names and ports in a network
+# namespace and container store of their own, run from a copy of this checkout). The files
+# below (the databases' tests: backups, PITR, rebuilds, transfers) run on the second lab, every
+# other lab test on the first (the baseline's apply flow last). Within a lab, one test at a time.
+LAB2_TESTS := tests/test_db_faults_lab.py tests/test_db_lab.py tests/test_db_mariadb_archive_lab.py \
+	tests/test_db_mariadb_pitr_lab.py tests/test_db_pgbackrest_lab.py tests/test_db_pitr_lab.py \
+	tests/test_db_rebuild_lab.py tests/test_db_swap_lab.py tests/test_db_transfer_lab.py
+LAB_LANE ?= lab
+LAB_LANE_TESTS ?= -m lab $(addprefix --ignore=,$(LAB2_TESTS))
+lane-lab: lab ## (make test's first lane) the lab's end-to-end tests but LAB2_TESTS, baseline apply flow last
+	ci/timed.sh lanes.$(LAB_LANE) env OPSCTL_BASELINE_LAB=1 $(BIN)/pytest -q $(LAB_LANE_TESTS) --junitxml=$(TIMES_DIR)/pytest-$(LAB_LANE).xml
+
+lane-lab2: image ## (make test's second lane) LAB2_TESTS on the second lab (lab/lab2.sh), started first
+	lab/lab2.sh run $(MAKE) --no-print-directory lane-lab LAB_LANE=lab2 'LAB_LANE_TESTS=-m lab $(LAB2_TESTS)' TIMES_DIR=$(TIMES_DIR)
 
 # The no-lab lane yields the CPU to the lab lane, the long pole: its processes run at nice
 # $(NOLAB_NICE) and its molecule containers at a CPU weight of $(NOLAB_CPU_SHARES) (podman's
@@ -172,7 +188,7 @@ lane-lab: lab ## (make test's first lane) the lab's end-to-end tests, baseline a
 # a third of two cores) and still ends first.
 NOLAB_NICE ?= 10
 NOLAB_CPU_SHARES ?= 256
-lane-nolab: image ## (make test's second lane) lint, every molecule scenario, then the tests without the lab; at a lower CPU priority
+lane-nolab: image ## (make test's third lane) lint, every molecule scenario, then the tests without the lab; at a lower CPU priority
 	@rc=0; export MOLECULE_CPU_SHARES=$(NOLAB_CPU_SHARES); N="nice -n $(NOLAB_NICE)"; \
 	ci/timed.sh lanes.lint $$N $(MAKE) --no-print-directory lint || rc=$$?; \
 	ci/timed.sh lanes.molecule $$N lab/molecule-all.sh || rc=$$?; \

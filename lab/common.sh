@@ -11,7 +11,7 @@ export CONTAINERS_CONF="$LAB_DIR/containers.conf"
 
 LAB_IMAGE_REPO="localhost/envcredit-lab"
 LAB_PACKAGES_FILE="$LAB_DIR/image-packages.txt"
-LAB_NETWORK="envcredit-lab"
+LAB_NETWORK="${LAB_NETWORK:-envcredit-lab}"   # lab/lab2.sh: the second lab's
 LAB_VAR="$REPO_ROOT/var/lab"
 LAB_SSH_KEY="$LAB_VAR/ssh/id_ed25519"
 LAB_KNOWN_HOSTS="$LAB_VAR/known_hosts"

@@ -60,7 +60,8 @@ FILL_MOUNTS=(
 # one, as on a dedicated backup volume, so a test can fill it for real (a full repository:
 # tests/test_db_pitr_lab.py) without filling this machine's disk; fallocate's ballast takes
 # no blocks of the sparse image. Made empty with the host (create, recreate), removed by `down`.
-# One lab per machine (its ports and names are fixed), so the images live outside any clone.
+# One lab per machine and network namespace (its ports and names are fixed; lab/lab2.sh runs a
+# second one in a namespace of its own, with LAB_VOLUME_DIR set), so the images live outside any clone.
 VOLUME_DIR="${LAB_VOLUME_DIR:-/var/lib/envcredit-lab/volumes}"
 VOLUMES=(
     "lab-backup1 /var/lib/pgbackrest 8G"

@@ -50,3 +50,31 @@ def test_the_lab_timers_key_is_trusted_only_by_targets_for_the_lab(env: str, tru
     assert proc.returncode == 0, proc.stderr
     expected = f"[{REPO}/var/signing/lab-allowed_signers]" if trusted else "[]"
     assert proc.stdout.strip() == expected
+
+
+def _make_value(expression: str) -> str:
+    proc = subprocess.run(
+        ["make", "-s", "--no-print-directory", "--eval", f"envcredit-print: ; @echo '{expression}'", "envcredit-print"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_the_two_lab_lanes_split_the_lab_tests_between_the_two_labs() -> None:
+    """`make test` runs LAB2_TESTS on the second lab (lab/lab2.sh) and every other lab test on the
+    first: each named file is a lab test file that exists (pytest would stop on a missing one, but a
+    file without the lab mark would silently run nowhere), and the first lab's lane ignores exactly them."""
+    second = _make_value("$(LAB2_TESTS)").split()
+    assert second and len(second) == len(set(second)), second
+    for name in second:
+        path = REPO / name
+        assert path.is_file(), name
+        assert "pytestmark = pytest.mark.lab" in path.read_text(encoding="utf-8"), f"{name} is not a lab test file"
+    first = _make_value("$(LAB_LANE_TESTS)").split()
+    assert first[:2] == ["-m", "lab"]
+    assert sorted(first[2:]) == sorted(f"--ignore={name}" for name in second)

@@ -57,7 +57,7 @@ def seed_with_repository_dbtool() -> None:
         "lab",
         "--json",
         timeout=600,
-        env={"OPSCTL_ARCHIVE": "/tmp/envcredit-test-db-seed-archive"},
+        env={"OPSCTL_ARCHIVE": str(REPO / "var" / "test-db-seed-archive")},  # this checkout's: a second lab runs beside
     )
     assert seed.returncode == 0, seed.stdout[-3000:] + seed.stderr
     for src, dest, mode in (

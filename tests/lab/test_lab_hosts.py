@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,7 +135,8 @@ def test_every_host_resolves_every_other_to_its_lab_address(name: str) -> None:
 
 
 def test_the_lab_network_is_the_one_lab_sh_made() -> None:
-    (net,) = json.loads(podman("network", "inspect", "envcredit-lab").stdout)
+    # the second lab (lab/lab2.sh) names its own network
+    (net,) = json.loads(podman("network", "inspect", os.environ.get("LAB_NETWORK", "envcredit-lab")).stdout)
     labels = net.get("labels") or {}
     assert labels.get("io.envcredit.lab") == "1" and labels.get("io.envcredit.lab.netspec")
     subnets = [s.get("subnet") for s in net.get("subnets") or []]
