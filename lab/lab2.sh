@@ -113,8 +113,12 @@ cmd_down() {
         log "removing network namespace $LAB2_NETNS"
         ip netns del "$LAB2_NETNS"
     fi
-    # Nothing of the store is in use once its containers are gone.
+    # Nothing of the store is in use once its containers are gone; a container file system
+    # still mounted there (a container lab.sh did not remove) keeps it: never rm -rf into one.
     if mountpoint -q "$LAB2_STORE/storage/overlay" 2>/dev/null; then umount "$LAB2_STORE/storage/overlay" || true; fi
+    if awk -v s="$LAB2_STORE/" -v r="$LAB2_RUN/" 'index($2, s) == 1 || index($2, r) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
+        die "file systems under $LAB2_STORE or $LAB2_RUN are still mounted (a container of the second lab left running?); nothing removed"
+    fi
     rm -rf "$LAB2_STORE" "$LAB2_RUN" "$LAB2_VAR"
     log "second lab down"
 }

@@ -7,6 +7,7 @@ this machine. ``lab_ready`` and ``lab_archive`` are the running lab's (:mod:`hel
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import tempfile
@@ -52,16 +53,45 @@ def opsctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     yield home
 
 
+def _hold_the_lab(lock: Path) -> int:
+    """An exclusive lock on this lab for the test session (the descriptor; closed, it is released).
+
+    Two test sessions on one lab break each other in ways that look like defects (two backups of
+    one host in one second, a restore finding another run's rows), so a second one stops at once.
+    The second lab (lab/lab2.sh) runs from a copy of the checkout: its own var/lab, its own lock."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        pytest.fail(
+            f"another test session (pid {holder}) is using this lab; lab tests run one session at a time per lab"
+        )
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
+
+
 @pytest.fixture(scope="session")
-def lab_ready() -> list[str]:
-    """The running lab (started by `make lab`, which `make pytest` depends on).
+def lab_ready() -> Iterator[list[str]]:
+    """The running lab (started by `make lab`, which `make pytest` depends on), held by this
+    session alone (:func:`_hold_the_lab`).
 
     Fails, never skips, when the lab is down: a lab test that silently skips proves nothing.
-    Returns the lab's base hosts (fleet hosts excluded).
+    Yields the lab's base hosts (fleet hosts excluded).
     """
     key = REPO / "var" / "lab" / "ssh" / "id_ed25519"
     if not key.is_file():
         pytest.fail("the lab is not running: start it with `make lab`")
+    held = _hold_the_lab(REPO / "var" / "lab" / "tests.lock")
+    try:
+        yield from _lab_checked()
+    finally:
+        os.close(held)
+
+
+def _lab_checked() -> Iterator[list[str]]:
     # Names and tier ports first: when the hosts cannot reach each other, every lab
     # test fails with the one reason instead of each in its own way.
     check = subprocess.run(
@@ -104,7 +134,7 @@ def lab_ready() -> list[str]:
     )
     if seed.returncode != 0:
         pytest.fail(f"seeding the lab databases failed:\n{seed.stdout[-3000:]}\n{seed.stderr[-3000:]}")
-    return LAB_HOSTS
+    yield LAB_HOSTS
 
 
 @pytest.fixture
