@@ -47,12 +47,12 @@ EOF
 
 # The copy's lab/containers.conf: this checkout's settings (runtime, ulimits) plus the
 # second lab's own podman state and network definitions.
-write_containers_conf() {
+write_containers_conf() {   # DEST
     awk -v run="$LAB2_RUN" -v store="$LAB2_STORE" '
         { print }
         /^\[engine\]/ { print "tmp_dir = \"" run "/libpod\"" }
         END { print ""; print "[network]"; print "network_config_dir = \"" store "/networks\"" }
-    ' "$LAB_DIR/containers.conf" >"$LAB2_COPY/lab/containers.conf"
+    ' "$LAB_DIR/containers.conf" >"$1"
 }
 
 refresh_copy() {
@@ -62,7 +62,7 @@ refresh_copy() {
         --exclude=.mypy_cache/ --exclude=.ruff_cache/ --exclude=.hypothesis/ "$REPO_ROOT/" "$LAB2_COPY/"
     ln -sfn "$REPO_ROOT/.venv" "$LAB2_COPY/.venv"
     write_storage_conf
-    write_containers_conf
+    write_containers_conf "$LAB2_COPY/lab/containers.conf"
 }
 
 ensure_netns() {
@@ -105,16 +105,46 @@ cmd_run() {
     in_lab2 "$@"
 }
 
+# Podman on the second lab's store, in its namespace when there is one: also from a checkout
+# that has no copy (the names are the machine's: another checkout may have started it).
+lab2_podman() {
+    local -a ns=()
+    [ -e "/run/netns/$LAB2_NETNS" ] && ns=(nsenter --net="/run/netns/$LAB2_NETNS")
+    "${ns[@]}" env CONTAINERS_CONF="$LAB2_VAR/containers.conf" CONTAINERS_STORAGE_CONF="$LAB2_VAR/storage.conf" podman "$@"
+}
+
 cmd_down() {
     if [ -e "/run/netns/$LAB2_NETNS" ] && [ -x "$LAB2_COPY/lab/lab.sh" ]; then
-        (in_lab2 lab/lab.sh down) || die "the second lab's lab.sh down failed"
+        (in_lab2 lab/lab.sh down) || log "the second lab's lab.sh down failed; removing its containers directly"
     fi
+    if [ -d "$LAB2_STORE/storage" ]; then
+        mkdir -p "$LAB2_VAR"
+        write_storage_conf
+        write_containers_conf "$LAB2_VAR/containers.conf"
+        local c
+        for c in $(lab2_podman ps -aq 2>/dev/null); do
+            log "second lab: removing container $c"
+            lab2_podman rm -f -t 5 "$c" >/dev/null || die "could not remove the second lab's container $c"
+        done
+        lab2_podman network rm -f "$LAB2_NAME" >/dev/null 2>&1 || true
+    fi
+    # CNI's address leases are the machine's, by network name: none of the second lab's may
+    # outlive its containers (its fixed addresses would be "already allocated" next time)
+    rm -rf "/var/lib/cni/networks/$LAB2_NAME"
+    local mnt
+    for mnt in $(awk -v v="$LAB2_STORE/volumes/" 'index($2, v) == 1 { print $2 }' /proc/mounts); do
+        umount "$mnt"
+    done
     if [ -e "/run/netns/$LAB2_NETNS" ]; then
+        # what still runs there (the copy's alerts receiver, ssh masters) goes with it
+        local pids
+        pids="$(ip netns pids "$LAB2_NETNS" 2>/dev/null | tr '\n' ' ')"
+        [ -z "${pids// /}" ] || kill $pids 2>/dev/null || true
         log "removing network namespace $LAB2_NETNS"
         ip netns del "$LAB2_NETNS"
     fi
     # Nothing of the store is in use once its containers are gone; a container file system
-    # still mounted there (a container lab.sh did not remove) keeps it: never rm -rf into one.
+    # still mounted there keeps it: never rm -rf into one.
     if mountpoint -q "$LAB2_STORE/storage/overlay" 2>/dev/null; then umount "$LAB2_STORE/storage/overlay" || true; fi
     if awk -v s="$LAB2_STORE/" -v r="$LAB2_RUN/" 'index($2, s) == 1 || index($2, r) == 1 { found = 1 } END { exit !found }' /proc/mounts; then
         die "file systems under $LAB2_STORE or $LAB2_RUN are still mounted (a container of the second lab left running?); nothing removed"
