@@ -7,7 +7,6 @@ this machine. ``lab_ready`` and ``lab_archive`` are the running lab's (:mod:`hel
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import tempfile
@@ -19,7 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from helpers.common import REPO, VENV_BIN, run_opsctl
 from helpers.home import build_home, home_env
-from helpers.lab import LAB_HOSTS, lab_ansible_env
+from helpers.lab import LAB_HOSTS, hold_the_lab, lab_ansible_env
 
 # Property-based tests (tests/test_prop_*.py): derandomized, so every run (CI included) tries the
 # same examples and a failure is reproduced by running the test again; no example database (failing
@@ -53,30 +52,10 @@ def opsctl_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     yield home
 
 
-def _hold_the_lab(lock: Path) -> int:
-    """An exclusive lock on this lab for the test session (the descriptor; closed, it is released).
-
-    Two test sessions on one lab break each other in ways that look like defects (two backups of
-    one host in one second, a restore finding another run's rows), so a second one stops at once.
-    The second lab (lab/lab2.sh) runs from a copy of the checkout: its own var/lab, its own lock."""
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        pytest.fail(
-            f"another test session (pid {holder}) is using this lab; lab tests run one session at a time per lab"
-        )
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    return fd
-
-
 @pytest.fixture(scope="session")
 def lab_ready() -> Iterator[list[str]]:
     """The running lab (started by `make lab`, which `make pytest` depends on), held by this
-    session alone (:func:`_hold_the_lab`).
+    session alone (:func:`helpers.lab.hold_the_lab`).
 
     Fails, never skips, when the lab is down: a lab test that silently skips proves nothing.
     Yields the lab's base hosts (fleet hosts excluded).
@@ -84,7 +63,7 @@ def lab_ready() -> Iterator[list[str]]:
     key = REPO / "var" / "lab" / "ssh" / "id_ed25519"
     if not key.is_file():
         pytest.fail("the lab is not running: start it with `make lab`")
-    held = _hold_the_lab(REPO / "var" / "lab" / "tests.lock")
+    held = hold_the_lab(REPO / "var" / "lab" / "tests.lock")
     try:
         yield from _lab_checked()
     finally:

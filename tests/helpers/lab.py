@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from .common import REPO, VENV_BIN, allowed_signers_line, run_opsctl, ssh_keygen
@@ -253,3 +255,23 @@ def db_query(host: str, statement: str, db: str = "") -> str:
         argv = ["psql", "-XAtq", "-v", "ON_ERROR_STOP=1", "-d", db or "postgres", "-c", statement]
         return stdout_of(on_host(host, argv, "postgres"))
     return stdout_of(on_host(host, ["mariadb", "-N", "-B", *([db] if db else []), "-e", statement]))
+
+
+def hold_the_lab(lock: Path) -> int:
+    """An exclusive lock on this lab for the test session (the descriptor; closed, it is released).
+
+    Two test sessions on one lab break each other in ways that look like defects (two backups of
+    one host in one second, a restore finding another run's rows), so a second one stops at once.
+    The second lab (lab/lab2.sh) runs from a copy of the checkout: its own var/lab, its own lock."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        pytest.fail(
+            f"another test session (pid {holder}) is using this lab; lab tests run one session at a time per lab"
+        )
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    return fd
