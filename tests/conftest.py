@@ -63,14 +63,12 @@ def lab_ready() -> Iterator[list[str]]:
     key = REPO / "var" / "lab" / "ssh" / "id_ed25519"
     if not key.is_file():
         pytest.fail("the lab is not running: start it with `make lab`")
-    held = hold_the_lab(REPO / "var" / "lab" / "tests.lock")
-    try:
+    with hold_the_lab(REPO / "var" / "lab" / "tests.lock"):
         yield from _lab_checked()
-    finally:
-        os.close(held)
 
 
 def _lab_checked() -> Iterator[list[str]]:
+    """The self-check, the ping and the seed, then the lab's base hosts (lab_ready's body)."""
     # Names and tier ports first: when the hosts cannot reach each other, every lab
     # test fails with the one reason instead of each in its own way.
     check = subprocess.run(

@@ -257,21 +257,26 @@ def db_query(host: str, statement: str, db: str = "") -> str:
     return stdout_of(on_host(host, ["mariadb", "-N", "-B", *([db] if db else []), "-e", statement]))
 
 
-def hold_the_lab(lock: Path) -> int:
-    """An exclusive lock on this lab for the test session (the descriptor; closed, it is released).
+@contextlib.contextmanager
+def hold_the_lab(lock: Path) -> Iterator[None]:
+    """An exclusive lock on this lab while the block runs (a test session).
 
     Two test sessions on one lab break each other in ways that look like defects (two backups of
-    one host in one second, a restore finding another run's rows), so a second one stops at once.
-    The second lab (lab/lab2.sh) runs from a copy of the checkout: its own var/lab, its own lock."""
+    one host in one second, a restore finding another run's rows), so a second one stops at once,
+    naming the first one's pid. The second lab (lab/lab2.sh) runs from a copy of the checkout: its
+    own var/lab, its own lock. (orchestrator.lock.flock_file waits instead; a waiting test session
+    would hide the mistake.)"""
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            pytest.fail(
+                f"another test session (pid {holder}) is using this lab; lab tests run one session at a time per lab"
+            )
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        yield
+    finally:
         os.close(fd)
-        pytest.fail(
-            f"another test session (pid {holder}) is using this lab; lab tests run one session at a time per lab"
-        )
-    os.ftruncate(fd, 0)
-    os.write(fd, str(os.getpid()).encode())
-    return fd
