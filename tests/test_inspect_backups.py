@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from helpers.store import run_module, write_backup
+from helpers.store import run_module, run_module_raw, write_backup
 
 
 def _backup(
@@ -112,3 +112,45 @@ def test_a_failed_restore_test_is_not_a_verified_backup(tmp_path: Path) -> None:
     result = judge(store)
     assert result["backup"]["verified_count"] == 0 and result["backup"]["newest_verified"] is None
     assert _findings(result) == {"backup_verify": ("warning", None)}
+
+
+def test_every_host_of_a_play_in_one_call_is_judged_as_one_at_a_time(tmp_path: Path) -> None:
+    """The inspect role reads the store once for the play (``hosts``): each host gets the answer
+    that a call of its own gives, with its own thresholds and expectation."""
+    store = tmp_path / "backups"
+    _backup(store, "db1", 6.5, verified_hours_ago=5.5)
+    _backup(store, "db2", 40, verified_hours_ago=39)
+    store.mkdir(exist_ok=True)
+    one = {
+        "db1": judge(store, "db1"),
+        "db2": judge(store, "db2"),
+        "db3": judge(store, "db3"),  # expected, none
+        "web1": judge(store, "web1", expected=False),
+    }
+    entries = [
+        {"store": str(store), "host": h, "expected": h != "web1", "max_age_h": 26, "crit_age_h": 50,
+         "verify_max_age_h": 50, "verify_crit_age_h": 170}
+        for h in one
+    ]  # fmt: skip
+    together = run_module("inspect_backups", {"hosts": entries}, tmp_path)
+    assert set(together["hosts"]) == set(one)
+    for host, alone in one.items():
+        assert together["hosts"][host]["backup"]["count"] == alone["backup"]["count"], host
+        assert _findings(together["hosts"][host]) == _findings(alone), host
+    assert _findings(together["hosts"]["db2"]) == {"backup": ("warning", 40.0)}
+    assert _findings(together["hosts"]["db3"]) == {"backup": ("critical", None)}
+    # each entry's own thresholds: db2's 40 h is critical where 30 h is the limit
+    entries[1] = dict(entries[1], crit_age_h=30)
+    strict = run_module("inspect_backups", {"hosts": entries}, tmp_path)
+    assert _findings(strict["hosts"]["db2"]) == {"backup": ("critical", 40.0)}
+    assert _findings(strict["hosts"]["db1"]) == {}
+
+
+def test_a_host_named_twice_or_no_host_is_refused(tmp_path: Path) -> None:
+    entry = {"store": str(tmp_path), "host": "db1"}
+    proc = run_module_raw("inspect_backups", {"hosts": [entry, dict(entry, expected=True)]}, tmp_path)
+    assert proc.returncode != 0 and "named more than once: db1" in proc.stdout
+    proc = run_module_raw("inspect_backups", {"store": str(tmp_path)}, tmp_path)
+    assert proc.returncode != 0 and "one of the following is required: host, hosts" in proc.stdout
+    proc = run_module_raw("inspect_backups", {"host": "db1", "hosts": [entry]}, tmp_path)
+    assert proc.returncode != 0 and "mutually exclusive" in proc.stdout

@@ -27,9 +27,13 @@ description:
     C(backup)), the newest verified backup (verification runs less often)
     against C(verify_max_age_h)/C(verify_crit_age_h) (finding C(backup_verify)).
     So a healthy system never has a finding only because verification runs on its own schedule.
+  - "One host (C(host), C(store), C(expected) and the thresholds) returns C(backup) and C(findings).
+    Every host of a play in one call (C(hosts), a list of the same options per host; the inspect
+    role, C(run_once)) returns C(hosts), the same pair per host: one module run on the controller
+    for the play instead of one per host."
 options:
-  store: {type: path, required: true, description: The environment's backup store (var/backups/<env>).}
-  host: {type: str, required: true, description: Inventory name of the host.}
+  store: {type: path, description: The environment's backup store (var/backups/<env>). Required with C(host).}
+  host: {type: str, description: Inventory name of the host. One of C(host) and C(hosts) is required.}
   expected: {type: bool, default: false, description: The host must have backups (a database host).}
   max_age_h: {type: float, default: 26, description: Age (hours) of the newest backup for a warning.}
   crit_age_h: {type: float, default: 50, description: Age (hours) of the newest backup for a critical finding.}
@@ -41,6 +45,12 @@ options:
     type: float
     default: 170
     description: Age (hours) of the newest verified backup for a critical finding.
+  hosts:
+    type: list
+    elements: dict
+    description:
+      - Several hosts at once, each with its own C(store), C(host), C(expected) and thresholds
+        (the options above, with the same defaults). Not with C(host).
 author: envcredit-ops
 """
 
@@ -50,17 +60,29 @@ EXAMPLES = r"""
     store: "{{ playbook_dir }}/../var/backups/lab"
     host: "{{ inventory_hostname }}"
   delegate_to: localhost
+
+- name: Read the backup store once for every host of the play
+  inspect_backups:
+    hosts:
+      - {store: /srv/ops/var/backups/lab, host: lab-db1, expected: true}
+      - {store: /srv/ops/var/backups/lab, host: lab-web1}
+  delegate_to: localhost
+  run_once: true
 """
 
 RETURN = r"""
 backup:
   description: status (ok, none, not_applicable), count, verified_count, newest, newest_verified ({id, time, age_h}).
-  returned: always
+  returned: with C(host)
   type: dict
 findings:
   description: List of {check, severity, target, value, threshold, message, action}.
-  returned: always
+  returned: with C(host)
   type: list
+hosts:
+  description: Per host name, C(backup) and C(findings) as above.
+  returned: with C(hosts)
+  type: dict
 """
 
 import os
@@ -167,23 +189,9 @@ def _judge_verified(p, result):
     ]
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec={
-            "store": {"type": "path", "required": True},
-            "host": {"type": "str", "required": True},
-            "expected": {"type": "bool", "default": False},
-            "max_age_h": {"type": "float", "default": 26},
-            "crit_age_h": {"type": "float", "default": 50},
-            "verify_max_age_h": {"type": "float", "default": 50},
-            "verify_crit_age_h": {"type": "float", "default": 170},
-        },
-        supports_check_mode=True,
-    )
-    p = module.params
-    now = time.time()
+def judge(p, now):
+    """The backup and findings of one host (p: the options of one host)."""
     found = summary(p["store"], p["host"])
-    findings = []
     if found is None:
         result = {
             "status": "not_applicable",
@@ -207,9 +215,38 @@ def main():
             "newest_verified": _entry(found["newest_verified"], now),
             "expected": p["expected"],
         }
-    findings += _judge_newest(p, result)
-    findings += _judge_verified(p, result)
-    module.exit_json(changed=False, backup=result, findings=findings)
+    return {"backup": result, "findings": _judge_newest(p, result) + _judge_verified(p, result)}
+
+
+HOST_OPTIONS = {
+    "store": {"type": "path", "required": True},
+    "host": {"type": "str", "required": True},
+    "expected": {"type": "bool", "default": False},
+    "max_age_h": {"type": "float", "default": 26},
+    "crit_age_h": {"type": "float", "default": 50},
+    "verify_max_age_h": {"type": "float", "default": 50},
+    "verify_crit_age_h": {"type": "float", "default": 170},
+}
+
+
+def main():
+    one = {k: dict(v, required=False) for k, v in HOST_OPTIONS.items()}
+    module = AnsibleModule(
+        argument_spec=dict(one, hosts={"type": "list", "elements": "dict", "options": HOST_OPTIONS}),
+        required_one_of=[("host", "hosts")],
+        mutually_exclusive=[("host", "hosts")],
+        required_by={"host": ("store",)},
+        supports_check_mode=True,
+    )
+    p = module.params
+    now = time.time()
+    if p["hosts"] is None:
+        module.exit_json(changed=False, **judge(p, now))
+    names = [h["host"] for h in p["hosts"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        module.fail_json(msg="hosts: each host once; named more than once: %s" % ", ".join(twice))
+    module.exit_json(changed=False, hosts={h["host"]: judge(h, now) for h in p["hosts"]})
 
 
 if __name__ == "__main__":

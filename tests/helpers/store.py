@@ -30,10 +30,10 @@ def write_backup(
     return folder
 
 
-def run_module(name: str, args: dict[str, Any], home: Path) -> dict[str, Any]:
+def run_module_raw(name: str, args: dict[str, Any], home: Path) -> subprocess.CompletedProcess[str]:
     """``envcredit.ops.<name>`` run by ``ansible localhost`` with the repository's configuration
-    (its collection path); the module's result."""
-    proc = subprocess.run(
+    (its collection path); the finished process, whatever its exit code."""
+    return subprocess.run(
         [
             str(VENV_BIN / "ansible"), "localhost", "-c", "local", "-i", "localhost,", "-o",
             "-m", f"envcredit.ops.{name}", "-a", json.dumps(args),
@@ -41,5 +41,10 @@ def run_module(name: str, args: dict[str, Any], home: Path) -> dict[str, Any]:
         capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
         env={"PATH": f"{VENV_BIN}:/usr/bin:/bin", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "0", "HOME": str(home)},
     )  # fmt: skip
+
+
+def run_module(name: str, args: dict[str, Any], home: Path) -> dict[str, Any]:
+    """The module's result (see :func:`run_module_raw`); the module must succeed."""
+    proc = run_module_raw(name, args, home)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return dict(json.loads(proc.stdout.split("=>", 1)[1]))
