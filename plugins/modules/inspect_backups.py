@@ -27,40 +27,32 @@ description:
     C(backup)), the newest verified backup (verification runs less often)
     against C(verify_max_age_h)/C(verify_crit_age_h) (finding C(backup_verify)).
     So a healthy system never has a finding only because verification runs on its own schedule.
-  - "One host (C(host), C(store), C(expected) and the thresholds) returns C(backup) and C(findings).
-    Every host of a play in one call (C(hosts), a list of the same options per host; the inspect
-    role, C(run_once)) returns C(hosts), the same pair per host: one module run on the controller
-    for the play instead of one per host."
+  - Every host of a play in one call (the inspect role runs it C(run_once)), so the controller runs
+    one module for the play instead of one per host.
 options:
-  store: {type: path, description: The environment's backup store (var/backups/<env>). Required with C(host).}
-  host: {type: str, description: Inventory name of the host. One of C(host) and C(hosts) is required.}
-  expected: {type: bool, default: false, description: The host must have backups (a database host).}
-  max_age_h: {type: float, default: 26, description: Age (hours) of the newest backup for a warning.}
-  crit_age_h: {type: float, default: 50, description: Age (hours) of the newest backup for a critical finding.}
-  verify_max_age_h:
-    type: float
-    default: 50
-    description: Age (hours) of the newest verified backup for a warning (the verification period plus a margin).
-  verify_crit_age_h:
-    type: float
-    default: 170
-    description: Age (hours) of the newest verified backup for a critical finding.
   hosts:
     type: list
     elements: dict
-    description:
-      - Several hosts at once, each with its own C(store), C(host), C(expected) and thresholds
-        (the options above, with the same defaults). Not with C(host).
+    required: true
+    description: One entry per host, each with its own options (below); each host once.
+    suboptions:
+      store: {type: path, required: true, description: The environment's backup store (var/backups/<env>).}
+      host: {type: str, required: true, description: Inventory name of the host.}
+      expected: {type: bool, default: false, description: The host must have backups (a database host).}
+      max_age_h: {type: float, default: 26, description: Age (hours) of the newest backup for a warning.}
+      crit_age_h: {type: float, default: 50, description: Age (hours) of the newest backup for a critical finding.}
+      verify_max_age_h:
+        type: float
+        default: 50
+        description: Age (hours) of the newest verified backup for a warning (the verification period plus a margin).
+      verify_crit_age_h:
+        type: float
+        default: 170
+        description: Age (hours) of the newest verified backup for a critical finding.
 author: envcredit-ops
 """
 
 EXAMPLES = r"""
-- name: Read the backup store
-  inspect_backups:
-    store: "{{ playbook_dir }}/../var/backups/lab"
-    host: "{{ inventory_hostname }}"
-  delegate_to: localhost
-
 - name: Read the backup store once for every host of the play
   inspect_backups:
     hosts:
@@ -71,17 +63,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-backup:
-  description: status (ok, none, not_applicable), count, verified_count, newest, newest_verified ({id, time, age_h}).
-  returned: with C(host)
-  type: dict
-findings:
-  description: List of {check, severity, target, value, threshold, message, action}.
-  returned: with C(host)
-  type: list
 hosts:
-  description: Per host name, C(backup) and C(findings) as above.
-  returned: with C(hosts)
+  description:
+    - Per host name, C(backup) (status ok, none or not_applicable; count, verified_count, newest,
+      newest_verified as {id, time, age_h}) and C(findings) (a list of {check, severity, target,
+      value, threshold, message, action}).
+  returned: always
   type: dict
 """
 
@@ -230,23 +217,17 @@ HOST_OPTIONS = {
 
 
 def main():
-    one = {k: dict(v, required=False) for k, v in HOST_OPTIONS.items()}
     module = AnsibleModule(
-        argument_spec=dict(one, hosts={"type": "list", "elements": "dict", "options": HOST_OPTIONS}),
-        required_one_of=[("host", "hosts")],
-        mutually_exclusive=[("host", "hosts")],
-        required_by={"host": ("store",)},
+        argument_spec={"hosts": {"type": "list", "elements": "dict", "required": True, "options": HOST_OPTIONS}},
         supports_check_mode=True,
     )
-    p = module.params
-    now = time.time()
-    if p["hosts"] is None:
-        module.exit_json(changed=False, **judge(p, now))
-    names = [h["host"] for h in p["hosts"]]
+    entries = module.params["hosts"]
+    names = [h["host"] for h in entries]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         module.fail_json(msg="hosts: each host once; named more than once: %s" % ", ".join(twice))
-    module.exit_json(changed=False, hosts={h["host"]: judge(h, now) for h in p["hosts"]})
+    now = time.time()
+    module.exit_json(changed=False, hosts={h["host"]: judge(h, now) for h in entries})
 
 
 if __name__ == "__main__":
